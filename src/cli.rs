@@ -1,0 +1,97 @@
+//! The command line (`spec/cli.md`): clap definitions only; each verb's work is elsewhere.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run and supervise a Redis master/replica group described by one TOML file.
+#[derive(Debug, Parser)]
+#[command(name = "redisrepd", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The group's TOML file.
+    #[arg(
+        long,
+        global = true,
+        env = "REDISREPD_CONFIG",
+        default_value = "/etc/redisrepd/redisrepd.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Run the supervisor for this host's instances in the foreground.
+    Daemon {
+        /// The host whose instances to run (default: this machine's hostname).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
+    /// Start instances (and clear a `failed` state).
+    Start(Targets),
+    /// Stop instances with an authenticated SHUTDOWN that saves first.
+    Stop(ForceTargets),
+    /// Restart instances one at a time through the sync gate; masters last.
+    Restart(ForceTargets),
+    /// Show every instance of the group, on every host.
+    Status {
+        /// Only these instances.
+        instances: Vec<String>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the daemon(s) re-read the TOML and apply the difference.
+    Reload {
+        /// Only the daemon for this host (default: every daemon with a socket in run_dir).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
+    /// Validate the TOML and print the plan for a host.
+    Check {
+        /// The host whose plan to print (default: this machine's hostname).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
+    /// Print the redis.conf generated for an instance.
+    Render {
+        /// The instance.
+        instance: String,
+        /// Print the password instead of masking it.
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Instances named on the command line, or all of them.
+#[derive(Debug, Clone, Args)]
+pub struct Targets {
+    /// Instance names.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub instances: Vec<String>,
+    /// Every instance of the group.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// [`Targets`] plus `--force`.
+#[derive(Debug, Clone, Args)]
+pub struct ForceTargets {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Go ahead even if a master loses its min-replicas quorum meanwhile, and stop an
+    /// instance whose final save fails without saving.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,82 @@
+//! `redisrepd check`: validate the file and print a host's plan.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::config::Group;
+
+/// Validates the TOML and prints the start plan for `host` (default: this machine).
+pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
+    let checked = super::load(config)?;
+    let group = &checked.group;
+    if which::which(&group.cluster.redis_server).is_err() {
+        eprintln!(
+            "redisrepd: warning: {}: key `redis_server`: `{}` is not found or not executable \
+             here; the daemon will refuse to start until it is installed",
+            config.display(),
+            group.cluster.redis_server
+        );
+    }
+    let hosts: Vec<String> = match host {
+        Some(h) => vec![h.to_owned()],
+        None => {
+            let me = super::hostname();
+            if group.hosts().contains(&me.as_str()) {
+                vec![me]
+            } else {
+                println!(
+                    "this machine (`{me}`) runs no instance of this file; the plan of every host follows"
+                );
+                group.hosts().into_iter().map(str::to_owned).collect()
+            }
+        }
+    };
+    print!("{}", plan(group, &hosts));
+    Ok(crate::EXIT_OK)
+}
+
+/// The plan `check` prints: each host's instances in start order with their paths.
+pub fn plan(group: &Group, hosts: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cluster `{}`: {} instance(s) on host(s) {}; configuration is valid",
+        group.cluster.name,
+        group.instances.len(),
+        group.hosts().join(", ")
+    );
+    for host in hosts {
+        let order = group.start_order(host);
+        if order.is_empty() {
+            let _ = writeln!(
+                out,
+                "host `{host}` runs no instance (hosts in the file: {})",
+                group.hosts().join(", ")
+            );
+            continue;
+        }
+        let _ = writeln!(out, "host `{host}`, in start order:");
+        for (n, inst) in order.iter().enumerate() {
+            let role = match &inst.replica_of {
+                None => "master".to_owned(),
+                Some(up) => {
+                    let addr = group.instance(up).map(|u| u.address()).unwrap_or_default();
+                    format!("replica of `{up}` ({addr})")
+                }
+            };
+            let _ = writeln!(out, "  {}. {} at {}, {role}", n + 1, inst.name, inst.address());
+            let _ = writeln!(out, "     config:   {}", group.conf_path(inst).display());
+            let _ = writeln!(out, "     pid file: {}", group.pid_path(inst).display());
+            let _ = writeln!(out, "     data dir: {}", group.data_path(inst).display());
+            let log = group
+                .log_path(inst)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the daemon's log".to_owned());
+            let _ = writeln!(out, "     log:      {log}");
+        }
+        let _ = writeln!(out, "  control socket: {}", group.socket_path(host).display());
+    }
+    out
+}

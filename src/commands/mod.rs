@@ -1,0 +1,73 @@
+//! One function per verb: the glue between the command line and the library.
+
+mod check;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{Cli, Verb};
+use crate::config::{self, Checked};
+use crate::render::{self, Secrets};
+
+/// Runs the verb and returns its exit status.
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.verb {
+        Verb::Check { host } => check::run(&cli.config, host.as_deref()),
+        Verb::Render {
+            instance,
+            show_secrets,
+        } => {
+            let checked = load(&cli.config)?;
+            let group = &checked.group;
+            let inst = group.instance(&instance).with_context(|| {
+                format!(
+                    "{}: no instance `{instance}`; instances: {}",
+                    cli.config.display(),
+                    names(group)
+                )
+            })?;
+            let secrets = if show_secrets { Secrets::Show } else { Secrets::Mask };
+            print!("{}", render::render(group, inst, secrets));
+            Ok(crate::EXIT_OK)
+        }
+        Verb::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "redisrepd", &mut std::io::stdout());
+            Ok(crate::EXIT_OK)
+        }
+        Verb::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .context("writing the man page")?;
+            Ok(crate::EXIT_OK)
+        }
+        _ => anyhow::bail!("this verb needs the daemon, which is not built yet"),
+    }
+}
+
+/// Loads the TOML and prints its warnings on stderr.
+pub(crate) fn load(path: &std::path::Path) -> Result<Checked> {
+    let checked = config::load(path)?;
+    for w in &checked.warnings {
+        eprintln!("redisrepd: warning: {}: {w}", path.display());
+    }
+    Ok(checked)
+}
+
+/// The instance names of a group, for "did you mean" lists.
+pub(crate) fn names(group: &config::Group) -> String {
+    group
+        .instances
+        .iter()
+        .map(|i| format!("`{}`", i.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// This machine's hostname: the default `--host`.
+pub(crate) fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

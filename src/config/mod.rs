@@ -1,0 +1,418 @@
+//! The replication group as redisrepd understands it: the validated model of the TOML file.
+//!
+//! Two stages, as in `spec/config.md`: `raw` mirrors the file for serde, `validate` turns it
+//! into a [`Group`] and collects every problem at once. [`parse`] is pure (text in, model
+//! out); [`load`] adds the file-system facts (reading the TOML and the password file).
+//! Nothing here starts processes or talks to Redis.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::MANAGED_DIRECTIVES;
+
+/// One validated replication group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The TOML file this group was read from (absolute when loaded from disk).
+    pub source: PathBuf,
+    pub cluster: Cluster,
+    pub supervise: Supervise,
+    /// `[redis]`: directives for every instance, in file order.
+    pub redis: Vec<Directive>,
+    /// Every instance, in file order.
+    pub instances: Vec<Instance>,
+}
+
+/// `[cluster]` with defaults applied and paths made absolute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub password: PasswordSource,
+    /// As configured: a bare name is looked up on PATH when the daemon starts.
+    pub redis_server: String,
+    pub run_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_dir: Option<PathBuf>,
+    pub user: Option<String>,
+}
+
+/// Where the group's password comes from.
+#[derive(Clone, PartialEq)]
+pub enum PasswordSource {
+    /// No AUTH at all (`check` warns).
+    None,
+    /// Written in the TOML itself.
+    Inline(Secret),
+    /// Read from this file by [`load`]; `secret` is `None` until then.
+    File { path: PathBuf, secret: Option<Secret> },
+}
+
+impl fmt::Debug for PasswordSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswordSource::None => f.write_str("None"),
+            PasswordSource::Inline(_) => f.write_str("Inline(***)"),
+            PasswordSource::File { path, .. } => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+/// A password: never printed by `Debug` or `Display`, so it cannot leak into a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The password itself: call only where it is handed to Redis or a 0600 file.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `[supervise]` with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Supervise {
+    pub start_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub restart_delay: Duration,
+    pub restart_delay_max: Duration,
+    pub crash_loop_limit: u32,
+    pub crash_loop_window: Duration,
+    pub max_concurrent_syncs: u32,
+    pub sync_timeout: Duration,
+    pub health_interval: Duration,
+}
+
+impl Default for Supervise {
+    fn default() -> Self {
+        Supervise {
+            start_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            restart_delay: Duration::from_secs(1),
+            restart_delay_max: Duration::from_secs(60),
+            crash_loop_limit: 5,
+            crash_loop_window: Duration::from_secs(300),
+            max_concurrent_syncs: 1,
+            sync_timeout: Duration::from_secs(600),
+            health_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One redis.conf directive: `key value`, or the key repeated once per list item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Directive {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// One `[[instance]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub name: String,
+    pub host: String,
+    pub bind: IpAddr,
+    pub port: u16,
+    /// The instance this one replicates from; `None` for the master.
+    pub replica_of: Option<String>,
+    pub min_replicas_to_write: Option<u32>,
+    pub min_replicas_max_lag: Option<u32>,
+    /// `[instance.redis]`, in file order.
+    pub redis: Vec<Directive>,
+}
+
+impl Instance {
+    /// True for the group's one master.
+    pub fn is_master(&self) -> bool {
+        self.replica_of.is_none()
+    }
+    /// `bind:port`, for messages.
+    pub fn address(&self) -> String {
+        match self.bind {
+            IpAddr::V4(ip) => format!("{ip}:{}", self.port),
+            IpAddr::V6(ip) => format!("[{ip}]:{}", self.port),
+        }
+    }
+}
+
+impl Group {
+    /// The instance called `name`.
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    /// The group's master (validation guarantees exactly one).
+    pub fn master(&self) -> &Instance {
+        self.instances
+            .iter()
+            .find(|i| i.is_master())
+            .unwrap_or(&self.instances[0])
+    }
+
+    /// The instances that replicate directly from `name`, in file order.
+    pub fn replicas_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.instances
+            .iter()
+            .filter(move |i| i.replica_of.as_deref() == Some(name))
+    }
+
+    /// The instance that `inst` replicates from.
+    pub fn upstream(&self, inst: &Instance) -> Option<&Instance> {
+        inst.replica_of.as_deref().and_then(|n| self.instance(n))
+    }
+
+    /// Hops from the master: 0 for the master, 1 for its replicas, 2 for theirs.
+    pub fn depth(&self, inst: &Instance) -> usize {
+        let mut depth = 0;
+        let mut current = inst;
+        while let Some(up) = self.upstream(current) {
+            depth += 1;
+            current = up;
+            if depth > self.instances.len() {
+                break; // a cycle, which validation rejects; never loop forever
+            }
+        }
+        depth
+    }
+
+    /// Every instance ordered master first, then each level of replicas (parents before
+    /// children), file order within a level.
+    pub fn start_order_all(&self) -> Vec<&Instance> {
+        let mut all: Vec<&Instance> = self.instances.iter().collect();
+        all.sort_by_key(|i| self.depth(i));
+        all
+    }
+
+    /// This host's instances in the order they are started.
+    pub fn start_order(&self, host: &str) -> Vec<&Instance> {
+        self.start_order_all()
+            .into_iter()
+            .filter(|i| i.host == host)
+            .collect()
+    }
+
+    /// This host's instances in the order they are stopped: deepest replicas first.
+    pub fn stop_order(&self, host: &str) -> Vec<&Instance> {
+        let mut order = self.start_order(host);
+        order.reverse();
+        order
+    }
+
+    /// Every host named in the file, in first-mention order.
+    pub fn hosts(&self) -> Vec<&str> {
+        let mut hosts: Vec<&str> = Vec::new();
+        for inst in &self.instances {
+            if !hosts.contains(&inst.host.as_str()) {
+                hosts.push(&inst.host);
+            }
+        }
+        hosts
+    }
+
+    /// The password, once loaded.
+    pub fn password(&self) -> Option<&Secret> {
+        match &self.cluster.password {
+            PasswordSource::None => None,
+            PasswordSource::Inline(s) => Some(s),
+            PasswordSource::File { secret, .. } => secret.as_ref(),
+        }
+    }
+
+    /// The generated redis.conf of an instance.
+    pub fn conf_path(&self, inst: &Instance) -> PathBuf {
+        self.cluster.run_dir.join(format!("{}.conf", inst.name))
+    }
+
+    /// The pid file redisrepd writes for an instance (pid and process start time).
+    pub fn pid_path(&self, inst: &Instance) -> PathBuf {
+        self.cluster.run_dir.join(format!("{}.pid", inst.name))
+    }
+
+    /// The directory holding an instance's RDB/AOF.
+    pub fn data_path(&self, inst: &Instance) -> PathBuf {
+        self.cluster.data_dir.join(&inst.name)
+    }
+
+    /// The instance's own log file, when `log_dir` is set.
+    pub fn log_path(&self, inst: &Instance) -> Option<PathBuf> {
+        self.cluster
+            .log_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.log", inst.name)))
+    }
+
+    /// The control socket of the daemon for `host`.
+    pub fn socket_path(&self, host: &str) -> PathBuf {
+        self.cluster.run_dir.join(format!("{host}.sock"))
+    }
+
+    /// The effective value of a directive for an instance (instance overrides group), with
+    /// keys compared the way Redis does (case-insensitive).
+    pub fn directive<'a>(&'a self, inst: &'a Instance, key: &str) -> Option<&'a [String]> {
+        inst.redis
+            .iter()
+            .chain(self.redis.iter())
+            .find(|d| d.key.eq_ignore_ascii_case(key))
+            .map(|d| d.values.as_slice())
+    }
+
+    /// Whether an instance keeps its data across a restart (RDB snapshots or AOF). Redis
+    /// saves by default when a config file sets no `save`, so only an explicit `save ""`
+    /// together with `appendonly no` means no persistence.
+    pub fn persists(&self, inst: &Instance) -> bool {
+        let aof = self
+            .directive(inst, "appendonly")
+            .is_some_and(|v| v.iter().any(|s| s.eq_ignore_ascii_case("yes")));
+        let rdb = match self.directive(inst, "save") {
+            None => true,
+            Some(v) => v.iter().any(|s| !s.trim().is_empty() && s.trim() != "\"\""),
+        };
+        aof || rdb
+    }
+}
+
+/// One problem found in the file: which instance, which key, what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The instance concerned, if any.
+    pub instance: Option<String>,
+    /// The key (or section) concerned, e.g. `replica_of` or `[redis].port`.
+    pub key: String,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(instance: Option<&str>, key: &str, message: impl Into<String>) -> Self {
+        Problem {
+            instance: instance.map(str::to_owned),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.instance {
+            Some(inst) => write!(f, "instance `{inst}`, key `{}`: {}", self.key, self.message),
+            None => write!(f, "key `{}`: {}", self.key, self.message),
+        }
+    }
+}
+
+/// A file that cannot be used: every problem found, each naming the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, p) in self.problems.iter().enumerate() {
+            if n > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {p}", self.file.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A valid group plus the warnings `check` prints.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub group: Group,
+    pub warnings: Vec<Problem>,
+}
+
+/// Parses and validates TOML text. Pure: relative paths are resolved against `base_dir`,
+/// the password file is not read (see [`load`]).
+pub fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Checked, ConfigError> {
+    validate::parse(text, source, base_dir)
+}
+
+/// Reads, parses and validates the TOML at `path`, then reads the password file.
+pub fn load(path: &Path) -> Result<Checked, ConfigError> {
+    let fail = |message: String| ConfigError {
+        file: path.to_owned(),
+        problems: vec![message],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(format!(
+            "cannot read the configuration: {e}; pass --config PATH or set REDISREPD_CONFIG"
+        ))
+    })?;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let base_dir = absolute
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut checked = parse(&text, &absolute, &base_dir)?;
+    if let PasswordSource::File { path: pw_path, secret } = &mut checked.group.cluster.password {
+        match read_password_file(pw_path) {
+            Ok((value, loose_mode)) => {
+                *secret = Some(value);
+                if let Some(mode) = loose_mode {
+                    checked.warnings.push(Problem::new(
+                        None,
+                        "password_file",
+                        format!(
+                            "`{}` is readable by group or others (mode {mode:o}); \
+                             run `chmod 600 {}`",
+                            pw_path.display(),
+                            pw_path.display()
+                        ),
+                    ));
+                }
+            }
+            Err(message) => return Err(fail(format!("key `password_file`: {message}"))),
+        }
+    }
+    Ok(checked)
+}
+
+/// Reads a one-line password file; returns the password and, when group or others may read
+/// the file, its mode.
+fn read_password_file(path: &Path) -> Result<(Secret, Option<u32>), String> {
+    use std::os::unix::fs::MetadataExt;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(format!(
+            "`{}` is empty: write the password on its first line",
+            path.display()
+        ));
+    }
+    if line.chars().any(|c| c.is_whitespace() || c == '"') {
+        return Err(format!(
+            "the password in `{}` contains whitespace or a quote, which redis.conf cannot \
+             carry safely: choose another",
+            path.display()
+        ));
+    }
+    let mode = std::fs::metadata(path).map(|m| m.mode() & 0o777).unwrap_or(0);
+    let loose = (mode & 0o077 != 0).then_some(mode);
+    Ok((Secret::new(line), loose))
+}
+
+#[cfg(test)]
+mod tests;

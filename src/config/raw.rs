@@ -1,0 +1,119 @@
+//! The serde mirror of the TOML file: field names are the contract of `spec/config.md`.
+//!
+//! Only shape lives here (types, unknown keys, single-field rules such as name syntax).
+//! Cross-field rules belong to `validate`, which turns these types into the model.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub supervise: RawSupervise,
+    #[serde(default)]
+    pub redis: toml::Table,
+    #[serde(default)]
+    pub instance: Vec<RawInstance>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: Name,
+    pub password_file: Option<PathBuf>,
+    pub password: Option<String>,
+    pub redis_server: Option<String>,
+    pub run_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+    pub user: Option<String>,
+}
+
+/// `[supervise]`: every key optional, defaults applied by `validate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupervise {
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub start_timeout: Option<Duration>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub shutdown_timeout: Option<Duration>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub restart_delay: Option<Duration>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub restart_delay_max: Option<Duration>,
+    pub crash_loop_limit: Option<u32>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub crash_loop_window: Option<Duration>,
+    pub max_concurrent_syncs: Option<u32>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub sync_timeout: Option<Duration>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub health_interval: Option<Duration>,
+}
+
+/// One `[[instance]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstance {
+    pub name: Name,
+    pub host: String,
+    pub bind: IpAddr,
+    pub port: Port,
+    pub replica_of: Option<String>,
+    pub min_replicas_to_write: Option<u32>,
+    pub min_replicas_max_lag: Option<u32>,
+    #[serde(default)]
+    pub redis: toml::Table,
+}
+
+/// A cluster or instance name: `[A-Za-z0-9_-]+`, because it becomes a file name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Name(String);
+
+impl TryFrom<String> for Name {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            Ok(Name(value))
+        } else {
+            Err(format!(
+                "`{value}` is not a valid name: use letters, digits, `_` and `-` only \
+                 (it becomes part of file names)"
+            ))
+        }
+    }
+}
+
+impl Name {
+    /// The name as written.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A TCP port, 1-65535.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Port(pub u16);
+
+impl TryFrom<i64> for Port {
+    type Error = String;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        match u16::try_from(value) {
+            Ok(port) if port != 0 => Ok(Port(port)),
+            _ => Err(format!("port {value} is out of range: use 1-65535")),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! redisrepd: run a Redis master/replica group from one TOML file.
+//!
+//! Theory of operation. The TOML is read into a validated model (`config`); everything a
+//! verb needs to *decide* is pure and lives in modules that do no IO (`config`, `render`,
+//! `info`, `plan`). The daemon (`daemon`) owns the processes: one supervisor thread holds
+//! all instance state and reacts to events (child exits, probe results, control requests,
+//! signals) sent by small threads at the edges. Every other verb is a client of the
+//! daemon's control socket (`control`) or reads the TOML alone (`commands`).
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+pub mod render;
+
+use std::process::ExitCode;
+
+/// Exit status: done.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: failed; the message says what and why.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: usage error (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status of `status` when an instance is not running or a replica not in sync.
+pub const EXIT_DEGRADED: u8 = 3;
+
+/// Runs one verb and maps its outcome to an exit status, printing errors as
+/// `redisrepd: context: cause`.
+pub fn run(cli: cli::Cli) -> ExitCode {
+    logging::init(matches!(cli.verb, cli::Verb::Daemon { .. }));
+    match commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("redisrepd: {err:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
