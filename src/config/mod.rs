@@ -389,6 +389,13 @@ pub fn load(path: &Path) -> Result<Checked, ConfigError> {
     Ok(checked)
 }
 
+/// True for a character a password cannot hold because it is written unquoted into
+/// redis.conf: whitespace splits the line, and Redis opens a quoted string at either quote
+/// (`requirepass it's` is an "Unbalanced quotes" error and Redis refuses to start).
+fn breaks_redis_conf(c: char) -> bool {
+    c.is_whitespace() || c == '"' || c == '\''
+}
+
 /// Reads a one-line password file; returns the password and, when group or others may read
 /// the file, its mode.
 fn read_password_file(path: &Path) -> Result<(Secret, Option<u32>), String> {
@@ -402,7 +409,7 @@ fn read_password_file(path: &Path) -> Result<(Secret, Option<u32>), String> {
             path.display()
         ));
     }
-    if line.chars().any(|c| c.is_whitespace() || c == '"') {
+    if line.chars().any(breaks_redis_conf) {
         return Err(format!(
             "the password in `{}` contains whitespace or a quote, which redis.conf cannot \
              carry safely: choose another",

@@ -54,7 +54,11 @@ pub(super) fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Checke
 fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     let base = err.to_string().trim_end().to_owned();
     let Some(span) = err.span() else { return base };
-    let before = &text[..span.start.min(text.len())];
+    // Up to the end of the error's line: a missing key is reported at its table's
+    // `[[instance]]` header, which must count as the instance the error is in.
+    let start = span.start.min(text.len());
+    let line_end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+    let before = &text[..line_end];
     let index = before
         .lines()
         .filter(|l| l.trim_start().starts_with("[[instance]]"))
@@ -117,7 +121,7 @@ impl Validator {
                 self.error(None, "password", "is empty: set a password or remove the key");
                 PasswordSource::None
             }
-            (Some(p), None) if p.chars().any(|c| c.is_whitespace() || c == '"') => {
+            (Some(p), None) if p.chars().any(super::breaks_redis_conf) => {
                 self.error(
                     None,
                     "password",
