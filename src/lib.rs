@@ -7,11 +7,21 @@
 //! signals) sent by small threads at the edges. Every other verb is a client of the
 //! daemon's control socket (`control`) or reads the TOML alone (`commands`).
 
+pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod files;
+pub mod gate;
+pub mod info;
 pub mod logging;
+pub mod plan;
+pub mod process;
+pub mod redis_io;
 pub mod render;
+pub mod status;
 
 use std::process::ExitCode;
 

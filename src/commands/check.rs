@@ -66,7 +66,13 @@ pub fn plan(group: &Group, hosts: &[String]) -> String {
                     format!("replica of `{up}` ({addr})")
                 }
             };
-            let _ = writeln!(out, "  {}. {} at {}, {role}", n + 1, inst.name, inst.address());
+            let _ = writeln!(
+                out,
+                "  {}. {} at {}, {role}",
+                n + 1,
+                inst.name,
+                inst.address()
+            );
             let _ = writeln!(out, "     config:   {}", group.conf_path(inst).display());
             let _ = writeln!(out, "     pid file: {}", group.pid_path(inst).display());
             let _ = writeln!(out, "     data dir: {}", group.data_path(inst).display());
@@ -76,7 +82,11 @@ pub fn plan(group: &Group, hosts: &[String]) -> String {
                 .unwrap_or_else(|| "the daemon's log".to_owned());
             let _ = writeln!(out, "     log:      {log}");
         }
-        let _ = writeln!(out, "  control socket: {}", group.socket_path(host).display());
+        let _ = writeln!(
+            out,
+            "  control socket: {}",
+            group.socket_path(host).display()
+        );
     }
     out
 }

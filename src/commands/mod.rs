@@ -1,6 +1,7 @@
 //! One function per verb: the glue between the command line and the library.
 
 mod check;
+mod client;
 
 use anyhow::{Context, Result};
 
@@ -25,7 +26,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                     names(group)
                 )
             })?;
-            let secrets = if show_secrets { Secrets::Show } else { Secrets::Mask };
+            let secrets = if show_secrets {
+                Secrets::Show
+            } else {
+                Secrets::Mask
+            };
             print!("{}", render::render(group, inst, secrets));
             Ok(crate::EXIT_OK)
         }
@@ -41,7 +46,19 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 .context("writing the man page")?;
             Ok(crate::EXIT_OK)
         }
-        _ => anyhow::bail!("this verb needs the daemon, which is not built yet"),
+        Verb::Daemon { host } => crate::daemon::run(&cli.config, host),
+        Verb::Start(t) => client::act(
+            &cli.config,
+            client::Action::Start,
+            &crate::cli::ForceTargets {
+                targets: t,
+                force: false,
+            },
+        ),
+        Verb::Stop(t) => client::act(&cli.config, client::Action::Stop, &t),
+        Verb::Restart(t) => client::act(&cli.config, client::Action::Restart, &t),
+        Verb::Status { instances, json } => client::status(&cli.config, &instances, json),
+        Verb::Reload { host } => client::reload(&cli.config, host.as_deref()),
     }
 }
 

@@ -49,7 +49,10 @@ pub enum PasswordSource {
     /// Written in the TOML itself.
     Inline(Secret),
     /// Read from this file by [`load`]; `secret` is `None` until then.
-    File { path: PathBuf, secret: Option<Secret> },
+    File {
+        path: PathBuf,
+        secret: Option<Secret>,
+    },
 }
 
 impl fmt::Debug for PasswordSource {
@@ -366,7 +369,11 @@ pub fn load(path: &Path) -> Result<Checked, ConfigError> {
         .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from("."));
     let mut checked = parse(&text, &absolute, &base_dir)?;
-    if let PasswordSource::File { path: pw_path, secret } = &mut checked.group.cluster.password {
+    if let PasswordSource::File {
+        path: pw_path,
+        secret,
+    } = &mut checked.group.cluster.password
+    {
         match read_password_file(pw_path) {
             Ok((value, loose_mode)) => {
                 *secret = Some(value);
@@ -416,7 +423,9 @@ fn read_password_file(path: &Path) -> Result<(Secret, Option<u32>), String> {
             path.display()
         ));
     }
-    let mode = std::fs::metadata(path).map(|m| m.mode() & 0o777).unwrap_or(0);
+    let mode = std::fs::metadata(path)
+        .map(|m| m.mode() & 0o777)
+        .unwrap_or(0);
     let loose = (mode & 0o077 != 0).then_some(mode);
     Ok((Secret::new(line), loose))
 }

@@ -14,21 +14,45 @@ use super::{
 pub const MANAGED_DIRECTIVES: &[(&str, &str)] = &[
     ("port", "`port` of the [[instance]]"),
     ("bind", "`bind` of the [[instance]]"),
-    ("daemonize", "nothing: redisrepd runs Redis in the foreground"),
-    ("pidfile", "nothing: redisrepd writes pid files into `run_dir`"),
+    (
+        "daemonize",
+        "nothing: redisrepd runs Redis in the foreground",
+    ),
+    (
+        "pidfile",
+        "nothing: redisrepd writes pid files into `run_dir`",
+    ),
     ("dir", "`data_dir` in [cluster]"),
     ("logfile", "`log_dir` in [cluster]"),
     ("requirepass", "`password_file` or `password` in [cluster]"),
     ("masterauth", "`password_file` or `password` in [cluster]"),
     ("replicaof", "`replica_of` of the [[instance]]"),
     ("slaveof", "`replica_of` of the [[instance]]"),
-    ("min-replicas-to-write", "`min_replicas_to_write` of the [[instance]]"),
-    ("min-replicas-max-lag", "`min_replicas_max_lag` of the [[instance]]"),
-    ("min-slaves-to-write", "`min_replicas_to_write` of the [[instance]]"),
-    ("min-slaves-max-lag", "`min_replicas_max_lag` of the [[instance]]"),
+    (
+        "min-replicas-to-write",
+        "`min_replicas_to_write` of the [[instance]]",
+    ),
+    (
+        "min-replicas-max-lag",
+        "`min_replicas_max_lag` of the [[instance]]",
+    ),
+    (
+        "min-slaves-to-write",
+        "`min_replicas_to_write` of the [[instance]]",
+    ),
+    (
+        "min-slaves-max-lag",
+        "`min_replicas_max_lag` of the [[instance]]",
+    ),
     ("include", "nothing: put every directive in the TOML"),
-    ("replica-announce-ip", "`bind` of the [[instance]] (redisrepd announces it)"),
-    ("slave-announce-ip", "`bind` of the [[instance]] (redisrepd announces it)"),
+    (
+        "replica-announce-ip",
+        "`bind` of the [[instance]] (redisrepd announces it)",
+    ),
+    (
+        "slave-announce-ip",
+        "`bind` of the [[instance]] (redisrepd announces it)",
+    ),
 ];
 
 pub(super) fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Checked, ConfigError> {
@@ -36,7 +60,8 @@ pub(super) fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Checke
         file: source.to_owned(),
         problems,
     };
-    let raw: RawFile = toml::from_str(text).map_err(|e| fail(vec![describe_toml_error(text, &e)]))?;
+    let raw: RawFile =
+        toml::from_str(text).map_err(|e| fail(vec![describe_toml_error(text, &e)]))?;
     let mut v = Validator::default();
     let group = v.group(raw, source, base_dir);
     if v.errors.is_empty() {
@@ -118,7 +143,11 @@ impl Validator {
                 PasswordSource::None
             }
             (Some(p), None) if p.is_empty() => {
-                self.error(None, "password", "is empty: set a password or remove the key");
+                self.error(
+                    None,
+                    "password",
+                    "is empty: set a password or remove the key",
+                );
                 PasswordSource::None
             }
             (Some(p), None) if p.chars().any(super::breaks_redis_conf) => {
@@ -207,7 +236,11 @@ impl Validator {
             ("crash_loop_window", s.crash_loop_window),
         ] {
             if value.is_zero() {
-                self.error(None, &format!("supervise.{key}"), "must be longer than zero");
+                self.error(
+                    None,
+                    &format!("supervise.{key}"),
+                    "must be longer than zero",
+                );
             }
         }
         if s.restart_delay_max < s.restart_delay {
@@ -249,7 +282,12 @@ impl Validator {
     }
 
     /// Converts a `[redis]` table, rejecting managed keys and values redis.conf cannot hold.
-    fn directives(&mut self, inst: Option<&str>, section: &str, table: toml::Table) -> Vec<Directive> {
+    fn directives(
+        &mut self,
+        inst: Option<&str>,
+        section: &str,
+        table: toml::Table,
+    ) -> Vec<Directive> {
         let mut out = Vec::new();
         for (key, value) in table {
             let shown = format!("{section}.{key}");
@@ -262,7 +300,11 @@ impl Validator {
                 );
                 continue;
             }
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 self.error(inst, &shown, "is not a redis.conf directive name");
                 continue;
             }

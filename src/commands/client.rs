@@ -1,0 +1,243 @@
+//! The verbs that drive daemons through their control sockets: start, stop, restart,
+//! status, reload. Each instance names its host, and each host's daemon listens on
+//! `run_dir/<host>.sock`, so the client knows whom to ask.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use crate::cli::{ForceTargets, Targets};
+use crate::config::Group;
+use crate::control::{self, Request, Response};
+use crate::info::Info;
+use crate::redis_io::Endpoint;
+use crate::status::{self, InstanceStatus};
+
+/// Which verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// start / stop / restart: one request per host, the master's host last (a master goes
+/// after its replicas).
+pub fn act(config: &Path, action: Action, targets: &ForceTargets) -> Result<u8> {
+    let group = super::load(config)?.group;
+    let by_host = group_by_host(&group, &targets.targets)?;
+    let mut hosts: Vec<&String> = by_host.keys().collect();
+    let master_host = group.master().host.clone();
+    hosts.sort_by_key(|h| **h == master_host);
+    if action == Action::Start {
+        hosts.reverse(); // masters first
+    }
+    let mut ok = true;
+    for host in hosts {
+        let names = by_host[host].clone();
+        let request = match action {
+            Action::Start => Request::Start { instances: names },
+            Action::Stop => Request::Stop {
+                instances: names,
+                force: targets.force,
+            },
+            Action::Restart => Request::Restart {
+                instances: names,
+                force: targets.force,
+            },
+        };
+        match ask(&group, host, &request)? {
+            Response::Done { ok: done_ok, lines } => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ok &= done_ok;
+            }
+            Response::Error { message } => {
+                eprintln!("redisrepd: host `{host}`: {message}");
+                ok = false;
+            }
+            Response::Status { .. } => bail!("host `{host}`: the daemon answered out of turn"),
+        }
+        if !ok {
+            break;
+        }
+    }
+    Ok(if ok {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_FAILED
+    })
+}
+
+/// Instance names grouped by the host that runs them; `--all` means every host with a
+/// daemon socket in run_dir.
+fn group_by_host(group: &Group, targets: &Targets) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut by_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if targets.all {
+        for host in group.hosts() {
+            if group.socket_path(host).exists() {
+                by_host.insert(host.to_owned(), Vec::new());
+            }
+        }
+        if by_host.is_empty() {
+            bail!(
+                "no daemon of this group runs here: no socket in {}",
+                group.cluster.run_dir.display()
+            );
+        }
+        return Ok(by_host);
+    }
+    for name in &targets.instances {
+        let Some(inst) = group.instance(name) else {
+            bail!(
+                "{}: no instance `{name}`; instances: {}",
+                group.source.display(),
+                super::names(group)
+            );
+        };
+        by_host
+            .entry(inst.host.clone())
+            .or_default()
+            .push(name.clone());
+    }
+    Ok(by_host)
+}
+
+/// Sends one request to the daemon of `host`.
+fn ask(group: &Group, host: &str, request: &Request) -> Result<Response> {
+    let socket = group.socket_path(host);
+    if !socket.exists() {
+        bail!(
+            "no daemon for host `{host}` here: {} does not exist (start it with `redisrepd daemon --host {host}`, or run this on that host)",
+            socket.display()
+        );
+    }
+    control::call(&socket, request).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot talk to the daemon for host `{host}` at {}: {e}",
+            socket.display()
+        )
+    })
+}
+
+/// `status`: daemons for the hosts that have a socket here, INFO straight from Redis for
+/// the rest.
+pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
+    let group = super::load(config)?.group;
+    for name in only {
+        if group.instance(name).is_none() {
+            bail!(
+                "{}: no instance `{name}`; instances: {}",
+                config.display(),
+                super::names(&group)
+            );
+        }
+    }
+    let mut from_daemons: BTreeMap<String, InstanceStatus> = BTreeMap::new();
+    for host in group.hosts() {
+        if !group.socket_path(host).exists() {
+            continue;
+        }
+        match ask(&group, host, &Request::Status) {
+            Ok(Response::Status { instances, .. }) => {
+                for s in instances {
+                    from_daemons.insert(s.name.clone(), s);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("redisrepd: {e:#}"),
+        }
+    }
+    let timeout = Duration::from_secs(2);
+    let mut infos: BTreeMap<String, Result<Info, String>> = BTreeMap::new();
+    let mut info_of = |name: &str| -> Option<Info> {
+        infos
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let inst = group.instance(name).ok_or_else(String::new)?;
+                Endpoint::of(&group, inst).info(timeout)
+            })
+            .as_ref()
+            .ok()
+            .cloned()
+    };
+    let mut list = Vec::new();
+    for inst in group.start_order_all() {
+        if !only.is_empty() && !only.contains(&inst.name) {
+            continue;
+        }
+        let record = match from_daemons.remove(&inst.name) {
+            Some(s) => s,
+            None => {
+                let mut s = InstanceStatus::from_config(&group, inst);
+                match info_of(&inst.name) {
+                    Some(info) => {
+                        let upstream = inst.replica_of.as_deref().and_then(&mut info_of);
+                        s.state = "running".to_owned();
+                        s.apply_info(&info, upstream.as_ref());
+                        s.last_error = Some(format!(
+                            "no daemon for host `{}` here; read from Redis",
+                            inst.host
+                        ));
+                    }
+                    None => {
+                        s.last_error = Some("does not answer".to_owned());
+                    }
+                }
+                s
+            }
+        };
+        list.push(record);
+    }
+    if json {
+        let doc = serde_json::json!({"cluster": group.cluster.name, "instances": list});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", status::table(&list));
+    }
+    Ok(status::exit_code(&list))
+}
+
+/// `reload`: every daemon with a socket in run_dir, or the one for `host`.
+pub fn reload(config: &Path, host: Option<&str>) -> Result<u8> {
+    let group = super::load(config)?.group;
+    let hosts: Vec<String> = match host {
+        Some(h) => vec![h.to_owned()],
+        None => group
+            .hosts()
+            .into_iter()
+            .filter(|h| group.socket_path(h).exists())
+            .map(str::to_owned)
+            .collect(),
+    };
+    if hosts.is_empty() {
+        bail!(
+            "no daemon of this group runs here: no socket in {}",
+            group.cluster.run_dir.display()
+        );
+    }
+    let mut ok = true;
+    for host in hosts {
+        match ask(&group, &host, &Request::Reload)? {
+            Response::Done { ok: done, lines } => {
+                for l in lines {
+                    println!("{host}: {l}");
+                }
+                ok &= done;
+            }
+            Response::Error { message } => {
+                eprintln!("redisrepd: host `{host}`: {message}");
+                ok = false;
+            }
+            Response::Status { .. } => ok = false,
+        }
+    }
+    Ok(if ok {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_FAILED
+    })
+}

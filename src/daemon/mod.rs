@@ -1,0 +1,281 @@
+//! `redisrepd daemon`: sets up the host (paths, lock, control socket, signals, prober) and
+//! runs the supervisor loop until every instance has stopped.
+//!
+//! Threads: the supervisor (this one) owns all state; the signal thread, the socket
+//! acceptor (one short thread per connection), the prober and SHUTDOWN workers only send
+//! [`Event`]s to it.
+
+mod prober;
+mod supervisor;
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use tracing::{info, warn};
+
+use crate::config::Group;
+use crate::control::{self, Request, Response};
+use crate::info::Info;
+use crate::process::{self, RunAs};
+use crate::redis_io::ShutdownError;
+
+/// Everything the supervisor reacts to.
+pub enum Event {
+    /// SIGCHLD: some child exited.
+    ChildExited,
+    /// SIGTERM or SIGINT.
+    Terminate,
+    /// SIGHUP.
+    Reload,
+    /// An INFO probe of an instance.
+    Probe {
+        name: String,
+        result: Result<Info, String>,
+    },
+    /// The outcome of a SHUTDOWN sent to `pid`.
+    ShutdownDone {
+        name: String,
+        pid: u32,
+        result: Result<(), ShutdownError>,
+    },
+    /// A control request and where to send its answer.
+    Control {
+        request: Request,
+        reply: Sender<Response>,
+    },
+}
+
+/// How long a connected client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the daemon for `host` until a stop signal; returns the exit status.
+pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
+    let checked = crate::config::load(config_path)?;
+    for w in &checked.warnings {
+        warn!("{}: {w}", config_path.display());
+    }
+    let group = checked.group;
+    let host = host.unwrap_or_else(crate::commands::hostname);
+    if group.start_order(&host).is_empty() {
+        bail!(
+            "{}: host `{host}` runs no instance of this file (hosts in it: {}); pass --host NAME",
+            config_path.display(),
+            group.hosts().join(", ")
+        );
+    }
+    let redis_server = process::find_redis_server(&group.cluster.redis_server)
+        .map_err(|e| anyhow::anyhow!("{}: key `redis_server`: {e}", config_path.display()))?;
+    let run_as = run_as(&group)?;
+    prepare_dirs(&group, run_as.as_ref())?;
+    let _lock = lock_host(&group, &host)?;
+    let socket_path = group.socket_path(&host);
+    let _ = std::fs::remove_file(&socket_path); // stale: we hold the host lock
+    let listener = UnixListener::bind(&socket_path)
+        .with_context(|| format!("cannot listen on {}", socket_path.display()))?;
+    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))?;
+    let _socket_guard = RemoveOnDrop(socket_path.clone());
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    spawn_signal_thread(tx.clone())?;
+    spawn_acceptor(listener, tx.clone());
+    let targets: prober::ProbeTargets = Arc::new(Mutex::new(Vec::new()));
+    let (wake_tx, wake_rx) = mpsc::channel::<()>();
+    {
+        let (targets, tx, interval) =
+            (targets.clone(), tx.clone(), group.supervise.health_interval);
+        std::thread::Builder::new()
+            .name("prober".into())
+            .spawn(move || prober::run(targets, interval, tx, wake_rx))?;
+    }
+    info!(host = %host, socket = %socket_path.display(), "redisrepd daemon started");
+    let config_abs = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
+    let mut sup =
+        supervisor::Supervisor::new(group, config_abs, host, redis_server, run_as, tx, targets);
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut last_watchdog = Instant::now();
+    sup.step(Instant::now());
+    loop {
+        let now = Instant::now();
+        let mut deadline = sup.next_deadline(now);
+        if let Some(w) = watchdog {
+            deadline = deadline.min(last_watchdog + w);
+        }
+        match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            Ok(ev) => sup.handle(ev, Instant::now()),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if let Some(w) = watchdog
+            && now >= last_watchdog + w
+        {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            last_watchdog = now;
+        }
+        sup.step(now);
+        if let Some(code) = sup.exit_code {
+            drop(wake_tx);
+            return Ok(code);
+        }
+    }
+    Ok(crate::EXIT_FAILED)
+}
+
+/// The user instances run as: `user` when the daemon is root; refused when it is not root
+/// and `user` names someone else.
+fn run_as(group: &Group) -> Result<Option<RunAs>> {
+    let euid = nix::unistd::geteuid();
+    let Some(name) = &group.cluster.user else {
+        if euid.is_root() {
+            warn!("no `user` in [cluster]: Redis instances run as root; set `user = \"redis\"`");
+        }
+        return Ok(None);
+    };
+    let user = nix::unistd::User::from_name(name)?.with_context(|| {
+        format!("key `user`: no user `{name}` on this machine; create it or change `user`")
+    })?;
+    if !euid.is_root() {
+        if user.uid == euid {
+            return Ok(None);
+        }
+        bail!(
+            "key `user`: the daemon runs as uid {euid}, not root, so it cannot run instances as \
+             `{name}`; start it as root or remove `user`"
+        );
+    }
+    let cname = std::ffi::CString::new(name.as_str())?;
+    let groups = nix::unistd::getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]);
+    Ok(Some(RunAs {
+        uid: user.uid,
+        gid: user.gid,
+        groups,
+    }))
+}
+
+/// run_dir (0700), data_dir and log_dir, owned by the instances' user when there is one.
+fn prepare_dirs(group: &Group, run_as: Option<&RunAs>) -> Result<()> {
+    let c = &group.cluster;
+    let mut dirs = vec![(&c.run_dir, 0o700), (&c.data_dir, 0o750)];
+    if let Some(log) = &c.log_dir {
+        dirs.push((log, 0o750));
+    }
+    for (dir, mode) in dirs {
+        crate::files::ensure_dir(dir, mode)
+            .with_context(|| format!("cannot create {} (mode {mode:o})", dir.display()))?;
+        if let Some(r) = run_as {
+            std::os::unix::fs::chown(dir, Some(r.uid.as_raw()), Some(r.gid.as_raw()))
+                .with_context(|| format!("cannot chown {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One daemon per host and run_dir: an exclusive lock on `run_dir/<host>.lock`.
+fn lock_host(group: &Group, host: &str) -> Result<File> {
+    let path = group.cluster.run_dir.join(format!("{host}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        bail!(
+            "another redisrepd (pid {}) already runs host `{host}` with run_dir {}",
+            holder.trim(),
+            group.cluster.run_dir.display()
+        );
+    }
+    file.set_len(0)?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn spawn_signal_thread(tx: Sender<Event>) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let ev = match sig {
+                    SIGCHLD => Event::ChildExited,
+                    SIGHUP => Event::Reload,
+                    _ => Event::Terminate,
+                };
+                if tx.send(ev).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn spawn_acceptor(listener: UnixListener, tx: Sender<Event>) {
+    let _ = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let tx = tx.clone();
+                let _ = std::thread::Builder::new()
+                    .name("client".into())
+                    .spawn(move || serve_client(stream, tx));
+            }
+        });
+}
+
+/// Answers one client: only root and the daemon's own user are admitted.
+fn serve_client(stream: UnixStream, tx: Sender<Event>) {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let me = nix::unistd::geteuid().as_raw();
+    let allowed = getsockopt(&stream, PeerCredentials).is_ok_and(|c| c.uid() == 0 || c.uid() == me);
+    if !allowed {
+        let _ = control::write_response(
+            &stream,
+            &Response::Error {
+                message: "permission denied: only root and the daemon's user may control it".into(),
+            },
+        );
+        return;
+    }
+    let response = match control::read_request(&stream, REQUEST_TIMEOUT) {
+        Err(message) => Response::Error { message },
+        Ok(request) => {
+            let (reply_tx, reply_rx) = mpsc::channel();
+            if tx
+                .send(Event::Control {
+                    request,
+                    reply: reply_tx,
+                })
+                .is_err()
+            {
+                return;
+            }
+            match reply_rx.recv() {
+                Ok(r) => r,
+                Err(_) => Response::Error {
+                    message: "the daemon stopped before answering".into(),
+                },
+            }
+        }
+    };
+    let _ = control::write_response(&stream, &response);
+}

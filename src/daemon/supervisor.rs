@@ -1,0 +1,1198 @@
+//! The supervisor: the one thread that owns every instance's state.
+//!
+//! Theory of operation. Events arrive on one channel: child exits (from SIGCHLD), Redis
+//! probe results (from the prober thread), SHUTDOWN outcomes (from short-lived worker
+//! threads), control requests and signals. `handle` updates state; `step` then does what
+//! the state asks for now: start waiting instances that the upstream and the sync gate
+//! admit, escalate stops past their deadline, and advance the head operation (a list of
+//! `plan::Step`s from a control request). The loop sleeps until the next deadline or event;
+//! nothing is polled on a timer except Redis health, at `health_interval`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tracing::{error, info, warn};
+
+use super::Event;
+use super::prober::ProbeTargets;
+use crate::backoff::{self, CrashHistory};
+use crate::config::{Group, Instance};
+use crate::control::{Request, Response};
+use crate::info::Info;
+use crate::plan::{self, Step};
+use crate::process::{self, Launch, OutputTail, RunAs};
+use crate::redis_io::{Endpoint, ShutdownError};
+use crate::render::{self, Secrets};
+use crate::status::InstanceStatus;
+use crate::{files, gate};
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Not running and not wanted.
+    Stopped,
+    /// Wanted, not started yet: waiting for its upstream, the sync gate or its port.
+    Waiting { reason: String, not_before: Instant },
+    /// Spawned; not yet answering PING with its data loaded.
+    Starting { pid: u32, deadline: Instant },
+    /// A replica that answers but is not yet in sync with its upstream.
+    Syncing {
+        pid: u32,
+        since: Instant,
+        deadline: Instant,
+    },
+    /// Up (and, for a replica, in sync when it got here).
+    Running { pid: u32 },
+    /// Being shut down.
+    Stopping {
+        pid: u32,
+        phase: StopPhase,
+        deadline: Instant,
+        force: bool,
+    },
+    /// Crashed; restarts after `until`.
+    Backoff { until: Instant },
+    /// Left stopped until an operator starts it.
+    Failed { reason: String },
+}
+
+/// How far a stop has escalated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPhase {
+    Shutdown,
+    Term,
+    Kill,
+}
+
+impl State {
+    fn label(&self) -> &'static str {
+        match self {
+            State::Stopped => "stopped",
+            State::Waiting { .. } | State::Starting { .. } => "starting",
+            State::Syncing { .. } => "syncing",
+            State::Running { .. } => "running",
+            State::Stopping { .. } => "stopping",
+            State::Backoff { .. } => "backoff",
+            State::Failed { .. } => "failed",
+        }
+    }
+    fn pid(&self) -> Option<u32> {
+        match self {
+            State::Starting { pid, .. }
+            | State::Syncing { pid, .. }
+            | State::Running { pid }
+            | State::Stopping { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
+}
+
+/// One local instance.
+struct Slot {
+    state: State,
+    /// What the operator wants: running or not.
+    wanted: bool,
+    child: Option<Child>,
+    /// How to reach it, with the password it was started with (a password file changed
+    /// on disk must not lock us out of stopping it).
+    endpoint: Endpoint,
+    tail: OutputTail,
+    crashes: CrashHistory,
+    restarts: u32,
+    last_error: Option<String>,
+    last_sync: Option<String>,
+    sync_timeouts: u32,
+    /// The upstream's `sync_full` when this replica was released through the gate.
+    sync_full_before: Option<i64>,
+}
+
+/// An operation from a control request: steps run one after another.
+struct Operation {
+    steps: VecDeque<Step>,
+    current: Option<(Step, Instant)>,
+    reply: Option<Sender<Response>>,
+    lines: Vec<String>,
+    ok: bool,
+    /// Daemon shutdown: a stop that fails does not abandon the others.
+    keep_going: bool,
+}
+
+/// The supervisor's state. Owned by one thread.
+pub struct Supervisor {
+    pub group: Group,
+    config_path: PathBuf,
+    host: String,
+    redis_server: PathBuf,
+    run_as: Option<RunAs>,
+    slots: BTreeMap<String, Slot>,
+    infos: HashMap<String, (Instant, Result<Info, String>)>,
+    ops: VecDeque<Operation>,
+    events: Sender<Event>,
+    probe_targets: ProbeTargets,
+    shutting_down: bool,
+    pub exit_code: Option<u8>,
+    ready_sent: bool,
+    last_status_line: String,
+}
+
+impl Supervisor {
+    /// A supervisor for `host` with every local instance wanted.
+    pub fn new(
+        group: Group,
+        config_path: PathBuf,
+        host: String,
+        redis_server: PathBuf,
+        run_as: Option<RunAs>,
+        events: Sender<Event>,
+        probe_targets: ProbeTargets,
+    ) -> Self {
+        let mut sup = Supervisor {
+            group,
+            config_path,
+            host,
+            redis_server,
+            run_as,
+            slots: BTreeMap::new(),
+            infos: HashMap::new(),
+            ops: VecDeque::new(),
+            events,
+            probe_targets,
+            shutting_down: false,
+            exit_code: None,
+            ready_sent: false,
+            last_status_line: String::new(),
+        };
+        let now = Instant::now();
+        let names: Vec<String> = sup
+            .group
+            .start_order(&sup.host)
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        for name in names {
+            sup.add_slot(&name, now);
+        }
+        sup.update_probe_targets();
+        sup
+    }
+
+    fn add_slot(&mut self, name: &str, now: Instant) {
+        let Some(inst) = self.group.instance(name) else {
+            return;
+        };
+        let slot = Slot {
+            state: State::Waiting {
+                reason: "starting".to_owned(),
+                not_before: now,
+            },
+            wanted: true,
+            child: None,
+            endpoint: Endpoint::of(&self.group, inst),
+            tail: Default::default(),
+            crashes: CrashHistory::default(),
+            restarts: 0,
+            last_error: None,
+            last_sync: None,
+            sync_timeouts: 0,
+            sync_full_before: None,
+        };
+        self.slots.insert(name.to_owned(), slot);
+    }
+
+    /// Local instances plus every upstream of a local replica (possibly on other hosts).
+    fn update_probe_targets(&self) {
+        let mut targets: Vec<(String, Endpoint)> = Vec::new();
+        for (name, slot) in &self.slots {
+            targets.push((name.clone(), slot.endpoint.clone()));
+            if let Some(up) = self
+                .group
+                .instance(name)
+                .and_then(|i| self.group.upstream(i))
+                && !self.slots.contains_key(&up.name)
+                && !targets.iter().any(|(n, _)| n == &up.name)
+            {
+                targets.push((up.name.clone(), Endpoint::of(&self.group, up)));
+            }
+        }
+        if let Ok(mut t) = self.probe_targets.lock() {
+            *t = targets;
+        }
+    }
+
+    /// The earliest moment `step` has something to do.
+    pub fn next_deadline(&self, now: Instant) -> Instant {
+        let mut next = now + Duration::from_secs(5);
+        for slot in self.slots.values() {
+            let t = match &slot.state {
+                State::Waiting { not_before, .. } if *not_before > now => Some(*not_before),
+                State::Waiting { .. } => Some(now + self.group.supervise.health_interval),
+                State::Starting { deadline, .. }
+                | State::Syncing { deadline, .. }
+                | State::Stopping { deadline, .. } => Some(*deadline),
+                State::Backoff { until } => Some(*until),
+                _ => None,
+            };
+            if let Some(t) = t {
+                next = next.min(t);
+            }
+        }
+        if self.ops.front().is_some_and(|o| o.current.is_some()) {
+            next = next.min(now + Duration::from_secs(1));
+        }
+        next
+    }
+
+    /// Reacts to one event.
+    pub fn handle(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::ChildExited => self.reap(now),
+            Event::Probe { name, result } => self.on_probe(&name, result, now),
+            Event::ShutdownDone { name, pid, result } => {
+                self.on_shutdown_done(&name, pid, result, now)
+            }
+            Event::Control { request, reply } => self.on_request(request, reply, now),
+            Event::Terminate => self.begin_daemon_shutdown(now),
+            Event::Reload => self.reload(None, now),
+        }
+    }
+
+    // ----- child exits -------------------------------------------------------------------
+
+    /// SIGCHLDs coalesce, so every child is checked on each one.
+    fn reap(&mut self, now: Instant) {
+        let mut exited = Vec::new();
+        for (name, slot) in &mut self.slots {
+            if let Some(child) = &mut slot.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                slot.child = None;
+                exited.push((name.clone(), status));
+            }
+        }
+        for (name, status) in exited {
+            self.on_exit(&name, status, now);
+        }
+    }
+
+    fn on_exit(&mut self, name: &str, status: ExitStatus, now: Instant) {
+        let Some(inst) = self.group.instance(name).cloned() else {
+            // Removed by a reload and now stopped.
+            if let Some(slot) = self.slots.get_mut(name) {
+                slot.state = State::Stopped;
+            }
+            return;
+        };
+        let pid_path = self.group.pid_path(&inst);
+        let _ = std::fs::remove_file(&pid_path);
+        let persists = self.group.persists(&inst);
+        let has_replicas = self.group.replicas_of(name).next().is_some();
+        let sup = self.group.supervise.clone();
+        let shutting_down = self.shutting_down;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        if matches!(slot.state, State::Stopping { .. }) {
+            info!(instance = %name, %status, "stopped");
+            slot.state = State::Stopped;
+            return;
+        }
+        let how = describe_exit(status);
+        let tail: Vec<String> = slot
+            .tail
+            .lock()
+            .map(|t| t.iter().rev().take(3).rev().cloned().collect())
+            .unwrap_or_default();
+        let mut reason = format!("exited unexpectedly ({how})");
+        if !tail.is_empty() {
+            reason.push_str(&format!("; last output: {}", tail.join(" | ")));
+        }
+        if tail.iter().any(|l| l.contains("Address already in use")) {
+            let holder =
+                process::port_holder(inst.port).unwrap_or_else(|| "another process".into());
+            reason = format!("port {} is held by {holder}", inst.address());
+        }
+        if shutting_down || !slot.wanted {
+            slot.state = State::Stopped;
+            return;
+        }
+        error!(instance = %name, "{reason}");
+        slot.last_error = Some(reason.clone());
+        let crashes = slot.crashes.record(now, sup.crash_loop_window);
+        if inst.is_master() && !persists && has_replicas {
+            let why = format!(
+                "{reason}; not restarted: this master has no persistence, so it would come back \
+                 empty and its replicas would copy the empty data set; recover the data, then \
+                 `redisrepd start {name}`"
+            );
+            error!(instance = %name, "{why}");
+            slot.state = State::Failed { reason: why };
+        } else if crashes >= sup.crash_loop_limit as usize {
+            let why = format!(
+                "crashed {crashes} times within {}: {reason}; left stopped: fix the cause, then \
+                 `redisrepd start {name}`",
+                jiff_like(sup.crash_loop_window)
+            );
+            error!(instance = %name, "{why}");
+            slot.state = State::Failed { reason: why };
+        } else {
+            let delay = backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max);
+            info!(instance = %name, delay_ms = delay.as_millis() as u64, "restarting after backoff");
+            slot.state = State::Backoff { until: now + delay };
+        }
+    }
+
+    // ----- probes ------------------------------------------------------------------------
+
+    fn on_probe(&mut self, name: &str, result: Result<Info, String>, now: Instant) {
+        self.infos.insert(name.to_owned(), (now, result));
+        let Some(inst) = self.group.instance(name).cloned() else {
+            return;
+        };
+        let Some((_, Ok(info))) = self.infos.get(name) else {
+            return;
+        };
+        let upstream_info = inst
+            .replica_of
+            .as_ref()
+            .and_then(|u| self.fresh_info(u, now));
+        let in_sync = upstream_info.is_some_and(|up| info.in_sync_with(up, inst.bind, inst.port));
+        let sync_full_now = upstream_info.map(Info::sync_full);
+        let owner_pid = info.process_id();
+        let sync_timeout = self.group.supervise.sync_timeout;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        match slot.state.clone() {
+            State::Starting { pid, .. } if owner_pid == Some(pid) && !info.loading() => {
+                if inst.is_master() {
+                    info!(instance = %name, pid, "running");
+                    slot.state = State::Running { pid };
+                } else {
+                    info!(instance = %name, pid, "answering; syncing with its upstream");
+                    slot.state = State::Syncing {
+                        pid,
+                        since: now,
+                        deadline: now + sync_timeout,
+                    };
+                }
+            }
+            State::Syncing { pid, since, .. } if in_sync => {
+                let kind = match (slot.sync_full_before, sync_full_now) {
+                    (Some(before), Some(after)) if after > before => "full sync",
+                    (Some(_), Some(_)) => "partial resync",
+                    _ => "sync",
+                };
+                let took = now.duration_since(since).as_secs_f64();
+                let line = format!("{kind}, in sync {took:.1}s after it answered");
+                info!(instance = %name, pid, "in sync: {line}");
+                slot.last_sync = Some(line);
+                slot.state = State::Running { pid };
+            }
+            _ => {}
+        }
+    }
+
+    /// The last successful probe of `name`, if recent enough to act on.
+    fn fresh_info(&self, name: &str, now: Instant) -> Option<&Info> {
+        let max_age = self.group.supervise.health_interval * 3 + Duration::from_secs(2);
+        match self.infos.get(name) {
+            Some((at, Ok(info))) if now.duration_since(*at) <= max_age => Some(info),
+            _ => None,
+        }
+    }
+
+    // ----- stopping ----------------------------------------------------------------------
+
+    /// Begins an authenticated SHUTDOWN SAVE of `name`; its outcome arrives as an event.
+    fn begin_stop(&mut self, name: &str, force: bool, now: Instant) {
+        let timeout = self.group.supervise.shutdown_timeout;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        slot.wanted = false;
+        let Some(pid) = slot.state.pid().filter(|_| slot.child.is_some()) else {
+            slot.state = State::Stopped;
+            return;
+        };
+        if matches!(slot.state, State::Stopping { .. }) {
+            return;
+        }
+        info!(instance = %name, pid, "stopping: SHUTDOWN SAVE");
+        slot.state = State::Stopping {
+            pid,
+            phase: StopPhase::Shutdown,
+            deadline: now + timeout,
+            force,
+        };
+        spawn_shutdown(
+            self.events.clone(),
+            name.to_owned(),
+            pid,
+            slot.endpoint.clone(),
+            false,
+            timeout,
+        );
+    }
+
+    fn on_shutdown_done(
+        &mut self,
+        name: &str,
+        pid: u32,
+        result: Result<(), ShutdownError>,
+        now: Instant,
+    ) {
+        let timeout = self.group.supervise.shutdown_timeout;
+        let events = self.events.clone();
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let State::Stopping {
+            pid: stopping_pid,
+            force,
+            ..
+        } = slot.state.clone()
+        else {
+            return;
+        };
+        if stopping_pid != pid {
+            return;
+        }
+        match result {
+            Ok(()) => {} // the exit arrives by SIGCHLD
+            Err(ShutdownError::Refused(msg)) if force => {
+                warn!(instance = %name, pid, "final save failed ({msg}); --force: SHUTDOWN NOSAVE, unsaved writes are lost");
+                spawn_shutdown(
+                    events,
+                    name.to_owned(),
+                    pid,
+                    slot.endpoint.clone(),
+                    true,
+                    timeout,
+                );
+            }
+            Err(ShutdownError::Refused(msg)) => {
+                let why = format!(
+                    "stop failed, left running (nothing lost): {msg} (its final save failed: \
+                     check its data dir and disk); fix the cause and stop again, or \
+                     `redisrepd stop --force {name}` to stop it without saving"
+                );
+                error!(instance = %name, pid, "{why}");
+                slot.last_error = Some(why);
+                slot.wanted = true;
+                slot.state = State::Running { pid };
+            }
+            Err(e) => {
+                // Unreachable or silent: SIGTERM makes Redis save and exit just as SHUTDOWN.
+                warn!(instance = %name, pid, "SHUTDOWN did not complete ({e}); sending SIGTERM");
+                let _ = process::send_signal(pid, Signal::SIGTERM);
+                slot.state = State::Stopping {
+                    pid,
+                    phase: StopPhase::Term,
+                    deadline: now + timeout,
+                    force,
+                };
+            }
+        }
+    }
+
+    // ----- the periodic step -------------------------------------------------------------
+
+    /// Does what the current state asks for at `now`.
+    pub fn step(&mut self, now: Instant) {
+        self.escalate_and_expire(now);
+        if !self.shutting_down {
+            self.start_waiting(now);
+        }
+        self.advance_ops(now);
+        self.notify_systemd();
+    }
+
+    fn escalate_and_expire(&mut self, now: Instant) {
+        let timeout = self.group.supervise.shutdown_timeout;
+        let mut start_timeouts = Vec::new();
+        for (name, slot) in &mut self.slots {
+            match slot.state.clone() {
+                State::Stopping {
+                    pid,
+                    phase,
+                    deadline,
+                    force,
+                } if now >= deadline => {
+                    let (sig, next) = match phase {
+                        StopPhase::Shutdown => (Signal::SIGTERM, StopPhase::Term),
+                        _ => (Signal::SIGKILL, StopPhase::Kill),
+                    };
+                    if sig == Signal::SIGKILL {
+                        error!(instance = %name, pid, "still running {}s after SIGTERM: SIGKILL (unsaved writes are lost)", timeout.as_secs());
+                    } else {
+                        warn!(instance = %name, pid, "no exit within shutdown_timeout: SIGTERM");
+                    }
+                    let _ = process::send_signal(pid, sig);
+                    slot.state = State::Stopping {
+                        pid,
+                        phase: next,
+                        deadline: now + timeout,
+                        force,
+                    };
+                }
+                State::Starting { pid, deadline } if now >= deadline => {
+                    start_timeouts.push((name.clone(), pid));
+                }
+                State::Syncing { pid, deadline, .. } if now >= deadline => {
+                    warn!(instance = %name, pid, "not in sync within sync_timeout; releasing its place in the sync gate");
+                    slot.sync_timeouts += 1;
+                    slot.last_error = Some("did not come in sync within sync_timeout".to_owned());
+                    slot.state = State::Running { pid };
+                }
+                State::Backoff { until } if now >= until => {
+                    slot.restarts += 1;
+                    slot.state = State::Waiting {
+                        reason: "restarting after a crash".to_owned(),
+                        not_before: now,
+                    };
+                }
+                _ => {}
+            }
+        }
+        for (name, pid) in start_timeouts {
+            error!(instance = %name, pid, "did not answer PING within start_timeout: killing it");
+            if let Some(slot) = self.slots.get_mut(&name) {
+                slot.last_error = Some("did not answer PING within start_timeout".to_owned());
+            }
+            let _ = process::send_signal(pid, Signal::SIGKILL);
+        }
+    }
+
+    /// Starts the waiting instances whose upstream answers and whose gate admits them.
+    fn start_waiting(&mut self, now: Instant) {
+        let order: Vec<Instance> = self
+            .group
+            .start_order(&self.host)
+            .into_iter()
+            .cloned()
+            .collect();
+        for inst in order {
+            let Some(slot) = self.slots.get(&inst.name) else {
+                continue;
+            };
+            let State::Waiting { not_before, .. } = slot.state else {
+                continue;
+            };
+            if now < not_before {
+                continue;
+            }
+            let hold = match self.start_blocker(&inst, now) {
+                Some(reason) => reason,
+                None => match self.launch(&inst, now) {
+                    Ok(()) => continue,
+                    Err(reason) => reason,
+                },
+            };
+            if let Some(slot) = self.slots.get_mut(&inst.name)
+                && let State::Waiting { reason, .. } = &mut slot.state
+                && *reason != hold
+            {
+                info!(instance = %inst.name, "waiting: {hold}");
+                *reason = hold;
+            }
+        }
+    }
+
+    /// Why `inst` may not start now, if anything holds it back.
+    fn start_blocker(&self, inst: &Instance, now: Instant) -> Option<String> {
+        let up = self.group.upstream(inst)?;
+        let up_ready = match self.slots.get(&up.name) {
+            Some(s) => matches!(s.state, State::Running { .. } | State::Syncing { .. }),
+            None => self.fresh_info(&up.name, now).is_some(),
+        };
+        if !up_ready {
+            let why = match self.infos.get(&up.name) {
+                Some((_, Err(e))) => e.clone(),
+                _ => "not running yet".to_owned(),
+            };
+            return Some(format!(
+                "waiting for upstream `{}` at {}: {why}",
+                up.name,
+                up.address()
+            ));
+        }
+        let ours: Vec<&Instance> = self
+            .group
+            .replicas_of(&up.name)
+            .filter(|r| {
+                self.slots.get(&r.name).is_some_and(|s| {
+                    matches!(s.state, State::Starting { .. } | State::Syncing { .. })
+                })
+            })
+            .collect();
+        let syncing = gate::syncing(ours.len(), self.fresh_info(&up.name, now), |line| {
+            ours.iter().any(|r| line.is(r.bind, r.port))
+        });
+        let max = self.group.supervise.max_concurrent_syncs;
+        if !gate::admits(syncing, max) {
+            return Some(format!(
+                "waiting in the sync gate of `{}`: {syncing} replica(s) syncing, max_concurrent_syncs = {max}",
+                up.name
+            ));
+        }
+        None
+    }
+
+    /// Writes the config and spawns the instance.
+    fn launch(&mut self, inst: &Instance, now: Instant) -> Result<(), String> {
+        if process::port_in_use(inst.bind, inst.port) {
+            let holder =
+                process::port_holder(inst.port).unwrap_or_else(|| "another process".into());
+            let reason = format!("port {} is held by {holder}", inst.address());
+            self.fail_attempt(&inst.name, reason.clone(), now);
+            return Ok(());
+        }
+        let conf = self.group.conf_path(inst);
+        let data = self.group.data_path(inst);
+        let prepared = (|| -> std::io::Result<()> {
+            files::ensure_dir(&data, 0o750)?;
+            files::write_atomic(
+                &conf,
+                render::render(&self.group, inst, Secrets::Show).as_bytes(),
+                0o600,
+            )?;
+            if let Some(run_as) = &self.run_as {
+                std::os::unix::fs::chown(
+                    &data,
+                    Some(run_as.uid.as_raw()),
+                    Some(run_as.gid.as_raw()),
+                )?;
+                std::os::unix::fs::chown(
+                    &conf,
+                    Some(run_as.uid.as_raw()),
+                    Some(run_as.gid.as_raw()),
+                )?;
+                if let Some(log) = self.group.log_path(inst) {
+                    if !log.exists() {
+                        files::write_atomic(&log, b"", 0o640)?;
+                    }
+                    std::os::unix::fs::chown(
+                        &log,
+                        Some(run_as.uid.as_raw()),
+                        Some(run_as.gid.as_raw()),
+                    )?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let reason = format!(
+                "cannot prepare {} / {}: {e}",
+                conf.display(),
+                data.display()
+            );
+            self.fail_attempt(&inst.name, reason, now);
+            return Ok(());
+        }
+        let sync_full_before = self
+            .group
+            .upstream(inst)
+            .and_then(|u| self.fresh_info(&u.name, now))
+            .map(Info::sync_full);
+        let Some(slot) = self.slots.get_mut(&inst.name) else {
+            return Ok(());
+        };
+        let launch = Launch {
+            name: &inst.name,
+            redis_server: &self.redis_server,
+            conf: &conf,
+            run_as: self.run_as.as_ref(),
+        };
+        match process::spawn(&launch, &slot.tail) {
+            Ok(child) => {
+                let pid = child.id();
+                let _ = files::write_atomic(
+                    &self.group.pid_path(inst),
+                    process::pid_file_contents(pid).as_bytes(),
+                    0o644,
+                );
+                info!(instance = %inst.name, pid, address = %inst.address(), "started");
+                slot.child = Some(child);
+                slot.endpoint = Endpoint::of(&self.group, inst);
+                slot.sync_full_before = sync_full_before;
+                slot.state = State::Starting {
+                    pid,
+                    deadline: now + self.group.supervise.start_timeout,
+                };
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!("cannot run {}: {e}", self.redis_server.display());
+                self.fail_attempt(&inst.name, reason, now);
+                Ok(())
+            }
+        }
+    }
+
+    /// A start that failed before the process ran: retried with backoff, like a crash.
+    fn fail_attempt(&mut self, name: &str, reason: String, now: Instant) {
+        let sup = self.group.supervise.clone();
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        error!(instance = %name, "{reason}");
+        let crashes = slot.crashes.record(now, sup.crash_loop_window);
+        let delay = backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max);
+        slot.last_error = Some(format!("{reason}; retrying in {}", jiff_like(delay)));
+        slot.state = State::Backoff { until: now + delay };
+    }
+
+    // ----- control requests and operations -----------------------------------------------
+
+    fn on_request(&mut self, request: Request, reply: Sender<Response>, now: Instant) {
+        if self.shutting_down && request != Request::Status {
+            let _ = reply.send(Response::Error {
+                message: "the daemon is shutting down".to_owned(),
+            });
+            return;
+        }
+        let local: Vec<String> = self
+            .group
+            .start_order(&self.host)
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        let pick = |names: Vec<String>| -> Result<Vec<String>, String> {
+            if names.is_empty() {
+                return Ok(local.clone());
+            }
+            for n in &names {
+                if !local.contains(n) {
+                    return Err(format!(
+                        "instance `{n}` is not run by this daemon (host `{}`)",
+                        self.host
+                    ));
+                }
+            }
+            Ok(names)
+        };
+        let steps = match request {
+            Request::Status => {
+                let _ = reply.send(Response::Status {
+                    host: self.host.clone(),
+                    instances: self.status(now),
+                });
+                return;
+            }
+            Request::Reload => {
+                self.reload(Some(reply), now);
+                return;
+            }
+            Request::Start { instances } => pick(instances).map(|n| plan::start(&self.group, &n)),
+            Request::Stop { instances, force } => {
+                pick(instances).map(|n| plan::stop(&self.group, &n, force))
+            }
+            Request::Restart { instances, force } => {
+                pick(instances).map(|n| plan::restart(&self.group, &n, force))
+            }
+        };
+        match steps {
+            Ok(steps) => self.ops.push_back(Operation {
+                steps: steps.into(),
+                current: None,
+                reply: Some(reply),
+                lines: Vec::new(),
+                ok: true,
+                keep_going: false,
+            }),
+            Err(message) => {
+                let _ = reply.send(Response::Error { message });
+            }
+        }
+        self.step(now);
+    }
+
+    fn reload(&mut self, reply: Option<Sender<Response>>, now: Instant) {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        let result = crate::config::load(&self.config_path);
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        let checked = match result {
+            Ok(c) => c,
+            Err(e) => {
+                let message = format!("reload refused, nothing changed: {e}");
+                error!("{message}");
+                if let Some(r) = reply {
+                    let _ = r.send(Response::Error { message });
+                }
+                return;
+            }
+        };
+        for w in &checked.warnings {
+            warn!("{}: {w}", self.config_path.display());
+        }
+        let new = checked.group;
+        let diff = plan::reload_diff(&self.group, &new, &self.host);
+        let steps = plan::reload(&self.group, &new, &diff);
+        info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
+        let old = std::mem::replace(&mut self.group, new);
+        // Removed instances keep their slot (and old endpoint) until they have stopped.
+        for name in &diff.added {
+            self.add_slot(name, now);
+            if let Some(s) = self.slots.get_mut(name) {
+                s.wanted = false;
+                s.state = State::Stopped;
+            }
+        }
+        let _ = old;
+        self.update_probe_targets();
+        let mut lines = vec![format!(
+            "reload: {} added, {} removed, {} changed, {} unchanged",
+            diff.added.len(),
+            diff.removed.len(),
+            diff.changed.len(),
+            diff.unchanged.len()
+        )];
+        if steps.is_empty() {
+            lines.push("nothing to do".to_owned());
+        }
+        self.ops.push_back(Operation {
+            steps: steps.into(),
+            current: None,
+            reply,
+            lines,
+            ok: true,
+            keep_going: false,
+        });
+    }
+
+    fn begin_daemon_shutdown(&mut self, now: Instant) {
+        if self.shutting_down {
+            // Second signal: stop everything still up at once (each still saves).
+            info!("second stop signal: shutting down every remaining instance at once");
+            let names: Vec<String> = self.slots.keys().cloned().collect();
+            for name in names {
+                self.begin_stop(&name, false, now);
+            }
+            return;
+        }
+        info!("stop signal: shutting down every instance, replicas first");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        self.shutting_down = true;
+        for op in self.ops.drain(..) {
+            if let Some(r) = op.reply {
+                let _ = r.send(Response::Error {
+                    message: "the daemon is shutting down".to_owned(),
+                });
+            }
+        }
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for slot in self.slots.values_mut() {
+            slot.wanted = false;
+            if matches!(slot.state, State::Waiting { .. } | State::Backoff { .. }) {
+                slot.state = State::Stopped;
+            }
+        }
+        let steps = plan::stop(&self.group, &names, false);
+        self.ops.push_back(Operation {
+            steps: steps.into(),
+            current: None,
+            reply: None,
+            lines: Vec::new(),
+            ok: true,
+            keep_going: true,
+        });
+    }
+
+    fn advance_ops(&mut self, now: Instant) {
+        while let Some(mut op) = self.ops.pop_front() {
+            let finished = self.advance(&mut op, now);
+            if !finished {
+                self.ops.push_front(op);
+                return;
+            }
+            if let Some(reply) = op.reply.take() {
+                let _ = reply.send(Response::Done {
+                    ok: op.ok,
+                    lines: op.lines,
+                });
+            }
+        }
+        if self.shutting_down && self.exit_code.is_none() {
+            let left: Vec<String> = self
+                .slots
+                .iter()
+                .filter(|(_, s)| s.child.is_some())
+                .map(|(n, s)| format!("{n} (pid {})", s.state.pid().unwrap_or(0)))
+                .collect();
+            if left.is_empty() {
+                info!("every instance stopped");
+                self.exit_code = Some(crate::EXIT_OK);
+            } else {
+                error!(
+                    "left running because their final save failed: {}",
+                    left.join(", ")
+                );
+                self.exit_code = Some(crate::EXIT_FAILED);
+            }
+        }
+    }
+
+    /// Runs `op` as far as it can go now; true when it is finished.
+    fn advance(&mut self, op: &mut Operation, now: Instant) -> bool {
+        loop {
+            if op.current.is_none() {
+                let Some(step) = op.steps.pop_front() else {
+                    return true;
+                };
+                if let Err(message) = self.begin_step(&step, now) {
+                    op.lines.push(message);
+                    op.ok = false;
+                    if !op.keep_going {
+                        op.steps.clear();
+                        return true;
+                    }
+                    continue;
+                }
+                op.current = Some((step, now));
+            }
+            let Some((step, started)) = op.current.clone() else {
+                return true;
+            };
+            match self.step_outcome(&step, started, now) {
+                None => return false,
+                Some(Ok(line)) => {
+                    if let Some(line) = line {
+                        op.lines.push(line);
+                    }
+                    op.current = None;
+                }
+                Some(Err(message)) => {
+                    op.lines.push(message);
+                    op.ok = false;
+                    op.current = None;
+                    if !op.keep_going {
+                        op.steps.clear();
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin_step(&mut self, step: &Step, now: Instant) -> Result<(), String> {
+        match step {
+            Step::Stop { name, force } => {
+                let running = self.slots.get(name).is_some_and(|s| s.child.is_some());
+                if running && !force && !self.shutting_down {
+                    plan::check_quorum(&self.group, name, self.good_siblings(name, now))?;
+                }
+                self.begin_stop(name, *force, now);
+                Ok(())
+            }
+            Step::Start { name } => {
+                let Some(slot) = self.slots.get_mut(name) else {
+                    return Err(format!("`{name}` is not run by this daemon"));
+                };
+                slot.wanted = true;
+                if matches!(
+                    slot.state,
+                    State::Stopped | State::Failed { .. } | State::Backoff { .. }
+                ) {
+                    slot.crashes.clear();
+                    slot.last_error = None;
+                    slot.state = State::Waiting {
+                        reason: "starting".to_owned(),
+                        not_before: now,
+                    };
+                }
+                self.start_waiting(now);
+                Ok(())
+            }
+            Step::AwaitReady { .. } => Ok(()),
+        }
+    }
+
+    /// `None` while the step is in progress; then a line for the reply or an error.
+    fn step_outcome(
+        &self,
+        step: &Step,
+        started: Instant,
+        now: Instant,
+    ) -> Option<Result<Option<String>, String>> {
+        match step {
+            Step::Stop { name, .. } => {
+                let slot = self.slots.get(name)?;
+                match &slot.state {
+                    State::Stopped | State::Failed { .. } => {
+                        Some(Ok(Some(format!("{name}: stopped"))))
+                    }
+                    State::Running { .. } if slot.wanted => Some(Err(format!(
+                        "{name}: {}",
+                        slot.last_error
+                            .clone()
+                            .unwrap_or_else(|| "stop failed".to_owned())
+                    ))),
+                    _ => None,
+                }
+            }
+            Step::Start { .. } => Some(Ok(None)),
+            Step::AwaitReady { name } => {
+                let slot = self.slots.get(name)?;
+                let sup = &self.group.supervise;
+                let limit = sup.start_timeout + sup.sync_timeout + sup.restart_delay_max;
+                match &slot.state {
+                    State::Running { pid } => {
+                        let mut line = format!("{name}: running (pid {pid})");
+                        if let Some(sync) =
+                            slot.last_sync.as_ref().filter(|_| self.is_replica(name))
+                        {
+                            line.push_str(&format!(", {sync}"));
+                        }
+                        Some(Ok(Some(line)))
+                    }
+                    State::Failed { reason } => Some(Err(format!("{name}: failed: {reason}"))),
+                    State::Backoff { .. } => Some(Err(format!(
+                        "{name}: did not start: {}; retrying with backoff",
+                        slot.last_error.clone().unwrap_or_default()
+                    ))),
+                    State::Stopped => Some(Err(format!("{name}: stopped before it came up"))),
+                    _ if now.duration_since(started) > limit => {
+                        Some(Err(format!("{name}: not up after {}", jiff_like(limit))))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn is_replica(&self, name: &str) -> bool {
+        self.group.instance(name).is_some_and(|i| !i.is_master())
+    }
+
+    /// The other replicas of `name`'s upstream that are online now, per the upstream.
+    fn good_siblings(&self, name: &str, now: Instant) -> usize {
+        let Some(inst) = self.group.instance(name) else {
+            return 0;
+        };
+        let Some(up) = self.group.upstream(inst) else {
+            return 0;
+        };
+        match self.fresh_info(&up.name, now) {
+            Some(info) => info
+                .replicas
+                .iter()
+                .filter(|l| l.is_online() && !l.is(inst.bind, inst.port))
+                .count(),
+            None => 0,
+        }
+    }
+
+    // ----- status and systemd ------------------------------------------------------------
+
+    /// Every local instance as `status` shows it.
+    pub fn status(&self, now: Instant) -> Vec<InstanceStatus> {
+        let mut out = Vec::new();
+        for inst in self.group.start_order(&self.host) {
+            let Some(slot) = self.slots.get(&inst.name) else {
+                continue;
+            };
+            let mut s = InstanceStatus::from_config(&self.group, inst);
+            s.state = slot.state.label().to_owned();
+            s.pid = slot.state.pid();
+            s.restarts = slot.restarts;
+            s.last_sync = slot.last_sync.clone();
+            s.sync_timeouts = slot.sync_timeouts;
+            s.last_error = match &slot.state {
+                State::Failed { reason } => Some(reason.clone()),
+                State::Waiting { reason, .. } if reason != "starting" => Some(reason.clone()),
+                _ => slot.last_error.clone(),
+            };
+            if slot.child.is_some()
+                && let Some(info) = self.fresh_info(&inst.name, now)
+            {
+                let upstream = inst
+                    .replica_of
+                    .as_ref()
+                    .and_then(|u| self.fresh_info(u, now));
+                s.apply_info(info, upstream);
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    fn notify_systemd(&mut self) {
+        if std::env::var_os("NOTIFY_SOCKET").is_none() {
+            return;
+        }
+        let local = self.group.start_order(&self.host);
+        let mut online = 0;
+        let mut notes = Vec::new();
+        let mut masters_up = true;
+        let mut replicas_started = true;
+        for inst in &local {
+            let Some(slot) = self.slots.get(&inst.name) else {
+                continue;
+            };
+            match &slot.state {
+                State::Running { .. } => online += 1,
+                other => notes.push(format!("{} {}", inst.name, other.label())),
+            }
+            if inst.is_master() && !matches!(slot.state, State::Running { .. }) {
+                masters_up = false;
+            }
+            if !inst.is_master() && matches!(slot.state, State::Waiting { .. }) {
+                replicas_started = false;
+            }
+        }
+        let mut line = format!("{online}/{} online", local.len());
+        if !notes.is_empty() {
+            line.push_str("; ");
+            line.push_str(&notes.join(", "));
+        }
+        if line != self.last_status_line {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
+            self.last_status_line = line;
+        }
+        if !self.ready_sent && masters_up && replicas_started && !self.shutting_down {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            self.ready_sent = true;
+        }
+    }
+}
+
+fn spawn_shutdown(
+    events: Sender<Event>,
+    name: String,
+    pid: u32,
+    endpoint: Endpoint,
+    nosave: bool,
+    timeout: Duration,
+) {
+    let _ = std::thread::Builder::new()
+        .name(format!("shutdown-{name}"))
+        .spawn(move || {
+            let result = endpoint.shutdown(nosave, timeout);
+            let _ = events.send(Event::ShutdownDone { name, pid, result });
+        });
+}
+
+/// "exit code 1" or "killed by SIGKILL".
+fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        format!("exit code {code}")
+    } else if let Some(sig) = status.signal() {
+        let name = Signal::try_from(sig)
+            .map(|s| s.as_str())
+            .unwrap_or("unknown signal");
+        format!("killed by {name}")
+    } else {
+        status.to_string()
+    }
+}
+
+/// A duration the way the TOML writes them: "1m 30s", "500ms".
+fn jiff_like(d: Duration) -> String {
+    let span = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::ZERO);
+    format!("{span:#}")
+}

@@ -1,0 +1,240 @@
+//! Parsing Redis `INFO` output into the few facts the supervisor decides on. Pure.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// The parsed reply of `INFO server persistence stats replication`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Info {
+    fields: HashMap<String, String>,
+    /// The `slaveN:` lines of a master (or of a replica that has sub-replicas).
+    pub replicas: Vec<ReplicaLine>,
+}
+
+/// One `slaveN:ip=..,port=..,state=..,offset=..,lag=..` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaLine {
+    pub ip: String,
+    pub port: u16,
+    /// `wait_bgsave`, `send_bulk`, `online`, ...
+    pub state: String,
+    pub offset: i64,
+    pub lag: i64,
+}
+
+impl ReplicaLine {
+    /// True once the replica streams normally (not waiting for or receiving a bulk copy).
+    pub fn is_online(&self) -> bool {
+        self.state == "online"
+    }
+    /// Whether this line names the instance listening at `bind:port`.
+    pub fn is(&self, bind: IpAddr, port: u16) -> bool {
+        self.port == port && self.ip.parse::<IpAddr>().is_ok_and(|ip| ip == bind)
+    }
+}
+
+/// Replication offsets closer than this count as "in sync": a busy master moves on between
+/// reading its INFO and the replica's.
+pub const IN_SYNC_SLACK_BYTES: i64 = 1 << 20;
+
+impl Info {
+    /// Parses INFO text; unknown lines are kept as fields, malformed ones skipped.
+    pub fn parse(text: &str) -> Info {
+        let mut info = Info::default();
+        for line in text.lines() {
+            let line = line.trim_end_matches('\r');
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            if key.starts_with("slave")
+                && key[5..].chars().all(|c| c.is_ascii_digit())
+                && key.len() > 5
+            {
+                if let Some(r) = parse_replica_line(value) {
+                    info.replicas.push(r);
+                }
+                continue;
+            }
+            info.fields.insert(key.to_owned(), value.to_owned());
+        }
+        info
+    }
+
+    /// A raw field.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+
+    fn int(&self, key: &str) -> Option<i64> {
+        self.get(key)?.parse().ok()
+    }
+
+    /// `master` or `slave` as Redis reports it; `replica` is what we show for `slave`.
+    pub fn role(&self) -> Option<&'static str> {
+        match self.get("role")? {
+            "master" => Some("master"),
+            "slave" => Some("replica"),
+            _ => None,
+        }
+    }
+    /// True while the data set is being loaded from disk or a sync.
+    pub fn loading(&self) -> bool {
+        self.int("loading") == Some(1)
+    }
+    /// `up` or `down` on a replica.
+    pub fn master_link_up(&self) -> Option<bool> {
+        self.get("master_link_status").map(|s| s == "up")
+    }
+    /// True while a replica receives a bulk copy.
+    pub fn sync_in_progress(&self) -> bool {
+        self.int("master_sync_in_progress") == Some(1)
+    }
+    /// The replication offset this instance has reached.
+    pub fn repl_offset(&self) -> Option<i64> {
+        self.int("master_repl_offset")
+    }
+    /// Full syncs this instance has served as a master since it started.
+    pub fn sync_full(&self) -> i64 {
+        self.int("sync_full").unwrap_or(0)
+    }
+    /// Partial resyncs it has accepted.
+    pub fn sync_partial_ok(&self) -> i64 {
+        self.int("sync_partial_ok").unwrap_or(0)
+    }
+    /// Forks (BGSAVE, AOF rewrite, full syncs) since it started.
+    pub fn total_forks(&self) -> i64 {
+        self.int("total_forks").unwrap_or(0)
+    }
+    /// The server's pid.
+    pub fn process_id(&self) -> Option<u32> {
+        self.get("process_id")?.parse().ok()
+    }
+    /// `repl_backlog_size` in bytes.
+    pub fn backlog_size(&self) -> Option<i64> {
+        self.int("repl_backlog_size")
+    }
+    /// Seconds since the server started.
+    pub fn uptime_s(&self) -> Option<i64> {
+        self.int("uptime_in_seconds")
+    }
+
+    /// The line of `upstream`'s INFO that names the replica at `bind:port`.
+    pub fn replica(&self, bind: IpAddr, port: u16) -> Option<&ReplicaLine> {
+        self.replicas.iter().find(|r| r.is(bind, port))
+    }
+
+    /// Whether this replica is in sync with `upstream`: link up, no sync in progress, not
+    /// loading, listed online by the upstream, and its offset close to the upstream's.
+    /// (`master_sync_in_progress` alone flaps between two attempts.)
+    pub fn in_sync_with(&self, upstream: &Info, bind: IpAddr, port: u16) -> bool {
+        let listed_online = upstream
+            .replica(bind, port)
+            .is_some_and(ReplicaLine::is_online);
+        let close = match (self.repl_offset(), upstream.repl_offset()) {
+            (Some(mine), Some(theirs)) => theirs - mine <= IN_SYNC_SLACK_BYTES,
+            _ => false,
+        };
+        self.master_link_up() == Some(true)
+            && !self.sync_in_progress()
+            && !self.loading()
+            && listed_online
+            && close
+    }
+
+    /// Replicas of this upstream that are connected but not yet online (waiting for or
+    /// receiving a copy), excluding the ones `skip` says are counted elsewhere.
+    pub fn syncing_replicas(&self, skip: impl Fn(&ReplicaLine) -> bool) -> usize {
+        self.replicas
+            .iter()
+            .filter(|r| !r.is_online() && !skip(r))
+            .count()
+    }
+}
+
+fn parse_replica_line(value: &str) -> Option<ReplicaLine> {
+    let mut ip = None;
+    let mut port = None;
+    let mut state = None;
+    let mut offset = 0;
+    let mut lag = 0;
+    for part in value.split(',') {
+        let (k, v) = part.split_once('=')?;
+        match k {
+            "ip" => ip = Some(v.to_owned()),
+            "port" => port = v.parse().ok(),
+            "state" => state = Some(v.to_owned()),
+            "offset" => offset = v.parse().unwrap_or(0),
+            "lag" => lag = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Some(ReplicaLine {
+        ip: ip?,
+        port: port?,
+        state: state?,
+        offset,
+        lag,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASTER: &str = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+        slave0:ip=127.0.0.2,port=7001,state=online,offset=1234,lag=0\r\n\
+        slave1:ip=127.0.0.3,port=7002,state=wait_bgsave,offset=0,lag=0\r\n\
+        master_repl_offset:1300\r\n# Stats\r\nsync_full:3\r\nsync_partial_ok:1\r\ntotal_forks:7\r\n";
+    const REPLICA: &str = "role:slave\r\nmaster_link_status:up\r\nmaster_sync_in_progress:0\r\n\
+        loading:0\r\nmaster_repl_offset:1290\r\nslave_repl_offset:1290\r\n";
+
+    #[test]
+    fn parses_master_fields_and_replica_lines() {
+        let info = Info::parse(MASTER);
+        assert_eq!(info.role(), Some("master"));
+        assert_eq!(info.replicas.len(), 2);
+        assert_eq!(info.replicas[1].state, "wait_bgsave");
+        assert_eq!(info.sync_full(), 3);
+        assert_eq!(info.total_forks(), 7);
+        assert_eq!(info.syncing_replicas(|_| false), 1);
+        assert_eq!(info.syncing_replicas(|r| r.port == 7002), 0);
+    }
+
+    #[test]
+    fn replica_in_sync_needs_link_listing_and_offset() {
+        let master = Info::parse(MASTER);
+        let replica = Info::parse(REPLICA);
+        let ip2: IpAddr = "127.0.0.2".parse().unwrap();
+        let ip3: IpAddr = "127.0.0.3".parse().unwrap();
+        assert_eq!(replica.role(), Some("replica"));
+        assert!(replica.in_sync_with(&master, ip2, 7001));
+        assert!(
+            !replica.in_sync_with(&master, ip3, 7002),
+            "listed as wait_bgsave"
+        );
+        let behind = Info::parse(
+            &REPLICA
+                .replace("master_repl_offset:1290", "master_repl_offset:0")
+                .replace("slave_repl_offset:1290", "slave_repl_offset:0"),
+        );
+        let far_master =
+            Info::parse(&MASTER.replace("master_repl_offset:1300", "master_repl_offset:99999999"));
+        assert!(!behind.in_sync_with(&far_master, ip2, 7001));
+        let flapping =
+            Info::parse(&REPLICA.replace("master_sync_in_progress:0", "master_sync_in_progress:1"));
+        assert!(!flapping.in_sync_with(&master, ip2, 7001));
+        let down = Info::parse(&REPLICA.replace("up", "down"));
+        assert!(!down.in_sync_with(&master, ip2, 7001));
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped() {
+        let info = Info::parse("garbage\nslave0:ip=1\nslaveX:foo\nloading:1\n");
+        assert!(info.replicas.is_empty());
+        assert!(info.loading());
+        assert_eq!(info.get("slaveX"), Some("foo"));
+    }
+}

@@ -1,0 +1,272 @@
+//! What a start, stop, restart or reload means as an ordered list of steps, and when a stop
+//! must be refused. Pure: the supervisor carries the steps out.
+
+use std::collections::HashSet;
+
+use crate::config::Group;
+use crate::render::{self, Secrets};
+
+/// One thing the supervisor does for an operation, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Authenticated SHUTDOWN (saving); `force` skips the quorum check and, if the final
+    /// save fails, shuts down without saving.
+    Stop { name: String, force: bool },
+    /// Mark the instance wanted; it passes the sync gate and starts.
+    Start { name: String },
+    /// Wait until it is running (a replica: in sync with its upstream).
+    AwaitReady { name: String },
+}
+
+/// Names sorted parents first (master, then each level of replicas), file order within a
+/// level; unknown names are dropped (the caller reports them).
+fn parents_first<'a>(group: &'a Group, names: &[String]) -> Vec<&'a str> {
+    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    group
+        .start_order_all()
+        .into_iter()
+        .filter(|i| wanted.contains(i.name.as_str()))
+        .map(|i| i.name.as_str())
+        .collect()
+}
+
+/// Start: parents first, each waited for, so a replica never races its upstream.
+pub fn start(group: &Group, names: &[String]) -> Vec<Step> {
+    parents_first(group, names)
+        .into_iter()
+        .flat_map(|n| {
+            [
+                Step::Start { name: n.to_owned() },
+                Step::AwaitReady { name: n.to_owned() },
+            ]
+        })
+        .collect()
+}
+
+/// Stop: deepest replicas first, masters last.
+pub fn stop(group: &Group, names: &[String], force: bool) -> Vec<Step> {
+    let mut order = parents_first(group, names);
+    order.reverse();
+    order
+        .into_iter()
+        .map(|n| Step::Stop {
+            name: n.to_owned(),
+            force,
+        })
+        .collect()
+}
+
+/// Rolling restart: one instance at a time, deepest first, master last; each is back (in
+/// sync, for a replica) before the next goes down, so at most one is ever away.
+pub fn restart(group: &Group, names: &[String], force: bool) -> Vec<Step> {
+    let mut order = parents_first(group, names);
+    order.reverse();
+    order
+        .into_iter()
+        .flat_map(|n| {
+            [
+                Step::Stop {
+                    name: n.to_owned(),
+                    force,
+                },
+                Step::Start { name: n.to_owned() },
+                Step::AwaitReady { name: n.to_owned() },
+            ]
+        })
+        .collect()
+}
+
+/// How the instances of one host differ between two versions of the file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// Compares what each instance of `host` would run with: the generated redis.conf (which
+/// carries address, password, upstream and directives) and where it lives.
+pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
+    let mut diff = ReloadDiff::default();
+    for inst in new.start_order(host) {
+        match old.instance(&inst.name).filter(|o| o.host == host) {
+            None => diff.added.push(inst.name.clone()),
+            Some(prev) => {
+                let same = render::render(old, prev, Secrets::Show)
+                    == render::render(new, inst, Secrets::Show)
+                    && old.conf_path(prev) == new.conf_path(inst)
+                    && old.cluster.redis_server == new.cluster.redis_server
+                    && old.cluster.user == new.cluster.user;
+                if same {
+                    diff.unchanged.push(inst.name.clone());
+                } else {
+                    diff.changed.push(inst.name.clone());
+                }
+            }
+        }
+    }
+    for inst in old.stop_order(host) {
+        if new.instance(&inst.name).is_none_or(|n| n.host != host) {
+            diff.removed.push(inst.name.clone());
+        }
+    }
+    diff
+}
+
+/// The steps that apply a reload: stop removed instances, restart changed ones (rolling,
+/// through the gate), start added ones.
+pub fn reload(old: &Group, new: &Group, diff: &ReloadDiff) -> Vec<Step> {
+    let mut steps = stop(old, &diff.removed, false);
+    steps.extend(restart(new, &diff.changed, false));
+    steps.extend(start(new, &diff.added));
+    steps
+}
+
+/// Refuses taking `name` down when its upstream would be left with fewer good replicas
+/// than its `min_replicas_to_write` (every write would fail meanwhile). `good_others` is
+/// the number of the upstream's other replicas that are online now.
+pub fn check_quorum(group: &Group, name: &str, good_others: usize) -> Result<(), String> {
+    let Some(inst) = group.instance(name) else {
+        return Ok(());
+    };
+    let Some(up) = group.upstream(inst) else {
+        return Ok(());
+    };
+    let Some(min) = up.min_replicas_to_write.filter(|m| *m > 0) else {
+        return Ok(());
+    };
+    if good_others >= min as usize {
+        return Ok(());
+    }
+    Err(format!(
+        "refused: taking `{name}` down leaves `{}` with {good_others} good replica(s), fewer \
+         than its min_replicas_to_write = {min}, so every write to it would fail meanwhile; \
+         use --force to do it anyway",
+        up.name
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const CASCADE: &str = r#"
+[cluster]
+name = "t"
+password = "pw"
+[[instance]]
+name = "m"
+host = "a"
+bind = "127.0.0.1"
+port = 1
+min_replicas_to_write = 1
+[[instance]]
+name = "leaf"
+host = "b"
+bind = "127.0.0.1"
+port = 4
+replica_of = "r1"
+[[instance]]
+name = "r1"
+host = "b"
+bind = "127.0.0.1"
+port = 2
+replica_of = "m"
+[[instance]]
+name = "r2"
+host = "b"
+bind = "127.0.0.1"
+port = 3
+replica_of = "m"
+"#;
+
+    fn group(text: &str) -> Group {
+        crate::config::parse(text, Path::new("/t.toml"), Path::new("/"))
+            .unwrap()
+            .group
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn restart_goes_deepest_first_master_last_one_at_a_time() {
+        let g = group(CASCADE);
+        let steps = restart(&g, &names(&["m", "r1", "leaf", "r2"]), false);
+        let stops: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Stop { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stops, ["leaf", "r2", "r1", "m"]);
+        assert_eq!(steps.len(), 12);
+        assert_eq!(
+            steps[1],
+            Step::Start {
+                name: "leaf".into()
+            }
+        );
+        assert_eq!(
+            steps[2],
+            Step::AwaitReady {
+                name: "leaf".into()
+            }
+        );
+    }
+
+    #[test]
+    fn start_goes_parents_first() {
+        let g = group(CASCADE);
+        let steps = start(&g, &names(&["leaf", "r1"]));
+        assert_eq!(steps[0], Step::Start { name: "r1".into() });
+        assert_eq!(
+            steps[2],
+            Step::Start {
+                name: "leaf".into()
+            }
+        );
+    }
+
+    #[test]
+    fn reload_diff_finds_added_removed_changed() {
+        let old = group(CASCADE);
+        let new_text = CASCADE
+            .replace("port = 3", "port = 33")
+            .replace("name = \"leaf\"", "name = \"leaf2\"");
+        let new = group(&new_text);
+        let diff = reload_diff(&old, &new, "b");
+        assert_eq!(diff.added, ["leaf2"]);
+        assert_eq!(diff.removed, ["leaf"]);
+        assert_eq!(diff.changed, ["r2"]);
+        assert_eq!(diff.unchanged, ["r1"]);
+        let steps = reload(&old, &new, &diff);
+        assert_eq!(
+            steps[0],
+            Step::Stop {
+                name: "leaf".into(),
+                force: false
+            }
+        );
+    }
+
+    #[test]
+    fn quorum_refuses_only_below_min_replicas() {
+        let g = group(CASCADE);
+        let err = check_quorum(&g, "r1", 0).unwrap_err();
+        assert!(
+            err.contains("min_replicas_to_write = 1") && err.contains("--force"),
+            "{err}"
+        );
+        assert!(check_quorum(&g, "r1", 1).is_ok());
+        assert!(
+            check_quorum(&g, "leaf", 0).is_ok(),
+            "r1 has no min_replicas_to_write"
+        );
+        assert!(check_quorum(&g, "m", 0).is_ok(), "a master has no upstream");
+    }
+}

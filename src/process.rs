@@ -1,0 +1,206 @@
+//! Redis server processes: spawning one in the foreground, its pid file, forwarding its
+//! output, signalling it, and finding who holds a port. No supervision decisions here.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::{Gid, Pid, Uid};
+use tracing::info;
+
+/// The last lines an instance printed, kept for a failure reason.
+pub type OutputTail = Arc<Mutex<VecDeque<String>>>;
+
+/// How many output lines are kept per instance.
+const TAIL_LINES: usize = 20;
+
+/// The user a child runs as (when the daemon runs as root with `user` set).
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub uid: Uid,
+    pub gid: Gid,
+    pub groups: Vec<Gid>,
+}
+
+/// What to start.
+pub struct Launch<'a> {
+    pub name: &'a str,
+    pub redis_server: &'a Path,
+    pub conf: &'a Path,
+    pub run_as: Option<&'a RunAs>,
+}
+
+/// Starts `redis-server <conf>` in the foreground, in its own process group (so a Ctrl-C
+/// on the daemon's terminal reaches only the daemon), without systemd's variables (or it
+/// would try to notify systemd itself), with stdout and stderr forwarded to our log.
+pub fn spawn(launch: &Launch<'_>, tail: &OutputTail) -> io::Result<Child> {
+    let mut cmd = Command::new(launch.redis_server);
+    cmd.arg(launch.conf)
+        .process_group(0)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("REDISREPD_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(run_as) = launch.run_as.cloned() {
+        // std's uid()/gid() would drop supplementary groups; set all three ourselves, in
+        // the child, using only async-signal-safe syscalls.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::setgroups(&run_as.groups)?;
+                nix::unistd::setgid(run_as.gid)?;
+                nix::unistd::setuid(run_as.uid)?;
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn()?;
+    if let Some(out) = child.stdout.take() {
+        forward(launch.name, out, tail.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        forward(launch.name, err, tail.clone());
+    }
+    Ok(child)
+}
+
+/// Copies each line of a child's stream into the daemon's log and the tail buffer.
+fn forward(name: &str, stream: impl Read + Send + 'static, tail: OutputTail) {
+    let name = name.to_owned();
+    let _ = std::thread::Builder::new()
+        .name(format!("out-{name}"))
+        .spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                info!(instance = %name, "{line}");
+                if let Ok(mut t) = tail.lock() {
+                    if t.len() == TAIL_LINES {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            }
+        });
+}
+
+/// The start time of a process (clock ticks since boot), from `/proc/<pid>/stat`: with the
+/// pid it identifies a process even after the pid is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// The content of a pid file: pid and start time.
+pub fn pid_file_contents(pid: u32) -> String {
+    format!("{pid}\n{}\n", start_time(pid).unwrap_or(0))
+}
+
+/// Reads a pid file written by [`pid_file_contents`].
+pub fn read_pid_file(path: &Path) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let start = lines.next()?.trim().parse().ok()?;
+    Some((pid, start))
+}
+
+/// Sends `sig` to `pid`; a process that is already gone is not an error.
+pub fn send_signal(pid: u32, sig: Signal) -> io::Result<()> {
+    match signal::kill(Pid::from_raw(pid as i32), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether something already listens on `bind:port`.
+pub fn port_in_use(bind: IpAddr, port: u16) -> bool {
+    matches!(
+        std::net::TcpListener::bind((bind, port)),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse
+    )
+}
+
+/// The process listening on TCP `port`, as "pid N (command)", found through /proc.
+pub fn port_holder(port: u16) -> Option<String> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let listening = *state == "0A";
+            let on_port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if listening && on_port {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if inodes.iter().any(|i| Path::new(i) == target) {
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                return Some(format!("pid {pid} ({})", comm.trim()));
+            }
+        }
+    }
+    Some("another process".to_owned())
+}
+
+/// Resolves the `redis_server` setting: a bare name on PATH, or a path.
+pub fn find_redis_server(configured: &str) -> Result<PathBuf, String> {
+    which::which(configured).map_err(|_| {
+        format!(
+            "`{configured}` is not found or not executable: install redis-server (Debian: \
+             `apt-get install redis-server`) or set `redis_server` in [cluster] to its path"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_self_is_known() {
+        assert!(start_time(std::process::id()).is_some_and(|t| t > 0));
+    }
+
+    #[test]
+    fn port_holder_finds_our_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(port_in_use("127.0.0.1".parse().unwrap(), port));
+        let holder = port_holder(port).unwrap();
+        assert!(holder.contains(&std::process::id().to_string()), "{holder}");
+    }
+}

@@ -1,0 +1,117 @@
+//! Talking to a Redis instance: INFO probes and the authenticated SHUTDOWN. Blocking calls
+//! with timeouts; run them off the supervisor thread.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+
+use crate::config::{Group, Instance, Secret};
+use crate::info::Info;
+
+/// How to reach one instance.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub password: Option<Secret>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.bind, self.port)
+    }
+}
+
+impl Endpoint {
+    /// The endpoint of an instance of `group`, with the group's password.
+    pub fn of(group: &Group, inst: &Instance) -> Endpoint {
+        Endpoint {
+            bind: inst.bind,
+            port: inst.port,
+            password: group.password().cloned(),
+        }
+    }
+
+    /// Opens an authenticated connection.
+    pub fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(pw) = &self.password {
+            settings = settings.set_password(pw.expose());
+        }
+        let info = ConnectionAddr::Tcp(self.bind.to_string(), self.port)
+            .into_connection_info()?
+            .set_redis_settings(settings);
+        let conn = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.set_write_timeout(Some(timeout))?;
+        Ok(conn)
+    }
+
+    /// Reads `INFO server persistence stats replication`.
+    pub fn info(&self, timeout: Duration) -> Result<Info, String> {
+        let mut conn = self.connect(timeout).map_err(describe)?;
+        let text: String = redis::cmd("INFO")
+            .arg("server")
+            .arg("persistence")
+            .arg("stats")
+            .arg("replication")
+            .query(&mut conn)
+            .map_err(describe)?;
+        Ok(Info::parse(&text))
+    }
+
+    /// Sends an authenticated `SHUTDOWN SAVE` (or `SHUTDOWN NOSAVE` when `nosave`) and
+    /// waits for Redis to close the connection, which it does once the save is done.
+    pub fn shutdown(&self, nosave: bool, timeout: Duration) -> Result<(), ShutdownError> {
+        let mut conn = self
+            .connect(timeout.min(Duration::from_secs(5)))
+            .map_err(|e| ShutdownError::Unreachable(describe(e)))?;
+        conn.set_read_timeout(Some(timeout))
+            .map_err(|e| ShutdownError::Unreachable(describe(e)))?;
+        let mode = if nosave { "NOSAVE" } else { "SAVE" };
+        // Success is the connection closing: Redis exits without replying. The caller
+        // confirms the exit from the child's status, not from this.
+        match redis::cmd("SHUTDOWN")
+            .arg(mode)
+            .query::<redis::Value>(&mut conn)
+        {
+            Err(e) if e.code().is_some() => Err(ShutdownError::Refused(e.to_string())),
+            Err(e) if e.is_timeout() => Err(ShutdownError::Timeout),
+            Err(_) => Ok(()),
+            Ok(v) => Err(ShutdownError::Refused(format!("unexpected reply {v:?}"))),
+        }
+    }
+}
+
+/// Why a SHUTDOWN did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShutdownError {
+    /// Redis answered with an error and stays up: its final save failed.
+    Refused(String),
+    /// No answer within the timeout.
+    Timeout,
+    /// Could not connect or authenticate.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ShutdownError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShutdownError::Refused(m) => write!(f, "Redis refused to shut down: {m}"),
+            ShutdownError::Timeout => f.write_str("Redis did not finish SHUTDOWN in time"),
+            ShutdownError::Unreachable(m) => write!(f, "cannot reach Redis: {m}"),
+        }
+    }
+}
+
+/// One line for a Redis error, never carrying the password (the crate does not echo it).
+fn describe(e: redis::RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".to_owned()
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        "authentication failed (wrong or missing password)".to_owned()
+    } else {
+        e.to_string()
+    }
+}

@@ -1,0 +1,221 @@
+//! What `status` shows: one record per instance, the table, the JSON and the exit status.
+//! Building records is pure; the client and daemon fill in what they know.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Group, Instance};
+use crate::info::Info;
+
+/// One instance as `status --json` lists it (`spec/cli.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub host: String,
+    pub bind: String,
+    pub port: u16,
+    pub configured_role: String,
+    pub role: Option<String>,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub uptime_s: Option<i64>,
+    pub restarts: u32,
+    pub replica_of: Option<String>,
+    pub master_link_status: Option<String>,
+    pub repl_offset: Option<i64>,
+    pub lag_bytes: Option<i64>,
+    pub last_error: Option<String>,
+    /// How the last (re)start of a replica caught up: sync type and time.
+    #[serde(default)]
+    pub last_sync: Option<String>,
+    /// Times a replica took longer than `sync_timeout` to come in sync.
+    #[serde(default)]
+    pub sync_timeouts: u32,
+    /// Advice about this instance (for example a replication backlog that is too small).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl InstanceStatus {
+    /// A record with only what the TOML says; state `unreachable` until filled in.
+    pub fn from_config(group: &Group, inst: &Instance) -> Self {
+        InstanceStatus {
+            name: inst.name.clone(),
+            host: inst.host.clone(),
+            bind: inst.bind.to_string(),
+            port: inst.port,
+            configured_role: if inst.is_master() {
+                "master"
+            } else {
+                "replica"
+            }
+            .to_owned(),
+            role: None,
+            state: "unreachable".to_owned(),
+            pid: None,
+            uptime_s: None,
+            restarts: 0,
+            replica_of: inst.replica_of.clone(),
+            master_link_status: None,
+            repl_offset: None,
+            lag_bytes: None,
+            last_error: None,
+            last_sync: None,
+            sync_timeouts: 0,
+            warnings: backlog_warning(group, inst, None).into_iter().collect(),
+        }
+    }
+
+    /// Fills in what Redis reports: role, link, offset, uptime; lag from the upstream.
+    pub fn apply_info(&mut self, info: &Info, upstream: Option<&Info>) {
+        self.role = info.role().map(str::to_owned);
+        self.master_link_status = info
+            .master_link_up()
+            .map(|up| if up { "up" } else { "down" }.to_owned());
+        self.repl_offset = info.repl_offset();
+        self.uptime_s = info.uptime_s();
+        if self.configured_role == "replica"
+            && let (Some(mine), Some(theirs)) =
+                (info.repl_offset(), upstream.and_then(Info::repl_offset))
+        {
+            self.lag_bytes = Some((theirs - mine).max(0));
+        }
+    }
+
+    /// True when running and, for a replica, linked to its upstream and in sync.
+    pub fn healthy(&self) -> bool {
+        self.state == "running"
+            && (self.configured_role == "master"
+                || self.master_link_status.as_deref() == Some("up"))
+    }
+}
+
+/// A warning when `inst`'s replication backlog covers less than a minute of its current
+/// write rate (`bytes_per_s`): a replica away longer than that needs a full sync.
+pub fn backlog_warning(group: &Group, inst: &Instance, rate: Option<(i64, f64)>) -> Option<String> {
+    let (backlog, bytes_per_s) = rate?;
+    if group.replicas_of(&inst.name).next().is_none() || bytes_per_s <= 0.0 {
+        return None;
+    }
+    let covered_s = backlog as f64 / bytes_per_s;
+    if covered_s >= 60.0 {
+        return None;
+    }
+    let wanted = (bytes_per_s * 60.0).ceil() as u64;
+    Some(format!(
+        "the replication backlog ({backlog} bytes) covers {covered_s:.0}s of writes at \
+         {bytes_per_s:.0} B/s: a replica away longer needs a full sync; set \
+         `repl-backlog-size` to at least {}mb in [redis]",
+        wanted.div_ceil(1 << 20)
+    ))
+}
+
+/// The exit status of `status`: 0 when every listed instance is healthy, 3 otherwise.
+pub fn exit_code(list: &[InstanceStatus]) -> u8 {
+    if list.iter().all(InstanceStatus::healthy) {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_DEGRADED
+    }
+}
+
+/// The human table.
+pub fn table(list: &[InstanceStatus]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header([
+        "NAME", "HOST", "ADDRESS", "ROLE", "ACTUAL", "STATE", "PID", "UPTIME", "RESTARTS", "LINK",
+        "OFFSET", "LAG", "NOTE",
+    ]);
+    let dash = || "-".to_owned();
+    for s in list {
+        let role = match &s.replica_of {
+            Some(up) => format!("replica of {up}"),
+            None => "master".to_owned(),
+        };
+        let mut note: Vec<String> = Vec::new();
+        if let Some(e) = &s.last_error {
+            note.push(e.clone());
+        }
+        if let Some(sync) = &s.last_sync {
+            note.push(format!("last sync: {sync}"));
+        }
+        note.extend(s.warnings.iter().cloned());
+        t.add_row([
+            s.name.clone(),
+            s.host.clone(),
+            format!("{}:{}", s.bind, s.port),
+            role,
+            s.role.clone().unwrap_or_else(dash),
+            s.state.clone(),
+            s.pid.map_or_else(dash, |p| p.to_string()),
+            s.uptime_s.map_or_else(dash, |u| format!("{u}s")),
+            s.restarts.to_string(),
+            s.master_link_status.clone().unwrap_or_else(dash),
+            s.repl_offset.map_or_else(dash, |o| o.to_string()),
+            s.lag_bytes.map_or_else(dash, |l| l.to_string()),
+            note.join("; "),
+        ]);
+    }
+    format!("{t}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn group() -> Group {
+        crate::config::parse(
+            "[cluster]\nname=\"t\"\npassword=\"p\"\n[[instance]]\nname=\"m\"\nhost=\"a\"\n\
+             bind=\"127.0.0.1\"\nport=1\n[[instance]]\nname=\"r\"\nhost=\"a\"\nbind=\"127.0.0.1\"\n\
+             port=2\nreplica_of=\"m\"\n",
+            Path::new("/t.toml"),
+            Path::new("/"),
+        )
+        .unwrap()
+        .group
+    }
+
+    #[test]
+    fn exit_code_needs_every_replica_linked() {
+        let g = group();
+        let mut m = InstanceStatus::from_config(&g, &g.instances[0]);
+        let mut r = InstanceStatus::from_config(&g, &g.instances[1]);
+        m.state = "running".into();
+        r.state = "running".into();
+        assert_eq!(exit_code(&[m.clone(), r.clone()]), crate::EXIT_DEGRADED);
+        r.apply_info(
+            &Info::parse("role:slave\nmaster_link_status:up\nmaster_repl_offset:5\n"),
+            Some(&Info::parse("master_repl_offset:9\n")),
+        );
+        assert_eq!(r.lag_bytes, Some(4));
+        assert_eq!(exit_code(&[m, r]), crate::EXIT_OK);
+    }
+
+    #[test]
+    fn backlog_warning_names_the_size_that_would_do() {
+        let g = group();
+        let w = backlog_warning(&g, &g.instances[0], Some((1 << 20, 100_000.0))).unwrap();
+        assert!(w.contains("repl-backlog-size") && w.contains("6mb"), "{w}");
+        assert!(backlog_warning(&g, &g.instances[0], Some((1 << 30, 100_000.0))).is_none());
+        assert!(
+            backlog_warning(&g, &g.instances[1], Some((1, 100_000.0))).is_none(),
+            "no replicas"
+        );
+    }
+
+    #[test]
+    fn table_lists_every_instance() {
+        let g = group();
+        let list: Vec<_> = g
+            .instances
+            .iter()
+            .map(|i| InstanceStatus::from_config(&g, i))
+            .collect();
+        let t = table(&list);
+        assert!(
+            t.contains("replica of m") && t.contains("127.0.0.1:2"),
+            "{t}"
+        );
+    }
+}
