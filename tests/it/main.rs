@@ -1,0 +1,8 @@
+//! The integration tests: one binary, one module per area, helpers in `util`.
+//!
+//! Every test works in its own temp dir, on loopback addresses of its own, and kills every
+//! process it starts (also when it panics). Tests that need redis-server fail, rather than
+//! skip, when it is not installed.
+
+mod render_accepted;
+mod util;
