@@ -4,5 +4,6 @@
 //! process it starts (also when it panics). Tests that need redis-server fail, rather than
 //! skip, when it is not installed.
 
+mod check;
 mod render_accepted;
 mod util;

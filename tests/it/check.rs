@@ -1,0 +1,272 @@
+//! `check` on the examples and on broken files (exit status, messages naming the key), and
+//! the rule that no output of `check` or `render` shows the password.
+
+use std::path::PathBuf;
+
+use super::util::{Example, QUICK, Run, TestDir, chmod, redisrepd, run};
+
+const EXAMPLES: [&str; 3] = ["seed", "local", "cascade"];
+
+/// An example copied unchanged (paths stay relative to the copy) into `dir`.
+fn copy(dir: &TestDir, name: &str) -> (Example, PathBuf) {
+    let ex = Example::load(name);
+    let config = ex.write(dir);
+    (ex, config)
+}
+
+fn check(config: &std::path::Path, args: &[&str]) -> Run {
+    run(redisrepd(config).arg("check").args(args), QUICK)
+}
+
+/// The instance names of a printed plan, in order (`  1. master at ...`).
+fn plan_order(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(". "))
+        .filter(|(n, _)| n.parse::<u32>().is_ok())
+        .filter_map(|(_, rest)| rest.split(' ').next())
+        .collect()
+}
+
+#[test]
+fn check_accepts_every_example_and_prints_each_hosts_start_order() {
+    let plans: &[(&str, &str, &[&str])] = &[
+        ("seed", "master", &["master"]),
+        ("seed", "slave", &["replica-6379", "replica-6380"]),
+        ("local", "local", &["master", "replica-a", "replica-b"]),
+        ("cascade", "east", &["master"]),
+        ("cascade", "west", &["relay", "leaf"]),
+    ];
+    for name in EXAMPLES {
+        let dir = TestDir::new();
+        let (ex, config) = copy(&dir, name);
+        for (_, host, order) in plans.iter().filter(|(n, _, _)| *n == name) {
+            let out = check(&config, &["--host", host]);
+            out.expect_code(0).expect_hidden(&ex.password);
+            assert!(
+                out.stdout.contains("configuration is valid"),
+                "{name}: {out}"
+            );
+            assert!(
+                out.stdout
+                    .contains(&format!("host `{host}`, in start order:")),
+                "{name}: {out}"
+            );
+            assert_eq!(
+                plan_order(&out.stdout),
+                *order,
+                "{name} --host {host}: {out}"
+            );
+        }
+        // Without --host: this machine's plan, or every host's when it runs none.
+        check(&config, &[])
+            .expect_code(0)
+            .expect_hidden(&ex.password);
+    }
+}
+
+#[test]
+fn check_resolves_relative_paths_against_the_toml() {
+    let dir = TestDir::new();
+    let (_, config) = copy(&dir, "local");
+    let out = check(&config, &["--host", "local"]);
+    out.expect_code(0);
+    for path in [
+        "state/run/master.conf",
+        "state/data/replica-b",
+        "state/run/local.sock",
+    ] {
+        let full = dir.join(path).display().to_string();
+        assert!(out.stdout.contains(&full), "{full}: {out}");
+    }
+}
+
+#[test]
+fn check_warns_on_stderr_and_succeeds() {
+    let dir = TestDir::new();
+    let (ex, config) = copy(&dir, "seed");
+    let out = check(&config, &["--host", "master"]);
+    out.expect_code(0).expect_hidden(&ex.password);
+    assert!(
+        out.stderr.contains(&format!(
+            "redisrepd: warning: {}: instance `master`, key `min_replicas_to_write`: equals",
+            config.display()
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_warns_about_a_password_file_readable_by_others() {
+    let dir = TestDir::new();
+    let (ex, config) = copy(&dir, "local");
+    chmod(&dir.join("local.password"), 0o644);
+    let out = check(&config, &["--host", "local"]);
+    out.expect_code(0).expect_hidden(&ex.password);
+    assert!(out.stderr.contains("key `password_file`: "), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "chmod 600 {}",
+            dir.join("local.password").display()
+        )),
+        "{out}"
+    );
+}
+
+/// Writes the local example edited by `edit`, runs `check`, and expects exit 1 with every
+/// fragment on stderr, the file named, and nothing on stdout.
+fn rejected(edit: impl FnOnce(&mut Example), fragments: &[&str]) -> Run {
+    let dir = TestDir::new();
+    let mut ex = Example::load("local");
+    edit(&mut ex);
+    let config = ex.write(&dir);
+    let out = check(&config, &["--host", "local"]);
+    out.expect_code(1).expect_hidden(&ex.password);
+    assert!(
+        out.stderr
+            .starts_with(&format!("redisrepd: {}: ", config.display())),
+        "{out}"
+    );
+    for f in fragments {
+        assert!(out.stderr.contains(f), "expected {f:?}\n{out}");
+    }
+    assert_eq!(out.stdout, "", "{out}");
+    out
+}
+
+fn instance<'a>(ex: &'a mut Example, name: &str) -> &'a mut toml::Table {
+    ex.instances_mut()
+        .find(|i| i["name"].as_str() == Some(name))
+        .unwrap()
+}
+
+#[test]
+fn check_rejects_an_unknown_key() {
+    rejected(
+        |ex| {
+            instance(ex, "replica-a").insert("prot".into(), 1.into());
+        },
+        &["in instance `replica-a`: ", "unknown field `prot`"],
+    );
+}
+
+#[test]
+fn check_rejects_replica_of_a_missing_instance() {
+    rejected(
+        |ex| {
+            instance(ex, "replica-b").insert("replica_of".into(), "nosuch".into());
+        },
+        &["instance `replica-b`, key `replica_of`: names `nosuch`"],
+    );
+}
+
+#[test]
+fn check_rejects_a_managed_directive() {
+    rejected(
+        |ex| {
+            let redis = ex.toml["redis"].as_table_mut().unwrap();
+            redis.insert("requirepass".into(), "x".into());
+        },
+        &["key `redis.requirepass`: redisrepd manages `requirepass` itself"],
+    );
+    let mut redis = toml::Table::new();
+    redis.insert("port".into(), 6000.into());
+    rejected(
+        |ex| {
+            instance(ex, "master").insert("redis".into(), redis.into());
+        },
+        &["instance `master`, key `redis.port`: redisrepd manages `port` itself"],
+    );
+}
+
+#[test]
+fn check_reports_every_problem_at_once() {
+    let out = rejected(
+        |ex| {
+            instance(ex, "replica-b").insert("replica_of".into(), "nosuch".into());
+            instance(ex, "master").insert("min_replicas_to_write".into(), 5.into());
+            let redis = ex.toml["redis"].as_table_mut().unwrap();
+            redis.insert("slaveof".into(), "x".into());
+        },
+        &[
+            "key `redis.slaveof`",
+            "instance `master`, key `min_replicas_to_write`: is 5",
+            "instance `replica-b`, key `replica_of`",
+        ],
+    );
+    assert_eq!(out.stderr.lines().count(), 3, "{out}");
+}
+
+#[test]
+fn check_shows_line_and_column_of_a_syntax_error() {
+    let dir = TestDir::new();
+    let config = dir.write("bad.toml", "[cluster]\nname = \"x\nport = 1\n");
+    let out = check(&config, &[]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("line 2, column"), "{out}");
+}
+
+#[test]
+fn check_of_a_missing_file_fails() {
+    let dir = TestDir::new();
+    let out = check(&dir.join("nope.toml"), &[]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("cannot read the configuration"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_output_of_check_or_render_shows_the_password() {
+    for name in EXAMPLES {
+        let dir = TestDir::new();
+        let (ex, config) = copy(&dir, name);
+        // A loose password file adds a warning that names the file: still not its content.
+        chmod(&dir.join(format!("{name}.password")), 0o644);
+        check(&config, &[])
+            .expect_code(0)
+            .expect_hidden(&ex.password);
+        let names: Vec<String> = ex
+            .instances()
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect();
+        for inst in &names {
+            let masked = run(redisrepd(&config).args(["render", inst]), QUICK);
+            masked.expect_code(0).expect_hidden(&ex.password);
+            assert!(masked.stdout.contains("requirepass ********\n"), "{masked}");
+            // The password the test looks for is the one Redis would get.
+            let shown = run(
+                redisrepd(&config).args(["render", inst, "--show-secrets"]),
+                QUICK,
+            );
+            shown.expect_code(0);
+            assert!(
+                shown
+                    .stdout
+                    .contains(&format!("requirepass {}\n", ex.password)),
+                "{shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn render_of_an_unknown_instance_lists_the_instances() {
+    let dir = TestDir::new();
+    let (_, config) = copy(&dir, "cascade");
+    let out = run(redisrepd(&config).args(["render", "nosuch"]), QUICK);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("no instance `nosuch`; instances: `master`, `relay`, `leaf`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let dir = TestDir::new();
+    let (_, config) = copy(&dir, "cascade");
+    run(redisrepd(&config).arg("render"), QUICK).expect_code(2);
+}
