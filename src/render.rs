@@ -69,6 +69,19 @@ pub fn render(group: &Group, inst: &Instance, secrets: Secrets) -> String {
     if let Some(n) = inst.min_replicas_max_lag {
         line("min-replicas-max-lag", &n.to_string());
     }
+    // The sync gate releases up to max_concurrent_syncs replicas together; a diskless
+    // transfer that starts as soon as that many wait serves them with one fork instead of
+    // idling through repl-diskless-sync-delay (5 s) for each one.
+    if group.replicas_of(&inst.name).next().is_some()
+        && group
+            .directive(inst, "repl-diskless-sync-max-replicas")
+            .is_none()
+    {
+        line(
+            "repl-diskless-sync-max-replicas",
+            &group.supervise.max_concurrent_syncs.to_string(),
+        );
+    }
     if !group.redis.is_empty() {
         out.push_str("# [redis]\n");
         directives(&mut out, &group.redis);

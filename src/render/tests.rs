@@ -61,6 +61,7 @@ masterauth 123123
 replica-announce-ip 192.168.100.101
 min-replicas-to-write 2
 min-replicas-max-lag 10
+repl-diskless-sync-max-replicas 1
 # [redis]
 save 3600 1
 save 300 100

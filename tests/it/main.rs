@@ -1,9 +1,12 @@
-//! The integration tests: one binary, one module per area, helpers in `util`.
+//! The integration tests: one binary, one module per area, helpers in `util` and
+//! `cluster`.
 //!
 //! Every test works in its own temp dir, on loopback addresses of its own, and kills every
 //! process it starts (also when it panics). Tests that need redis-server fail, rather than
 //! skip, when it is not installed.
 
 mod check;
+mod cluster;
+mod daemon;
 mod render_accepted;
 mod util;

@@ -1,0 +1,391 @@
+//! A replication group for daemon tests: its TOML in a temp dir, one daemon per host, the
+//! CLI against it, and cleanup that leaves no redis-server behind (also after a panic or a
+//! SIGKILLed daemon).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::util::{self, ProcGuard, Run, TestDir};
+
+/// The password every test group uses. Long and unusual, so a leak is easy to grep.
+pub const PASSWORD: &str = "pw-Zq81-never-leak";
+
+/// Generous upper bounds: the 2-core CI machine is slow, so these are never the
+/// expected duration, only the point at which a test gives up.
+pub const UP: Duration = Duration::from_secs(60);
+
+/// One instance of a test group.
+#[derive(Clone)]
+pub struct Member {
+    pub name: String,
+    pub host: String,
+    pub replica_of: Option<String>,
+    pub ip: IpAddr,
+    pub port: u16,
+    /// Extra lines inside this `[[instance]]` (e.g. `min_replicas_to_write = 1`).
+    pub extra: String,
+}
+
+impl Member {
+    /// An instance with its own loopback address and a free port.
+    pub fn new(name: &str, host: &str, replica_of: Option<&str>) -> Member {
+        let ip = util::loopback_ip();
+        Member {
+            name: name.to_owned(),
+            host: host.to_owned(),
+            replica_of: replica_of.map(str::to_owned),
+            ip,
+            port: util::free_port(ip),
+            extra: String::new(),
+        }
+    }
+}
+
+/// Builds a group: instances, `[supervise]` and `[redis]` lines.
+pub struct Builder {
+    members: Vec<Member>,
+    supervise: String,
+    redis: String,
+    cluster_extra: String,
+}
+
+impl Builder {
+    /// Fast supervision settings for tests; `save` on, AOF off (a replica restarted from
+    /// its RDB resumes with a partial resync).
+    pub fn new() -> Builder {
+        Builder {
+            members: Vec::new(),
+            supervise: "start_timeout = \"30s\"\nshutdown_timeout = \"20s\"\nrestart_delay = \"100ms\"\n\
+                        restart_delay_max = \"1s\"\nhealth_interval = \"100ms\"\nsync_timeout = \"60s\"\n"
+                .to_owned(),
+            redis: "save = [\"3600 1\"]\nappendonly = \"no\"\n".to_owned(),
+            cluster_extra: String::new(),
+        }
+    }
+
+    /// Adds an instance on `host`, with its own loopback address and a free port.
+    pub fn instance(mut self, name: &str, host: &str, replica_of: Option<&str>) -> Builder {
+        self.members.push(Member::new(name, host, replica_of));
+        self
+    }
+
+    /// Adds lines to the last instance added.
+    pub fn with(mut self, lines: &str) -> Builder {
+        if let Some(m) = self.members.last_mut() {
+            m.extra.push_str(lines);
+            m.extra.push('\n');
+        }
+        self
+    }
+
+    /// Adds `[supervise]` lines (later keys must not repeat earlier ones: replace instead).
+    pub fn supervise(mut self, key: &str, value: &str) -> Builder {
+        let kept: Vec<&str> = self
+            .supervise
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} ")))
+            .collect();
+        self.supervise = format!("{}\n{key} = {value}\n", kept.join("\n"));
+        self
+    }
+
+    /// Replaces the `[redis]` section.
+    pub fn redis(mut self, lines: &str) -> Builder {
+        self.redis = lines.to_owned();
+        self
+    }
+
+    /// Adds lines to `[cluster]`.
+    pub fn cluster(mut self, lines: &str) -> Builder {
+        self.cluster_extra.push_str(lines);
+        self.cluster_extra.push('\n');
+        self
+    }
+
+    /// Writes the TOML into a fresh temp dir.
+    pub fn build(self) -> Cluster {
+        let dir = TestDir::new();
+        let cluster = Cluster {
+            config: dir.join("group.toml"),
+            dir,
+            members: self.members,
+            supervise: self.supervise,
+            redis: self.redis,
+            cluster_extra: self.cluster_extra,
+            daemons: BTreeMap::new(),
+        };
+        cluster.dir.write("password", format!("{PASSWORD}\n"));
+        cluster.write_config();
+        cluster
+    }
+}
+
+/// A running test group.
+pub struct Cluster {
+    pub dir: TestDir,
+    pub config: PathBuf,
+    pub members: Vec<Member>,
+    pub supervise: String,
+    pub redis: String,
+    pub cluster_extra: String,
+    daemons: BTreeMap<String, Daemon>,
+}
+
+/// A `redisrepd daemon --host H` process with its log in the test dir.
+pub struct Daemon {
+    pub proc: ProcGuard,
+    pub log: PathBuf,
+}
+
+impl Cluster {
+    /// The TOML text for the current members.
+    pub fn toml_text(&self) -> String {
+        let mut t = String::new();
+        let _ = write!(
+            t,
+            "[cluster]\nname = \"test\"\npassword_file = \"password\"\nrun_dir = \"run\"\n\
+             data_dir = \"data\"\n{}\n[supervise]\n{}\n[redis]\n{}\n",
+            self.cluster_extra, self.supervise, self.redis
+        );
+        for m in &self.members {
+            let _ = write!(
+                t,
+                "[[instance]]\nname = \"{}\"\nhost = \"{}\"\nbind = \"{}\"\nport = {}\n",
+                m.name, m.host, m.ip, m.port
+            );
+            if let Some(up) = &m.replica_of {
+                let _ = writeln!(t, "replica_of = \"{up}\"");
+            }
+            t.push_str(&m.extra);
+            t.push('\n');
+        }
+        t
+    }
+
+    /// (Re)writes group.toml from the members.
+    pub fn write_config(&self) {
+        self.dir.write("group.toml", self.toml_text());
+    }
+
+    pub fn member(&self, name: &str) -> &Member {
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no member `{name}`"))
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        let m = self.member(name);
+        SocketAddr::new(m.ip, m.port)
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("data").join(name)
+    }
+
+    /// Starts the daemon for `host` and waits until its control socket answers.
+    pub fn start_daemon(&mut self, host: &str) {
+        let log = self.dir.join(format!("daemon-{host}.log"));
+        let file = std::fs::File::create(&log).expect("daemon log");
+        let mut cmd = util::redisrepd(&self.config);
+        cmd.arg("daemon")
+            .arg("--host")
+            .arg(host)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file);
+        let proc = ProcGuard::spawn(&format!("daemon --host {host}"), &mut cmd);
+        self.daemons.insert(host.to_owned(), Daemon { proc, log });
+        let socket = self.run_dir().join(format!("{host}.sock"));
+        util::wait_until(UP, &format!("the socket of host `{host}`"), || {
+            if let Some(d) = self.daemons.get_mut(host)
+                && let Some(status) = d.proc.exited()
+            {
+                panic!("daemon for `{host}` exited ({status}):\n{}", self.daemon_log(host));
+            }
+            socket.exists()
+        });
+    }
+
+    /// Starts the daemon with a custom command (e.g. extra environment).
+    pub fn start_daemon_with(&mut self, host: &str, adjust: impl FnOnce(&mut Command)) {
+        let log = self.dir.join(format!("daemon-{host}.log"));
+        let file = std::fs::File::create(&log).expect("daemon log");
+        let mut cmd = util::redisrepd(&self.config);
+        cmd.arg("daemon")
+            .arg("--host")
+            .arg(host)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file);
+        adjust(&mut cmd);
+        let proc = ProcGuard::spawn(&format!("daemon --host {host}"), &mut cmd);
+        self.daemons.insert(host.to_owned(), Daemon { proc, log });
+    }
+
+    pub fn daemon(&mut self, host: &str) -> &mut Daemon {
+        self.daemons
+            .get_mut(host)
+            .unwrap_or_else(|| panic!("no daemon for `{host}`"))
+    }
+
+    /// Forgets a daemon without killing it (after it exited, or to leave it to a test).
+    pub fn take_daemon(&mut self, host: &str) -> Option<Daemon> {
+        self.daemons.remove(host)
+    }
+
+    pub fn daemon_log(&self, host: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("daemon-{host}.log"))).unwrap_or_default()
+    }
+
+    /// SIGTERM to the daemon of `host`; waits for its exit.
+    pub fn stop_daemon(&mut self, host: &str) -> ExitStatus {
+        let mut d = self.daemons.remove(host).expect("daemon");
+        d.proc.signal(Signal::SIGTERM);
+        d.proc.wait_exit(UP)
+    }
+
+    /// Runs `redisrepd --config group.toml ARGS...`.
+    pub fn cli(&self, args: &[&str]) -> Run {
+        let mut cmd = util::redisrepd(&self.config);
+        cmd.args(args);
+        util::run(&mut cmd, Duration::from_secs(180))
+    }
+
+    /// `status --json`, parsed, by instance name.
+    pub fn status(&self) -> BTreeMap<String, Value> {
+        let run = self.cli(&["status", "--json"]);
+        let doc: Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{run}"));
+        doc["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|i| (i["name"].as_str().unwrap_or_default().to_owned(), i.clone()))
+            .collect()
+    }
+
+    /// Waits until `status` exits 0: everything running, every replica in sync.
+    pub fn wait_healthy(&self) {
+        util::wait_for(UP, "status to report every instance healthy", || {
+            let run = self.cli(&["status"]);
+            if run.status.code() == Some(0) {
+                Ok(())
+            } else {
+                Err(format!("{}\n{}", run.stdout, self.logs()))
+            }
+        });
+    }
+
+    /// Waits until `name` is in `state` according to `status --json`.
+    pub fn wait_state(&self, name: &str, state: &str) -> Value {
+        util::wait_for(UP, &format!("`{name}` to be {state}"), || {
+            let s = self.status().remove(name).expect("instance in status");
+            if s["state"] == state { Ok(s) } else { Err(s.to_string()) }
+        })
+    }
+
+    /// Every daemon log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for host in self.daemons.keys() {
+            let log = self.daemon_log(host);
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let _ = writeln!(out, "--- daemon {host} (last lines):");
+            for l in tail.into_iter().rev() {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        out
+    }
+
+    /// An authenticated connection to an instance.
+    pub fn con(&self, name: &str) -> redis::Connection {
+        util::connect(self.addr(name), Some(PASSWORD))
+            .unwrap_or_else(|e| panic!("connecting to `{name}`: {e}"))
+    }
+
+    /// One INFO section of an instance.
+    pub fn info(&self, name: &str, section: &str) -> std::collections::HashMap<String, String> {
+        util::info(&mut self.con(name), section).unwrap_or_else(|e| panic!("INFO of `{name}`: {e}"))
+    }
+
+    /// An integer INFO field.
+    pub fn info_int(&self, name: &str, section: &str, field: &str) -> i64 {
+        self.info(name, section)
+            .get(field)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("INFO {section} of `{name}` has no {field}"))
+    }
+
+    /// The pid the daemon reports for an instance.
+    pub fn pid(&self, name: &str) -> u32 {
+        let s = self.status().remove(name).expect("instance");
+        s["pid"].as_u64().unwrap_or_else(|| panic!("`{name}` has no pid: {s}")) as u32
+    }
+
+    /// Every redis-server process of this test.
+    pub fn redis_pids(&self) -> Vec<u32> {
+        redis_under(self.dir.path())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Daemons first (SIGKILL, so they restart nothing), then any instance left over.
+        self.daemons.clear();
+        for pid in self.redis_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Pids of redis-server processes working under `dir`. Redis rewrites its command line
+/// (to "redis-server ip:port") but runs in its data dir, so the cwd tells whose it is.
+pub fn redis_under(dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "redis-server" {
+            continue;
+        }
+        if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The standard shape: a master on host `a`, two replicas on host `b`.
+pub fn master_and_two_replicas() -> Builder {
+    Builder::new()
+        .instance("master", "a", None)
+        .instance("r1", "b", Some("master"))
+        .instance("r2", "b", Some("master"))
+}
+
+/// All three on one host `a`.
+pub fn one_host() -> Builder {
+    Builder::new()
+        .instance("master", "a", None)
+        .instance("r1", "a", Some("master"))
+        .instance("r2", "a", Some("master"))
+}

@@ -1,0 +1,276 @@
+//! The daemon end to end: start order across two daemons, replication, stop/start/restart,
+//! crash restarts and crash loops, the unpersisted-master guard, SIGTERM, reload, the
+//! control socket, and where the password must never show up.
+
+use std::os::unix::fs::MetadataExt;
+use nix::sys::signal::Signal;
+
+use crate::cluster::{self, PASSWORD, UP};
+use crate::util;
+
+fn kill(pid: u32, sig: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("kill");
+}
+
+#[test]
+fn replicas_started_before_their_master_wait_then_sync() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .with("min_replicas_to_write = 1\nmin_replicas_max_lag = 10")
+        .instance("r1", "b", Some("master"))
+        .instance("r2", "b", Some("master"))
+        .build();
+    c.start_daemon("b");
+    util::wait_for(UP, "replicas to report that they wait for the master", || {
+        let s = c.status();
+        let r1 = &s["r1"];
+        let why = r1["last_error"].as_str().unwrap_or_default();
+        if r1["state"] == "starting" && why.contains("waiting for upstream `master`") {
+            Ok(())
+        } else {
+            Err(r1.to_string())
+        }
+    });
+    assert_eq!(c.status()["master"]["state"], "unreachable");
+    c.start_daemon("a");
+    c.wait_healthy();
+
+    let mut m = c.con("master");
+    let _: () = redis::cmd("SET").arg("k").arg("v1").query(&mut m).unwrap();
+    for r in ["r1", "r2"] {
+        util::wait_for(UP, &format!("the key on {r}"), || {
+            let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c.con(r)).map_err(|e| e.to_string())?;
+            if v.as_deref() == Some("v1") { Ok(()) } else { Err(format!("{v:?}")) }
+        });
+        let err = redis::cmd("SET").arg("x").arg("1").query::<()>(&mut c.con(r)).unwrap_err();
+        assert_eq!(err.code(), Some("READONLY"), "{err}");
+    }
+    assert_eq!(util::config_get(&mut m, "min-replicas-to-write").unwrap(), "1");
+    assert_eq!(util::config_get(&mut m, "min-replicas-max-lag").unwrap(), "10");
+}
+
+#[test]
+fn stop_start_restart_each_instance_and_resync_partially() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let full_before = c.info_int("master", "stats", "sync_full");
+
+    let run = c.cli(&["stop", "r1"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("r1: stopped"), "{run}");
+    assert!(c.data_dir("r1").join("dump.rdb").exists(), "graceful stop saved an RDB");
+    assert_eq!(c.status()["r1"]["state"], "stopped");
+    assert!(util::connect(c.addr("r1"), Some(PASSWORD)).is_err(), "r1 is down");
+
+    let run = c.cli(&["start", "r1"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("r1: running"), "{run}");
+    c.wait_healthy();
+    assert_eq!(
+        c.info_int("master", "stats", "sync_full"),
+        full_before,
+        "a replica restarted after a graceful stop resyncs partially\n{}",
+        c.logs()
+    );
+    assert!(c.info_int("master", "stats", "sync_partial_ok") >= 1);
+
+    let pid = c.pid("r2");
+    c.cli(&["restart", "r2"]).expect_code(0);
+    assert_ne!(c.pid("r2"), pid, "restarted with a new process");
+    let mpid = c.pid("master");
+    let run = c.cli(&["restart", "master"]);
+    run.expect_code(0);
+    assert_ne!(c.pid("master"), mpid);
+    c.wait_healthy();
+    assert_eq!(c.info_int("master", "stats", "sync_full"), 0, "the restarted master kept its replication id: no full sync");
+}
+
+#[test]
+fn sigkill_is_restarted_and_a_crash_loop_fails() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .instance("r1", "a", Some("master"))
+        .supervise("crash_loop_limit", "3")
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let mut pid = c.pid("r1");
+    for n in 1..=2u64 {
+        kill(pid, Signal::SIGKILL);
+        let s = util::wait_for(UP, "r1 restarted with a new pid", || {
+            let s = c.status().remove("r1").unwrap();
+            match s["pid"].as_u64() {
+                Some(p) if p as u32 != pid && s["state"] == "running" => Ok(s),
+                _ => Err(s.to_string()),
+            }
+        });
+        assert_eq!(s["restarts"], n);
+        pid = s["pid"].as_u64().unwrap() as u32;
+    }
+    kill(pid, Signal::SIGKILL);
+    let s = c.wait_state("r1", "failed");
+    let why = s["last_error"].as_str().unwrap();
+    assert!(why.contains("crashed 3 times") && why.contains("SIGKILL"), "{why}");
+    // An operator's start clears the failure.
+    c.cli(&["start", "r1"]).expect_code(0);
+    c.wait_healthy();
+}
+
+#[test]
+fn unpersisted_master_is_never_restarted_automatically() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .instance("r1", "a", Some("master"))
+        .redis("save = \"\"\nappendonly = \"no\"\n")
+        .build();
+    let check = c.cli(&["check", "--host", "a"]);
+    check.expect_code(0);
+    assert!(check.stderr.contains("no persistence"), "{check}");
+    c.start_daemon("a");
+    c.wait_healthy();
+    kill(c.pid("master"), Signal::SIGKILL);
+    let s = c.wait_state("master", "failed");
+    assert!(s["last_error"].as_str().unwrap().contains("no persistence"), "{s}");
+    // The replica keeps its data: it is not restarted either.
+    assert_eq!(c.status()["r1"]["state"], "running");
+}
+
+#[test]
+fn sigterm_stops_every_instance_saved_and_exits_zero() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c.con("master")).unwrap();
+    assert_eq!(c.redis_pids().len(), 3);
+    let status = c.stop_daemon("a");
+    assert_eq!(status.code(), Some(0), "{}", c.logs());
+    assert!(c.redis_pids().is_empty(), "no redis-server left behind");
+    for name in ["master", "r1", "r2"] {
+        assert!(c.data_dir(name).join("dump.rdb").exists(), "{name} saved");
+    }
+    assert!(!c.run_dir().join("a.sock").exists(), "socket removed");
+}
+
+#[test]
+fn second_daemon_for_the_same_host_refuses() {
+    let mut c = cluster::Builder::new().instance("master", "a", None).build();
+    c.start_daemon("a");
+    let mut cmd = util::redisrepd(&c.config);
+    cmd.args(["daemon", "--host", "a"]);
+    let run = util::run(&mut cmd, UP);
+    run.expect_code(1);
+    assert!(run.stderr.contains("already runs host `a`"), "{run}");
+    c.wait_state("master", "running");
+}
+
+#[test]
+fn password_never_leaks() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    c.cli(&["restart", "r1"]).expect_code(0);
+    let daemon_pid = c.daemon("a").proc.pid();
+    let mut pids = c.redis_pids();
+    pids.push(daemon_pid);
+    for pid in pids {
+        for what in ["cmdline", "environ"] {
+            let bytes = std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(PASSWORD),
+                "the password is in /proc/{pid}/{what}"
+            );
+        }
+    }
+    let log = c.daemon_log("a");
+    assert!(!log.is_empty());
+    assert!(!log.contains(PASSWORD), "the password is in the daemon log");
+    for run in [c.cli(&["status"]), c.cli(&["render", "master"]), c.cli(&["check", "--host", "a"])] {
+        run.expect_hidden(PASSWORD);
+    }
+    // Every file that holds it is readable by its owner only.
+    let mut stack = vec![c.dir.path().to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+                if text.contains(PASSWORD) {
+                    assert_eq!(meta.mode() & 0o077, 0, "{path:?} holds the password and is readable by others");
+                }
+            }
+        }
+    }
+    let run_dir_mode = std::fs::metadata(c.run_dir()).unwrap().mode() & 0o777;
+    assert_eq!(run_dir_mode, 0o700);
+}
+
+#[test]
+fn reload_adds_removes_and_changes_instances() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .instance("r1", "a", Some("master"))
+        .instance("r2", "a", Some("master"))
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let master_pid = c.pid("master");
+    let r1_pid = c.pid("r1");
+    // Remove r2, change r1, add r3.
+    c.members.retain(|m| m.name != "r2");
+    c.members[1].extra = "[instance.redis]\nmaxmemory = \"64mb\"\n".into();
+    c.members.push(cluster::Member::new("r3", "a", Some("master")));
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("1 added, 1 removed, 1 changed, 1 unchanged"), "{run}");
+    c.wait_healthy();
+    let s = c.status();
+    assert_eq!(s.len(), 3, "r2 is gone from status");
+    assert_eq!(c.pid("master"), master_pid, "unchanged instances keep their pid");
+    assert_ne!(c.pid("r1"), r1_pid, "the changed instance was restarted");
+    assert_eq!(util::config_get(&mut c.con("r1"), "maxmemory").unwrap(), (64 << 20).to_string());
+    assert_eq!(c.redis_pids().len(), 3, "r2's process is gone");
+
+    // An invalid file changes nothing: the client refuses it, and so does the daemon when
+    // it gets SIGHUP.
+    let valid = std::fs::read_to_string(&c.config).unwrap();
+    std::fs::write(&c.config, "[cluster]\nname = \"test\"\nbogus = 1\n").unwrap();
+    let run = c.cli(&["reload", "--host", "a"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("bogus"), "{run}");
+    c.daemon("a").proc.signal(Signal::SIGHUP);
+    util::wait_until(UP, "the daemon to refuse the invalid file", || {
+        c.daemon_log("a").contains("reload refused, nothing changed")
+    });
+    std::fs::write(&c.config, valid).unwrap();
+    assert_eq!(c.pid("master"), master_pid);
+    assert_eq!(c.redis_pids().len(), 3);
+}
+
+#[test]
+fn garbage_on_the_control_socket_gets_an_error_reply() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    let mut c = cluster::Builder::new().instance("master", "a", None).build();
+    c.start_daemon("a");
+    let socket = c.run_dir().join("a.sock");
+    for garbage in [&b"not json\n"[..], b"{\"op\":\"explode\"}\n", b"\n"] {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.write_all(garbage).unwrap();
+        let mut reply = String::new();
+        BufReader::new(&s).read_line(&mut reply).unwrap();
+        assert!(reply.contains("\"reply\":\"error\""), "{reply}");
+    }
+    // An oversized line is cut off with an error, too.
+    let mut s = UnixStream::connect(&socket).unwrap();
+    let big = vec![b'x'; 200 * 1024];
+    let _ = s.write_all(&big);
+    let mut reply = String::new();
+    let _ = BufReader::new(&s).read_line(&mut reply);
+    assert!(reply.is_empty() || reply.contains("error"), "{reply}");
+    c.wait_state("master", "running");
+}
