@@ -214,7 +214,10 @@ impl Cluster {
             if let Some(d) = self.daemons.get_mut(host)
                 && let Some(status) = d.proc.exited()
             {
-                panic!("daemon for `{host}` exited ({status}):\n{}", self.daemon_log(host));
+                panic!(
+                    "daemon for `{host}` exited ({status}):\n{}",
+                    self.daemon_log(host)
+                );
             }
             socket.exists()
         });
@@ -294,7 +297,11 @@ impl Cluster {
     pub fn wait_state(&self, name: &str, state: &str) -> Value {
         util::wait_for(UP, &format!("`{name}` to be {state}"), || {
             let s = self.status().remove(name).expect("instance in status");
-            if s["state"] == state { Ok(s) } else { Err(s.to_string()) }
+            if s["state"] == state {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
         })
     }
 
@@ -334,7 +341,9 @@ impl Cluster {
     /// The pid the daemon reports for an instance.
     pub fn pid(&self, name: &str) -> u32 {
         let s = self.status().remove(name).expect("instance");
-        s["pid"].as_u64().unwrap_or_else(|| panic!("`{name}` has no pid: {s}")) as u32
+        s["pid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("`{name}` has no pid: {s}")) as u32
     }
 
     /// Every redis-server process of this test.
@@ -348,10 +357,7 @@ impl Drop for Cluster {
         // Daemons first (SIGKILL, so they restart nothing), then any instance left over.
         self.daemons.clear();
         for pid in self.redis_pids() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
 }
@@ -360,9 +366,13 @@ impl Drop for Cluster {
 /// (to "redis-server ip:port") but runs in its data dir, so the cwd tells whose it is.
 pub fn redis_under(dir: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
     for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
         if comm.trim() != "redis-server" {
             continue;

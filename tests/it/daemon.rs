@@ -2,8 +2,8 @@
 //! crash restarts and crash loops, the unpersisted-master guard, SIGTERM, reload, the
 //! control socket, and where the password must never show up.
 
-use std::os::unix::fs::MetadataExt;
 use nix::sys::signal::Signal;
+use std::os::unix::fs::MetadataExt;
 
 use crate::cluster::{self, PASSWORD, UP};
 use crate::util;
@@ -21,16 +21,20 @@ fn replicas_started_before_their_master_wait_then_sync() {
         .instance("r2", "b", Some("master"))
         .build();
     c.start_daemon("b");
-    util::wait_for(UP, "replicas to report that they wait for the master", || {
-        let s = c.status();
-        let r1 = &s["r1"];
-        let why = r1["last_error"].as_str().unwrap_or_default();
-        if r1["state"] == "starting" && why.contains("waiting for upstream `master`") {
-            Ok(())
-        } else {
-            Err(r1.to_string())
-        }
-    });
+    util::wait_for(
+        UP,
+        "replicas to report that they wait for the master",
+        || {
+            let s = c.status();
+            let r1 = &s["r1"];
+            let why = r1["last_error"].as_str().unwrap_or_default();
+            if r1["state"] == "starting" && why.contains("waiting for upstream `master`") {
+                Ok(())
+            } else {
+                Err(r1.to_string())
+            }
+        },
+    );
     assert_eq!(c.status()["master"]["state"], "unreachable");
     c.start_daemon("a");
     c.wait_healthy();
@@ -39,14 +43,31 @@ fn replicas_started_before_their_master_wait_then_sync() {
     let _: () = redis::cmd("SET").arg("k").arg("v1").query(&mut m).unwrap();
     for r in ["r1", "r2"] {
         util::wait_for(UP, &format!("the key on {r}"), || {
-            let v: Option<String> = redis::cmd("GET").arg("k").query(&mut c.con(r)).map_err(|e| e.to_string())?;
-            if v.as_deref() == Some("v1") { Ok(()) } else { Err(format!("{v:?}")) }
+            let v: Option<String> = redis::cmd("GET")
+                .arg("k")
+                .query(&mut c.con(r))
+                .map_err(|e| e.to_string())?;
+            if v.as_deref() == Some("v1") {
+                Ok(())
+            } else {
+                Err(format!("{v:?}"))
+            }
         });
-        let err = redis::cmd("SET").arg("x").arg("1").query::<()>(&mut c.con(r)).unwrap_err();
+        let err = redis::cmd("SET")
+            .arg("x")
+            .arg("1")
+            .query::<()>(&mut c.con(r))
+            .unwrap_err();
         assert_eq!(err.code(), Some("READONLY"), "{err}");
     }
-    assert_eq!(util::config_get(&mut m, "min-replicas-to-write").unwrap(), "1");
-    assert_eq!(util::config_get(&mut m, "min-replicas-max-lag").unwrap(), "10");
+    assert_eq!(
+        util::config_get(&mut m, "min-replicas-to-write").unwrap(),
+        "1"
+    );
+    assert_eq!(
+        util::config_get(&mut m, "min-replicas-max-lag").unwrap(),
+        "10"
+    );
 }
 
 #[test]
@@ -59,9 +80,15 @@ fn stop_start_restart_each_instance_and_resync_partially() {
     let run = c.cli(&["stop", "r1"]);
     run.expect_code(0);
     assert!(run.stdout.contains("r1: stopped"), "{run}");
-    assert!(c.data_dir("r1").join("dump.rdb").exists(), "graceful stop saved an RDB");
+    assert!(
+        c.data_dir("r1").join("dump.rdb").exists(),
+        "graceful stop saved an RDB"
+    );
     assert_eq!(c.status()["r1"]["state"], "stopped");
-    assert!(util::connect(c.addr("r1"), Some(PASSWORD)).is_err(), "r1 is down");
+    assert!(
+        util::connect(c.addr("r1"), Some(PASSWORD)).is_err(),
+        "r1 is down"
+    );
 
     let run = c.cli(&["start", "r1"]);
     run.expect_code(0);
@@ -83,7 +110,11 @@ fn stop_start_restart_each_instance_and_resync_partially() {
     run.expect_code(0);
     assert_ne!(c.pid("master"), mpid);
     c.wait_healthy();
-    assert_eq!(c.info_int("master", "stats", "sync_full"), 0, "the restarted master kept its replication id: no full sync");
+    assert_eq!(
+        c.info_int("master", "stats", "sync_full"),
+        0,
+        "the restarted master kept its replication id: no full sync"
+    );
 }
 
 #[test]
@@ -111,7 +142,10 @@ fn sigkill_is_restarted_and_a_crash_loop_fails() {
     kill(pid, Signal::SIGKILL);
     let s = c.wait_state("r1", "failed");
     let why = s["last_error"].as_str().unwrap();
-    assert!(why.contains("crashed 3 times") && why.contains("SIGKILL"), "{why}");
+    assert!(
+        why.contains("crashed 3 times") && why.contains("SIGKILL"),
+        "{why}"
+    );
     // An operator's start clears the failure.
     c.cli(&["start", "r1"]).expect_code(0);
     c.wait_healthy();
@@ -131,7 +165,10 @@ fn unpersisted_master_is_never_restarted_automatically() {
     c.wait_healthy();
     kill(c.pid("master"), Signal::SIGKILL);
     let s = c.wait_state("master", "failed");
-    assert!(s["last_error"].as_str().unwrap().contains("no persistence"), "{s}");
+    assert!(
+        s["last_error"].as_str().unwrap().contains("no persistence"),
+        "{s}"
+    );
     // The replica keeps its data: it is not restarted either.
     assert_eq!(c.status()["r1"]["state"], "running");
 }
@@ -141,7 +178,11 @@ fn sigterm_stops_every_instance_saved_and_exits_zero() {
     let mut c = cluster::one_host().build();
     c.start_daemon("a");
     c.wait_healthy();
-    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c.con("master")).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut c.con("master"))
+        .unwrap();
     assert_eq!(c.redis_pids().len(), 3);
     let status = c.stop_daemon("a");
     assert_eq!(status.code(), Some(0), "{}", c.logs());
@@ -154,7 +195,9 @@ fn sigterm_stops_every_instance_saved_and_exits_zero() {
 
 #[test]
 fn second_daemon_for_the_same_host_refuses() {
-    let mut c = cluster::Builder::new().instance("master", "a", None).build();
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .build();
     c.start_daemon("a");
     let mut cmd = util::redisrepd(&c.config);
     cmd.args(["daemon", "--host", "a"]);
@@ -185,7 +228,11 @@ fn password_never_leaks() {
     let log = c.daemon_log("a");
     assert!(!log.is_empty());
     assert!(!log.contains(PASSWORD), "the password is in the daemon log");
-    for run in [c.cli(&["status"]), c.cli(&["render", "master"]), c.cli(&["check", "--host", "a"])] {
+    for run in [
+        c.cli(&["status"]),
+        c.cli(&["render", "master"]),
+        c.cli(&["check", "--host", "a"]),
+    ] {
         run.expect_hidden(PASSWORD);
     }
     // Every file that holds it is readable by its owner only.
@@ -197,9 +244,14 @@ fn password_never_leaks() {
             if meta.is_dir() {
                 stack.push(path);
             } else if meta.is_file() {
-                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+                let text =
+                    String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
                 if text.contains(PASSWORD) {
-                    assert_eq!(meta.mode() & 0o077, 0, "{path:?} holds the password and is readable by others");
+                    assert_eq!(
+                        meta.mode() & 0o077,
+                        0,
+                        "{path:?} holds the password and is readable by others"
+                    );
                 }
             }
         }
@@ -222,17 +274,29 @@ fn reload_adds_removes_and_changes_instances() {
     // Remove r2, change r1, add r3.
     c.members.retain(|m| m.name != "r2");
     c.members[1].extra = "[instance.redis]\nmaxmemory = \"64mb\"\n".into();
-    c.members.push(cluster::Member::new("r3", "a", Some("master")));
+    c.members
+        .push(cluster::Member::new("r3", "a", Some("master")));
     c.write_config();
     let run = c.cli(&["reload"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("1 added, 1 removed, 1 changed, 1 unchanged"), "{run}");
+    assert!(
+        run.stdout
+            .contains("1 added, 1 removed, 1 changed, 1 unchanged"),
+        "{run}"
+    );
     c.wait_healthy();
     let s = c.status();
     assert_eq!(s.len(), 3, "r2 is gone from status");
-    assert_eq!(c.pid("master"), master_pid, "unchanged instances keep their pid");
+    assert_eq!(
+        c.pid("master"),
+        master_pid,
+        "unchanged instances keep their pid"
+    );
     assert_ne!(c.pid("r1"), r1_pid, "the changed instance was restarted");
-    assert_eq!(util::config_get(&mut c.con("r1"), "maxmemory").unwrap(), (64 << 20).to_string());
+    assert_eq!(
+        util::config_get(&mut c.con("r1"), "maxmemory").unwrap(),
+        (64 << 20).to_string()
+    );
     assert_eq!(c.redis_pids().len(), 3, "r2's process is gone");
 
     // An invalid file changes nothing: the client refuses it, and so does the daemon when
@@ -244,7 +308,8 @@ fn reload_adds_removes_and_changes_instances() {
     assert!(run.stderr.contains("bogus"), "{run}");
     c.daemon("a").proc.signal(Signal::SIGHUP);
     util::wait_until(UP, "the daemon to refuse the invalid file", || {
-        c.daemon_log("a").contains("reload refused, nothing changed")
+        c.daemon_log("a")
+            .contains("reload refused, nothing changed")
     });
     std::fs::write(&c.config, valid).unwrap();
     assert_eq!(c.pid("master"), master_pid);
@@ -255,7 +320,9 @@ fn reload_adds_removes_and_changes_instances() {
 fn garbage_on_the_control_socket_gets_an_error_reply() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
-    let mut c = cluster::Builder::new().instance("master", "a", None).build();
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .build();
     c.start_daemon("a");
     let socket = c.run_dir().join("a.sock");
     for garbage in [&b"not json\n"[..], b"{\"op\":\"explode\"}\n", b"\n"] {
