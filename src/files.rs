@@ -37,6 +37,21 @@ pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
+/// True when the RDB at `rdb` exists and no file in the AOF directory `aof_dir` was
+/// written after it: then the RDB holds everything the AOF does.
+pub fn rdb_at_least_as_new_as_aof(rdb: &Path, aof_dir: &Path) -> bool {
+    let Ok(rdb_time) = fs::metadata(rdb).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let Ok(entries) = fs::read_dir(aof_dir) else {
+        return true; // no AOF yet
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .all(|t| t <= rdb_time)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

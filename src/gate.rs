@@ -22,6 +22,60 @@ pub fn admits(syncing: usize, max_concurrent_syncs: u32) -> bool {
     syncing < max_concurrent_syncs as usize
 }
 
+/// A daemon's claim on a place in an upstream's gate, as the upstream lists it in
+/// `CLIENT LIST` (`name=redisrepd-sync:<ip>:<port>`): the upstream's client id orders
+/// claims, so daemons on different hosts agree on who came first without talking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub client_id: u64,
+    /// The replica the claim is for, `ip:port`.
+    pub replica: String,
+}
+
+/// The client name that marks a claim for the replica at `replica` (`ip:port`).
+pub fn claim_name(replica: &str) -> String {
+    format!("{CLAIM_PREFIX}{}", replica.replace(':', "_"))
+}
+
+/// Every client name of a claim starts with this.
+pub const CLAIM_PREFIX: &str = "redisrepd-sync:";
+
+/// Reads the claims out of `CLIENT LIST` output.
+pub fn parse_claims(client_list: &str) -> Vec<Claim> {
+    let mut claims: Vec<Claim> = client_list
+        .lines()
+        .filter_map(|line| {
+            let mut id = None;
+            let mut name = None;
+            for field in line.split(' ') {
+                if let Some(v) = field.strip_prefix("id=") {
+                    id = v.parse().ok();
+                } else if let Some(v) = field.strip_prefix("name=") {
+                    name = v.strip_prefix(CLAIM_PREFIX).map(|r| r.replace('_', ":"));
+                }
+            }
+            Some(Claim {
+                client_id: id?,
+                replica: name?,
+            })
+        })
+        .collect();
+    claims.sort_by_key(|c| c.client_id);
+    claims
+}
+
+/// Whether the claim with `my_id` is within the gate: the upstream's syncing replicas
+/// that hold no claim, plus the claims made before mine, leave a place for me.
+pub fn claim_admitted(
+    claims: &[Claim],
+    my_id: u64,
+    syncing_unclaimed: usize,
+    max_concurrent_syncs: u32,
+) -> bool {
+    let earlier = claims.iter().filter(|c| c.client_id < my_id).count();
+    syncing_unclaimed + earlier < max_concurrent_syncs as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +94,23 @@ mod tests {
         assert!(admits(0, 1));
         assert!(!admits(1, 1));
         assert!(admits(1, 2));
+    }
+
+    #[test]
+    fn the_earliest_claims_win_the_places() {
+        let list = "id=7 addr=1.2.3.4:5 name=redisrepd-sync:10.0.0.3_6380 age=0\n\
+                    id=3 addr=1.2.3.4:6 name=redisrepd-sync:10.0.0.2_6379 age=0\n\
+                    id=5 addr=1.2.3.4:7 name= age=0\n";
+        let claims = parse_claims(list);
+        assert_eq!(claims.len(), 2);
+        assert_eq!(claims[0].replica, "10.0.0.2:6379");
+        assert_eq!(claim_name("10.0.0.2:6379"), "redisrepd-sync:10.0.0.2_6379");
+        assert!(claim_admitted(&claims, 3, 0, 1));
+        assert!(!claim_admitted(&claims, 7, 0, 1), "a later claim waits");
+        assert!(claim_admitted(&claims, 7, 0, 2));
+        assert!(
+            !claim_admitted(&claims, 3, 1, 1),
+            "an unclaimed sync holds the place"
+        );
     }
 }

@@ -13,8 +13,44 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::{Gid, Pid, Uid};
 use tracing::info;
 
-/// The last lines an instance printed, kept for a failure reason.
-pub type OutputTail = Arc<Mutex<VecDeque<String>>>;
+/// What the daemon remembers of an instance's output: its last lines (for a failure
+/// reason) and how its last replication sync went, as the replica logged it.
+#[derive(Debug, Default)]
+pub struct Tail {
+    pub lines: VecDeque<String>,
+    pub sync_kind: Option<SyncKind>,
+}
+
+/// How a replica caught up with its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    Full,
+    Partial,
+}
+
+impl SyncKind {
+    /// For status lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            SyncKind::Full => "full sync",
+            SyncKind::Partial => "partial resync",
+        }
+    }
+}
+
+/// Shared between the output-forwarding threads and the supervisor.
+pub type OutputTail = Arc<Mutex<Tail>>;
+
+/// Recognises the replica's own account of a sync in one log line.
+pub fn sync_kind_of(line: &str) -> Option<SyncKind> {
+    if line.contains("Full resync from master") {
+        Some(SyncKind::Full)
+    } else if line.contains("Master accepted a Partial Resynchronization") {
+        Some(SyncKind::Partial)
+    } else {
+        None
+    }
+}
 
 /// How many output lines are kept per instance.
 const TAIL_LINES: usize = 20;
@@ -83,10 +119,13 @@ fn forward(name: &str, stream: impl Read + Send + 'static, tail: OutputTail) {
                 let Ok(line) = line else { break };
                 info!(instance = %name, "{line}");
                 if let Ok(mut t) = tail.lock() {
-                    if t.len() == TAIL_LINES {
-                        t.pop_front();
+                    if let Some(kind) = sync_kind_of(&line) {
+                        t.sync_kind = Some(kind);
                     }
-                    t.push_back(line);
+                    if t.lines.len() == TAIL_LINES {
+                        t.lines.pop_front();
+                    }
+                    t.lines.push_back(line);
                 }
             }
         });
@@ -189,6 +228,16 @@ pub fn find_redis_server(configured: &str) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_kind_is_read_from_the_replicas_log() {
+        let full = "1:S 25 Nov 2026 09:16:59.467 * Full resync from master: b2ce:0";
+        let partial =
+            "1:S 25 Nov * MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.";
+        assert_eq!(sync_kind_of(full), Some(SyncKind::Full));
+        assert_eq!(sync_kind_of(partial), Some(SyncKind::Partial));
+        assert_eq!(sync_kind_of("Ready to accept connections"), None);
+    }
 
     #[test]
     fn start_time_of_self_is_known() {

@@ -5,6 +5,7 @@
 //! acceptor (one short thread per connection), the prober and SHUTDOWN workers only send
 //! [`Event`]s to it.
 
+mod claim;
 mod prober;
 mod supervisor;
 
@@ -45,6 +46,17 @@ pub enum Event {
         name: String,
         pid: u32,
         result: Result<(), ShutdownError>,
+    },
+    /// The upstream's answer to a claim on a place in its sync gate.
+    ClaimResult {
+        name: String,
+        granted: bool,
+        detail: String,
+    },
+    /// The outcome of switching AOF back on after a resume from the RDB.
+    AofRestored {
+        name: String,
+        result: Result<(), String>,
     },
     /// A control request and where to send its answer.
     Control {

@@ -18,6 +18,7 @@ use nix::sys::signal::Signal;
 use tracing::{error, info, warn};
 
 use super::Event;
+use super::claim::{self, ClaimHandle};
 use super::prober::ProbeTargets;
 use crate::backoff::{self, CrashHistory};
 use crate::config::{Group, Instance};
@@ -108,6 +109,16 @@ struct Slot {
     sync_timeouts: u32,
     /// The upstream's `sync_full` when this replica was released through the gate.
     sync_full_before: Option<i64>,
+    /// This replica's place in its upstream's sync gate, asked for or held.
+    claim: Option<GateClaim>,
+    /// Started with `appendonly no` to resume from its RDB: switch AOF back on once in
+    /// sync.
+    aof_to_restore: bool,
+}
+
+struct GateClaim {
+    _handle: ClaimHandle,
+    granted: bool,
 }
 
 /// An operation from a control request: steps run one after another.
@@ -199,6 +210,8 @@ impl Supervisor {
             last_sync: None,
             sync_timeouts: 0,
             sync_full_before: None,
+            claim: None,
+            aof_to_restore: false,
         };
         self.slots.insert(name.to_owned(), slot);
     }
@@ -257,6 +270,25 @@ impl Supervisor {
             Event::Control { request, reply } => self.on_request(request, reply, now),
             Event::Terminate => self.begin_daemon_shutdown(now),
             Event::Reload => self.reload(None, now),
+            Event::ClaimResult {
+                name,
+                granted,
+                detail,
+            } => self.on_claim(&name, granted, detail, now),
+            Event::AofRestored { name, result } => {
+                if let Some(slot) = self.slots.get_mut(&name) {
+                    match result {
+                        Ok(()) => info!(instance = %name, "AOF switched back on"),
+                        Err(e) => {
+                            let why = format!(
+                                "AOF could not be switched back on ({e}): run `CONFIG SET appendonly yes` on it"
+                            );
+                            error!(instance = %name, "{why}");
+                            slot.last_error = Some(why);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -304,7 +336,7 @@ impl Supervisor {
         let tail: Vec<String> = slot
             .tail
             .lock()
-            .map(|t| t.iter().rev().take(3).rev().cloned().collect())
+            .map(|t| t.lines.iter().rev().take(3).rev().cloned().collect())
             .unwrap_or_default();
         let mut reason = format!("exited unexpectedly ({how})");
         if !tail.is_empty() {
@@ -381,11 +413,19 @@ impl Supervisor {
                 }
             }
             State::Syncing { pid, since, .. } if in_sync => {
-                let kind = match (slot.sync_full_before, sync_full_now) {
-                    (Some(before), Some(after)) if after > before => "full sync",
-                    (Some(_), Some(_)) => "partial resync",
+                // The replica's own log says which it was; the upstream's counter is the
+                // fallback (when it logs to a file), ambiguous if others synced meanwhile.
+                let logged = slot.tail.lock().ok().and_then(|t| t.sync_kind);
+                let kind = match (logged, slot.sync_full_before, sync_full_now) {
+                    (Some(kind), _, _) => kind.label(),
+                    (None, Some(before), Some(after)) if after > before => "full sync",
+                    (None, Some(_), Some(_)) => "partial resync",
                     _ => "sync",
                 };
+                if slot.aof_to_restore {
+                    slot.aof_to_restore = false;
+                    spawn_aof_restore(self.events.clone(), name.to_owned(), slot.endpoint.clone());
+                }
                 let took = now.duration_since(since).as_secs_f64();
                 let line = format!("{kind}, in sync {took:.1}s after it answered");
                 info!(instance = %name, pid, "in sync: {line}");
@@ -504,6 +544,15 @@ impl Supervisor {
     /// Does what the current state asks for at `now`.
     pub fn step(&mut self, now: Instant) {
         self.escalate_and_expire(now);
+        // A replica holds its gate place from before its start until it is in sync.
+        for slot in self.slots.values_mut() {
+            if !matches!(
+                slot.state,
+                State::Waiting { .. } | State::Starting { .. } | State::Syncing { .. }
+            ) {
+                slot.claim = None;
+            }
+        }
         if !self.shutting_down {
             self.start_waiting(now);
         }
@@ -587,9 +636,12 @@ impl Supervisor {
             }
             let hold = match self.start_blocker(&inst, now) {
                 Some(reason) => reason,
-                None => match self.launch(&inst, now) {
-                    Ok(()) => continue,
-                    Err(reason) => reason,
+                None => match self.gate_place(&inst) {
+                    Some(reason) => reason,
+                    None => match self.launch(&inst, now) {
+                        Ok(()) => continue,
+                        Err(reason) => reason,
+                    },
                 },
             };
             if let Some(slot) = self.slots.get_mut(&inst.name)
@@ -599,6 +651,67 @@ impl Supervisor {
                 info!(instance = %inst.name, "waiting: {hold}");
                 *reason = hold;
             }
+        }
+    }
+
+    /// For a replica: asks its upstream for a place in the gate, or says it is asking.
+    /// `None` once the place is granted (or for a master, which needs none).
+    fn gate_place(&mut self, inst: &Instance) -> Option<String> {
+        let up = self.group.upstream(inst)?.clone();
+        let max = self.group.supervise.max_concurrent_syncs;
+        let timeout = self
+            .group
+            .supervise
+            .start_timeout
+            .min(Duration::from_secs(5));
+        let events = self.events.clone();
+        let endpoint = self
+            .slots
+            .get(&up.name)
+            .map(|s| s.endpoint.clone())
+            .unwrap_or_else(|| Endpoint::of(&self.group, &up));
+        let slot = self.slots.get_mut(&inst.name)?;
+        match &slot.claim {
+            Some(c) if c.granted => None,
+            Some(_) => Some(format!("asking `{}` for a place in its sync gate", up.name)),
+            None => {
+                slot.claim = Some(GateClaim {
+                    _handle: claim::request(
+                        events,
+                        inst.name.clone(),
+                        endpoint,
+                        inst.address(),
+                        max,
+                        timeout,
+                    ),
+                    granted: false,
+                });
+                Some(format!("asking `{}` for a place in its sync gate", up.name))
+            }
+        }
+    }
+
+    fn on_claim(&mut self, name: &str, granted: bool, detail: String, now: Instant) {
+        let up = self
+            .group
+            .instance(name)
+            .and_then(|i| i.replica_of.clone())
+            .unwrap_or_default();
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let Some(claim) = slot.claim.as_mut() else {
+            return;
+        };
+        if granted {
+            claim.granted = true;
+            return;
+        }
+        slot.claim = None;
+        if let State::Waiting { reason, not_before } = &mut slot.state {
+            // Jitter, so that daemons on different hosts do not ask again in lockstep.
+            *not_before = now + Duration::from_millis(rand::random_range(100..400));
+            *reason = format!("waiting in the sync gate of `{up}`: {detail}");
         }
     }
 
@@ -653,33 +766,29 @@ impl Supervisor {
         }
         let conf = self.group.conf_path(inst);
         let data = self.group.data_path(inst);
+        let resume_from_rdb = self.resumes_from_rdb(inst);
+        let mut conf_text = render::render(&self.group, inst, Secrets::Show);
+        if resume_from_rdb {
+            conf_text.push_str(RESUME_FROM_RDB);
+        }
         let prepared = (|| -> std::io::Result<()> {
             files::ensure_dir(&data, 0o750)?;
-            files::write_atomic(
-                &conf,
-                render::render(&self.group, inst, Secrets::Show).as_bytes(),
-                0o600,
-            )?;
+            files::write_atomic(&conf, conf_text.as_bytes(), 0o600)?;
             if let Some(run_as) = &self.run_as {
-                std::os::unix::fs::chown(
-                    &data,
-                    Some(run_as.uid.as_raw()),
-                    Some(run_as.gid.as_raw()),
-                )?;
-                std::os::unix::fs::chown(
-                    &conf,
-                    Some(run_as.uid.as_raw()),
-                    Some(run_as.gid.as_raw()),
-                )?;
+                let own = |path: &std::path::Path| {
+                    std::os::unix::fs::chown(
+                        path,
+                        Some(run_as.uid.as_raw()),
+                        Some(run_as.gid.as_raw()),
+                    )
+                };
+                own(&data)?;
+                own(&conf)?;
                 if let Some(log) = self.group.log_path(inst) {
                     if !log.exists() {
                         files::write_atomic(&log, b"", 0o640)?;
                     }
-                    std::os::unix::fs::chown(
-                        &log,
-                        Some(run_as.uid.as_raw()),
-                        Some(run_as.gid.as_raw()),
-                    )?;
+                    own(&log)?;
                 }
             }
             Ok(())
@@ -701,6 +810,10 @@ impl Supervisor {
         let Some(slot) = self.slots.get_mut(&inst.name) else {
             return Ok(());
         };
+        if let Ok(mut t) = slot.tail.lock() {
+            t.sync_kind = None;
+        }
+        slot.aof_to_restore = resume_from_rdb;
         let launch = Launch {
             name: &inst.name,
             redis_server: &self.redis_server,
@@ -731,6 +844,32 @@ impl Supervisor {
                 Ok(())
             }
         }
+    }
+
+    /// Redis 7.0 resumes replication (a partial resync) only when it loaded an RDB: a
+    /// replica that loads its AOF asks for a full copy (measured). So a replica with AOF
+    /// whose RDB is at least as new as its AOF (as after a graceful `SHUTDOWN SAVE`)
+    /// starts with AOF off, loads the RDB, and gets AOF back once in sync. Masters are
+    /// not treated so: until AOF is back on, their new writes would not be durable.
+    fn resumes_from_rdb(&self, inst: &Instance) -> bool {
+        let aof = self
+            .group
+            .directive(inst, "appendonly")
+            .is_some_and(|v| v.iter().any(|s| s.eq_ignore_ascii_case("yes")));
+        if inst.is_master() || !aof {
+            return false;
+        }
+        let first = |key: &str, default: &str| {
+            self.group
+                .directive(inst, key)
+                .and_then(|v| v.first().cloned())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let data = self.group.data_path(inst);
+        files::rdb_at_least_as_new_as_aof(
+            &data.join(first("dbfilename", "dump.rdb")),
+            &data.join(first("appenddirname", "appendonlydir")),
+        )
     }
 
     /// A start that failed before the process ran: retried with backoff, like a crash.
@@ -1158,6 +1297,29 @@ impl Supervisor {
             self.ready_sent = true;
         }
     }
+}
+
+/// Appended to a replica's redis.conf when it resumes from its RDB.
+const RESUME_FROM_RDB: &str = "# redisrepd: this start loads the RDB written by the graceful stop, \
+because Redis 7.0 resumes replication only from an RDB; AOF is switched back on with \
+CONFIG SET once the replica is in sync.\nappendonly no\n";
+
+fn spawn_aof_restore(events: Sender<Event>, name: String, endpoint: Endpoint) {
+    let _ = std::thread::Builder::new()
+        .name(format!("aof-{name}"))
+        .spawn(move || {
+            let result = endpoint
+                .connect(Duration::from_secs(5))
+                .and_then(|mut c| {
+                    redis::cmd("CONFIG")
+                        .arg("SET")
+                        .arg("appendonly")
+                        .arg("yes")
+                        .query::<()>(&mut c)
+                })
+                .map_err(|e| e.to_string());
+            let _ = events.send(Event::AofRestored { name, result });
+        });
 }
 
 fn spawn_shutdown(

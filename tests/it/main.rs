@@ -8,5 +8,6 @@
 mod check;
 mod cluster;
 mod daemon;
+mod gate;
 mod render_accepted;
 mod util;

@@ -1,0 +1,226 @@
+//! The sync gate: rolling restarts without full syncs, forced full syncs one at a time,
+//! pacing across two daemons, and the min-replicas refusal.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use nix::sys::signal::Signal;
+
+use crate::cluster::{self, Cluster, UP};
+use crate::util;
+
+/// Fills the master with `n` small keys, so that a full sync has something to copy.
+fn fill(c: &Cluster, n: usize) {
+    let mut con = c.con("master");
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.set(format!("key:{i}"), "x".repeat(100)).ignore();
+    }
+    let _: () = pipe.query(&mut con).expect("filling the master");
+}
+
+/// Replays the master's log (forwarded into its daemon's log) and returns the largest
+/// number of replicas it was syncing at once, and how many full syncs it served.
+fn max_concurrent_syncs_in_log(log: &str) -> (usize, usize) {
+    let mut syncing: HashSet<String> = HashSet::new();
+    let mut max = 0;
+    let mut full = 0;
+    for line in log.lines().filter(|l| l.contains("instance=master")) {
+        let replica_after = |marker: &str| {
+            line.split(marker)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        };
+        if let Some(r) =
+            replica_after("Replica ").filter(|_| line.contains("asks for synchronization"))
+        {
+            syncing.insert(r);
+            max = max.max(syncing.len());
+        } else if let Some(r) = replica_after("Synchronization with replica ") {
+            full += 1;
+            syncing.remove(&r);
+        } else if let Some(r) = replica_after("Partial resynchronization request from ") {
+            syncing.remove(&r);
+        }
+    }
+    (max, full)
+}
+
+/// Polls the master's INFO in a thread until dropped: the most replicas it ever lacked.
+struct AwayWatch {
+    stop: Arc<AtomicBool>,
+    max_away: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AwayWatch {
+    fn start(c: &Cluster, replicas: usize) -> AwayWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_away = Arc::new(AtomicUsize::new(0));
+        let addr = c.addr("master");
+        let (s, m) = (stop.clone(), max_away.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok(mut con) = util::connect(addr, Some(cluster::PASSWORD)) else {
+                    continue;
+                };
+                while !s.load(Ordering::Relaxed) {
+                    let Ok(info) = util::info(&mut con, "replication") else {
+                        break;
+                    };
+                    let online = info
+                        .iter()
+                        .filter(|(k, v)| k.starts_with("slave") && v.contains("state=online"))
+                        .count();
+                    m.fetch_max(replicas.saturating_sub(online), Ordering::Relaxed);
+                }
+            }
+        });
+        AwayWatch {
+            stop,
+            max_away,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.max_away.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn rolling_restart_of_two_replicas_needs_no_full_sync_and_keeps_one_online() {
+    // AOF on: a replica that loaded its AOF could only full-sync (Redis 7.0), so this also
+    // proves the resume-from-RDB path.
+    let mut c = cluster::one_host()
+        .redis("save = [\"3600 1\"]\nappendonly = \"yes\"\n")
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    fill(&c, 2000);
+    c.wait_healthy();
+    let full_before = c.info_int("master", "stats", "sync_full");
+    let watch = AwayWatch::start(&c, 2);
+    let run = c.cli(&["restart", "r1", "r2"]);
+    let max_away = watch.finish();
+    run.expect_code(0);
+    assert_eq!(run.stdout.matches("partial resync").count(), 2, "{run}");
+    assert_eq!(
+        c.info_int("master", "stats", "sync_full"),
+        full_before,
+        "no full sync\n{}",
+        c.logs()
+    );
+    assert!(
+        max_away <= 1,
+        "at most one replica away at a time, saw {max_away}"
+    );
+    // AOF is back on for both.
+    c.wait_healthy();
+    for r in ["r1", "r2"] {
+        util::wait_until(UP, "AOF back on", || {
+            util::config_get(&mut c.con(r), "appendonly").is_ok_and(|v| v == "yes")
+        });
+    }
+}
+
+#[test]
+fn replicas_that_lost_their_data_full_sync_one_at_a_time() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    fill(&c, 5000);
+    c.wait_healthy();
+    let full_before = c.info_int("master", "stats", "sync_full");
+    for r in ["r1", "r2"] {
+        std::fs::remove_dir_all(c.data_dir(r)).unwrap();
+    }
+    let pids = [c.pid("r1"), c.pid("r2")];
+    for pid in pids {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    }
+    util::wait_until(UP, "both replicas restarted", || {
+        let s = c.status();
+        ["r1", "r2"].iter().all(|r| s[*r]["restarts"] == 1)
+    });
+    c.wait_healthy();
+    assert_eq!(
+        c.info_int("master", "stats", "sync_full"),
+        full_before + 2,
+        "both had to copy everything"
+    );
+    let (max, full) = max_concurrent_syncs_in_log(&c.daemon_log("a"));
+    assert_eq!(max, 1, "never two syncing at once\n{}", c.logs());
+    assert!(
+        full >= 4,
+        "initial syncs and the forced ones are in the log"
+    );
+    let s = c.status();
+    for r in ["r1", "r2"] {
+        assert!(
+            s[r]["last_sync"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("full sync"),
+            "{}",
+            s[r]
+        );
+        let n: i64 = redis::cmd("DBSIZE").query(&mut c.con(r)).unwrap();
+        assert_eq!(n, 5000);
+    }
+}
+
+#[test]
+fn the_gate_paces_replicas_of_two_daemons() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .instance("r1", "b", Some("master"))
+        .instance("r2", "c", Some("master"))
+        .build();
+    c.start_daemon("a");
+    c.wait_state("master", "running");
+    fill(&c, 5000);
+    // Both replica daemons start together; each replica needs a full sync.
+    c.start_daemon("b");
+    c.start_daemon("c");
+    c.wait_healthy();
+    let (max, full) = max_concurrent_syncs_in_log(&c.daemon_log("a"));
+    assert_eq!(full, 2, "{}", c.logs());
+    assert_eq!(
+        max,
+        1,
+        "the daemons of b and c never let both sync at once\n{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn restart_that_breaks_min_replicas_is_refused_unless_forced() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .with("min_replicas_to_write = 1")
+        .instance("r1", "a", Some("master"))
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let pid = c.pid("r1");
+    let run = c.cli(&["restart", "r1"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains("min_replicas_to_write = 1") && run.stdout.contains("--force"),
+        "{run}"
+    );
+    assert_eq!(c.pid("r1"), pid, "nothing was restarted");
+    let run = c.cli(&["stop", "r1"]);
+    run.expect_code(1);
+    let run = c.cli(&["restart", "--force", "r1"]);
+    run.expect_code(0);
+    assert_ne!(c.pid("r1"), pid);
+    c.wait_healthy();
+}
