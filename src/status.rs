@@ -30,14 +30,18 @@ pub struct InstanceStatus {
     /// Times a replica took longer than `sync_timeout` to come in sync.
     #[serde(default)]
     pub sync_timeouts: u32,
-    /// Advice about this instance (for example a replication backlog that is too small).
+    /// Advice about this instance (for example a replication backlog that is too small),
+    /// and conditions to act on: a master refusing writes, an instance not answering.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The configured `min_replicas_to_write` (a master refuses writes below it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas_to_write: Option<u32>,
 }
 
 impl InstanceStatus {
     /// A record with only what the TOML says; state `unreachable` until filled in.
-    pub fn from_config(group: &Group, inst: &Instance) -> Self {
+    pub fn from_config(inst: &Instance) -> Self {
         InstanceStatus {
             name: inst.name.clone(),
             host: inst.host.clone(),
@@ -61,7 +65,8 @@ impl InstanceStatus {
             last_error: None,
             last_sync: None,
             sync_timeouts: 0,
-            warnings: backlog_warning(group, inst, None).into_iter().collect(),
+            warnings: Vec::new(),
+            min_replicas_to_write: inst.min_replicas_to_write.filter(|n| *n > 0),
         }
     }
 
@@ -79,6 +84,15 @@ impl InstanceStatus {
         {
             self.lag_bytes = Some((theirs - mine).max(0));
         }
+        if let Some(w) = write_refusal(info, self.min_replicas_to_write) {
+            self.warnings.push(w);
+        }
+    }
+
+    /// Notes that a running instance did not answer its last INFO probe (frozen, stopped
+    /// by a signal, or overloaded): what it reports is then missing from the record.
+    pub fn note_unanswered(&mut self, error: &str) {
+        self.warnings.push(format!("not answering INFO: {error}"));
     }
 
     /// True when running and, for a replica, linked to its upstream and in sync.
@@ -107,6 +121,19 @@ pub fn backlog_warning(group: &Group, inst: &Instance, rate: Option<(i64, f64)>)
          `repl-backlog-size` to at least {}mb in [redis]",
         wanted.div_ceil(1 << 20)
     ))
+}
+
+/// Why a master refuses every write, when it does: fewer good replicas (online, lag within
+/// `min_replicas_max_lag`) than its `min_replicas_to_write`.
+pub fn write_refusal(info: &Info, min_replicas_to_write: Option<u32>) -> Option<String> {
+    let min = min_replicas_to_write?;
+    let good = info.good_replicas()?;
+    (good < i64::from(min)).then(|| {
+        format!(
+            "refusing writes: {good} good replicas, min_replicas_to_write = {min} (a replica \
+             is down, or lags more than min_replicas_max_lag)"
+        )
+    })
 }
 
 /// The exit status of `status`: 0 when every listed instance is healthy, 3 otherwise.
@@ -179,8 +206,8 @@ mod tests {
     #[test]
     fn exit_code_needs_every_replica_linked() {
         let g = group();
-        let mut m = InstanceStatus::from_config(&g, &g.instances[0]);
-        let mut r = InstanceStatus::from_config(&g, &g.instances[1]);
+        let mut m = InstanceStatus::from_config(&g.instances[0]);
+        let mut r = InstanceStatus::from_config(&g.instances[1]);
         m.state = "running".into();
         r.state = "running".into();
         assert_eq!(exit_code(&[m.clone(), r.clone()]), crate::EXIT_DEGRADED);
@@ -205,12 +232,42 @@ mod tests {
     }
 
     #[test]
+    fn a_master_short_of_good_replicas_says_it_refuses_writes() {
+        let mut g = group();
+        g.instances[0].min_replicas_to_write = Some(1);
+        let mut m = InstanceStatus::from_config(&g.instances[0]);
+        m.apply_info(
+            &Info::parse("role:master\nmin_slaves_good_slaves:1\n"),
+            None,
+        );
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        m.apply_info(
+            &Info::parse("role:master\nmin_slaves_good_slaves:0\n"),
+            None,
+        );
+        assert_eq!(m.warnings.len(), 1);
+        assert!(
+            m.warnings[0]
+                .starts_with("refusing writes: 0 good replicas, min_replicas_to_write = 1"),
+            "{:?}",
+            m.warnings
+        );
+        // Without the setting Redis does not report the count, and nothing is refused.
+        let mut plain = InstanceStatus::from_config(&group().instances[0]);
+        plain.apply_info(
+            &Info::parse("role:master\nmin_slaves_good_slaves:0\n"),
+            None,
+        );
+        assert!(plain.warnings.is_empty());
+    }
+
+    #[test]
     fn table_lists_every_instance() {
         let g = group();
         let list: Vec<_> = g
             .instances
             .iter()
-            .map(|i| InstanceStatus::from_config(&g, i))
+            .map(|i| InstanceStatus::from_config(i))
             .collect();
         let t = table(&list);
         assert!(

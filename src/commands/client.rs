@@ -172,7 +172,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         let record = match from_daemons.remove(&inst.name) {
             Some(s) => s,
             None => {
-                let mut s = InstanceStatus::from_config(&group, inst);
+                let mut s = InstanceStatus::from_config(inst);
                 match info_of(&inst.name) {
                     Some(info) => {
                         let upstream = inst.replica_of.as_deref().and_then(&mut info_of);

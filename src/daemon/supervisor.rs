@@ -111,6 +111,10 @@ struct Slot {
     sync_full_before: Option<i64>,
     /// This replica's place in its upstream's sync gate, asked for or held.
     claim: Option<GateClaim>,
+    /// When the current process was spawned.
+    launched_at: Option<Instant>,
+    /// Recent (time, master_repl_offset) samples, for the write rate.
+    offsets: VecDeque<(Instant, i64)>,
     /// Started with `appendonly no` to resume from its RDB: switch AOF back on once in
     /// sync.
     aof_to_restore: bool,
@@ -212,6 +216,8 @@ impl Supervisor {
             sync_full_before: None,
             claim: None,
             aof_to_restore: false,
+            launched_at: None,
+            offsets: VecDeque::new(),
         };
         self.slots.insert(name.to_owned(), slot);
     }
@@ -387,6 +393,16 @@ impl Supervisor {
         let Some((_, Ok(info))) = self.infos.get(name) else {
             return;
         };
+        if let (Some(offset), Some(slot)) = (info.repl_offset(), self.slots.get_mut(name)) {
+            slot.offsets.push_back((now, offset));
+            while slot
+                .offsets
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+            {
+                slot.offsets.pop_front();
+            }
+        }
         let upstream_info = inst
             .replica_of
             .as_ref()
@@ -426,8 +442,10 @@ impl Supervisor {
                     slot.aof_to_restore = false;
                     spawn_aof_restore(self.events.clone(), name.to_owned(), slot.endpoint.clone());
                 }
-                let took = now.duration_since(since).as_secs_f64();
-                let line = format!("{kind}, in sync {took:.1}s after it answered");
+                let took = now
+                    .duration_since(slot.launched_at.unwrap_or(since))
+                    .as_secs_f64();
+                let line = format!("{kind}, in sync {took:.1}s after start");
                 info!(instance = %name, pid, "in sync: {line}");
                 slot.last_sync = Some(line);
                 slot.state = State::Running { pid };
@@ -814,6 +832,7 @@ impl Supervisor {
             t.sync_kind = None;
         }
         slot.aof_to_restore = resume_from_rdb;
+        slot.launched_at = Some(now);
         let launch = Launch {
             name: &inst.name,
             redis_server: &self.redis_server,
@@ -1234,7 +1253,7 @@ impl Supervisor {
             let Some(slot) = self.slots.get(&inst.name) else {
                 continue;
             };
-            let mut s = InstanceStatus::from_config(&self.group, inst);
+            let mut s = InstanceStatus::from_config(inst);
             s.state = slot.state.label().to_owned();
             s.pid = slot.state.pid();
             s.restarts = slot.restarts;
@@ -1253,6 +1272,20 @@ impl Supervisor {
                     .as_ref()
                     .and_then(|u| self.fresh_info(u, now));
                 s.apply_info(info, upstream);
+                if let (Some(backlog), Some(rate)) =
+                    (info.backlog_size(), write_rate(&slot.offsets))
+                {
+                    s.warnings.extend(crate::status::backlog_warning(
+                        &self.group,
+                        inst,
+                        Some((backlog, rate)),
+                    ));
+                }
+            }
+            if let (State::Running { .. } | State::Syncing { .. }, Some((_, Err(e)))) =
+                (&slot.state, self.infos.get(&inst.name))
+            {
+                s.note_unanswered(e);
             }
             out.push(s);
         }
@@ -1297,6 +1330,18 @@ impl Supervisor {
             self.ready_sent = true;
         }
     }
+}
+
+/// How far back the write rate of an instance is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Bytes per second written to the replication stream over the samples, once they span at
+/// least a few seconds.
+fn write_rate(samples: &VecDeque<(Instant, i64)>) -> Option<f64> {
+    let (t0, o0) = samples.front()?;
+    let (t1, o1) = samples.back()?;
+    let dt = t1.duration_since(*t0).as_secs_f64();
+    (dt >= 5.0 && o1 >= o0).then(|| (o1 - o0) as f64 / dt)
 }
 
 /// Appended to a replica's redis.conf when it resumes from its RDB.
