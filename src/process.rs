@@ -154,6 +154,46 @@ pub fn read_pid_file(path: &Path) -> Option<(u32, u64)> {
     Some((pid, start))
 }
 
+/// The pid of a redis-server that an earlier daemon started for the instance at `address`
+/// (`ip:port`) and that still runs: the pid file's pid must be alive, with the start time
+/// recorded beside it (a reused pid is not ours), named redis-server and listening on
+/// `address` (Redis shows it in its process title).
+pub fn adoptable(pid_file: &Path, address: &str) -> Option<u32> {
+    let (pid, recorded_start) = read_pid_file(pid_file)?;
+    if start_time(pid)? != recorded_start {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    (comm.trim() == "redis-server" && cmdline.contains(address)).then_some(pid)
+}
+
+/// Calls `on_exit` once the process `pid` (not our child) has exited, using a pidfd.
+pub fn watch_exit(pid: u32, on_exit: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use rustix::process::{Pid as RPid, PidfdFlags, pidfd_open};
+    let raw = i32::try_from(pid).map_err(io::Error::other)?;
+    let rpid = RPid::from_raw(raw).ok_or_else(|| io::Error::other("pid 0"))?;
+    let fd = match pidfd_open(rpid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => {
+            on_exit();
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    std::thread::Builder::new()
+        .name(format!("watch-{pid}"))
+        .spawn(move || {
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            // A pidfd becomes readable when the process exits; EINTR just means try again.
+            while poll(&mut fds, None).is_err() {}
+            on_exit();
+        })?;
+    Ok(())
+}
+
 /// Sends `sig` to `pid`; a process that is already gone is not an error.
 pub fn send_signal(pid: u32, sig: Signal) -> io::Result<()> {
     match signal::kill(Pid::from_raw(pid as i32), sig) {
@@ -217,11 +257,26 @@ pub fn port_holder(port: u16) -> Option<String> {
 
 /// Resolves the `redis_server` setting: a bare name on PATH, or a path.
 pub fn find_redis_server(configured: &str) -> Result<PathBuf, String> {
-    which::which(configured).map_err(|_| {
-        format!(
-            "`{configured}` is not found or not executable: install redis-server (Debian: \
-             `apt-get install redis-server`) or set `redis_server` in [cluster] to its path"
-        )
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(path) = which::which(configured) {
+        return Ok(path);
+    }
+    let fix = "set `redis_server` in [cluster] to the path of the redis-server program";
+    let meta = configured
+        .contains('/')
+        .then(|| std::fs::metadata(configured).ok())
+        .flatten();
+    Err(match meta {
+        Some(m) if m.is_dir() => format!("`{configured}` is a directory: {fix}"),
+        Some(m) => format!(
+            "`{configured}` is not executable (mode {:o}): make it executable \
+             (`chmod 755 {configured}`) or {fix}",
+            m.permissions().mode() & 0o7777
+        ),
+        None => format!(
+            "`{configured}` is not found: install redis-server (Debian: \
+             `apt-get install redis-server`) or {fix}"
+        ),
     })
 }
 
@@ -237,6 +292,38 @@ mod tests {
         assert_eq!(sync_kind_of(full), Some(SyncKind::Full));
         assert_eq!(sync_kind_of(partial), Some(SyncKind::Partial));
         assert_eq!(sync_kind_of("Ready to accept connections"), None);
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("x.pid");
+        let me = std::process::id();
+        let start = start_time(me).unwrap();
+        std::fs::write(&pid_file, format!("{me}\n{}\n", start + 1)).unwrap();
+        assert_eq!(
+            adoptable(&pid_file, "127.0.0.1:1"),
+            None,
+            "start time differs"
+        );
+        std::fs::write(&pid_file, format!("{me}\n{start}\n")).unwrap();
+        assert_eq!(
+            adoptable(&pid_file, "127.0.0.1:1"),
+            None,
+            "not a redis-server"
+        );
+    }
+
+    #[test]
+    fn watch_exit_reports_an_exit() {
+        let mut child = Command::new("sleep").arg("0.05").spawn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        watch_exit(child.id(), move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        let _ = child.wait();
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     }
 
     #[test]

@@ -32,6 +32,8 @@ use crate::redis_io::ShutdownError;
 pub enum Event {
     /// SIGCHLD: some child exited.
     ChildExited,
+    /// An adopted instance (started by an earlier daemon) exited.
+    AdoptedExited { name: String, pid: u32 },
     /// SIGTERM or SIGINT.
     Terminate,
     /// SIGHUP.
@@ -86,6 +88,7 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
     let redis_server = process::find_redis_server(&group.cluster.redis_server)
         .map_err(|e| anyhow::anyhow!("{}: key `redis_server`: {e}", config_path.display()))?;
     let run_as = run_as(&group)?;
+    warn_unit_dirs(&group, config_path);
     prepare_dirs(&group, run_as.as_ref())?;
     let _lock = lock_host(&group, &host)?;
     let socket_path = group.socket_path(&host);
@@ -172,22 +175,60 @@ fn run_as(group: &Group) -> Result<Option<RunAs>> {
     }))
 }
 
-/// run_dir (0700), data_dir and log_dir, owned by the instances' user when there is one.
+/// run_dir (0700), data_dir and log_dir (0750), owned by the daemon's user.
+///
+/// With instances running as `user` the three stay root's, mode 0711: the user may reach
+/// its own paths inside (data_dir/<name>, its redis.conf, its log file, which the
+/// supervisor hands to it) but can neither list them nor replace root's files (lock,
+/// socket, pid files) with links. And systemd's StateDirectory= & co. chown the whole tree
+/// back to root at every start when the top directory is not root's.
 fn prepare_dirs(group: &Group, run_as: Option<&RunAs>) -> Result<()> {
     let c = &group.cluster;
-    let mut dirs = vec![(&c.run_dir, 0o700), (&c.data_dir, 0o750)];
+    let (run_mode, dir_mode) = if run_as.is_some() {
+        (0o711, 0o711)
+    } else {
+        (0o700, 0o750)
+    };
+    let mut dirs = vec![(&c.run_dir, run_mode), (&c.data_dir, dir_mode)];
     if let Some(log) = &c.log_dir {
-        dirs.push((log, 0o750));
+        dirs.push((log, dir_mode));
     }
     for (dir, mode) in dirs {
         crate::files::ensure_dir(dir, mode)
             .with_context(|| format!("cannot create {} (mode {mode:o})", dir.display()))?;
-        if let Some(r) = run_as {
-            std::os::unix::fs::chown(dir, Some(r.uid.as_raw()), Some(r.gid.as_raw()))
-                .with_context(|| format!("cannot chown {}", dir.display()))?;
-        }
     }
     Ok(())
+}
+
+/// Under systemd, warns when a directory of the TOML is not the one the unit creates
+/// (RuntimeDirectory= etc.): with ProtectSystem=strict it is not writable, and two groups
+/// of redisrepd@.service would share it.
+fn warn_unit_dirs(group: &Group, config_path: &Path) {
+    let c = &group.cluster;
+    let pairs = [
+        ("RUNTIME_DIRECTORY", "run_dir", Some(&c.run_dir)),
+        ("STATE_DIRECTORY", "data_dir", Some(&c.data_dir)),
+        ("LOGS_DIRECTORY", "log_dir", c.log_dir.as_ref()),
+    ];
+    for (var, key, configured) in pairs {
+        let (Some(unit_dirs), Some(configured)) = (std::env::var_os(var), configured) else {
+            continue;
+        };
+        let unit_dirs = std::env::split_paths(&unit_dirs).collect::<Vec<_>>();
+        if !unit_dirs.iter().any(|d| d == configured) {
+            warn!(
+                "{}: key `{key}` is {}, but the systemd unit made {} for it (${var}); point \
+                 `{key}` there or allow the path in the unit (ReadWritePaths=)",
+                config_path.display(),
+                configured.display(),
+                unit_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            );
+        }
+    }
 }
 
 /// One daemon per host and run_dir: an exclusive lock on `run_dir/<host>.lock`.

@@ -97,7 +97,8 @@ struct Slot {
     state: State,
     /// What the operator wants: running or not.
     wanted: bool,
-    child: Option<Child>,
+    /// The running process, if any.
+    process: Option<Proc>,
     /// How to reach it, with the password it was started with (a password file changed
     /// on disk must not lock us out of stopping it).
     endpoint: Endpoint,
@@ -123,6 +124,13 @@ struct Slot {
 struct GateClaim {
     _handle: ClaimHandle,
     granted: bool,
+}
+
+/// An instance's process: our child, or one an earlier daemon started and we adopted.
+enum Proc {
+    Child(Child),
+    /// Its exit is reported by a pidfd watcher as `Event::AdoptedExited`.
+    Adopted(u32),
 }
 
 /// An operation from a control request: steps run one after another.
@@ -190,6 +198,7 @@ impl Supervisor {
             .collect();
         for name in names {
             sup.add_slot(&name, now);
+            sup.adopt(&name, now);
         }
         sup.update_probe_targets();
         sup
@@ -205,7 +214,7 @@ impl Supervisor {
                 not_before: now,
             },
             wanted: true,
-            child: None,
+            process: None,
             endpoint: Endpoint::of(&self.group, inst),
             tail: Default::default(),
             crashes: CrashHistory::default(),
@@ -220,6 +229,41 @@ impl Supervisor {
             offsets: VecDeque::new(),
         };
         self.slots.insert(name.to_owned(), slot);
+    }
+
+    /// Takes over an instance that an earlier daemon started and that still runs, so a
+    /// daemon restart (crash, upgrade) never bounces Redis; removes a stale pid file.
+    fn adopt(&mut self, name: &str, now: Instant) {
+        let Some(inst) = self.group.instance(name).cloned() else {
+            return;
+        };
+        let pid_path = self.group.pid_path(&inst);
+        if !pid_path.exists() {
+            return;
+        }
+        let Some(pid) = process::adoptable(&pid_path, &inst.address()) else {
+            info!(instance = %name, pid_file = %pid_path.display(), "removing a stale pid file");
+            let _ = std::fs::remove_file(&pid_path);
+            return;
+        };
+        let events = self.events.clone();
+        let watched_name = name.to_owned();
+        let watch = process::watch_exit(pid, move || {
+            let _ = events.send(Event::AdoptedExited {
+                name: watched_name,
+                pid,
+            });
+        });
+        if let Err(e) = watch {
+            warn!(instance = %name, pid, "cannot watch the running instance ({e}); not adopting it");
+            return;
+        }
+        info!(instance = %name, pid, "adopted the running instance");
+        let deadline = now + self.group.supervise.start_timeout;
+        if let Some(slot) = self.slots.get_mut(name) {
+            slot.process = Some(Proc::Adopted(pid));
+            slot.state = State::Starting { pid, deadline };
+        }
     }
 
     /// Local instances plus every upstream of a local replica (possibly on other hosts).
@@ -269,6 +313,7 @@ impl Supervisor {
     pub fn handle(&mut self, event: Event, now: Instant) {
         match event {
             Event::ChildExited => self.reap(now),
+            Event::AdoptedExited { name, pid } => self.on_adopted_exit(&name, pid, now),
             Event::Probe { name, result } => self.on_probe(&name, result, now),
             Event::ShutdownDone { name, pid, result } => {
                 self.on_shutdown_done(&name, pid, result, now)
@@ -304,11 +349,11 @@ impl Supervisor {
     fn reap(&mut self, now: Instant) {
         let mut exited = Vec::new();
         for (name, slot) in &mut self.slots {
-            if let Some(child) = &mut slot.child
+            if let Some(Proc::Child(child)) = &mut slot.process
                 && let Ok(Some(status)) = child.try_wait()
             {
-                slot.child = None;
-                exited.push((name.clone(), status));
+                slot.process = None;
+                exited.push((name.clone(), Some(status)));
             }
         }
         for (name, status) in exited {
@@ -316,7 +361,20 @@ impl Supervisor {
         }
     }
 
-    fn on_exit(&mut self, name: &str, status: ExitStatus, now: Instant) {
+    fn on_adopted_exit(&mut self, name: &str, pid: u32, now: Instant) {
+        let ours = self
+            .slots
+            .get(name)
+            .is_some_and(|s| matches!(s.process, Some(Proc::Adopted(p)) if p == pid));
+        if ours {
+            if let Some(slot) = self.slots.get_mut(name) {
+                slot.process = None;
+            }
+            self.on_exit(name, None, now);
+        }
+    }
+
+    fn on_exit(&mut self, name: &str, status: Option<ExitStatus>, now: Instant) {
         let Some(inst) = self.group.instance(name).cloned() else {
             // Removed by a reload and now stopped.
             if let Some(slot) = self.slots.get_mut(name) {
@@ -334,7 +392,7 @@ impl Supervisor {
             return;
         };
         if matches!(slot.state, State::Stopping { .. }) {
-            info!(instance = %name, %status, "stopped");
+            info!(instance = %name, status = %describe_exit(status), "stopped");
             slot.state = State::Stopped;
             return;
         }
@@ -446,6 +504,11 @@ impl Supervisor {
                     .duration_since(slot.launched_at.unwrap_or(since))
                     .as_secs_f64();
                 let line = format!("{kind}, in sync {took:.1}s after start");
+                if slot.launched_at.is_none() {
+                    // Adopted: we did not see this process start or sync.
+                    slot.state = State::Running { pid };
+                    return;
+                }
                 info!(instance = %name, pid, "in sync: {line}");
                 slot.last_sync = Some(line);
                 slot.state = State::Running { pid };
@@ -472,7 +535,7 @@ impl Supervisor {
             return;
         };
         slot.wanted = false;
-        let Some(pid) = slot.state.pid().filter(|_| slot.child.is_some()) else {
+        let Some(pid) = slot.state.pid().filter(|_| slot.process.is_some()) else {
             slot.state = State::Stopped;
             return;
         };
@@ -848,7 +911,7 @@ impl Supervisor {
                     0o644,
                 );
                 info!(instance = %inst.name, pid, address = %inst.address(), "started");
-                slot.child = Some(child);
+                slot.process = Some(Proc::Child(child));
                 slot.endpoint = Endpoint::of(&self.group, inst);
                 slot.sync_full_before = sync_full_before;
                 slot.state = State::Starting {
@@ -1078,7 +1141,7 @@ impl Supervisor {
             let left: Vec<String> = self
                 .slots
                 .iter()
-                .filter(|(_, s)| s.child.is_some())
+                .filter(|(_, s)| s.process.is_some())
                 .map(|(n, s)| format!("{n} (pid {})", s.state.pid().unwrap_or(0)))
                 .collect();
             if left.is_empty() {
@@ -1139,7 +1202,7 @@ impl Supervisor {
     fn begin_step(&mut self, step: &Step, now: Instant) -> Result<(), String> {
         match step {
             Step::Stop { name, force } => {
-                let running = self.slots.get(name).is_some_and(|s| s.child.is_some());
+                let running = self.slots.get(name).is_some_and(|s| s.process.is_some());
                 if running && !force && !self.shutting_down {
                     plan::check_quorum(&self.group, name, self.good_siblings(name, now))?;
                 }
@@ -1264,7 +1327,7 @@ impl Supervisor {
                 State::Waiting { reason, .. } if reason != "starting" => Some(reason.clone()),
                 _ => slot.last_error.clone(),
             };
-            if slot.child.is_some()
+            if slot.process.is_some()
                 && let Some(info) = self.fresh_info(&inst.name, now)
             {
                 let upstream = inst
@@ -1384,8 +1447,11 @@ fn spawn_shutdown(
 }
 
 /// "exit code 1" or "killed by SIGKILL".
-fn describe_exit(status: ExitStatus) -> String {
+fn describe_exit(status: Option<ExitStatus>) -> String {
     use std::os::unix::process::ExitStatusExt;
+    let Some(status) = status else {
+        return "exit status unknown: it was adopted from an earlier daemon".to_owned();
+    };
     if let Some(code) = status.code() {
         format!("exit code {code}")
     } else if let Some(sig) = status.signal() {

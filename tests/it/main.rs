@@ -5,9 +5,11 @@
 //! process it starts (also when it panics). Tests that need redis-server fail, rather than
 //! skip, when it is not installed.
 
+mod adoption;
 mod check;
 mod cluster;
 mod daemon;
+mod faults;
 mod gate;
 mod render_accepted;
 mod util;
