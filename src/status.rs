@@ -267,7 +267,7 @@ mod tests {
         let list: Vec<_> = g
             .instances
             .iter()
-            .map(|i| InstanceStatus::from_config(i))
+            .map(InstanceStatus::from_config)
             .collect();
         let t = table(&list);
         assert!(
