@@ -1033,9 +1033,18 @@ impl Supervisor {
     }
 
     fn reload(&mut self, reply: Option<Sender<Response>>, now: Instant) {
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        // Not before start-up is over: READY=1 would end systemd's wait for it early.
+        let notify = self.ready_sent;
+        if notify {
+            // MONOTONIC_USEC lets systemd tell this reload from an earlier one.
+            let mut states = vec![sd_notify::NotifyState::Reloading];
+            states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+            let _ = sd_notify::notify(&states);
+        }
         let result = crate::config::load(&self.config_path);
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        if notify {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }
         let checked = match result {
             Ok(c) => c,
             Err(e) => {
