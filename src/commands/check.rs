@@ -19,6 +19,9 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
             group.cluster.redis_server
         );
     }
+    for w in user_warnings(group.cluster.user.as_deref()) {
+        eprintln!("redisrepd: warning: {}: {w}", config.display());
+    }
     let hosts: Vec<String> = match host {
         Some(h) => vec![h.to_owned()],
         None => {
@@ -35,6 +38,23 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     };
     print!("{}", plan(group, &hosts));
     Ok(crate::EXIT_OK)
+}
+
+/// What `check` says about `user` on this machine: instances as root when `check` itself
+/// runs as root (the daemon would too), or a `user` the daemon would not find.
+fn user_warnings(user: Option<&str>) -> Vec<String> {
+    match user {
+        None if nix::unistd::geteuid().is_root() => vec![
+            "no `user` in [cluster]: a daemon started as root runs the Redis instances as \
+             root; set `user = \"redis\"` (Debian's redis-server package creates it)"
+                .to_owned(),
+        ],
+        Some(name) if matches!(nix::unistd::User::from_name(name), Ok(None)) => vec![format!(
+            "key `user`: no user `{name}` on this machine; the daemon will refuse to start \
+             until it exists"
+        )],
+        _ => Vec::new(),
+    }
 }
 
 /// The plan `check` prints: each host's instances in start order with their paths.
