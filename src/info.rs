@@ -120,6 +120,11 @@ impl Info {
     pub fn uptime_s(&self) -> Option<i64> {
         self.int("uptime_in_seconds")
     }
+    /// `min_slaves_good_slaves`: replicas that count for `min-replicas-to-write` (online,
+    /// lag within `min-replicas-max-lag`); Redis reports it only when both are set.
+    pub fn good_replicas(&self) -> Option<i64> {
+        self.int("min_slaves_good_slaves")
+    }
 
     /// The line of `upstream`'s INFO that names the replica at `bind:port`.
     pub fn replica(&self, bind: IpAddr, port: u16) -> Option<&ReplicaLine> {

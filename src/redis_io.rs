@@ -109,6 +109,10 @@ impl std::fmt::Display for ShutdownError {
 fn describe(e: redis::RedisError) -> String {
     if e.is_connection_refusal() {
         "connection refused".to_owned()
+    } else if e.is_timeout() {
+        // The OS says "Resource temporarily unavailable": the server accepted the
+        // connection but did not answer (frozen, e.g. SIGSTOP, or overloaded).
+        "timed out waiting for a reply".to_owned()
     } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
         "authentication failed (wrong or missing password)".to_owned()
     } else {
