@@ -11,5 +11,6 @@ mod cluster;
 mod daemon;
 mod faults;
 mod gate;
+mod netns;
 mod render_accepted;
 mod util;

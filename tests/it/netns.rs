@@ -1,0 +1,412 @@
+//! Two hosts for real: the seed layout (a master on host `master` at 192.168.100.101:6379,
+//! two replicas on host `slave` at 192.168.100.102:6379 and :6380) in two network
+//! namespaces made by the test and joined by a veth pair, one daemon in each. No traffic
+//! leaves the namespaces; they are removed afterwards, also when the test fails.
+//!
+//! The daemons share one run_dir in the test's temp dir (Unix sockets work across network
+//! namespaces), so the CLI finds both; whatever reads Redis (the CLI for a host without a
+//! daemon, and the test itself) runs inside a namespace.
+//!
+//! Needs root (CI runs as root) and `ip` from iproute2.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::cluster::{self, Cluster, PASSWORD, UP};
+use crate::util::{self, ProcGuard, Run};
+
+const MASTER_IP: &str = "192.168.100.101";
+const SLAVE_IP: &str = "192.168.100.102";
+const REPLICAS: [&str; 2] = ["replica-6379", "replica-6380"];
+
+/// Runs `ip ARGS...`; panics with its output when it fails.
+#[track_caller]
+fn ip(args: &[&str]) {
+    let run = util::run(Command::new("ip").args(args), util::QUICK);
+    assert_eq!(run.status.code(), Some(0), "ip {}\n{run}", args.join(" "));
+}
+
+/// Network namespaces that exist while this lives: on drop, every process left in them
+/// is killed and they are deleted (which also removes the veth pair between them).
+struct Netns {
+    names: Vec<String>,
+}
+
+impl Netns {
+    /// Namespaces `a` and `b` joined by a veth pair `va` (in `a`, MASTER_IP/24) and `vb`
+    /// (in `b`, SLAVE_IP/24), both up, with `lo` up in each.
+    fn pair(a: &str, b: &str, va: &str, vb: &str) -> Netns {
+        let guard = Netns {
+            names: vec![a.to_owned(), b.to_owned()],
+        };
+        for ns in &guard.names {
+            // Left over from a run that was SIGKILLed with the same pid: start clean.
+            remove_netns(ns);
+            ip(&["netns", "add", ns]);
+        }
+        ip(&[
+            "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b,
+        ]);
+        for (ns, dev, addr) in [(a, va, MASTER_IP), (b, vb, SLAVE_IP)] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        guard
+    }
+}
+
+/// Kills every process in namespace `ns` and deletes it; quiet when it does not exist.
+fn remove_netns(ns: &str) {
+    let pids = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", ns])
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            remove_netns(ns);
+        }
+    }
+}
+
+/// Runs `f` on a thread that has joined network namespace `ns`: connections it opens
+/// belong to that namespace. A panic in `f` is the caller's panic.
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            let fd = File::open(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns {path:?}: {e}"));
+            f()
+        });
+        handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// The command line of the redisrepd binary run inside `ns`.
+fn redisrepd_in(ns: &str, config: &Path) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .arg(util::bin())
+        .arg("--config")
+        .arg(config)
+        .env_remove("REDISREPD_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM");
+    cmd
+}
+
+/// `ip netns exec ns redisrepd daemon --host host` (ip execs, so the pid is the daemon's),
+/// logging (appending) to `daemon-<host>.log`; waits for its control socket.
+fn start_daemon(c: &Cluster, ns: &str, host: &str) -> ProcGuard {
+    let log = c.dir.join(format!("daemon-{host}.log"));
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("daemon log");
+    let mut cmd = redisrepd_in(ns, &c.config);
+    cmd.args(["daemon", "--host", host])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file);
+    let mut proc = ProcGuard::spawn(&format!("daemon --host {host} in {ns}"), &mut cmd);
+    let socket = c.run_dir().join(format!("{host}.sock"));
+    util::wait_until(UP, &format!("the socket of host `{host}`"), || {
+        if let Some(status) = proc.exited() {
+            panic!(
+                "daemon for `{host}` exited ({status}):\n{}",
+                c.daemon_log(host)
+            );
+        }
+        socket.exists()
+    });
+    proc
+}
+
+/// `redisrepd ARGS...` inside `ns`.
+fn cli_in(c: &Cluster, ns: &str, args: &[&str]) -> Run {
+    util::run(redisrepd_in(ns, &c.config).args(args), UP)
+}
+
+/// `status --json` inside `ns`, by instance name.
+fn status_in(c: &Cluster, ns: &str) -> BTreeMap<String, Value> {
+    let run = cli_in(c, ns, &["status", "--json"]);
+    let doc: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{run}"));
+    doc["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap_or_default().to_owned(), i.clone()))
+        .collect()
+}
+
+/// Both daemon logs' last lines, for failure messages.
+fn logs(c: &Cluster) -> String {
+    ["master", "slave"]
+        .iter()
+        .map(|h| {
+            let log = c.daemon_log(h);
+            let tail: Vec<&str> = log.lines().rev().take(25).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("--- daemon {h}:\n{}\n", tail.join("\n"))
+        })
+        .collect()
+}
+
+/// Waits until `status` (run in `ns`) exits 0.
+fn wait_healthy_in(c: &Cluster, ns: &str) {
+    util::wait_for(UP, "every instance running and in sync", || {
+        let run = cli_in(c, ns, &["status"]);
+        if run.status.code() == Some(0) {
+            Ok(())
+        } else {
+            Err(format!("{}\n{}", run.stdout, logs(c)))
+        }
+    });
+}
+
+/// An integer field of INFO `section` of the instance at `addr`, read from inside `ns`.
+fn info_int(ns: &str, addr: SocketAddr, section: &str, field: &str) -> i64 {
+    in_ns(ns, || {
+        let mut con = util::connect(addr, Some(PASSWORD))
+            .unwrap_or_else(|e| panic!("connecting to {addr} in {ns}: {e}"));
+        util::info(&mut con, section)
+            .unwrap_or_else(|e| panic!("INFO {section} of {addr}: {e}"))
+            .get(field)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("INFO {section} of {addr} has no {field}"))
+    })
+}
+
+/// SETs `k:i = v:i` for `range` on the instance at `addr`, from inside `ns`.
+fn write_keys(ns: &str, addr: SocketAddr, range: std::ops::Range<u32>) {
+    in_ns(ns, || {
+        let mut con = util::connect(addr, Some(PASSWORD))
+            .unwrap_or_else(|e| panic!("connecting to {addr} in {ns}: {e}"));
+        for i in range {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k:{i}"))
+                .arg(format!("v:{i}"))
+                .query(&mut con)
+                .unwrap_or_else(|e| panic!("SET k:{i} on {addr}: {e}"));
+        }
+    });
+}
+
+/// Whether the instance at `addr` holds `k:i = v:i` for all of `range` (read from `ns`).
+fn has_keys(ns: &str, addr: SocketAddr, range: std::ops::Range<u32>) -> Result<(), String> {
+    in_ns(ns, || {
+        let mut con = util::connect(addr, Some(PASSWORD)).map_err(|e| e.to_string())?;
+        let keys: Vec<String> = range.clone().map(|i| format!("k:{i}")).collect();
+        let got: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query(&mut con)
+            .map_err(|e| e.to_string())?;
+        let missing: Vec<u32> = range
+            .zip(got)
+            .filter(|(i, v)| v.as_deref() != Some(format!("v:{i}").as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{addr} lacks {} keys, e.g. {:?}",
+                missing.len(),
+                &missing[..1]
+            ))
+        }
+    })
+}
+
+/// The pids the `slave` daemon reports for the replicas.
+fn replica_pids(c: &Cluster, ns: &str) -> Vec<u64> {
+    let s = status_in(c, ns);
+    REPLICAS
+        .iter()
+        .map(|r| {
+            s[*r]["pid"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("`{r}` has no pid: {}", s[*r]))
+        })
+        .collect()
+}
+
+#[test]
+fn seed_layout_on_two_hosts_survives_a_cut_link_and_a_master_reboot() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it creates network namespaces and a veth pair (run `cargo \
+         test` as root, as CI does)"
+    );
+    assert!(
+        which::which("ip").is_ok(),
+        "`ip` not found: install iproute2 (`apt-get install iproute2`)"
+    );
+    let pid = std::process::id();
+    let (na, nb) = (format!("rrd-{pid}-a"), format!("rrd-{pid}-b"));
+    let (va, vb) = (format!("rrd{pid}a"), format!("rrd{pid}b"));
+    // Declared first, dropped last: after the daemons and every redis-server are gone.
+    let _netns = Netns::pair(&na, &nb, &va, &vb);
+
+    // Redis 7.0 cannot resume replication after loading an AOF, so RDB only. A short
+    // repl-timeout (with pings more often than that) makes a cut link show within seconds.
+    let mut c = cluster::Builder::new()
+        .instance("master", "master", None)
+        .instance(REPLICAS[0], "slave", Some("master"))
+        .instance(REPLICAS[1], "slave", Some("master"))
+        .redis(
+            "save = [\"3600 1\"]\nappendonly = \"no\"\nrepl-timeout = 4\n\
+             repl-ping-replica-period = 1\n",
+        )
+        .build();
+    for (m, (ip, port)) in
+        c.members
+            .iter_mut()
+            .zip([(MASTER_IP, 6379), (SLAVE_IP, 6379), (SLAVE_IP, 6380)])
+    {
+        m.ip = ip.parse().expect("an IP");
+        m.port = port;
+    }
+    c.write_config();
+    let master = c.addr("master");
+    let replicas: Vec<SocketAddr> = REPLICAS.iter().map(|r| c.addr(r)).collect();
+
+    let mut master_daemon = start_daemon(&c, &na, "master");
+    let _slave_daemon = start_daemon(&c, &nb, "slave");
+    wait_healthy_in(&c, &nb);
+    let pids = replica_pids(&c, &nb);
+    write_keys(&na, master, 0..100);
+    for r in &replicas {
+        util::wait_for(UP, &format!("the first keys on {r}"), || {
+            has_keys(&nb, *r, 0..100)
+        });
+    }
+    let full_before = info_int(&na, master, "stats", "sync_full");
+    let partial_before = info_int(&na, master, "stats", "sync_partial_ok");
+
+    // Cut the link. The master keeps taking writes; the replicas notice within
+    // repl-timeout, keep serving what they have, and are left alone.
+    let cut = Instant::now();
+    ip(&["-n", &nb, "link", "set", &vb, "down"]);
+    write_keys(&na, master, 100..150);
+    util::wait_for(UP, "both replicas to see their link down", || {
+        let s = status_in(&c, &nb);
+        if REPLICAS
+            .iter()
+            .all(|r| s[*r]["master_link_status"] == "down")
+        {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    });
+    let noticed = cut.elapsed();
+    for r in &replicas {
+        has_keys(&nb, *r, 0..100).expect("a cut-off replica still serves reads");
+    }
+    let s = status_in(&c, &nb);
+    for r in REPLICAS {
+        assert_eq!(s[r]["state"], "running", "{}", s[r]);
+        assert_eq!(s[r]["restarts"], 0, "{}", s[r]);
+    }
+    assert_eq!(replica_pids(&c, &nb), pids, "replicas are not restarted");
+    cli_in(&c, &nb, &["status"]).expect_code(3);
+
+    // Restore it: both resume with a partial resync and get the writes they missed.
+    let restored = Instant::now();
+    ip(&["-n", &nb, "link", "set", &vb, "up"]);
+    wait_healthy_in(&c, &nb);
+    for r in &replicas {
+        util::wait_for(
+            UP,
+            &format!("the keys written during the cut on {r}"),
+            || has_keys(&nb, *r, 0..150),
+        );
+    }
+    let resynced = restored.elapsed();
+    assert!(
+        info_int(&na, master, "stats", "sync_partial_ok") >= partial_before + 2,
+        "both replicas resynced partially\n{}",
+        logs(&c)
+    );
+    assert_eq!(
+        info_int(&na, master, "stats", "sync_full"),
+        full_before,
+        "no full sync after the link came back\n{}",
+        logs(&c)
+    );
+    assert_eq!(replica_pids(&c, &nb), pids, "replicas are not restarted");
+
+    // "Reboot" the master host: its daemon stops the master (SHUTDOWN SAVE), then comes
+    // back. The replicas wait, serving reads, and resume partially.
+    let master_pid = status_in(&c, &nb)["master"]["pid"].clone();
+    master_daemon.signal(Signal::SIGTERM);
+    let status = master_daemon.wait_exit(UP);
+    assert_eq!(status.code(), Some(0), "{}", logs(&c));
+    assert!(
+        in_ns(&na, || util::connect(master, Some(PASSWORD)).is_err()),
+        "the master is down with its host"
+    );
+    let s = status_in(&c, &nb);
+    assert_eq!(s["master"]["state"], "unreachable", "{}", s["master"]);
+    for r in &replicas {
+        has_keys(&nb, *r, 0..150).expect("replicas serve reads while the master is away");
+    }
+    let rebooted = Instant::now();
+    master_daemon = start_daemon(&c, &na, "master");
+    wait_healthy_in(&c, &nb);
+    let back = rebooted.elapsed();
+    assert_ne!(status_in(&c, &nb)["master"]["pid"], master_pid);
+    assert_eq!(
+        info_int(&na, master, "stats", "sync_full"),
+        0,
+        "the rebooted master served no full sync\n{}",
+        logs(&c)
+    );
+    assert!(
+        info_int(&na, master, "stats", "sync_partial_ok") >= 2,
+        "both replicas resumed partially\n{}",
+        logs(&c)
+    );
+    has_keys(&na, master, 0..150).expect("the master kept its data over the reboot");
+    write_keys(&na, master, 150..160);
+    for r in &replicas {
+        util::wait_for(UP, &format!("new writes on {r}"), || {
+            has_keys(&nb, *r, 0..160)
+        });
+    }
+    assert_eq!(replica_pids(&c, &nb), pids, "replicas are not restarted");
+    eprintln!(
+        "netns: link cut noticed after {noticed:.1?}; in sync {resynced:.1?} after the link \
+         came back; healthy {back:.1?} after the master host's daemon started again"
+    );
+    drop(master_daemon);
+}
