@@ -26,7 +26,7 @@ pub enum Action {
 /// start / stop / restart: one request per host, the master's host last (a master goes
 /// after its replicas).
 pub fn act(config: &Path, action: Action, targets: &ForceTargets) -> Result<u8> {
-    let group = super::load(config)?.group;
+    let group = super::load_for_client(config)?.group;
     let by_host = group_by_host(&group, &targets.targets)?;
     let mut hosts: Vec<&String> = by_host.keys().collect();
     let master_host = group.master().host.clone();
@@ -126,7 +126,7 @@ fn ask(group: &Group, host: &str, request: &Request) -> Result<Response> {
 /// `status`: daemons for the hosts that have a socket here, INFO straight from Redis for
 /// the rest.
 pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
-    let group = super::load(config)?.group;
+    let group = super::load_for_client(config)?.group;
     for name in only {
         if group.instance(name).is_none() {
             bail!(

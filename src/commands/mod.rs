@@ -71,6 +71,16 @@ pub(crate) fn load(path: &std::path::Path) -> Result<Checked> {
     Ok(checked)
 }
 
+/// [`config::load_for_client`], printing its warnings on stderr: for the verbs that ask
+/// daemons to act, which must work while the password file is unusable.
+pub(crate) fn load_for_client(path: &std::path::Path) -> Result<Checked> {
+    let checked = config::load_for_client(path)?;
+    for w in &checked.warnings {
+        eprintln!("redisrepd: warning: {}: {w}", path.display());
+    }
+    Ok(checked)
+}
+
 /// The instance names of a group, for "did you mean" lists.
 pub(crate) fn names(group: &config::Group) -> String {
     group

@@ -354,6 +354,36 @@ pub fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Checked, Conf
 
 /// Reads, parses and validates the TOML at `path`, then reads the password file.
 pub fn load(path: &Path) -> Result<Checked, ConfigError> {
+    let mut checked = read_and_parse(path)?;
+    read_password(&mut checked).map_err(|message| ConfigError {
+        file: path.to_owned(),
+        problems: vec![format!("key `password_file`: {message}")],
+    })?;
+    Ok(checked)
+}
+
+/// [`load`] for the verbs that ask daemons to act (start, stop, restart, status): a
+/// password file that cannot be used is a warning, not an error. Each daemon keeps the
+/// password its instances were started with, so an emptied or deleted file must not lock
+/// an operator out of stopping them; only reading instances that no daemon here runs
+/// needs the password, and those then answer "authentication failed".
+pub fn load_for_client(path: &Path) -> Result<Checked, ConfigError> {
+    let mut checked = read_and_parse(path)?;
+    if let Err(message) = read_password(&mut checked) {
+        checked.warnings.push(Problem::new(
+            None,
+            "password_file",
+            format!(
+                "{message}; asking the daemons anyway (they keep the password they started \
+                 with), but instances no daemon here runs cannot be read"
+            ),
+        ));
+    }
+    Ok(checked)
+}
+
+/// Reads and parses the TOML at `path`; the password file is left unread.
+fn read_and_parse(path: &Path) -> Result<Checked, ConfigError> {
     let fail = |message: String| ConfigError {
         file: path.to_owned(),
         problems: vec![message],
@@ -368,32 +398,32 @@ pub fn load(path: &Path) -> Result<Checked, ConfigError> {
         .parent()
         .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from("."));
-    let mut checked = parse(&text, &absolute, &base_dir)?;
+    parse(&text, &absolute, &base_dir)
+}
+
+/// Reads the password file, if the group has one, into the group.
+fn read_password(checked: &mut Checked) -> Result<(), String> {
     if let PasswordSource::File {
         path: pw_path,
         secret,
     } = &mut checked.group.cluster.password
     {
-        match read_password_file(pw_path) {
-            Ok((value, loose_mode)) => {
-                *secret = Some(value);
-                if let Some(mode) = loose_mode {
-                    checked.warnings.push(Problem::new(
-                        None,
-                        "password_file",
-                        format!(
-                            "`{}` is readable by group or others (mode {mode:o}); \
-                             run `chmod 600 {}`",
-                            pw_path.display(),
-                            pw_path.display()
-                        ),
-                    ));
-                }
-            }
-            Err(message) => return Err(fail(format!("key `password_file`: {message}"))),
+        let (value, loose_mode) = read_password_file(pw_path)?;
+        *secret = Some(value);
+        if let Some(mode) = loose_mode {
+            checked.warnings.push(Problem::new(
+                None,
+                "password_file",
+                format!(
+                    "`{}` is readable by group or others (mode {mode:o}); \
+                     run `chmod 600 {}`",
+                    pw_path.display(),
+                    pw_path.display()
+                ),
+            ));
         }
     }
-    Ok(checked)
+    Ok(())
 }
 
 /// True for a character a password cannot hold because it is written unquoted into

@@ -469,7 +469,7 @@ fn a_missing_or_unexecutable_redis_server_is_refused_at_daemon_start() {
 }
 
 #[test]
-fn a_password_file_changed_under_the_daemon_does_not_lock_it_out() {
+fn a_password_file_changed_or_removed_under_the_daemon_does_not_lock_it_out() {
     let mut c = cluster::one_host().build();
     c.start_daemon("a");
     c.wait_healthy();
@@ -491,8 +491,19 @@ fn a_password_file_changed_under_the_daemon_does_not_lock_it_out() {
     c.wait_healthy();
     assert_eq!(c.pid("master"), master_pid);
 
+    // Emptied (an editor half-way through a save) or deleted: the CLI warns and still
+    // gets through to the daemon.
+    std::fs::write(c.dir.join("password"), "").expect("emptying the password file");
+    let run = c.cli(&["status"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("warning") && run.stderr.contains("is empty"),
+        "{run}"
+    );
+    std::fs::remove_file(c.dir.join("password")).expect("deleting the password file");
     let run = c.cli(&["stop", "--all"]);
     run.expect_code(0);
+    assert!(run.stderr.contains("cannot read"), "{run}");
     assert!(c.redis_pids().is_empty(), "{run}");
     let s = assert_daemon_answers(&c);
     assert!(s.values().all(|r| r["state"] == "stopped"), "{s:?}");
