@@ -210,8 +210,10 @@ pub fn port_in_use(bind: IpAddr, port: u16) -> bool {
     )
 }
 
-/// The process listening on TCP `port`, as "pid N (command)", found through /proc.
-pub fn port_holder(port: u16) -> Option<String> {
+/// The process listening on TCP `bind:port` (or on `port` of every address), as
+/// "pid N (command)", found through /proc. Listeners on the same port of another address
+/// are not it: on a host with several addresses they are often our own instances.
+pub fn port_holder(bind: IpAddr, port: u16) -> Option<String> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -222,12 +224,7 @@ pub fn port_holder(port: u16) -> Option<String> {
             let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
                 continue;
             };
-            let listening = *state == "0A";
-            let on_port = local
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                == Some(port);
-            if listening && on_port {
+            if *state == "0A" && blocks(local, bind, port) {
                 inodes.push(format!("socket:[{inode}]"));
             }
         }
@@ -253,6 +250,41 @@ pub fn port_holder(port: u16) -> Option<String> {
         }
     }
     Some("another process".to_owned())
+}
+
+/// Whether a listener at `local` (as /proc/net/tcp{,6} print it: hex address, colon, hex
+/// port) keeps a server from binding `bind:port`.
+fn blocks(local: &str, bind: IpAddr, port: u16) -> bool {
+    let Some((addr, p)) = local.rsplit_once(':') else {
+        return false;
+    };
+    if u16::from_str_radix(p, 16).ok() != Some(port) {
+        return false;
+    }
+    match proc_net_addr(addr) {
+        Some(ip) => ip == bind || ip.is_unspecified() || ip.to_canonical() == bind,
+        None => true, // unparsable: rather name a holder than none
+    }
+}
+
+/// An address from /proc/net/tcp{,6}: the kernel prints each 32-bit word of the address
+/// (network byte order in memory) as a native-endian hex number.
+fn proc_net_addr(hex: &str) -> Option<IpAddr> {
+    let words: Vec<u32> = (0..hex.len() / 8)
+        .map(|i| {
+            hex.get(i * 8..i * 8 + 8)
+                .and_then(|w| u32::from_str_radix(w, 16).ok())
+        })
+        .collect::<Option<_>>()?;
+    let bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| u32::from_be(*w).to_be_bytes())
+        .collect();
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
 }
 
 /// Resolves the `redis_server` setting: a bare name on PATH, or a path.
@@ -332,11 +364,39 @@ mod tests {
     }
 
     #[test]
+    fn proc_net_addresses_are_read_in_network_order() {
+        let v4 = if cfg!(target_endian = "little") {
+            "0100007F"
+        } else {
+            "7F000001"
+        };
+        assert_eq!(proc_net_addr(v4), "127.0.0.1".parse().ok());
+        assert_eq!(proc_net_addr("00000000"), "0.0.0.0".parse().ok());
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(blocks(&format!("{v4}:1A0B"), here, 0x1A0B));
+        assert!(
+            !blocks(&format!("{v4}:1A0B"), other, 0x1A0B),
+            "another address"
+        );
+        assert!(!blocks(&format!("{v4}:1A0C"), here, 0x1A0B), "another port");
+        assert!(
+            blocks("00000000:1A0B", other, 0x1A0B),
+            "0.0.0.0 takes every address"
+        );
+        assert!(blocks(
+            "00000000000000000000000000000000:1A0B",
+            other,
+            0x1A0B
+        ));
+    }
+
+    #[test]
     fn port_holder_finds_our_listener() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         assert!(port_in_use("127.0.0.1".parse().unwrap(), port));
-        let holder = port_holder(port).unwrap();
+        let holder = port_holder("127.0.0.1".parse().unwrap(), port).unwrap();
         assert!(holder.contains(&std::process::id().to_string()), "{holder}");
     }
 }

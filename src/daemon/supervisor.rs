@@ -407,8 +407,8 @@ impl Supervisor {
             reason.push_str(&format!("; last output: {}", tail.join(" | ")));
         }
         if tail.iter().any(|l| l.contains("Address already in use")) {
-            let holder =
-                process::port_holder(inst.port).unwrap_or_else(|| "another process".into());
+            let holder = process::port_holder(inst.bind, inst.port)
+                .unwrap_or_else(|| "another process".into());
             reason = format!("port {} is held by {holder}", inst.address());
         }
         if shutting_down || !slot.wanted {
@@ -839,8 +839,8 @@ impl Supervisor {
     /// Writes the config and spawns the instance.
     fn launch(&mut self, inst: &Instance, now: Instant) -> Result<(), String> {
         if process::port_in_use(inst.bind, inst.port) {
-            let holder =
-                process::port_holder(inst.port).unwrap_or_else(|| "another process".into());
+            let holder = process::port_holder(inst.bind, inst.port)
+                .unwrap_or_else(|| "another process".into());
             let reason = format!("port {} is held by {holder}", inst.address());
             self.fail_attempt(&inst.name, reason.clone(), now);
             return Ok(());
