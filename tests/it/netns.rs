@@ -43,6 +43,7 @@ impl Netns {
     /// Namespaces `a` and `b` joined by a veth pair `va` (in `a`, MASTER_IP/24) and `vb`
     /// (in `b`, SLAVE_IP/24), both up, with `lo` up in each.
     fn pair(a: &str, b: &str, va: &str, vb: &str) -> Netns {
+        remove_orphans();
         let guard = Netns {
             names: vec![a.to_owned(), b.to_owned()],
         };
@@ -60,6 +61,27 @@ impl Netns {
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
         guard
+    }
+}
+
+/// Removes the namespaces of earlier test processes that died without cleaning up (a
+/// SIGKILL, a CI timeout): `rrd-<pid>-a`/`-b` whose pid no longer exists.
+fn remove_orphans() {
+    let list = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let owner = name
+            .strip_prefix("rrd-")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            remove_netns(name);
+        }
     }
 }
 
