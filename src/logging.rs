@@ -23,10 +23,18 @@ pub fn init(daemon: bool) {
         && stderr_is_journal()
         && let Ok(journald) = tracing_journald::layer()
     {
-        // Fields keep their names: `journalctl -u redisrepd INSTANCE=replica-1`.
+        // Fields keep their names: `journalctl -u redisrepd INSTANCE=replica-1`; levels map
+        // to syslog's usual priorities (the crate's default makes INFO a notice).
+        use tracing_journald::{Priority, PriorityMappings};
         let journald = journald
             .with_syslog_identifier("redisrepd".to_owned())
-            .with_field_prefix(None);
+            .with_field_prefix(None)
+            .with_priority_mappings(PriorityMappings {
+                info: Priority::Informational,
+                debug: Priority::Debug,
+                trace: Priority::Debug,
+                ..PriorityMappings::new()
+            });
         let _ = registry.with(journald).try_init();
         return;
     }
