@@ -198,17 +198,13 @@ impl Cluster {
 
     /// Starts the daemon for `host` and waits until its control socket answers.
     pub fn start_daemon(&mut self, host: &str) {
-        let log = self.dir.join(format!("daemon-{host}.log"));
-        let file = std::fs::File::create(&log).expect("daemon log");
-        let mut cmd = util::redisrepd(&self.config);
-        cmd.arg("daemon")
-            .arg("--host")
-            .arg(host)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone"))
-            .stderr(file);
-        let proc = ProcGuard::spawn(&format!("daemon --host {host}"), &mut cmd);
-        self.daemons.insert(host.to_owned(), Daemon { proc, log });
+        self.start_daemon_with(host, |_| {});
+        self.wait_socket(host);
+    }
+
+    /// Waits until the control socket of `host` exists; panics with the daemon's log if the
+    /// daemon exits first.
+    pub fn wait_socket(&mut self, host: &str) {
         let socket = self.run_dir().join(format!("{host}.sock"));
         util::wait_until(UP, &format!("the socket of host `{host}`"), || {
             if let Some(d) = self.daemons.get_mut(host)
@@ -225,13 +221,39 @@ impl Cluster {
 
     /// Starts the daemon with a custom command (e.g. extra environment).
     pub fn start_daemon_with(&mut self, host: &str, adjust: impl FnOnce(&mut Command)) {
+        self.start_daemon_wrapped(host, &[], adjust);
+    }
+
+    /// Starts the daemon behind `wrapper` (e.g. `["setpriv", ...]`: a program that execs the
+    /// rest of its command line), with the same arguments and cleared environment as
+    /// [`Cluster::start_daemon_with`]. Waits for nothing: see [`Cluster::wait_socket`].
+    pub fn start_daemon_wrapped(
+        &mut self,
+        host: &str,
+        wrapper: &[String],
+        adjust: impl FnOnce(&mut Command),
+    ) {
         let log = self.dir.join(format!("daemon-{host}.log"));
         let file = std::fs::File::create(&log).expect("daemon log");
-        let mut cmd = util::redisrepd(&self.config);
-        cmd.arg("daemon")
-            .arg("--host")
-            .arg(host)
-            .stdin(Stdio::null())
+        let mut inner = util::redisrepd(&self.config);
+        inner.arg("daemon").arg("--host").arg(host);
+        let mut cmd = match wrapper.split_first() {
+            None => inner,
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args)
+                    .arg(inner.get_program())
+                    .args(inner.get_args());
+                for (key, value) in inner.get_envs() {
+                    match value {
+                        Some(v) => cmd.env(key, v),
+                        None => cmd.env_remove(key),
+                    };
+                }
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone"))
             .stderr(file);
         adjust(&mut cmd);
