@@ -13,4 +13,5 @@ mod faults;
 mod gate;
 mod netns;
 mod render_accepted;
+mod systemd;
 mod util;
