@@ -70,18 +70,36 @@ impl Endpoint {
         conn.set_read_timeout(Some(timeout))
             .map_err(|e| ShutdownError::Unreachable(describe(e)))?;
         let mode = if nosave { "NOSAVE" } else { "SAVE" };
-        // Success is the connection closing: Redis exits without replying. The caller
-        // confirms the exit from the child's status, not from this.
-        match redis::cmd("SHUTDOWN")
-            .arg(mode)
-            .query::<redis::Value>(&mut conn)
-        {
-            Err(e) if e.code().is_some() => Err(ShutdownError::Refused(e.to_string())),
-            Err(e) if e.is_timeout() => Err(ShutdownError::Timeout),
-            Err(_) => Ok(()),
-            Ok(v) => Err(ShutdownError::Refused(format!("unexpected reply {v:?}"))),
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // Success is the connection closing: Redis exits without replying. The caller
+            // confirms the exit from the child's status, not from this.
+            let refusal = match redis::cmd("SHUTDOWN")
+                .arg(mode)
+                .query::<redis::Value>(&mut conn)
+            {
+                Err(e) if e.code().is_some() => e.to_string(),
+                Err(e) if e.is_timeout() => return Err(ShutdownError::Timeout),
+                Err(_) => return Ok(()),
+                Ok(v) => format!("unexpected reply {v:?}"),
+            };
+            // A replica that has just synced writes its initial AOF and refuses to exit
+            // until it is done ("Writing initial AOF, can't exit"): wait, then ask again.
+            if rewriting_aof(&mut conn) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            return Err(ShutdownError::Refused(refusal));
         }
     }
+}
+
+/// Whether an AOF rewrite is in progress on this connection's server.
+fn rewriting_aof(conn: &mut redis::Connection) -> bool {
+    redis::cmd("INFO")
+        .arg("persistence")
+        .query::<String>(conn)
+        .is_ok_and(|text| Info::parse(&text).get("aof_rewrite_in_progress") == Some("1"))
 }
 
 /// Why a SHUTDOWN did not complete.
