@@ -301,6 +301,9 @@ fn serve_client(stream: UnixStream, tx: Sender<Event>) {
     let me = nix::unistd::geteuid().as_raw();
     let allowed = getsockopt(&stream, PeerCredentials).is_ok_and(|c| c.uid() == 0 || c.uid() == me);
     if !allowed {
+        // Take the request first (same cap and timeout): closing on an unread request
+        // would fail the client's write (EPIPE) before it could read why.
+        let _ = control::read_request(&stream, REQUEST_TIMEOUT);
         let _ = control::write_response(
             &stream,
             &Response::Error {
