@@ -369,10 +369,12 @@ fn units_pass_systemd_analyze_verify() {
         assert!(text.contains(&bin), "{name} runs /usr/local/bin/redisrepd");
         fs::write(dir.join(name), text).expect("writing a unit copy");
     }
-    // The template is verified through an instance of it.
+    // The template is verified through an instance of it. --man=no: Documentation= names
+    // man:redisrepd(1), which the README's install steps put in place, not this machine.
     let verify = |units: &[&str]| {
         let mut cmd = Command::new(analyze);
-        cmd.arg("verify").args(units.iter().map(|u| dir.join(u)));
+        cmd.args(["verify", "--man=no"])
+            .args(units.iter().map(|u| dir.join(u)));
         util::run(&mut cmd, QUICK)
     };
     let run = verify(&["redisrepd.service", "redisrepd@shop.service"]);
@@ -464,9 +466,14 @@ fn notify_socket_gets_ready_status_watchdog_reloading_and_stopping() {
         })),
     );
     let socket = notes.path.clone();
+    // As systemd's unit would set them: the unit's state directory is the TOML's data_dir,
+    // its runtime directory is not the TOML's run_dir (the daemon warns).
+    let data_dir = c.dir.join("data");
     c.start_daemon_with("a", |cmd| {
         cmd.env("NOTIFY_SOCKET", &socket)
-            .env("WATCHDOG_USEC", "1000000");
+            .env("WATCHDOG_USEC", "1000000")
+            .env("RUNTIME_DIRECTORY", "/run/redisrepd/elsewhere")
+            .env("STATE_DIRECTORY", &data_dir);
     });
     c.wait_socket("a");
 
@@ -553,6 +560,12 @@ fn notify_socket_gets_ready_status_watchdog_reloading_and_stopping() {
         !log.contains('\u{1b}'),
         "no colour codes in a log that is not a terminal"
     );
+    assert!(
+        log.contains("key `run_dir` is ")
+            && log.contains("but the systemd unit made /run/redisrepd/elsewhere for it"),
+        "{log}"
+    );
+    assert!(!log.contains("key `data_dir` is "), "{log}");
 }
 
 /// The fields of one journald native-protocol datagram: `KEY=value\n`, or `KEY\n`, a
