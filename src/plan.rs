@@ -16,6 +16,9 @@ pub enum Step {
     Start { name: String },
     /// Wait until it is running (a replica: in sync with its upstream).
     AwaitReady { name: String },
+    /// Change the password of a running instance in place (`CONFIG SET requirepass` and
+    /// `masterauth`): replication links stay up, because AUTH happens only on connect.
+    SetPassword { name: String },
 }
 
 /// Names sorted parents first (master, then each level of replicas), file order within a
@@ -82,6 +85,8 @@ pub struct ReloadDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub changed: Vec<String>,
+    /// Changed only in the password: applied in place, no restart.
+    pub password_only: Vec<String>,
     pub unchanged: Vec<String>,
 }
 
@@ -93,16 +98,20 @@ pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
         match old.instance(&inst.name).filter(|o| o.host == host) {
             None => diff.added.push(inst.name.clone()),
             Some(prev) => {
-                let same = render::render(old, prev, Secrets::Show)
-                    == render::render(new, inst, Secrets::Show)
-                    && old.conf_path(prev) == new.conf_path(inst)
+                let same_process = old.conf_path(prev) == new.conf_path(inst)
                     && old.cluster.redis_server == new.cluster.redis_server
                     && old.cluster.user == new.cluster.user;
-                if same {
-                    diff.unchanged.push(inst.name.clone());
-                } else {
-                    diff.changed.push(inst.name.clone());
-                }
+                let same_masked = render::render(old, prev, Secrets::Mask)
+                    == render::render(new, inst, Secrets::Mask);
+                let same = same_masked
+                    && render::render(old, prev, Secrets::Show)
+                        == render::render(new, inst, Secrets::Show);
+                let list = match (same_process, same_masked, same) {
+                    (true, _, true) => &mut diff.unchanged,
+                    (true, true, false) if old.password().is_some() => &mut diff.password_only,
+                    _ => &mut diff.changed,
+                };
+                list.push(inst.name.clone());
             }
         }
     }
@@ -114,10 +123,15 @@ pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
     diff
 }
 
-/// The steps that apply a reload: stop removed instances, restart changed ones (rolling,
-/// through the gate), start added ones.
+/// The steps that apply a reload: change passwords in place, stop removed instances,
+/// restart changed ones (rolling, through the gate), start added ones.
 pub fn reload(old: &Group, new: &Group, diff: &ReloadDiff) -> Vec<Step> {
-    let mut steps = stop(old, &diff.removed, false);
+    let mut steps: Vec<Step> = diff
+        .password_only
+        .iter()
+        .map(|n| Step::SetPassword { name: n.clone() })
+        .collect();
+    steps.extend(stop(old, &diff.removed, false));
     steps.extend(restart(new, &diff.changed, false));
     steps.extend(start(new, &diff.added));
     steps
@@ -252,6 +266,18 @@ replica_of = "m"
                 force: false
             }
         );
+    }
+
+    #[test]
+    fn a_new_password_is_applied_in_place() {
+        let old = group(CASCADE);
+        let new = group(&CASCADE.replace("password = \"pw\"", "password = \"pw2\""));
+        let diff = reload_diff(&old, &new, "b");
+        assert_eq!(diff.password_only, ["r1", "r2", "leaf"]);
+        assert!(diff.changed.is_empty());
+        let steps = reload(&old, &new, &diff);
+        assert_eq!(steps[0], Step::SetPassword { name: "r1".into() });
+        assert_eq!(steps.len(), 3, "no restart");
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub enum Event {
         granted: bool,
         detail: String,
     },
+    /// The outcome of a password change in place: the new password, now in force.
+    PasswordSet {
+        name: String,
+        result: Result<Option<crate::config::Secret>, String>,
+    },
     /// The outcome of switching AOF back on after a resume from the RDB.
     AofRestored {
         name: String,

@@ -112,6 +112,12 @@ struct Slot {
     sync_full_before: Option<i64>,
     /// This replica's place in its upstream's sync gate, asked for or held.
     claim: Option<GateClaim>,
+    /// A password change in place, from a reload.
+    password_change: PasswordChange,
+    /// The next launch follows a crash, so it counts as a restart.
+    after_crash: bool,
+    /// Starts in a row that failed before the process ran (port taken, cannot write).
+    failed_starts: u32,
     /// When the current process was spawned.
     launched_at: Option<Instant>,
     /// Recent (time, master_repl_offset) samples, for the write rate.
@@ -119,6 +125,12 @@ struct Slot {
     /// Started with `appendonly no` to resume from its RDB: switch AOF back on once in
     /// sync.
     aof_to_restore: bool,
+}
+
+/// Where a password change in place stands.
+enum PasswordChange {
+    Pending,
+    Done(Result<(), String>),
 }
 
 struct GateClaim {
@@ -227,6 +239,9 @@ impl Supervisor {
             aof_to_restore: false,
             launched_at: None,
             offsets: VecDeque::new(),
+            after_crash: false,
+            failed_starts: 0,
+            password_change: PasswordChange::Done(Ok(())),
         };
         self.slots.insert(name.to_owned(), slot);
     }
@@ -326,6 +341,14 @@ impl Supervisor {
                 granted,
                 detail,
             } => self.on_claim(&name, granted, detail, now),
+            Event::PasswordSet { name, result } => {
+                if let Some(slot) = self.slots.get_mut(&name) {
+                    slot.password_change = PasswordChange::Done(result.map(|new| {
+                        slot.endpoint.password = new;
+                    }));
+                }
+                self.update_probe_targets();
+            }
             Event::AofRestored { name, result } => {
                 if let Some(slot) = self.slots.get_mut(&name) {
                     match result {
@@ -437,6 +460,7 @@ impl Supervisor {
         } else {
             let delay = backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max);
             info!(instance = %name, delay_ms = delay.as_millis() as u64, "restarting after backoff");
+            slot.after_crash = true;
             slot.state = State::Backoff { until: now + delay };
         }
     }
@@ -679,9 +703,13 @@ impl Supervisor {
                     slot.state = State::Running { pid };
                 }
                 State::Backoff { until } if now >= until => {
-                    slot.restarts += 1;
+                    let reason = if slot.after_crash {
+                        "restarting after a crash"
+                    } else {
+                        "retrying the start"
+                    };
                     slot.state = State::Waiting {
-                        reason: "restarting after a crash".to_owned(),
+                        reason: reason.to_owned(),
                         not_before: now,
                     };
                 }
@@ -692,6 +720,11 @@ impl Supervisor {
             error!(instance = %name, pid, "did not answer PING within start_timeout: killing it");
             if let Some(slot) = self.slots.get_mut(&name) {
                 slot.last_error = Some("did not answer PING within start_timeout".to_owned());
+                // Its exit (SIGCHLD) ends this state; do not kill it again meanwhile.
+                slot.state = State::Starting {
+                    pid,
+                    deadline: now + self.group.supervise.shutdown_timeout,
+                };
             }
             let _ = process::send_signal(pid, Signal::SIGKILL);
         }
@@ -896,6 +929,10 @@ impl Supervisor {
         }
         slot.aof_to_restore = resume_from_rdb;
         slot.launched_at = Some(now);
+        slot.failed_starts = 0;
+        if std::mem::take(&mut slot.after_crash) {
+            slot.restarts += 1;
+        }
         let launch = Launch {
             name: &inst.name,
             redis_server: &self.redis_server,
@@ -918,6 +955,7 @@ impl Supervisor {
                     pid,
                     deadline: now + self.group.supervise.start_timeout,
                 };
+                self.update_probe_targets();
                 Ok(())
             }
             Err(e) => {
@@ -961,8 +999,13 @@ impl Supervisor {
             return;
         };
         error!(instance = %name, "{reason}");
-        let crashes = slot.crashes.record(now, sup.crash_loop_window);
-        let delay = backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max);
+        // Not a crash (nothing ran): retried for as long as it takes, never `failed`.
+        slot.failed_starts += 1;
+        let delay = backoff::restart_delay(
+            slot.failed_starts as usize,
+            sup.restart_delay,
+            sup.restart_delay_max,
+        );
         slot.last_error = Some(format!("{reason}; retrying in {}", jiff_like(delay)));
         slot.state = State::Backoff { until: now + delay };
     }
@@ -1238,6 +1281,26 @@ impl Supervisor {
                 Ok(())
             }
             Step::AwaitReady { .. } => Ok(()),
+            Step::SetPassword { name } => {
+                let new = self.group.password().cloned();
+                let Some(slot) = self.slots.get_mut(name) else {
+                    return Err(format!("`{name}` is not run by this daemon"));
+                };
+                if slot.process.is_none() {
+                    // Not running: it gets the new password from its config at start.
+                    slot.endpoint.password = new;
+                    slot.password_change = PasswordChange::Done(Ok(()));
+                    return Ok(());
+                }
+                slot.password_change = PasswordChange::Pending;
+                spawn_set_password(
+                    self.events.clone(),
+                    name.clone(),
+                    slot.endpoint.clone(),
+                    new,
+                );
+                Ok(())
+            }
         }
     }
 
@@ -1265,6 +1328,16 @@ impl Supervisor {
                 }
             }
             Step::Start { .. } => Some(Ok(None)),
+            Step::SetPassword { name } => match &self.slots.get(name)?.password_change {
+                PasswordChange::Pending => None,
+                PasswordChange::Done(Ok(())) => {
+                    Some(Ok(Some(format!("{name}: password changed in place"))))
+                }
+                PasswordChange::Done(Err(e)) => Some(Err(format!(
+                    "{name}: cannot change the password in place ({e}); it keeps the old one \
+                     until `redisrepd restart {name}`"
+                ))),
+            },
             Step::AwaitReady { name } => {
                 let slot = self.slots.get(name)?;
                 let sup = &self.group.supervise;
@@ -1420,6 +1493,39 @@ fn write_rate(samples: &VecDeque<(Instant, i64)>) -> Option<f64> {
 const RESUME_FROM_RDB: &str = "# redisrepd: this start loads the RDB written by the graceful stop, \
 because Redis 7.0 resumes replication only from an RDB; AOF is switched back on with \
 CONFIG SET once the replica is in sync.\nappendonly no\n";
+
+/// `CONFIG SET masterauth` then `requirepass`, over a connection made with the old
+/// password; the answer comes back as `Event::PasswordSet`.
+fn spawn_set_password(
+    events: Sender<Event>,
+    name: String,
+    endpoint: Endpoint,
+    new: Option<crate::config::Secret>,
+) {
+    let _ = std::thread::Builder::new()
+        .name(format!("password-{name}"))
+        .spawn(move || {
+            let value = new
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default();
+            let result = endpoint
+                .connect(Duration::from_secs(5))
+                .and_then(|mut c| {
+                    for key in ["masterauth", "requirepass"] {
+                        redis::cmd("CONFIG")
+                            .arg("SET")
+                            .arg(key)
+                            .arg(&value)
+                            .query::<()>(&mut c)?;
+                    }
+                    Ok(())
+                })
+                .map(|()| new)
+                .map_err(|e| e.to_string());
+            let _ = events.send(Event::PasswordSet { name, result });
+        });
+}
 
 fn spawn_aof_restore(events: Sender<Event>, name: String, endpoint: Endpoint) {
     let _ = std::thread::Builder::new()

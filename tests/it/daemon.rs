@@ -341,3 +341,33 @@ fn garbage_on_the_control_socket_gets_an_error_reply() {
     assert!(reply.is_empty() || reply.contains("error"), "{reply}");
     c.wait_state("master", "running");
 }
+
+#[test]
+fn a_new_password_is_applied_in_place_without_restarts() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let pids: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    let new_password = "pw-rotated-Xy93";
+    c.dir.write("password", format!("{new_password}\n"));
+    let run = c.cli(&["reload"]);
+    run.expect_code(0);
+    assert_eq!(
+        run.stdout.matches("password changed in place").count(),
+        3,
+        "{run}"
+    );
+    let after: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    assert_eq!(pids, after, "nothing restarted");
+    util::ping(c.addr("master"), Some(new_password)).expect("the new password works");
+    assert!(
+        util::ping(c.addr("master"), Some(PASSWORD)).is_err(),
+        "the old one does not"
+    );
+    // The daemon uses the new password from now on: stop and start still work.
+    let run = c.cli(&["restart", "r1"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.daemon_log("a"));
+    let run = c.cli(&["status"]);
+    run.expect_code(0);
+    run.expect_hidden(new_password);
+}
