@@ -37,7 +37,19 @@ pub const EXIT_DEGRADED: u8 = 3;
 /// Runs one verb and maps its outcome to an exit status, printing errors as
 /// `redisrepd: context: cause`.
 pub fn run(cli: cli::Cli) -> ExitCode {
-    logging::init(matches!(cli.verb, cli::Verb::Daemon { .. }));
+    let daemon = matches!(cli.verb, cli::Verb::Daemon { .. });
+    logging::init(daemon);
+    if !daemon {
+        // A client piped into `head` should end quietly, as other CLI tools do. (Not the
+        // daemon: a client hanging up on the control socket must not kill it.)
+        // SAFETY: SIG_DFL installs no handler code; nothing else runs yet.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
