@@ -73,6 +73,19 @@ struct Watched {
 }
 
 impl Layout {
+    /// A fresh temp dir with the group's TOML: the master and replicas on free ports.
+    fn create(tag: &str, o: &Opts) -> (Layout, PathBuf) {
+        let local = || SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let layout = Layout {
+            master: local(),
+            replicas: (0..o.replicas).map(|_| local()).collect(),
+            dir: tempdir(tag),
+        };
+        let toml = layout.dir.join("group.toml");
+        std::fs::write(&toml, toml_text(&layout, o)).expect("toml");
+        (layout, toml)
+    }
+
     fn watched(&self) -> Watched {
         Watched {
             master: self.master,
@@ -328,16 +341,7 @@ struct Naive {
 
 impl Naive {
     fn setup(o: &Opts) -> Naive {
-        let dir = tempdir("naive");
-        let layout = Layout {
-            master: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            replicas: (0..o.replicas)
-                .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-                .collect(),
-            dir,
-        };
-        let toml = layout.dir.join("group.toml");
-        std::fs::write(&toml, toml_text(&layout, o)).expect("toml");
+        let (layout, toml) = Layout::create("naive", o);
         let checked = redisrepd::config::load(&toml).expect("valid bench TOML");
         let g = checked.group;
         let mut confs = Vec::new();
@@ -464,16 +468,7 @@ struct Managed {
 
 impl Managed {
     fn setup(o: &Opts) -> Managed {
-        let dir = tempdir("redisrepd");
-        let layout = Layout {
-            master: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            replicas: (0..o.replicas)
-                .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-                .collect(),
-            dir,
-        };
-        let toml = layout.dir.join("group.toml");
-        std::fs::write(&toml, toml_text(&layout, o)).expect("toml");
+        let (layout, toml) = Layout::create("redisrepd", o);
         Managed {
             layout,
             toml,

@@ -14,9 +14,7 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-fn kill(pid: u32, sig: Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("kill");
-}
+use crate::util::kill;
 
 #[test]
 fn a_new_daemon_adopts_instances_after_the_old_one_is_killed() {

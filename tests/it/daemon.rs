@@ -8,9 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use crate::cluster::{self, PASSWORD, UP};
 use crate::util;
 
-fn kill(pid: u32, sig: Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("kill");
-}
+use crate::util::kill;
 
 #[test]
 fn replicas_started_before_their_master_wait_then_sync() {

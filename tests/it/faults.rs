@@ -24,10 +24,7 @@ use crate::util;
 /// Persistence under which an acknowledged write survives a SIGKILL of its master.
 const AOF_ALWAYS: &str = "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"\n";
 
-fn kill(pid: u32, sig: Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
-        .unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
-}
+use crate::util::kill;
 
 fn key(i: u32) -> String {
     format!("key:{i}")

@@ -143,7 +143,7 @@ fn replicas_that_lost_their_data_full_sync_one_at_a_time() {
     }
     let pids = [c.pid("r1"), c.pid("r2")];
     for pid in pids {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        util::kill(pid, Signal::SIGKILL);
     }
     util::wait_until(UP, "both replicas restarted", || {
         let s = c.status();

@@ -350,6 +350,12 @@ impl Drop for ProcGuard {
     }
 }
 
+/// Sends `sig` to `pid`; panics naming both if that fails.
+pub fn kill(pid: u32, sig: nix::sys::signal::Signal) {
+    let target = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+    nix::sys::signal::kill(target, sig).unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
+}
+
 /// The redis-server on PATH. Panics (never skips) when there is none.
 pub fn redis_server() -> PathBuf {
     which::which("redis-server").unwrap_or_else(|_| {
