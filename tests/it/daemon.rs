@@ -369,3 +369,65 @@ fn a_new_password_is_applied_in_place_without_restarts() {
     run.expect_code(0);
     run.expect_hidden(new_password);
 }
+
+#[test]
+fn a_second_sigterm_stops_the_rest_at_once_still_saving() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut c.con("master"))
+        .unwrap();
+    let mut d = c.take_daemon("a").expect("daemon");
+    d.proc.signal(Signal::SIGTERM);
+    d.proc.signal(Signal::SIGTERM);
+    let status = d.proc.wait_exit(UP);
+    assert_eq!(status.code(), Some(0), "{}", c.daemon_log("a"));
+    assert!(c.redis_pids().is_empty(), "no redis-server left behind");
+    for name in ["master", "r1", "r2"] {
+        assert!(c.data_dir(name).join("dump.rdb").exists(), "{name} saved");
+    }
+}
+
+#[test]
+fn a_cascade_syncs_through_its_relay_and_restarts_leaf_first() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "east", None)
+        .instance("relay", "west", Some("master"))
+        .instance("leaf", "west", Some("relay"))
+        .build();
+    c.start_daemon("west");
+    c.start_daemon("east");
+    c.wait_healthy();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut c.con("master"))
+        .unwrap();
+    util::wait_for(UP, "the key on the leaf", || {
+        let v: Option<String> = redis::cmd("GET")
+            .arg("k")
+            .query(&mut c.con("leaf"))
+            .map_err(|e| e.to_string())?;
+        if v.as_deref() == Some("v") {
+            Ok(())
+        } else {
+            Err(format!("{v:?}"))
+        }
+    });
+    // The leaf replicates from the relay, not from the master.
+    let leaf = c.info("leaf", "replication");
+    assert_eq!(leaf["master_port"], c.member("relay").port.to_string());
+    let run = c.cli(&["restart", "--all"]);
+    run.expect_code(0);
+    let order: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with(": stopped"))
+        .map(|l| l.trim_end_matches(": stopped"))
+        .collect();
+    assert_eq!(order, ["leaf", "relay", "master"], "{run}");
+    c.wait_healthy();
+}
