@@ -210,9 +210,50 @@ pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) 
     })
 }
 
-/// The redisrepd binary cargo built for these tests.
+/// The redisrepd binary cargo built for these tests, at a path every user can execute:
+/// some tests run it as an unprivileged user, and a checkout under a private directory
+/// (`mktemp -d` is 0700) would stop them at the first path component.
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_redisrepd"))
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_redisrepd"));
+        if everyone_can_execute(&built) {
+            return built;
+        }
+        public_copy(&built)
+    })
+    .clone()
+}
+
+/// True when "others" may traverse every directory above `path` and execute it.
+fn everyone_can_execute(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode_ok = |p: &Path, bits: u32| std::fs::metadata(p).is_ok_and(|m| m.mode() & bits == bits);
+    mode_ok(path, 0o005)
+        && path
+            .ancestors()
+            .skip(1)
+            .all(|dir| dir.as_os_str().is_empty() || mode_ok(dir, 0o001))
+}
+
+/// A copy of the binary under the system temp dir, in a 0755 directory; replaced
+/// atomically when the build changes, so parallel test processes share it safely.
+fn public_copy(built: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(built).expect("the built binary");
+    let dir = std::env::temp_dir().join(format!("redisrepd-test-bin-{}", nix::unistd::geteuid()));
+    std::fs::create_dir_all(&dir).expect("a directory for the test binary");
+    chmod(&dir, 0o755);
+    let copy = dir.join("redisrepd");
+    let same = std::fs::metadata(&copy)
+        .is_ok_and(|m| m.size() == meta.size() && m.mtime() >= meta.mtime());
+    if !same {
+        let tmp = dir.join(format!(".redisrepd.{}", std::process::id()));
+        std::fs::copy(built, &tmp).expect("copying the test binary");
+        chmod(&tmp, 0o755);
+        std::fs::rename(&tmp, &copy).expect("installing the test binary");
+    }
+    copy
 }
 
 /// `redisrepd --config <config>`, with no inherited setting that would change its behaviour
