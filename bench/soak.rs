@@ -1,0 +1,1174 @@
+//! The soak: a bounded random sequence of stop/start, restart, SIGKILL and reload against
+//! one host's master and two replicas under continuous writes. After every step the group
+//! must come back healthy (`status` exits 0) and every acknowledged write must be on the
+//! master and, once they have caught up with it, on both replicas. See bench/README.md.
+//!
+//! `cargo bench --bench soak -- [--steps N] [--seed S] [--rate W] [--max-minutes M] [--keep]`
+//!
+//! Owns: its temp dir, the daemons it starts and every redis-server working under that
+//! dir; all are killed on exit, also on a panic or Ctrl-C. It never sleeps blindly: every
+//! wait is for a condition, with a deadline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::IntoConnectionInfo;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
+const PASSWORD: &str = "soak-password-7Qx";
+const REPLICAS: [&str; 2] = ["r1", "r2"];
+/// The two values `maxmemory-policy` alternates between (harmless: `maxmemory` is 0).
+const POLICIES: [&str; 2] = ["noeviction", "allkeys-lru"];
+
+/// Longest a verb may run before the soak calls it hung.
+const VERB_DEADLINE: Duration = Duration::from_secs(300);
+/// Longest the group may take to be healthy again after a step.
+const HEALTHY_DEADLINE: Duration = Duration::from_secs(180);
+/// Longest a replica may take to reach the master's offset once the writer is paused.
+const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
+/// Keys per EXISTS / MGET command, and commands per pipeline.
+const CHUNK: usize = 1000;
+const PIPELINE: usize = 16;
+
+struct Opts {
+    steps: u64,
+    seed: u64,
+    rate: u64,
+    max_minutes: u64,
+    keep: bool,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        steps: 500,
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1),
+        rate: 300,
+        max_minutes: 40,
+        keep: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    let value = |i: usize, name: &str| -> u64 {
+        args.get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} needs a number"))
+    };
+    while i < args.len() {
+        match args[i].as_str() {
+            "--steps" => {
+                i += 1;
+                o.steps = value(i, "--steps");
+            }
+            "--seed" => {
+                i += 1;
+                o.seed = value(i, "--seed");
+            }
+            "--rate" => {
+                i += 1;
+                o.rate = value(i, "--rate");
+            }
+            "--max-minutes" => {
+                i += 1;
+                o.max_minutes = value(i, "--max-minutes");
+            }
+            "--keep" => o.keep = true,
+            _ => {} // cargo bench passes --bench
+        }
+        i += 1;
+    }
+    o
+}
+
+// ----- faults --------------------------------------------------------------------------
+
+/// One kind of step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    StopStartReplica,
+    RestartReplica,
+    RestartMaster,
+    RestartAll,
+    KillReplica,
+    KillMaster,
+    ReloadUnchanged,
+    ReloadChanged,
+    KillDaemon,
+}
+
+const KINDS: [Kind; 9] = [
+    Kind::StopStartReplica,
+    Kind::RestartReplica,
+    Kind::RestartMaster,
+    Kind::RestartAll,
+    Kind::KillReplica,
+    Kind::KillMaster,
+    Kind::ReloadUnchanged,
+    Kind::ReloadChanged,
+    Kind::KillDaemon,
+];
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::StopStartReplica => "`stop` + `start` a replica",
+            Kind::RestartReplica => "`restart` a replica",
+            Kind::RestartMaster => "`restart master`",
+            Kind::RestartAll => "`restart --all`",
+            Kind::KillReplica => "SIGKILL a replica",
+            Kind::KillMaster => "SIGKILL the master",
+            Kind::ReloadUnchanged => "`reload`, file unchanged",
+            Kind::ReloadChanged => "`reload`, a replica's directive changed",
+            Kind::KillDaemon => "SIGKILL the daemon, start a new one",
+        }
+    }
+
+    fn takes_replica(self) -> bool {
+        matches!(
+            self,
+            Kind::StopStartReplica | Kind::RestartReplica | Kind::KillReplica | Kind::ReloadChanged
+        )
+    }
+}
+
+/// What the soak counted, per kind and in total.
+#[derive(Default)]
+struct Tally {
+    steps: u64,
+    by_kind: BTreeMap<Kind, KindTally>,
+    failed_started: u64,
+    check_s: f64,
+}
+
+#[derive(Default)]
+struct KindTally {
+    count: u64,
+    forced: u64,
+    healthy_s: Vec<f64>,
+}
+
+// ----- the group -----------------------------------------------------------------------
+
+/// The soak's group: its dir, TOML, addresses, daemon. Dropping it kills the daemon and
+/// every redis-server working under the dir.
+struct Group {
+    dir: PathBuf,
+    toml: PathBuf,
+    log: PathBuf,
+    addrs: BTreeMap<&'static str, SocketAddr>,
+    policy: BTreeMap<&'static str, usize>,
+    daemon: Option<Child>,
+    keep_dir: bool,
+}
+
+impl Group {
+    fn new() -> Group {
+        let dir = std::env::temp_dir().join(format!("redisrepd-soak-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("soak dir");
+        let mut addrs = BTreeMap::new();
+        for name in ["master", "r1", "r2"] {
+            addrs.insert(name, SocketAddr::from(([127, 0, 0, 1], free_port())));
+        }
+        let password = dir.join("password");
+        std::fs::write(&password, format!("{PASSWORD}\n")).expect("password file");
+        std::fs::set_permissions(
+            &password,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod password");
+        let g = Group {
+            toml: dir.join("group.toml"),
+            log: dir.join("daemon.log"),
+            dir,
+            addrs,
+            policy: REPLICAS.iter().map(|r| (*r, 0)).collect(),
+            daemon: None,
+            keep_dir: false,
+        };
+        g.write_toml();
+        g
+    }
+
+    fn addr(&self, name: &str) -> SocketAddr {
+        self.addrs[name]
+    }
+
+    fn toml_text(&self) -> String {
+        let mut t = String::from(
+            "[cluster]\nname = \"soak\"\npassword_file = \"password\"\nrun_dir = \"run\"\n\
+             data_dir = \"data\"\n\n\
+             [supervise]\nstart_timeout = \"60s\"\nshutdown_timeout = \"30s\"\n\
+             restart_delay = \"100ms\"\nrestart_delay_max = \"1s\"\nhealth_interval = \"100ms\"\n\
+             crash_loop_limit = 1000\nsync_timeout = \"120s\"\n\n\
+             [redis]\nsave = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"\n\n",
+        );
+        for (name, addr) in &self.addrs {
+            let _ = write!(
+                t,
+                "[[instance]]\nname = \"{name}\"\nhost = \"a\"\nbind = \"{}\"\nport = {}\n",
+                addr.ip(),
+                addr.port()
+            );
+            if let Some(p) = self.policy.get(name) {
+                let _ = write!(
+                    t,
+                    "replica_of = \"master\"\n[instance.redis]\nmaxmemory-policy = \"{}\"\n",
+                    POLICIES[*p]
+                );
+            }
+            t.push('\n');
+        }
+        t
+    }
+
+    /// Writes group.toml atomically (temp file + rename).
+    fn write_toml(&self) {
+        let tmp = self.dir.join("group.toml.tmp");
+        std::fs::write(&tmp, self.toml_text()).expect("writing group.toml");
+        std::fs::rename(&tmp, &self.toml).expect("renaming group.toml");
+    }
+
+    /// A line in the daemon log, so the log reads alongside the steps.
+    fn mark(&self, line: &str) {
+        if let Ok(mut f) = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+        {
+            let _ = writeln!(f, "===== soak: {line}");
+        }
+    }
+
+    fn start_daemon(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("daemon log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.toml)
+            .args(["daemon", "--host", "a"])
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("daemon log"))
+            .stderr(log);
+        // Its own process group: a Ctrl-C in the terminal reaches only the soak.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        self.daemon = Some(cmd.spawn().expect("starting redisrepd daemon"));
+    }
+
+    fn kill_daemon(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+
+    /// `Some(status)` when the daemon has exited on its own.
+    fn daemon_exited(&mut self) -> Option<String> {
+        let d = self.daemon.as_mut()?;
+        match d.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Runs `redisrepd --config group.toml ARGS` with a deadline.
+    fn cli(&self, args: &[&str], deadline: Duration) -> Run {
+        let out = self.dir.join("cli.out");
+        let err = self.dir.join("cli.err");
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.toml)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("cli.out"))
+            .stderr(std::fs::File::create(&err).expect("cli.err"))
+            .spawn()
+            .expect("running redisrepd");
+        let until = Instant::now() + deadline;
+        let code = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        Run {
+            args: args.join(" "),
+            code,
+            stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+        }
+    }
+
+    /// `status --json`: the run and the records by name.
+    fn status(&self) -> (Run, BTreeMap<String, Value>) {
+        let run = self.cli(&["status", "--json"], Duration::from_secs(30));
+        let records = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|doc| doc["instances"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i["name"].as_str().unwrap_or_default().to_owned(), i))
+            .collect();
+        (run, records)
+    }
+
+    /// The pid of each instance as its daemon reports it.
+    fn pids(&self) -> BTreeMap<String, u32> {
+        self.status()
+            .1
+            .into_iter()
+            .filter_map(|(n, r)| Some((n, r["pid"].as_u64()? as u32)))
+            .collect()
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // The daemon first (SIGKILL: it restarts nothing), then every instance left.
+        self.kill_daemon();
+        for pid in redis_under(&self.dir) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        if self.keep_dir {
+            eprintln!("soak: files kept in {}", self.dir.display());
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !redis_under(&self.dir).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Pids of redis-server processes working under `dir` (Redis runs in its data dir).
+fn redis_under(dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "redis-server"
+            && std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// One CLI run.
+struct Run {
+    args: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = self
+            .code
+            .map_or("killed at its deadline".to_owned(), |c| format!("exit {c}"));
+        write!(
+            f,
+            "$ redisrepd {} ({code})\n{}{}",
+            self.args, self.stdout, self.stderr
+        )
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+// ----- Redis ---------------------------------------------------------------------------
+
+fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+    let settings = redis::RedisConnectionInfo::default()
+        .set_skip_set_lib_name()
+        .set_password(PASSWORD);
+    let info = redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
+        .into_connection_info()?
+        .set_redis_settings(settings);
+    let c = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    c.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(c)
+}
+
+fn info(addr: SocketAddr, section: &str) -> Result<HashMap<String, String>, String> {
+    let mut c = connect(addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let text: String = redis::cmd("INFO")
+        .arg(section)
+        .query(&mut c)
+        .map_err(|e| e.to_string())?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
+        .collect())
+}
+
+fn int(m: &HashMap<String, String>, k: &str) -> i64 {
+    m.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn key(n: u64) -> String {
+    format!("soak:{n}")
+}
+
+/// The acknowledged keys `addr` lacks (or holds with another value): EXISTS over chunks,
+/// pipelined, and MGET only for a chunk that comes up short.
+fn missing_on(addr: SocketAddr, acked: &[u64]) -> Result<Vec<u64>, String> {
+    let mut con = connect(addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let mut missing = Vec::new();
+    let chunks: Vec<&[u64]> = acked.chunks(CHUNK).collect();
+    for group in chunks.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        for chunk in group {
+            let cmd = pipe.cmd("EXISTS");
+            for n in *chunk {
+                cmd.arg(key(*n));
+            }
+        }
+        let counts: Vec<usize> = pipe.query(&mut con).map_err(|e| e.to_string())?;
+        for (chunk, count) in group.iter().zip(counts) {
+            if count == chunk.len() {
+                continue;
+            }
+            let keys: Vec<String> = chunk.iter().map(|n| key(*n)).collect();
+            let got: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&keys)
+                .query(&mut con)
+                .map_err(|e| e.to_string())?;
+            for (n, v) in chunk.iter().zip(got) {
+                if v != Some(n.to_string()) {
+                    missing.push(*n);
+                }
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// Calls `f` until it succeeds or `deadline` passes (or the soak is interrupted); the
+/// error carries `f`'s last complaint.
+fn wait_for<T>(
+    deadline: Duration,
+    stop: &AtomicBool,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let until = Instant::now() + deadline;
+    loop {
+        let last = match f() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if Instant::now() >= until {
+            return Err(format!("still not so after {deadline:?}: {last}"));
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(format!("interrupted while waiting: {last}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ----- the writer ----------------------------------------------------------------------
+
+/// Writes `SET soak:<n> <n>` to the master at `rate` per second (0: as fast as it can),
+/// and records the writes Redis acknowledged with `OK`. The soak pauses it by taking
+/// `state` (the writer holds it for each write); `pause` keeps the writer from taking it
+/// again in the meantime.
+struct Writer {
+    shared: Arc<WriterShared>,
+    handle: Option<JoinHandle<()>>,
+}
+
+struct WriterShared {
+    stop: AtomicBool,
+    pause: AtomicBool,
+    state: Mutex<WriterState>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    acked: Vec<u64>,
+    /// Writes sent but not acknowledged, by what came back instead.
+    not_acked: BTreeMap<String, u64>,
+}
+
+impl Writer {
+    fn start(master: SocketAddr, rate: u64) -> Writer {
+        let shared = Arc::new(WriterShared {
+            stop: AtomicBool::new(false),
+            pause: AtomicBool::new(false),
+            state: Mutex::new(WriterState::default()),
+        });
+        let s = shared.clone();
+        let handle = std::thread::spawn(move || {
+            let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
+            let mut next_at = Instant::now();
+            let mut con: Option<redis::Connection> = None;
+            let mut n = 0u64;
+            while !s.stop.load(Ordering::Relaxed) {
+                if s.pause.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                if let Some(interval) = interval {
+                    let now = Instant::now();
+                    if next_at > now {
+                        std::thread::sleep(next_at - now);
+                    }
+                    next_at = next_at.max(now - Duration::from_secs(1)) + interval;
+                }
+                let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
+                if con.is_none() {
+                    con = connect(master, Duration::from_millis(500)).ok();
+                }
+                let Some(c) = con.as_mut() else {
+                    drop(state);
+                    // The master is down: try again shortly.
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                n += 1;
+                let reply: redis::RedisResult<redis::Value> =
+                    redis::cmd("SET").arg(key(n)).arg(n).query(c);
+                match reply {
+                    Ok(redis::Value::Okay) => state.acked.push(n),
+                    Ok(other) => {
+                        *state.not_acked.entry(format!("{other:?}")).or_default() += 1;
+                    }
+                    Err(e) => {
+                        let lost = e.is_io_error() || e.is_connection_dropped() || e.is_timeout();
+                        let why = match e.code() {
+                            Some(code) => code.to_owned(),
+                            None if e.is_timeout() => "timeout".to_owned(),
+                            None if lost => "connection lost".to_owned(),
+                            None => e.to_string(),
+                        };
+                        *state.not_acked.entry(why).or_default() += 1;
+                        if lost {
+                            con = None;
+                        }
+                    }
+                }
+            }
+        });
+        Writer {
+            shared,
+            handle: Some(handle),
+        }
+    }
+
+    /// Pauses the writer until the guard is dropped; the guard holds the acknowledged keys.
+    fn pause(&self) -> Paused<'_> {
+        self.shared.pause.store(true, Ordering::Relaxed);
+        let guard = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        Paused {
+            guard,
+            pause: &self.shared.pause,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acked
+            .len()
+    }
+
+    /// Writes not acknowledged, by reason.
+    fn not_acked(&self) -> BTreeMap<String, u64> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .not_acked
+            .clone()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.pause.store(false, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Paused<'a> {
+    guard: std::sync::MutexGuard<'a, WriterState>,
+    pause: &'a AtomicBool,
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.pause.store(false, Ordering::Relaxed);
+    }
+}
+
+// ----- full and partial syncs served by the master ------------------------------------
+
+/// Reads the master's `sync_full` / `sync_partial_ok` / `sync_partial_err` every 100 ms
+/// and keeps the last values seen per `run_id`: the counters start from 0 at each master
+/// restart, so the totals are the sums over run ids.
+struct SyncCounter {
+    seen: Arc<Mutex<BTreeMap<String, [i64; 3]>>>,
+    stop: Arc<AtomicBool>,
+    master: SocketAddr,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SyncCounter {
+    fn start(master: SocketAddr) -> SyncCounter {
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    Self::read(master, &seen);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        SyncCounter {
+            seen,
+            stop,
+            master,
+            handle: Some(handle),
+        }
+    }
+
+    fn read(master: SocketAddr, seen: &Mutex<BTreeMap<String, [i64; 3]>>) {
+        let Ok(stats) = info(master, "default") else {
+            return;
+        };
+        let Some(run_id) = stats.get("run_id") else {
+            return;
+        };
+        let now = [
+            int(&stats, "sync_full"),
+            int(&stats, "sync_partial_ok"),
+            int(&stats, "sync_partial_err"),
+        ];
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = seen.entry(run_id.clone()).or_default();
+        for (e, n) in entry.iter_mut().zip(now) {
+            *e = (*e).max(n);
+        }
+    }
+
+    /// Reads the counters now: before the master is restarted or killed.
+    fn sample(&self) {
+        Self::read(self.master, &self.seen);
+    }
+
+    /// (full syncs, partial resyncs accepted, partial resyncs refused), summed over runs.
+    fn totals(&self) -> [i64; 3] {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.values().fold([0; 3], |mut t, v| {
+            for (t, v) in t.iter_mut().zip(v) {
+                *t += v;
+            }
+            t
+        })
+    }
+
+    fn master_runs(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for SyncCounter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+// ----- the soak ------------------------------------------------------------------------
+
+/// Why the soak stopped early.
+struct Failure {
+    step: u64,
+    what: String,
+}
+
+struct Soak<'a> {
+    g: Group,
+    writer: Writer,
+    syncs: SyncCounter,
+    tally: Tally,
+    lost: Vec<(String, u64)>,
+    interrupted: &'a AtomicBool,
+    step: u64,
+}
+
+impl Soak<'_> {
+    fn fail(&self, what: String) -> Failure {
+        Failure {
+            step: self.step,
+            what,
+        }
+    }
+
+    /// A verb that must succeed; `stop`/`restart` refused for min-replicas reasons are
+    /// retried with `--force` (counted).
+    fn verb(&mut self, kind: Kind, args: &[&str]) -> Result<(), Failure> {
+        let run = self.g.cli(args, VERB_DEADLINE);
+        if run.code == Some(0) {
+            return Ok(());
+        }
+        let refused = run.stderr.contains("--force") && run.stderr.contains("refused");
+        if refused && matches!(args.first(), Some(&"stop" | &"restart")) {
+            let mut forced = vec![args[0], "--force"];
+            forced.extend(&args[1..]);
+            self.tally.by_kind.entry(kind).or_default().forced += 1;
+            let again = self.g.cli(&forced, VERB_DEADLINE);
+            if again.code == Some(0) {
+                return Ok(());
+            }
+            return Err(self.fail(format!("{run}\nthen with --force:\n{again}")));
+        }
+        Err(self.fail(format!("a verb failed:\n{run}")))
+    }
+
+    fn kill(&self, name: &str, pids: &BTreeMap<String, u32>) -> Result<u32, Failure> {
+        let pid = *pids
+            .get(name)
+            .ok_or_else(|| self.fail(format!("no pid for `{name}` in status")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL)
+            .map_err(|e| self.fail(format!("kill -9 {pid} (`{name}`): {e}")))?;
+        Ok(pid)
+    }
+
+    /// Runs one step: the fault, then waits until the group is healthy again, with the
+    /// instances it restarts under a new pid and the ones it must leave alone under the
+    /// same pid as before.
+    fn step(&mut self, kind: Kind, replica: &'static str) -> Result<(), Failure> {
+        let pids = self.g.pids();
+        if pids.len() != 3 {
+            return Err(self.fail(format!("status reports pids {pids:?}, not three")));
+        }
+        let mut must_change: Vec<(&str, u32)> = Vec::new();
+        let mut must_keep: Vec<(&str, u32)> = Vec::new();
+        let pid_of = |n: &str| pids.get(n).copied().unwrap_or(0);
+        if matches!(
+            kind,
+            Kind::RestartMaster | Kind::RestartAll | Kind::KillMaster
+        ) {
+            self.syncs.sample();
+        }
+        match kind {
+            Kind::StopStartReplica => {
+                self.verb(kind, &["stop", replica])?;
+                self.verb(kind, &["start", replica])?;
+                must_change.push((replica, pid_of(replica)));
+            }
+            Kind::RestartReplica => {
+                self.verb(kind, &["restart", replica])?;
+                must_change.push((replica, pid_of(replica)));
+            }
+            Kind::RestartMaster => {
+                self.verb(kind, &["restart", "master"])?;
+                must_change.push(("master", pid_of("master")));
+            }
+            Kind::RestartAll => {
+                self.verb(kind, &["restart", "--all"])?;
+                for n in ["master", "r1", "r2"] {
+                    must_change.push((n, pid_of(n)));
+                }
+            }
+            Kind::KillReplica => {
+                let pid = self.kill(replica, &pids)?;
+                must_change.push((replica, pid));
+            }
+            Kind::KillMaster => {
+                let pid = self.kill("master", &pids)?;
+                must_change.push(("master", pid));
+            }
+            Kind::ReloadUnchanged => {
+                self.verb(kind, &["reload"])?;
+                for n in ["master", "r1", "r2"] {
+                    must_keep.push((n, pid_of(n)));
+                }
+            }
+            Kind::ReloadChanged => {
+                if let Some(p) = self.g.policy.get_mut(replica) {
+                    *p = 1 - *p;
+                }
+                self.g.write_toml();
+                self.verb(kind, &["reload"])?;
+                must_change.push((replica, pid_of(replica)));
+                for n in ["master", "r1", "r2"] {
+                    if n != replica {
+                        must_keep.push((n, pid_of(n)));
+                    }
+                }
+            }
+            Kind::KillDaemon => {
+                self.g.kill_daemon();
+                self.g.mark("daemon SIGKILLed; starting a new one");
+                self.g.start_daemon();
+                for n in ["master", "r1", "r2"] {
+                    must_keep.push((n, pid_of(n)));
+                }
+            }
+        }
+        self.wait_healthy(&must_change, &must_keep)
+    }
+
+    /// Waits until `status` exits 0 with every instance running under a pid its daemon
+    /// reports; `start`s an instance that is `failed` (counted).
+    fn wait_healthy(
+        &mut self,
+        must_change: &[(&str, u32)],
+        must_keep: &[(&str, u32)],
+    ) -> Result<(), Failure> {
+        let until = Instant::now() + HEALTHY_DEADLINE;
+        loop {
+            if let Some(status) = self.g.daemon_exited() {
+                return Err(self.fail(format!("the daemon exited on its own ({status})")));
+            }
+            let (run, records) = self.g.status();
+            let mut complaint = None;
+            for (name, rec) in &records {
+                if rec["state"] == "failed" {
+                    self.g.mark(&format!("`{name}` is failed: start it"));
+                    self.tally.failed_started += 1;
+                    let start = self.g.cli(&["start", name], VERB_DEADLINE);
+                    if start.code != Some(0) {
+                        return Err(self.fail(format!("`{name}` failed, and:\n{start}")));
+                    }
+                }
+            }
+            if run.code != Some(0) {
+                complaint = Some(format!("status exits {:?}", run.code));
+            } else if !run.stderr.trim().is_empty() {
+                complaint = Some(format!("status complains: {}", run.stderr.trim()));
+            } else if records.len() != 3 || records.values().any(|r| r["pid"].is_null()) {
+                complaint = Some("not every instance reported by the daemon".to_owned());
+            }
+            let pid = |n: &str| records.get(n).and_then(|r| r["pid"].as_u64());
+            for (n, old) in must_change {
+                if complaint.is_none() && pid(n) == Some(u64::from(*old)) {
+                    complaint = Some(format!("`{n}` still runs under its old pid {old}"));
+                }
+            }
+            if complaint.is_none() {
+                for (n, old) in must_keep {
+                    if pid(n) != Some(u64::from(*old)) {
+                        // A real finding, not a wait: the step must not restart it.
+                        return Err(self.fail(format!(
+                            "`{n}` was restarted (pid {old} -> {:?}) by a step that must leave it running",
+                            pid(n)
+                        )));
+                    }
+                }
+                return Ok(());
+            }
+            let complaint = complaint.unwrap_or_default();
+            if Instant::now() >= until || self.interrupted.load(Ordering::Relaxed) {
+                let table = self.g.cli(&["status"], Duration::from_secs(30));
+                return Err(self.fail(format!(
+                    "not healthy within {HEALTHY_DEADLINE:?}: {complaint}\n{table}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Pauses the writer and checks every acknowledged key: on the master, then on each
+    /// replica once it has the master's replication id and offset.
+    fn check(&mut self) -> Result<(), Failure> {
+        let started = Instant::now();
+        let paused = self.writer.pause();
+        let acked = &paused.guard.acked;
+        let master = self.g.addr("master");
+        let stop = self.interrupted;
+        let repl = wait_for(CATCH_UP_DEADLINE, stop, || info(master, "replication"))
+            .map_err(|e| self.fail(format!("master INFO: {e}")))?;
+        let replid = repl.get("master_replid").cloned().unwrap_or_default();
+        let offset = int(&repl, "master_repl_offset");
+        let missing = wait_for(CATCH_UP_DEADLINE, stop, || missing_on(master, acked))
+            .map_err(|e| self.fail(format!("reading the master: {e}")))?;
+        if !missing.is_empty() {
+            self.lost
+                .extend(missing.iter().map(|n| ("master".to_owned(), *n)));
+            return Err(self.fail(format!(
+                "{} of {} acknowledged writes missing on the master, first {:?}",
+                missing.len(),
+                acked.len(),
+                &missing[..missing.len().min(10)]
+            )));
+        }
+        for r in REPLICAS {
+            let addr = self.g.addr(r);
+            wait_for(CATCH_UP_DEADLINE, stop, || {
+                let i = info(addr, "replication")?;
+                let (link, id, off) = (
+                    i.get("master_link_status").cloned().unwrap_or_default(),
+                    i.get("master_replid").cloned().unwrap_or_default(),
+                    int(&i, "slave_repl_offset"),
+                );
+                if link == "up" && id == replid && off >= offset {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`{r}`: link {link}, replid {id} offset {off}; master {replid} {offset}"
+                    ))
+                }
+            })
+            .map_err(|e| self.fail(format!("`{r}` does not catch up: {e}")))?;
+            let missing = wait_for(CATCH_UP_DEADLINE, stop, || missing_on(addr, acked))
+                .map_err(|e| self.fail(format!("reading `{r}`: {e}")))?;
+            if !missing.is_empty() {
+                self.lost.extend(missing.iter().map(|n| (r.to_owned(), *n)));
+                return Err(self.fail(format!(
+                    "{} of {} acknowledged writes missing on `{r}` (at the master's offset), first {:?}",
+                    missing.len(),
+                    acked.len(),
+                    &missing[..missing.len().min(10)]
+                )));
+            }
+        }
+        drop(paused);
+        self.tally.check_s += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+fn main() {
+    let o = opts();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone()).expect("signal handler");
+    }
+    let ok = run(&o, &interrupted);
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// The whole soak; `false` when it found a problem. Everything it started is gone when it
+/// returns (the guards drop here), also when it panics.
+fn run(o: &Opts, interrupted: &AtomicBool) -> bool {
+    eprintln!(
+        "soak: {} steps, seed {}, writer at {} writes/s, at most {} min",
+        o.steps,
+        o.seed,
+        if o.rate == 0 {
+            "full speed".to_owned()
+        } else {
+            o.rate.to_string()
+        },
+        o.max_minutes
+    );
+    let began = Instant::now();
+    let mut g = Group::new();
+    g.keep_dir = o.keep;
+    g.start_daemon();
+    let master = g.addr("master");
+    let mut soak = Soak {
+        writer: Writer::start(master, o.rate),
+        syncs: SyncCounter::start(master),
+        g,
+        tally: Tally::default(),
+        lost: Vec::new(),
+        interrupted,
+        step: 0,
+    };
+    let mut rng = StdRng::seed_from_u64(o.seed);
+    let limit = Duration::from_secs(o.max_minutes * 60);
+    let mut stopped_by = None;
+    let mut failure = soak
+        .wait_healthy(&[], &[])
+        .and_then(|()| soak.check())
+        .err();
+    while failure.is_none() && soak.step < o.steps {
+        if interrupted.load(Ordering::Relaxed) {
+            stopped_by = Some("interrupted");
+            break;
+        }
+        if began.elapsed() >= limit {
+            stopped_by = Some("time limit");
+            break;
+        }
+        let kind = KINDS[rng.random_range(0..KINDS.len())];
+        let replica = REPLICAS[rng.random_range(0..REPLICAS.len())];
+        soak.step += 1;
+        let what = if kind.takes_replica() {
+            format!("{} ({replica})", kind.label())
+        } else {
+            kind.label().to_owned()
+        };
+        soak.g
+            .mark(&format!("step {}/{}: {what}", soak.step, o.steps));
+        let t = Instant::now();
+        let result = soak.step(kind, replica);
+        let healthy_s = t.elapsed().as_secs_f64();
+        let result = result.and_then(|()| soak.check());
+        let k = soak.tally.by_kind.entry(kind).or_default();
+        k.count += 1;
+        k.healthy_s.push(healthy_s);
+        soak.tally.steps += 1;
+        eprintln!(
+            "soak: step {:>3}/{}: {what:<48} healthy after {healthy_s:5.1}s, {} writes acknowledged",
+            soak.step,
+            o.steps,
+            soak.writer.acked()
+        );
+        failure = result.err();
+    }
+    if interrupted.load(Ordering::Relaxed) && soak.lost.is_empty() {
+        // Ctrl-C cuts waits short: what they complain about then is no finding.
+        failure = None;
+        stopped_by = Some("interrupted");
+    }
+    if let Some(f) = &failure {
+        soak.g.keep_dir = true;
+        eprintln!(
+            "\nsoak: FAILED at step {}: {}\n\n--- daemon log (last 60 lines):\n{}\n",
+            f.step,
+            f.what,
+            soak.g.log_tail(60)
+        );
+    }
+    soak.syncs.sample();
+    let acked = soak.writer.acked();
+    let not_acked = soak.writer.not_acked();
+    drop(soak.writer);
+    let syncs = soak.syncs.totals();
+    print_report(
+        o,
+        &soak.tally,
+        Report {
+            acked,
+            not_acked,
+            lost: soak.lost.len(),
+            syncs,
+            master_runs: soak.syncs.master_runs(),
+            seconds: began.elapsed().as_secs_f64(),
+            stopped_by,
+            failed: failure.is_some(),
+        },
+    );
+    failure.is_none() && stopped_by != Some("interrupted")
+}
+
+struct Report {
+    acked: usize,
+    not_acked: BTreeMap<String, u64>,
+    lost: usize,
+    syncs: [i64; 3],
+    master_runs: usize,
+    seconds: f64,
+    stopped_by: Option<&'static str>,
+    failed: bool,
+}
+
+fn print_report(o: &Opts, t: &Tally, r: Report) {
+    let outcome = match (r.failed, r.stopped_by) {
+        (true, _) => "FAILED (see above)".to_owned(),
+        (false, Some(why)) => format!("stopped early: {why}"),
+        (false, None) => "passed".to_owned(),
+    };
+    println!("\n| soak | |\n|---|---|");
+    println!("| outcome | {outcome} |");
+    println!("| seed | {} |", o.seed);
+    println!("| steps run | {} of {} |", t.steps, o.steps);
+    println!(
+        "| faults injected | {} (+ {} `start` of a `failed` instance) |",
+        t.steps, t.failed_started
+    );
+    println!("| writes acknowledged | {} |", r.acked);
+    let why: Vec<String> = r
+        .not_acked
+        .iter()
+        .map(|(why, n)| format!("{n} {why}"))
+        .collect();
+    println!(
+        "| writes sent but not acknowledged (master down or restarting) | {} ({}) |",
+        r.not_acked.values().sum::<u64>(),
+        if why.is_empty() {
+            "none".to_owned()
+        } else {
+            why.join(", ")
+        }
+    );
+    println!("| **writes lost** | **{}** |", r.lost);
+    println!(
+        "| full syncs served by the master | {} (over {} master runs) |",
+        r.syncs[0], r.master_runs
+    );
+    println!(
+        "| partial resyncs served / refused | {} / {} |",
+        r.syncs[1], r.syncs[2]
+    );
+    println!("| time checking writes | {:.1} s |", t.check_s);
+    println!(
+        "| total time | {:.0} s ({:.1} min) |",
+        r.seconds,
+        r.seconds / 60.0
+    );
+    println!("\n| fault | count | `--force` needed | s until healthy: mean / max |");
+    println!("|---|---|---|---|");
+    for (kind, k) in &t.by_kind {
+        let mean = k.healthy_s.iter().sum::<f64>() / k.healthy_s.len().max(1) as f64;
+        let max = k.healthy_s.iter().copied().fold(0.0, f64::max);
+        println!(
+            "| {} | {} | {} | {mean:.1} / {max:.1} |",
+            kind.label(),
+            k.count,
+            k.forced
+        );
+    }
+}
