@@ -1454,10 +1454,19 @@ impl Supervisor {
                 State::Running { .. } => online += 1,
                 other => notes.push(format!("{} {}", inst.name, other.label())),
             }
-            if inst.is_master() && !matches!(slot.state, State::Running { .. }) {
+            // Start-up is over once each master answers (or was given up on) and each
+            // replica was started, except one that waits for an upstream on another host
+            // that is down: that may take any time and must not hold systemd's start job.
+            if inst.is_master()
+                && !matches!(slot.state, State::Running { .. } | State::Failed { .. })
+            {
                 masters_up = false;
             }
-            if !inst.is_master() && matches!(slot.state, State::Waiting { .. }) {
+            let waits_for_remote = inst.replica_of.as_ref().is_some_and(|up| {
+                !self.slots.contains_key(up) && self.fresh_info(up, Instant::now()).is_none()
+            });
+            if !inst.is_master() && matches!(slot.state, State::Waiting { .. }) && !waits_for_remote
+            {
                 replicas_started = false;
             }
         }
