@@ -955,3 +955,26 @@ fn completions_and_man_page() {
         assert!(run.stdout.contains(verb), "the man page lacks {verb}");
     }
 }
+
+/// A replica whose master's host is down does not hold READY=1 back: systemd's start job
+/// would otherwise wait for another machine.
+#[test]
+fn ready_does_not_wait_for_a_master_on_a_host_that_is_down() {
+    let mut c = cluster::master_and_two_replicas().build();
+    let notes = Listener::bind(&c.dir.join("notify.sock"), None);
+    let socket = notes.path.clone();
+    c.start_daemon_with("b", |cmd| {
+        cmd.env("NOTIFY_SOCKET", &socket);
+    });
+    c.wait_socket("b");
+    notes.wait_line("READY=1", 0);
+    let s = c.status();
+    assert_eq!(s["r1"]["state"], "starting", "{}", s["r1"]);
+    assert!(
+        s["r1"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("waiting for upstream `master`")),
+        "{}",
+        s["r1"]
+    );
+}
