@@ -649,6 +649,7 @@ impl Supervisor {
     /// Does what the current state asks for at `now`.
     pub fn step(&mut self, now: Instant) {
         self.escalate_and_expire(now);
+        self.forget_removed();
         // A replica holds its gate place from before its start until it is in sync.
         for slot in self.slots.values_mut() {
             if !matches!(
@@ -663,6 +664,22 @@ impl Supervisor {
         }
         self.advance_ops(now);
         self.notify_systemd();
+    }
+
+    /// Drops the slots of instances a reload removed, once their process is gone.
+    fn forget_removed(&mut self) {
+        let before = self.slots.len();
+        let group = &self.group;
+        self.slots.retain(|name, slot| {
+            slot.process.is_some()
+                || group
+                    .start_order(&self.host)
+                    .iter()
+                    .any(|i| &i.name == name)
+        });
+        if self.slots.len() != before {
+            self.update_probe_targets();
+        }
     }
 
     fn escalate_and_expire(&mut self, now: Instant) {
@@ -1106,8 +1123,9 @@ impl Supervisor {
         let diff = plan::reload_diff(&self.group, &new, &self.host);
         let steps = plan::reload(&self.group, &new, &diff);
         info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
-        let old = std::mem::replace(&mut self.group, new);
-        // Removed instances keep their slot (and old endpoint) until they have stopped.
+        self.group = new;
+        // Removed instances keep their slot (and old endpoint) until they have stopped;
+        // `step` then forgets them.
         for name in &diff.added {
             self.add_slot(name, now);
             if let Some(s) = self.slots.get_mut(name) {
@@ -1115,7 +1133,6 @@ impl Supervisor {
                 s.state = State::Stopped;
             }
         }
-        let _ = old;
         self.update_probe_targets();
         let mut lines = vec![format!(
             "reload: {} added, {} removed, {} changed, {} unchanged",
@@ -1313,7 +1330,9 @@ impl Supervisor {
     ) -> Option<Result<Option<String>, String>> {
         match step {
             Step::Stop { name, .. } => {
-                let slot = self.slots.get(name)?;
+                let Some(slot) = self.slots.get(name) else {
+                    return Some(Ok(Some(format!("{name}: stopped"))));
+                };
                 match &slot.state {
                     State::Stopped | State::Failed { .. } => {
                         Some(Ok(Some(format!("{name}: stopped"))))
