@@ -929,17 +929,14 @@ impl Soak<'_> {
     }
 
     /// Pauses the writer and checks every acknowledged key: on the master, then on each
-    /// replica once it has the master's replication id and offset.
+    /// replica once it follows the master's replication id at or past the master's offset
+    /// (every acknowledged write is below that offset, or in the data set it synced).
     fn check(&mut self) -> Result<(), Failure> {
         let started = Instant::now();
         let paused = self.writer.pause();
         let acked = &paused.guard.acked;
         let master = self.g.addr("master");
         let stop = self.interrupted;
-        let repl = wait_for(CATCH_UP_DEADLINE, stop, || info(master, "replication"))
-            .map_err(|e| self.fail(format!("master INFO: {e}")))?;
-        let replid = repl.get("master_replid").cloned().unwrap_or_default();
-        let offset = int(&repl, "master_repl_offset");
         let missing = wait_for(CATCH_UP_DEADLINE, stop, || missing_on(master, acked))
             .map_err(|e| self.fail(format!("reading the master: {e}")))?;
         if !missing.is_empty() {
@@ -955,6 +952,13 @@ impl Soak<'_> {
         for r in REPLICAS {
             let addr = self.g.addr(r);
             wait_for(CATCH_UP_DEADLINE, stop, || {
+                // The master's id and offset are read anew each time: a master restarted
+                // without a backlog takes a new replication id when its first replica
+                // connects, and `status` may have said "in sync" just before that (its
+                // records are as old as the last probe).
+                let m = info(master, "replication").map_err(|e| format!("master: {e}"))?;
+                let replid = m.get("master_replid").cloned().unwrap_or_default();
+                let offset = int(&m, "master_repl_offset");
                 let i = info(addr, "replication")?;
                 let (link, id, off) = (
                     i.get("master_link_status").cloned().unwrap_or_default(),
@@ -1002,13 +1006,13 @@ fn main() {
 /// returns (the guards drop here), also when it panics.
 fn run(o: &Opts, interrupted: &AtomicBool) -> bool {
     eprintln!(
-        "soak: {} steps, seed {}, writer at {} writes/s, at most {} min",
+        "soak: {} steps, seed {}, writer at {}, at most {} min",
         o.steps,
         o.seed,
         if o.rate == 0 {
             "full speed".to_owned()
         } else {
-            o.rate.to_string()
+            format!("{} writes/s", o.rate)
         },
         o.max_minutes
     );
