@@ -347,11 +347,14 @@ impl Naive {
         let mut confs = Vec::new();
         for inst in g.start_order_all() {
             // What an operator writes by hand: the same settings, minus redisrepd's own
-            // pacing (repl-diskless-sync-max-replicas).
+            // sync tuning (repl-diskless-sync-max-replicas, repl-diskless-load).
             let text: String =
                 redisrepd::render::render(&g, inst, redisrepd::render::Secrets::Show)
                     .lines()
-                    .filter(|l| !l.starts_with("repl-diskless-sync-max-replicas"))
+                    .filter(|l| {
+                        !l.starts_with("repl-diskless-sync-max-replicas")
+                            && !l.starts_with("repl-diskless-load")
+                    })
                     .map(|l| format!("{l}\n"))
                     .collect();
             let path = layout.dir.join(format!("{}.conf", inst.name));

@@ -82,6 +82,13 @@ pub fn render(group: &Group, inst: &Instance, secrets: Secrets) -> String {
             &group.supervise.max_concurrent_syncs.to_string(),
         );
     }
+    // A replica that lost its data set loads the copy straight from the socket while it
+    // arrives, instead of writing it to disk and reading it back: its place in the sync
+    // gate is held for the longer of transfer and load, not their sum. Only when empty,
+    // so a replica never drops a data set it still has before the new one is complete.
+    if inst.replica_of.is_some() && group.directive(inst, "repl-diskless-load").is_none() {
+        line("repl-diskless-load", "on-empty-db");
+    }
     if !group.redis.is_empty() {
         out.push_str("# [redis]\n");
         directives(&mut out, &group.redis);

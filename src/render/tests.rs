@@ -88,6 +88,7 @@ requirepass 123123
 masterauth 123123
 replica-announce-ip 192.168.100.102
 replicaof 192.168.100.101 6379
+repl-diskless-load on-empty-db
 # [redis]
 save 3600 1
 save 300 100
@@ -114,6 +115,7 @@ requirepass 123123
 masterauth 123123
 replica-announce-ip 192.168.100.102
 replicaof 192.168.100.101 6379
+repl-diskless-load on-empty-db
 # [redis]
 save 3600 1
 save 300 100
@@ -225,6 +227,7 @@ requirepass ********
 masterauth ********
 replica-announce-ip ::1
 replicaof 10.0.0.2 6379
+repl-diskless-load on-empty-db
 # [redis]
 save 900 1
 save 300 10
