@@ -21,11 +21,7 @@ fn a_new_daemon_adopts_instances_after_the_old_one_is_killed() {
     let mut c = cluster::one_host().build();
     c.start_daemon("a");
     c.wait_healthy();
-    let _: () = redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query(&mut c.con("master"))
-        .unwrap();
+    c.set("master", "k", "v");
     let pids: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
 
     let mut old = c.take_daemon("a").expect("daemon");

@@ -347,6 +347,15 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("connecting to `{name}`: {e}"))
     }
 
+    /// `SET key value` on an instance; panics if Redis refuses it.
+    pub fn set(&self, name: &str, key: &str, value: &str) {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(&mut self.con(name))
+            .unwrap_or_else(|e| panic!("SET {key} on `{name}`: {e}"));
+    }
+
     /// One INFO section of an instance.
     pub fn info(&self, name: &str, section: &str) -> std::collections::HashMap<String, String> {
         util::info(&mut self.con(name), section).unwrap_or_else(|e| panic!("INFO of `{name}`: {e}"))

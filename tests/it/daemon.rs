@@ -176,11 +176,7 @@ fn sigterm_stops_every_instance_saved_and_exits_zero() {
     let mut c = cluster::one_host().build();
     c.start_daemon("a");
     c.wait_healthy();
-    let _: () = redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query(&mut c.con("master"))
-        .unwrap();
+    c.set("master", "k", "v");
     assert_eq!(c.redis_pids().len(), 3);
     let status = c.stop_daemon("a");
     assert_eq!(status.code(), Some(0), "{}", c.logs());
@@ -375,11 +371,7 @@ fn a_second_sigterm_stops_the_rest_at_once_still_saving() {
     let mut c = cluster::one_host().build();
     c.start_daemon("a");
     c.wait_healthy();
-    let _: () = redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query(&mut c.con("master"))
-        .unwrap();
+    c.set("master", "k", "v");
     let mut d = c.take_daemon("a").expect("daemon");
     d.proc.signal(Signal::SIGTERM);
     d.proc.signal(Signal::SIGTERM);
@@ -401,11 +393,7 @@ fn a_cascade_syncs_through_its_relay_and_restarts_leaf_first() {
     c.start_daemon("west");
     c.start_daemon("east");
     c.wait_healthy();
-    let _: () = redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query(&mut c.con("master"))
-        .unwrap();
+    c.set("master", "k", "v");
     util::wait_for(UP, "the key on the leaf", || {
         let v: Option<String> = redis::cmd("GET")
             .arg("k")
