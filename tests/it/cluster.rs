@@ -292,15 +292,7 @@ impl Cluster {
 
     /// `status --json`, parsed, by instance name.
     pub fn status(&self) -> BTreeMap<String, Value> {
-        let run = self.cli(&["status", "--json"]);
-        let doc: Value = serde_json::from_str(&run.stdout)
-            .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{run}"));
-        doc["instances"]
-            .as_array()
-            .expect("instances")
-            .iter()
-            .map(|i| (i["name"].as_str().unwrap_or_default().to_owned(), i.clone()))
-            .collect()
+        parse_status(&self.cli(&["status", "--json"]))
     }
 
     /// Waits until `status` exits 0: everything running, every replica in sync.
@@ -413,6 +405,18 @@ pub fn redis_under(dir: &Path) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// The instances of a `status --json` run, by name.
+pub fn parse_status(run: &Run) -> BTreeMap<String, Value> {
+    let doc: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{run}"));
+    doc["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap_or_default().to_owned(), i.clone()))
+        .collect()
 }
 
 /// The standard shape: a master on host `a`, two replicas on host `b`.

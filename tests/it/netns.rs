@@ -178,15 +178,7 @@ fn cli_in(c: &Cluster, ns: &str, args: &[&str]) -> Run {
 
 /// `status --json` inside `ns`, by instance name.
 fn status_in(c: &Cluster, ns: &str) -> BTreeMap<String, Value> {
-    let run = cli_in(c, ns, &["status", "--json"]);
-    let doc: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{run}"));
-    doc["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .map(|i| (i["name"].as_str().unwrap_or_default().to_owned(), i.clone()))
-        .collect()
+    cluster::parse_status(&cli_in(c, ns, &["status", "--json"]))
 }
 
 /// Both daemon logs' last lines, for failure messages.
