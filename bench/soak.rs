@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redis::IntoConnectionInfo;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
@@ -423,14 +422,14 @@ fn free_port() -> u16 {
 
 // ----- Redis ---------------------------------------------------------------------------
 
+/// An authenticated connection (the daemon's own `Endpoint`), with room for slow replies.
 fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let settings = redis::RedisConnectionInfo::default()
-        .set_skip_set_lib_name()
-        .set_password(PASSWORD);
-    let info = redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
-        .into_connection_info()?
-        .set_redis_settings(settings);
-    let c = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+    let c = redisrepd::redis_io::Endpoint {
+        bind: addr.ip(),
+        port: addr.port(),
+        password: Some(redisrepd::config::Secret::new(PASSWORD)),
+    }
+    .connect(timeout)?;
     c.set_read_timeout(Some(Duration::from_secs(10)))?;
     c.set_write_timeout(Some(Duration::from_secs(10)))?;
     Ok(c)

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::IntoConnectionInfo;
-
 const PASSWORD: &str = "bench-password";
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
 
@@ -123,14 +121,14 @@ fn toml_text(l: &Layout, o: &Opts) -> String {
     t
 }
 
+/// An authenticated connection (the daemon's own `Endpoint`), with room for slow replies.
 fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let settings = redis::RedisConnectionInfo::default()
-        .set_skip_set_lib_name()
-        .set_password(PASSWORD);
-    let info = redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
-        .into_connection_info()?
-        .set_redis_settings(settings);
-    let c = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+    let c = redisrepd::redis_io::Endpoint {
+        bind: addr.ip(),
+        port: addr.port(),
+        password: Some(redisrepd::config::Secret::new(PASSWORD)),
+    }
+    .connect(timeout)?;
     c.set_read_timeout(Some(Duration::from_secs(120)))?;
     Ok(c)
 }
