@@ -1,4 +1,5 @@
-//! Parsing Redis `INFO` output into the few facts the supervisor decides on. Pure.
+//! Parsing what Redis says about itself into the few facts the supervisor decides on:
+//! `INFO` output, and the replica's own log line that names its last sync. Pure.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -183,6 +184,34 @@ fn parse_replica_line(value: &str) -> Option<ReplicaLine> {
         offset,
         lag,
     })
+}
+
+/// How a replica caught up with its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    Full,
+    Partial,
+}
+
+impl SyncKind {
+    /// For status lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            SyncKind::Full => "full sync",
+            SyncKind::Partial => "partial resync",
+        }
+    }
+}
+
+/// Recognises the replica's own account of a sync in one log line.
+pub fn sync_kind_of(line: &str) -> Option<SyncKind> {
+    if line.contains("Full resync from master") {
+        Some(SyncKind::Full)
+    } else if line.contains("Master accepted a Partial Resynchronization") {
+        Some(SyncKind::Partial)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

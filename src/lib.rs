@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod endpoint;
 pub mod files;
 pub mod gate;
 pub mod info;

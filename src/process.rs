@@ -13,6 +13,8 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::{Gid, Pid, Uid};
 use tracing::info;
 
+pub use crate::info::{SyncKind, sync_kind_of};
+
 /// What the daemon remembers of an instance's output: its last lines (for a failure
 /// reason) and how its last replication sync went, as the replica logged it.
 #[derive(Debug, Default)]
@@ -21,36 +23,8 @@ pub struct Tail {
     pub sync_kind: Option<SyncKind>,
 }
 
-/// How a replica caught up with its upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncKind {
-    Full,
-    Partial,
-}
-
-impl SyncKind {
-    /// For status lines.
-    pub fn label(self) -> &'static str {
-        match self {
-            SyncKind::Full => "full sync",
-            SyncKind::Partial => "partial resync",
-        }
-    }
-}
-
 /// Shared between the output-forwarding threads and the supervisor.
 pub type OutputTail = Arc<Mutex<Tail>>;
-
-/// Recognises the replica's own account of a sync in one log line.
-pub fn sync_kind_of(line: &str) -> Option<SyncKind> {
-    if line.contains("Full resync from master") {
-        Some(SyncKind::Full)
-    } else if line.contains("Master accepted a Partial Resynchronization") {
-        Some(SyncKind::Partial)
-    } else {
-        None
-    }
-}
 
 /// How many output lines are kept per instance.
 const TAIL_LINES: usize = 20;

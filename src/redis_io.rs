@@ -1,38 +1,16 @@
 //! Talking to a Redis instance: INFO probes and the authenticated SHUTDOWN. Blocking calls
 //! with timeouts; run them off the supervisor thread.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
-use crate::config::{Group, Instance, Secret};
 use crate::info::Info;
 
-/// How to reach one instance.
-#[derive(Clone)]
-pub struct Endpoint {
-    pub bind: IpAddr,
-    pub port: u16,
-    pub password: Option<Secret>,
-}
+pub use crate::endpoint::{Endpoint, ShutdownError};
 
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.bind, self.port)
-    }
-}
-
+// The data lives in `endpoint` (the pure machine uses it too); the talking is here.
 impl Endpoint {
-    /// The endpoint of an instance of `group`, with the group's password.
-    pub fn of(group: &Group, inst: &Instance) -> Endpoint {
-        Endpoint {
-            bind: inst.bind,
-            port: inst.port,
-            password: group.password().cloned(),
-        }
-    }
-
     /// Opens an authenticated connection.
     pub fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
         let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
@@ -100,27 +78,6 @@ fn rewriting_aof(conn: &mut redis::Connection) -> bool {
         .arg("persistence")
         .query::<String>(conn)
         .is_ok_and(|text| Info::parse(&text).get("aof_rewrite_in_progress") == Some("1"))
-}
-
-/// Why a SHUTDOWN did not complete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShutdownError {
-    /// Redis answered with an error and stays up: its final save failed.
-    Refused(String),
-    /// No answer within the timeout.
-    Timeout,
-    /// Could not connect or authenticate.
-    Unreachable(String),
-}
-
-impl std::fmt::Display for ShutdownError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ShutdownError::Refused(m) => write!(f, "Redis refused to shut down: {m}"),
-            ShutdownError::Timeout => f.write_str("Redis did not finish SHUTDOWN in time"),
-            ShutdownError::Unreachable(m) => write!(f, "cannot reach Redis: {m}"),
-        }
-    }
 }
 
 /// One line for a Redis error, never carrying the password (the crate does not echo it).

@@ -1,13 +1,16 @@
 //! `redisrepd daemon`: sets up the host (paths, lock, control socket, signals, prober) and
 //! runs the supervisor loop until every instance has stopped.
 //!
-//! Threads: the supervisor (this one) owns all state; the signal thread, the socket
-//! acceptor (one short thread per connection), the prober and SHUTDOWN workers only send
-//! [`Event`]s to it.
+//! Threads: the supervisor (this one) owns all state — the pure [`machine`] that decides,
+//! and the [`runtime`] that carries its effects out; the signal thread, the socket acceptor
+//! (one short thread per connection), the prober and the workers that talk to Redis only
+//! send [`Event`]s to it. The loop sleeps until the next event or the machine's next
+//! deadline.
 
 mod claim;
+pub mod machine;
 mod prober;
-mod supervisor;
+mod runtime;
 
 use std::fs::File;
 use std::io::Write;
@@ -24,9 +27,9 @@ use tracing::{info, warn};
 
 use crate::config::Group;
 use crate::control::{self, Request, Response};
+use crate::endpoint::ShutdownError;
 use crate::info::Info;
 use crate::process::{self, RunAs};
-use crate::redis_io::ShutdownError;
 
 /// Everything the supervisor reacts to.
 pub enum Event {
@@ -38,9 +41,10 @@ pub enum Event {
     Terminate,
     /// SIGHUP.
     Reload,
-    /// An INFO probe of an instance.
+    /// An INFO probe of an instance, asked at `asked_at`.
     Probe {
         name: String,
+        asked_at: Instant,
         result: Result<Info, String>,
     },
     /// The outcome of a SHUTDOWN sent to `pid`.
@@ -117,21 +121,31 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
     }
     info!(host = %host, socket = %socket_path.display(), "redisrepd daemon started");
     let config_abs = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
-    let mut sup =
-        supervisor::Supervisor::new(group, config_abs, host, redis_server, run_as, tx, targets);
+    let setup = runtime::Setup {
+        config_path: config_abs,
+        host,
+        redis_server,
+        run_as,
+        events: tx,
+        probe_targets: targets,
+        wake_prober: wake_tx,
+    };
+    let mut rt = runtime::Runtime::start(group, setup, Instant::now());
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut last_watchdog = Instant::now();
-    sup.step(Instant::now());
     loop {
+        if let Some(code) = rt.exit_code {
+            return Ok(code);
+        }
         let now = Instant::now();
-        let mut deadline = sup.next_deadline(now);
+        let mut deadline = rt.next_deadline(now);
         if let Some(w) = watchdog {
             deadline = deadline.min(last_watchdog + w);
         }
         match rx.recv_timeout(deadline.saturating_duration_since(now)) {
-            Ok(ev) => sup.handle(ev, Instant::now()),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Ok(ev) => rt.handle(ev, Instant::now()),
+            Err(RecvTimeoutError::Timeout) => rt.tick(Instant::now()),
+            Err(RecvTimeoutError::Disconnected) => return Ok(crate::EXIT_FAILED),
         }
         let now = Instant::now();
         if let Some(w) = watchdog
@@ -140,13 +154,7 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             last_watchdog = now;
         }
-        sup.step(now);
-        if let Some(code) = sup.exit_code {
-            drop(wake_tx);
-            return Ok(code);
-        }
     }
-    Ok(crate::EXIT_FAILED)
 }
 
 /// The user instances run as: `user` when the daemon is root; refused when it is not root

@@ -1,10 +1,11 @@
-//! The prober thread: reads INFO from every local instance and every upstream of a local
-//! replica each `health_interval`, and sends the results to the supervisor. It decides
+//! The prober thread: reads INFO from every target the machine names (local instances and
+//! the upstreams of local replicas) each `health_interval`, or at once when woken, and
+//! sends the results to the supervisor, stamped with when each was asked. It decides
 //! nothing.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Event;
 use crate::redis_io::Endpoint;
@@ -12,15 +13,24 @@ use crate::redis_io::Endpoint;
 /// The instances to probe, set by the supervisor.
 pub type ProbeTargets = Arc<Mutex<Vec<(String, Endpoint)>>>;
 
-/// Probes until the supervisor's side of `events` is gone or `stop` says so. A message on
-/// `wake` probes at once (after a start, readiness should not wait a whole interval).
+/// Probes until the supervisor's side of `events` or `wake` is gone. A message on `wake`
+/// starts the next round at once (after a launch, readiness should not wait a whole
+/// interval; a status request wants answers no older than itself).
 pub fn run(targets: ProbeTargets, interval: Duration, events: Sender<Event>, wake: Receiver<()>) {
     let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
     loop {
         let list = targets.lock().map(|t| t.clone()).unwrap_or_default();
         for (name, endpoint) in list {
+            let asked_at = Instant::now();
             let result = endpoint.info(timeout);
-            if events.send(Event::Probe { name, result }).is_err() {
+            if events
+                .send(Event::Probe {
+                    name,
+                    asked_at,
+                    result,
+                })
+                .is_err()
+            {
                 return;
             }
         }

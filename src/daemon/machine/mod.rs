@@ -1,0 +1,569 @@
+//! The supervisor's decisions, as a pure state machine: domain inputs and the time in,
+//! effects out as values.
+//!
+//! Theory of operation. The runtime (`daemon::runtime`) turns what happens in the world
+//! into [`Input`]s — an instance exited with a status, a probe answered, a SHUTDOWN ended,
+//! a claim on a gate place was answered, a request arrived, time passed — and hands each to
+//! [`Machine::handle`] with the current time. The machine updates its state and returns the
+//! [`Effect`]s to carry out: launch, signal, SHUTDOWN, claim or release a gate place,
+//! probe, notify systemd, reply, exit. Some effects answer with an input of their own
+//! (a launch with `Launched` or `LaunchFailed`; a SHUTDOWN with `ShutdownDone`).
+//!
+//! The machine holds no channel, child, file, socket, environment or random source, and
+//! never reads the clock, so every behaviour is unit-tested (`tests.rs`) on scripted inputs
+//! and a fake clock. Every change of an instance's state goes through `set_state`, checked
+//! against the table in `state.rs`.
+//!
+//! After each input the machine takes one `step`: escalate stops and expire waits past
+//! their deadline, start the waiting instances that their upstream and the sync gate
+//! admit, advance the head operation (the steps of a control request), answer status
+//! requests whose probes are in, tell systemd. [`Machine::next_deadline`] says when the
+//! next step is due if nothing happens before.
+
+mod ops;
+mod probe;
+mod report;
+mod start;
+mod state;
+mod stop;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use crate::backoff::{self, CrashHistory};
+use crate::config::{Group, Secret};
+use crate::control::{Request, Response};
+use crate::endpoint::{Endpoint, ShutdownError};
+use crate::info::{Info, SyncKind};
+
+use ops::Operation;
+pub use state::{Gate, Kind, Launch, State};
+
+/// Names a control request, so its reply can find the client.
+pub type RequestId = u64;
+
+/// Everything the machine reacts to.
+#[derive(Debug)]
+pub enum Input {
+    /// Nothing happened, but time passed (a deadline may be due).
+    Tick,
+    /// The process of `name` with `pid` exited. `how` describes the status ("exit code
+    /// 1", "killed by SIGKILL"); `last_output` are its last lines; `port_holder` names who
+    /// holds its port when its output says the address was in use.
+    Exited {
+        name: String,
+        pid: u32,
+        how: String,
+        last_output: Vec<String>,
+        port_holder: Option<String>,
+    },
+    /// The answer to [`Effect::Launch`]: spawned, as `pid`; `resumed_from_rdb` when its
+    /// config was given `appendonly no` to resume from the RDB.
+    Launched {
+        name: String,
+        pid: u32,
+        resumed_from_rdb: bool,
+    },
+    /// The answer to [`Effect::Launch`]: nothing was started, for `reason`.
+    LaunchFailed { name: String, reason: String },
+    /// An INFO probe of `name`, asked at `asked_at`; for a local instance, the sync its own
+    /// log last named.
+    Probe {
+        name: String,
+        asked_at: Instant,
+        result: Result<Info, String>,
+        logged_sync: Option<SyncKind>,
+    },
+    /// The outcome of [`Effect::Shutdown`] for `pid`.
+    ShutdownDone {
+        name: String,
+        pid: u32,
+        result: Result<(), ShutdownError>,
+    },
+    /// The upstream's answer to [`Effect::Claim`]; when refused, ask again after
+    /// `retry_after` (the runtime's jitter, so daemons do not ask in lockstep).
+    ClaimResult {
+        name: String,
+        granted: bool,
+        detail: String,
+        retry_after: Duration,
+    },
+    /// The outcome of [`Effect::SetPassword`]: the password now in force.
+    PasswordSet {
+        name: String,
+        result: Result<Option<Secret>, String>,
+    },
+    /// The outcome of [`Effect::RestoreAof`].
+    AofRestored {
+        name: String,
+        result: Result<(), String>,
+    },
+    /// A control request; answer with [`Effect::Reply`] for `id`.
+    Request { id: RequestId, request: Request },
+    /// SIGHUP (`id` None) or a `reload` request: re-read the TOML.
+    ReloadRequested { id: Option<RequestId> },
+    /// The answer to [`Effect::LoadConfig`]: the new, checked group or why it is refused.
+    ConfigLoaded {
+        id: Option<RequestId>,
+        result: Result<Box<Group>, String>,
+    },
+    /// SIGTERM or SIGINT.
+    Terminate,
+}
+
+/// A signal the machine may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    Term,
+    Kill,
+}
+
+/// What to tell systemd (sd_notify), when it is listening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notify {
+    Ready,
+    Reloading,
+    Stopping,
+    Status(String),
+}
+
+/// What the runtime must do. Carried out in order.
+#[derive(Debug)]
+pub enum Effect {
+    /// Write `conf` to `conf_path` (0600) and start the instance, unless its port is
+    /// taken. With `resume`, append `appendonly no` when the RDB is at least as new as the
+    /// AOF. Answer with `Launched` or `LaunchFailed`.
+    Launch(LaunchSpec),
+    /// Send `sig` to `pid`.
+    Signal { name: String, pid: u32, sig: Sig },
+    /// Authenticated `SHUTDOWN SAVE` (`NOSAVE` when `nosave`); answer with `ShutdownDone`.
+    Shutdown {
+        name: String,
+        pid: u32,
+        endpoint: Endpoint,
+        nosave: bool,
+        timeout: Duration,
+    },
+    /// Ask `upstream` for a place in its sync gate for the replica at `replica`
+    /// (`ip:port`); answer with `ClaimResult`; hold the place until `Release`.
+    Claim {
+        name: String,
+        upstream: Endpoint,
+        replica: String,
+        max_concurrent_syncs: u32,
+        timeout: Duration,
+    },
+    /// Give up `name`'s place in the sync gate (asked for or held).
+    Release { name: String },
+    /// `CONFIG SET masterauth` and `requirepass` to `new`; answer with `PasswordSet`.
+    SetPassword {
+        name: String,
+        endpoint: Endpoint,
+        new: Option<Secret>,
+    },
+    /// `CONFIG SET appendonly yes`; answer with `AofRestored`.
+    RestoreAof { name: String, endpoint: Endpoint },
+    /// From now on probe these instances every `health_interval`.
+    ProbeTargets(Vec<(String, Endpoint)>),
+    /// Probe every target now, without waiting for the interval.
+    ProbeNow,
+    /// Answer the request `id`.
+    Reply { id: RequestId, response: Response },
+    /// Read the TOML again; answer with `ConfigLoaded`.
+    LoadConfig { id: Option<RequestId> },
+    /// Tell systemd.
+    Notify(Notify),
+    /// Everything is done: exit the daemon with this status.
+    Exit(u8),
+}
+
+/// What [`Effect::Launch`] starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+    pub name: String,
+    pub endpoint: Endpoint,
+    /// The generated redis.conf, password included.
+    pub conf: Secret,
+    pub conf_path: PathBuf,
+    pub data_path: PathBuf,
+    pub log_path: Option<PathBuf>,
+    pub pid_path: PathBuf,
+    /// For a replica with AOF: resume from the RDB if it is at least as new as the AOF.
+    pub resume: Option<ResumeFromRdb>,
+}
+
+/// The files compared to decide whether a replica resumes from its RDB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeFromRdb {
+    pub rdb: PathBuf,
+    pub aof_dir: PathBuf,
+}
+
+/// One local instance.
+struct Slot {
+    state: State,
+    /// What the operator wants: running or not.
+    wanted: bool,
+    /// How to reach it, with the password it was started with (a password file changed
+    /// on disk must not lock us out of stopping it).
+    endpoint: Endpoint,
+    crashes: CrashHistory,
+    restarts: u32,
+    /// Starts in a row that failed before the process ran (port taken, cannot write).
+    failed_starts: u32,
+    last_error: Option<String>,
+    last_sync: Option<String>,
+    sync_timeouts: u32,
+    /// Recent (time, master_repl_offset) samples, for the write rate.
+    offsets: VecDeque<(Instant, i64)>,
+    /// A password change in place from a reload: `None` while under way.
+    password_change: Option<Result<(), String>>,
+}
+
+/// The last probe of one instance.
+struct Probed {
+    asked_at: Instant,
+    at: Instant,
+    result: Result<Info, String>,
+}
+
+/// A status request waiting for probes asked after it.
+struct PendingStatus {
+    id: RequestId,
+    asked_at: Instant,
+}
+
+/// How long a status request waits for fresh probes before answering with what it has
+/// (an instance that does not answer INFO is reported so, not waited for forever).
+const STATUS_WAIT: Duration = Duration::from_secs(3);
+
+/// How far back the write rate of an instance is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The supervisor's state for one host.
+pub struct Machine {
+    group: Group,
+    host: String,
+    slots: BTreeMap<String, Slot>,
+    infos: HashMap<String, Probed>,
+    ops: VecDeque<Operation>,
+    pending_status: Vec<PendingStatus>,
+    probe_targets: Vec<(String, Endpoint)>,
+    shutting_down: bool,
+    exited: bool,
+    ready_sent: bool,
+    last_status_line: String,
+}
+
+impl Machine {
+    /// A machine for `host` with every local instance wanted; `adopted` are the instances
+    /// an earlier daemon started that still run (name, pid): they are watched, not started.
+    pub fn new(group: Group, host: String, adopted: &[(String, u32)], now: Instant) -> Machine {
+        let mut m = Machine {
+            group,
+            host,
+            slots: BTreeMap::new(),
+            infos: HashMap::new(),
+            ops: VecDeque::new(),
+            pending_status: Vec::new(),
+            probe_targets: Vec::new(),
+            shutting_down: false,
+            exited: false,
+            ready_sent: false,
+            last_status_line: String::new(),
+        };
+        for name in m.local_names() {
+            m.add_slot(&name, now);
+        }
+        let deadline = now + m.group.supervise.start_timeout;
+        for (name, pid) in adopted {
+            if let Some(slot) = m.slots.get_mut(name) {
+                slot.state = State::Starting {
+                    pid: *pid,
+                    deadline,
+                    launch: Launch {
+                        at: None,
+                        aof_to_restore: false,
+                        sync_full_before: None,
+                        holds_place: false,
+                    },
+                    killed: false,
+                };
+            }
+        }
+        m
+    }
+
+    /// The group as the machine knows it now (after reloads).
+    pub fn group(&self) -> &Group {
+        &self.group
+    }
+
+    /// An instance's state, for tests and diagnostics.
+    pub fn state(&self, name: &str) -> Option<&State> {
+        self.slots.get(name).map(|s| &s.state)
+    }
+
+    fn local_names(&self) -> Vec<String> {
+        self.group
+            .start_order(&self.host)
+            .iter()
+            .map(|i| i.name.clone())
+            .collect()
+    }
+
+    fn add_slot(&mut self, name: &str, now: Instant) {
+        let Some(inst) = self.group.instance(name) else {
+            return;
+        };
+        let slot = Slot {
+            state: State::Waiting {
+                reason: "starting".to_owned(),
+                not_before: now,
+                gate: Gate::NotAsked,
+                after_crash: false,
+            },
+            wanted: true,
+            endpoint: Endpoint::of(&self.group, inst),
+            crashes: CrashHistory::default(),
+            restarts: 0,
+            failed_starts: 0,
+            last_error: None,
+            last_sync: None,
+            sync_timeouts: 0,
+            offsets: VecDeque::new(),
+            password_change: Some(Ok(())),
+        };
+        self.slots.insert(name.to_owned(), slot);
+    }
+
+    /// The one door for state changes: checks the transition against the table, and
+    /// gives up a gate place the new state no longer holds.
+    fn set_state(&mut self, name: &str, new: State, fx: &mut Vec<Effect>) {
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let (from, to) = (slot.state.kind(), new.kind());
+        if !state::allowed(from, to) {
+            // A bug, not an operator error: say so loudly, but keep the daemon running.
+            error!(instance = %name, "internal: transition {from:?} -> {to:?} is not allowed; ignored");
+            debug_assert!(false, "transition {from:?} -> {to:?} for {name}");
+            return;
+        }
+        let released = slot.state.holds_gate_place() && !new.holds_gate_place();
+        slot.state = new;
+        if released {
+            fx.push(Effect::Release {
+                name: name.to_owned(),
+            });
+        }
+    }
+
+    /// The earliest moment a step has something to do.
+    pub fn next_deadline(&self, now: Instant) -> Instant {
+        let mut next = now + Duration::from_secs(5);
+        for slot in self.slots.values() {
+            let t = match &slot.state {
+                State::Waiting { not_before, .. } if *not_before > now => Some(*not_before),
+                State::Waiting { .. } => Some(now + self.group.supervise.health_interval),
+                State::Starting { deadline, .. }
+                | State::Syncing { deadline, .. }
+                | State::ShuttingDown { deadline, .. }
+                | State::Terminating { deadline, .. }
+                | State::Killing { deadline, .. } => Some(*deadline),
+                State::Backoff { until, .. } => Some(*until),
+                _ => None,
+            };
+            if let Some(t) = t {
+                next = next.min(t);
+            }
+        }
+        for p in &self.pending_status {
+            next = next.min(p.asked_at + STATUS_WAIT);
+        }
+        if self.ops.front().is_some_and(|o| o.in_progress()) {
+            next = next.min(now + Duration::from_secs(1));
+        }
+        next
+    }
+
+    /// Reacts to one input at `now`, then takes a step; returns what to do.
+    #[must_use]
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.exited {
+            return fx;
+        }
+        match input {
+            Input::Tick => {}
+            Input::Exited {
+                name,
+                pid,
+                how,
+                last_output,
+                port_holder,
+            } => self.on_exit(&name, pid, &how, &last_output, port_holder, now, &mut fx),
+            Input::Launched {
+                name,
+                pid,
+                resumed_from_rdb,
+            } => self.on_launched(&name, pid, resumed_from_rdb, now, &mut fx),
+            Input::LaunchFailed { name, reason } => self.fail_attempt(&name, reason, now, &mut fx),
+            Input::Probe {
+                name,
+                asked_at,
+                result,
+                logged_sync,
+            } => self.on_probe(&name, asked_at, result, logged_sync, now, &mut fx),
+            Input::ShutdownDone { name, pid, result } => {
+                self.on_shutdown_done(&name, pid, result, now, &mut fx)
+            }
+            Input::ClaimResult {
+                name,
+                granted,
+                detail,
+                retry_after,
+            } => self.on_claim(&name, granted, detail, now + retry_after, &mut fx),
+            Input::PasswordSet { name, result } => {
+                if let Some(slot) = self.slots.get_mut(&name) {
+                    slot.password_change = Some(result.map(|new| {
+                        slot.endpoint.password = new;
+                    }));
+                }
+            }
+            Input::AofRestored { name, result } => {
+                if let Some(slot) = self.slots.get_mut(&name) {
+                    match result {
+                        Ok(()) => info!(instance = %name, "AOF switched back on"),
+                        Err(e) => {
+                            let why = format!(
+                                "AOF could not be switched back on ({e}): run `CONFIG SET appendonly yes` on it"
+                            );
+                            error!(instance = %name, "{why}");
+                            slot.last_error = Some(why);
+                        }
+                    }
+                }
+            }
+            Input::Request { id, request } => self.on_request(id, request, now, &mut fx),
+            Input::ReloadRequested { id } => self.on_reload_requested(id, &mut fx),
+            Input::ConfigLoaded { id, result } => self.on_config_loaded(id, result, now, &mut fx),
+            Input::Terminate => self.begin_daemon_shutdown(now, &mut fx),
+        }
+        self.step(now, &mut fx);
+        fx
+    }
+
+    /// Does what the current state asks for at `now`.
+    fn step(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        self.escalate_and_expire(now, fx);
+        self.forget_removed();
+        if !self.shutting_down {
+            self.start_waiting(now, fx);
+        }
+        self.advance_ops(now, fx);
+        self.answer_status(now, fx);
+        self.update_probe_targets(fx);
+        self.notify_systemd(now, fx);
+    }
+
+    // ----- exits -------------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_exit(
+        &mut self,
+        name: &str,
+        pid: u32,
+        how: &str,
+        last_output: &[String],
+        port_holder: Option<String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(slot) = self.slots.get(name) else {
+            return;
+        };
+        if slot.state.pid() != Some(pid) {
+            return; // not the process this state is about (already handled)
+        }
+        let Some(inst) = self.group.instance(name).cloned() else {
+            // Removed by a reload and now stopped.
+            self.set_state(name, State::Stopped, fx);
+            return;
+        };
+        if slot.state.stopping() {
+            info!(instance = %name, status = %how, "stopped");
+            self.set_state(name, State::Stopped, fx);
+            return;
+        }
+        if self.shutting_down || !slot.wanted {
+            self.set_state(name, State::Stopped, fx);
+            return;
+        }
+        let mut reason = format!("exited unexpectedly ({how})");
+        if let Some(tail) = last_output.len().checked_sub(3).map(|s| &last_output[s..]) {
+            reason.push_str(&format!("; last output: {}", tail.join(" | ")));
+        } else if !last_output.is_empty() {
+            reason.push_str(&format!("; last output: {}", last_output.join(" | ")));
+        }
+        if last_output
+            .iter()
+            .any(|l| l.contains("Address already in use"))
+        {
+            let holder = port_holder.unwrap_or_else(|| "another process".into());
+            reason = format!("port {} is held by {holder}", inst.address());
+        }
+        error!(instance = %name, "{reason}");
+        let sup = self.group.supervise.clone();
+        let persists = self.group.persists(&inst);
+        let has_replicas = self.group.replicas_of(name).next().is_some();
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        slot.last_error = Some(reason.clone());
+        let crashes = slot.crashes.record(now, sup.crash_loop_window);
+        let next = if inst.is_master() && !persists && has_replicas {
+            let why = format!(
+                "{reason}; not restarted: this master has no persistence, so it would come back \
+                 empty and its replicas would copy the empty data set; recover the data, then \
+                 `redisrepd start {name}`"
+            );
+            error!(instance = %name, "{why}");
+            State::Failed { reason: why }
+        } else if crashes >= sup.crash_loop_limit as usize {
+            let why = format!(
+                "crashed {crashes} times within {}: {reason}; left stopped: fix the cause, then \
+                 `redisrepd start {name}`",
+                human(sup.crash_loop_window)
+            );
+            error!(instance = %name, "{why}");
+            State::Failed { reason: why }
+        } else {
+            let delay = backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max);
+            info!(instance = %name, delay_ms = delay.as_millis() as u64, "restarting after backoff");
+            State::Backoff {
+                until: now + delay,
+                after_crash: true,
+            }
+        };
+        self.set_state(name, next, fx);
+    }
+
+    /// Drops the slots of instances a reload removed, once their process is gone.
+    fn forget_removed(&mut self) {
+        let local = self.local_names();
+        self.slots
+            .retain(|name, slot| slot.state.pid().is_some() || local.contains(name));
+    }
+}
+
+/// A duration the way the TOML writes them: "1m 30s", "500ms".
+fn human(d: Duration) -> String {
+    let span = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::ZERO);
+    format!("{span:#}")
+}

@@ -1,0 +1,454 @@
+//! Control requests and the operations they become: a list of `plan::Step`s carried out
+//! one after another (start, stop, rolling restart, reload, the daemon's own shutdown),
+//! with the reply sent when the last step is done.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use tracing::{error, info};
+
+use super::{Effect, Gate, Kind, Machine, Notify, PendingStatus, RequestId, State, human};
+use crate::config::Group;
+use crate::control::{Request, Response};
+use crate::plan::{self, Step};
+
+/// An operation from a control request: steps run one after another.
+pub(super) struct Operation {
+    steps: VecDeque<Step>,
+    current: Option<(Step, Instant)>,
+    reply: Option<RequestId>,
+    lines: Vec<String>,
+    ok: bool,
+    /// Daemon shutdown: a stop that fails does not abandon the others.
+    keep_going: bool,
+}
+
+impl Operation {
+    fn new(steps: Vec<Step>, reply: Option<RequestId>, lines: Vec<String>) -> Operation {
+        Operation {
+            steps: steps.into(),
+            current: None,
+            reply,
+            lines,
+            ok: true,
+            keep_going: false,
+        }
+    }
+
+    /// Whether a step has begun and is waited for.
+    pub(super) fn in_progress(&self) -> bool {
+        self.current.is_some()
+    }
+}
+
+fn error_reply(id: RequestId, message: impl Into<String>) -> Effect {
+    Effect::Reply {
+        id,
+        response: Response::Error {
+            message: message.into(),
+        },
+    }
+}
+
+impl Machine {
+    pub(super) fn on_request(
+        &mut self,
+        id: RequestId,
+        request: Request,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if self.shutting_down && request != Request::Status {
+            fx.push(error_reply(id, "the daemon is shutting down"));
+            return;
+        }
+        let local = self.local_names();
+        let pick = |names: Vec<String>| -> Result<Vec<String>, String> {
+            if names.is_empty() {
+                return Ok(local.clone());
+            }
+            for n in &names {
+                if !local.contains(n) {
+                    return Err(format!(
+                        "instance `{n}` is not run by this daemon (host `{}`)",
+                        self.host
+                    ));
+                }
+            }
+            Ok(names)
+        };
+        let steps = match request {
+            Request::Status => {
+                // Answered once every target was probed after this moment (`answer_status`):
+                // a status is never staler than the question.
+                self.pending_status
+                    .push(PendingStatus { id, asked_at: now });
+                fx.push(Effect::ProbeNow);
+                return;
+            }
+            Request::Reload => {
+                self.on_reload_requested(Some(id), fx);
+                return;
+            }
+            Request::Start { instances } => pick(instances).map(|n| plan::start(&self.group, &n)),
+            Request::Stop { instances, force } => {
+                pick(instances).map(|n| plan::stop(&self.group, &n, force))
+            }
+            Request::Restart { instances, force } => {
+                pick(instances).map(|n| plan::restart(&self.group, &n, force))
+            }
+        };
+        match steps {
+            Ok(steps) => self
+                .ops
+                .push_back(Operation::new(steps, Some(id), Vec::new())),
+            Err(message) => fx.push(error_reply(id, message)),
+        }
+    }
+
+    pub(super) fn on_reload_requested(&mut self, id: Option<RequestId>, fx: &mut Vec<Effect>) {
+        if self.shutting_down {
+            if let Some(id) = id {
+                fx.push(error_reply(id, "the daemon is shutting down"));
+            }
+            return;
+        }
+        // Not before start-up is over: READY=1 would end systemd's wait for it early.
+        if self.ready_sent {
+            fx.push(Effect::Notify(Notify::Reloading));
+        }
+        fx.push(Effect::LoadConfig { id });
+    }
+
+    pub(super) fn on_config_loaded(
+        &mut self,
+        id: Option<RequestId>,
+        result: Result<Box<Group>, String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if self.ready_sent {
+            fx.push(Effect::Notify(Notify::Ready));
+        }
+        let new = match result {
+            Ok(group) => *group,
+            Err(e) => {
+                let message = format!("reload refused, nothing changed: {e}");
+                error!("{message}");
+                if let Some(id) = id {
+                    fx.push(error_reply(id, message));
+                }
+                return;
+            }
+        };
+        let diff = plan::reload_diff(&self.group, &new, &self.host);
+        let steps = plan::reload(&self.group, &new, &diff);
+        info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
+        self.group = new;
+        // Removed instances keep their slot (and old endpoint) until they have stopped;
+        // `forget_removed` then drops them. Added ones start with the reload's steps.
+        for name in &diff.added {
+            self.add_slot(name, now);
+            if let Some(s) = self.slots.get_mut(name) {
+                s.wanted = false;
+                s.state = State::Stopped; // a new slot: nothing to leave
+            }
+        }
+        let mut lines = vec![format!(
+            "reload: {} added, {} removed, {} changed, {} unchanged",
+            diff.added.len(),
+            diff.removed.len(),
+            diff.changed.len(),
+            diff.unchanged.len()
+        )];
+        if steps.is_empty() {
+            lines.push("nothing to do".to_owned());
+        }
+        self.ops.push_back(Operation::new(steps, id, lines));
+    }
+
+    pub(super) fn begin_daemon_shutdown(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.shutting_down {
+            // Second signal: stop everything still up at once (each still saves).
+            info!("second stop signal: shutting down every remaining instance at once");
+            let names: Vec<String> = self.slots.keys().cloned().collect();
+            for name in names {
+                self.begin_stop(&name, false, now, fx);
+            }
+            return;
+        }
+        info!("stop signal: shutting down every instance, replicas first");
+        fx.push(Effect::Notify(Notify::Stopping));
+        self.shutting_down = true;
+        for op in self.ops.drain(..) {
+            if let Some(id) = op.reply {
+                fx.push(error_reply(id, "the daemon is shutting down"));
+            }
+        }
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in &names {
+            if let Some(slot) = self.slots.get_mut(name) {
+                slot.wanted = false;
+                if matches!(slot.state.kind(), Kind::Waiting | Kind::Backoff) {
+                    self.set_state(name, State::Stopped, fx);
+                }
+            }
+        }
+        let mut op = Operation::new(plan::stop(&self.group, &names, false), None, Vec::new());
+        op.keep_going = true;
+        self.ops.push_back(op);
+    }
+
+    pub(super) fn advance_ops(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        while let Some(mut op) = self.ops.pop_front() {
+            let finished = self.advance(&mut op, now, fx);
+            if !finished {
+                self.ops.push_front(op);
+                return;
+            }
+            if let Some(id) = op.reply.take() {
+                fx.push(Effect::Reply {
+                    id,
+                    response: Response::Done {
+                        ok: op.ok,
+                        lines: op.lines,
+                    },
+                });
+            }
+        }
+        if self.shutting_down && !self.exited {
+            let left: Vec<String> = self
+                .slots
+                .iter()
+                .filter_map(|(n, s)| s.state.pid().map(|pid| format!("{n} (pid {pid})")))
+                .collect();
+            let code = if left.is_empty() {
+                info!("every instance stopped");
+                crate::EXIT_OK
+            } else {
+                error!(
+                    "left running because their final save failed: {}",
+                    left.join(", ")
+                );
+                crate::EXIT_FAILED
+            };
+            self.exited = true;
+            fx.push(Effect::Exit(code));
+        }
+    }
+
+    /// Runs `op` as far as it can go now; true when it is finished.
+    fn advance(&mut self, op: &mut Operation, now: Instant, fx: &mut Vec<Effect>) -> bool {
+        loop {
+            if op.current.is_none() {
+                let Some(step) = op.steps.pop_front() else {
+                    return true;
+                };
+                if let Err(message) = self.begin_step(&step, now, fx) {
+                    op.lines.push(message);
+                    op.ok = false;
+                    if !op.keep_going {
+                        op.steps.clear();
+                        return true;
+                    }
+                    continue;
+                }
+                op.current = Some((step, now));
+            }
+            let Some((step, started)) = op.current.clone() else {
+                return true;
+            };
+            match self.step_outcome(&step, started, now) {
+                None => return false,
+                Some(Ok(line)) => {
+                    op.lines.extend(line);
+                    op.current = None;
+                }
+                Some(Err(message)) => {
+                    op.lines.push(message);
+                    op.ok = false;
+                    op.current = None;
+                    if !op.keep_going {
+                        op.steps.clear();
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin_step(
+        &mut self,
+        step: &Step,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        match step {
+            Step::Stop { name, force } => {
+                let running = self
+                    .slots
+                    .get(name)
+                    .is_some_and(|s| s.state.pid().is_some());
+                if running && !force && !self.shutting_down {
+                    plan::check_quorum(&self.group, name, self.good_siblings(name, now))?;
+                }
+                self.begin_stop(name, *force, now, fx);
+                Ok(())
+            }
+            Step::Start { name } => {
+                let Some(slot) = self.slots.get_mut(name) else {
+                    return Err(format!("`{name}` is not run by this daemon"));
+                };
+                slot.wanted = true;
+                if matches!(
+                    slot.state.kind(),
+                    Kind::Stopped | Kind::Failed | Kind::Backoff
+                ) {
+                    slot.crashes.clear();
+                    slot.last_error = None;
+                    let waiting = State::Waiting {
+                        reason: "starting".to_owned(),
+                        not_before: now,
+                        gate: Gate::NotAsked,
+                        after_crash: false,
+                    };
+                    self.set_state(name, waiting, fx);
+                }
+                self.start_waiting(now, fx);
+                Ok(())
+            }
+            Step::AwaitReady { .. } => Ok(()),
+            Step::SetPassword { name } => {
+                let new = self.group.password().cloned();
+                let Some(slot) = self.slots.get_mut(name) else {
+                    return Err(format!("`{name}` is not run by this daemon"));
+                };
+                if slot.state.pid().is_none() {
+                    // Not running: it gets the new password from its config at start.
+                    slot.endpoint.password = new;
+                    slot.password_change = Some(Ok(()));
+                    return Ok(());
+                }
+                slot.password_change = None;
+                fx.push(Effect::SetPassword {
+                    name: name.clone(),
+                    endpoint: slot.endpoint.clone(),
+                    new,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// `None` while the step is in progress; then a line for the reply or an error.
+    fn step_outcome(
+        &self,
+        step: &Step,
+        started: Instant,
+        now: Instant,
+    ) -> Option<Result<Option<String>, String>> {
+        match step {
+            Step::Stop { name, .. } => {
+                let Some(slot) = self.slots.get(name) else {
+                    return Some(Ok(Some(format!("{name}: stopped"))));
+                };
+                match &slot.state {
+                    State::Stopped | State::Failed { .. } => {
+                        Some(Ok(Some(format!("{name}: stopped"))))
+                    }
+                    State::Running { .. } if slot.wanted => Some(Err(format!(
+                        "{name}: {}",
+                        slot.last_error
+                            .clone()
+                            .unwrap_or_else(|| "stop failed".to_owned())
+                    ))),
+                    _ => None,
+                }
+            }
+            Step::Start { .. } => Some(Ok(None)),
+            Step::SetPassword { name } => match &self.slots.get(name)?.password_change {
+                None => None,
+                Some(Ok(())) => Some(Ok(Some(format!("{name}: password changed in place")))),
+                Some(Err(e)) => Some(Err(format!(
+                    "{name}: cannot change the password in place ({e}); it keeps the old one \
+                     until `redisrepd restart {name}`"
+                ))),
+            },
+            Step::AwaitReady { name } => {
+                let slot = self.slots.get(name)?;
+                let sup = &self.group.supervise;
+                let limit = sup.start_timeout + sup.sync_timeout + sup.restart_delay_max;
+                match &slot.state {
+                    State::Running { pid } => {
+                        let mut line = format!("{name}: running (pid {pid})");
+                        if let Some(sync) =
+                            slot.last_sync.as_ref().filter(|_| self.is_replica(name))
+                        {
+                            line.push_str(&format!(", {sync}"));
+                        }
+                        Some(Ok(Some(line)))
+                    }
+                    State::Failed { reason } => Some(Err(format!("{name}: failed: {reason}"))),
+                    State::Backoff { .. } => Some(Err(format!(
+                        "{name}: did not start: {}; retrying with backoff",
+                        slot.last_error.clone().unwrap_or_default()
+                    ))),
+                    State::Stopped => Some(Err(format!("{name}: stopped before it came up"))),
+                    _ if now.duration_since(started) > limit => {
+                        Some(Err(format!("{name}: not up after {}", human(limit))))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn is_replica(&self, name: &str) -> bool {
+        self.group.instance(name).is_some_and(|i| !i.is_master())
+    }
+
+    /// The other replicas of `name`'s upstream that are online now, per the upstream.
+    fn good_siblings(&self, name: &str, now: Instant) -> usize {
+        let Some(inst) = self.group.instance(name) else {
+            return 0;
+        };
+        let Some(up) = self.group.upstream(inst) else {
+            return 0;
+        };
+        match self.fresh_info(&up.name, now) {
+            Some(info) => info
+                .replicas
+                .iter()
+                .filter(|l| l.is_online() && !l.is(inst.bind, inst.port))
+                .count(),
+            None => 0,
+        }
+    }
+
+    /// Answers the status requests whose every probe target has been probed since they
+    /// were asked (or that waited [`super::STATUS_WAIT`]).
+    pub(super) fn answer_status(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.pending_status.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending_status);
+        for p in pending {
+            let all_fresh = self.probe_targets.iter().all(|(name, _)| {
+                self.infos
+                    .get(name)
+                    .is_some_and(|probed| probed.asked_at >= p.asked_at)
+            });
+            if all_fresh || now >= p.asked_at + super::STATUS_WAIT {
+                fx.push(Effect::Reply {
+                    id: p.id,
+                    response: Response::Status {
+                        host: self.host.clone(),
+                        instances: self.status(now),
+                    },
+                });
+            } else {
+                self.pending_status.push(p);
+            }
+        }
+    }
+}

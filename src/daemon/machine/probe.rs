@@ -1,0 +1,169 @@
+//! Probes: what INFO says about an instance, and when it makes a starting instance
+//! running or a syncing replica in sync.
+
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use super::{Effect, Machine, Probed, RATE_WINDOW, State};
+use crate::endpoint::Endpoint;
+use crate::info::{Info, SyncKind};
+
+impl Machine {
+    pub(super) fn on_probe(
+        &mut self,
+        name: &str,
+        asked_at: Instant,
+        result: Result<Info, String>,
+        logged_sync: Option<SyncKind>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let (Ok(info), Some(slot)) = (&result, self.slots.get_mut(name))
+            && let Some(offset) = info.repl_offset()
+        {
+            slot.offsets.push_back((now, offset));
+            while slot
+                .offsets
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+            {
+                slot.offsets.pop_front();
+            }
+        }
+        self.infos.insert(
+            name.to_owned(),
+            Probed {
+                asked_at,
+                at: now,
+                result,
+            },
+        );
+        self.update_readiness(name, logged_sync, now, fx);
+        // An upstream's probe may be the one that shows its local replicas in sync.
+        let replicas: Vec<String> = self
+            .group
+            .replicas_of(name)
+            .filter(|r| self.slots.contains_key(&r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        for r in replicas {
+            self.update_readiness(&r, None, now, fx);
+        }
+    }
+
+    /// Moves a starting instance on once it answers from its own pid with its data
+    /// loaded, and a syncing replica once it is in sync with its upstream.
+    pub(super) fn update_readiness(
+        &mut self,
+        name: &str,
+        logged_sync: Option<SyncKind>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(inst) = self.group.instance(name).cloned() else {
+            return;
+        };
+        let Some(info) = self.fresh_info(name, now) else {
+            return;
+        };
+        let upstream_info = inst
+            .replica_of
+            .as_ref()
+            .and_then(|u| self.fresh_info(u, now));
+        let in_sync = upstream_info.is_some_and(|up| info.in_sync_with(up, inst.bind, inst.port));
+        let sync_full_now = upstream_info.map(Info::sync_full);
+        let (owner, loading) = (info.process_id(), info.loading());
+        let answers_as = |pid: u32| owner == Some(pid) && !loading;
+        let sync_timeout = self.group.supervise.sync_timeout;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        match slot.state.clone() {
+            State::Starting {
+                pid,
+                launch,
+                killed: false,
+                ..
+            } if answers_as(pid) => {
+                if inst.is_master() {
+                    info!(instance = %name, pid, "running");
+                    self.set_state(name, State::Running { pid }, fx);
+                } else {
+                    info!(instance = %name, pid, "answering; syncing with its upstream");
+                    self.set_state(
+                        name,
+                        State::Syncing {
+                            pid,
+                            since: now,
+                            deadline: now + sync_timeout,
+                            launch,
+                        },
+                        fx,
+                    );
+                }
+            }
+            State::Syncing {
+                pid, since, launch, ..
+            } if in_sync => {
+                // The replica's own log says which it was; the upstream's counter is the
+                // fallback (when it logs to a file), ambiguous if others synced meanwhile.
+                let kind = match (logged_sync, launch.sync_full_before, sync_full_now) {
+                    (Some(kind), _, _) => kind.label(),
+                    (None, Some(before), Some(after)) if after > before => "full sync",
+                    (None, Some(_), Some(_)) => "partial resync",
+                    _ => "sync",
+                };
+                if launch.aof_to_restore {
+                    fx.push(Effect::RestoreAof {
+                        name: name.to_owned(),
+                        endpoint: slot.endpoint.clone(),
+                    });
+                }
+                // Adopted (no launch time): we did not see this process start or sync.
+                if let Some(at) = launch.at {
+                    let took = now.duration_since(at.min(since)).as_secs_f64();
+                    let line = format!("{kind}, in sync {took:.1}s after start");
+                    info!(instance = %name, pid, "in sync: {line}");
+                    slot.last_sync = Some(line);
+                }
+                self.set_state(name, State::Running { pid }, fx);
+            }
+            _ => {}
+        }
+    }
+
+    /// The last successful probe of `name`, if recent enough to act on.
+    pub(super) fn fresh_info(&self, name: &str, now: Instant) -> Option<&Info> {
+        let max_age = self.group.supervise.health_interval * 3 + Duration::from_secs(2);
+        match self.infos.get(name) {
+            Some(Probed {
+                at,
+                result: Ok(info),
+                ..
+            }) if now.duration_since(*at) <= max_age => Some(info),
+            _ => None,
+        }
+    }
+
+    /// Local instances plus every upstream of a local replica (possibly on other hosts).
+    pub(super) fn update_probe_targets(&mut self, fx: &mut Vec<Effect>) {
+        let mut targets: Vec<(String, Endpoint)> = Vec::new();
+        for (name, slot) in &self.slots {
+            targets.push((name.clone(), slot.endpoint.clone()));
+            if let Some(up) = self
+                .group
+                .instance(name)
+                .and_then(|i| self.group.upstream(i))
+                && !self.slots.contains_key(&up.name)
+                && !targets.iter().any(|(n, _)| n == &up.name)
+            {
+                targets.push((up.name.clone(), Endpoint::of(&self.group, up)));
+            }
+        }
+        if targets != self.probe_targets {
+            self.probe_targets = targets.clone();
+            fx.push(Effect::ProbeTargets(targets));
+        }
+    }
+}

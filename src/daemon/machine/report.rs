@@ -1,0 +1,108 @@
+//! What the machine tells the outside about its instances: `status` records and systemd's
+//! READY/STATUS lines.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::{Effect, Kind, Machine, Notify, State};
+use crate::status::InstanceStatus;
+
+impl Machine {
+    /// Every local instance as `status` shows it.
+    pub fn status(&self, now: Instant) -> Vec<InstanceStatus> {
+        let mut out = Vec::new();
+        for inst in self.group.start_order(&self.host) {
+            let Some(slot) = self.slots.get(&inst.name) else {
+                continue;
+            };
+            let mut s = InstanceStatus::from_config(inst);
+            s.state = slot.state.kind().label().to_owned();
+            s.pid = slot.state.pid();
+            s.restarts = slot.restarts;
+            s.last_sync = slot.last_sync.clone();
+            s.sync_timeouts = slot.sync_timeouts;
+            s.last_error = match &slot.state {
+                State::Failed { reason } => Some(reason.clone()),
+                State::Waiting { reason, .. } if reason != "starting" => Some(reason.clone()),
+                _ => slot.last_error.clone(),
+            };
+            if slot.state.pid().is_some()
+                && let Some(info) = self.fresh_info(&inst.name, now)
+            {
+                let upstream = inst
+                    .replica_of
+                    .as_ref()
+                    .and_then(|u| self.fresh_info(u, now));
+                s.apply_info(info, upstream);
+                if let (Some(backlog), Some(rate)) =
+                    (info.backlog_size(), write_rate(&slot.offsets))
+                {
+                    s.warnings.extend(crate::status::backlog_warning(
+                        &self.group,
+                        inst,
+                        Some((backlog, rate)),
+                    ));
+                }
+            }
+            if matches!(slot.state.kind(), Kind::Running | Kind::Syncing)
+                && let Some(Err(e)) = self.infos.get(&inst.name).map(|p| &p.result)
+            {
+                s.note_unanswered(e);
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    /// STATUS= when the line changes; READY=1 once start-up is over.
+    pub(super) fn notify_systemd(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let local = self.group.start_order(&self.host);
+        let mut online = 0;
+        let mut notes = Vec::new();
+        let mut masters_up = true;
+        let mut replicas_started = true;
+        for inst in &local {
+            let Some(slot) = self.slots.get(&inst.name) else {
+                continue;
+            };
+            match slot.state.kind() {
+                Kind::Running => online += 1,
+                other => notes.push(format!("{} {}", inst.name, other.label())),
+            }
+            // Start-up is over once each master answers (or was given up on) and each
+            // replica was started, except one that waits for an upstream on another host
+            // that is down: that may take any time and must not hold systemd's start job.
+            if inst.is_master() && !matches!(slot.state.kind(), Kind::Running | Kind::Failed) {
+                masters_up = false;
+            }
+            let waits_for_remote = inst.replica_of.as_ref().is_some_and(|up| {
+                !self.slots.contains_key(up) && self.fresh_info(up, now).is_none()
+            });
+            if !inst.is_master() && slot.state.kind() == Kind::Waiting && !waits_for_remote {
+                replicas_started = false;
+            }
+        }
+        let mut line = format!("{online}/{} online", local.len());
+        if !notes.is_empty() {
+            line.push_str("; ");
+            line.push_str(&notes.join(", "));
+        }
+        if line != self.last_status_line {
+            fx.push(Effect::Notify(Notify::Status(line.clone())));
+            self.last_status_line = line;
+        }
+        if !self.ready_sent && masters_up && replicas_started && !self.shutting_down {
+            fx.push(Effect::Notify(Notify::Ready));
+            self.ready_sent = true;
+        }
+    }
+}
+
+/// Bytes per second written to the replication stream over the samples, once they span at
+/// least a few seconds.
+fn write_rate(samples: &VecDeque<(Instant, i64)>) -> Option<f64> {
+    let (t0, o0) = samples.front()?;
+    let (t1, o1) = samples.back()?;
+    let dt = t1.duration_since(*t0).as_secs_f64();
+    (dt >= 5.0 && o1 >= o0).then(|| (o1 - o0) as f64 / dt)
+}

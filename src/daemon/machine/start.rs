@@ -1,0 +1,310 @@
+//! Starting: which waiting instance may start now (its upstream answers, the sync gate
+//! admits it), asking the upstream for a gate place, and what a launch carries.
+
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use super::{Effect, Gate, Launch, LaunchSpec, Machine, ResumeFromRdb, State, human};
+use crate::backoff;
+use crate::config::{Instance, Secret};
+use crate::endpoint::Endpoint;
+use crate::gate;
+use crate::info::Info;
+use crate::render::{self, Secrets};
+
+impl Machine {
+    pub(super) fn on_launched(
+        &mut self,
+        name: &str,
+        pid: u32,
+        resumed_from_rdb: bool,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(inst) = self.group.instance(name).cloned() else {
+            return;
+        };
+        let endpoint = Endpoint::of(&self.group, &inst);
+        let start_timeout = self.group.supervise.start_timeout;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let State::Launching {
+            mut launch,
+            after_crash,
+        } = slot.state.clone()
+        else {
+            return;
+        };
+        info!(instance = %name, pid, address = %inst.address(), "started");
+        launch.at = Some(now);
+        launch.aof_to_restore = resumed_from_rdb;
+        slot.failed_starts = 0;
+        if after_crash {
+            slot.restarts += 1;
+        }
+        slot.endpoint = endpoint;
+        self.set_state(
+            name,
+            State::Starting {
+                pid,
+                deadline: now + start_timeout,
+                launch,
+                killed: false,
+            },
+            fx,
+        );
+        // Readiness should not wait a whole health interval.
+        fx.push(Effect::ProbeNow);
+    }
+
+    /// A start that failed before the process ran: retried with backoff, like a crash, but
+    /// for as long as it takes (nothing ran, so it never becomes `failed`).
+    pub(super) fn fail_attempt(
+        &mut self,
+        name: &str,
+        reason: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let sup = self.group.supervise.clone();
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let after_crash = match &slot.state {
+            State::Launching { after_crash, .. } => *after_crash,
+            _ => return,
+        };
+        error!(instance = %name, "{reason}");
+        slot.failed_starts += 1;
+        let delay = backoff::restart_delay(
+            slot.failed_starts as usize,
+            sup.restart_delay,
+            sup.restart_delay_max,
+        );
+        slot.last_error = Some(format!("{reason}; retrying in {}", human(delay)));
+        self.set_state(
+            name,
+            State::Backoff {
+                until: now + delay,
+                after_crash,
+            },
+            fx,
+        );
+    }
+
+    /// Starts the waiting instances whose upstream answers and whose gate admits them.
+    pub(super) fn start_waiting(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        for name in self.local_names() {
+            let Some(State::Waiting {
+                not_before, gate, ..
+            }) = self.slots.get(&name).map(|s| &s.state)
+            else {
+                continue;
+            };
+            if now < *not_before {
+                continue;
+            }
+            let gate = *gate;
+            let Some(inst) = self.group.instance(&name).cloned() else {
+                continue;
+            };
+            let hold = match gate {
+                Gate::Asking => Some(self.asking(&inst)),
+                Gate::Granted => None,
+                Gate::NotAsked => match self.start_blocker(&inst, now) {
+                    Some(reason) => Some(reason),
+                    None => self.ask_gate(&inst, fx),
+                },
+            };
+            match hold {
+                None => self.launch(&inst, now, fx),
+                Some(hold) => {
+                    if let Some(slot) = self.slots.get_mut(&name)
+                        && let State::Waiting { reason, .. } = &mut slot.state
+                        && *reason != hold
+                    {
+                        info!(instance = %name, "waiting: {hold}");
+                        *reason = hold;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn asking(&self, inst: &Instance) -> String {
+        format!(
+            "asking `{}` for a place in its sync gate",
+            inst.replica_of.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// For a replica: asks its upstream for a place in the gate. `None` for a master,
+    /// which needs none.
+    pub(super) fn ask_gate(&mut self, inst: &Instance, fx: &mut Vec<Effect>) -> Option<String> {
+        let up = self.group.upstream(inst)?.clone();
+        let upstream = self
+            .slots
+            .get(&up.name)
+            .map(|s| s.endpoint.clone())
+            .unwrap_or_else(|| Endpoint::of(&self.group, &up));
+        let sup = &self.group.supervise;
+        fx.push(Effect::Claim {
+            name: inst.name.clone(),
+            upstream,
+            replica: inst.address(),
+            max_concurrent_syncs: sup.max_concurrent_syncs,
+            timeout: sup.start_timeout.min(Duration::from_secs(5)),
+        });
+        if let Some(slot) = self.slots.get_mut(&inst.name)
+            && let State::Waiting { gate, .. } = &mut slot.state
+        {
+            *gate = Gate::Asking;
+        }
+        Some(self.asking(inst))
+    }
+
+    pub(super) fn on_claim(
+        &mut self,
+        name: &str,
+        granted: bool,
+        detail: String,
+        retry_at: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let up = self
+            .group
+            .instance(name)
+            .and_then(|i| i.replica_of.clone())
+            .unwrap_or_default();
+        let Some(State::Waiting {
+            gate: Gate::Asking,
+            after_crash,
+            not_before,
+            ..
+        }) = self.slots.get(name).map(|s| s.state.clone())
+        else {
+            return; // no longer asking (stopped meanwhile): the release was sent
+        };
+        let next = if granted {
+            State::Waiting {
+                reason: format!("granted a place in the sync gate of `{up}`"),
+                not_before,
+                gate: Gate::Granted,
+                after_crash,
+            }
+        } else {
+            State::Waiting {
+                reason: format!("waiting in the sync gate of `{up}`: {detail}"),
+                not_before: retry_at,
+                gate: Gate::NotAsked,
+                after_crash,
+            }
+        };
+        self.set_state(name, next, fx);
+    }
+
+    /// Why `inst` may not start now, if anything holds it back.
+    pub(super) fn start_blocker(&self, inst: &Instance, now: Instant) -> Option<String> {
+        let up = self.group.upstream(inst)?;
+        let up_ready = match self.slots.get(&up.name) {
+            Some(s) => matches!(s.state, State::Running { .. } | State::Syncing { .. }),
+            None => self.fresh_info(&up.name, now).is_some(),
+        };
+        if !up_ready {
+            let why = match self.infos.get(&up.name).map(|p| &p.result) {
+                Some(Err(e)) => e.clone(),
+                _ => "not running yet".to_owned(),
+            };
+            return Some(format!(
+                "waiting for upstream `{}` at {}: {why}",
+                up.name,
+                up.address()
+            ));
+        }
+        let ours: Vec<&Instance> = self
+            .group
+            .replicas_of(&up.name)
+            .filter(|r| r.name != inst.name)
+            .filter(|r| self.slots.get(&r.name).is_some_and(|s| s.state.in_flight()))
+            .collect();
+        let syncing = gate::syncing(ours.len(), self.fresh_info(&up.name, now), |line| {
+            ours.iter().any(|r| line.is(r.bind, r.port)) || line.is(inst.bind, inst.port)
+        });
+        let max = self.group.supervise.max_concurrent_syncs;
+        if !gate::admits(syncing, max) {
+            return Some(format!(
+                "waiting in the sync gate of `{}`: {syncing} replica(s) syncing, max_concurrent_syncs = {max}",
+                up.name
+            ));
+        }
+        None
+    }
+
+    /// Asks the runtime to write the config and spawn the instance.
+    pub(super) fn launch(&mut self, inst: &Instance, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(State::Waiting {
+            gate, after_crash, ..
+        }) = self.slots.get(&inst.name).map(|s| s.state.clone())
+        else {
+            return;
+        };
+        let group = &self.group;
+        let spec = LaunchSpec {
+            name: inst.name.clone(),
+            endpoint: Endpoint::of(group, inst),
+            conf: Secret::new(render::render(group, inst, Secrets::Show)),
+            conf_path: group.conf_path(inst),
+            data_path: group.data_path(inst),
+            log_path: group.log_path(inst),
+            pid_path: group.pid_path(inst),
+            resume: self.resume_candidate(inst),
+        };
+        let sync_full_before = group
+            .upstream(inst)
+            .and_then(|u| self.fresh_info(&u.name, now))
+            .map(Info::sync_full);
+        let launch = Launch {
+            at: None,
+            aof_to_restore: false,
+            sync_full_before,
+            holds_place: gate == Gate::Granted,
+        };
+        self.set_state(
+            &inst.name,
+            State::Launching {
+                launch,
+                after_crash,
+            },
+            fx,
+        );
+        fx.push(Effect::Launch(spec));
+    }
+
+    /// Redis resumes replication (a partial resync) only when it loaded an RDB: a replica
+    /// that loads its AOF asks for a full copy (measured). So a replica with AOF whose RDB
+    /// is at least as new as its AOF (as after a graceful `SHUTDOWN SAVE`) starts with AOF
+    /// off, loads the RDB, and gets AOF back once in sync. Masters are not treated so:
+    /// until AOF is back on, their new writes would not be durable.
+    pub(super) fn resume_candidate(&self, inst: &Instance) -> Option<ResumeFromRdb> {
+        let aof = self
+            .group
+            .directive(inst, "appendonly")
+            .is_some_and(|v| v.iter().any(|s| s.eq_ignore_ascii_case("yes")));
+        if inst.is_master() || !aof {
+            return None;
+        }
+        let first = |key: &str, default: &str| {
+            self.group
+                .directive(inst, key)
+                .and_then(|v| v.first().cloned())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let data = self.group.data_path(inst);
+        Some(ResumeFromRdb {
+            rdb: data.join(first("dbfilename", "dump.rdb")),
+            aof_dir: data.join(first("appenddirname", "appendonlydir")),
+        })
+    }
+}

@@ -1,0 +1,195 @@
+//! Stopping: SHUTDOWN SAVE, its outcome, and the escalation to SIGTERM and SIGKILL on
+//! their deadlines; the other deadlines (start, sync, backoff) expire here too.
+
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use super::{Effect, Gate, Kind, Machine, Sig, State};
+use crate::endpoint::ShutdownError;
+
+impl Machine {
+    /// Begins an authenticated SHUTDOWN SAVE of `name`; its outcome arrives as an input.
+    pub(super) fn begin_stop(
+        &mut self,
+        name: &str,
+        force: bool,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let timeout = self.group.supervise.shutdown_timeout;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        slot.wanted = false;
+        if slot.state.stopping() {
+            return;
+        }
+        let Some(pid) = slot.state.pid() else {
+            if slot.state.kind() != Kind::Failed {
+                self.set_state(name, State::Stopped, fx);
+            }
+            return;
+        };
+        info!(instance = %name, pid, "stopping: SHUTDOWN SAVE");
+        fx.push(Effect::Shutdown {
+            name: name.to_owned(),
+            pid,
+            endpoint: slot.endpoint.clone(),
+            nosave: false,
+            timeout,
+        });
+        self.set_state(
+            name,
+            State::ShuttingDown {
+                pid,
+                deadline: now + timeout,
+                force,
+            },
+            fx,
+        );
+    }
+
+    pub(super) fn on_shutdown_done(
+        &mut self,
+        name: &str,
+        pid: u32,
+        result: Result<(), ShutdownError>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let timeout = self.group.supervise.shutdown_timeout;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let State::ShuttingDown {
+            pid: stopping_pid,
+            force,
+            ..
+        } = slot.state
+        else {
+            return;
+        };
+        if stopping_pid != pid {
+            return; // about a process that is gone
+        }
+        match result {
+            Ok(()) => {} // the exit arrives as its own input
+            Err(ShutdownError::Refused(msg)) if force => {
+                warn!(instance = %name, pid, "final save failed ({msg}); --force: SHUTDOWN NOSAVE, unsaved writes are lost");
+                fx.push(Effect::Shutdown {
+                    name: name.to_owned(),
+                    pid,
+                    endpoint: slot.endpoint.clone(),
+                    nosave: true,
+                    timeout,
+                });
+            }
+            Err(ShutdownError::Refused(msg)) => {
+                let why = format!(
+                    "stop failed, left running (nothing lost): {msg} (its final save failed: \
+                     check its data dir and disk); fix the cause and stop again, or \
+                     `redisrepd stop --force {name}` to stop it without saving"
+                );
+                error!(instance = %name, pid, "{why}");
+                slot.last_error = Some(why);
+                slot.wanted = true;
+                self.set_state(name, State::Running { pid }, fx);
+            }
+            Err(e) => {
+                // Unreachable or silent: SIGTERM makes Redis save and exit just as SHUTDOWN.
+                warn!(instance = %name, pid, "SHUTDOWN did not complete ({e}); sending SIGTERM");
+                fx.push(Effect::Signal {
+                    name: name.to_owned(),
+                    pid,
+                    sig: Sig::Term,
+                });
+                self.set_state(
+                    name,
+                    State::Terminating {
+                        pid,
+                        deadline: now + timeout,
+                    },
+                    fx,
+                );
+            }
+        }
+    }
+
+    /// Moves every state whose deadline has passed.
+    pub(super) fn escalate_and_expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let sup = self.group.supervise.clone();
+        let timeout = sup.shutdown_timeout;
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in names {
+            let Some(slot) = self.slots.get_mut(&name) else {
+                continue;
+            };
+            let pid = slot.state.pid().unwrap_or_default();
+            let signal = |sig| Effect::Signal {
+                name: name.clone(),
+                pid,
+                sig,
+            };
+            let next = match slot.state.clone() {
+                State::ShuttingDown { pid, deadline, .. } if now >= deadline => {
+                    warn!(instance = %name, pid, "no exit within shutdown_timeout: SIGTERM");
+                    fx.push(signal(Sig::Term));
+                    State::Terminating {
+                        pid,
+                        deadline: now + timeout,
+                    }
+                }
+                State::Terminating { pid, deadline } | State::Killing { pid, deadline }
+                    if now >= deadline =>
+                {
+                    error!(instance = %name, pid, "still running {}s after SIGTERM: SIGKILL (unsaved writes are lost)", timeout.as_secs());
+                    fx.push(signal(Sig::Kill));
+                    State::Killing {
+                        pid,
+                        deadline: now + timeout,
+                    }
+                }
+                State::Starting {
+                    pid,
+                    deadline,
+                    launch,
+                    killed,
+                } if now >= deadline => {
+                    if !killed {
+                        error!(instance = %name, pid, "did not answer PING within start_timeout: killing it");
+                        slot.last_error =
+                            Some("did not answer PING within start_timeout".to_owned());
+                    }
+                    fx.push(signal(Sig::Kill));
+                    // Its exit ends this state (as a crash); do not kill it again meanwhile.
+                    State::Starting {
+                        pid,
+                        deadline: now + timeout,
+                        launch,
+                        killed: true,
+                    }
+                }
+                State::Syncing { pid, deadline, .. } if now >= deadline => {
+                    warn!(instance = %name, pid, "not in sync within sync_timeout; releasing its place in the sync gate");
+                    slot.sync_timeouts += 1;
+                    slot.last_error = Some("did not come in sync within sync_timeout".to_owned());
+                    State::Running { pid }
+                }
+                State::Backoff { until, after_crash } if now >= until => State::Waiting {
+                    reason: if after_crash {
+                        "restarting after a crash"
+                    } else {
+                        "retrying the start"
+                    }
+                    .to_owned(),
+                    not_before: now,
+                    gate: Gate::NotAsked,
+                    after_crash,
+                },
+                _ => continue,
+            };
+            self.set_state(&name, next, fx);
+        }
+    }
+}

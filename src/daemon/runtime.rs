@@ -1,0 +1,539 @@
+//! The supervisor's runtime: carries out the machine's effects and turns what happens in
+//! the world into its inputs. It decides nothing.
+//!
+//! It owns what the pure machine must not: the children and their output tails, the
+//! threads that talk to Redis (SHUTDOWN, claims, password and AOF changes), the prober's
+//! target list, the clients waiting for replies, sd_notify. An OS fact becomes a domain
+//! input here: "SIGCHLD" becomes `Exited { name, pid, how }` for each child that exited;
+//! a launch's port check, file writes and spawn become `Launched` or `LaunchFailed`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tracing::{info, warn};
+
+use super::Event;
+use super::claim::{self, ClaimHandle};
+use super::machine::{Effect, Input, LaunchSpec, Machine, Notify, RequestId, Sig};
+use super::prober::ProbeTargets;
+use crate::config::{Group, Secret};
+use crate::control::Response;
+use crate::files;
+use crate::process::{self, OutputTail, RunAs};
+use crate::redis_io::Endpoint;
+
+/// A running instance's process: our child, or one an earlier daemon started.
+struct Proc {
+    pid: u32,
+    /// `None` when adopted: its exit is reported by a pidfd watcher.
+    child: Option<Child>,
+    tail: OutputTail,
+    pid_path: PathBuf,
+    /// Its address, to name who holds the port when it could not bind.
+    bind: IpAddr,
+    port: u16,
+}
+
+/// The runtime and the machine it serves. Owned by the supervisor thread.
+pub struct Runtime {
+    machine: Machine,
+    config_path: PathBuf,
+    redis_server: PathBuf,
+    run_as: Option<RunAs>,
+    events: Sender<Event>,
+    probe_targets: ProbeTargets,
+    wake_prober: Sender<()>,
+    procs: HashMap<String, Proc>,
+    claims: HashMap<String, ClaimHandle>,
+    replies: HashMap<RequestId, Sender<Response>>,
+    next_request: RequestId,
+    /// systemd listens (NOTIFY_SOCKET is set).
+    notify: bool,
+    /// Set by the machine's `Exit`: the daemon's exit status.
+    pub exit_code: Option<u8>,
+}
+
+/// What the runtime needs besides the group.
+pub struct Setup {
+    pub config_path: PathBuf,
+    pub host: String,
+    pub redis_server: PathBuf,
+    pub run_as: Option<RunAs>,
+    pub events: Sender<Event>,
+    pub probe_targets: ProbeTargets,
+    pub wake_prober: Sender<()>,
+}
+
+impl Runtime {
+    /// Adopts the instances an earlier daemon left running, then builds the machine and
+    /// carries out its first step.
+    pub fn start(group: Group, setup: Setup, now: Instant) -> Runtime {
+        let mut procs = HashMap::new();
+        let mut adopted = Vec::new();
+        for inst in group.start_order(&setup.host) {
+            let pid_path = group.pid_path(inst);
+            if let Some(pid) = adopt(&inst.name, &pid_path, &inst.address(), &setup.events) {
+                adopted.push((inst.name.clone(), pid));
+                procs.insert(
+                    inst.name.clone(),
+                    Proc {
+                        pid,
+                        child: None,
+                        tail: OutputTail::default(),
+                        pid_path,
+                        bind: inst.bind,
+                        port: inst.port,
+                    },
+                );
+            }
+        }
+        let machine = Machine::new(group, setup.host, &adopted, now);
+        let mut rt = Runtime {
+            machine,
+            config_path: setup.config_path,
+            redis_server: setup.redis_server,
+            run_as: setup.run_as,
+            events: setup.events,
+            probe_targets: setup.probe_targets,
+            wake_prober: setup.wake_prober,
+            procs,
+            claims: HashMap::new(),
+            replies: HashMap::new(),
+            next_request: 0,
+            notify: std::env::var_os("NOTIFY_SOCKET").is_some(),
+            exit_code: None,
+        };
+        rt.feed(Input::Tick, now);
+        rt
+    }
+
+    /// When the machine next has something to do.
+    pub fn next_deadline(&self, now: Instant) -> Instant {
+        self.machine.next_deadline(now)
+    }
+
+    /// Turns one event into inputs and carries out what the machine makes of them.
+    pub fn handle(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::ChildExited => {
+                for input in self.reap() {
+                    self.feed(input, now);
+                }
+            }
+            Event::AdoptedExited { name, pid } => {
+                let ours = self
+                    .procs
+                    .get(&name)
+                    .is_some_and(|p| p.pid == pid && p.child.is_none());
+                if ours && let Some(p) = self.procs.remove(&name) {
+                    let _ = std::fs::remove_file(&p.pid_path);
+                    let how = "exit status unknown: it was adopted from an earlier daemon";
+                    self.feed(exited(name, &p, how.to_owned()), now);
+                }
+            }
+            Event::Probe {
+                name,
+                asked_at,
+                result,
+            } => {
+                let logged_sync = self
+                    .procs
+                    .get(&name)
+                    .and_then(|p| p.tail.lock().ok().and_then(|t| t.sync_kind));
+                let input = Input::Probe {
+                    name,
+                    asked_at,
+                    result,
+                    logged_sync,
+                };
+                self.feed(input, now);
+            }
+            Event::ShutdownDone { name, pid, result } => {
+                self.feed(Input::ShutdownDone { name, pid, result }, now)
+            }
+            Event::ClaimResult {
+                name,
+                granted,
+                detail,
+            } => {
+                // Jitter, so that daemons on different hosts do not ask again in lockstep.
+                let retry_after = Duration::from_millis(rand::random_range(100..400));
+                let input = Input::ClaimResult {
+                    name,
+                    granted,
+                    detail,
+                    retry_after,
+                };
+                self.feed(input, now);
+            }
+            Event::PasswordSet { name, result } => {
+                self.feed(Input::PasswordSet { name, result }, now)
+            }
+            Event::AofRestored { name, result } => {
+                self.feed(Input::AofRestored { name, result }, now)
+            }
+            Event::Control { request, reply } => {
+                let id = self.next_request;
+                self.next_request += 1;
+                self.replies.insert(id, reply);
+                self.feed(Input::Request { id, request }, now);
+            }
+            Event::Reload => self.feed(Input::ReloadRequested { id: None }, now),
+            Event::Terminate => self.feed(Input::Terminate, now),
+        }
+    }
+
+    /// Time passed: lets the machine act on its deadlines.
+    pub fn tick(&mut self, now: Instant) {
+        self.feed(Input::Tick, now);
+    }
+
+    /// Hands `input` to the machine and carries out its effects, feeding the inputs they
+    /// answer with back in, in order.
+    fn feed(&mut self, input: Input, now: Instant) {
+        let mut queue = VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            for effect in self.machine.handle(input, now) {
+                queue.extend(self.perform(effect));
+            }
+        }
+    }
+
+    /// SIGCHLDs coalesce, so every child is checked on each one.
+    fn reap(&mut self) -> Vec<Input> {
+        let mut exited_names = Vec::new();
+        for (name, p) in &mut self.procs {
+            if let Some(child) = &mut p.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited_names.push((name.clone(), status));
+            }
+        }
+        let mut inputs = Vec::new();
+        for (name, status) in exited_names {
+            if let Some(p) = self.procs.remove(&name) {
+                let _ = std::fs::remove_file(&p.pid_path);
+                inputs.push(exited(name, &p, describe_exit(status)));
+            }
+        }
+        inputs
+    }
+
+    fn perform(&mut self, effect: Effect) -> Option<Input> {
+        match effect {
+            Effect::Launch(spec) => Some(self.launch(&spec)),
+            Effect::Signal { name, pid, sig } => {
+                let signal = match sig {
+                    Sig::Term => Signal::SIGTERM,
+                    Sig::Kill => Signal::SIGKILL,
+                };
+                if let Err(e) = process::send_signal(pid, signal) {
+                    warn!(instance = %name, pid, "cannot send {signal}: {e}");
+                }
+                None
+            }
+            Effect::Shutdown {
+                name,
+                pid,
+                endpoint,
+                nosave,
+                timeout,
+            } => {
+                let events = self.events.clone();
+                spawn_worker(&format!("shutdown-{name}"), move || {
+                    let result = endpoint.shutdown(nosave, timeout);
+                    let _ = events.send(Event::ShutdownDone { name, pid, result });
+                });
+                None
+            }
+            Effect::Claim {
+                name,
+                upstream,
+                replica,
+                max_concurrent_syncs,
+                timeout,
+            } => {
+                let handle = claim::request(
+                    self.events.clone(),
+                    name.clone(),
+                    upstream,
+                    replica,
+                    max_concurrent_syncs,
+                    timeout,
+                );
+                self.claims.insert(name, handle);
+                None
+            }
+            Effect::Release { name } => {
+                self.claims.remove(&name);
+                None
+            }
+            Effect::SetPassword {
+                name,
+                endpoint,
+                new,
+            } => {
+                let events = self.events.clone();
+                spawn_worker(&format!("password-{name}"), move || {
+                    let result = set_password(&endpoint, new.as_ref())
+                        .map(|()| new)
+                        .map_err(|e| e.to_string());
+                    let _ = events.send(Event::PasswordSet { name, result });
+                });
+                None
+            }
+            Effect::RestoreAof { name, endpoint } => {
+                let events = self.events.clone();
+                spawn_worker(&format!("aof-{name}"), move || {
+                    let result =
+                        config_set(&endpoint, "appendonly", "yes").map_err(|e| e.to_string());
+                    let _ = events.send(Event::AofRestored { name, result });
+                });
+                None
+            }
+            Effect::ProbeTargets(targets) => {
+                if let Ok(mut t) = self.probe_targets.lock() {
+                    *t = targets;
+                }
+                None
+            }
+            Effect::ProbeNow => {
+                let _ = self.wake_prober.send(());
+                None
+            }
+            Effect::Reply { id, response } => {
+                if let Some(reply) = self.replies.remove(&id) {
+                    let _ = reply.send(response);
+                }
+                None
+            }
+            Effect::LoadConfig { id } => {
+                let result = crate::config::load(&self.config_path)
+                    .map(|checked| {
+                        for w in &checked.warnings {
+                            warn!("{}: {w}", self.config_path.display());
+                        }
+                        Box::new(checked.group)
+                    })
+                    .map_err(|e| e.to_string());
+                Some(Input::ConfigLoaded { id, result })
+            }
+            Effect::Notify(what) => {
+                if self.notify {
+                    notify(&what);
+                }
+                None
+            }
+            Effect::Exit(code) => {
+                self.exit_code = Some(code);
+                None
+            }
+        }
+    }
+
+    /// Checks the port, writes the config and data dir (owned by `user`), spawns the
+    /// instance and writes its pid file.
+    fn launch(&mut self, spec: &LaunchSpec) -> Input {
+        let name = spec.name.clone();
+        let (bind, port) = (spec.endpoint.bind, spec.endpoint.port);
+        if process::port_in_use(bind, port) {
+            let holder =
+                process::port_holder(bind, port).unwrap_or_else(|| "another process".into());
+            let reason = format!("port {bind}:{port} is held by {holder}");
+            return Input::LaunchFailed { name, reason };
+        }
+        let resumed_from_rdb = spec
+            .resume
+            .as_ref()
+            .is_some_and(|r| files::rdb_at_least_as_new_as_aof(&r.rdb, &r.aof_dir));
+        let mut conf = spec.conf.expose().to_owned();
+        if resumed_from_rdb {
+            conf.push_str(RESUME_FROM_RDB);
+        }
+        if let Err(e) = self.prepare(spec, &conf) {
+            let reason = format!(
+                "cannot prepare {} / {}: {e}",
+                spec.conf_path.display(),
+                spec.data_path.display()
+            );
+            return Input::LaunchFailed { name, reason };
+        }
+        let tail = OutputTail::default();
+        let launch = process::Launch {
+            name: &spec.name,
+            redis_server: &self.redis_server,
+            conf: &spec.conf_path,
+            run_as: self.run_as.as_ref(),
+        };
+        match process::spawn(&launch, &tail) {
+            Ok(child) => {
+                let pid = child.id();
+                if let Err(e) = files::write_atomic(
+                    &spec.pid_path,
+                    process::pid_file_contents(pid).as_bytes(),
+                    0o644,
+                ) {
+                    warn!(instance = %name, pid, "cannot write {}: {e}", spec.pid_path.display());
+                }
+                self.procs.insert(
+                    name.clone(),
+                    Proc {
+                        pid,
+                        child: Some(child),
+                        tail,
+                        pid_path: spec.pid_path.clone(),
+                        bind,
+                        port,
+                    },
+                );
+                Input::Launched {
+                    name,
+                    pid,
+                    resumed_from_rdb,
+                }
+            }
+            Err(e) => Input::LaunchFailed {
+                name,
+                reason: format!("cannot run {}: {e}", self.redis_server.display()),
+            },
+        }
+    }
+
+    fn prepare(&self, spec: &LaunchSpec, conf: &str) -> std::io::Result<()> {
+        files::ensure_dir(&spec.data_path, 0o750)?;
+        files::write_atomic(&spec.conf_path, conf.as_bytes(), 0o600)?;
+        if let Some(run_as) = &self.run_as {
+            let own = |path: &Path| {
+                std::os::unix::fs::chown(path, Some(run_as.uid.as_raw()), Some(run_as.gid.as_raw()))
+            };
+            own(&spec.data_path)?;
+            own(&spec.conf_path)?;
+            if let Some(log) = &spec.log_path {
+                if !log.exists() {
+                    files::write_atomic(log, b"", 0o640)?;
+                }
+                own(log)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes over an instance that an earlier daemon started and that still runs, so a
+/// daemon restart (crash, upgrade) never bounces Redis; removes a stale pid file.
+fn adopt(name: &str, pid_path: &Path, address: &str, events: &Sender<Event>) -> Option<u32> {
+    if !pid_path.exists() {
+        return None;
+    }
+    let Some(pid) = process::adoptable(pid_path, address) else {
+        info!(instance = %name, pid_file = %pid_path.display(), "removing a stale pid file");
+        let _ = std::fs::remove_file(pid_path);
+        return None;
+    };
+    let events = events.clone();
+    let watched = name.to_owned();
+    let watch = process::watch_exit(pid, move || {
+        let _ = events.send(Event::AdoptedExited { name: watched, pid });
+    });
+    if let Err(e) = watch {
+        warn!(instance = %name, pid, "cannot watch the running instance ({e}); not adopting it");
+        return None;
+    }
+    info!(instance = %name, pid, "adopted the running instance");
+    Some(pid)
+}
+
+/// The `Exited` input for a process, with its last output lines and, when they say its
+/// address was in use, who holds the port now.
+fn exited(name: String, p: &Proc, how: String) -> Input {
+    let last_output: Vec<String> = p
+        .tail
+        .lock()
+        .map(|t| t.lines.iter().cloned().collect())
+        .unwrap_or_default();
+    let port_holder = last_output
+        .iter()
+        .any(|l| l.contains("Address already in use"))
+        .then(|| process::port_holder(p.bind, p.port))
+        .flatten();
+    Input::Exited {
+        name,
+        pid: p.pid,
+        how,
+        last_output,
+        port_holder,
+    }
+}
+
+fn notify(what: &Notify) {
+    use sd_notify::NotifyState;
+    let _ = match what {
+        Notify::Ready => sd_notify::notify(&[NotifyState::Ready]),
+        Notify::Stopping => sd_notify::notify(&[NotifyState::Stopping]),
+        Notify::Status(line) => sd_notify::notify(&[NotifyState::Status(line)]),
+        Notify::Reloading => {
+            // MONOTONIC_USEC lets systemd tell this reload from an earlier one.
+            let mut states = vec![NotifyState::Reloading];
+            states.extend(NotifyState::monotonic_usec_now().ok());
+            sd_notify::notify(&states)
+        }
+    };
+}
+
+/// Appended to a replica's redis.conf when it resumes from its RDB.
+const RESUME_FROM_RDB: &str = "# redisrepd: this start loads the RDB written by the graceful stop, \
+because Redis resumes replication only from an RDB; AOF is switched back on with \
+CONFIG SET once the replica is in sync.\nappendonly no\n";
+
+fn config_set(endpoint: &Endpoint, key: &str, value: &str) -> redis::RedisResult<()> {
+    let mut c = endpoint.connect(Duration::from_secs(5))?;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query::<()>(&mut c)
+}
+
+/// `CONFIG SET masterauth` then `requirepass`, over a connection made with the old
+/// password.
+fn set_password(endpoint: &Endpoint, new: Option<&Secret>) -> redis::RedisResult<()> {
+    let value = new.map(|s| s.expose()).unwrap_or_default();
+    let mut c = endpoint.connect(Duration::from_secs(5))?;
+    for key in ["masterauth", "requirepass"] {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(&mut c)?;
+    }
+    Ok(())
+}
+
+fn spawn_worker(name: &str, work: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(work)
+    {
+        warn!("cannot start thread {name}: {e}");
+    }
+}
+
+/// "exit code 1" or "killed by SIGKILL".
+fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        format!("exit code {code}")
+    } else if let Some(sig) = status.signal() {
+        let name = Signal::try_from(sig)
+            .map(|s| s.as_str())
+            .unwrap_or("unknown signal");
+        format!("killed by {name}")
+    } else {
+        status.to_string()
+    }
+}

@@ -1,0 +1,53 @@
+//! How to reach one instance (address and password) and why a SHUTDOWN did not complete:
+//! plain data, shared by the supervisor's pure machine (which decides whom to talk to) and
+//! `redis_io` (which does the talking).
+
+use std::net::IpAddr;
+
+use crate::config::{Group, Instance, Secret};
+
+/// How to reach one instance.
+#[derive(Clone, PartialEq)]
+pub struct Endpoint {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub password: Option<Secret>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.bind, self.port)
+    }
+}
+
+impl Endpoint {
+    /// The endpoint of an instance of `group`, with the group's password.
+    pub fn of(group: &Group, inst: &Instance) -> Endpoint {
+        Endpoint {
+            bind: inst.bind,
+            port: inst.port,
+            password: group.password().cloned(),
+        }
+    }
+}
+
+/// Why a SHUTDOWN did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShutdownError {
+    /// Redis answered with an error and stays up: its final save failed.
+    Refused(String),
+    /// No answer within the timeout.
+    Timeout,
+    /// Could not connect or authenticate.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ShutdownError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShutdownError::Refused(m) => write!(f, "Redis refused to shut down: {m}"),
+            ShutdownError::Timeout => f.write_str("Redis did not finish SHUTDOWN in time"),
+            ShutdownError::Unreachable(m) => write!(f, "cannot reach Redis: {m}"),
+        }
+    }
+}
