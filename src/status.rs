@@ -15,7 +15,7 @@ pub struct InstanceStatus {
     pub port: u16,
     pub configured_role: String,
     pub role: Option<String>,
-    pub state: String,
+    pub state: StateLabel,
     pub pid: Option<u32>,
     pub uptime_s: Option<i64>,
     pub restarts: u32,
@@ -39,6 +39,37 @@ pub struct InstanceStatus {
     pub min_replicas_to_write: Option<u32>,
 }
 
+/// An instance's state as `status` names it (spec/cli.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateLabel {
+    Running,
+    Starting,
+    Syncing,
+    Stopping,
+    Stopped,
+    Backoff,
+    Failed,
+    /// Not local and not answering INFO.
+    Unreachable,
+}
+
+impl StateLabel {
+    /// The name in the table and the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateLabel::Running => "running",
+            StateLabel::Starting => "starting",
+            StateLabel::Syncing => "syncing",
+            StateLabel::Stopping => "stopping",
+            StateLabel::Stopped => "stopped",
+            StateLabel::Backoff => "backoff",
+            StateLabel::Failed => "failed",
+            StateLabel::Unreachable => "unreachable",
+        }
+    }
+}
+
 impl InstanceStatus {
     /// A record with only what the TOML says; state `unreachable` until filled in.
     pub fn from_config(inst: &Instance) -> Self {
@@ -54,7 +85,7 @@ impl InstanceStatus {
             }
             .to_owned(),
             role: None,
-            state: "unreachable".to_owned(),
+            state: StateLabel::Unreachable,
             pid: None,
             uptime_s: None,
             restarts: 0,
@@ -97,7 +128,7 @@ impl InstanceStatus {
 
     /// True when running and, for a replica, linked to its upstream and in sync.
     pub fn healthy(&self) -> bool {
-        self.state == "running"
+        self.state == StateLabel::Running
             && (self.configured_role == "master"
                 || self.master_link_status.as_deref() == Some("up"))
     }
@@ -173,7 +204,7 @@ pub fn table(list: &[InstanceStatus]) -> String {
             format!("{}:{}", s.bind, s.port),
             role,
             s.role.clone().unwrap_or_else(dash),
-            s.state.clone(),
+            s.state.as_str().to_owned(),
             s.pid.map_or_else(dash, |p| p.to_string()),
             s.uptime_s.map_or_else(dash, |u| format!("{u}s")),
             s.restarts.to_string(),
@@ -208,8 +239,8 @@ mod tests {
         let g = group();
         let mut m = InstanceStatus::from_config(&g.instances[0]);
         let mut r = InstanceStatus::from_config(&g.instances[1]);
-        m.state = "running".into();
-        r.state = "running".into();
+        m.state = StateLabel::Running;
+        r.state = StateLabel::Running;
         assert_eq!(exit_code(&[m.clone(), r.clone()]), crate::EXIT_DEGRADED);
         r.apply_info(
             &Info::parse("role:slave\nmaster_link_status:up\nmaster_repl_offset:5\n"),

@@ -176,7 +176,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
                 match info_of(&inst.name) {
                     Some(info) => {
                         let upstream = inst.replica_of.as_deref().and_then(&mut info_of);
-                        s.state = "running".to_owned();
+                        s.state = crate::status::StateLabel::Running;
                         s.apply_info(&info, upstream.as_ref());
                         s.last_error = Some(format!(
                             "no daemon for host `{}` here; read from Redis",

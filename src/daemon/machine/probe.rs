@@ -72,6 +72,13 @@ impl Machine {
             .as_ref()
             .and_then(|u| self.fresh_info(u, now));
         let in_sync = upstream_info.is_some_and(|up| info.in_sync_with(up, inst.bind, inst.port));
+        // The upstream lists a replica's old connection for a while after it went away:
+        // only an upstream INFO asked after this process started can show the new one.
+        let upstream_asked = inst
+            .replica_of
+            .as_ref()
+            .and_then(|u| self.infos.get(u))
+            .map(|p| p.asked_at);
         let sync_full_now = upstream_info.map(Info::sync_full);
         let (owner, loading) = (info.process_id(), info.loading());
         let answers_as = |pid: u32| owner == Some(pid) && !loading;
@@ -101,11 +108,13 @@ impl Machine {
                         },
                         fx,
                     );
+                    // The same probes may already show it in sync (an adopted replica).
+                    self.update_readiness(name, logged_sync, now, fx);
                 }
             }
             State::Syncing {
                 pid, since, launch, ..
-            } if in_sync => {
+            } if in_sync && launch.at.is_none_or(|at| upstream_asked >= Some(at)) => {
                 // The replica's own log says which it was; the upstream's counter is the
                 // fallback (when it logs to a file), ambiguous if others synced meanwhile.
                 let kind = match (logged_sync, launch.sync_full_before, sync_full_now) {

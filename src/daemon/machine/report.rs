@@ -16,7 +16,7 @@ impl Machine {
                 continue;
             };
             let mut s = InstanceStatus::from_config(inst);
-            s.state = slot.state.kind().label().to_owned();
+            s.state = slot.state.kind().label();
             s.pid = slot.state.pid();
             s.restarts = slot.restarts;
             s.last_sync = slot.last_sync.clone();
@@ -67,7 +67,7 @@ impl Machine {
             };
             match slot.state.kind() {
                 Kind::Running => online += 1,
-                other => notes.push(format!("{} {}", inst.name, other.label())),
+                other => notes.push(format!("{} {}", inst.name, other.label().as_str())),
             }
             // Start-up is over once each master answers (or was given up on) and each
             // replica was started, except one that waits for an upstream on another host

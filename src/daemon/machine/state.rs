@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use crate::status::StateLabel;
+
 /// Where an instance is in its life. Data that only one state has lives in its variant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
@@ -158,15 +160,15 @@ impl State {
 
 impl Kind {
     /// The state as `status` names it (spec/cli.md).
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> StateLabel {
         match self {
-            Kind::Stopped => "stopped",
-            Kind::Waiting | Kind::Launching | Kind::Starting => "starting",
-            Kind::Syncing => "syncing",
-            Kind::Running => "running",
-            Kind::ShuttingDown | Kind::Terminating | Kind::Killing => "stopping",
-            Kind::Backoff => "backoff",
-            Kind::Failed => "failed",
+            Kind::Stopped => StateLabel::Stopped,
+            Kind::Waiting | Kind::Launching | Kind::Starting => StateLabel::Starting,
+            Kind::Syncing => StateLabel::Syncing,
+            Kind::Running => StateLabel::Running,
+            Kind::ShuttingDown | Kind::Terminating | Kind::Killing => StateLabel::Stopping,
+            Kind::Backoff => StateLabel::Backoff,
+            Kind::Failed => StateLabel::Failed,
         }
     }
 }
