@@ -2,10 +2,12 @@
 //!
 //! Theory of operation. The TOML is read into a validated model (`config`); everything a
 //! verb needs to *decide* is pure and lives in modules that do no IO (`config`, `render`,
-//! `info`, `plan`). The daemon (`daemon`) owns the processes: one supervisor thread holds
-//! all instance state and reacts to events (child exits, probe results, control requests,
-//! signals) sent by small threads at the edges. Every other verb is a client of the
-//! daemon's control socket (`control`) or reads the TOML alone (`commands`).
+//! `info`, `plan`, `gate`, `backoff`, `status`, and the daemon's state machine
+//! `daemon::machine`). The daemon (`daemon`) owns the processes: one supervisor thread
+//! holds all instance state in the machine, which turns inputs (child exits, probe
+//! results, control requests, signals, the time) into effects, and a runtime that carries
+//! them out; small threads at the edges only send events. Every other verb is a client of
+//! the daemon's control socket (`control`) or reads the TOML alone (`commands`).
 
 pub mod backoff;
 pub mod cli;

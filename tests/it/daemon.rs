@@ -419,3 +419,32 @@ fn a_cascade_syncs_through_its_relay_and_restarts_leaf_first() {
     assert_eq!(order, ["leaf", "relay", "master"], "{run}");
     c.wait_healthy();
 }
+
+/// Regression: right after the master listed both replicas online, `status --json` still
+/// said one was `syncing` with link `down` and exited 3: its answer came from probes older
+/// than the question. A long `health_interval` made that window seconds wide.
+#[test]
+fn status_right_after_the_master_lists_its_replicas_online_says_in_sync() {
+    let mut c = cluster::one_host()
+        .supervise("health_interval", "\"3s\"")
+        .build();
+    c.start_daemon("a");
+    for round in 0..3 {
+        util::wait_until(UP, "the master to list both replicas online", || {
+            let Ok(info) = util::connect(c.addr("master"), Some(PASSWORD))
+                .and_then(|mut con| util::info(&mut con, "replication"))
+            else {
+                return false;
+            };
+            ["slave0", "slave1"]
+                .iter()
+                .all(|k| info.get(*k).is_some_and(|v| v.contains("state=online")))
+        });
+        let run = c.cli(&["status", "--json"]);
+        run.expect_code(0);
+        if round < 2 {
+            // Away and back: the master drops it from its list, then lists it again.
+            c.cli(&["restart", "r2"]).expect_code(0);
+        }
+    }
+}

@@ -123,7 +123,7 @@ pub enum Sig {
     Kill,
 }
 
-/// What to tell systemd (sd_notify), when it is listening.
+/// What to tell systemd, when it is listening.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notify {
     Ready,

@@ -1,0 +1,157 @@
+//! Crashes: backoff, crash loops, the unpersisted master, adoption.
+
+use std::time::Duration;
+
+use super::*;
+use crate::control::Request;
+
+#[test]
+fn crash_restarts_back_off_doubling_then_a_crash_loop_fails_with_the_reason() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let mut pid = 100;
+    for (crash, delay) in [(1, 1u64), (2, 2)] {
+        h.exited("master", pid, "killed by SIGKILL");
+        assert_eq!(h.kind("master"), Kind::Backoff, "crash {crash}");
+        assert!(launches(&h.advance(Duration::from_millis(delay * 1000 - 10))).is_empty());
+        let fx = h.advance(Duration::from_millis(10));
+        assert_eq!(launches(&fx), ["master"], "crash {crash}: after {delay}s");
+        pid += 1;
+        h.launched("master", pid);
+        h.probe("master", &master_info(pid, &[]));
+    }
+    h.exited("master", pid, "exit code 1");
+    let State::Failed { reason } = h.m.state("master").unwrap().clone() else {
+        panic!("{:?}", h.m.state("master"))
+    };
+    assert!(reason.contains("crashed 3 times within 1m"), "{reason}");
+    assert!(reason.contains("exit code 1"), "{reason}");
+    assert!(reason.contains("last output: some line"), "{reason}");
+    assert!(launches(&h.advance(Duration::from_secs(600))).is_empty());
+    assert_eq!(h.m.status(h.now)[0].restarts, 2);
+}
+
+#[test]
+fn crashes_older_than_the_window_do_not_count_toward_a_loop() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let mut pid = 100;
+    for _ in 0..5 {
+        h.exited("master", pid, "killed by SIGKILL");
+        assert_eq!(h.kind("master"), Kind::Backoff);
+        let fx = h.advance(Duration::from_secs(61));
+        assert_eq!(launches(&fx), ["master"]);
+        pid += 1;
+        h.launched("master", pid);
+        h.probe("master", &master_info(pid, &[]));
+    }
+}
+
+#[test]
+fn a_failed_instance_stays_stopped_until_an_operator_starts_it() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    for pid in 100..103 {
+        h.exited("master", pid, "exit code 1");
+        h.advance(Duration::from_secs(10));
+        if h.kind("master") == Kind::Launching {
+            h.launched("master", pid + 1);
+        }
+    }
+    assert_eq!(h.kind("master"), Kind::Failed);
+    let (id, fx) = h.request(Request::Start {
+        instances: vec!["master".into()],
+    });
+    assert_eq!(launches(&fx), ["master"], "start clears the crash history");
+    h.launched("master", 200);
+    let fx = h.probe("master", &master_info(200, &[]));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert_eq!(lines, ["master: running (pid 200)"]);
+}
+
+#[test]
+fn an_unpersisted_master_with_replicas_is_never_relaunched() {
+    let text = SEED.replace("save = [\"3600 1\"]", "save = [\"\"]\nappendonly = \"no\"");
+    let mut h = H::new(&text, "a");
+    h.master_up();
+    h.exited("master", 100, "killed by SIGKILL");
+    let State::Failed { reason } = h.m.state("master").unwrap().clone() else {
+        panic!("{:?}", h.m.state("master"))
+    };
+    assert!(reason.contains("no persistence"), "{reason}");
+    assert!(launches(&h.advance(Duration::from_secs(3600))).is_empty());
+}
+
+#[test]
+fn an_unpersisted_master_without_replicas_is_restarted() {
+    let text = SEED.replace("save = [\"3600 1\"]", "save = [\"\"]\nappendonly = \"no\"");
+    let text = text[..text.find("[[instance]]\nname = \"r1\"").unwrap()].to_owned();
+    let mut h = H::new(&text, "a");
+    h.master_up();
+    h.exited("master", 100, "killed by SIGKILL");
+    assert_eq!(h.kind("master"), Kind::Backoff);
+    assert_eq!(launches(&h.advance(S)), ["master"]);
+}
+
+#[test]
+fn a_crash_that_could_not_bind_names_who_holds_the_port() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.feed(Input::Exited {
+        name: "master".into(),
+        pid: 100,
+        how: "exit code 1".into(),
+        last_output: vec![
+            "Could not create server TCP listening socket: Address already in use".into(),
+        ],
+        port_holder: Some("pid 7 (nc -l)".into()),
+    });
+    assert_eq!(
+        last_error(&h, "master"),
+        "port 127.0.0.1:7000 is held by pid 7 (nc -l)"
+    );
+}
+
+#[test]
+fn an_exit_of_a_process_that_is_no_longer_the_instances_is_ignored() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.exited("master", 55, "exit code 0");
+    assert_eq!(h.kind("master"), Kind::Running);
+    assert_eq!(h.pid("master"), Some(100));
+}
+
+#[test]
+fn an_adopted_instance_is_watched_not_launched_and_its_exit_is_a_crash() {
+    let mut h = H::adopting(SEED, "a", &[("master", 100), ("r1", 201), ("r2", 202)]);
+    let fx = h.tick();
+    assert!(launches(&fx).is_empty(), "{fx:?}");
+    assert_eq!(h.kind("master"), Kind::Starting);
+    h.probe(
+        "master",
+        &master_info(100, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]),
+    );
+    h.probe("r1", &replica_info(201, 1000));
+    h.probe("r2", &replica_info(202, 1000));
+    assert_eq!(h.kind("r1"), Kind::Running);
+    assert_eq!(h.kind("r2"), Kind::Running);
+    let status = h.m.status(h.now);
+    assert_eq!(
+        status.iter().find(|s| s.name == "r1").unwrap().last_sync,
+        None,
+        "an adopted replica's sync was not seen"
+    );
+    h.exited(
+        "r1",
+        201,
+        "exit status unknown: it was adopted from an earlier daemon",
+    );
+    assert_eq!(h.kind("r1"), Kind::Backoff);
+    let fx = h.advance(S);
+    assert!(
+        claims(&fx).contains(&"r1".to_owned()),
+        "{fx:?} {}",
+        last_error(&h, "r1")
+    );
+}

@@ -1,0 +1,196 @@
+//! Stopping: SHUTDOWN, its escalation and refusals; rolling restarts.
+
+use std::time::Duration;
+
+use super::*;
+use crate::control::Request;
+
+#[test]
+fn a_stop_escalates_from_shutdown_to_sigterm_to_sigkill_on_its_deadlines() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let (id, fx) = h.request(Request::Stop {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
+    assert_eq!(h.kind("master"), Kind::ShuttingDown);
+    assert!(signals(&h.advance(Duration::from_millis(4900))).is_empty());
+    let fx = h.advance(Duration::from_millis(100));
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
+    assert_eq!(h.kind("master"), Kind::Terminating);
+    assert!(signals(&h.advance(Duration::from_millis(4900))).is_empty());
+    let fx = h.advance(Duration::from_millis(100));
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Kill)]);
+    assert_eq!(h.kind("master"), Kind::Killing);
+    let fx = h.exited("master", 100, "killed by SIGKILL");
+    assert_eq!(h.kind("master"), Kind::Stopped);
+    assert_eq!(done(&fx, id), (true, vec!["master: stopped".to_owned()]));
+    assert!(launches(&h.advance(Duration::from_secs(60))).is_empty());
+}
+
+#[test]
+fn an_unreachable_instance_gets_sigterm_at_once() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.request(Request::Stop {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    let fx = h.feed(Input::ShutdownDone {
+        name: "master".into(),
+        pid: 100,
+        result: Err(ShutdownError::Unreachable("connection refused".into())),
+    });
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
+    assert_eq!(h.kind("master"), Kind::Terminating);
+}
+
+#[test]
+fn a_refused_final_save_leaves_it_running_and_the_stop_fails() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let (id, _) = h.request(Request::Stop {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    let fx = h.feed(Input::ShutdownDone {
+        name: "master".into(),
+        pid: 100,
+        result: Err(ShutdownError::Refused(
+            "ERR Errors trying to SHUTDOWN".into(),
+        )),
+    });
+    assert_eq!(h.kind("master"), Kind::Running);
+    assert!(
+        signals(&fx).is_empty(),
+        "nothing is killed: its writes are not saved"
+    );
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok);
+    assert!(
+        lines[0].contains("left running (nothing lost)"),
+        "{lines:?}"
+    );
+    assert!(launches(&h.advance(Duration::from_secs(60))).is_empty());
+}
+
+#[test]
+fn a_refused_final_save_with_force_shuts_down_without_saving() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let (id, _) = h.request(Request::Stop {
+        instances: vec!["master".into()],
+        force: true,
+    });
+    let fx = h.feed(Input::ShutdownDone {
+        name: "master".into(),
+        pid: 100,
+        result: Err(ShutdownError::Refused(
+            "ERR Errors trying to SHUTDOWN".into(),
+        )),
+    });
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), true)]);
+    let fx = shutdown_ok(&mut h, "master", 100);
+    assert!(done(&fx, id).0);
+}
+
+#[test]
+fn a_shutdown_result_for_a_stale_pid_is_ignored() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.request(Request::Stop {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    let fx = h.feed(Input::ShutdownDone {
+        name: "master".into(),
+        pid: 42,
+        result: Err(ShutdownError::Refused("old news".into())),
+    });
+    assert_eq!(h.kind("master"), Kind::ShuttingDown);
+    assert!(fx.iter().all(|e| !matches!(e, Effect::Reply { .. })));
+}
+
+#[test]
+fn an_exit_while_stopping_ends_the_stop_and_is_no_crash() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let (id, _) = h.request(Request::Stop {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    let fx = h.exited("master", 100, "killed by SIGSEGV");
+    assert_eq!(h.kind("master"), Kind::Stopped);
+    assert!(done(&fx, id).0);
+    assert!(launches(&h.advance(Duration::from_secs(30))).is_empty());
+}
+
+#[test]
+fn stopping_a_replica_that_would_break_min_replicas_to_write_is_refused_unless_forced() {
+    let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 2\n");
+    let mut h = H::new(&text, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let (id, fx) = h.request(Request::Stop {
+        instances: vec!["r1".into()],
+        force: false,
+    });
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok);
+    assert!(lines[0].contains("min_replicas_to_write"), "{lines:?}");
+    assert!(shutdowns(&fx).is_empty());
+    assert_eq!(h.kind("r1"), Kind::Running);
+    let (_, fx) = h.request(Request::Stop {
+        instances: vec!["r1".into()],
+        force: true,
+    });
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+}
+
+#[test]
+fn a_rolling_restart_takes_one_at_a_time_deepest_first_and_the_master_last() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec![],
+        force: false,
+    });
+    assert_eq!(shutdowns(&fx), [("r2".to_owned(), false)], "one at a time");
+    let mut order = vec!["r2".to_owned()];
+    let mut fx = shutdown_ok(&mut h, "r2", 202);
+    assert!(shutdowns(&fx).is_empty(), "r2 must be back before the next");
+    assert_eq!(claims(&fx), ["r2"]);
+    h.feed(Input::ClaimResult {
+        name: "r2".into(),
+        granted: true,
+        detail: String::new(),
+        retry_after: Duration::ZERO,
+    });
+    h.launched("r2", 302);
+    h.probe("r2", &replica_info(302, 1000));
+    fx = h.probe("master", &master_info(100, &both));
+    order.extend(shutdowns(&fx).into_iter().map(|(n, _)| n));
+    fx = shutdown_ok(&mut h, "r1", 201);
+    h.feed(Input::ClaimResult {
+        name: "r1".into(),
+        granted: true,
+        detail: String::new(),
+        retry_after: Duration::ZERO,
+    });
+    h.launched("r1", 301);
+    h.probe("r1", &replica_info(301, 1000));
+    fx.extend(h.probe("master", &master_info(100, &both)));
+    order.extend(shutdowns(&fx).into_iter().map(|(n, _)| n));
+    fx = shutdown_ok(&mut h, "master", 100);
+    h.launched("master", 400);
+    fx.extend(h.probe("master", &master_info(400, &both)));
+    assert_eq!(order, ["r2", "r1", "master"]);
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert_eq!(lines.len(), 6, "{lines:?}");
+}
