@@ -223,6 +223,24 @@ struct Slot {
     offsets: VecDeque<(Instant, i64)>,
     /// A password change in place from a reload: `None` while under way.
     password_change: Option<Result<(), String>>,
+    counters: Counters,
+}
+
+/// What happened to one instance since the daemon started: what only the supervisor
+/// knows, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Syncs of this replica after a launch, by kind.
+    pub full_syncs: u64,
+    pub partial_syncs: u64,
+    /// Stops that ended with a saved exit (SHUTDOWN SAVE, or SIGTERM, on which Redis saves).
+    pub stops_saved: u64,
+    /// Stops that ended with `SHUTDOWN NOSAVE` after a refused save (`--force`).
+    pub stops_nosave: u64,
+    /// Stops refused because the final save failed: left running.
+    pub stops_refused: u64,
+    /// Stops that needed SIGKILL.
+    pub stops_killed: u64,
 }
 
 /// The last probe of one instance.
@@ -338,6 +356,7 @@ impl Machine {
             sync_timeouts: 0,
             offsets: VecDeque::new(),
             password_change: Some(Ok(())),
+            counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);
     }
@@ -498,6 +517,16 @@ impl Machine {
         };
         if slot.state.stopping() {
             info!(instance = %name, status = %how, "stopped");
+            let killed = slot.state.kind() == Kind::Killing;
+            let nosave = matches!(slot.state, State::ShuttingDown { nosave: true, .. });
+            if let Some(slot) = self.slots.get_mut(name) {
+                let c = &mut slot.counters;
+                match (killed, nosave) {
+                    (true, _) => c.stops_killed += 1,
+                    (false, true) => c.stops_nosave += 1,
+                    (false, false) => c.stops_saved += 1,
+                }
+            }
             self.set_state(name, State::Stopped, fx);
             return;
         }

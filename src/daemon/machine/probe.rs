@@ -118,10 +118,10 @@ impl Machine {
                 // The replica's own log says which it was; the upstream's counter is the
                 // fallback (when it logs to a file), ambiguous if others synced meanwhile.
                 let kind = match (logged_sync, launch.sync_full_before, sync_full_now) {
-                    (Some(kind), _, _) => kind.label(),
-                    (None, Some(before), Some(after)) if after > before => "full sync",
-                    (None, Some(_), Some(_)) => "partial resync",
-                    _ => "sync",
+                    (Some(kind), _, _) => Some(kind),
+                    (None, Some(before), Some(after)) if after > before => Some(SyncKind::Full),
+                    (None, Some(_), Some(_)) => Some(SyncKind::Partial),
+                    _ => None,
                 };
                 if launch.aof_to_restore {
                     fx.push(Effect::RestoreAof {
@@ -131,6 +131,12 @@ impl Machine {
                 }
                 // Adopted (no launch time): we did not see this process start or sync.
                 if let Some(at) = launch.at {
+                    match kind {
+                        Some(SyncKind::Full) => slot.counters.full_syncs += 1,
+                        Some(SyncKind::Partial) => slot.counters.partial_syncs += 1,
+                        None => {}
+                    }
+                    let kind = kind.map_or("sync", SyncKind::label);
                     let took = now.duration_since(at.min(since)).as_secs_f64();
                     let line = format!("{kind}, in sync {took:.1}s after start");
                     info!(instance = %name, pid, "in sync: {line}");

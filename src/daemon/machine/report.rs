@@ -4,10 +4,46 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{Effect, Kind, Machine, Notify, State};
+use super::{Counters, Effect, Gate, Kind, Machine, Notify, State};
 use crate::status::InstanceStatus;
 
+/// One local instance as metrics show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceReport {
+    pub name: String,
+    /// Running and, for a replica, in sync.
+    pub up: bool,
+    /// Restarts after crashes.
+    pub restarts: u32,
+    pub counters: Counters,
+    /// For a replica waiting in its upstream's sync gate: that upstream.
+    pub waiting_in_gate_of: Option<String>,
+}
+
 impl Machine {
+    /// What only the supervisor knows about each local instance, for metrics.
+    pub fn report(&self) -> Vec<InstanceReport> {
+        self.slots
+            .iter()
+            .map(|(name, slot)| {
+                let upstream = self.group.instance(name).and_then(|i| i.replica_of.clone());
+                let in_gate = match &slot.state {
+                    State::Waiting { gate, reason, .. } => {
+                        *gate == Gate::Asking || reason.starts_with("waiting in the sync gate")
+                    }
+                    _ => false,
+                };
+                InstanceReport {
+                    name: name.clone(),
+                    up: slot.state.kind() == Kind::Running,
+                    restarts: slot.restarts,
+                    counters: slot.counters.clone(),
+                    waiting_in_gate_of: upstream.filter(|_| in_gate),
+                }
+            })
+            .collect()
+    }
+
     /// Every local instance as `status` shows it.
     pub fn status(&self, now: Instant) -> Vec<InstanceStatus> {
         let mut out = Vec::new();

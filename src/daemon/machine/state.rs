@@ -46,6 +46,8 @@ pub enum State {
         pid: u32,
         deadline: Instant,
         force: bool,
+        /// The final save was refused and `force` sent `SHUTDOWN NOSAVE`.
+        nosave: bool,
     },
     /// SIGTERM sent (Redis saves and exits as on SHUTDOWN); SIGKILL at `deadline`.
     Terminating { pid: u32, deadline: Instant },

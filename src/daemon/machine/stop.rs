@@ -45,6 +45,7 @@ impl Machine {
                 pid,
                 deadline: now + timeout,
                 force,
+                nosave: false,
             },
             fx,
         );
@@ -65,6 +66,7 @@ impl Machine {
         let State::ShuttingDown {
             pid: stopping_pid,
             force,
+            deadline,
             ..
         } = slot.state
         else {
@@ -84,6 +86,13 @@ impl Machine {
                     nosave: true,
                     timeout,
                 });
+                let nosave = State::ShuttingDown {
+                    pid,
+                    deadline,
+                    force,
+                    nosave: true,
+                };
+                self.set_state(name, nosave, fx);
             }
             Err(ShutdownError::Refused(msg)) => {
                 let why = format!(
@@ -94,6 +103,7 @@ impl Machine {
                 error!(instance = %name, pid, "{why}");
                 slot.last_error = Some(why);
                 slot.wanted = true;
+                slot.counters.stops_refused += 1;
                 self.set_state(name, State::Running { pid }, fx);
             }
             Err(e) => {

@@ -295,3 +295,39 @@ fn a_launch_that_fails_before_anything_ran_is_retried_with_backoff_but_never_fai
         "nothing ran: no restart counted"
     );
 }
+
+#[test]
+fn syncs_are_counted_by_kind_and_gate_waits_are_reported() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let report = h.m.report();
+    let waiting: Vec<_> = report
+        .iter()
+        .filter_map(|r| {
+            r.waiting_in_gate_of
+                .as_deref()
+                .map(|u| (r.name.as_str(), u))
+        })
+        .collect();
+    assert_eq!(
+        waiting,
+        [("r1", "master"), ("r2", "master")],
+        "r1 asks, r2 waits behind it"
+    );
+    h.tick();
+    h.feed(Input::ClaimResult {
+        name: "r1".into(),
+        granted: true,
+        detail: String::new(),
+        retry_after: Duration::ZERO,
+    });
+    h.launched("r1", 201);
+    h.probe("master", &master_info(100, &[("127.0.0.2", 7001)]));
+    h.probe_logged("r1", &replica_info(201, 1000), Some(SyncKind::Full));
+    let report = h.m.report();
+    let r1 = report.iter().find(|r| r.name == "r1").unwrap();
+    assert!(r1.up);
+    assert_eq!((r1.counters.full_syncs, r1.counters.partial_syncs), (1, 0));
+    let r2 = report.iter().find(|r| r.name == "r2").unwrap();
+    assert_eq!(r2.waiting_in_gate_of.as_deref(), Some("master"));
+}

@@ -194,3 +194,63 @@ fn a_rolling_restart_takes_one_at_a_time_deepest_first_and_the_master_last() {
     assert!(ok, "{lines:?}");
     assert_eq!(lines.len(), 6, "{lines:?}");
 }
+
+#[test]
+fn each_stop_outcome_is_counted_for_metrics() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let stop = |h: &mut H, force| {
+        h.request(Request::Stop {
+            instances: vec!["master".into()],
+            force,
+        })
+    };
+    let start = |h: &mut H, pid| {
+        h.request(Request::Start {
+            instances: vec!["master".into()],
+        });
+        h.launched("master", pid);
+        h.probe("master", &master_info(pid, &[]));
+    };
+    let refused = || {
+        Err(ShutdownError::Refused(
+            "ERR Errors trying to SHUTDOWN".into(),
+        ))
+    };
+    // Saved.
+    stop(&mut h, false);
+    shutdown_ok(&mut h, "master", 100);
+    start(&mut h, 101);
+    // Refused, then forced without saving.
+    stop(&mut h, false);
+    h.feed(Input::ShutdownDone {
+        name: "master".into(),
+        pid: 101,
+        result: refused(),
+    });
+    stop(&mut h, true);
+    h.feed(Input::ShutdownDone {
+        name: "master".into(),
+        pid: 101,
+        result: refused(),
+    });
+    shutdown_ok(&mut h, "master", 101);
+    start(&mut h, 102);
+    // Killed.
+    stop(&mut h, false);
+    h.advance(Duration::from_secs(5));
+    h.advance(Duration::from_secs(5));
+    h.exited("master", 102, "killed by SIGKILL");
+    let report = h.m.report();
+    let c = &report.iter().find(|r| r.name == "master").unwrap().counters;
+    assert_eq!(
+        (
+            c.stops_saved,
+            c.stops_refused,
+            c.stops_nosave,
+            c.stops_killed
+        ),
+        (1, 1, 1, 1),
+        "{c:?}"
+    );
+}
