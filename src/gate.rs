@@ -76,6 +76,50 @@ pub fn claim_admitted(
     syncing_unclaimed + earlier < max_concurrent_syncs as usize
 }
 
+/// What a replica's next sync will be, predicted before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prediction {
+    /// Its upstream will continue its history from the backlog: no fork, no copy. Such a
+    /// replica is admitted without a place in the gate.
+    SurePartial,
+    /// A full sync, or one that may become full: it needs a place.
+    MaybeFull,
+}
+
+/// Predicts the sync of a replica that will load an RDB resuming from `rdb` (`None`: no
+/// replication history, or it will load its AOF), from its upstream's INFO, the way the
+/// upstream will judge its `PSYNC <repl-id> <offset + 1>`: the id must be the upstream's
+/// current one, or its previous one with the offset not past where that history ended
+/// (`second_repl_offset`), and the backlog must still hold the next byte. Near the
+/// backlog's oldest byte (within a quarter of a full backlog) it may be gone by the time
+/// the replica asks: not sure.
+pub fn predict(rdb: Option<&crate::rdb::ReplPosition>, upstream: &Info) -> Prediction {
+    let Some(rdb) = rdb else {
+        return Prediction::MaybeFull;
+    };
+    let int = |key: &str| upstream.get(key).and_then(|v| v.parse::<i64>().ok());
+    let next = rdb.offset + 1;
+    let same_history = upstream.get("master_replid") == Some(rdb.repl_id.as_str())
+        || (upstream.get("master_replid2") == Some(rdb.repl_id.as_str())
+            && int("second_repl_offset").is_some_and(|end| next <= end));
+    let (Some(1), Some(first), Some(len), Some(size), Some(top)) = (
+        int("repl_backlog_active"),
+        int("repl_backlog_first_byte_offset"),
+        int("repl_backlog_histlen"),
+        int("repl_backlog_size"),
+        upstream.repl_offset(),
+    ) else {
+        return Prediction::MaybeFull;
+    };
+    let margin = if len >= size { size / 4 } else { 0 };
+    let in_backlog = next >= first + margin && next <= first + len && next <= top + 1;
+    if same_history && in_backlog {
+        Prediction::SurePartial
+    } else {
+        Prediction::MaybeFull
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +155,83 @@ mod tests {
         assert!(
             !claim_admitted(&claims, 3, 1, 1),
             "an unclaimed sync holds the place"
+        );
+    }
+
+    fn upstream(replid: &str, replid2: &str, second: i64, first: i64, len: i64) -> Info {
+        Info::parse(&format!(
+            "master_replid:{replid}\r\nmaster_replid2:{replid2}\r\nsecond_repl_offset:{second}\r\n\
+             repl_backlog_active:1\r\nrepl_backlog_size:1048576\r\n\
+             repl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{len}\r\n\
+             master_repl_offset:{}\r\n",
+            first + len - 1
+        ))
+    }
+
+    fn at(id: &str, offset: i64) -> crate::rdb::ReplPosition {
+        crate::rdb::ReplPosition {
+            repl_id: id.into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn a_replica_within_the_upstreams_backlog_resumes_partially() {
+        let up = upstream("aaa", "000", -1, 1, 5000);
+        assert_eq!(
+            predict(Some(&at("aaa", 4000)), &up),
+            Prediction::SurePartial
+        );
+        assert_eq!(
+            predict(Some(&at("aaa", 5000)), &up),
+            Prediction::SurePartial,
+            "nothing new"
+        );
+    }
+
+    #[test]
+    fn another_history_or_none_means_a_full_sync() {
+        let up = upstream("aaa", "000", -1, 1, 5000);
+        assert_eq!(predict(Some(&at("bbb", 4000)), &up), Prediction::MaybeFull);
+        assert_eq!(
+            predict(None, &up),
+            Prediction::MaybeFull,
+            "no RDB, or it loads its AOF"
+        );
+        assert_eq!(
+            predict(Some(&at("aaa", 4000)), &Info::default()),
+            Prediction::MaybeFull
+        );
+    }
+
+    #[test]
+    fn the_previous_history_counts_up_to_where_it_ended() {
+        // A restarted master (or a promoted replica) keeps the old id as replid2.
+        let up = upstream("new", "old", 3001, 1, 5000);
+        assert_eq!(
+            predict(Some(&at("old", 3000)), &up),
+            Prediction::SurePartial
+        );
+        assert_eq!(predict(Some(&at("old", 3001)), &up), Prediction::MaybeFull);
+    }
+
+    #[test]
+    fn bytes_gone_from_the_backlog_or_about_to_go_mean_maybe_full() {
+        // A full 1 MiB backlog holding offsets 10_000_001 ..= 11_048_576.
+        let up = upstream("aaa", "000", -1, 10_000_001, 1_048_576);
+        assert_eq!(
+            predict(Some(&at("aaa", 9_000_000)), &up),
+            Prediction::MaybeFull,
+            "gone"
+        );
+        assert_eq!(
+            predict(Some(&at("aaa", 10_000_100)), &up),
+            Prediction::MaybeFull,
+            "at the oldest end: may be gone when it asks"
+        );
+        assert_eq!(
+            predict(Some(&at("aaa", 10_900_000)), &up),
+            Prediction::SurePartial
         );
     }
 }

@@ -22,6 +22,7 @@ pub mod info;
 pub mod logging;
 pub mod plan;
 pub mod process;
+pub mod rdb;
 pub mod redis_io;
 pub mod render;
 pub mod status;

@@ -30,6 +30,9 @@ pub struct InstanceStatus {
     /// Times a replica took longer than `sync_timeout` to come in sync.
     #[serde(default)]
     pub sync_timeouts: u32,
+    /// Times a replica admitted as a sure partial resync needed a full sync after all.
+    #[serde(default)]
+    pub sync_mispredictions: u64,
     /// Advice about this instance (for example a replication backlog that is too small),
     /// and conditions to act on: a master refusing writes, an instance not answering.
     #[serde(default)]
@@ -96,6 +99,7 @@ impl InstanceStatus {
             last_error: None,
             last_sync: None,
             sync_timeouts: 0,
+            sync_mispredictions: 0,
             warnings: Vec::new(),
             min_replicas_to_write: inst.min_replicas_to_write.filter(|n| *n > 0),
         }

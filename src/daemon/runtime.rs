@@ -227,6 +227,18 @@ impl Runtime {
     fn perform(&mut self, effect: Effect) -> Option<Input> {
         match effect {
             Effect::Launch(spec) => Some(self.launch(&spec)),
+            Effect::ReadHistory { name, rdb, aof_dir } => {
+                // A replica with AOF loads the AOF when it is newer than the RDB, and no
+                // server resumes replication from an AOF.
+                let loads_rdb = aof_dir
+                    .as_ref()
+                    .is_none_or(|aof| files::rdb_at_least_as_new_as_aof(&rdb, aof));
+                let position = loads_rdb
+                    .then(|| read_head(&rdb, crate::rdb::HEAD_BYTES))
+                    .flatten()
+                    .and_then(|head| crate::rdb::repl_position(&head));
+                Some(Input::HistoryRead { name, position })
+            }
             Effect::Signal { name, pid, sig } => {
                 let signal = match sig {
                     Sig::Term => Signal::SIGTERM,
@@ -422,6 +434,18 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// The first `n` bytes of a file (fewer if it is shorter); `None` if it cannot be read.
+fn read_head(path: &Path, n: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(n);
+    std::fs::File::open(path)
+        .ok()?
+        .take(n as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    Some(head)
 }
 
 /// Takes over an instance that an earlier daemon started and that still runs, so a

@@ -224,3 +224,57 @@ fn restart_that_breaks_min_replicas_is_refused_unless_forced() {
     assert_ne!(c.pid("r1"), pid);
     c.wait_healthy();
 }
+
+/// The predictive gate: a replica whose RDB resumes within its master's backlog costs no
+/// fork, so it starts while another replica holds the only place for a full sync.
+#[test]
+fn a_replica_sure_to_resync_partially_is_admitted_while_another_holds_the_gate() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    fill(&c, 2000);
+    c.wait_healthy();
+    // r2 stops gracefully: its RDB carries the master's history. A few writes follow.
+    c.cli(&["stop", "r2"]).expect_code(0);
+    c.set("master", "after-r2-stopped", "1");
+    // r1 crashes and loses its data: its restart needs a full sync, which the master makes
+    // slow (10 ms a key: about 20 s), so it holds the gate's one place for that long.
+    // (A crash, not `start`: the daemon carries out one request at a time.)
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("rdb-key-save-delay")
+        .arg("10000")
+        .query(&mut c.con("master"))
+        .unwrap();
+    std::fs::remove_dir_all(c.data_dir("r1")).unwrap();
+    util::kill(c.pid("r1"), Signal::SIGKILL);
+    // The master has forked the transfer (which the delay slows down).
+    util::wait_until(UP, "the master to be sending r1 its full copy", || {
+        util::connect(c.addr("master"), Some(cluster::PASSWORD))
+            .and_then(|mut con| util::info(&mut con, "persistence"))
+            .is_ok_and(|info| info.get("rdb_bgsave_in_progress").is_some_and(|v| v == "1"))
+    });
+    let run = c.cli(&["start", "r2"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("partial resync"), "{run}");
+    let s = c.status();
+    assert_eq!(s["r2"]["state"], "running", "{}", s["r2"]);
+    assert_eq!(
+        s["r1"]["state"], "syncing",
+        "r1 still holds the gate: {}",
+        s["r1"]
+    );
+    let v: Option<String> = redis::cmd("GET")
+        .arg("after-r2-stopped")
+        .query(&mut c.con("r2"))
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("1"));
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("rdb-key-save-delay")
+        .arg("0")
+        .query(&mut c.con("master"))
+        .unwrap();
+    c.wait_healthy();
+    assert_eq!(c.status()["r2"]["sync_mispredictions"], 0);
+}

@@ -40,9 +40,13 @@ use crate::config::{Group, Secret};
 use crate::control::{Request, Response};
 use crate::endpoint::{Endpoint, ShutdownError};
 use crate::info::{Info, SyncKind};
+use crate::rdb::ReplPosition;
 
 use ops::Operation;
-pub use state::{Gate, Kind, Launch, State};
+pub use state::{Gate, History, Kind, Launch, State};
+
+/// The reason of a waiting instance that nothing holds back.
+const STARTING: &str = "starting";
 
 /// Names a control request, so its reply can find the client.
 pub type RequestId = u64;
@@ -78,6 +82,11 @@ pub enum Input {
         asked_at: Instant,
         result: Result<Info, String>,
         logged_sync: Option<SyncKind>,
+    },
+    /// The answer to [`Effect::ReadHistory`]: where the replica's RDB resumes, or `None`.
+    HistoryRead {
+        name: String,
+        position: Option<ReplPosition>,
     },
     /// The outcome of [`Effect::Shutdown`] for `pid`.
     ShutdownDone {
@@ -139,6 +148,14 @@ pub enum Effect {
     /// taken. With `resume`, append `appendonly no` when the RDB is at least as new as the
     /// AOF. Answer with `Launched` or `LaunchFailed`.
     Launch(LaunchSpec),
+    /// Read the replication id and offset from the head of `rdb`; `None` if it has none,
+    /// or when `aof_dir` (AOF on) holds a file newer than it (the replica will load the
+    /// AOF). Answer with `HistoryRead`.
+    ReadHistory {
+        name: String,
+        rdb: PathBuf,
+        aof_dir: Option<PathBuf>,
+    },
     /// Send `sig` to `pid`.
     Signal { name: String, pid: u32, sig: Sig },
     /// Authenticated `SHUTDOWN SAVE` (`NOSAVE` when `nosave`); answer with `ShutdownDone`.
@@ -241,6 +258,8 @@ pub struct Counters {
     pub stops_refused: u64,
     /// Stops that needed SIGKILL.
     pub stops_killed: u64,
+    /// Replicas admitted as a sure partial resync that needed a full sync after all.
+    pub mispredicted_syncs: u64,
 }
 
 /// The last probe of one instance.
@@ -309,6 +328,7 @@ impl Machine {
                         aof_to_restore: false,
                         sync_full_before: None,
                         holds_place: false,
+                        predicted_partial: false,
                     },
                     killed: false,
                 };
@@ -340,12 +360,7 @@ impl Machine {
             return;
         };
         let slot = Slot {
-            state: State::Waiting {
-                reason: "starting".to_owned(),
-                not_before: now,
-                gate: Gate::NotAsked,
-                after_crash: false,
-            },
+            state: State::waiting(STARTING, now, false),
             wanted: true,
             endpoint: Endpoint::of(&self.group, inst),
             crashes: CrashHistory::default(),
@@ -439,6 +454,7 @@ impl Machine {
                 result,
                 logged_sync,
             } => self.on_probe(&name, asked_at, result, logged_sync, now, &mut fx),
+            Input::HistoryRead { name, position } => self.on_history(&name, position),
             Input::ShutdownDone { name, pid, result } => {
                 self.on_shutdown_done(&name, pid, result, now, &mut fx)
             }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::{error, info};
 
-use super::{Effect, Gate, Kind, Machine, Notify, PendingStatus, RequestId, State, human};
+use super::{Effect, Kind, Machine, Notify, PendingStatus, RequestId, State, human};
 use crate::config::Group;
 use crate::control::{Request, Response};
 use crate::plan::{self, Step};
@@ -306,12 +306,7 @@ impl Machine {
                 ) {
                     slot.crashes.clear();
                     slot.last_error = None;
-                    let waiting = State::Waiting {
-                        reason: "starting".to_owned(),
-                        not_before: now,
-                        gate: Gate::NotAsked,
-                        after_crash: false,
-                    };
+                    let waiting = State::waiting(super::STARTING, now, false);
                     self.set_state(name, waiting, fx);
                 }
                 self.start_waiting(now, fx);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Effect, Machine, Probed, RATE_WINDOW, State};
 use crate::endpoint::Endpoint;
@@ -81,12 +81,32 @@ impl Machine {
             .map(|p| p.asked_at);
         let sync_full_now = upstream_info.map(Info::sync_full);
         let (owner, loading) = (info.process_id(), info.loading());
+        let full_sync_under_way = info.sync_in_progress();
         let answers_as = |pid: u32| owner == Some(pid) && !loading;
         let sync_timeout = self.group.supervise.sync_timeout;
         let Some(slot) = self.slots.get_mut(name) else {
             return;
         };
         match slot.state.clone() {
+            // Admitted as a sure partial resync, yet copying the whole data set: count the
+            // wrong prediction and let it count against the gate from now on.
+            State::Syncing {
+                pid,
+                since,
+                deadline,
+                mut launch,
+            } if launch.predicted_partial && full_sync_under_way => {
+                warn!(instance = %name, pid, "predicted a partial resync, but it is full-syncing");
+                slot.counters.mispredicted_syncs += 1;
+                launch.predicted_partial = false;
+                let counted = State::Syncing {
+                    pid,
+                    since,
+                    deadline,
+                    launch,
+                };
+                self.set_state(name, counted, fx);
+            }
             State::Starting {
                 pid,
                 launch,
@@ -131,6 +151,10 @@ impl Machine {
                 }
                 // Adopted (no launch time): we did not see this process start or sync.
                 if let Some(at) = launch.at {
+                    if launch.predicted_partial && kind == Some(SyncKind::Full) {
+                        warn!(instance = %name, pid, "predicted a partial resync, but it got a full sync");
+                        slot.counters.mispredicted_syncs += 1;
+                    }
                     match kind {
                         Some(SyncKind::Full) => slot.counters.full_syncs += 1,
                         Some(SyncKind::Partial) => slot.counters.partial_syncs += 1,

@@ -57,9 +57,10 @@ impl Machine {
             s.restarts = slot.restarts;
             s.last_sync = slot.last_sync.clone();
             s.sync_timeouts = slot.sync_timeouts;
+            s.sync_mispredictions = slot.counters.mispredicted_syncs;
             s.last_error = match &slot.state {
                 State::Failed { reason } => Some(reason.clone()),
-                State::Waiting { reason, .. } if reason != "starting" => Some(reason.clone()),
+                State::Waiting { reason, .. } if reason != super::STARTING => Some(reason.clone()),
                 _ => slot.last_error.clone(),
             };
             if slot.state.pid().is_some()

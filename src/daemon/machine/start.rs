@@ -1,16 +1,18 @@
 //! Starting: which waiting instance may start now (its upstream answers, the sync gate
 //! admits it), asking the upstream for a gate place, and what a launch carries.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
-use super::{Effect, Gate, Launch, LaunchSpec, Machine, ResumeFromRdb, State, human};
+use super::{Effect, Gate, History, Launch, LaunchSpec, Machine, ResumeFromRdb, State, human};
 use crate::backoff;
 use crate::config::{Instance, Secret};
 use crate::endpoint::Endpoint;
-use crate::gate;
+use crate::gate::{self, Prediction};
 use crate::info::Info;
+use crate::rdb::ReplPosition;
 use crate::render::{self, Secrets};
 
 impl Machine {
@@ -98,7 +100,10 @@ impl Machine {
     pub(super) fn start_waiting(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         for name in self.local_names() {
             let Some(State::Waiting {
-                not_before, gate, ..
+                not_before,
+                gate,
+                history,
+                ..
             }) = self.slots.get(&name).map(|s| &s.state)
             else {
                 continue;
@@ -106,30 +111,78 @@ impl Machine {
             if now < *not_before {
                 continue;
             }
-            let gate = *gate;
+            let (gate, history) = (*gate, history.clone());
             let Some(inst) = self.group.instance(&name).cloned() else {
                 continue;
             };
             let hold = match gate {
                 Gate::Asking => Some(self.asking(&inst)),
-                Gate::Granted => None,
-                Gate::NotAsked => match self.start_blocker(&inst, now) {
-                    Some(reason) => Some(reason),
-                    None => self.ask_gate(&inst, fx),
-                },
-            };
-            match hold {
-                None => self.launch(&inst, now, fx),
-                Some(hold) => {
-                    if let Some(slot) = self.slots.get_mut(&name)
-                        && let State::Waiting { reason, .. } = &mut slot.state
-                        && *reason != hold
-                    {
-                        info!(instance = %name, "waiting: {hold}");
-                        *reason = hold;
-                    }
+                Gate::Granted => {
+                    self.launch(&inst, now, false, fx);
+                    None
                 }
+                Gate::NotAsked => self.admit(&inst, &history, now, fx),
+            };
+            if let Some(hold) = hold
+                && let Some(slot) = self.slots.get_mut(&name)
+                && let State::Waiting { reason, .. } = &mut slot.state
+                && *reason != hold
+            {
+                info!(instance = %name, "waiting: {hold}");
+                *reason = hold;
             }
+        }
+    }
+
+    /// Decides for a waiting instance that has not asked for a gate place: launch it (a
+    /// master; a replica whose resync is sure to be partial), read its RDB's history
+    /// first, ask for a place, or hold it (and why).
+    fn admit(
+        &mut self,
+        inst: &Instance,
+        history: &History,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> Option<String> {
+        let Some(up) = self.group.upstream(inst).cloned() else {
+            self.launch(inst, now, false, fx);
+            return None;
+        };
+        if let Some(why) = self.upstream_blocker(&up, now) {
+            return Some(why);
+        }
+        let position = match history {
+            History::NotRead => {
+                let (rdb, aof_dir) = self.rdb_paths(inst);
+                fx.push(Effect::ReadHistory {
+                    name: inst.name.clone(),
+                    rdb,
+                    aof_dir,
+                });
+                return Some("reading the replication history in its RDB".to_owned());
+            }
+            History::Read(position) => position.as_ref(),
+        };
+        let prediction = self
+            .fresh_info(&up.name, now)
+            .map_or(Prediction::MaybeFull, |info| gate::predict(position, info));
+        if prediction == Prediction::SurePartial {
+            info!(instance = %inst.name, "its resync will be partial: admitted without a place in the sync gate");
+            self.launch(inst, now, true, fx);
+            return None;
+        }
+        if let Some(why) = self.gate_blocker(inst, &up, now) {
+            return Some(why);
+        }
+        self.ask_gate(inst, fx)
+    }
+
+    /// The answer to `ReadHistory`.
+    pub(super) fn on_history(&mut self, name: &str, position: Option<ReplPosition>) {
+        if let Some(slot) = self.slots.get_mut(name)
+            && let State::Waiting { history, .. } = &mut slot.state
+        {
+            *history = History::Read(position);
         }
     }
 
@@ -182,6 +235,7 @@ impl Machine {
             gate: Gate::Asking,
             after_crash,
             not_before,
+            history,
             ..
         }) = self.slots.get(name).map(|s| s.state.clone())
         else {
@@ -193,6 +247,7 @@ impl Machine {
                 not_before,
                 gate: Gate::Granted,
                 after_crash,
+                history,
             }
         } else {
             State::Waiting {
@@ -200,29 +255,35 @@ impl Machine {
                 not_before: retry_at,
                 gate: Gate::NotAsked,
                 after_crash,
+                history,
             }
         };
         self.set_state(name, next, fx);
     }
 
-    /// Why `inst` may not start now, if anything holds it back.
-    pub(super) fn start_blocker(&self, inst: &Instance, now: Instant) -> Option<String> {
-        let up = self.group.upstream(inst)?;
+    /// Why a replica of `up` may not start now: its upstream is not up.
+    fn upstream_blocker(&self, up: &Instance, now: Instant) -> Option<String> {
         let up_ready = match self.slots.get(&up.name) {
             Some(s) => matches!(s.state, State::Running { .. } | State::Syncing { .. }),
             None => self.fresh_info(&up.name, now).is_some(),
         };
-        if !up_ready {
-            let why = match self.infos.get(&up.name).map(|p| &p.result) {
-                Some(Err(e)) => e.clone(),
-                _ => "not running yet".to_owned(),
-            };
-            return Some(format!(
-                "waiting for upstream `{}` at {}: {why}",
-                up.name,
-                up.address()
-            ));
+        if up_ready {
+            return None;
         }
+        let why = match self.infos.get(&up.name).map(|p| &p.result) {
+            Some(Err(e)) => e.clone(),
+            _ => "not running yet".to_owned(),
+        };
+        Some(format!(
+            "waiting for upstream `{}` at {}: {why}",
+            up.name,
+            up.address()
+        ))
+    }
+
+    /// Why a replica that may need a full sync may not start now: its upstream's gate is
+    /// full (replicas of ours on their way, and the upstream's other not-online ones).
+    fn gate_blocker(&self, inst: &Instance, up: &Instance, now: Instant) -> Option<String> {
         let ours: Vec<&Instance> = self
             .group
             .replicas_of(&up.name)
@@ -243,7 +304,13 @@ impl Machine {
     }
 
     /// Asks the runtime to write the config and spawn the instance.
-    pub(super) fn launch(&mut self, inst: &Instance, now: Instant, fx: &mut Vec<Effect>) {
+    pub(super) fn launch(
+        &mut self,
+        inst: &Instance,
+        now: Instant,
+        predicted_partial: bool,
+        fx: &mut Vec<Effect>,
+    ) {
         let Some(State::Waiting {
             gate, after_crash, ..
         }) = self.slots.get(&inst.name).map(|s| s.state.clone())
@@ -270,6 +337,7 @@ impl Machine {
             aof_to_restore: false,
             sync_full_before,
             holds_place: gate == Gate::Granted,
+            predicted_partial,
         };
         self.set_state(
             &inst.name,
@@ -282,29 +350,38 @@ impl Machine {
         fx.push(Effect::Launch(spec));
     }
 
-    /// Redis resumes replication (a partial resync) only when it loaded an RDB: a replica
-    /// that loads its AOF asks for a full copy (measured). So a replica with AOF whose RDB
-    /// is at least as new as its AOF (as after a graceful `SHUTDOWN SAVE`) starts with AOF
-    /// off, loads the RDB, and gets AOF back once in sync. Masters are not treated so:
-    /// until AOF is back on, their new writes would not be durable.
-    pub(super) fn resume_candidate(&self, inst: &Instance) -> Option<ResumeFromRdb> {
-        let aof = self
-            .group
-            .directive(inst, "appendonly")
-            .is_some_and(|v| v.iter().any(|s| s.eq_ignore_ascii_case("yes")));
-        if inst.is_master() || !aof {
-            return None;
-        }
+    /// The RDB an instance loads at start, and its AOF directory when AOF is on.
+    fn rdb_paths(&self, inst: &Instance) -> (PathBuf, Option<PathBuf>) {
         let first = |key: &str, default: &str| {
             self.group
                 .directive(inst, key)
                 .and_then(|v| v.first().cloned())
                 .unwrap_or_else(|| default.to_owned())
         };
+        let aof = self
+            .group
+            .directive(inst, "appendonly")
+            .is_some_and(|v| v.iter().any(|s| s.eq_ignore_ascii_case("yes")));
         let data = self.group.data_path(inst);
+        (
+            data.join(first("dbfilename", "dump.rdb")),
+            aof.then(|| data.join(first("appenddirname", "appendonlydir"))),
+        )
+    }
+
+    /// Redis resumes replication (a partial resync) only when it loaded an RDB: a replica
+    /// that loads its AOF asks for a full copy (measured). So a replica with AOF whose RDB
+    /// is at least as new as its AOF (as after a graceful `SHUTDOWN SAVE`) starts with AOF
+    /// off, loads the RDB, and gets AOF back once in sync. Masters are not treated so:
+    /// until AOF is back on, their new writes would not be durable.
+    pub(super) fn resume_candidate(&self, inst: &Instance) -> Option<ResumeFromRdb> {
+        if inst.is_master() {
+            return None;
+        }
+        let (rdb, aof_dir) = self.rdb_paths(inst);
         Some(ResumeFromRdb {
-            rdb: data.join(first("dbfilename", "dump.rdb")),
-            aof_dir: data.join(first("appenddirname", "appendonlydir")),
+            rdb,
+            aof_dir: aof_dir?,
         })
     }
 }

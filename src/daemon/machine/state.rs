@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::rdb::ReplPosition;
 use crate::status::StateLabel;
 
 /// Where an instance is in its life. Data that only one state has lives in its variant.
@@ -19,6 +20,8 @@ pub enum State {
         gate: Gate,
         /// The coming start follows a crash, so it counts as a restart.
         after_crash: bool,
+        /// For a replica: where the RDB it will load resumes replication, once read.
+        history: History,
     },
     /// The runtime was asked to write the config and spawn the process; its answer
     /// (`Launched` or `LaunchFailed`) comes back before any other input.
@@ -59,6 +62,16 @@ pub enum State {
     Failed { reason: String },
 }
 
+/// What a waiting replica will resume from, read from its RDB before it is admitted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum History {
+    /// Not read yet (the runtime reads it when asked, before the replica is admitted).
+    NotRead,
+    /// Read: the RDB's replication id and offset, or `None` (no RDB, no history in it, or
+    /// it will load its AOF instead, from which no server resumes).
+    Read(Option<ReplPosition>),
+}
+
 /// A replica's place in its upstream's sync gate, while it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
@@ -82,6 +95,8 @@ pub struct Launch {
     pub sync_full_before: Option<i64>,
     /// Holds a place in its upstream's sync gate (released when it leaves these states).
     pub holds_place: bool,
+    /// Admitted without a place: its resync was predicted partial (no fork, no copy).
+    pub predicted_partial: bool,
 }
 
 /// The states without their data: for the transition table and for status labels.
@@ -101,6 +116,17 @@ pub enum Kind {
 }
 
 impl State {
+    /// Waiting to start, nothing asked or read yet.
+    pub fn waiting(reason: &str, not_before: Instant, after_crash: bool) -> State {
+        State::Waiting {
+            reason: reason.to_owned(),
+            not_before,
+            gate: Gate::NotAsked,
+            after_crash,
+            history: History::NotRead,
+        }
+    }
+
     /// The state without its data.
     pub fn kind(&self) -> Kind {
         match self {
@@ -142,11 +168,14 @@ impl State {
         }
     }
 
-    /// Whether it counts against its upstream's gate: on its way to being in sync.
+    /// Whether it counts against its upstream's gate: on its way to being in sync by a
+    /// sync that may fork and copy (a predicted partial resync does not count).
     pub fn in_flight(&self) -> bool {
         match self {
             State::Waiting { gate, .. } => *gate != Gate::NotAsked,
-            State::Launching { .. } | State::Starting { .. } | State::Syncing { .. } => true,
+            State::Launching { launch, .. }
+            | State::Starting { launch, .. }
+            | State::Syncing { launch, .. } => !launch.predicted_partial,
             _ => false,
         }
     }

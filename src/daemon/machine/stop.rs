@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use super::{Effect, Gate, Kind, Machine, Sig, State};
+use super::{Effect, Kind, Machine, Sig, State};
 use crate::endpoint::ShutdownError;
 
 impl Machine {
@@ -186,17 +186,14 @@ impl Machine {
                     slot.last_error = Some("did not come in sync within sync_timeout".to_owned());
                     State::Running { pid }
                 }
-                State::Backoff { until, after_crash } if now >= until => State::Waiting {
-                    reason: if after_crash {
+                State::Backoff { until, after_crash } if now >= until => {
+                    let reason = if after_crash {
                         "restarting after a crash"
                     } else {
                         "retrying the start"
-                    }
-                    .to_owned(),
-                    not_before: now,
-                    gate: Gate::NotAsked,
-                    after_crash,
-                },
+                    };
+                    State::waiting(reason, now, after_crash)
+                }
                 _ => continue,
             };
             self.set_state(&name, next, fx);

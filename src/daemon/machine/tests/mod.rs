@@ -68,6 +68,9 @@ pub(super) struct H {
     pub(super) m: Machine,
     pub(super) now: Instant,
     next_id: RequestId,
+    /// What each replica's RDB resumes from, as the runtime would read it (default: no
+    /// history, so its sync may be full).
+    pub(super) histories: std::collections::HashMap<String, ReplPosition>,
 }
 
 impl H {
@@ -83,11 +86,28 @@ impl H {
             m: Machine::new(group(text), host.to_owned(), &adopted, t0),
             now: t0,
             next_id: 0,
+            histories: Default::default(),
         }
     }
 
+    /// Hands the machine an input; answers its history reads the way the runtime does
+    /// (at once, before anything else), and returns every effect.
     pub(super) fn feed(&mut self, input: Input) -> Vec<Effect> {
-        self.m.handle(input, self.now)
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            for effect in self.m.handle(input, self.now) {
+                if let Effect::ReadHistory { name, .. } = &effect {
+                    let position = self.histories.get(name).cloned();
+                    queue.push_back(Input::HistoryRead {
+                        name: name.clone(),
+                        position,
+                    });
+                }
+                out.push(effect);
+            }
+        }
+        out
     }
 
     pub(super) fn tick(&mut self) -> Vec<Effect> {

@@ -331,3 +331,126 @@ fn syncs_are_counted_by_kind_and_gate_waits_are_reported() {
     let r2 = report.iter().find(|r| r.name == "r2").unwrap();
     assert_eq!(r2.waiting_in_gate_of.as_deref(), Some("master"));
 }
+
+/// The master's INFO with its replication history: id `aaa`, a backlog holding offsets 1
+/// to 1000.
+fn with_history(info: String) -> String {
+    info + "master_replid:aaa\r\nmaster_replid2:0000\r\nsecond_repl_offset:-1\r\n\
+            repl_backlog_active:1\r\nrepl_backlog_size:1048576\r\n\
+            repl_backlog_first_byte_offset:1\r\nrepl_backlog_histlen:1000\r\n"
+}
+
+#[test]
+fn a_replica_sure_to_resync_partially_is_admitted_while_another_holds_the_gate() {
+    let mut h = H::new(SEED, "a");
+    h.histories.insert(
+        "r2".into(),
+        crate::rdb::ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 900,
+        },
+    );
+    h.tick();
+    h.launched("master", 100);
+    let fx = h.probe("master", &with_history(master_info(100, &[])));
+    assert_eq!(
+        claims(&fx),
+        ["r1"],
+        "r1 has no history: it asks for a place"
+    );
+    assert_eq!(
+        launches(&fx),
+        ["r2"],
+        "r2 resumes from the backlog: no place needed"
+    );
+    let Some(State::Launching { launch, .. }) = h.m.state("r2") else {
+        panic!("{:?}", h.m.state("r2"))
+    };
+    assert!(launch.predicted_partial && !launch.holds_place);
+    // r1 gets its place and syncs; r2, partial, never counted against it.
+    h.feed(Input::ClaimResult {
+        name: "r1".into(),
+        granted: true,
+        detail: String::new(),
+        retry_after: Duration::ZERO,
+    });
+    h.launched("r1", 201);
+    h.launched("r2", 202);
+    h.probe("r2", &replica_info(202, 1000));
+    let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+    h.probe("master", &with_history(master_info(100, &both)));
+    assert_eq!(h.kind("r2"), Kind::Running);
+}
+
+#[test]
+fn a_replica_whose_history_the_upstream_lacks_waits_in_the_gate() {
+    let mut h = H::new(SEED, "a");
+    for (name, id) in [("r1", "aaa"), ("r2", "zzz")] {
+        h.histories.insert(
+            name.into(),
+            crate::rdb::ReplPosition {
+                repl_id: id.into(),
+                offset: 900,
+            },
+        );
+    }
+    h.tick();
+    h.launched("master", 100);
+    // r1 resumes; r2's history is another one: it needs a place, and gets one at once
+    // (r1, partial, does not hold the gate).
+    let fx = h.probe("master", &with_history(master_info(100, &[])));
+    assert_eq!(launches(&fx), ["r1"]);
+    assert_eq!(claims(&fx), ["r2"]);
+}
+
+#[test]
+fn a_wrong_prediction_is_counted_and_then_holds_the_gate() {
+    let one_replica_more = SEED.to_owned()
+        + "\n[[instance]]\nname = \"r3\"\nhost = \"a\"\nbind = \"127.0.0.4\"\nport = 7003\nreplica_of = \"master\"\n";
+    let mut h = H::new(&one_replica_more, "a");
+    h.histories.insert(
+        "r1".into(),
+        crate::rdb::ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 900,
+        },
+    );
+    h.tick();
+    h.launched("master", 100);
+    let fx = h.probe("master", &with_history(master_info(100, &[])));
+    assert_eq!(launches(&fx), ["r1"]);
+    assert_eq!(claims(&fx), ["r2"]);
+    h.launched("r1", 201);
+    // The master's backlog moved on meanwhile: r1 is full-syncing after all.
+    h.probe(
+        "r1",
+        &replica_info(201, 0).replace("master_sync_in_progress:0", "master_sync_in_progress:1"),
+    );
+    assert_eq!(h.kind("r1"), Kind::Syncing);
+    let report = h.m.report();
+    let r1 = report.iter().find(|r| r.name == "r1").unwrap();
+    assert_eq!(r1.counters.mispredicted_syncs, 1);
+    assert!(
+        h.m.state("r1").unwrap().in_flight(),
+        "it counts against the gate now"
+    );
+    // r2 is refused its place; r3 may not even ask while r1 and r2's claim are in flight.
+    h.feed(Input::ClaimResult {
+        name: "r2".into(),
+        granted: false,
+        detail: "1 replica(s) syncing".into(),
+        retry_after: Duration::from_millis(200),
+    });
+    let fx = h.advance(Duration::from_millis(300));
+    assert!(claims(&fx).is_empty(), "{fx:?}");
+    assert!(last_error(&h, "r2").contains("1 replica(s) syncing"));
+    let status = h.m.status(h.now);
+    assert_eq!(
+        status
+            .iter()
+            .find(|s| s.name == "r1")
+            .unwrap()
+            .sync_mispredictions,
+        1
+    );
+}
