@@ -34,6 +34,14 @@ pub fn run(targets: ProbeTargets, interval: Duration, events: Sender<Event>, wak
                 return;
             }
         }
+        // Wakes that came during this round are all answered by the next one, at once.
+        let mut woken = false;
+        while wake.try_recv().is_ok() {
+            woken = true;
+        }
+        if woken {
+            continue;
+        }
         match wake.recv_timeout(interval) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,

@@ -58,9 +58,17 @@ impl Machine {
             s.last_sync = slot.last_sync.clone();
             s.sync_timeouts = slot.sync_timeouts;
             s.sync_mispredictions = slot.counters.mispredicted_syncs;
+            // What holds a waiting instance back (its upstream, the gate) is news; a step
+            // on its way (asking for a place, reading its RDB) is not, and must not hide
+            // why its last attempt failed (a port still taken).
             s.last_error = match &slot.state {
                 State::Failed { reason } => Some(reason.clone()),
-                State::Waiting { reason, .. } if reason != super::STARTING => Some(reason.clone()),
+                State::Waiting { reason, .. } if reason.starts_with("waiting ") => {
+                    Some(reason.clone())
+                }
+                State::Waiting { reason, .. } if reason != super::STARTING => {
+                    slot.last_error.clone().or_else(|| Some(reason.clone()))
+                }
                 _ => slot.last_error.clone(),
             };
             if slot.state.pid().is_some()

@@ -454,3 +454,29 @@ fn a_wrong_prediction_is_counted_and_then_holds_the_gate() {
         1
     );
 }
+
+#[test]
+fn instances_on_their_way_up_are_probed_every_tenth_of_a_second() {
+    let mut h = H::new(SEED, "a");
+    h.tick();
+    assert!(
+        h.m.next_deadline(h.now) >= h.now + Duration::from_millis(500),
+        "nothing coming up"
+    );
+    h.launched("master", 100);
+    let probes_now = |fx: &[Effect]| fx.iter().filter(|e| matches!(e, Effect::ProbeNow)).count();
+    let due = h.m.next_deadline(h.now);
+    assert!(
+        due <= h.now + Duration::from_millis(100),
+        "{:?}",
+        due - h.now
+    );
+    assert_eq!(probes_now(&h.advance(Duration::from_millis(100))), 1);
+    assert_eq!(probes_now(&h.advance(Duration::from_millis(50))), 0);
+    assert_eq!(probes_now(&h.advance(Duration::from_millis(50))), 1);
+    h.probe("master", &master_info(100, &[]));
+    assert_eq!(h.kind("master"), Kind::Running);
+    // Running, and the replicas wait in the gate: back to health_interval.
+    assert_eq!(probes_now(&h.advance(Duration::from_millis(100))), 0);
+    assert_eq!(probes_now(&h.advance(Duration::from_millis(100))), 0);
+}
