@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use crate::config::Group;
+use std::net::IpAddr;
+
+use crate::config::{Group, Instance, Secret};
 use crate::render::{self, Secrets};
 
 /// One thing the supervisor does for an operation, in order.
@@ -19,6 +21,161 @@ pub enum Step {
     /// Change the password of a running instance in place (`CONFIG SET requirepass` and
     /// `masterauth`): replication links stay up, because AUTH happens only on connect.
     SetPassword { name: String },
+    /// Apply a changed config to a running instance without a restart (`CONFIG SET`,
+    /// `REPLICAOF`), and write its new redis.conf so a later start agrees. Should the
+    /// server refuse a setting at runtime, the instance is restarted instead.
+    ApplyLive { name: String, change: LiveChange },
+}
+
+impl Step {
+    /// The instance the step is about.
+    pub fn name(&self) -> &str {
+        match self {
+            Step::Stop { name, .. }
+            | Step::Start { name }
+            | Step::AwaitReady { name }
+            | Step::SetPassword { name }
+            | Step::ApplyLive { name, .. } => name,
+        }
+    }
+}
+
+/// What changes in a running instance's config that the server can take at runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveChange {
+    /// `CONFIG SET key value`, in order. Values may hold the password: never print them.
+    pub set: Vec<(String, Secret)>,
+    /// A new upstream: `REPLICAOF` it (`None` inside: `REPLICAOF NO ONE`).
+    pub repoint: Option<Option<Upstream>>,
+}
+
+/// Where a replica is pointed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub bind: IpAddr,
+    pub port: u16,
+}
+
+impl LiveChange {
+    /// What it does, for the reload's reply: `set maxmemory live`, `re-pointed to `m``.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.set.is_empty() {
+            let keys: Vec<&str> = self.set.iter().map(|(k, _)| k.as_str()).collect();
+            parts.push(format!("set {} live", keys.join(", ")));
+        }
+        match &self.repoint {
+            Some(Some(up)) => parts.push(format!("re-pointed to `{}`", up.name)),
+            Some(None) => parts.push("made a master (REPLICAOF NO ONE)".to_owned()),
+            None => {}
+        }
+        parts.join("; ")
+    }
+}
+
+/// Directives a server takes only at start: a change to one of them means a restart.
+const RESTART_KEYS: &[&str] = &[
+    "port",
+    "bind",
+    "dir",
+    "logfile",
+    "daemonize",
+    "pidfile",
+    "unixsocket",
+    "unixsocketperm",
+    "databases",
+    "io-threads",
+    "supervised",
+    "syslog-enabled",
+    "syslog-ident",
+    "syslog-facility",
+    "appenddirname",
+    "always-show-logo",
+];
+
+/// Directives redisrepd writes only in some cases, with the server's default to set
+/// when a reload drops one (a parent that lost its last replica, a replica made master).
+const GENERATED_DEFAULTS: &[(&str, &str)] = &[
+    ("repl-diskless-sync-max-replicas", "0"),
+    ("repl-diskless-load", "disabled"),
+    ("min-replicas-to-write", "0"),
+    ("min-replicas-max-lag", "10"),
+];
+
+/// The directives of a rendered redis.conf: key to its values, in order of appearance.
+fn directives(conf: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in conf.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        let key = key.to_ascii_lowercase();
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, values)) => values.push(value.to_owned()),
+            None => out.push((key, vec![value.to_owned()])),
+        }
+    }
+    out
+}
+
+/// How a running instance goes from `old` to `new` (rendered configs) without a restart,
+/// or why it cannot. `new_upstream` is its upstream in the new file.
+pub fn live_change(
+    old: &str,
+    new: &str,
+    new_upstream: Option<&Instance>,
+) -> Result<LiveChange, String> {
+    let (old, new) = (directives(old), directives(new));
+    let value = |list: &[(String, Vec<String>)], key: &str| {
+        list.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    };
+    let mut change = LiveChange {
+        set: Vec::new(),
+        repoint: None,
+    };
+    for (key, _) in &old {
+        if value(&new, key).is_some() || key == "replicaof" {
+            continue;
+        }
+        // A directive redisrepd generates goes back to its known default; for anything
+        // else only a restart brings back the server's default.
+        match GENERATED_DEFAULTS.iter().find(|(k, _)| k == key) {
+            Some((_, default)) => change.set.push((key.clone(), Secret::new(*default))),
+            None => {
+                return Err(format!(
+                    "`{key}` was removed, and only a restart brings back its default"
+                ));
+            }
+        }
+    }
+    for (key, values) in &new {
+        if value(&old, key).as_ref() == Some(values) {
+            continue;
+        }
+        if RESTART_KEYS.contains(&key.as_str()) {
+            return Err(format!("`{key}` changed"));
+        }
+        if key == "replicaof" {
+            continue;
+        }
+        // Repeated directives (`save`) are one setting at runtime; others take the last.
+        let joined = if key == "save" {
+            values.join(" ")
+        } else {
+            values.last().cloned().unwrap_or_default()
+        };
+        change.set.push((key.clone(), Secret::new(joined)));
+    }
+    if value(&old, "replicaof") != value(&new, "replicaof") {
+        change.repoint = Some(new_upstream.map(|up| Upstream {
+            name: up.name.clone(),
+            bind: up.bind,
+            port: up.port,
+        }));
+    }
+    Ok(change)
 }
 
 /// Names sorted parents first (master, then each level of replicas), file order within a
@@ -87,6 +244,10 @@ pub struct ReloadDiff {
     pub changed: Vec<String>,
     /// Changed only in the password: applied in place, no restart.
     pub password_only: Vec<String>,
+    /// Changed in ways the running server takes at runtime: applied live, no restart.
+    pub live: Vec<(String, LiveChange)>,
+    /// Why each of `changed` needs a restart.
+    pub restart_reasons: Vec<(String, String)>,
     pub unchanged: Vec<String>,
 }
 
@@ -106,12 +267,31 @@ pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
                 let same = same_masked
                     && render::render(old, prev, Secrets::Show)
                         == render::render(new, inst, Secrets::Show);
-                let list = match (same_process, same_masked, same) {
-                    (true, _, true) => &mut diff.unchanged,
-                    (true, true, false) if old.password().is_some() => &mut diff.password_only,
-                    _ => &mut diff.changed,
-                };
-                list.push(inst.name.clone());
+                let name = inst.name.clone();
+                match (same_process, same_masked, same) {
+                    (true, _, true) => diff.unchanged.push(name),
+                    (true, true, false) if old.password().is_some() => {
+                        diff.password_only.push(name)
+                    }
+                    (false, _, _) => {
+                        diff.restart_reasons.push((
+                            name.clone(),
+                            "its server, user or config path changed".to_owned(),
+                        ));
+                        diff.changed.push(name);
+                    }
+                    (true, _, false) => match live_change(
+                        &render::render(old, prev, Secrets::Show),
+                        &render::render(new, inst, Secrets::Show),
+                        new.upstream(inst),
+                    ) {
+                        Ok(change) => diff.live.push((name, change)),
+                        Err(why) => {
+                            diff.restart_reasons.push((name.clone(), why));
+                            diff.changed.push(name);
+                        }
+                    },
+                }
             }
         }
     }
@@ -124,7 +304,8 @@ pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
 }
 
 /// The steps that apply a reload: change passwords in place, stop removed instances,
-/// restart changed ones (rolling, through the gate), start added ones.
+/// restart changed ones (rolling, through the gate), start added ones, then apply live
+/// changes parents first (a replica re-pointed to an added instance finds it up).
 pub fn reload(old: &Group, new: &Group, diff: &ReloadDiff) -> Vec<Step> {
     let mut steps: Vec<Step> = diff
         .password_only
@@ -134,6 +315,15 @@ pub fn reload(old: &Group, new: &Group, diff: &ReloadDiff) -> Vec<Step> {
     steps.extend(stop(old, &diff.removed, false));
     steps.extend(restart(new, &diff.changed, false));
     steps.extend(start(new, &diff.added));
+    let live_names: Vec<String> = diff.live.iter().map(|(n, _)| n.clone()).collect();
+    for name in parents_first(new, &live_names) {
+        if let Some((_, change)) = diff.live.iter().find(|(n, _)| n == name) {
+            steps.push(Step::ApplyLive {
+                name: name.to_owned(),
+                change: change.clone(),
+            });
+        }
+    }
     steps
 }
 
@@ -278,6 +468,55 @@ replica_of = "m"
         let steps = reload(&old, &new, &diff);
         assert_eq!(steps[0], Step::SetPassword { name: "r1".into() });
         assert_eq!(steps.len(), 3, "no restart");
+    }
+
+    #[test]
+    fn runtime_settings_change_live_and_the_rest_restarts() {
+        let old = group(CASCADE);
+        let text = CASCADE.replace(
+            "port = 2\nreplica_of = \"m\"",
+            "port = 2\nreplica_of = \"r2\"\n[instance.redis]\nmaxmemory = \"1gb\"\nsave = [\"60 1\", \"10 100\"]",
+        );
+        let diff = reload_diff(&old, &group(&text), "b");
+        let live: Vec<&str> = diff.live.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            live,
+            ["r2", "r1"],
+            "r2 gains a replica: its pacing directive, live"
+        );
+        let (_, change) = &diff.live[1];
+        let set: Vec<(&str, &str)> = change
+            .set
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
+        assert_eq!(set, [("maxmemory", "1gb"), ("save", "60 1 10 100")]);
+        assert_eq!(
+            change
+                .repoint
+                .as_ref()
+                .and_then(|u| u.as_ref())
+                .map(|u| u.name.as_str()),
+            Some("r2")
+        );
+        assert_eq!(
+            change.describe(),
+            "set maxmemory, save live; re-pointed to `r2`"
+        );
+        // A new port, or a removed directive, needs a restart.
+        let diff = reload_diff(
+            &group(&text),
+            &group(&text.replace("port = 2\n", "port = 22\n")),
+            "b",
+        );
+        assert_eq!(diff.changed, ["r1"]);
+        assert_eq!(diff.restart_reasons[0].1, "`port` changed");
+        let diff = reload_diff(&group(&text), &old, "b");
+        assert_eq!(
+            diff.changed,
+            ["r1"],
+            "maxmemory removed: back to the default by a restart"
+        );
     }
 
     #[test]

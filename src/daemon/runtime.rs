@@ -177,6 +177,9 @@ impl Runtime {
             Event::AofRestored { name, result } => {
                 self.feed(Input::AofRestored { name, result }, now)
             }
+            Event::LiveApplied { name, result } => {
+                self.feed(Input::LiveApplied { name, result }, now)
+            }
             Event::Control { request, reply } => {
                 let id = self.next_request;
                 self.next_request += 1;
@@ -296,6 +299,21 @@ impl Runtime {
                         .map(|()| new)
                         .map_err(|e| e.to_string());
                     let _ = events.send(Event::PasswordSet { name, result });
+                });
+                None
+            }
+            Effect::ApplyLive {
+                name,
+                endpoint,
+                change,
+                conf,
+                conf_path,
+            } => {
+                let events = self.events.clone();
+                let run_as = self.run_as.clone();
+                spawn_worker(&format!("live-{name}"), move || {
+                    let result = apply_live(&endpoint, &change, &conf, &conf_path, run_as.as_ref());
+                    let _ = events.send(Event::LiveApplied { name, result });
                 });
                 None
             }
@@ -521,6 +539,46 @@ fn config_set(endpoint: &Endpoint, key: &str, value: &str) -> redis::RedisResult
         .arg(key)
         .arg(value)
         .query::<()>(&mut c)
+}
+
+/// Applies a config change to a running instance: `CONFIG SET` each setting (the first
+/// one refused ends it: the machine restarts the instance instead), `REPLICAOF`, then the
+/// new redis.conf on disk (so a later start agrees).
+fn apply_live(
+    endpoint: &Endpoint,
+    change: &crate::plan::LiveChange,
+    conf: &Secret,
+    conf_path: &Path,
+    run_as: Option<&RunAs>,
+) -> Result<(), String> {
+    let mut c = endpoint
+        .connect(Duration::from_secs(5))
+        .map_err(|e| format!("cannot reach it: {e}"))?;
+    for (key, value) in &change.set {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(key)
+            .arg(value.expose())
+            .query::<()>(&mut c)
+            .map_err(|e| format!("`{key}`: {}", e.detail().unwrap_or("refused")))?;
+    }
+    if let Some(up) = &change.repoint {
+        let mut cmd = redis::cmd("REPLICAOF");
+        match up {
+            Some(up) => cmd.arg(up.bind.to_string()).arg(up.port),
+            None => cmd.arg("NO").arg("ONE"),
+        };
+        cmd.query::<()>(&mut c)
+            .map_err(|e| format!("REPLICAOF: {}", e.detail().unwrap_or("refused")))?;
+    }
+    files::write_atomic(conf_path, conf.expose().as_bytes(), 0o600)
+        .and_then(|()| match run_as {
+            Some(r) => {
+                std::os::unix::fs::chown(conf_path, Some(r.uid.as_raw()), Some(r.gid.as_raw()))
+            }
+            None => Ok(()),
+        })
+        .map_err(|e| format!("cannot write {}: {e}", conf_path.display()))
 }
 
 /// `CONFIG SET masterauth` then `requirepass`, over a connection made with the old

@@ -265,9 +265,9 @@ fn reload_adds_removes_and_changes_instances() {
     c.wait_healthy();
     let master_pid = c.pid("master");
     let r1_pid = c.pid("r1");
-    // Remove r2, change r1, add r3.
+    // Remove r2, change r1 (in a way only a restart applies), add r3.
     c.members.retain(|m| m.name != "r2");
-    c.members[1].extra = "[instance.redis]\nmaxmemory = \"64mb\"\n".into();
+    c.members[1].extra = "[instance.redis]\ndatabases = \"32\"\n".into();
     c.members
         .push(cluster::Member::new("r3", "a", Some("master")));
     c.write_config();
@@ -287,9 +287,13 @@ fn reload_adds_removes_and_changes_instances() {
         "unchanged instances keep their pid"
     );
     assert_ne!(c.pid("r1"), r1_pid, "the changed instance was restarted");
+    assert!(
+        run.stdout.contains("r1: restarting: `databases` changed"),
+        "{run}"
+    );
     assert_eq!(
-        util::config_get(&mut c.con("r1"), "maxmemory").unwrap(),
-        (64 << 20).to_string()
+        util::config_get(&mut c.con("r1"), "databases").unwrap(),
+        "32"
     );
     assert_eq!(c.redis_pids().len(), 3, "r2's process is gone");
 
@@ -308,6 +312,55 @@ fn reload_adds_removes_and_changes_instances() {
     std::fs::write(&c.config, valid).unwrap();
     assert_eq!(c.pid("master"), master_pid);
     assert_eq!(c.redis_pids().len(), 3);
+}
+
+#[test]
+fn reload_changes_maxmemory_and_adds_a_sub_replica_without_changing_any_pid() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let pids: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    for m in &mut c.members {
+        m.extra = "[instance.redis]\nmaxmemory = \"64mb\"\n".into();
+    }
+    c.members
+        .push(cluster::Member::new("leaf", "a", Some("r1")));
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    run.expect_code(0);
+    for line in [
+        "master: set maxmemory live",
+        "r1: set repl-diskless-sync-max-replicas, maxmemory live",
+        "r2: set maxmemory live",
+        "leaf: running",
+    ] {
+        assert!(run.stdout.contains(line), "{line}\n{run}");
+    }
+    c.wait_healthy();
+    let after: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    assert_eq!(after, pids, "nothing restarted");
+    for n in ["master", "r1", "r2"] {
+        assert_eq!(
+            util::config_get(&mut c.con(n), "maxmemory").unwrap(),
+            (64 << 20).to_string(),
+            "{n}"
+        );
+        // The file on disk agrees, so a later restart keeps the change.
+        let conf = std::fs::read_to_string(c.run_dir().join(format!("{n}.conf"))).unwrap();
+        assert!(conf.contains("maxmemory 64mb"), "{n}: {conf}");
+    }
+    assert_eq!(
+        util::config_get(&mut c.con("r1"), "repl-diskless-sync-max-replicas").unwrap(),
+        "1"
+    );
+    // The leaf replicates from r1.
+    c.set("master", "through-r1", "yes");
+    util::wait_until(UP, "the key on the leaf", || {
+        redis::cmd("GET")
+            .arg("through-r1")
+            .query::<Option<String>>(&mut c.con("leaf"))
+            .is_ok_and(|v| v.as_deref() == Some("yes"))
+    });
 }
 
 #[test]

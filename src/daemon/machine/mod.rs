@@ -107,6 +107,12 @@ pub enum Input {
         name: String,
         result: Result<Option<Secret>, String>,
     },
+    /// The outcome of [`Effect::ApplyLive`]: done, or the setting the server refused at
+    /// runtime and why.
+    LiveApplied {
+        name: String,
+        result: Result<(), String>,
+    },
     /// The outcome of [`Effect::RestoreAof`].
     AofRestored {
         name: String,
@@ -183,6 +189,15 @@ pub enum Effect {
         endpoint: Endpoint,
         new: Option<Secret>,
     },
+    /// `CONFIG SET` each of `change.set`, then `REPLICAOF` per `change.repoint`, then
+    /// write `conf` (the new redis.conf) to `conf_path`; answer with `LiveApplied`.
+    ApplyLive {
+        name: String,
+        endpoint: Endpoint,
+        change: crate::plan::LiveChange,
+        conf: Secret,
+        conf_path: PathBuf,
+    },
     /// `CONFIG SET appendonly yes`; answer with `AofRestored`.
     RestoreAof { name: String, endpoint: Endpoint },
     /// From now on probe these instances every `health_interval`.
@@ -238,8 +253,8 @@ struct Slot {
     sync_timeouts: u32,
     /// Recent (time, master_repl_offset) samples, for the write rate.
     offsets: VecDeque<(Instant, i64)>,
-    /// A password change in place from a reload: `None` while under way.
-    password_change: Option<Result<(), String>>,
+    /// A change in place from a reload (password, live config): `None` while under way.
+    in_place: Option<Result<(), String>>,
     counters: Counters,
 }
 
@@ -376,7 +391,7 @@ impl Machine {
             last_sync: None,
             sync_timeouts: 0,
             offsets: VecDeque::new(),
-            password_change: Some(Ok(())),
+            in_place: Some(Ok(())),
             counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);
@@ -487,9 +502,21 @@ impl Machine {
             } => self.on_claim(&name, granted, detail, now + retry_after, &mut fx),
             Input::PasswordSet { name, result } => {
                 if let Some(slot) = self.slots.get_mut(&name) {
-                    slot.password_change = Some(result.map(|new| {
+                    slot.in_place = Some(result.map(|new| {
                         slot.endpoint.password = new;
                     }));
+                }
+            }
+            Input::LiveApplied { name, result } => {
+                let endpoint = self
+                    .group
+                    .instance(&name)
+                    .map(|inst| Endpoint::of(&self.group, inst));
+                if let Some(slot) = self.slots.get_mut(&name) {
+                    if let (Ok(()), Some(endpoint)) = (&result, endpoint) {
+                        slot.endpoint = endpoint; // a new password now applies
+                    }
+                    slot.in_place = Some(result);
                 }
             }
             Input::AofRestored { name, result } => {

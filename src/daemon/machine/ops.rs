@@ -8,9 +8,10 @@ use std::time::Instant;
 use tracing::{error, info};
 
 use super::{Effect, Kind, Machine, Notify, PendingStatus, RequestId, State, human};
-use crate::config::Group;
+use crate::config::{Group, Secret};
 use crate::control::{Request, Response};
 use crate::plan::{self, Step};
+use crate::render::{self, Secrets};
 
 /// An operation from a control request: steps run one after another.
 pub(super) struct Operation {
@@ -161,6 +162,12 @@ impl Machine {
             diff.changed.len(),
             diff.unchanged.len()
         )];
+        if !diff.live.is_empty() {
+            lines[0].push_str(&format!(", {} changed live", diff.live.len()));
+        }
+        for (name, why) in &diff.restart_reasons {
+            lines.push(format!("{name}: restarting: {why}"));
+        }
         if steps.is_empty() {
             lines.push("nothing to do".to_owned());
         }
@@ -264,6 +271,21 @@ impl Machine {
                     op.lines.extend(line);
                     op.current = None;
                 }
+                Some(Err(why)) if matches!(step, Step::ApplyLive { .. }) => {
+                    // The server refused a setting at runtime: restart it with the new
+                    // config instead (rolling, through the gate, like any change).
+                    let name = step.name().to_owned();
+                    op.lines.push(format!(
+                        "{name}: restarted: the server refused it live ({why})"
+                    ));
+                    for s in plan::restart(&self.group, std::slice::from_ref(&name), false)
+                        .into_iter()
+                        .rev()
+                    {
+                        op.steps.push_front(s);
+                    }
+                    op.current = None;
+                }
                 Some(Err(message)) => {
                     op.lines.push(message);
                     op.ok = false;
@@ -313,6 +335,30 @@ impl Machine {
                 Ok(())
             }
             Step::AwaitReady { .. } => Ok(()),
+            Step::ApplyLive { name, change } => {
+                let Some(inst) = self.group.instance(name).cloned() else {
+                    return Err(format!("`{name}` is not in the file any more"));
+                };
+                let conf = Secret::new(render::render(&self.group, &inst, Secrets::Show));
+                let conf_path = self.group.conf_path(&inst);
+                let Some(slot) = self.slots.get_mut(name) else {
+                    return Err(format!("`{name}` is not run by this daemon"));
+                };
+                if slot.state.pid().is_none() || slot.state.stopping() {
+                    // Not running: its next start renders the new config.
+                    slot.in_place = Some(Ok(()));
+                    return Ok(());
+                }
+                slot.in_place = None;
+                fx.push(Effect::ApplyLive {
+                    name: name.clone(),
+                    endpoint: slot.endpoint.clone(),
+                    change: change.clone(),
+                    conf,
+                    conf_path,
+                });
+                Ok(())
+            }
             Step::SetPassword { name } => {
                 let new = self.group.password().cloned();
                 let Some(slot) = self.slots.get_mut(name) else {
@@ -321,10 +367,10 @@ impl Machine {
                 if slot.state.pid().is_none() {
                     // Not running: it gets the new password from its config at start.
                     slot.endpoint.password = new;
-                    slot.password_change = Some(Ok(()));
+                    slot.in_place = Some(Ok(()));
                     return Ok(());
                 }
-                slot.password_change = None;
+                slot.in_place = None;
                 fx.push(Effect::SetPassword {
                     name: name.clone(),
                     endpoint: slot.endpoint.clone(),
@@ -361,7 +407,13 @@ impl Machine {
                 }
             }
             Step::Start { .. } => Some(Ok(None)),
-            Step::SetPassword { name } => match &self.slots.get(name)?.password_change {
+            Step::ApplyLive { name, change } => match &self.slots.get(name)?.in_place {
+                None => None,
+                Some(Ok(())) => Some(Ok(Some(format!("{name}: {}", change.describe())))),
+                // `advance` turns this into a restart.
+                Some(Err(e)) => Some(Err(e.clone())),
+            },
+            Step::SetPassword { name } => match &self.slots.get(name)?.in_place {
                 None => None,
                 Some(Ok(())) => Some(Ok(Some(format!("{name}: password changed in place")))),
                 Some(Err(e)) => Some(Err(format!(

@@ -11,11 +11,12 @@ fn reload_applies_the_diff_and_leaves_the_rest_running() {
     h.master_up();
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
-    // r2 removed, r1 changed (maxmemory), r3 added; the master unchanged.
+    // r2 removed, r1 changed in a way only a restart applies, r3 added; the master
+    // unchanged.
     let mut text = SEED[..SEED.find("[[instance]]\nname = \"r2\"").unwrap()].to_owned();
     text = text.replace(
         "replica_of = \"master\"\n",
-        "replica_of = \"master\"\n[instance.redis]\nmaxmemory = \"64mb\"\n",
+        "replica_of = \"master\"\n[instance.redis]\ndatabases = \"32\"\n",
     );
     text.push_str(
         "\n[[instance]]\nname = \"r3\"\nhost = \"a\"\nbind = \"127.0.0.4\"\nport = 7003\nreplica_of = \"master\"\n",
@@ -110,6 +111,147 @@ fn a_password_change_is_applied_in_place() {
     let (ok, lines) = done(&fx, 1);
     assert!(
         ok && lines.contains(&"master: password changed in place".to_owned()),
+        "{lines:?}"
+    );
+}
+
+/// A reload that changes a directive and adds a sub-replica restarts nothing: the changed
+/// directive and the parent's new `repl-diskless-sync-max-replicas` are set live.
+#[test]
+fn reload_applies_what_the_server_can_change_live_without_a_restart() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let text = SEED.replace(
+        "save = [\"3600 1\"]",
+        "save = [\"3600 1\"]\nmaxmemory = \"64mb\"",
+    ) + "\n[[instance]]\nname = \"leaf\"\nhost = \"a\"\nbind = \"127.0.0.4\"\nport = 7003\nreplica_of = \"r1\"\n";
+    h.feed(Input::ReloadRequested { id: Some(4) });
+    let fx = h.feed(Input::ConfigLoaded {
+        id: Some(4),
+        result: Ok(Box::new(group(&text))),
+    });
+    assert!(shutdowns(&fx).is_empty(), "nothing restarts: {fx:?}");
+    // The added sub-replica starts first (through r1's gate) ...
+    assert_eq!(claims(&fx), ["leaf"]);
+    h.feed(Input::ClaimResult {
+        name: "leaf".into(),
+        granted: true,
+        detail: String::new(),
+        retry_after: Duration::ZERO,
+    });
+    h.launched("leaf", 303);
+    h.probe("leaf", &replica_info(303, 1000));
+    let fx = h.probe(
+        "r1",
+        &(replica_info(201, 1000)
+            + "slave0:ip=127.0.0.4,port=7003,state=online,offset=1000,lag=0\r\n"),
+    );
+    // ... then the live changes, parents first.
+    let live: Vec<(String, Vec<String>)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ApplyLive { name, change, .. } => Some((
+                name.clone(),
+                change.set.iter().map(|(k, _)| k.clone()).collect(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        live,
+        [("master".to_owned(), vec!["maxmemory".to_owned()])],
+        "{fx:?}"
+    );
+    let mut fx = h.feed(Input::LiveApplied {
+        name: "master".into(),
+        result: Ok(()),
+    });
+    let r1 = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::ApplyLive { name, change, .. } if name == "r1" => Some(change.clone()),
+            _ => None,
+        })
+        .expect("r1 next");
+    let keys: Vec<&str> = r1.set.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["repl-diskless-sync-max-replicas", "maxmemory"]);
+    fx = h.feed(Input::LiveApplied {
+        name: "r1".into(),
+        result: Ok(()),
+    });
+    fx.extend(h.feed(Input::LiveApplied {
+        name: "r2".into(),
+        result: Ok(()),
+    }));
+    let (ok, lines) = done(&fx, 4);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines.contains(&"master: set maxmemory live".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"r1: set repl-diskless-sync-max-replicas, maxmemory live".to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        (h.pid("master"), h.pid("r1"), h.pid("r2")),
+        (Some(100), Some(201), Some(202))
+    );
+}
+
+#[test]
+fn a_setting_the_server_refuses_live_restarts_the_instance_instead() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let text = SEED.replace(
+        "port = 7001\nreplica_of = \"master\"\n",
+        "port = 7001\nreplica_of = \"master\"\n[instance.redis]\nsome-setting = \"x\"\n",
+    );
+    h.feed(Input::ReloadRequested { id: Some(5) });
+    let fx = h.feed(Input::ConfigLoaded {
+        id: Some(5),
+        result: Ok(Box::new(group(&text))),
+    });
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::ApplyLive { name, .. } if name == "r1"))
+    );
+    let fx = h.feed(Input::LiveApplied {
+        name: "r1".into(),
+        result: Err("`some-setting`: can't set immutable config".into()),
+    });
+    assert_eq!(
+        shutdowns(&fx),
+        [("r1".to_owned(), false)],
+        "restarted instead"
+    );
+    shutdown_ok(&mut h, "r1", 201);
+    h.feed(Input::ClaimResult {
+        name: "r1".into(),
+        granted: true,
+        detail: String::new(),
+        retry_after: Duration::ZERO,
+    });
+    h.launched("r1", 301);
+    h.probe("r1", &replica_info(301, 1000));
+    let fx = h.probe(
+        "master",
+        &master_info(100, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]),
+    );
+    let (ok, lines) = done(&fx, 5);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("r1: restarted: the server refused it live")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("r1: running (pid 301)")),
         "{lines:?}"
     );
 }
