@@ -185,6 +185,10 @@ fn sigterm_stops_every_instance_saved_and_exits_zero() {
         assert!(c.data_dir(name).join("dump.rdb").exists(), "{name} saved");
     }
     assert!(!c.run_dir().join("a.sock").exists(), "socket removed");
+    assert!(
+        !c.run_dir().join("a.new").exists(),
+        "no socket under its temporary name"
+    );
 }
 
 #[test]
