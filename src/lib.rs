@@ -15,6 +15,7 @@ pub mod control;
 pub mod daemon;
 pub mod files;
 pub mod gate;
+pub mod host;
 pub mod info;
 pub mod logging;
 pub mod plan;

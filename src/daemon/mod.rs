@@ -82,7 +82,7 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
         warn!("{}: {w}", config_path.display());
     }
     let group = checked.group;
-    let host = host.unwrap_or_else(crate::commands::hostname);
+    let host = host.unwrap_or_else(crate::host::hostname);
     if group.start_order(&host).is_empty() {
         bail!(
             "{}: host `{host}` runs no instance of this file (hosts in it: {}); pass --host NAME",
