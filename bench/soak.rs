@@ -9,7 +9,9 @@
 //! dir; all are killed on exit, also on a panic or Ctrl-C. It never sleeps blindly: every
 //! wait is for a condition, with a deadline.
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -20,9 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::{free_port, int};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use redisrepd::info::Info;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
@@ -176,9 +180,7 @@ struct Group {
 
 impl Group {
     fn new() -> Group {
-        let dir = std::env::temp_dir().join(format!("redisrepd-soak-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("soak dir");
+        let dir = common::fresh_dir("soak");
         let mut addrs = BTreeMap::new();
         for name in ["master", "r1", "r2"] {
             addrs.insert(name, SocketAddr::from(([127, 0, 0, 1], free_port())));
@@ -413,43 +415,19 @@ impl std::fmt::Display for Run {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 // ----- Redis ---------------------------------------------------------------------------
 
-/// An authenticated connection (the daemon's own `Endpoint`), with room for slow replies.
+/// Room for slow replies (a check reads thousands of keys per pipeline).
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An authenticated connection to an instance of the soak's group.
 fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let c = redisrepd::redis_io::Endpoint {
-        bind: addr.ip(),
-        port: addr.port(),
-        password: Some(redisrepd::config::Secret::new(PASSWORD)),
-    }
-    .connect(timeout)?;
-    c.set_read_timeout(Some(Duration::from_secs(10)))?;
-    c.set_write_timeout(Some(Duration::from_secs(10)))?;
-    Ok(c)
+    common::connect(addr, PASSWORD, timeout, IO_TIMEOUT)
 }
 
-fn info(addr: SocketAddr, section: &str) -> Result<HashMap<String, String>, String> {
-    let mut c = connect(addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    let text: String = redis::cmd("INFO")
-        .arg(section)
-        .query(&mut c)
-        .map_err(|e| e.to_string())?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
-        .collect())
-}
-
-fn int(m: &HashMap<String, String>, k: &str) -> i64 {
-    m.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+/// `INFO section`, or why not.
+fn info(addr: SocketAddr, section: &str) -> Result<Info, String> {
+    common::info(addr, PASSWORD, section, Duration::from_secs(2), IO_TIMEOUT)
 }
 
 fn key(n: u64) -> String {
@@ -488,29 +466,6 @@ fn missing_on(addr: SocketAddr, acked: &[u64]) -> Result<Vec<u64>, String> {
         }
     }
     Ok(missing)
-}
-
-/// Calls `f` until it succeeds or `deadline` passes (or the soak is interrupted); the
-/// error carries `f`'s last complaint.
-fn wait_for<T>(
-    deadline: Duration,
-    stop: &AtomicBool,
-    mut f: impl FnMut() -> Result<T, String>,
-) -> Result<T, String> {
-    let until = Instant::now() + deadline;
-    loop {
-        let last = match f() {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        if Instant::now() >= until {
-            return Err(format!("still not so after {deadline:?}: {last}"));
-        }
-        if stop.load(Ordering::Relaxed) {
-            return Err(format!("interrupted while waiting: {last}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 // ----- the writer ----------------------------------------------------------------------
@@ -694,12 +649,12 @@ impl SyncCounter {
             return;
         };
         let now = [
-            int(&stats, "sync_full"),
-            int(&stats, "sync_partial_ok"),
+            stats.sync_full(),
+            stats.sync_partial_ok(),
             int(&stats, "sync_partial_err"),
         ];
         let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = seen.entry(run_id.clone()).or_default();
+        let entry = seen.entry(run_id.to_owned()).or_default();
         for (e, n) in entry.iter_mut().zip(now) {
             *e = (*e).max(n);
         }
@@ -936,7 +891,7 @@ impl Soak<'_> {
         let acked = &paused.guard.acked;
         let master = self.g.addr("master");
         let stop = self.interrupted;
-        let missing = wait_for(CATCH_UP_DEADLINE, stop, || missing_on(master, acked))
+        let missing = common::wait_for(CATCH_UP_DEADLINE, stop, || missing_on(master, acked))
             .map_err(|e| self.fail(format!("reading the master: {e}")))?;
         if !missing.is_empty() {
             self.lost
@@ -950,18 +905,18 @@ impl Soak<'_> {
         }
         for r in REPLICAS {
             let addr = self.g.addr(r);
-            wait_for(CATCH_UP_DEADLINE, stop, || {
+            common::wait_for(CATCH_UP_DEADLINE, stop, || {
                 // The master's id and offset are read anew each time: a master restarted
                 // without a backlog takes a new replication id when its first replica
                 // connects, and `status` may have said "in sync" just before that (its
                 // records are as old as the last probe).
                 let m = info(master, "replication").map_err(|e| format!("master: {e}"))?;
-                let replid = m.get("master_replid").cloned().unwrap_or_default();
-                let offset = int(&m, "master_repl_offset");
+                let replid = m.get("master_replid").unwrap_or_default();
+                let offset = m.repl_offset().unwrap_or(0);
                 let i = info(addr, "replication")?;
                 let (link, id, off) = (
-                    i.get("master_link_status").cloned().unwrap_or_default(),
-                    i.get("master_replid").cloned().unwrap_or_default(),
+                    i.get("master_link_status").unwrap_or_default(),
+                    i.get("master_replid").unwrap_or_default(),
                     int(&i, "slave_repl_offset"),
                 );
                 if link == "up" && id == replid && off >= offset {
@@ -973,7 +928,7 @@ impl Soak<'_> {
                 }
             })
             .map_err(|e| self.fail(format!("`{r}` does not catch up: {e}")))?;
-            let missing = wait_for(CATCH_UP_DEADLINE, stop, || missing_on(addr, acked))
+            let missing = common::wait_for(CATCH_UP_DEADLINE, stop, || missing_on(addr, acked))
                 .map_err(|e| self.fail(format!("reading `{r}`: {e}")))?;
             if !missing.is_empty() {
                 self.lost.extend(missing.iter().map(|n| (r.to_owned(), *n)));

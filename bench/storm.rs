@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench storm -- [--keys N] [--aof|--rdb] [--replicas N] [--only a,b,c,d]`
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use common::{free_port, int};
+use redisrepd::info::Info;
 
 const PASSWORD: &str = "bench-password";
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
@@ -77,7 +82,7 @@ impl Layout {
         let layout = Layout {
             master: local(),
             replicas: (0..o.replicas).map(|_| local()).collect(),
-            dir: tempdir(tag),
+            dir: common::fresh_dir(&format!("bench-{tag}")),
         };
         let toml = layout.dir.join("group.toml");
         std::fs::write(&toml, toml_text(&layout, o)).expect("toml");
@@ -90,13 +95,6 @@ impl Layout {
             replicas: self.replicas.clone(),
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn toml_text(l: &Layout, o: &Opts) -> String {
@@ -121,52 +119,31 @@ fn toml_text(l: &Layout, o: &Opts) -> String {
     t
 }
 
-/// An authenticated connection (the daemon's own `Endpoint`), with room for slow replies.
+/// Room for slow replies: a master forking a large data set answers late.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An authenticated connection to an instance of the bench's groups.
 fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let c = redisrepd::redis_io::Endpoint {
-        bind: addr.ip(),
-        port: addr.port(),
-        password: Some(redisrepd::config::Secret::new(PASSWORD)),
-    }
-    .connect(timeout)?;
-    c.set_read_timeout(Some(Duration::from_secs(120)))?;
-    Ok(c)
+    common::connect(addr, PASSWORD, timeout, IO_TIMEOUT)
 }
 
-fn info(addr: SocketAddr, section: &str) -> Option<HashMap<String, String>> {
-    let mut c = connect(addr, Duration::from_secs(1)).ok()?;
-    let text: String = redis::cmd("INFO").arg(section).query(&mut c).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
-            .collect(),
-    )
+/// `INFO section`; `None` while the instance does not answer.
+fn info(addr: SocketAddr, section: &str) -> Option<Info> {
+    common::info(addr, PASSWORD, section, Duration::from_secs(1), IO_TIMEOUT).ok()
 }
 
-fn int(m: &HashMap<String, String>, k: &str) -> i64 {
-    m.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
+/// Waits until `f` gives a value; panics after `within`.
 fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for(within, &AtomicBool::new(false), || {
+        f().ok_or_else(|| "not yet".to_owned())
+    })
+    .unwrap_or_else(|e| panic!("timed out waiting for {what}: {e}"))
 }
 
 /// Replicas the master lists as online.
 fn online(master: SocketAddr) -> Option<usize> {
     let i = info(master, "replication")?;
-    Some(
-        i.iter()
-            .filter(|(k, v)| k.starts_with("slave") && v.contains("state=online"))
-            .count(),
-    )
+    Some(i.replicas.iter().filter(|r| r.is_online()).count())
 }
 
 fn wait_all_online(l: &Watched) {
@@ -174,13 +151,12 @@ fn wait_all_online(l: &Watched) {
     wait("every replica online", Duration::from_secs(900), || {
         (online(l.master)? == n
             && l.replicas.iter().all(|r| {
-                info(*r, "replication").is_some_and(|i| {
-                    i.get("master_link_status").map(String::as_str) == Some("up")
-                        && int(&i, "master_sync_in_progress") == 0
-                }) && info(*r, "persistence").is_some_and(|i| {
-                    // Settled: a replica writing its initial AOF cannot even shut down.
-                    int(&i, "aof_rewrite_in_progress") == 0 && int(&i, "loading") == 0
-                })
+                info(*r, "replication")
+                    .is_some_and(|i| i.master_link_up() == Some(true) && !i.sync_in_progress())
+                    && info(*r, "persistence").is_some_and(|i| {
+                        // Settled: a replica writing its initial AOF cannot even shut down.
+                        int(&i, "aof_rewrite_in_progress") == 0 && !i.loading()
+                    })
             }))
         .then_some(())
     });
@@ -215,15 +191,11 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
             while !stop.load(Ordering::Relaxed) {
                 match info(master, "replication") {
                     Some(i) => {
-                        let lines: Vec<&String> = i
+                        let on = i.replicas.iter().filter(|r| r.is_online()).count();
+                        let full = i
+                            .replicas
                             .iter()
-                            .filter(|(k, _)| k.starts_with("slave"))
-                            .map(|(_, v)| v)
-                            .collect();
-                        let on = lines.iter().filter(|v| v.contains("state=online")).count();
-                        let full = lines
-                            .iter()
-                            .filter(|v| v.contains("wait_bgsave") || v.contains("send_bulk"))
+                            .filter(|r| matches!(r.state.as_str(), "wait_bgsave" | "send_bulk"))
                             .count();
                         pa.fetch_max((n - on.min(n)) as u64, Ordering::Relaxed);
                         pf.fetch_max(full as u64, Ordering::Relaxed);
@@ -391,7 +363,7 @@ impl Naive {
     fn wait_up(&self, i: usize) {
         wait("redis answers", Duration::from_secs(300), || {
             let i = info(self.addr(i), "persistence")?;
-            (int(&i, "loading") == 0).then_some(())
+            (!i.loading()).then_some(())
         });
     }
 
@@ -540,13 +512,6 @@ impl Drop for Managed {
     }
 }
 
-fn tempdir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("redisrepd-bench-{what}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("bench dir");
-    dir
-}
-
 fn populate(master: SocketAddr, keys: u64, aof: bool) {
     let mut c = connect(master, Duration::from_secs(5)).expect("master");
     let _: () = redis::cmd("DEBUG")
@@ -616,7 +581,7 @@ fn main() {
         let mut m = Managed::setup(&o);
         m.daemon("m");
         wait("master up", Duration::from_secs(120), || {
-            info(m.layout.master, "persistence").filter(|i| int(i, "loading") == 0)
+            info(m.layout.master, "persistence").filter(|i| !i.loading())
         });
         populate(m.layout.master, o.keys, o.aof);
         m.daemon("r");

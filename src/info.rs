@@ -69,7 +69,8 @@ impl Info {
         self.fields.get(key).map(String::as_str)
     }
 
-    fn int(&self, key: &str) -> Option<i64> {
+    /// A field as an integer (`None` when absent or not a number).
+    pub fn int(&self, key: &str) -> Option<i64> {
         self.get(key)?.parse().ok()
     }
 

@@ -25,7 +25,7 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let hosts: Vec<String> = match host {
         Some(h) => vec![h.to_owned()],
         None => {
-            let me = super::hostname();
+            let me = crate::host::hostname();
             if group.hosts().contains(&me.as_str()) {
                 vec![me]
             } else {

@@ -90,11 +90,3 @@ pub(crate) fn names(group: &config::Group) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-/// This machine's hostname: the default `--host`.
-pub(crate) fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_owned())
-}

@@ -91,7 +91,7 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
         warn!("{}: {w}", config_path.display());
     }
     let group = checked.group;
-    let host = host.unwrap_or_else(crate::commands::hostname);
+    let host = host.unwrap_or_else(crate::host::hostname);
     if group.start_order(&host).is_empty() {
         bail!(
             "{}: host `{host}` runs no instance of this file (hosts in it: {}); pass --host NAME",
@@ -106,10 +106,8 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
     prepare_dirs(&group, run_as.as_ref())?;
     let _lock = lock_host(&group, &host)?;
     let socket_path = group.socket_path(&host);
-    let _ = std::fs::remove_file(&socket_path); // stale: we hold the host lock
-    let listener = UnixListener::bind(&socket_path)
+    let listener = listen_on(&socket_path)
         .with_context(|| format!("cannot listen on {}", socket_path.display()))?;
-    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))?;
     let _socket_guard = RemoveOnDrop(socket_path.clone());
 
     let (tx, rx) = mpsc::channel::<Event>();
@@ -270,6 +268,25 @@ fn lock_host(group: &Group, host: &str) -> Result<File> {
     file.set_len(0)?;
     writeln!(file, "{}", std::process::id())?;
     Ok(file)
+}
+
+/// A listener whose `path` appears only once it listens, with mode 0600: bound and
+/// chmod-ed as `<host>.new` beside it, then renamed onto `path` (replacing a stale socket:
+/// we hold the host lock). Bound in place, `path` would exist between bind() and listen(),
+/// when a connect fails with ECONNREFUSED, and before the chmod; yet clients (`--all`,
+/// `status`) and the tests take an existing socket file for a daemon that answers.
+fn listen_on(path: &Path) -> std::io::Result<UnixListener> {
+    // No longer than `path`: a socket's path has a length limit (sun_path).
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp); // stale: left by a daemon that died here
+    let listener = UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 struct RemoveOnDrop(PathBuf);

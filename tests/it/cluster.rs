@@ -202,7 +202,8 @@ impl Cluster {
         self.wait_socket(host);
     }
 
-    /// Waits until the control socket of `host` exists; panics with the daemon's log if the
+    /// Waits until the control socket of `host` exists, which means it answers: the daemon
+    /// renames it into place only once it listens. Panics with the daemon's log if the
     /// daemon exits first.
     pub fn wait_socket(&mut self, host: &str) {
         let socket = self.run_dir().join(format!("{host}.sock"));

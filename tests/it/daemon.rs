@@ -185,6 +185,10 @@ fn sigterm_stops_every_instance_saved_and_exits_zero() {
         assert!(c.data_dir(name).join("dump.rdb").exists(), "{name} saved");
     }
     assert!(!c.run_dir().join("a.sock").exists(), "socket removed");
+    assert!(
+        !c.run_dir().join("a.new").exists(),
+        "no socket under its temporary name"
+    );
 }
 
 #[test]
@@ -312,6 +316,61 @@ fn reload_adds_removes_and_changes_instances() {
     std::fs::write(&c.config, valid).unwrap();
     assert_eq!(c.pid("master"), master_pid);
     assert_eq!(c.redis_pids().len(), 3);
+}
+
+/// The control socket's file appears only once it listens, with mode 0600: whoever sees
+/// it can connect. (Bound in place, it existed before listen(), where a connect is refused,
+/// and with the umask's mode until the chmod; the tests' `wait_socket` and the CLI take an
+/// existing file for a daemon that answers.) A socket and a temporary one left behind by a
+/// SIGKILLed daemon are replaced.
+#[test]
+fn the_control_socket_appears_listening_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .build();
+    let socket = c.run_dir().join("a.sock");
+    let temporary = c.run_dir().join("a.new");
+    c.start_daemon_with("a", |_| {});
+    // Catch the very first moment the file exists: a spin, not a sleeping poll.
+    let deadline = std::time::Instant::now() + UP;
+    let first_seen = loop {
+        if let Ok(meta) = std::fs::symlink_metadata(&socket) {
+            break meta;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no socket within {UP:?}:\n{}",
+            c.daemon_log("a")
+        );
+        std::thread::yield_now();
+    };
+    let connected = UnixStream::connect(&socket);
+    assert!(
+        connected.is_ok(),
+        "the socket file exists but refuses: {connected:?}"
+    );
+    assert_eq!(first_seen.permissions().mode() & 0o777, 0o600);
+    assert!(!temporary.exists(), "no socket under its temporary name");
+    c.wait_state("master", "running");
+
+    let mut d = c.take_daemon("a").expect("daemon");
+    d.proc.signal(Signal::SIGKILL);
+    d.proc.wait_exit(UP);
+    assert!(socket.exists(), "a SIGKILLed daemon leaves its socket");
+    drop(UnixListener::bind(&temporary).expect("a stale temporary socket"));
+    c.start_daemon_with("a", |_| {});
+    util::wait_for(UP, "the new daemon's socket to accept", || {
+        UnixStream::connect(&socket)
+    });
+    let mode = std::fs::symlink_metadata(&socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!temporary.exists(), "the stale temporary socket is gone");
+    c.wait_state("master", "running");
 }
 
 #[test]

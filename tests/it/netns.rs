@@ -144,7 +144,8 @@ fn redisrepd_in(ns: &str, config: &Path) -> Command {
 }
 
 /// `ip netns exec ns redisrepd daemon --host host` (ip execs, so the pid is the daemon's),
-/// logging (appending) to `daemon-<host>.log`; waits for its control socket.
+/// logging (appending) to `daemon-<host>.log`; waits for its control socket (it exists only
+/// once it listens).
 fn start_daemon(c: &Cluster, ns: &str, host: &str) -> ProcGuard {
     let log = c.dir.join(format!("daemon-{host}.log"));
     let file = File::options()
