@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::util::{Example, QUICK, Run, TestDir, chmod, redisrepd, run};
+use super::util::{Example, QUICK, Run, TestDir, chmod, redis_server, redisrepd, run};
 
 const EXAMPLES: [&str; 3] = ["seed", "local", "cascade"];
 
@@ -177,6 +177,30 @@ fn check_rejects_a_managed_directive() {
         },
         &["instance `master`, key `redis.port`: redisrepd manages `port` itself"],
     );
+}
+
+#[test]
+fn check_rejects_a_directive_the_server_rejects() {
+    // Asked of the real redis-server: a misspelled directive and a malformed value, one in
+    // [redis] and one in an instance's [instance.redis]; both reported, each by its key.
+    // (Without a redis-server, check only warns: this test needs one.)
+    redis_server();
+    let mut redis = toml::Table::new();
+    redis.insert("maxmemroy".into(), "1gb".into());
+    let out = rejected(
+        |ex| {
+            instance(ex, "replica-a").insert("redis".into(), redis.into());
+            let group = ex.toml["redis"].as_table_mut().unwrap();
+            group.insert("save".into(), "3600".into());
+        },
+        &[
+            "instance `replica-a`, key `redis.maxmemroy`: ",
+            "rejects `maxmemroy 1gb`: Bad directive or wrong number of arguments",
+            "key `redis.save`: ",
+            "rejects `save 3600`: Invalid save parameters",
+        ],
+    );
+    assert_eq!(out.stderr.lines().count(), 2, "{out}");
 }
 
 #[test]
