@@ -15,7 +15,7 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
         Err(_) => eprintln!(
             "redisrepd: warning: {}: key `redis_server`: `{}` is not found or not executable \
              here, so the [redis] directives are not checked against it; the daemon will \
-             refuse to start until it is installed (Debian: `apt-get install redis-server`)",
+             refuse to start until it is installed (Debian, Ubuntu: `sudo apt-get install redis-server`)",
             config.display(),
             group.cluster.redis_server
         ),
