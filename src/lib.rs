@@ -17,6 +17,7 @@ pub mod files;
 pub mod gate;
 pub mod info;
 pub mod logging;
+pub mod metrics;
 pub mod plan;
 pub mod process;
 pub mod redis_io;
