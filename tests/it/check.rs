@@ -314,3 +314,21 @@ fn usage_error_exits_2() {
     let (_, config) = copy(&dir, "cascade");
     run(redisrepd(&config).arg("render"), QUICK).expect_code(2);
 }
+
+/// The configuration the Debian package installs as /etc/redisrepd/redisrepd.toml (with
+/// the password file its postinst writes) is valid as shipped.
+#[test]
+fn the_packaged_config_is_valid() {
+    let dir = TestDir::new();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pkg/redisrepd.toml"),
+    )
+    .expect("pkg/redisrepd.toml");
+    let config = dir.write("redisrepd.toml", text);
+    dir.write("password", "generated-by-postinst\n");
+    for host in ["db1", "db2"] {
+        let out = check(&config, &["--host", host]);
+        out.expect_code(0);
+        assert!(out.stdout.contains("configuration is valid"), "{out}");
+    }
+}
