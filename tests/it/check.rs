@@ -332,3 +332,20 @@ fn the_packaged_config_is_valid() {
         assert!(out.stdout.contains("configuration is valid"), "{out}");
     }
 }
+
+/// The probe never takes over what a live instance owns: a `unixsocket` is rewritten into
+/// the probe's own directory (a value Redis parses, then cannot listen on), so `check`
+/// accepts it and leaves the configured path alone.
+#[test]
+fn check_accepts_a_unixsocket_without_touching_it() {
+    redis_server();
+    let dir = TestDir::new();
+    let live = dir.join("live.sock");
+    let mut ex = Example::load("local");
+    let redis = ex.toml["redis"].as_table_mut().unwrap();
+    redis.insert("unixsocket".into(), live.display().to_string().into());
+    redis.insert("loglevel".into(), "warning".into());
+    let config = ex.write(&dir);
+    check(&config, &["--host", "local"]).expect_code(0);
+    assert!(!live.exists(), "check created the instance's socket");
+}
