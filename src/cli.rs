@@ -30,6 +30,9 @@ pub enum Verb {
         /// The host whose instances to run (default: this machine's hostname).
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
+        /// Serve Prometheus metrics at http://ADDR:PORT/metrics (overrides `[metrics] listen`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Start instances (and clear a `failed` state).
     Start(Targets),

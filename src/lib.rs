@@ -21,11 +21,13 @@ pub mod gate;
 pub mod host;
 pub mod info;
 pub mod logging;
+pub mod metrics;
 pub mod plan;
 pub mod process;
 pub mod rdb;
 pub mod redis_io;
 pub mod render;
+pub mod server_check;
 pub mod status;
 
 use std::process::ExitCode;

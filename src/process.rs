@@ -280,8 +280,8 @@ pub fn find_redis_server(configured: &str) -> Result<PathBuf, String> {
             m.permissions().mode() & 0o7777
         ),
         None => format!(
-            "`{configured}` is not found: install redis-server (Debian: \
-             `apt-get install redis-server`) or {fix}"
+            "`{configured}` is not found: install redis-server (Debian, Ubuntu: \
+             `sudo apt-get install redis-server`) or {fix}"
         ),
     })
 }

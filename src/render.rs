@@ -103,9 +103,14 @@ pub fn render(group: &Group, inst: &Instance, secrets: Secrets) -> String {
 fn directives(out: &mut String, list: &[Directive]) {
     for d in list {
         for v in &d.values {
-            let _ = writeln!(out, "{} {}", d.key, quote(v));
+            let _ = writeln!(out, "{}", directive_line(&d.key, v));
         }
     }
+}
+
+/// One `[redis]` directive as redis.conf holds it (without the newline).
+pub fn directive_line(key: &str, value: &str) -> String {
+    format!("{key} {}", quote(value))
 }
 
 /// Paths are always quoted so that spaces and quotes in them survive redis.conf parsing.

@@ -5,19 +5,34 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::config::Group;
+use crate::config::{ConfigError, Group};
 
 /// Validates the TOML and prints the start plan for `host` (default: this machine).
 pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let checked = super::load(config)?;
     let group = &checked.group;
-    if which::which(&group.cluster.redis_server).is_err() {
-        eprintln!(
+    match crate::process::find_redis_server(&group.cluster.redis_server) {
+        Err(_) => eprintln!(
             "redisrepd: warning: {}: key `redis_server`: `{}` is not found or not executable \
-             here; the daemon will refuse to start until it is installed",
+             here, so the [redis] directives are not checked against it; the daemon will \
+             refuse to start until it is installed (Debian, Ubuntu: `sudo apt-get install redis-server`)",
             config.display(),
             group.cluster.redis_server
-        );
+        ),
+        Ok(server) => match crate::server_check::ask_server(group, &server) {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => {
+                return Err(ConfigError {
+                    file: config.to_owned(),
+                    problems: problems.iter().map(ToString::to_string).collect(),
+                }
+                .into());
+            }
+            Err(why) => eprintln!(
+                "redisrepd: warning: {}: the [redis] directives are not checked: {why}",
+                config.display()
+            ),
+        },
     }
     for w in user_warnings(group.cluster.user.as_deref()) {
         eprintln!("redisrepd: warning: {}: {w}", config.display());

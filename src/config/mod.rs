@@ -26,6 +26,15 @@ pub struct Group {
     pub redis: Vec<Directive>,
     /// Every instance, in file order.
     pub instances: Vec<Instance>,
+    /// `[metrics]`.
+    pub metrics: Metrics,
+}
+
+/// `[metrics]`: where `daemon` serves Prometheus metrics (`daemon --metrics` overrides it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// `listen = "127.0.0.1:9765"`; `None`: no metrics.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[cluster]` with defaults applied and paths made absolute.

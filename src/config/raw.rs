@@ -20,6 +20,33 @@ pub struct RawFile {
     pub redis: toml::Table,
     #[serde(default)]
     pub instance: Vec<RawInstance>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `ADDR:PORT` where `daemon` serves Prometheus metrics.
+    pub listen: Option<Listen>,
+}
+
+/// An `ADDR:PORT` to listen on (`[::1]:PORT` for IPv6).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Listen(pub std::net::SocketAddr);
+
+impl TryFrom<String> for Listen {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse().map(Listen).map_err(|_| {
+            format!(
+                "`{value}` is not an address and port: write ADDR:PORT, e.g. \
+                 \"127.0.0.1:9765\" (IPv6: \"[::1]:9765\")"
+            )
+        })
+    }
 }
 
 /// `[cluster]`.

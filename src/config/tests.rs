@@ -949,3 +949,26 @@ fn load_errors_never_contain_the_password() {
     let (_dir, result) = load_with_password_file(Some("hunter2 x"), 0o600);
     assert!(!result.unwrap_err().to_string().contains("hunter2"));
 }
+
+#[test]
+fn metrics_listen_is_an_address_and_port() {
+    let g = ok(&format!(
+        "{CLUSTER}[metrics]\nlisten = \"127.0.0.1:9765\"\n{}",
+        trio()
+    ))
+    .group;
+    assert_eq!(g.metrics.listen, Some("127.0.0.1:9765".parse().unwrap()));
+    let g = ok(&format!("{CLUSTER}{}", trio())).group;
+    assert_eq!(g.metrics.listen, None);
+    one_problem(
+        &format!("{CLUSTER}[metrics]\nlisten = \"127.0.0.1\"\n{}", trio()),
+        &[
+            "line 5",
+            "`127.0.0.1` is not an address and port: write ADDR:PORT",
+        ],
+    );
+    one_problem(
+        &format!("{CLUSTER}[metrics]\nport = 1\n{}", trio()),
+        &["unknown field `port`"],
+    );
+}

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::raw::{RawFile, RawInstance};
 use super::{
-    Checked, Cluster, ConfigError, Directive, Group, Instance, PasswordSource, Problem, Secret,
-    Supervise,
+    Checked, Cluster, ConfigError, Directive, Group, Instance, Metrics, PasswordSource, Problem,
+    Secret, Supervise,
 };
 
 /// Directives redisrepd writes itself, with the TOML key to use instead.
@@ -204,12 +204,16 @@ impl Validator {
             );
         }
         let instances: Vec<Instance> = raw.instance.into_iter().map(|i| self.instance(i)).collect();
+        let metrics = Metrics {
+            listen: raw.metrics.listen.map(|l| l.0),
+        };
         let group = Group {
             source: source.to_owned(),
             cluster,
             supervise,
             redis,
             instances,
+            metrics,
         };
         self.tree(&group);
         group

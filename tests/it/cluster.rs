@@ -234,6 +234,8 @@ impl Cluster {
         wrapper: &[String],
         adjust: impl FnOnce(&mut Command),
     ) {
+        // Every daemon test needs redis-server: fail first with how to install it.
+        util::redis_server();
         let log = self.dir.join(format!("daemon-{host}.log"));
         let file = std::fs::File::create(&log).expect("daemon log");
         let mut inner = util::redisrepd(&self.config);

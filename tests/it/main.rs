@@ -11,6 +11,7 @@ mod cluster;
 mod daemon;
 mod faults;
 mod gate;
+mod metrics;
 mod netns;
 mod render_accepted;
 mod systemd;

@@ -356,8 +356,8 @@ fn units_pass_systemd_analyze_verify() {
     let dir = TestDir::new();
     let bin = util::bin().display().to_string();
     for name in ["redisrepd.service", "redisrepd@.service"] {
-        let text = unit_text(name).replace("/usr/local/bin/redisrepd", &bin);
-        assert!(text.contains(&bin), "{name} runs /usr/local/bin/redisrepd");
+        let text = unit_text(name).replace("/usr/bin/redisrepd", &bin);
+        assert!(text.contains(&bin), "{name} runs /usr/bin/redisrepd");
         fs::write(dir.join(name), text).expect("writing a unit copy");
     }
     // The template is verified through an instance of it. --man=no: Documentation= names
@@ -378,7 +378,7 @@ fn units_pass_systemd_analyze_verify() {
 
     // The check is not vacuous: a misspelt key is reported.
     let bad = unit_text("redisrepd.service")
-        .replace("/usr/local/bin/redisrepd", &bin)
+        .replace("/usr/bin/redisrepd", &bin)
         .replace("KillMode=", "KilMode=");
     fs::write(dir.join("broken.service"), bad).expect("writing a broken unit");
     let run = verify(&["broken.service"]);

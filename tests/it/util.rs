@@ -79,13 +79,18 @@ impl Example {
         let path = example_path(&format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         let toml: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-        let pw_file = toml["cluster"]["password_file"]
-            .as_str()
-            .expect("the examples use password_file");
-        let password = std::fs::read_to_string(example_path(pw_file))
-            .expect("reading the example's password file")
-            .trim_end()
-            .to_owned();
+        let cluster = &toml["cluster"];
+        let password = match (cluster.get("password"), cluster.get("password_file")) {
+            (Some(inline), None) => inline.as_str().expect("a string password").to_owned(),
+            (None, Some(file)) => {
+                let file = file.as_str().expect("a password_file path");
+                std::fs::read_to_string(example_path(file))
+                    .expect("reading the example's password file")
+                    .trim_end()
+                    .to_owned()
+            }
+            _ => panic!("{path:?}: the examples set either password or password_file"),
+        };
         Example {
             name: name.to_owned(),
             toml,
@@ -109,11 +114,13 @@ impl Example {
         }
     }
 
-    /// Writes `<name>.toml` and its password file (mode 0600) into `dir`; returns the TOML's
-    /// path.
+    /// Writes `<name>.toml` and its password file (mode 0600), if it has one, into `dir`;
+    /// returns the TOML's path.
     pub fn write(&self, dir: &TestDir) -> PathBuf {
-        let pw_file = self.toml["cluster"]["password_file"].as_str().unwrap();
-        dir.write(pw_file, format!("{}\n", self.password));
+        if let Some(pw_file) = self.toml["cluster"].get("password_file") {
+            let pw_file = pw_file.as_str().expect("a password_file path");
+            dir.write(pw_file, format!("{}\n", self.password));
+        }
         let text = toml::to_string(&self.toml).expect("serializing the TOML");
         dir.write(format!("{}.toml", self.name), text)
     }
@@ -400,7 +407,10 @@ pub fn kill(pid: u32, sig: nix::sys::signal::Signal) {
 /// The redis-server on PATH. Panics (never skips) when there is none.
 pub fn redis_server() -> PathBuf {
     which::which("redis-server").unwrap_or_else(|_| {
-        panic!("redis-server not found: install it with `apt-get install redis-server`")
+        panic!(
+            "redis-server not found: the tests start real Redis servers; install it with \
+             `sudo apt-get install redis-server` (Debian, Ubuntu)"
+        )
     })
 }
 

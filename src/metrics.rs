@@ -1,0 +1,550 @@
+//! Prometheus metrics (`spec/cli.md`, "Metrics"): what only the supervisor knows, served
+//! at `/metrics` over plain HTTP in the Prometheus text format (0.0.4).
+//!
+//! Theory of operation. The supervisor owns the numbers; this module owns none. The HTTP
+//! thread ([`serve`]) asks for a [`Snapshot`] through a callback on every scrape (the
+//! daemon's callback sends a request to the supervisor thread and waits a bounded time for
+//! the answer), and [`encode`] turns it into text: a pure function, so what a scrape shows
+//! is unit-tested without a daemon. Families are built afresh per scrape from the snapshot,
+//! so an instance removed by `reload` disappears from the next scrape.
+//!
+//! The server is a few lines over `std::net::TcpListener` rather than an HTTP crate: it
+//! answers one `GET /metrics` per connection (404 for any other path, 405 for any other
+//! method) and closes; one connection at a time, each bounded by [`CLIENT_TIMEOUT`], so
+//! a client that sends nothing cannot hold the thread for long.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The longest a client may take to send its request and read the answer.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest request head read; a longer one gets 431.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// Everything a scrape shows, as the supervisor knows it at that moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The daemon's host (`daemon --host`), the `host` label of `redisrepd_instance_up`.
+    pub host: String,
+    /// This host's instances.
+    pub instances: Vec<InstanceMetrics>,
+    /// The sync gates of the upstreams this host's replicas wait on.
+    pub gates: Vec<GateMetrics>,
+}
+
+/// One local instance's numbers. Counters count since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceMetrics {
+    /// The instance's name.
+    pub name: String,
+    /// Running and, for a replica, in sync (status `running`).
+    pub up: bool,
+    /// Restarts after a crash (the `restarts` column of `status`).
+    pub restarts: u64,
+    /// Completed full syncs of this replica (0 for a master).
+    pub full_syncs: u64,
+    /// Completed partial resyncs of this replica.
+    pub partial_syncs: u64,
+    /// How its stops ended.
+    pub stops: StopCounts,
+    /// The server it runs on, when known (`--version` or INFO).
+    pub server: Option<Server>,
+}
+
+/// Stops of one instance by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopCounts {
+    /// SHUTDOWN SAVE succeeded.
+    pub saved: u64,
+    /// Stopped without saving on request (`--force`: SHUTDOWN NOSAVE).
+    pub forced: u64,
+    /// The final save failed: left running.
+    pub failed: u64,
+    /// Did not exit in time: SIGTERM, then SIGKILL.
+    pub killed: u64,
+}
+
+/// A server's name and version, e.g. `redis` `7.0.15` or `valkey` `8.1.1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub version: String,
+}
+
+/// One upstream's sync gate as seen from this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateMetrics {
+    /// The upstream instance.
+    pub upstream: String,
+    /// This host's replicas waiting for a place in its gate.
+    pub waiting: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceHost {
+    instance: String,
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabel {
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    instance: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StopLabels {
+    instance: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabel {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    instance: String,
+    server: String,
+    version: String,
+}
+
+/// The Prometheus text (0.0.4) of a snapshot. Pure.
+pub fn encode(snapshot: &Snapshot) -> String {
+    let up = Family::<InstanceHost, Gauge>::default();
+    let restarts = Family::<InstanceLabel, Counter>::default();
+    let syncs = Family::<SyncLabels, Counter>::default();
+    let stops = Family::<StopLabels, Counter>::default();
+    let waiting = Family::<UpstreamLabel, Gauge>::default();
+    let server = Family::<ServerLabels, Gauge>::default();
+    for i in &snapshot.instances {
+        let name = || i.name.clone();
+        up.get_or_create(&InstanceHost {
+            instance: name(),
+            host: snapshot.host.clone(),
+        })
+        .set(i64::from(i.up));
+        restarts
+            .get_or_create(&InstanceLabel { instance: name() })
+            .inc_by(i.restarts);
+        for (kind, n) in [("full", i.full_syncs), ("partial", i.partial_syncs)] {
+            syncs
+                .get_or_create(&SyncLabels {
+                    instance: name(),
+                    kind,
+                })
+                .inc_by(n);
+        }
+        let s = i.stops;
+        for (result, n) in [
+            ("saved", s.saved),
+            ("forced", s.forced),
+            ("failed", s.failed),
+            ("killed", s.killed),
+        ] {
+            stops
+                .get_or_create(&StopLabels {
+                    instance: name(),
+                    result,
+                })
+                .inc_by(n);
+        }
+        if let Some(srv) = &i.server {
+            server
+                .get_or_create(&ServerLabels {
+                    instance: name(),
+                    server: srv.name.clone(),
+                    version: srv.version.clone(),
+                })
+                .set(1);
+        }
+    }
+    for g in &snapshot.gates {
+        waiting
+            .get_or_create(&UpstreamLabel {
+                upstream: g.upstream.clone(),
+            })
+            .set(i64::try_from(g.waiting).unwrap_or(i64::MAX));
+    }
+
+    let mut registry = Registry::default();
+    registry.register(
+        "redisrepd_instance_up",
+        "1 when the instance is running and, for a replica, in sync",
+        up,
+    );
+    registry.register(
+        "redisrepd_restarts",
+        "Restarts of the instance after a crash",
+        restarts,
+    );
+    registry.register(
+        "redisrepd_syncs",
+        "Completed syncs of the replica with its upstream, full or partial",
+        syncs,
+    );
+    registry.register(
+        "redisrepd_stops",
+        "Stops of the instance by result: saved, forced (no save), failed (save failed, \
+         left running), killed (did not exit in time)",
+        stops,
+    );
+    registry.register(
+        "redisrepd_gate_waiting",
+        "Replicas of this host waiting for a place in the upstream's sync gate",
+        waiting,
+    );
+    registry.register(
+        "redisrepd_server_info",
+        "The server and version the instance runs on (always 1)",
+        server,
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &registry);
+    out
+}
+
+/// What the server answers to one request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// e.g. `200 OK`.
+    pub status: &'static str,
+    pub content_type: &'static str,
+    pub body: String,
+    /// HEAD: the headers only.
+    pub head_only: bool,
+}
+
+impl Reply {
+    fn text(status: &'static str, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: format!("{body}\n"),
+            head_only: false,
+        }
+    }
+
+    /// The whole HTTP/1.1 response.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        );
+        let mut bytes = out.into_bytes();
+        if !self.head_only {
+            bytes.extend_from_slice(self.body.as_bytes());
+        }
+        bytes
+    }
+}
+
+/// The answer to a request head (`GET /metrics HTTP/1.1` and headers). Pure, except that
+/// it asks `snapshot` when the request is a scrape.
+pub fn respond(head: &str, snapshot: impl FnOnce() -> Option<Snapshot>) -> Reply {
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Reply::text("400 Bad Request", "bad request line");
+    };
+    let path = target.split(['?', '#']).next().unwrap_or(target);
+    if path != "/metrics" {
+        return Reply::text("404 Not Found", "not found: metrics are at /metrics");
+    }
+    let head_only = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => {
+            return Reply::text("405 Method Not Allowed", "use GET");
+        }
+    };
+    match snapshot() {
+        Some(s) => Reply {
+            status: "200 OK",
+            content_type: prometheus_text::CONTENT_TYPE,
+            body: encode(&s),
+            head_only,
+        },
+        None => Reply {
+            head_only,
+            ..Reply::text(
+                "503 Service Unavailable",
+                "the supervisor did not answer; try again",
+            )
+        },
+    }
+}
+
+/// Binds the metrics address; the error names it.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen for metrics on {addr}: {e} (`[metrics] listen` or --metrics)"),
+        )
+    })
+}
+
+/// Serves scrapes on `listener` forever, one connection at a time, asking `snapshot` for
+/// each scrape. Run it on a thread of its own.
+pub fn serve(listener: TcpListener, snapshot: impl Fn() -> Option<Snapshot>) {
+    serve_with_timeout(listener, CLIENT_TIMEOUT, snapshot);
+}
+
+fn serve_with_timeout(
+    listener: TcpListener,
+    timeout: Duration,
+    snapshot: impl Fn() -> Option<Snapshot>,
+) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                if let Err(e) = handle(stream, timeout, &snapshot) {
+                    tracing::debug!("metrics client: {e}");
+                }
+            }
+            // E.g. EMFILE: the next accept may succeed; do not spin.
+            Err(e) => {
+                tracing::warn!("metrics: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Starts [`serve`] on a thread named `metrics`.
+pub fn spawn(
+    listener: TcpListener,
+    snapshot: impl Fn() -> Option<Snapshot> + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("metrics".to_owned())
+        .spawn(move || serve(listener, snapshot))
+}
+
+/// One connection: read the request head within `timeout`, answer, close.
+fn handle(
+    mut stream: TcpStream,
+    timeout: Duration,
+    snapshot: &impl Fn() -> Option<Snapshot>,
+) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let reply = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request too slow"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(()); // closed before a whole request
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break respond(&String::from_utf8_lossy(&head[..end]), snapshot);
+        }
+        if head.len() > MAX_REQUEST {
+            break Reply::text("431 Request Header Fields Too Large", "request too large");
+        }
+    };
+    stream.write_all(&reply.to_bytes())?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            host: "db2".to_owned(),
+            instances: vec![
+                InstanceMetrics {
+                    name: "replica-1".to_owned(),
+                    up: true,
+                    restarts: 2,
+                    full_syncs: 1,
+                    partial_syncs: 3,
+                    stops: StopCounts {
+                        saved: 4,
+                        forced: 0,
+                        failed: 1,
+                        killed: 0,
+                    },
+                    server: Some(Server {
+                        name: "redis".to_owned(),
+                        version: "7.0.15".to_owned(),
+                    }),
+                },
+                InstanceMetrics {
+                    name: "replica-2".to_owned(),
+                    ..InstanceMetrics::default()
+                },
+            ],
+            gates: vec![GateMetrics {
+                upstream: "master".to_owned(),
+                waiting: 1,
+            }],
+        }
+    }
+
+    /// The sample lines (no comments), sorted: families keep no order.
+    fn samples(text: &str) -> Vec<&str> {
+        let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        lines.sort_unstable();
+        lines
+    }
+
+    #[test]
+    fn encode_shows_every_metric_with_its_labels() {
+        let text = encode(&snapshot());
+        let got = samples(&text);
+        for want in [
+            r#"redisrepd_instance_up{instance="replica-1",host="db2"} 1"#,
+            r#"redisrepd_instance_up{instance="replica-2",host="db2"} 0"#,
+            r#"redisrepd_restarts_total{instance="replica-1"} 2"#,
+            r#"redisrepd_restarts_total{instance="replica-2"} 0"#,
+            r#"redisrepd_syncs_total{instance="replica-1",kind="full"} 1"#,
+            r#"redisrepd_syncs_total{instance="replica-1",kind="partial"} 3"#,
+            r#"redisrepd_stops_total{instance="replica-1",result="saved"} 4"#,
+            r#"redisrepd_stops_total{instance="replica-1",result="failed"} 1"#,
+            r#"redisrepd_stops_total{instance="replica-1",result="killed"} 0"#,
+            r#"redisrepd_gate_waiting{upstream="master"} 1"#,
+            r#"redisrepd_server_info{instance="replica-1",server="redis",version="7.0.15"} 1"#,
+        ] {
+            assert!(got.contains(&want), "missing {want}\n{text}");
+        }
+        // Unknown server: no info line for replica-2.
+        assert!(
+            !text.contains(r#"server_info{instance="replica-2""#),
+            "{text}"
+        );
+        // 2 up + 2 restarts + 4 syncs + 8 stops + 1 gate + 1 info.
+        assert_eq!(got.len(), 18, "{text}");
+    }
+
+    #[test]
+    fn encode_declares_types_for_prometheus() {
+        let text = encode(&snapshot());
+        for want in [
+            "# TYPE redisrepd_instance_up gauge",
+            "# TYPE redisrepd_restarts_total counter",
+            "# TYPE redisrepd_syncs_total counter",
+            "# TYPE redisrepd_stops_total counter",
+            "# TYPE redisrepd_gate_waiting gauge",
+            "# TYPE redisrepd_server_info gauge",
+        ] {
+            assert!(text.lines().any(|l| l == want), "missing {want}\n{text}");
+        }
+        assert!(
+            !text.contains("# EOF"),
+            "OpenMetrics, not Prometheus text: {text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = snapshot();
+        s.instances[1].server = Some(Server {
+            name: "valkey".to_owned(),
+            version: "8.1 \"rc\"\\x".to_owned(),
+        });
+        let text = encode(&s);
+        assert!(text.contains(r#"version="8.1 \"rc\"\\x""#), "{text}");
+    }
+
+    #[test]
+    fn an_empty_snapshot_encodes_to_descriptors_only() {
+        assert_eq!(samples(&encode(&Snapshot::default())), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn respond_routes_and_reports_a_silent_supervisor() {
+        let get = |head: &str, snap: Option<Snapshot>| respond(head, move || snap);
+        let ok = get("GET /metrics HTTP/1.1\r\nHost: x", Some(snapshot()));
+        assert_eq!(ok.status, "200 OK");
+        assert_eq!(ok.content_type, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(ok.body.contains("redisrepd_instance_up"));
+        assert_eq!(
+            get("GET /metrics?x=1 HTTP/1.0", Some(snapshot())).status,
+            "200 OK"
+        );
+        assert_eq!(
+            get("GET / HTTP/1.1", Some(snapshot())).status,
+            "404 Not Found"
+        );
+        assert_eq!(
+            get("GET /metricsx HTTP/1.1", Some(snapshot())).status,
+            "404 Not Found"
+        );
+        assert_eq!(
+            get("POST /metrics HTTP/1.1", Some(snapshot())).status,
+            "405 Method Not Allowed"
+        );
+        assert_eq!(get("", Some(snapshot())).status, "400 Bad Request");
+        assert_eq!(
+            get("GET /metrics HTTP/1.1", None).status,
+            "503 Service Unavailable"
+        );
+        let head = get("HEAD /metrics HTTP/1.1", Some(snapshot()));
+        let bytes = String::from_utf8(head.to_bytes()).unwrap();
+        assert!(bytes.ends_with("\r\n\r\n"), "{bytes}");
+        assert!(bytes.contains(&format!("Content-Length: {}", head.body.len())));
+    }
+
+    /// The server on a real socket: a scrape, a wrong path, and a client that sends
+    /// nothing does not hold up the next one for longer than the timeout.
+    #[test]
+    fn serve_answers_scrapes_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeout = Duration::from_millis(300);
+        std::thread::spawn(move || serve_with_timeout(listener, timeout, || Some(snapshot())));
+        let fetch = |request: &str| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let ok = fetch("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains(r#"redisrepd_syncs_total{instance="replica-1",kind="partial"} 3"#),
+            "{ok}"
+        );
+        let missing = fetch("GET /nope HTTP/1.1\r\n\r\n");
+        assert!(
+            missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{missing}"
+        );
+        // A silent client: held at most `timeout`, then the next scrape is served.
+        let _silent = TcpStream::connect(addr).unwrap();
+        let after = fetch("GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(after.starts_with("HTTP/1.1 200 OK\r\n"), "{after}");
+    }
+}
