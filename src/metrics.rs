@@ -55,6 +55,8 @@ pub struct InstanceMetrics {
     pub full_syncs: u64,
     /// Completed partial resyncs of this replica.
     pub partial_syncs: u64,
+    /// Replicas admitted as a sure partial resync that needed a full sync after all.
+    pub mispredicted_syncs: u64,
     /// How its stops ended.
     pub stops: StopCounts,
     /// The server it runs on, when known (`--version` or INFO).
@@ -131,6 +133,7 @@ pub fn encode(snapshot: &Snapshot) -> String {
     let restarts = Family::<InstanceLabel, Counter>::default();
     let syncs = Family::<SyncLabels, Counter>::default();
     let stops = Family::<StopLabels, Counter>::default();
+    let mispredicted = Family::<InstanceLabel, Counter>::default();
     let waiting = Family::<UpstreamLabel, Gauge>::default();
     let server = Family::<ServerLabels, Gauge>::default();
     for i in &snapshot.instances {
@@ -151,6 +154,9 @@ pub fn encode(snapshot: &Snapshot) -> String {
                 })
                 .inc_by(n);
         }
+        mispredicted
+            .get_or_create(&InstanceLabel { instance: name() })
+            .inc_by(i.mispredicted_syncs);
         let s = i.stops;
         for (result, n) in [
             ("saved", s.saved),
@@ -198,6 +204,11 @@ pub fn encode(snapshot: &Snapshot) -> String {
         "redisrepd_syncs",
         "Completed syncs of the replica with its upstream, full or partial",
         syncs,
+    );
+    registry.register(
+        "redisrepd_sync_mispredictions",
+        "Replicas admitted to the sync gate as a sure partial resync that needed a full sync",
+        mispredicted,
     );
     registry.register(
         "redisrepd_stops",
@@ -388,6 +399,7 @@ mod tests {
                     restarts: 2,
                     full_syncs: 1,
                     partial_syncs: 3,
+                    mispredicted_syncs: 1,
                     stops: StopCounts {
                         saved: 4,
                         forced: 0,
@@ -434,6 +446,7 @@ mod tests {
             r#"redisrepd_stops_total{instance="replica-1",result="killed"} 0"#,
             r#"redisrepd_gate_waiting{upstream="master"} 1"#,
             r#"redisrepd_server_info{instance="replica-1",server="redis",version="7.0.15"} 1"#,
+            r#"redisrepd_sync_mispredictions_total{instance="replica-1"} 1"#,
         ] {
             assert!(got.contains(&want), "missing {want}\n{text}");
         }
@@ -442,8 +455,8 @@ mod tests {
             !text.contains(r#"server_info{instance="replica-2""#),
             "{text}"
         );
-        // 2 up + 2 restarts + 4 syncs + 8 stops + 1 gate + 1 info.
-        assert_eq!(got.len(), 18, "{text}");
+        // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info.
+        assert_eq!(got.len(), 20, "{text}");
     }
 
     #[test]

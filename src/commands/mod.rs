@@ -46,10 +46,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 .context("writing the man page")?;
             Ok(crate::EXIT_OK)
         }
-        Verb::Daemon { host, metrics } => {
-            start_metrics(&cli.config, metrics)?;
-            crate::daemon::run(&cli.config, host)
-        }
+        Verb::Daemon { host, metrics } => crate::daemon::run(&cli.config, host, metrics),
         Verb::Start(t) => client::act(
             &cli.config,
             client::Action::Start,
@@ -63,24 +60,6 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Verb::Status { instances, json } => client::status(&cli.config, &instances, json),
         Verb::Reload { host } => client::reload(&cli.config, host.as_deref()),
     }
-}
-
-/// Starts the metrics server of `daemon` when `--metrics` or `[metrics] listen` asks for
-/// one. Interim: the supervisor does not yet answer for snapshots, so every scrape gets
-/// 503; wiring it means moving this into `daemon::run` (after the host lock) with a callback
-/// that asks the supervisor thread for a [`crate::metrics::Snapshot`].
-fn start_metrics(config: &std::path::Path, flag: Option<std::net::SocketAddr>) -> Result<()> {
-    // A file that does not load is the daemon's to report, once.
-    let addr = flag.or_else(|| {
-        config::load(config)
-            .ok()
-            .and_then(|c| c.group.metrics.listen)
-    });
-    let Some(addr) = addr else { return Ok(()) };
-    let listener = crate::metrics::bind(addr)?;
-    tracing::info!(%addr, "serving metrics at /metrics");
-    crate::metrics::spawn(listener, || None).context("starting the metrics thread")?;
-    Ok(())
 }
 
 /// Loads the TOML and prints its warnings on stderr.

@@ -74,6 +74,10 @@ pub enum Event {
         name: String,
         result: Result<(), String>,
     },
+    /// A scrape of the metrics endpoint: what only the supervisor knows, now.
+    Metrics {
+        reply: Sender<crate::metrics::Snapshot>,
+    },
     /// A control request and where to send its answer.
     Control {
         request: Request,
@@ -85,7 +89,11 @@ pub enum Event {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the daemon for `host` until a stop signal; returns the exit status.
-pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
+pub fn run(
+    config_path: &Path,
+    host: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
+) -> Result<u8> {
     let checked = crate::config::load(config_path)?;
     for w in &checked.warnings {
         warn!("{}: {w}", config_path.display());
@@ -111,6 +119,19 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
     let _socket_guard = RemoveOnDrop(socket_path.clone());
 
     let (tx, rx) = mpsc::channel::<Event>();
+    if let Some(addr) = metrics.or(group.metrics.listen) {
+        let listener = crate::metrics::bind(addr)?;
+        info!(%addr, "serving metrics at /metrics");
+        let tx = Mutex::new(tx.clone());
+        crate::metrics::spawn(listener, move || {
+            // The supervisor answers between two events; a daemon too busy for a second
+            // gets a 503 scrape rather than a hung one.
+            let (reply, answer) = mpsc::channel();
+            tx.lock().ok()?.send(Event::Metrics { reply }).ok()?;
+            answer.recv_timeout(Duration::from_secs(2)).ok()
+        })
+        .context("starting the metrics thread")?;
+    }
     spawn_signal_thread(tx.clone())?;
     spawn_acceptor(listener, tx.clone());
     let targets: prober::ProbeTargets = Arc::new(Mutex::new(Vec::new()));

@@ -42,6 +42,7 @@ struct Proc {
 /// The runtime and the machine it serves. Owned by the supervisor thread.
 pub struct Runtime {
     machine: Machine,
+    host: String,
     config_path: PathBuf,
     redis_server: PathBuf,
     run_as: Option<RunAs>,
@@ -92,9 +93,10 @@ impl Runtime {
                 );
             }
         }
-        let machine = Machine::new(group, setup.host, &adopted, now);
+        let machine = Machine::new(group, setup.host.clone(), &adopted, now);
         let mut rt = Runtime {
             machine,
+            host: setup.host,
             config_path: setup.config_path,
             redis_server: setup.redis_server,
             run_as: setup.run_as,
@@ -186,8 +188,54 @@ impl Runtime {
                 self.replies.insert(id, reply);
                 self.feed(Input::Request { id, request }, now);
             }
+            Event::Metrics { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
             Event::Reload => self.feed(Input::ReloadRequested { id: None }, now),
             Event::Terminate => self.feed(Input::Terminate, now),
+        }
+    }
+
+    /// The metrics of this host's instances, from the machine's report.
+    fn snapshot(&self) -> crate::metrics::Snapshot {
+        use crate::metrics::{GateMetrics, InstanceMetrics, Snapshot, StopCounts};
+        let report = self.machine.report();
+        let group = self.machine.group();
+        let mut gates: Vec<GateMetrics> = Vec::new();
+        for r in &report {
+            let Some(up) = group.instance(&r.name).and_then(|i| i.replica_of.clone()) else {
+                continue;
+            };
+            let waiting = u64::from(r.waiting_in_gate_of.is_some());
+            match gates.iter_mut().find(|g| g.upstream == up) {
+                Some(g) => g.waiting += waiting,
+                None => gates.push(GateMetrics {
+                    upstream: up,
+                    waiting,
+                }),
+            }
+        }
+        Snapshot {
+            host: self.host.clone(),
+            instances: report
+                .into_iter()
+                .map(|r| InstanceMetrics {
+                    name: r.name,
+                    up: r.up,
+                    restarts: u64::from(r.restarts),
+                    full_syncs: r.counters.full_syncs,
+                    partial_syncs: r.counters.partial_syncs,
+                    mispredicted_syncs: r.counters.mispredicted_syncs,
+                    stops: StopCounts {
+                        saved: r.counters.stops_saved,
+                        forced: r.counters.stops_nosave,
+                        failed: r.counters.stops_refused,
+                        killed: r.counters.stops_killed,
+                    },
+                    server: None,
+                })
+                .collect(),
+            gates,
         }
     }
 
