@@ -201,7 +201,8 @@ struct Listener {
 
 impl Listener {
     /// Binds `path`; `on_ready`, if given, runs on the listening thread the moment a
-    /// message with `READY=1` arrives, and its answer is stored after that message.
+    /// message with `READY=1` arrives, and its answer is stored right after that message
+    /// (together with it).
     fn bind(path: &Path, on_ready: Option<Box<dyn Fn() -> String + Send>>) -> Listener {
         let socket = UnixDatagram::bind(path).unwrap_or_else(|e| panic!("bind {path:?}: {e}"));
         socket
@@ -223,11 +224,12 @@ impl Listener {
                     let ready = String::from_utf8_lossy(&msg)
                         .lines()
                         .any(|l| l == "READY=1");
-                    got.lock().expect("lock").push(msg);
-                    if ready && let Some(f) = &on_ready {
-                        let answer = f();
-                        got.lock().expect("lock").push(answer.into_bytes());
-                    }
+                    // The answer is stored with the message, in one step: a reader that
+                    // sees READY=1 sees what was true the moment it arrived.
+                    let answer = on_ready.as_ref().filter(|_| ready).map(|f| f());
+                    let mut got = got.lock().expect("lock");
+                    got.push(msg);
+                    got.extend(answer.map(String::into_bytes));
                 }
             })
         };
