@@ -21,6 +21,7 @@ pub mod plan;
 pub mod process;
 pub mod redis_io;
 pub mod render;
+pub mod server;
 pub mod status;
 
 use std::process::ExitCode;

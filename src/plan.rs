@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use crate::config::Group;
 use crate::render::{self, Secrets};
+use crate::server::Server;
 
 /// One thing the supervisor does for an operation, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,9 +91,17 @@ pub struct ReloadDiff {
     pub unchanged: Vec<String>,
 }
 
-/// Compares what each instance of `host` would run with: the generated redis.conf (which
-/// carries address, password, upstream and directives) and where it lives.
-pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
+/// Compares what each instance of `host` would run with: the server, the generated
+/// redis.conf (which carries address, password, upstream and directives) and where it
+/// lives. `old_server` is what runs now, `new_server` what the new file's `redis_server`
+/// is (a binary upgraded in place at the same path is a change too).
+pub fn reload_diff(
+    old: &Group,
+    new: &Group,
+    host: &str,
+    old_server: &Server,
+    new_server: &Server,
+) -> ReloadDiff {
     let mut diff = ReloadDiff::default();
     for inst in new.start_order(host) {
         match old.instance(&inst.name).filter(|o| o.host == host) {
@@ -100,12 +109,13 @@ pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
             Some(prev) => {
                 let same_process = old.conf_path(prev) == new.conf_path(inst)
                     && old.cluster.redis_server == new.cluster.redis_server
+                    && old_server == new_server
                     && old.cluster.user == new.cluster.user;
-                let same_masked = render::render(old, prev, Secrets::Mask)
-                    == render::render(new, inst, Secrets::Mask);
+                let same_masked = render::render(old, prev, old_server, Secrets::Mask)
+                    == render::render(new, inst, new_server, Secrets::Mask);
                 let same = same_masked
-                    && render::render(old, prev, Secrets::Show)
-                        == render::render(new, inst, Secrets::Show);
+                    && render::render(old, prev, old_server, Secrets::Show)
+                        == render::render(new, inst, new_server, Secrets::Show);
                 let list = match (same_process, same_masked, same) {
                     (true, _, true) => &mut diff.unchanged,
                     (true, true, false) if old.password().is_some() => &mut diff.password_only,
@@ -202,6 +212,15 @@ replica_of = "m"
             .group
     }
 
+    const R70: Server = Server {
+        kind: crate::server::Kind::Redis,
+        version: crate::server::Version {
+            major: 7,
+            minor: 0,
+            patch: 15,
+        },
+    };
+
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -253,7 +272,7 @@ replica_of = "m"
             .replace("port = 3", "port = 33")
             .replace("name = \"leaf\"", "name = \"leaf2\"");
         let new = group(&new_text);
-        let diff = reload_diff(&old, &new, "b");
+        let diff = reload_diff(&old, &new, "b", &R70, &R70);
         assert_eq!(diff.added, ["leaf2"]);
         assert_eq!(diff.removed, ["leaf"]);
         assert_eq!(diff.changed, ["r2"]);
@@ -272,7 +291,7 @@ replica_of = "m"
     fn a_new_password_is_applied_in_place() {
         let old = group(CASCADE);
         let new = group(&CASCADE.replace("password = \"pw\"", "password = \"pw2\""));
-        let diff = reload_diff(&old, &new, "b");
+        let diff = reload_diff(&old, &new, "b", &R70, &R70);
         assert_eq!(diff.password_only, ["r1", "r2", "leaf"]);
         assert!(diff.changed.is_empty());
         let steps = reload(&old, &new, &diff);

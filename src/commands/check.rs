@@ -11,14 +11,21 @@ use crate::config::Group;
 pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let checked = super::load(config)?;
     let group = &checked.group;
-    if which::which(&group.cluster.redis_server).is_err() {
+    let server = if which::which(&group.cluster.redis_server).is_err() {
         eprintln!(
             "redisrepd: warning: {}: key `redis_server`: `{}` is not found or not executable \
              here; the daemon will refuse to start until it is installed",
             config.display(),
             group.cluster.redis_server
         );
-    }
+        None
+    } else {
+        Some(
+            crate::server::configured(group, config)
+                .map_err(anyhow::Error::msg)?
+                .1,
+        )
+    };
     for w in user_warnings(group.cluster.user.as_deref()) {
         eprintln!("redisrepd: warning: {}: {w}", config.display());
     }
@@ -36,6 +43,9 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
             }
         }
     };
+    if let Some(server) = server {
+        println!("server: {server} ({})", group.cluster.redis_server);
+    }
     print!("{}", plan(group, &hosts));
     Ok(crate::EXIT_OK)
 }

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use crate::config::Group;
 use crate::control::{self, Request, Response};
 use crate::info::Info;
-use crate::process::{self, RunAs};
+use crate::process::RunAs;
 use crate::redis_io::ShutdownError;
 
 /// Everything the supervisor reacts to.
@@ -90,8 +90,9 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
             group.hosts().join(", ")
         );
     }
-    let redis_server = process::find_redis_server(&group.cluster.redis_server)
-        .map_err(|e| anyhow::anyhow!("{}: key `redis_server`: {e}", config_path.display()))?;
+    let (redis_server, server) =
+        crate::server::configured(&group, config_path).map_err(anyhow::Error::msg)?;
+    info!(%server, binary = %redis_server.display(), "server");
     let run_as = run_as(&group)?;
     warn_unit_dirs(&group, config_path);
     prepare_dirs(&group, run_as.as_ref())?;
@@ -117,8 +118,15 @@ pub fn run(config_path: &Path, host: Option<String>) -> Result<u8> {
     }
     info!(host = %host, socket = %socket_path.display(), "redisrepd daemon started");
     let config_abs = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
-    let mut sup =
-        supervisor::Supervisor::new(group, config_abs, host, redis_server, run_as, tx, targets);
+    let mut sup = supervisor::Supervisor::new(
+        group,
+        config_abs,
+        host,
+        (redis_server, server),
+        run_as,
+        tx,
+        targets,
+    );
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut last_watchdog = Instant::now();
     sup.step(Instant::now());

@@ -28,6 +28,7 @@ use crate::plan::{self, Step};
 use crate::process::{self, Launch, OutputTail, RunAs};
 use crate::redis_io::{Endpoint, ShutdownError};
 use crate::render::{self, Secrets};
+use crate::server::Server;
 use crate::status::InstanceStatus;
 use crate::{files, gate};
 
@@ -162,6 +163,8 @@ pub struct Supervisor {
     config_path: PathBuf,
     host: String,
     redis_server: PathBuf,
+    /// What `redis_server` is (asked at start and at each reload): rendering follows it.
+    server: Server,
     run_as: Option<RunAs>,
     slots: BTreeMap<String, Slot>,
     infos: HashMap<String, (Instant, Result<Info, String>)>,
@@ -175,12 +178,13 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor for `host` with every local instance wanted.
+    /// A supervisor for `host` with every local instance wanted, run by the `redis_server`
+    /// binary found and what it is.
     pub fn new(
         group: Group,
         config_path: PathBuf,
         host: String,
-        redis_server: PathBuf,
+        (redis_server, server): (PathBuf, Server),
         run_as: Option<RunAs>,
         events: Sender<Event>,
         probe_targets: ProbeTargets,
@@ -190,6 +194,7 @@ impl Supervisor {
             config_path,
             host,
             redis_server,
+            server,
             run_as,
             slots: BTreeMap::new(),
             infos: HashMap::new(),
@@ -898,7 +903,7 @@ impl Supervisor {
         let conf = self.group.conf_path(inst);
         let data = self.group.data_path(inst);
         let resume_from_rdb = self.resumes_from_rdb(inst);
-        let mut conf_text = render::render(&self.group, inst, Secrets::Show);
+        let mut conf_text = render::render(&self.group, inst, &self.server, Secrets::Show);
         if resume_from_rdb {
             conf_text.push_str(RESUME_FROM_RDB);
         }
@@ -1120,7 +1125,23 @@ impl Supervisor {
             warn!("{}: {w}", self.config_path.display());
         }
         let new = checked.group;
-        let diff = plan::reload_diff(&self.group, &new, &self.host);
+        let (new_path, new_server) = match crate::server::configured(&new, &self.config_path) {
+            Ok(found) => found,
+            Err(e) => {
+                let message = format!("reload refused, nothing changed: {e}");
+                error!("{message}");
+                if let Some(r) = reply {
+                    let _ = r.send(Response::Error { message });
+                }
+                return;
+            }
+        };
+        let diff = plan::reload_diff(&self.group, &new, &self.host, &self.server, &new_server);
+        if new_server != self.server || new_path != self.redis_server {
+            info!(from = %self.server, to = %new_server, binary = %new_path.display(), "reload: the server changes");
+        }
+        self.redis_server = new_path;
+        self.server = new_server;
         let steps = plan::reload(&self.group, &new, &diff);
         info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
         self.group = new;
