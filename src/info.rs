@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// The parsed reply of `INFO server persistence stats replication`.
+/// The parsed reply of `INFO` (its server, persistence, stats and replication fields).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Info {
     fields: HashMap<String, String>,
