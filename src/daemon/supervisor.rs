@@ -1137,6 +1137,37 @@ impl Supervisor {
             }
         };
         let diff = plan::reload_diff(&self.group, &new, &self.host, &self.server, &new_server);
+        // Replicas on other hosts are not probed: ask the ones under a changing instance
+        // now (a short timeout each; a reload is rare) what they run.
+        let remote: HashMap<String, Server> = if new_server == self.server {
+            HashMap::new()
+        } else {
+            diff.changed
+                .iter()
+                .flat_map(|n| new.replicas_of(n))
+                .filter(|r| r.host != self.host)
+                .filter_map(|r| {
+                    let info = Endpoint::of(&new, r)
+                        .info(Duration::from_millis(500))
+                        .ok()?;
+                    Some((r.name.clone(), Server::from_info(&info)?))
+                })
+                .collect()
+        };
+        let running = |name: &str| match self.infos.get(name) {
+            Some((_, Ok(info))) => Server::from_info(info),
+            _ => remote.get(name).copied(),
+        };
+        let checked_servers =
+            plan::check_servers(&new, &self.host, &diff, &self.server, &new_server, &running);
+        if let Err(e) = checked_servers {
+            let message = format!("reload refused, nothing changed: {e}");
+            error!("{message}");
+            if let Some(r) = reply {
+                let _ = r.send(Response::Error { message });
+            }
+            return;
+        }
         if new_server != self.server || new_path != self.redis_server {
             info!(from = %self.server, to = %new_server, binary = %new_path.display(), "reload: the server changes");
         }
