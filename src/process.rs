@@ -41,11 +41,14 @@ impl SyncKind {
 /// Shared between the output-forwarding threads and the supervisor.
 pub type OutputTail = Arc<Mutex<Tail>>;
 
-/// Recognises the replica's own account of a sync in one log line.
+/// Recognises the replica's own account of a sync in one log line (Valkey says `primary`
+/// where Redis says `master`).
 pub fn sync_kind_of(line: &str) -> Option<SyncKind> {
-    if line.contains("Full resync from master") {
+    if line.contains("Full resync from master") || line.contains("Full resync from primary") {
         Some(SyncKind::Full)
-    } else if line.contains("Master accepted a Partial Resynchronization") {
+    } else if line.contains("Master accepted a Partial Resynchronization")
+        || line.contains("Primary accepted a Partial Resynchronization")
+    {
         Some(SyncKind::Partial)
     } else {
         None
@@ -327,6 +330,11 @@ mod tests {
         assert_eq!(sync_kind_of(full), Some(SyncKind::Full));
         assert_eq!(sync_kind_of(partial), Some(SyncKind::Partial));
         assert_eq!(sync_kind_of("Ready to accept connections"), None);
+        let valkey_full = "1:S 25 Nov 2026 09:16:59.467 * Full resync from primary: b2ce:0";
+        let valkey_partial =
+            "1:S 25 Nov * PRIMARY <-> REPLICA sync: Primary accepted a Partial Resynchronization.";
+        assert_eq!(sync_kind_of(valkey_full), Some(SyncKind::Full));
+        assert_eq!(sync_kind_of(valkey_partial), Some(SyncKind::Partial));
     }
 
     #[test]
