@@ -14,4 +14,5 @@ mod gate;
 mod netns;
 mod render_accepted;
 mod systemd;
+mod upgrade;
 mod util;
