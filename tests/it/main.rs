@@ -13,6 +13,7 @@ mod faults;
 mod gate;
 mod netns;
 mod render_accepted;
+mod servers;
 mod systemd;
 mod upgrade;
 mod util;
