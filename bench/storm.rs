@@ -318,15 +318,19 @@ impl Naive {
         for inst in g.start_order_all() {
             // What an operator writes by hand: the same settings, minus redisrepd's own
             // sync tuning (repl-diskless-sync-max-replicas, repl-diskless-load).
-            let text: String =
-                redisrepd::render::render(&g, inst, redisrepd::render::Secrets::Show)
-                    .lines()
-                    .filter(|l| {
-                        !l.starts_with("repl-diskless-sync-max-replicas")
-                            && !l.starts_with("repl-diskless-load")
-                    })
-                    .map(|l| format!("{l}\n"))
-                    .collect();
+            let text: String = redisrepd::render::render(
+                &g,
+                inst,
+                &redisrepd::server::Server::NEWEST_REDIS,
+                redisrepd::render::Secrets::Show,
+            )
+            .lines()
+            .filter(|l| {
+                !l.starts_with("repl-diskless-sync-max-replicas")
+                    && !l.starts_with("repl-diskless-load")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
             let path = layout.dir.join(format!("{}.conf", inst.name));
             std::fs::create_dir_all(g.data_path(inst)).expect("data dir");
             std::fs::write(&path, text).expect("conf");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// The parsed reply of `INFO server persistence stats replication`.
+/// The parsed reply of `INFO` (its server, persistence, stats and replication fields).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Info {
     fields: HashMap<String, String>,
@@ -204,11 +204,14 @@ impl SyncKind {
     }
 }
 
-/// Recognises the replica's own account of a sync in one log line.
+/// Recognises the replica's own account of a sync in one log line (Valkey says `primary`
+/// where Redis says `master`).
 pub fn sync_kind_of(line: &str) -> Option<SyncKind> {
-    if line.contains("Full resync from master") {
+    if line.contains("Full resync from master") || line.contains("Full resync from primary") {
         Some(SyncKind::Full)
-    } else if line.contains("Master accepted a Partial Resynchronization") {
+    } else if line.contains("Master accepted a Partial Resynchronization")
+        || line.contains("Primary accepted a Partial Resynchronization")
+    {
         Some(SyncKind::Partial)
     } else {
         None

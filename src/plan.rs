@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::config::{Group, Instance, Secret};
 use crate::render::{self, Secrets};
+use crate::server::Server;
 
 /// One thing the supervisor does for an operation, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,9 +252,17 @@ pub struct ReloadDiff {
     pub unchanged: Vec<String>,
 }
 
-/// Compares what each instance of `host` would run with: the generated redis.conf (which
-/// carries address, password, upstream and directives) and where it lives.
-pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
+/// Compares what each instance of `host` would run with: the server, the generated
+/// redis.conf (which carries address, password, upstream and directives) and where it
+/// lives. `old_server` is what runs now, `new_server` what the new file's `redis_server`
+/// is (a binary upgraded in place at the same path is a change too).
+pub fn reload_diff(
+    old: &Group,
+    new: &Group,
+    host: &str,
+    old_server: &Server,
+    new_server: &Server,
+) -> ReloadDiff {
     let mut diff = ReloadDiff::default();
     for inst in new.start_order(host) {
         match old.instance(&inst.name).filter(|o| o.host == host) {
@@ -261,12 +270,13 @@ pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
             Some(prev) => {
                 let same_process = old.conf_path(prev) == new.conf_path(inst)
                     && old.cluster.redis_server == new.cluster.redis_server
+                    && old_server == new_server
                     && old.cluster.user == new.cluster.user;
-                let same_masked = render::render(old, prev, Secrets::Mask)
-                    == render::render(new, inst, Secrets::Mask);
+                let same_masked = render::render(old, prev, old_server, Secrets::Mask)
+                    == render::render(new, inst, new_server, Secrets::Mask);
                 let same = same_masked
-                    && render::render(old, prev, Secrets::Show)
-                        == render::render(new, inst, Secrets::Show);
+                    && render::render(old, prev, old_server, Secrets::Show)
+                        == render::render(new, inst, new_server, Secrets::Show);
                 let name = inst.name.clone();
                 match (same_process, same_masked, same) {
                     (true, _, true) => diff.unchanged.push(name),
@@ -281,8 +291,8 @@ pub fn reload_diff(old: &Group, new: &Group, host: &str) -> ReloadDiff {
                         diff.changed.push(name);
                     }
                     (true, _, false) => match live_change(
-                        &render::render(old, prev, Secrets::Show),
-                        &render::render(new, inst, Secrets::Show),
+                        &render::render(old, prev, old_server, Secrets::Show),
+                        &render::render(new, inst, new_server, Secrets::Show),
                         new.upstream(inst),
                     ) {
                         Ok(change) => diff.live.push((name, change)),
@@ -325,6 +335,96 @@ pub fn reload(old: &Group, new: &Group, diff: &ReloadDiff) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// Refuses a reload that would (re)start an instance on a server that cannot load an RDB
+/// it needs: its own dump (written by the server it runs now), or its upstream's full
+/// sync while the upstream still runs its current server (replicas are restarted before
+/// their upstream), or that would leave a replica of it on another host, not restarted
+/// here, under a server with a newer RDB version than that replica can load. An older
+/// replica under a newer upstream fails only after the whole transfer (`Can't handle RDB
+/// format version`), so this is checked before anything changes.
+///
+/// The instances in `diff.changed` and `diff.added` will run `new_server`. `running` is
+/// the server an instance reports in its INFO now (local or remote), where known; a local
+/// instance that does not answer is taken to run `old_server`. An instance whose server is
+/// unknown (down, on another host) is not checked.
+pub fn check_servers(
+    new: &Group,
+    host: &str,
+    diff: &ReloadDiff,
+    old_server: &Server,
+    new_server: &Server,
+    running: &dyn Fn(&str) -> Option<Server>,
+) -> Result<(), String> {
+    let restarted: HashSet<&str> = diff
+        .changed
+        .iter()
+        .chain(&diff.added)
+        .map(String::as_str)
+        .collect();
+    let new_rdb = new_server.rdb_version();
+    // What runs `name` now: its INFO, else the daemon's server for a local instance that
+    // existed before the reload.
+    let now = |name: &str, local_before: bool| {
+        running(name).or_else(|| local_before.then_some(*old_server))
+    };
+    let cannot_load = |who: &str, server: &Server| {
+        format!(
+            "{who} runs {server}, which writes RDB version {}; {new_server} (the new \
+             `redis_server`) reads RDB versions up to {new_rdb} only",
+            server.rdb_version()
+        )
+    };
+    for inst in new.start_order(host) {
+        if !restarted.contains(inst.name.as_str()) {
+            continue;
+        }
+        let name = &inst.name;
+        if diff.changed.contains(name)
+            && let Some(cur) = now(name, true)
+            && cur.rdb_version() > new_rdb
+        {
+            return Err(format!(
+                "`{name}` would restart on {new_server} and could not load its own data: {}; \
+                 a downgrade to an older RDB version is not possible by restart",
+                cannot_load(&format!("`{name}`"), &cur)
+            ));
+        }
+        if let Some(up) = new.upstream(inst) {
+            let local_before = up.host == host && !diff.added.contains(&up.name);
+            if let Some(cur) = now(&up.name, local_before)
+                && cur.rdb_version() > new_rdb
+            {
+                return Err(format!(
+                    "replica `{name}` would run {new_server} under its upstream `{}`, which \
+                     {}; never put an older replica under a newer upstream: upgrade replicas \
+                     first, the master last",
+                    up.name,
+                    cannot_load("", &cur).trim_start()
+                ));
+            }
+        }
+        for r in new.replicas_of(name) {
+            if restarted.contains(r.name.as_str()) {
+                continue;
+            }
+            if let Some(cur) = running(&r.name)
+                && cur.rdb_version() < new_rdb
+            {
+                return Err(format!(
+                    "`{name}` would run {new_server} (RDB version {new_rdb}), but its replica \
+                     `{}` on host `{}` runs {cur}, which reads RDB versions up to {} only: \
+                     upgrade `{}` first (reload its host), then this one",
+                    r.name,
+                    r.host,
+                    cur.rdb_version(),
+                    r.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses taking `name` down when its upstream would be left with fewer good replicas
@@ -392,6 +492,15 @@ replica_of = "m"
             .group
     }
 
+    const R70: Server = Server {
+        kind: crate::server::Kind::Redis,
+        version: crate::server::Version {
+            major: 7,
+            minor: 0,
+            patch: 15,
+        },
+    };
+
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -443,7 +552,7 @@ replica_of = "m"
             .replace("port = 3", "port = 33")
             .replace("name = \"leaf\"", "name = \"leaf2\"");
         let new = group(&new_text);
-        let diff = reload_diff(&old, &new, "b");
+        let diff = reload_diff(&old, &new, "b", &R70, &R70);
         assert_eq!(diff.added, ["leaf2"]);
         assert_eq!(diff.removed, ["leaf"]);
         assert_eq!(diff.changed, ["r2"]);
@@ -462,12 +571,135 @@ replica_of = "m"
     fn a_new_password_is_applied_in_place() {
         let old = group(CASCADE);
         let new = group(&CASCADE.replace("password = \"pw\"", "password = \"pw2\""));
-        let diff = reload_diff(&old, &new, "b");
+        let diff = reload_diff(&old, &new, "b", &R70, &R70);
         assert_eq!(diff.password_only, ["r1", "r2", "leaf"]);
         assert!(diff.changed.is_empty());
         let steps = reload(&old, &new, &diff);
         assert_eq!(steps[0], Step::SetPassword { name: "r1".into() });
         assert_eq!(steps.len(), 3, "no restart");
+    }
+
+    fn server(kind: crate::server::Kind, major: u32, minor: u32) -> Server {
+        Server {
+            kind,
+            version: crate::server::Version {
+                major,
+                minor,
+                patch: 0,
+            },
+        }
+    }
+
+    const LOCAL: &str = r#"
+[cluster]
+name = "t"
+[[instance]]
+name = "m"
+host = "a"
+bind = "127.0.0.1"
+port = 1
+[[instance]]
+name = "r1"
+host = "a"
+bind = "127.0.0.1"
+port = 2
+replica_of = "m"
+[[instance]]
+name = "r2"
+host = "a"
+bind = "127.0.0.1"
+port = 3
+replica_of = "m"
+"#;
+
+    #[test]
+    fn a_server_change_restarts_everything_replicas_first() {
+        use crate::server::Kind;
+        let g = group(LOCAL);
+        let (r62, v81) = (server(Kind::Redis, 6, 2), server(Kind::Valkey, 8, 1));
+        let diff = reload_diff(&g, &g, "a", &R70, &v81);
+        assert_eq!(diff.changed, ["m", "r1", "r2"], "{diff:?}");
+        let stops: Vec<String> = reload(&g, &g, &diff)
+            .into_iter()
+            .filter_map(|s| match s {
+                Step::Stop { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stops, ["r2", "r1", "m"]);
+        let running = |_: &str| None;
+        assert!(check_servers(&g, "a", &diff, &R70, &v81, &running).is_ok());
+        assert!(check_servers(&g, "a", &diff, &r62, &R70, &running).is_ok());
+        let same = reload_diff(&g, &g, "a", &R70, &R70);
+        assert!(same.changed.is_empty());
+    }
+
+    #[test]
+    fn a_downgrade_below_the_rdb_version_is_refused() {
+        use crate::server::Kind;
+        let g = group(LOCAL);
+        let r62 = server(Kind::Redis, 6, 2);
+        let r74 = server(Kind::Redis, 7, 4);
+        let v81 = server(Kind::Valkey, 8, 1);
+        let none = |_: &str| None;
+        let diff = reload_diff(&g, &g, "a", &R70, &r62);
+        let err = check_servers(&g, "a", &diff, &R70, &r62, &none).unwrap_err();
+        assert!(
+            err.contains("RDB version 10") && err.contains("up to 9"),
+            "{err}"
+        );
+        // Redis 7.4 (RDB 12) to Valkey 8.1 (RDB 11): refused too.
+        let diff = reload_diff(&g, &g, "a", &r74, &v81);
+        assert!(check_servers(&g, "a", &diff, &r74, &v81, &none).is_err());
+        // Valkey 8.1 to Redis 7.2 (both RDB 11): allowed.
+        let r72 = server(Kind::Redis, 7, 2);
+        let diff = reload_diff(&g, &g, "a", &v81, &r72);
+        assert!(check_servers(&g, "a", &diff, &v81, &r72, &none).is_ok());
+    }
+
+    #[test]
+    fn an_older_replica_is_never_put_under_a_newer_upstream() {
+        use crate::server::Kind;
+        // r1 and r2 on host b, the master on host a already runs Valkey 8.1 (RDB 11),
+        // b's replicas still run 6.2 (their INFO says so) and are moved to 7.0 (RDB 10).
+        let g = group(&LOCAL.replace(
+            "host = \"a\"\nbind = \"127.0.0.1\"\nport = 2",
+            "host = \"b\"\nbind = \"127.0.0.1\"\nport = 2",
+        ));
+        let r62 = server(Kind::Redis, 6, 2);
+        let v81 = server(Kind::Valkey, 8, 1);
+        let running = |name: &str| match name {
+            "m" => Some(v81),
+            _ => Some(r62),
+        };
+        let diff = reload_diff(&g, &g, "b", &r62, &R70);
+        assert_eq!(diff.changed, ["r1"]);
+        let err = check_servers(&g, "b", &diff, &r62, &R70, &running).unwrap_err();
+        assert!(
+            err.contains("replica `r1`")
+                && err.contains("upstream `m`")
+                && err.contains("valkey 8.1.0"),
+            "{err}"
+        );
+        // The master's host upgrading first while its replica on b still runs 6.2.
+        let diff = reload_diff(&g, &g, "a", &r62, &R70);
+        assert_eq!(diff.changed, ["m", "r2"]);
+        let running = |name: &str| match name {
+            "r1" => Some(r62),
+            _ => None,
+        };
+        let err = check_servers(&g, "a", &diff, &r62, &R70, &running).unwrap_err();
+        assert!(
+            err.contains("its replica `r1` on host `b` runs redis 6.2.0")
+                && err.contains("upgrade `r1` first"),
+            "{err}"
+        );
+        // Once r1 runs 7.0, the master's host may follow.
+        let running = |name: &str| match name {
+            "r1" => Some(R70),
+            _ => None,
+        };
+        assert!(check_servers(&g, "a", &diff, &r62, &R70, &running).is_ok());
     }
 
     #[test]
@@ -477,7 +709,7 @@ replica_of = "m"
             "port = 2\nreplica_of = \"m\"",
             "port = 2\nreplica_of = \"r2\"\n[instance.redis]\nmaxmemory = \"1gb\"\nsave = [\"60 1\", \"10 100\"]",
         );
-        let diff = reload_diff(&old, &group(&text), "b");
+        let diff = reload_diff(&old, &group(&text), "b", &R70, &R70);
         let live: Vec<&str> = diff.live.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             live,
@@ -508,10 +740,12 @@ replica_of = "m"
             &group(&text),
             &group(&text.replace("port = 2\n", "port = 22\n")),
             "b",
+            &R70,
+            &R70,
         );
         assert_eq!(diff.changed, ["r1"]);
         assert_eq!(diff.restart_reasons[0].1, "`port` changed");
-        let diff = reload_diff(&group(&text), &old, "b");
+        let diff = reload_diff(&group(&text), &old, "b", &R70, &R70);
         assert_eq!(
             diff.changed,
             ["r1"],

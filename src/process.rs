@@ -128,10 +128,12 @@ pub fn read_pid_file(path: &Path) -> Option<(u32, u64)> {
     Some((pid, start))
 }
 
-/// The pid of a redis-server that an earlier daemon started for the instance at `address`
+/// The pid of a server that an earlier daemon started for the instance at `address`
 /// (`ip:port`) and that still runs: the pid file's pid must be alive, with the start time
-/// recorded beside it (a reused pid is not ours), named redis-server and listening on
-/// `address` (Redis shows it in its process title).
+/// recorded beside it (a reused pid is not ours), named `redis-server` or `valkey-server`
+/// and listening on `address` (both show it in their process title, e.g.
+/// `valkey-server 127.0.0.1:6379`). Either name, whatever the file now configures: a daemon
+/// that stopped in the middle of a rolling upgrade has instances of both to adopt.
 pub fn adoptable(pid_file: &Path, address: &str) -> Option<u32> {
     let (pid, recorded_start) = read_pid_file(pid_file)?;
     if start_time(pid)? != recorded_start {
@@ -140,7 +142,8 @@ pub fn adoptable(pid_file: &Path, address: &str) -> Option<u32> {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    (comm.trim() == "redis-server" && cmdline.contains(address)).then_some(pid)
+    let known = crate::server::PROCESS_NAMES.contains(&comm.trim());
+    (known && cmdline.contains(address)).then_some(pid)
 }
 
 /// Calls `on_exit` once the process `pid` (not our child) has exited, using a pidfd.
@@ -298,6 +301,11 @@ mod tests {
         assert_eq!(sync_kind_of(full), Some(SyncKind::Full));
         assert_eq!(sync_kind_of(partial), Some(SyncKind::Partial));
         assert_eq!(sync_kind_of("Ready to accept connections"), None);
+        let valkey_full = "1:S 25 Nov 2026 09:16:59.467 * Full resync from primary: b2ce:0";
+        let valkey_partial =
+            "1:S 25 Nov * PRIMARY <-> REPLICA sync: Primary accepted a Partial Resynchronization.";
+        assert_eq!(sync_kind_of(valkey_full), Some(SyncKind::Full));
+        assert_eq!(sync_kind_of(valkey_partial), Some(SyncKind::Partial));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The redis.conf redisrepd generates for an instance: a pure function of the model.
 //!
+//! The server matters: a directive it does not know stops it at start-up.
+//!
 //! Writing the file (temp file, rename, mode 0600) is `files`' job, not this module's.
 
 use std::fmt::Write as _;
 
 use crate::config::{Directive, Group, Instance};
+use crate::server::Server;
 
 /// Whether the password is written out or masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +21,9 @@ pub enum Secrets {
 /// What a masked password looks like.
 pub const MASK: &str = "********";
 
-/// The complete redis.conf for `inst`.
-pub fn render(group: &Group, inst: &Instance, secrets: Secrets) -> String {
+/// The complete redis.conf for `inst`, run by `server`: only directives that server
+/// knows are written.
+pub fn render(group: &Group, inst: &Instance, server: &Server, secrets: Secrets) -> String {
     let mut out = String::new();
     let mut line = |key: &str, value: &str| {
         let _ = writeln!(out, "{key} {value}");
@@ -72,7 +76,10 @@ pub fn render(group: &Group, inst: &Instance, secrets: Secrets) -> String {
     // The sync gate releases up to max_concurrent_syncs replicas together; a diskless
     // transfer that starts as soon as that many wait serves them with one fork instead of
     // idling through repl-diskless-sync-delay (5 s) for each one.
-    if group.replicas_of(&inst.name).next().is_some()
+    // Redis 6.2 refuses the directive (`Bad directive`) and so never starts: it waits out
+    // the delay instead.
+    if server.knows_diskless_sync_max_replicas()
+        && group.replicas_of(&inst.name).next().is_some()
         && group
             .directive(inst, "repl-diskless-sync-max-replicas")
             .is_none()

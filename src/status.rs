@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Group, Instance};
 use crate::info::Info;
+use crate::server::Server;
 
 /// One instance as `status --json` lists it (`spec/cli.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +41,9 @@ pub struct InstanceStatus {
     /// The configured `min_replicas_to_write` (a master refuses writes below it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_replicas_to_write: Option<u32>,
+    /// The server it runs, from its INFO (`"redis 7.0.15"`, `"valkey 8.1.8"`), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// An instance's state as `status` names it (spec/cli.md).
@@ -102,11 +106,14 @@ impl InstanceStatus {
             sync_mispredictions: 0,
             warnings: Vec::new(),
             min_replicas_to_write: inst.min_replicas_to_write.filter(|n| *n > 0),
+            server: None,
         }
     }
 
-    /// Fills in what Redis reports: role, link, offset, uptime; lag from the upstream.
+    /// Fills in what Redis reports: server, role, link, offset, uptime; lag from the
+    /// upstream.
     pub fn apply_info(&mut self, info: &Info, upstream: Option<&Info>) {
+        self.server = Server::from_info(info).map(|s| s.to_string());
         self.role = info.role().map(str::to_owned);
         self.master_link_status = info
             .master_link_up()
@@ -171,6 +178,36 @@ pub fn write_refusal(info: &Info, min_replicas_to_write: Option<u32>) -> Option<
     })
 }
 
+/// During a rolling upgrade (or after one that stopped half way) the group runs several
+/// servers or versions: one warning naming them, added to every instance that reports one
+/// (it is a fact about the group, so it shows whichever instances are listed). Returns it.
+pub fn warn_mixed_servers(list: &mut [InstanceStatus]) -> Option<String> {
+    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+    for s in list.iter() {
+        let Some(server) = &s.server else { continue };
+        match seen.iter_mut().find(|(v, _)| v == server) {
+            Some((_, names)) => names.push(s.name.clone()),
+            None => seen.push((server.clone(), vec![s.name.clone()])),
+        }
+    }
+    if seen.len() < 2 {
+        return None;
+    }
+    let parts: Vec<String> = seen
+        .iter()
+        .map(|(v, names)| format!("{v} ({})", names.join(", ")))
+        .collect();
+    let warning = format!(
+        "mixed servers in the group: {}; finish the upgrade (set one `redis_server`, then \
+         `reload`)",
+        parts.join(", ")
+    );
+    for s in list.iter_mut().filter(|s| s.server.is_some()) {
+        s.warnings.push(warning.clone());
+    }
+    Some(warning)
+}
+
 /// The exit status of `status`: 0 when every listed instance is healthy, 3 otherwise.
 pub fn exit_code(list: &[InstanceStatus]) -> u8 {
     if list.iter().all(InstanceStatus::healthy) {
@@ -185,8 +222,8 @@ pub fn table(list: &[InstanceStatus]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING);
     t.set_header([
-        "NAME", "HOST", "ADDRESS", "ROLE", "ACTUAL", "STATE", "PID", "UPTIME", "RESTARTS", "LINK",
-        "OFFSET", "LAG", "NOTE",
+        "NAME", "HOST", "ADDRESS", "ROLE", "ACTUAL", "STATE", "SERVER", "PID", "UPTIME",
+        "RESTARTS", "LINK", "OFFSET", "LAG", "NOTE",
     ]);
     let dash = || "-".to_owned();
     for s in list {
@@ -209,6 +246,7 @@ pub fn table(list: &[InstanceStatus]) -> String {
             role,
             s.role.clone().unwrap_or_else(dash),
             s.state.as_str().to_owned(),
+            s.server.clone().unwrap_or_else(dash),
             s.pid.map_or_else(dash, |p| p.to_string()),
             s.uptime_s.map_or_else(dash, |u| format!("{u}s")),
             s.restarts.to_string(),
@@ -294,6 +332,34 @@ mod tests {
             None,
         );
         assert!(plain.warnings.is_empty());
+    }
+
+    #[test]
+    fn server_comes_from_info_and_mixed_versions_warn() {
+        let g = group();
+        let mut m = InstanceStatus::from_config(&g.instances[0]);
+        let mut r = InstanceStatus::from_config(&g.instances[1]);
+        m.apply_info(&Info::parse("redis_version:7.0.15\nrole:master\n"), None);
+        r.apply_info(
+            &Info::parse("redis_version:7.2.4\nserver_name:valkey\nvalkey_version:8.1.8\n"),
+            None,
+        );
+        assert_eq!(m.server.as_deref(), Some("redis 7.0.15"));
+        assert_eq!(r.server.as_deref(), Some("valkey 8.1.8"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["server"], "valkey 8.1.8");
+        let mut same = vec![m.clone(), m.clone()];
+        assert_eq!(warn_mixed_servers(&mut same), None);
+        let mut list = vec![m, r];
+        let w = warn_mixed_servers(&mut list).unwrap();
+        assert!(
+            w.contains("redis 7.0.15 (m)") && w.contains("valkey 8.1.8 (r)"),
+            "{w}"
+        );
+        assert!(list.iter().all(|s| s.warnings.contains(&w)));
+        assert!(table(&list).contains("valkey 8.1.8"));
+        let down = InstanceStatus::from_config(&g.instances[0]);
+        assert!(serde_json::to_value(&down).unwrap().get("server").is_none());
     }
 
     #[test]

@@ -11,29 +11,37 @@ use crate::config::{ConfigError, Group};
 pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let checked = super::load(config)?;
     let group = &checked.group;
-    match crate::process::find_redis_server(&group.cluster.redis_server) {
-        Err(_) => eprintln!(
-            "redisrepd: warning: {}: key `redis_server`: `{}` is not found or not executable \
-             here, so the [redis] directives are not checked against it; the daemon will \
-             refuse to start until it is installed (Debian, Ubuntu: `sudo apt-get install redis-server`)",
-            config.display(),
-            group.cluster.redis_server
-        ),
-        Ok(server) => match crate::server_check::ask_server(group, &server) {
-            Ok(problems) if problems.is_empty() => {}
-            Ok(problems) => {
-                return Err(ConfigError {
-                    file: config.to_owned(),
-                    problems: problems.iter().map(ToString::to_string).collect(),
+    let server = match crate::process::find_redis_server(&group.cluster.redis_server) {
+        Err(_) => {
+            eprintln!(
+                "redisrepd: warning: {}: key `redis_server`: `{}` is not found or not executable \
+                 here, so the [redis] directives are not checked against it; the daemon will \
+                 refuse to start until it is installed (Debian, Ubuntu: `sudo apt-get install redis-server`)",
+                config.display(),
+                group.cluster.redis_server
+            );
+            None
+        }
+        Ok(binary) => {
+            let (_, server) =
+                crate::server::configured(group, config).map_err(anyhow::Error::msg)?;
+            match crate::server_check::ask_server(group, &binary) {
+                Ok(problems) if problems.is_empty() => {}
+                Ok(problems) => {
+                    return Err(ConfigError {
+                        file: config.to_owned(),
+                        problems: problems.iter().map(ToString::to_string).collect(),
+                    }
+                    .into());
                 }
-                .into());
+                Err(why) => eprintln!(
+                    "redisrepd: warning: {}: the [redis] directives are not checked: {why}",
+                    config.display()
+                ),
             }
-            Err(why) => eprintln!(
-                "redisrepd: warning: {}: the [redis] directives are not checked: {why}",
-                config.display()
-            ),
-        },
-    }
+            Some(server)
+        }
+    };
     for w in user_warnings(group.cluster.user.as_deref()) {
         eprintln!("redisrepd: warning: {}: {w}", config.display());
     }
@@ -51,6 +59,9 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
             }
         }
     };
+    if let Some(server) = server {
+        println!("server: {server} ({})", group.cluster.redis_server);
+    }
     print!("{}", plan(group, &hosts));
     Ok(crate::EXIT_OK)
 }

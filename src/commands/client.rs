@@ -192,6 +192,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         };
         list.push(record);
     }
+    status::warn_mixed_servers(&mut list);
     if json {
         let doc = serde_json::json!({"cluster": group.cluster.name, "instances": list});
         println!("{}", serde_json::to_string_pretty(&doc)?);

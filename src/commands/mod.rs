@@ -31,7 +31,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             } else {
                 Secrets::Mask
             };
-            print!("{}", render::render(group, inst, secrets));
+            let (server, note) = crate::server::configured_or_newest(group, &cli.config)
+                .map_err(anyhow::Error::msg)?;
+            if let Some(note) = note {
+                eprintln!("redisrepd: note: {note}");
+            }
+            print!("{}", render::render(group, inst, &server, secrets));
             Ok(crate::EXIT_OK)
         }
         Verb::Completions { shell } => {

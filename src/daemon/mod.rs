@@ -29,7 +29,7 @@ use crate::config::Group;
 use crate::control::{self, Request, Response};
 use crate::endpoint::ShutdownError;
 use crate::info::Info;
-use crate::process::{self, RunAs};
+use crate::process::RunAs;
 
 /// Everything the supervisor reacts to.
 pub enum Event {
@@ -107,8 +107,9 @@ pub fn run(
             group.hosts().join(", ")
         );
     }
-    let redis_server = process::find_redis_server(&group.cluster.redis_server)
-        .map_err(|e| anyhow::anyhow!("{}: key `redis_server`: {e}", config_path.display()))?;
+    let (redis_server, server) =
+        crate::server::configured(&group, config_path).map_err(anyhow::Error::msg)?;
+    info!(%server, binary = %redis_server.display(), "server");
     let run_as = run_as(&group)?;
     warn_unit_dirs(&group, config_path);
     prepare_dirs(&group, run_as.as_ref())?;
@@ -149,6 +150,7 @@ pub fn run(
         config_path: config_abs,
         host,
         redis_server,
+        server,
         run_as,
         events: tx,
         probe_targets: targets,

@@ -19,13 +19,14 @@ use tracing::{info, warn};
 
 use super::Event;
 use super::claim::{self, ClaimHandle};
-use super::machine::{Effect, Input, LaunchSpec, Machine, Notify, RequestId, Sig};
+use super::machine::{Effect, Input, LaunchSpec, Loaded, Machine, Notify, RequestId, Sig};
 use super::prober::ProbeTargets;
 use crate::config::{Group, Secret};
 use crate::control::Response;
 use crate::files;
 use crate::process::{self, OutputTail, RunAs};
 use crate::redis_io::Endpoint;
+use crate::server::Server;
 
 /// A running instance's process: our child, or one an earlier daemon started.
 struct Proc {
@@ -44,7 +45,6 @@ pub struct Runtime {
     machine: Machine,
     host: String,
     config_path: PathBuf,
-    redis_server: PathBuf,
     run_as: Option<RunAs>,
     events: Sender<Event>,
     probe_targets: ProbeTargets,
@@ -64,6 +64,7 @@ pub struct Setup {
     pub config_path: PathBuf,
     pub host: String,
     pub redis_server: PathBuf,
+    pub server: Server,
     pub run_as: Option<RunAs>,
     pub events: Sender<Event>,
     pub probe_targets: ProbeTargets,
@@ -93,12 +94,17 @@ impl Runtime {
                 );
             }
         }
-        let machine = Machine::new(group, setup.host.clone(), &adopted, now);
+        let machine = Machine::new(
+            group,
+            setup.host.clone(),
+            (setup.redis_server, setup.server),
+            &adopted,
+            now,
+        );
         let mut rt = Runtime {
             machine,
             host: setup.host,
             config_path: setup.config_path,
-            redis_server: setup.redis_server,
             run_as: setup.run_as,
             events: setup.events,
             probe_targets: setup.probe_targets,
@@ -390,15 +396,8 @@ impl Runtime {
                 }
                 None
             }
-            Effect::LoadConfig { id } => {
-                let result = crate::config::load(&self.config_path)
-                    .map(|checked| {
-                        for w in &checked.warnings {
-                            warn!("{}: {w}", self.config_path.display());
-                        }
-                        Box::new(checked.group)
-                    })
-                    .map_err(|e| e.to_string());
+            Effect::LoadConfig { id, current } => {
+                let result = self.load_config(current).map(Box::new);
                 Some(Input::ConfigLoaded { id, result })
             }
             Effect::Notify(what) => {
@@ -412,6 +411,33 @@ impl Runtime {
                 None
             }
         }
+    }
+
+    /// Reads the TOML again, asks its `redis_server` what it is, and when that is not
+    /// `current` (a rolling upgrade), asks the instances on other hosts what they run.
+    fn load_config(&self, current: Server) -> Result<Loaded, String> {
+        let checked = crate::config::load(&self.config_path).map_err(|e| e.to_string())?;
+        for w in &checked.warnings {
+            warn!("{}: {w}", self.config_path.display());
+        }
+        let group = checked.group;
+        let (binary, server) = crate::server::configured(&group, &self.config_path)?;
+        let mut remote_servers = HashMap::new();
+        if server != current {
+            // A short timeout each: a reload is rare, and a host that is down is unknown.
+            for inst in group.instances.iter().filter(|i| i.host != self.host) {
+                let info = Endpoint::of(&group, inst).info(Duration::from_millis(500));
+                if let Some(s) = info.ok().as_ref().and_then(Server::from_info) {
+                    remote_servers.insert(inst.name.clone(), s);
+                }
+            }
+        }
+        Ok(Loaded {
+            group,
+            binary,
+            server,
+            remote_servers,
+        })
     }
 
     /// Checks the port, writes the config and data dir (owned by `user`), spawns the
@@ -444,7 +470,7 @@ impl Runtime {
         let tail = OutputTail::default();
         let launch = process::Launch {
             name: &spec.name,
-            redis_server: &self.redis_server,
+            redis_server: &spec.binary,
             conf: &spec.conf_path,
             run_as: self.run_as.as_ref(),
         };
@@ -477,7 +503,7 @@ impl Runtime {
             }
             Err(e) => Input::LaunchFailed {
                 name,
-                reason: format!("cannot run {}: {e}", self.redis_server.display()),
+                reason: format!("cannot run {}: {e}", spec.binary.display()),
             },
         }
     }

@@ -35,12 +35,17 @@ fn render_text(text: &str, name: &str) -> String {
     .unwrap_or_else(|e| panic!("{e}"))
     .group;
     let inst = group.instance(name).expect("instance exists");
-    render(&group, inst, Secrets::Mask)
+    render(&group, inst, &Server::NEWEST_REDIS, Secrets::Mask)
 }
 
 fn render_seed(name: &str, secrets: Secrets) -> String {
     let group = seed();
-    render(&group, group.instance(name).unwrap(), secrets)
+    render(
+        &group,
+        group.instance(name).unwrap(),
+        &Server::NEWEST_REDIS,
+        secrets,
+    )
 }
 
 #[test]
@@ -161,12 +166,22 @@ fn inline_password_is_rendered_like_a_file_password() {
     let group = config::parse(text, Path::new("/t.toml"), Path::new("/"))
         .unwrap()
         .group;
-    let out = render(&group, &group.instances[0], Secrets::Show);
+    let out = render(
+        &group,
+        &group.instances[0],
+        &Server::NEWEST_REDIS,
+        Secrets::Show,
+    );
     assert!(
         out.contains("requirepass pw-inline\nmasterauth pw-inline\n"),
         "{out}"
     );
-    let out = render(&group, &group.instances[0], Secrets::Mask);
+    let out = render(
+        &group,
+        &group.instances[0],
+        &Server::NEWEST_REDIS,
+        Secrets::Mask,
+    );
     assert!(!out.contains("pw-inline"), "{out}");
 }
 
@@ -292,5 +307,46 @@ fn managed_lines_come_before_user_directives() {
     for key in ["port", "bind", "dir", "logfile", "requirepass", "replicaof"] {
         assert!(managed.contains(&format!("\n{key} ")), "{key}: {out}");
         assert!(!user.contains(&format!("\n{key} ")), "{key}: {out}");
+    }
+}
+
+/// The seed layout's instances on each server we test on: the master's config is the one
+/// that differs (Redis 6.2 does not know `repl-diskless-sync-max-replicas`); replicas are
+/// the same everywhere.
+#[test]
+fn seed_per_server() {
+    use crate::server::{Kind, Version};
+    let group = seed();
+    let server = |kind, major, minor, patch| Server {
+        kind,
+        version: Version {
+            major,
+            minor,
+            patch,
+        },
+    };
+    let newest = render_seed("master", Secrets::Mask);
+    let r62 = server(Kind::Redis, 6, 2, 14);
+    let r70 = server(Kind::Redis, 7, 0, 15);
+    let v81 = server(Kind::Valkey, 8, 1, 8);
+    let master = group.instance("master").unwrap();
+    let on_62 = render(&group, master, &r62, Secrets::Mask);
+    assert_eq!(
+        on_62,
+        newest.replace("repl-diskless-sync-max-replicas 1\n", ""),
+        "6.2: everything but the directive it refuses"
+    );
+    assert_eq!(render(&group, master, &r70, Secrets::Mask), newest);
+    assert_eq!(render(&group, master, &v81, Secrets::Mask), newest);
+    for name in ["replica-6379", "replica-6380"] {
+        let inst = group.instance(name).unwrap();
+        let newest = render(&group, inst, &Server::NEWEST_REDIS, Secrets::Mask);
+        for s in [r62, r70, v81] {
+            assert_eq!(
+                render(&group, inst, &s, Secrets::Mask),
+                newest,
+                "{name} on {s}"
+            );
+        }
     }
 }

@@ -121,6 +121,7 @@ impl Builder {
             supervise: self.supervise,
             redis: self.redis,
             cluster_extra: self.cluster_extra,
+            redis_server: util::redis_server(),
             daemons: BTreeMap::new(),
         };
         cluster.dir.write("password", format!("{PASSWORD}\n"));
@@ -137,6 +138,9 @@ pub struct Cluster {
     pub supervise: String,
     pub redis: String,
     pub cluster_extra: String,
+    /// The `redis_server` written into the TOML (the suite's server; a rolling-upgrade
+    /// test changes it and reloads).
+    pub redis_server: PathBuf,
     daemons: BTreeMap<String, Daemon>,
 }
 
@@ -150,10 +154,16 @@ impl Cluster {
     /// The TOML text for the current members.
     pub fn toml_text(&self) -> String {
         let mut t = String::new();
+        // The suite's server unless the test names one itself.
+        let server = if self.cluster_extra.contains("redis_server") {
+            String::new()
+        } else {
+            format!("redis_server = \"{}\"\n", self.redis_server.display())
+        };
         let _ = write!(
             t,
             "[cluster]\nname = \"test\"\npassword_file = \"password\"\nrun_dir = \"run\"\n\
-             data_dir = \"data\"\n{}\n[supervise]\n{}\n[redis]\n{}\n",
+             data_dir = \"data\"\n{server}{}\n[supervise]\n{}\n[redis]\n{}\n",
             self.cluster_extra, self.supervise, self.redis
         );
         for m in &self.members {
@@ -388,8 +398,8 @@ impl Drop for Cluster {
     }
 }
 
-/// Pids of redis-server processes working under `dir`. Redis rewrites its command line
-/// (to "redis-server ip:port") but runs in its data dir, so the cwd tells whose it is.
+/// Pids of redis-server (or valkey-server) processes working under `dir`. Redis rewrites
+/// its command line (to "redis-server ip:port") but runs in its data dir, so the cwd tells whose it is.
 pub fn redis_under(dir: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -400,7 +410,7 @@ pub fn redis_under(dir: &Path) -> Vec<u32> {
             continue;
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if comm.trim() != "redis-server" {
+        if !util::is_server_comm(&comm) {
             continue;
         }
         if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {

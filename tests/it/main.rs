@@ -14,5 +14,7 @@ mod gate;
 mod metrics;
 mod netns;
 mod render_accepted;
+mod servers;
 mod systemd;
+mod upgrade;
 mod util;

@@ -400,15 +400,23 @@ fn seed_layout_on_two_hosts_survives_a_cut_link_and_a_master_reboot() {
     wait_healthy_in(&c, &nb);
     let back = rebooted.elapsed();
     assert_ne!(status_in(&c, &nb)["master"]["pid"], master_pid);
+    // Before Redis 7.0 a restarted master takes a new replication id: every replica
+    // full-syncs (redis-facts.md).
+    let server = util::test_server();
+    let (full, partial) = if server.master_restart_keeps_replid() {
+        (0, 2)
+    } else {
+        (2, 0)
+    };
     assert_eq!(
         info_int(&na, master, "stats", "sync_full"),
-        0,
-        "the rebooted master served no full sync\n{}",
+        full,
+        "full syncs served by the rebooted master on {server}\n{}",
         logs(&c)
     );
     assert!(
-        info_int(&na, master, "stats", "sync_partial_ok") >= 2,
-        "both replicas resumed partially\n{}",
+        info_int(&na, master, "stats", "sync_partial_ok") >= partial,
+        "partial resyncs on {server}\n{}",
         logs(&c)
     );
     has_keys(&na, master, 0..150).expect("the master kept its data over the reboot");

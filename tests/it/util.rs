@@ -98,7 +98,8 @@ impl Example {
         }
     }
 
-    /// Points `run_dir` and `data_dir` into `dir`, and gives every instance a loopback
+    /// Points `run_dir` and `data_dir` into `dir`, `redis_server` at the suite's server,
+    /// and gives every instance a loopback
     /// address of its own and a free port on it; `replica_of` names stay as they are, so
     /// the links still hold. Hosts stay as they are too.
     pub fn isolate(&mut self, dir: &TestDir) {
@@ -112,6 +113,11 @@ impl Example {
             inst.insert("bind".to_owned(), ip.to_string().into());
             inst.insert("port".to_owned(), i64::from(free_port(ip)).into());
         }
+        let cluster = self.toml["cluster"].as_table_mut().expect("[cluster]");
+        cluster.insert(
+            "redis_server".to_owned(),
+            redis_server().display().to_string().into(),
+        );
     }
 
     /// Writes `<name>.toml` and its password file (mode 0600), if it has one, into `dir`;
@@ -404,14 +410,42 @@ pub fn kill(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(target, sig).unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
 }
 
-/// The redis-server on PATH. Panics (never skips) when there is none.
+/// The environment variable that selects the server the suite runs against (a path to
+/// a `redis-server` or `valkey-server`); without it, `redis-server` on PATH.
+pub const SERVER_VAR: &str = "REDISREPD_TEST_SERVER";
+
+/// The server the suite runs against: `$REDISREPD_TEST_SERVER`, else the redis-server on
+/// PATH. Panics (never skips) when there is none.
 pub fn redis_server() -> PathBuf {
+    if let Some(path) = std::env::var_os(SERVER_VAR).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{SERVER_VAR}={} is not a file: point it at a redis-server or valkey-server",
+            path.display()
+        );
+        return std::path::absolute(&path).unwrap_or(path);
+    }
     which::which("redis-server").unwrap_or_else(|_| {
         panic!(
             "redis-server not found: the tests start real Redis servers; install it with \
              `sudo apt-get install redis-server` (Debian, Ubuntu)"
         )
     })
+}
+
+/// What `redis_server()` is (asked once): tests predict version-dependent behaviour
+/// (full syncs after a master restart) from it.
+pub fn test_server() -> redisrepd::server::Server {
+    static SERVER: std::sync::OnceLock<redisrepd::server::Server> = std::sync::OnceLock::new();
+    *SERVER.get_or_init(|| {
+        redisrepd::server::detect(&redis_server()).unwrap_or_else(|e| panic!("test server: {e}"))
+    })
+}
+
+/// Whether a process name (`/proc/PID/comm`) is a server's.
+pub fn is_server_comm(comm: &str) -> bool {
+    matches!(comm.trim(), "redis-server" | "valkey-server")
 }
 
 /// A `redis-server <conf>` process, killed when dropped. Its stdout and stderr go to

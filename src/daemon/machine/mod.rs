@@ -41,6 +41,7 @@ use crate::control::{Request, Response};
 use crate::endpoint::{Endpoint, ShutdownError};
 use crate::info::{Info, SyncKind};
 use crate::rdb::ReplPosition;
+use crate::server::Server;
 
 use ops::Operation;
 pub use state::{Gate, History, Kind, Launch, State};
@@ -122,13 +123,26 @@ pub enum Input {
     Request { id: RequestId, request: Request },
     /// SIGHUP (`id` None) or a `reload` request: re-read the TOML.
     ReloadRequested { id: Option<RequestId> },
-    /// The answer to [`Effect::LoadConfig`]: the new, checked group or why it is refused.
+    /// The answer to [`Effect::LoadConfig`]: the new, checked group and its server, or
+    /// why it is refused.
     ConfigLoaded {
         id: Option<RequestId>,
-        result: Result<Box<Group>, String>,
+        result: Result<Box<Loaded>, String>,
     },
     /// SIGTERM or SIGINT.
     Terminate,
+}
+
+/// A file read again by [`Effect::LoadConfig`], with what its `redis_server` is.
+#[derive(Debug)]
+pub struct Loaded {
+    pub group: Group,
+    /// The `redis_server` binary found, and what it is (`--version`).
+    pub binary: PathBuf,
+    pub server: Server,
+    /// When the server changes: what the instances on other hosts run now (their INFO),
+    /// for the RDB-version check of a rolling upgrade.
+    pub remote_servers: HashMap<String, Server>,
 }
 
 /// A signal the machine may send.
@@ -206,8 +220,13 @@ pub enum Effect {
     ProbeNow,
     /// Answer the request `id`.
     Reply { id: RequestId, response: Response },
-    /// Read the TOML again; answer with `ConfigLoaded`.
-    LoadConfig { id: Option<RequestId> },
+    /// Read the TOML again and ask its `redis_server` what it is; when that is not
+    /// `current`, ask the instances on other hosts what they run. Answer with
+    /// `ConfigLoaded`.
+    LoadConfig {
+        id: Option<RequestId>,
+        current: Server,
+    },
     /// Tell systemd.
     Notify(Notify),
     /// Everything is done: exit the daemon with this status.
@@ -218,6 +237,8 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaunchSpec {
     pub name: String,
+    /// The server binary to run.
+    pub binary: PathBuf,
     pub endpoint: Endpoint,
     /// The generated redis.conf, password included.
     pub conf: Secret,
@@ -304,6 +325,9 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 pub struct Machine {
     group: Group,
     host: String,
+    /// The `redis_server` binary and what it is: launches and rendering follow it.
+    binary: PathBuf,
+    server: Server,
     slots: BTreeMap<String, Slot>,
     infos: HashMap<String, Probed>,
     ops: VecDeque<Operation>,
@@ -320,10 +344,18 @@ pub struct Machine {
 impl Machine {
     /// A machine for `host` with every local instance wanted; `adopted` are the instances
     /// an earlier daemon started that still run (name, pid): they are watched, not started.
-    pub fn new(group: Group, host: String, adopted: &[(String, u32)], now: Instant) -> Machine {
+    pub fn new(
+        group: Group,
+        host: String,
+        (binary, server): (PathBuf, Server),
+        adopted: &[(String, u32)],
+        now: Instant,
+    ) -> Machine {
         let mut m = Machine {
             group,
             host,
+            binary,
+            server,
             slots: BTreeMap::new(),
             infos: HashMap::new(),
             ops: VecDeque::new(),
@@ -361,6 +393,11 @@ impl Machine {
     /// The group as the machine knows it now (after reloads).
     pub fn group(&self) -> &Group {
         &self.group
+    }
+
+    /// The server the machine runs its instances on now (after reloads).
+    pub fn server(&self) -> Server {
+        self.server
     }
 
     /// An instance's state, for tests and diagnostics.

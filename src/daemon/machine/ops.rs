@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use tracing::{error, info};
 
-use super::{Effect, Kind, Machine, Notify, PendingStatus, RequestId, State, human};
-use crate::config::{Group, Secret};
+use super::{Effect, Kind, Loaded, Machine, Notify, PendingStatus, RequestId, State, human};
+use crate::config::Secret;
 use crate::control::{Request, Response};
 use crate::plan::{self, Step};
 use crate::render::{self, Secrets};
+use crate::server::Server;
 
 /// An operation from a control request: steps run one after another.
 pub(super) struct Operation {
@@ -118,31 +119,55 @@ impl Machine {
         if self.ready_sent {
             fx.push(Effect::Notify(Notify::Reloading));
         }
-        fx.push(Effect::LoadConfig { id });
+        fx.push(Effect::LoadConfig {
+            id,
+            current: self.server,
+        });
     }
 
     pub(super) fn on_config_loaded(
         &mut self,
         id: Option<RequestId>,
-        result: Result<Box<Group>, String>,
+        result: Result<Box<Loaded>, String>,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
         if self.ready_sent {
             fx.push(Effect::Notify(Notify::Ready));
         }
-        let new = match result {
-            Ok(group) => *group,
-            Err(e) => {
-                let message = format!("reload refused, nothing changed: {e}");
-                error!("{message}");
-                if let Some(id) = id {
-                    fx.push(error_reply(id, message));
-                }
-                return;
+        let refuse = |fx: &mut Vec<Effect>, why: &str| {
+            let message = format!("reload refused, nothing changed: {why}");
+            error!("{message}");
+            if let Some(id) = id {
+                fx.push(error_reply(id, message));
             }
         };
-        let diff = plan::reload_diff(&self.group, &new, &self.host);
+        let loaded = match result {
+            Ok(loaded) => *loaded,
+            Err(e) => return refuse(fx, &e),
+        };
+        let Loaded {
+            group: new,
+            binary,
+            server,
+            remote_servers,
+        } = loaded;
+        let diff = plan::reload_diff(&self.group, &new, &self.host, &self.server, &server);
+        // What each instance runs now: its INFO, else what a remote one said when asked.
+        let running = |name: &str| match self.infos.get(name).map(|p| &p.result) {
+            Some(Ok(info)) => Server::from_info(info),
+            _ => remote_servers.get(name).copied(),
+        };
+        if let Err(e) =
+            plan::check_servers(&new, &self.host, &diff, &self.server, &server, &running)
+        {
+            return refuse(fx, &e);
+        }
+        if server != self.server || binary != self.binary {
+            info!(from = %self.server, to = %server, binary = %binary.display(), "reload: the server changes");
+        }
+        self.binary = binary;
+        self.server = server;
         let steps = plan::reload(&self.group, &new, &diff);
         info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
         self.group = new;
@@ -339,7 +364,12 @@ impl Machine {
                 let Some(inst) = self.group.instance(name).cloned() else {
                     return Err(format!("`{name}` is not in the file any more"));
                 };
-                let conf = Secret::new(render::render(&self.group, &inst, Secrets::Show));
+                let conf = Secret::new(render::render(
+                    &self.group,
+                    &inst,
+                    &self.server,
+                    Secrets::Show,
+                ));
                 let conf_path = self.group.conf_path(&inst);
                 let Some(slot) = self.slots.get_mut(name) else {
                     return Err(format!("`{name}` is not run by this daemon"));

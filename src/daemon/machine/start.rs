@@ -320,8 +320,9 @@ impl Machine {
         let group = &self.group;
         let spec = LaunchSpec {
             name: inst.name.clone(),
+            binary: self.binary.clone(),
             endpoint: Endpoint::of(group, inst),
-            conf: Secret::new(render::render(group, inst, Secrets::Show)),
+            conf: Secret::new(render::render(group, inst, &self.server, Secrets::Show)),
             conf_path: group.conf_path(inst),
             data_path: group.data_path(inst),
             log_path: group.log_path(inst),

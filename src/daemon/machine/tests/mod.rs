@@ -1,7 +1,7 @@
 //! The machine on scripted inputs and a fake clock (`t0 + Duration`): no processes, no
 //! sockets, no sleeping. Each test plays the runtime's part by hand.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -57,6 +57,26 @@ port = 7002
 replica_of = "master"
 "#;
 
+/// The server the tests' machines run: Debian 12's.
+pub(super) const R70: Server = Server {
+    kind: crate::server::Kind::Redis,
+    version: crate::server::Version {
+        major: 7,
+        minor: 0,
+        patch: 15,
+    },
+};
+
+/// A reloaded file on the same server.
+pub(super) fn loaded(group: Group) -> Loaded {
+    Loaded {
+        group,
+        binary: PathBuf::from("/usr/bin/redis-server"),
+        server: R70,
+        remote_servers: Default::default(),
+    }
+}
+
 pub(super) fn group(text: &str) -> Group {
     crate::config::parse(text, Path::new("/t/group.toml"), Path::new("/t"))
         .map(|c| c.group)
@@ -83,7 +103,13 @@ impl H {
         let adopted: Vec<(String, u32)> =
             adopted.iter().map(|(n, p)| (n.to_string(), *p)).collect();
         H {
-            m: Machine::new(group(text), host.to_owned(), &adopted, t0),
+            m: Machine::new(
+                group(text),
+                host.to_owned(),
+                (PathBuf::from("/usr/bin/redis-server"), R70),
+                &adopted,
+                t0,
+            ),
             now: t0,
             next_id: 0,
             histories: Default::default(),

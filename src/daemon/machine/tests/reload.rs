@@ -24,11 +24,11 @@ fn reload_applies_the_diff_and_leaves_the_rest_running() {
     let fx = h.feed(Input::ReloadRequested { id: Some(9) });
     assert!(
         fx.iter()
-            .any(|e| matches!(e, Effect::LoadConfig { id: Some(9) }))
+            .any(|e| matches!(e, Effect::LoadConfig { id: Some(9), .. }))
     );
     let fx = h.feed(Input::ConfigLoaded {
         id: Some(9),
-        result: Ok(Box::new(group(&text))),
+        result: Ok(Box::new(loaded(group(&text)))),
     });
     assert_eq!(shutdowns(&fx), [("r2".to_owned(), false)], "removed first");
     let fx = shutdown_ok(&mut h, "r2", 202);
@@ -93,7 +93,7 @@ fn a_password_change_is_applied_in_place() {
     h.feed(Input::ReloadRequested { id: Some(1) });
     let fx = h.feed(Input::ConfigLoaded {
         id: Some(1),
-        result: Ok(Box::new(group(&SEED.replace("\"pw\"", "\"pw2\"")))),
+        result: Ok(Box::new(loaded(group(&SEED.replace("\"pw\"", "\"pw2\""))))),
     });
     let set = fx
         .iter()
@@ -130,7 +130,7 @@ fn reload_applies_what_the_server_can_change_live_without_a_restart() {
     h.feed(Input::ReloadRequested { id: Some(4) });
     let fx = h.feed(Input::ConfigLoaded {
         id: Some(4),
-        result: Ok(Box::new(group(&text))),
+        result: Ok(Box::new(loaded(group(&text)))),
     });
     assert!(shutdowns(&fx).is_empty(), "nothing restarts: {fx:?}");
     // The added sub-replica starts first (through r1's gate) ...
@@ -214,7 +214,7 @@ fn a_setting_the_server_refuses_live_restarts_the_instance_instead() {
     h.feed(Input::ReloadRequested { id: Some(5) });
     let fx = h.feed(Input::ConfigLoaded {
         id: Some(5),
-        result: Ok(Box::new(group(&text))),
+        result: Ok(Box::new(loaded(group(&text)))),
     });
     assert!(
         fx.iter()

@@ -1,0 +1,406 @@
+//! Which server a `redis_server` binary (or a running instance) is: Redis or Valkey, and
+//! its version, and what follows from that (directives it knows, RDB version, SHUTDOWN
+//! flags, FAILOVER, process name). Parsing and capabilities are pure; [`detect`] is the
+//! one thin IO function (it runs `<binary> --version`).
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::info::Info;
+
+/// Redis or Valkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Redis,
+    Valkey,
+}
+
+impl Kind {
+    /// Lower-case name, as shown to users ("redis", "valkey").
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Redis => "redis",
+            Kind::Valkey => "valkey",
+        }
+    }
+}
+
+/// A server version, `major.minor.patch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    /// Parses `7.0.15` (a missing patch counts as 0; trailing text after digits is ignored).
+    pub fn parse(text: &str) -> Option<Version> {
+        let mut parts = text.trim().split('.');
+        let num = |p: Option<&str>| -> Option<u32> {
+            let p = p?;
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        };
+        let major = num(parts.next())?;
+        let minor = num(parts.next())?;
+        let patch = num(parts.next()).unwrap_or(0);
+        Some(Version {
+            major,
+            minor,
+            patch,
+        })
+    }
+
+    const fn new(major: u32, minor: u32) -> Version {
+        Version {
+            major,
+            minor,
+            patch: 0,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// A server: what it is and which version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Server {
+    pub kind: Kind,
+    pub version: Version,
+}
+
+impl fmt::Display for Server {
+    /// "redis 7.0.15", "valkey 8.1.8".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.name(), self.version)
+    }
+}
+
+/// The process names (`/proc/PID/comm`) of every server kind.
+pub const PROCESS_NAMES: [&str; 2] = ["redis-server", "valkey-server"];
+
+/// The oldest versions redisrepd supports.
+const OLDEST_REDIS: Version = Version::new(6, 2);
+const OLDEST_VALKEY: Version = Version::new(7, 2);
+
+impl Server {
+    /// What is assumed when the binary cannot be asked (it is not installed here, e.g.
+    /// `render` on a workstation): the newest Redis behaviour.
+    pub const NEWEST_REDIS: Server = Server {
+        kind: Kind::Redis,
+        version: Version::new(8, 0),
+    };
+
+    /// Parses the output of `<binary> --version`:
+    /// `Redis server v=7.0.15 sha=... malloc=... bits=64 build=...` or
+    /// `Valkey server v=8.1.8 ...`.
+    pub fn parse_version_output(text: &str) -> Result<Server, String> {
+        let line = text.lines().next().unwrap_or("").trim();
+        let kind = if line.starts_with("Redis server ") {
+            Kind::Redis
+        } else if line.starts_with("Valkey server ") {
+            Kind::Valkey
+        } else {
+            return Err(format!(
+                "its `--version` says `{line}`, which is neither a Redis nor a Valkey server"
+            ));
+        };
+        let version = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .and_then(Version::parse)
+            .ok_or_else(|| format!("no version in its `--version` output `{line}`"))?;
+        Ok(Server { kind, version })
+    }
+
+    /// The server a running instance reports in `INFO server`: Valkey says
+    /// `server_name:valkey` and `valkey_version` (its `redis_version` is frozen at 7.2.4).
+    pub fn from_info(info: &Info) -> Option<Server> {
+        if info.get("server_name") == Some("valkey") || info.get("valkey_version").is_some() {
+            let version = Version::parse(info.get("valkey_version")?)?;
+            return Some(Server {
+                kind: Kind::Valkey,
+                version,
+            });
+        }
+        let version = Version::parse(info.get("redis_version")?)?;
+        Some(Server {
+            kind: Kind::Redis,
+            version,
+        })
+    }
+
+    /// Refuses servers older than redisrepd supports.
+    pub fn check_supported(&self) -> Result<(), String> {
+        let oldest = match self.kind {
+            Kind::Redis => OLDEST_REDIS,
+            Kind::Valkey => OLDEST_VALKEY,
+        };
+        if self.version < oldest {
+            return Err(format!(
+                "{self} is not supported: redisrepd needs Redis {} or newer, or Valkey {} or \
+                 newer",
+                short(OLDEST_REDIS),
+                short(OLDEST_VALKEY)
+            ));
+        }
+        Ok(())
+    }
+
+    fn at_least(&self, major: u32, minor: u32) -> bool {
+        self.version >= Version::new(major, minor)
+    }
+
+    /// Whether it knows `repl-diskless-sync-max-replicas` (Redis 7.0+, every Valkey).
+    pub fn knows_diskless_sync_max_replicas(&self) -> bool {
+        self.kind == Kind::Valkey || self.at_least(7, 0)
+    }
+
+    /// The RDB format version it writes; it loads this and every older one.
+    pub fn rdb_version(&self) -> u32 {
+        match self.kind {
+            Kind::Valkey => 11,
+            Kind::Redis if self.at_least(7, 4) => 12,
+            Kind::Redis if self.at_least(7, 2) => 11,
+            Kind::Redis if self.at_least(7, 0) => 10,
+            Kind::Redis => 9,
+        }
+    }
+
+    /// Whether a master restarted from its RDB keeps its replication id (as
+    /// `master_replid2`), so its replicas resume with a partial resync (Redis 7.0+, Valkey).
+    pub fn master_restart_keeps_replid(&self) -> bool {
+        self.kind == Kind::Valkey || self.at_least(7, 0)
+    }
+
+    /// Whether SHUTDOWN takes NOW, FORCE and ABORT (and `shutdown-timeout` exists).
+    pub fn has_shutdown_flags(&self) -> bool {
+        self.kind == Kind::Valkey || self.at_least(7, 0)
+    }
+
+    /// Whether it has the FAILOVER command (6.2+, so every supported server).
+    pub fn has_failover(&self) -> bool {
+        self.kind == Kind::Valkey || self.at_least(6, 2)
+    }
+
+    /// The process name (`/proc/PID/comm`) of its server process.
+    pub fn process_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Redis => "redis-server",
+            Kind::Valkey => "valkey-server",
+        }
+    }
+}
+
+fn short(v: Version) -> String {
+    format!("{}.{}", v.major, v.minor)
+}
+
+/// How long `--version` may take before the binary is given up on.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks `binary` what it is (`<binary> --version`, killed after 10 s) and checks that
+/// redisrepd supports it. Errors are sentences about the binary; callers add the file and
+/// the `redis_server` key.
+pub fn detect(binary: &Path) -> Result<Server, String> {
+    let shown = binary.display();
+    let mut child = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run `{shown} --version`: {e}"))?;
+    let deadline = Instant::now() + VERSION_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{shown} --version` did not answer within {} s",
+                    VERSION_TIMEOUT.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("waiting for `{shown} --version`: {e}")),
+        }
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    if !status.success() {
+        return Err(format!("`{shown} --version` failed ({status})"));
+    }
+    let server = Server::parse_version_output(&out).map_err(|e| format!("`{shown}`: {e}"))?;
+    server
+        .check_supported()
+        .map_err(|e| format!("`{shown}` is {e}"))?;
+    Ok(server)
+}
+
+/// The configured `redis_server` of `group`, resolved on PATH and asked what it is. The
+/// error names the file and the key.
+pub fn configured(
+    group: &crate::config::Group,
+    config: &Path,
+) -> Result<(PathBuf, Server), String> {
+    let name = &group.cluster.redis_server;
+    let key = format!("{}: key `redis_server`", config.display());
+    let path = crate::process::find_redis_server(name).map_err(|e| format!("{key}: {e}"))?;
+    let server = detect(&path).map_err(|e| {
+        format!("{key}: {e}; set `redis_server` in [cluster] to a Redis 6.2+ or Valkey 7.2+ server")
+    })?;
+    Ok((path, server))
+}
+
+/// For verbs that only read the file (`check`, `render`): the configured server when it is
+/// installed here; otherwise the newest Redis behaviour and a note saying so. A binary that
+/// is there but unsupported is still an error.
+pub fn configured_or_newest(
+    group: &crate::config::Group,
+    config: &Path,
+) -> Result<(Server, Option<String>), String> {
+    if crate::process::find_redis_server(&group.cluster.redis_server).is_err() {
+        let note = format!(
+            "{}: key `redis_server`: `{}` is not installed here, so the output is for {} \
+             (the newest Redis behaviour); it may differ for the server the daemon runs",
+            config.display(),
+            group.cluster.redis_server,
+            Server::NEWEST_REDIS
+        );
+        return Ok((Server::NEWEST_REDIS, Some(note)));
+    }
+    configured(group, config).map(|(_, s)| (s, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(v: &str) -> Server {
+        Server {
+            kind: Kind::Redis,
+            version: Version::parse(v).unwrap(),
+        }
+    }
+    fn valkey(v: &str) -> Server {
+        Server {
+            kind: Kind::Valkey,
+            version: Version::parse(v).unwrap(),
+        }
+    }
+
+    #[test]
+    fn parses_version_output_of_both_servers() {
+        let r = Server::parse_version_output(
+            "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0\n",
+        )
+        .unwrap();
+        assert_eq!(r, redis("7.0.15"));
+        assert_eq!(r.to_string(), "redis 7.0.15");
+        let v = Server::parse_version_output(
+            "Valkey server v=8.1.8 sha=00000000:1 malloc=libc bits=64 build=7eb4ebc9d7e91f4e",
+        )
+        .unwrap();
+        assert_eq!(v, valkey("8.1.8"));
+        assert_eq!(v.to_string(), "valkey 8.1.8");
+        let err = Server::parse_version_output("KeyDB server v=6.3.4").unwrap_err();
+        assert!(err.contains("neither a Redis nor a Valkey"), "{err}");
+        let err = Server::parse_version_output("Redis server sha=1").unwrap_err();
+        assert!(err.contains("no version"), "{err}");
+    }
+
+    #[test]
+    fn reads_the_server_from_info() {
+        let valkey_info = Info::parse(
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.1.8\r\n",
+        );
+        assert_eq!(Server::from_info(&valkey_info), Some(valkey("8.1.8")));
+        let redis_info = Info::parse("redis_version:6.2.14\r\nredis_mode:standalone\r\n");
+        assert_eq!(Server::from_info(&redis_info), Some(redis("6.2.14")));
+        assert_eq!(Server::from_info(&Info::parse("role:master\r\n")), None);
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(Version::parse("7.10.0").unwrap() > Version::parse("7.2.4").unwrap());
+        assert_eq!(Version::parse("8.0").unwrap().to_string(), "8.0.0");
+        assert_eq!(Version::parse("x"), None);
+    }
+
+    #[test]
+    fn capabilities_follow_the_version_table() {
+        let r62 = redis("6.2.14");
+        let r70 = redis("7.0.15");
+        let v81 = valkey("8.1.8");
+        assert!(!r62.knows_diskless_sync_max_replicas());
+        assert!(r70.knows_diskless_sync_max_replicas());
+        assert!(v81.knows_diskless_sync_max_replicas());
+        assert!(valkey("7.2.5").knows_diskless_sync_max_replicas());
+        let rdb: Vec<u32> = ["6.2.0", "7.0.0", "7.2.4", "7.4.1", "8.0.2", "8.2.0"]
+            .iter()
+            .map(|v| redis(v).rdb_version())
+            .collect();
+        assert_eq!(rdb, [9, 10, 11, 12, 12, 12]);
+        assert_eq!(valkey("7.2.5").rdb_version(), 11);
+        assert_eq!(v81.rdb_version(), 11);
+        assert!(!r62.master_restart_keeps_replid() && r70.master_restart_keeps_replid());
+        assert!(v81.master_restart_keeps_replid());
+        assert!(!r62.has_shutdown_flags() && r70.has_shutdown_flags());
+        assert!(r62.has_failover() && v81.has_failover());
+        assert_eq!(r70.process_name(), "redis-server");
+        assert_eq!(v81.process_name(), "valkey-server");
+        assert!(PROCESS_NAMES.contains(&r62.process_name()));
+        assert!(PROCESS_NAMES.contains(&v81.process_name()));
+    }
+
+    #[test]
+    fn old_servers_are_refused() {
+        let err = redis("6.0.16").check_supported().unwrap_err();
+        assert!(err.contains("redis 6.0.16 is not supported"), "{err}");
+        assert!(
+            err.contains("Redis 6.2") && err.contains("Valkey 7.2"),
+            "{err}"
+        );
+        assert!(redis("6.2.0").check_supported().is_ok());
+        assert!(valkey("7.0.0").check_supported().is_err());
+        assert!(valkey("7.2.0").check_supported().is_ok());
+    }
+
+    #[test]
+    fn detect_runs_the_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, body: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let good = script(
+            "good",
+            "echo 'Valkey server v=8.1.8 sha=0 malloc=libc bits=64'",
+        );
+        assert_eq!(detect(&good), Ok(valkey("8.1.8")));
+        let old = script("old", "echo 'Redis server v=5.0.7 sha=0'");
+        assert!(detect(&old).unwrap_err().contains("not supported"));
+        let failing = script("failing", "exit 3");
+        assert!(detect(&failing).unwrap_err().contains("failed"));
+        assert!(
+            detect(&dir.path().join("missing"))
+                .unwrap_err()
+                .contains("cannot run")
+        );
+    }
+}
