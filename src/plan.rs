@@ -3,9 +3,7 @@
 
 use std::collections::HashSet;
 
-use std::net::IpAddr;
-
-use crate::config::{Group, Instance, Secret};
+use crate::config::{Group, Secret};
 use crate::render::{self, Secrets};
 use crate::server::Server;
 
@@ -44,34 +42,16 @@ impl Step {
 /// What changes in a running instance's config that the server can take at runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveChange {
-    /// `CONFIG SET key value`, in order. Values may hold the password: never print them.
+    /// `CONFIG SET key value`, in order. Values are the server's settings as `CONFIG SET`
+    /// takes them.
     pub set: Vec<(String, Secret)>,
-    /// A new upstream: `REPLICAOF` it (`None` inside: `REPLICAOF NO ONE`).
-    pub repoint: Option<Option<Upstream>>,
-}
-
-/// Where a replica is pointed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    pub name: String,
-    pub bind: IpAddr,
-    pub port: u16,
 }
 
 impl LiveChange {
-    /// What it does, for the reload's reply: `set maxmemory live`, `re-pointed to `m``.
+    /// What it does, for the reload's reply: `set maxmemory live`.
     pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if !self.set.is_empty() {
-            let keys: Vec<&str> = self.set.iter().map(|(k, _)| k.as_str()).collect();
-            parts.push(format!("set {} live", keys.join(", ")));
-        }
-        match &self.repoint {
-            Some(Some(up)) => parts.push(format!("re-pointed to `{}`", up.name)),
-            Some(None) => parts.push("made a master (REPLICAOF NO ONE)".to_owned()),
-            None => {}
-        }
-        parts.join("; ")
+        let keys: Vec<&str> = self.set.iter().map(|(k, _)| k.as_str()).collect();
+        format!("set {} live", keys.join(", "))
     }
 }
 
@@ -94,6 +74,15 @@ const RESTART_KEYS: &[&str] = &[
     "appenddirname",
     "always-show-logo",
 ];
+
+/// A value as redis.conf parses it: `""` is the empty string.
+fn unquote(value: &str) -> String {
+    if value == "\"\"" {
+        String::new()
+    } else {
+        value.to_owned()
+    }
+}
 
 /// Directives redisrepd writes only in some cases, with the server's default to set
 /// when a reload drops one (a parent that lost its last replica, a replica made master).
@@ -122,20 +111,13 @@ fn directives(conf: &str) -> Vec<(String, Vec<String>)> {
 }
 
 /// How a running instance goes from `old` to `new` (rendered configs) without a restart,
-/// or why it cannot. `new_upstream` is its upstream in the new file.
-pub fn live_change(
-    old: &str,
-    new: &str,
-    new_upstream: Option<&Instance>,
-) -> Result<LiveChange, String> {
+/// or why it cannot.
+pub fn live_change(old: &str, new: &str) -> Result<LiveChange, String> {
     let (old, new) = (directives(old), directives(new));
     let value = |list: &[(String, Vec<String>)], key: &str| {
         list.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     };
-    let mut change = LiveChange {
-        set: Vec::new(),
-        repoint: None,
-    };
+    let mut change = LiveChange { set: Vec::new() };
     for (key, _) in &old {
         if value(&new, key).is_some() || key == "replicaof" {
             continue;
@@ -158,23 +140,29 @@ pub fn live_change(
         if RESTART_KEYS.contains(&key.as_str()) {
             return Err(format!("`{key}` changed"));
         }
+        // A new upstream may mean a full sync: that goes through the sync gate and is
+        // waited for, as a restart is.
         if key == "replicaof" {
+            return Err("its upstream changed".to_owned());
+        }
+        // The password is changed first, everywhere, by its own step (a replica restarted
+        // with the new `masterauth` must find it on its upstream).
+        if key == "requirepass" || key == "masterauth" {
             continue;
         }
-        // Repeated directives (`save`) are one setting at runtime; others take the last.
-        let joined = if key == "save" {
-            values.join(" ")
-        } else {
-            values.last().cloned().unwrap_or_default()
+        // A directive repeated in redis.conf is one setting at runtime where the server
+        // takes all its values at once; for any other, which values win is not ours to
+        // guess: restart.
+        let joined = match (key.as_str(), values.as_slice()) {
+            (_, [one]) => unquote(one),
+            ("save" | "client-output-buffer-limit", many) => many
+                .iter()
+                .map(|v| unquote(v))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => return Err(format!("`{key}` has several values")),
         };
         change.set.push((key.clone(), Secret::new(joined)));
-    }
-    if value(&old, "replicaof") != value(&new, "replicaof") {
-        change.repoint = Some(new_upstream.map(|up| Upstream {
-            name: up.name.clone(),
-            bind: up.bind,
-            port: up.port,
-        }));
     }
     Ok(change)
 }
@@ -278,6 +266,7 @@ pub fn reload_diff(
                     && render::render(old, prev, old_server, Secrets::Show)
                         == render::render(new, inst, new_server, Secrets::Show);
                 let name = inst.name.clone();
+                let password_changed = old.password().is_some() && old.password() != new.password();
                 match (same_process, same_masked, same) {
                     (true, _, true) => diff.unchanged.push(name),
                     (true, true, false) if old.password().is_some() => {
@@ -290,10 +279,25 @@ pub fn reload_diff(
                         ));
                         diff.changed.push(name);
                     }
+                    (true, _, false) if password_changed => {
+                        // The password first, in place, with every other instance's; what
+                        // else changed follows live or by a restart.
+                        diff.password_only.push(name.clone());
+                        match live_change(
+                            &render::render(old, prev, old_server, Secrets::Show),
+                            &render::render(new, inst, new_server, Secrets::Show),
+                        ) {
+                            Ok(change) if change.set.is_empty() => {}
+                            Ok(change) => diff.live.push((name, change)),
+                            Err(why) => {
+                                diff.restart_reasons.push((name.clone(), why));
+                                diff.changed.push(name);
+                            }
+                        }
+                    }
                     (true, _, false) => match live_change(
                         &render::render(old, prev, old_server, Secrets::Show),
                         &render::render(new, inst, new_server, Secrets::Show),
-                        new.upstream(inst),
                     ) {
                         Ok(change) => diff.live.push((name, change)),
                         Err(why) => {
@@ -707,35 +711,20 @@ replica_of = "m"
         let old = group(CASCADE);
         let text = CASCADE.replace(
             "port = 2\nreplica_of = \"m\"",
-            "port = 2\nreplica_of = \"r2\"\n[instance.redis]\nmaxmemory = \"1gb\"\nsave = [\"60 1\", \"10 100\"]",
+            "port = 2\nreplica_of = \"m\"\n[instance.redis]\nmaxmemory = \"1gb\"\nsave = [\"60 1\", \"10 100\"]",
         );
         let diff = reload_diff(&old, &group(&text), "b", &R70, &R70);
         let live: Vec<&str> = diff.live.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            live,
-            ["r2", "r1"],
-            "r2 gains a replica: its pacing directive, live"
-        );
-        let (_, change) = &diff.live[1];
+        assert_eq!(live, ["r1"]);
+        let (_, change) = &diff.live[0];
         let set: Vec<(&str, &str)> = change
             .set
             .iter()
             .map(|(k, v)| (k.as_str(), v.expose()))
             .collect();
         assert_eq!(set, [("maxmemory", "1gb"), ("save", "60 1 10 100")]);
-        assert_eq!(
-            change
-                .repoint
-                .as_ref()
-                .and_then(|u| u.as_ref())
-                .map(|u| u.name.as_str()),
-            Some("r2")
-        );
-        assert_eq!(
-            change.describe(),
-            "set maxmemory, save live; re-pointed to `r2`"
-        );
-        // A new port, or a removed directive, needs a restart.
+        assert_eq!(change.describe(), "set maxmemory, save live");
+        // A new port, a new upstream, or a removed directive, needs a restart.
         let diff = reload_diff(
             &group(&text),
             &group(&text.replace("port = 2\n", "port = 22\n")),
@@ -743,14 +732,64 @@ replica_of = "m"
             &R70,
             &R70,
         );
-        assert_eq!(diff.changed, ["r1"]);
+        assert_eq!(
+            diff.changed,
+            ["r1", "leaf"],
+            "the leaf follows r1's new port"
+        );
         assert_eq!(diff.restart_reasons[0].1, "`port` changed");
+        let moved = text.replace(
+            "port = 4\nreplica_of = \"r1\"",
+            "port = 4\nreplica_of = \"r2\"",
+        );
+        let diff = reload_diff(&group(&text), &group(&moved), "b", &R70, &R70);
+        assert_eq!(diff.changed, ["leaf"]);
+        assert_eq!(diff.restart_reasons[0].1, "its upstream changed");
+        let live: Vec<&str> = diff.live.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(live, ["r1", "r2"], "their pacing directive follows, live");
+        assert_eq!(diff.live[0].1.set[0].1.expose(), "0", "back to the default");
         let diff = reload_diff(&group(&text), &old, "b", &R70, &R70);
         assert_eq!(
             diff.changed,
             ["r1"],
             "maxmemory removed: back to the default by a restart"
         );
+    }
+
+    #[test]
+    fn a_password_and_another_change_set_the_password_first() {
+        let old = group(CASCADE);
+        let new = group(
+            &CASCADE
+                .replace("password = \"pw\"", "password = \"pw2\"")
+                .replace(
+                    "port = 2\nreplica_of = \"m\"",
+                    "port = 2\nreplica_of = \"m\"\n[instance.redis]\nmaxmemory = \"1gb\"",
+                ),
+        );
+        let diff = reload_diff(&old, &new, "b", &R70, &R70);
+        assert_eq!(diff.password_only, ["r1", "r2", "leaf"]);
+        let steps = reload(&old, &new, &diff);
+        assert!(matches!(&steps[0], Step::SetPassword { .. }), "{steps:?}");
+        let Some(Step::ApplyLive { name, change }) = steps.last() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(name, "r1");
+        assert_eq!(change.describe(), "set maxmemory live", "no password in it");
+    }
+
+    #[test]
+    fn repeated_directives_and_empty_values_go_to_config_set_as_redis_parses_them() {
+        let one = "notify-keyspace-events \"\"\n";
+        let change = live_change("", one).unwrap();
+        assert_eq!(change.set[0].1.expose(), "");
+        let two = "client-output-buffer-limit normal 0 0 0\nclient-output-buffer-limit replica 64mb 32mb 10\n";
+        let change = live_change("", two).unwrap();
+        assert_eq!(
+            change.set[0].1.expose(),
+            "normal 0 0 0 replica 64mb 32mb 10"
+        );
+        assert!(live_change("", "rename-command a b\nrename-command c d\n").is_err());
     }
 
     #[test]

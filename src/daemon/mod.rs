@@ -67,7 +67,7 @@ pub enum Event {
     /// The outcome of a config change applied live: done, or what was refused.
     LiveApplied {
         name: String,
-        result: Result<(), String>,
+        result: Result<(), machine::LiveFailure>,
     },
     /// The outcome of switching AOF back on after a resume from the RDB.
     AofRestored {

@@ -19,7 +19,9 @@ use tracing::{info, warn};
 
 use super::Event;
 use super::claim::{self, ClaimHandle};
-use super::machine::{Effect, Input, LaunchSpec, Loaded, Machine, Notify, RequestId, Sig};
+use super::machine::{
+    Effect, Input, LaunchSpec, LiveFailure, Loaded, Machine, Notify, RequestId, Sig,
+};
 use super::prober::ProbeTargets;
 use crate::config::{Group, Secret};
 use crate::control::Response;
@@ -616,34 +618,33 @@ fn config_set(endpoint: &Endpoint, key: &str, value: &str) -> redis::RedisResult
 }
 
 /// Applies a config change to a running instance: `CONFIG SET` each setting (the first
-/// one refused ends it: the machine restarts the instance instead), `REPLICAOF`, then the
-/// new redis.conf on disk (so a later start agrees).
+/// one refused ends it: the machine restarts the instance instead), then the new
+/// redis.conf on disk (so a later start agrees).
 fn apply_live(
     endpoint: &Endpoint,
     change: &crate::plan::LiveChange,
     conf: &Secret,
     conf_path: &Path,
     run_as: Option<&RunAs>,
-) -> Result<(), String> {
+) -> Result<(), LiveFailure> {
     let mut c = endpoint
         .connect(Duration::from_secs(5))
-        .map_err(|e| format!("cannot reach it: {e}"))?;
+        .map_err(|e| LiveFailure::Failed(format!("cannot reach it: {e}")))?;
     for (key, value) in &change.set {
-        redis::cmd("CONFIG")
+        let set = redis::cmd("CONFIG")
             .arg("SET")
             .arg(key)
             .arg(value.expose())
-            .query::<()>(&mut c)
-            .map_err(|e| format!("`{key}`: {}", e.detail().unwrap_or("refused")))?;
-    }
-    if let Some(up) = &change.repoint {
-        let mut cmd = redis::cmd("REPLICAOF");
-        match up {
-            Some(up) => cmd.arg(up.bind.to_string()).arg(up.port),
-            None => cmd.arg("NO").arg("ONE"),
-        };
-        cmd.query::<()>(&mut c)
-            .map_err(|e| format!("REPLICAOF: {}", e.detail().unwrap_or("refused")))?;
+            .query::<()>(&mut c);
+        match set {
+            Ok(()) => {}
+            // An error reply: the server will not take it at runtime.
+            Err(e) if e.code().is_some() => {
+                let why = e.detail().unwrap_or("refused");
+                return Err(LiveFailure::Refused(format!("`{key}`: {why}")));
+            }
+            Err(e) => return Err(LiveFailure::Failed(format!("`{key}`: {e}"))),
+        }
     }
     files::write_atomic(conf_path, conf.expose().as_bytes(), 0o600)
         .and_then(|()| match run_as {
@@ -652,7 +653,7 @@ fn apply_live(
             }
             None => Ok(()),
         })
-        .map_err(|e| format!("cannot write {}: {e}", conf_path.display()))
+        .map_err(|e| LiveFailure::Failed(format!("cannot write {}: {e}", conf_path.display())))
 }
 
 /// `CONFIG SET masterauth` then `requirepass`, over a connection made with the old

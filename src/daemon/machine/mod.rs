@@ -108,11 +108,10 @@ pub enum Input {
         name: String,
         result: Result<Option<Secret>, String>,
     },
-    /// The outcome of [`Effect::ApplyLive`]: done, or the setting the server refused at
-    /// runtime and why.
+    /// The outcome of [`Effect::ApplyLive`]: done, or why not.
     LiveApplied {
         name: String,
-        result: Result<(), String>,
+        result: Result<(), LiveFailure>,
     },
     /// The outcome of [`Effect::RestoreAof`].
     AofRestored {
@@ -143,6 +142,16 @@ pub struct Loaded {
     /// When the server changes: what the instances on other hosts run now (their INFO),
     /// for the RDB-version check of a rolling upgrade.
     pub remote_servers: HashMap<String, Server>,
+}
+
+/// Why a change in place did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveFailure {
+    /// The server answered that it cannot take this setting at runtime: a restart applies
+    /// it.
+    Refused(String),
+    /// It could not be asked (unreachable, timed out): nothing is decided from that.
+    Failed(String),
 }
 
 /// A signal the machine may send.
@@ -275,7 +284,9 @@ struct Slot {
     /// Recent (time, master_repl_offset) samples, for the write rate.
     offsets: VecDeque<(Instant, i64)>,
     /// A change in place from a reload (password, live config): `None` while under way.
-    in_place: Option<Result<(), String>>,
+    in_place: Option<Result<(), LiveFailure>>,
+    /// The sync its own log last named, since its last launch.
+    logged_sync: Option<SyncKind>,
     counters: Counters,
 }
 
@@ -429,6 +440,7 @@ impl Machine {
             sync_timeouts: 0,
             offsets: VecDeque::new(),
             in_place: Some(Ok(())),
+            logged_sync: None,
             counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);
@@ -539,9 +551,13 @@ impl Machine {
             } => self.on_claim(&name, granted, detail, now + retry_after, &mut fx),
             Input::PasswordSet { name, result } => {
                 if let Some(slot) = self.slots.get_mut(&name) {
-                    slot.in_place = Some(result.map(|new| {
-                        slot.endpoint.password = new;
-                    }));
+                    slot.in_place = Some(
+                        result
+                            .map(|new| {
+                                slot.endpoint.password = new;
+                            })
+                            .map_err(LiveFailure::Failed),
+                    );
                 }
             }
             Input::LiveApplied { name, result } => {
@@ -582,7 +598,7 @@ impl Machine {
     /// Does what the current state asks for at `now`.
     fn step(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         self.escalate_and_expire(now, fx);
-        self.forget_removed();
+        self.forget_removed(fx);
         if !self.shutting_down {
             self.start_waiting(now, fx);
         }
@@ -689,10 +705,25 @@ impl Machine {
     }
 
     /// Drops the slots of instances a reload removed, once their process is gone.
-    fn forget_removed(&mut self) {
+    fn forget_removed(&mut self, fx: &mut Vec<Effect>) {
         let local = self.local_names();
-        self.slots
-            .retain(|name, slot| slot.state.pid().is_some() || local.contains(name));
+        let gone: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(name, slot)| {
+                !local.contains(name)
+                    && slot.state.pid().is_none()
+                    && slot.state.kind() != Kind::Launching
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(slot) = self.slots.remove(&name)
+                && slot.state.holds_gate_place()
+            {
+                fx.push(Effect::Release { name });
+            }
+        }
     }
 }
 

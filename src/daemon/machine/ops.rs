@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use tracing::{error, info};
 
-use super::{Effect, Kind, Loaded, Machine, Notify, PendingStatus, RequestId, State, human};
+use super::{
+    Effect, Kind, LiveFailure, Loaded, Machine, Notify, PendingStatus, RequestId, State, human,
+};
 use crate::config::Secret;
 use crate::control::{Request, Response};
 use crate::plan::{self, Step};
@@ -174,6 +176,11 @@ impl Machine {
         // Removed instances keep their slot (and old endpoint) until they have stopped;
         // `forget_removed` then drops them. Added ones start with the reload's steps.
         for name in &diff.added {
+            // Removed by an earlier reload and not stopped yet: keep its slot (its process,
+            // its gate place); the steps below start or keep it.
+            if self.slots.contains_key(name) {
+                continue;
+            }
             self.add_slot(name, now);
             if let Some(s) = self.slots.get_mut(name) {
                 s.wanted = false;
@@ -226,7 +233,18 @@ impl Machine {
                 }
             }
         }
-        let mut op = Operation::new(plan::stop(&self.group, &names, false), None, Vec::new());
+        let mut steps = plan::stop(&self.group, &names, false);
+        // Instances a reload removed that still run are not in the file: stop them first.
+        for name in names.iter().filter(|n| self.group.instance(n).is_none()) {
+            steps.insert(
+                0,
+                Step::Stop {
+                    name: name.clone(),
+                    force: false,
+                },
+            );
+        }
+        let mut op = Operation::new(steps, None, Vec::new());
         op.keep_going = true;
         self.ops.push_back(op);
     }
@@ -296,10 +314,20 @@ impl Machine {
                     op.lines.extend(line);
                     op.current = None;
                 }
-                Some(Err(why)) if matches!(step, Step::ApplyLive { .. }) => {
+                Some(Err(why)) if self.refused_live(&step) => {
                     // The server refused a setting at runtime: restart it with the new
-                    // config instead (rolling, through the gate, like any change).
+                    // config instead (rolling, through the gate, like any change) — unless
+                    // it would come back empty and empty its replicas.
                     let name = step.name().to_owned();
+                    op.current = None;
+                    if let Some(hazard) = self.restart_hazard(&name) {
+                        op.lines.push(format!(
+                            "{name}: the server refused the change live ({why}), and it is not \
+                             restarted: {hazard}"
+                        ));
+                        op.ok = false;
+                        continue;
+                    }
                     op.lines.push(format!(
                         "{name}: restarted: the server refused it live ({why})"
                     ));
@@ -309,7 +337,6 @@ impl Machine {
                     {
                         op.steps.push_front(s);
                     }
-                    op.current = None;
                 }
                 Some(Err(message)) => {
                     op.lines.push(message);
@@ -440,13 +467,17 @@ impl Machine {
             Step::ApplyLive { name, change } => match &self.slots.get(name)?.in_place {
                 None => None,
                 Some(Ok(())) => Some(Ok(Some(format!("{name}: {}", change.describe())))),
+                Some(Err(LiveFailure::Failed(e))) => Some(Err(format!(
+                    "{name}: cannot apply the change live ({e}); it runs with the old settings \
+                     until it is reloaded again or restarted"
+                ))),
                 // `advance` turns this into a restart.
-                Some(Err(e)) => Some(Err(e.clone())),
+                Some(Err(LiveFailure::Refused(e))) => Some(Err(e.clone())),
             },
             Step::SetPassword { name } => match &self.slots.get(name)?.in_place {
                 None => None,
                 Some(Ok(())) => Some(Ok(Some(format!("{name}: password changed in place")))),
-                Some(Err(e)) => Some(Err(format!(
+                Some(Err(LiveFailure::Failed(e) | LiveFailure::Refused(e))) => Some(Err(format!(
                     "{name}: cannot change the password in place ({e}); it keeps the old one \
                      until `redisrepd restart {name}`"
                 ))),
@@ -478,6 +509,26 @@ impl Machine {
                 }
             }
         }
+    }
+
+    /// Whether `step` is a live change the server refused.
+    fn refused_live(&self, step: &Step) -> bool {
+        matches!(step, Step::ApplyLive { name, .. }
+            if matches!(self.slots.get(name).and_then(|s| s.in_place.as_ref()), Some(Err(LiveFailure::Refused(_)))))
+    }
+
+    /// Why restarting `name` on our own initiative could lose data: a master without
+    /// persistence that has replicas comes back empty, and they copy the empty data set.
+    fn restart_hazard(&self, name: &str) -> Option<String> {
+        let inst = self.group.instance(name)?;
+        let empties = inst.is_master()
+            && !self.group.persists(inst)
+            && self.group.replicas_of(name).next().is_some();
+        empties.then(|| {
+            "this master has no persistence, so it would come back empty and its replicas \
+             would copy the empty data set; restart it yourself when that is what you want"
+                .to_owned()
+        })
     }
 
     fn is_replica(&self, name: &str) -> bool {

@@ -39,7 +39,12 @@ impl Machine {
                 result,
             },
         );
-        self.update_readiness(name, logged_sync, now, fx);
+        // What the replica's own log said of its sync is kept until its next launch: the
+        // upstream's probe may be the one that completes the sync.
+        if let (Some(kind), Some(slot)) = (logged_sync, self.slots.get_mut(name)) {
+            slot.logged_sync = Some(kind);
+        }
+        self.update_readiness(name, now, fx);
         // An upstream's probe may be the one that shows its local replicas in sync.
         let replicas: Vec<String> = self
             .group
@@ -48,19 +53,13 @@ impl Machine {
             .map(|r| r.name.clone())
             .collect();
         for r in replicas {
-            self.update_readiness(&r, None, now, fx);
+            self.update_readiness(&r, now, fx);
         }
     }
 
     /// Moves a starting instance on once it answers from its own pid with its data
     /// loaded, and a syncing replica once it is in sync with its upstream.
-    pub(super) fn update_readiness(
-        &mut self,
-        name: &str,
-        logged_sync: Option<SyncKind>,
-        now: Instant,
-        fx: &mut Vec<Effect>,
-    ) {
+    pub(super) fn update_readiness(&mut self, name: &str, now: Instant, fx: &mut Vec<Effect>) {
         let Some(inst) = self.group.instance(name).cloned() else {
             return;
         };
@@ -129,7 +128,7 @@ impl Machine {
                         fx,
                     );
                     // The same probes may already show it in sync (an adopted replica).
-                    self.update_readiness(name, logged_sync, now, fx);
+                    self.update_readiness(name, now, fx);
                 }
             }
             State::Syncing {
@@ -137,7 +136,7 @@ impl Machine {
             } if in_sync && launch.at.is_none_or(|at| upstream_asked >= Some(at)) => {
                 // The replica's own log says which it was; the upstream's counter is the
                 // fallback (when it logs to a file), ambiguous if others synced meanwhile.
-                let kind = match (logged_sync, launch.sync_full_before, sync_full_now) {
+                let kind = match (slot.logged_sync, launch.sync_full_before, sync_full_now) {
                     (Some(kind), _, _) => Some(kind),
                     (None, Some(before), Some(after)) if after > before => Some(SyncKind::Full),
                     (None, Some(_), Some(_)) => Some(SyncKind::Partial),

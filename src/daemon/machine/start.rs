@@ -24,11 +24,12 @@ impl Machine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        let Some(inst) = self.group.instance(name).cloned() else {
-            return;
-        };
-        let endpoint = Endpoint::of(&self.group, &inst);
         let start_timeout = self.group.supervise.start_timeout;
+        let shutting_down = self.shutting_down;
+        let endpoint = self
+            .group
+            .instance(name)
+            .map(|inst| Endpoint::of(&self.group, inst));
         let Some(slot) = self.slots.get_mut(name) else {
             return;
         };
@@ -39,14 +40,18 @@ impl Machine {
         else {
             return;
         };
-        info!(instance = %name, pid, address = %inst.address(), "started");
+        info!(instance = %name, pid, "started");
         launch.at = Some(now);
         launch.aof_to_restore = resumed_from_rdb;
         slot.failed_starts = 0;
+        slot.logged_sync = None;
         if after_crash {
             slot.restarts += 1;
         }
-        slot.endpoint = endpoint;
+        let unwanted = !slot.wanted || shutting_down || endpoint.is_none();
+        if let Some(endpoint) = endpoint {
+            slot.endpoint = endpoint;
+        }
         self.set_state(
             name,
             State::Starting {
@@ -57,6 +62,12 @@ impl Machine {
             },
             fx,
         );
+        if unwanted {
+            // Stopped (or removed, or the daemon told to stop) while its launch was under
+            // way: it runs now, so it is stopped like any running instance, saving.
+            self.begin_stop(name, false, now, fx);
+            return;
+        }
         // Readiness should not wait a whole health interval.
         fx.push(Effect::ProbeNow);
     }
@@ -78,6 +89,12 @@ impl Machine {
             State::Launching { after_crash, .. } => *after_crash,
             _ => return,
         };
+        if !slot.wanted || self.shutting_down {
+            // Stopped meanwhile: nothing ran, nothing to retry.
+            slot.last_error = Some(reason);
+            self.set_state(name, State::Stopped, fx);
+            return;
+        }
         error!(instance = %name, "{reason}");
         slot.failed_starts += 1;
         let delay = backoff::restart_delay(
@@ -163,9 +180,10 @@ impl Machine {
             }
             History::Read(position) => position.as_ref(),
         };
-        let prediction = self
-            .fresh_info(&up.name, now)
-            .map_or(Prediction::MaybeFull, |info| gate::predict(position, info));
+        let prediction = match self.steady_upstream_info(&up, now) {
+            Some(info) => gate::predict(position, info),
+            None => Prediction::MaybeFull,
+        };
         if prediction == Prediction::SurePartial {
             info!(instance = %inst.name, "its resync will be partial: admitted without a place in the sync gate");
             self.launch(inst, now, true, fx);
@@ -259,6 +277,23 @@ impl Machine {
             }
         };
         self.set_state(name, next, fx);
+    }
+
+    /// The upstream's INFO to predict from: recent (the backlog moves on with every write),
+    /// and from an upstream that is steady — running, and if it is a replica itself, linked
+    /// and not syncing (a replica drops its backlog when it completes a full sync).
+    fn steady_upstream_info(&self, up: &Instance, now: Instant) -> Option<&Info> {
+        let probed = self.infos.get(&up.name)?;
+        let recent = now.saturating_duration_since(probed.asked_at)
+            <= self.group.supervise.health_interval + Duration::from_millis(500);
+        let info = probed.result.as_ref().ok()?;
+        let running = match self.slots.get(&up.name) {
+            Some(slot) => slot.state.kind() == super::Kind::Running,
+            None => true,
+        };
+        let linked = up.replica_of.is_none()
+            || (info.master_link_up() == Some(true) && !info.sync_in_progress());
+        (recent && running && linked).then_some(info)
     }
 
     /// Why a replica of `up` may not start now: its upstream is not up.

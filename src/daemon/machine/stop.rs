@@ -22,7 +22,8 @@ impl Machine {
             return;
         };
         slot.wanted = false;
-        if slot.state.stopping() {
+        // A launch under way is answered before long; `on_launched` stops what it started.
+        if slot.state.stopping() || slot.state.kind() == Kind::Launching {
             return;
         }
         let Some(pid) = slot.state.pid() else {

@@ -222,7 +222,9 @@ fn a_setting_the_server_refuses_live_restarts_the_instance_instead() {
     );
     let fx = h.feed(Input::LiveApplied {
         name: "r1".into(),
-        result: Err("`some-setting`: can't set immutable config".into()),
+        result: Err(LiveFailure::Refused(
+            "`some-setting`: can't set immutable config".into(),
+        )),
     });
     assert_eq!(
         shutdowns(&fx),
@@ -252,6 +254,64 @@ fn a_setting_the_server_refuses_live_restarts_the_instance_instead() {
     );
     assert!(
         lines.iter().any(|l| l.starts_with("r1: running (pid 301)")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_live_change_that_could_not_be_asked_fails_the_step_and_restarts_nothing() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let text = SEED.replace(
+        "save = [\"3600 1\"]",
+        "save = [\"3600 1\"]\nmaxmemory = \"64mb\"",
+    );
+    h.feed(Input::ReloadRequested { id: Some(6) });
+    h.feed(Input::ConfigLoaded {
+        id: Some(6),
+        result: Ok(Box::new(loaded(group(&text)))),
+    });
+    let fx = h.feed(Input::LiveApplied {
+        name: "master".into(),
+        result: Err(LiveFailure::Failed("cannot reach it: timed out".into())),
+    });
+    assert!(
+        shutdowns(&fx).is_empty(),
+        "a timeout is no reason to restart"
+    );
+    let (ok, lines) = done(&fx, 6);
+    assert!(!ok);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cannot apply the change live")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn an_unpersisted_master_is_not_restarted_for_a_refused_live_change() {
+    let text = SEED.replace("save = [\"3600 1\"]", "save = [\"\"]\nappendonly = \"no\"");
+    let mut h = H::new(&text, "a");
+    h.master_up();
+    let changed = text.replace(
+        "appendonly = \"no\"",
+        "appendonly = \"no\"\nsome-setting = \"x\"",
+    );
+    h.feed(Input::ReloadRequested { id: Some(7) });
+    h.feed(Input::ConfigLoaded {
+        id: Some(7),
+        result: Ok(Box::new(loaded(group(&changed)))),
+    });
+    let fx = h.feed(Input::LiveApplied {
+        name: "master".into(),
+        result: Err(LiveFailure::Refused("`some-setting`: unknown".into())),
+    });
+    assert!(shutdowns(&fx).is_empty(), "it would come back empty");
+    let (ok, lines) = done(&fx, 7);
+    assert!(!ok);
+    assert!(
+        lines.iter().any(|l| l.contains("no persistence")),
         "{lines:?}"
     );
 }
