@@ -240,7 +240,10 @@ impl Runtime {
                         failed: r.counters.stops_refused,
                         killed: r.counters.stops_killed,
                     },
-                    server: None,
+                    server: r.server.map(|s| crate::metrics::Server {
+                        name: s.kind.name().to_owned(),
+                        version: s.version.to_string(),
+                    }),
                 })
                 .collect(),
             gates,

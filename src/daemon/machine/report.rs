@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{Counters, Effect, Gate, Kind, Machine, Notify, State};
+use crate::server::Server;
 use crate::status::InstanceStatus;
 
 /// One local instance as metrics show it.
@@ -18,6 +19,8 @@ pub struct InstanceReport {
     pub counters: Counters,
     /// For a replica waiting in its upstream's sync gate: that upstream.
     pub waiting_in_gate_of: Option<String>,
+    /// The server it runs, as its last INFO said.
+    pub server: Option<Server>,
 }
 
 impl Machine {
@@ -39,6 +42,10 @@ impl Machine {
                     restarts: slot.restarts,
                     counters: slot.counters.clone(),
                     waiting_in_gate_of: upstream.filter(|_| in_gate),
+                    server: match self.infos.get(name).map(|p| &p.result) {
+                        Some(Ok(info)) if slot.state.pid().is_some() => Server::from_info(info),
+                        _ => None,
+                    },
                 }
             })
             .collect()

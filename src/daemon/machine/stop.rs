@@ -166,6 +166,29 @@ impl Machine {
                     deadline,
                     launch,
                     killed,
+                } if now >= deadline && launch.at.is_none() => {
+                    // Adopted: it was serving before this daemon came; it may be busy, or
+                    // our password may differ from the one it was started with. Killing it
+                    // would lose what it has not saved: report it and leave it alone.
+                    let why = "adopted from an earlier daemon, but not answering PING with \
+                               AUTH within start_timeout; left running"
+                        .to_owned();
+                    if slot.last_error.as_ref() != Some(&why) {
+                        error!(instance = %name, pid, "{why}");
+                        slot.last_error = Some(why);
+                    }
+                    State::Starting {
+                        pid,
+                        deadline: now + sup.start_timeout,
+                        launch,
+                        killed,
+                    }
+                }
+                State::Starting {
+                    pid,
+                    deadline,
+                    launch,
+                    killed,
                 } if now >= deadline => {
                     if !killed {
                         error!(instance = %name, pid, "did not answer PING within start_timeout: killing it");
@@ -181,8 +204,20 @@ impl Machine {
                         killed: true,
                     }
                 }
-                State::Syncing { pid, deadline, .. } if now >= deadline => {
+                State::Syncing {
+                    pid,
+                    deadline,
+                    launch,
+                    ..
+                } if now >= deadline => {
                     warn!(instance = %name, pid, "not in sync within sync_timeout; releasing its place in the sync gate");
+                    if launch.aof_to_restore {
+                        // It must not stay without AOF because its sync is slow.
+                        fx.push(Effect::RestoreAof {
+                            name: name.clone(),
+                            endpoint: slot.endpoint.clone(),
+                        });
+                    }
                     slot.sync_timeouts += 1;
                     slot.last_error = Some("did not come in sync within sync_timeout".to_owned());
                     State::Running { pid }

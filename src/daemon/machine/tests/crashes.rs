@@ -155,3 +155,22 @@ fn an_adopted_instance_is_watched_not_launched_and_its_exit_is_a_crash() {
         last_error(&h, "r1")
     );
 }
+
+/// Review finding: an adopted instance that does not answer (busy, or a password changed
+/// while no daemon ran) was SIGKILLed, losing its unsaved writes.
+#[test]
+fn an_adopted_instance_that_does_not_answer_is_reported_not_killed() {
+    let mut h = H::adopting(SEED, "a", &[("master", 100)]);
+    h.tick();
+    h.probe_err(
+        "master",
+        "authentication failed (wrong or missing password)",
+    );
+    let mut fx = Vec::new();
+    for _ in 0..4 {
+        fx.extend(h.advance(Duration::from_secs(10)));
+    }
+    assert!(signals(&fx).is_empty(), "{fx:?}");
+    assert_eq!(h.kind("master"), Kind::Starting);
+    assert!(last_error(&h, "master").contains("left running"));
+}

@@ -480,3 +480,59 @@ fn instances_on_their_way_up_are_probed_every_tenth_of_a_second() {
     assert_eq!(probes_now(&h.advance(Duration::from_millis(100))), 0);
     assert_eq!(probes_now(&h.advance(Duration::from_millis(100))), 0);
 }
+
+#[test]
+fn a_resumed_replica_that_times_out_syncing_still_gets_aof_back() {
+    let text = SEED.replace(
+        "save = [\"3600 1\"]",
+        "save = [\"3600 1\"]\nappendonly = \"yes\"",
+    );
+    let mut h = H::new(&text, "a");
+    h.master_up();
+    h.feed(Input::ClaimResult {
+        name: "r1".into(),
+        granted: true,
+        detail: String::new(),
+        retry_after: Duration::ZERO,
+    });
+    h.feed(Input::Launched {
+        name: "r1".into(),
+        pid: 201,
+        resumed_from_rdb: true,
+    });
+    h.probe("r1", &replica_info(201, 0));
+    assert_eq!(h.kind("r1"), Kind::Syncing);
+    let fx = h.advance(Duration::from_secs(31));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::RestoreAof { name, .. } if name == "r1")),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn no_prediction_from_an_old_upstream_info() {
+    let mut h = H::new(SEED, "a");
+    h.histories.insert(
+        "r2".into(),
+        crate::rdb::ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 900,
+        },
+    );
+    h.tick();
+    h.launched("master", 100);
+    let asked = h.now;
+    h.now += Duration::from_secs(3);
+    // An answer to a probe asked three seconds ago: the backlog may have moved on since.
+    let fx = h.feed(Input::Probe {
+        name: "master".into(),
+        asked_at: asked,
+        result: Ok(Info::parse(&with_history(master_info(100, &[])))),
+        logged_sync: None,
+    });
+    assert!(!launches(&fx).contains(&"r2".to_owned()), "{fx:?}");
+    // A fresh probe, and it goes.
+    let fx = h.probe("master", &with_history(master_info(100, &[])));
+    assert_eq!(launches(&fx), ["r2"]);
+}

@@ -254,3 +254,44 @@ fn each_stop_outcome_is_counted_for_metrics() {
         "{c:?}"
     );
 }
+
+/// Review finding: a stop that arrived while a launch was under way left the spawned
+/// process unsupervised.
+#[test]
+fn a_stop_during_a_launch_stops_what_the_launch_started() {
+    let mut h = H::new(SEED, "a");
+    let fx = h.tick();
+    assert_eq!(launches(&fx), ["master"]);
+    assert_eq!(h.kind("master"), Kind::Launching);
+    let (id, _) = h.request(Request::Stop {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    assert_eq!(
+        h.kind("master"),
+        Kind::Launching,
+        "the launch is answered first"
+    );
+    let fx = h.launched("master", 100);
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
+    let fx = shutdown_ok(&mut h, "master", 100);
+    assert_eq!(h.kind("master"), Kind::Stopped);
+    assert!(done(&fx, id).0);
+    assert!(launches(&h.advance(Duration::from_secs(30))).is_empty());
+}
+
+#[test]
+fn a_launch_that_failed_after_a_stop_is_not_retried() {
+    let mut h = H::new(SEED, "a");
+    h.tick();
+    h.request(Request::Stop {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    h.feed(Input::LaunchFailed {
+        name: "master".into(),
+        reason: "port taken".into(),
+    });
+    assert_eq!(h.kind("master"), Kind::Stopped);
+    assert!(launches(&h.advance(Duration::from_secs(30))).is_empty());
+}
