@@ -52,7 +52,7 @@ fn key(i: u32) -> String {
 /// acknowledged writes and counts the failed ones.
 struct Writer {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<(Vec<u32>, u32)>,
+    handle: std::thread::JoinHandle<(Vec<u32>, u32, Duration)>,
 }
 
 impl Writer {
@@ -62,6 +62,9 @@ impl Writer {
         let handle = std::thread::spawn(move || {
             let mut acked = Vec::new();
             let mut errors = 0u32;
+            // The longest time between two acknowledged writes: how long writes stopped.
+            let mut last_ok = Instant::now();
+            let mut longest_gap = Duration::ZERO;
             let mut con = None;
             let mut i = 0u32;
             // Bounded: a test that hangs elsewhere does not write forever.
@@ -78,7 +81,11 @@ impl Writer {
                 let Some(c) = con.as_mut() else { continue };
                 let r: redis::RedisResult<()> = redis::cmd("SET").arg(key(i)).arg(i).query(c);
                 match r {
-                    Ok(()) => acked.push(i),
+                    Ok(()) => {
+                        acked.push(i);
+                        longest_gap = longest_gap.max(last_ok.elapsed());
+                        last_ok = Instant::now();
+                    }
                     Err(_) => {
                         errors += 1;
                         con = None;
@@ -90,12 +97,12 @@ impl Writer {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
-            (acked, errors)
+            (acked, errors, longest_gap)
         });
         Writer { stop, handle }
     }
 
-    fn finish(self) -> (Vec<u32>, u32) {
+    fn finish(self) -> (Vec<u32>, u32, Duration) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("the writer thread panicked")
     }
@@ -194,7 +201,7 @@ fn rolling_upgrade(from: &str, to: &str) {
     assert!(run.stdout.contains("3 changed"), "{run}");
     // More writes on the upgraded group, then stop.
     std::thread::sleep(Duration::from_millis(500));
-    let (acked, write_errors) = writer.finish();
+    let (acked, write_errors, longest_gap) = writer.finish();
     let most_away = watcher.finish();
     c.wait_healthy();
 
@@ -252,10 +259,11 @@ fn rolling_upgrade(from: &str, to: &str) {
     };
     println!(
         "upgrade: {from_server} -> {to_server}: reload took {:.1}s, {full} full and {partial} \
-         partial syncs, {} writes acknowledged, {write_errors} failed (master restart), at \
-         most {most_away} replica away",
+         partial syncs, {} writes acknowledged, {write_errors} failed (master restart), writes \
+         stopped for {:.2}s at most, at most {most_away} replica away",
         took.as_secs_f64(),
-        acked.len()
+        acked.len(),
+        longest_gap.as_secs_f64()
     );
     assert_eq!(
         full,
