@@ -310,3 +310,45 @@ fn a_downgrade_to_an_older_rdb_version_is_refused() {
     let s = servers(&c);
     assert!(s.values().all(|v| *v == r70.to_string()), "{s:?}");
 }
+
+#[test]
+fn a_half_upgraded_group_shows_mixed_servers() {
+    // The daemon restarted on a file whose `redis_server` changed meanwhile: it adopts the
+    // running 7.0 instances as they are; restarting one replica puts it on Valkey.
+    let mut c = cluster::one_host().build();
+    c.redis_server = matrix("redis-7.0");
+    c.write_config();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let old = c.take_daemon("a").expect("daemon");
+    drop(old); // killed; the instances keep running
+    c.redis_server = matrix("valkey-8.1");
+    c.write_config();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let r70 = redisrepd::server::detect(&matrix("redis-7.0")).expect("7.0");
+    let v81 = redisrepd::server::detect(&matrix("valkey-8.1")).expect("valkey");
+    assert!(servers(&c).values().all(|s| *s == r70.to_string()));
+    let run = c.cli(&["status"]);
+    assert!(!run.stdout.contains("mixed servers"), "{run}");
+
+    c.cli(&["restart", "r1"]).expect_code(0);
+    c.wait_healthy();
+    let s = servers(&c);
+    assert_eq!(s["r1"], v81.to_string(), "{s:?}");
+    assert_eq!(s["master"], r70.to_string(), "{s:?}");
+    let run = c.cli(&["status"]);
+    assert!(
+        run.stdout.contains("mixed servers in the group")
+            && run.stdout.contains(&format!("{v81} (r1)")),
+        "{run}"
+    );
+    let json = c.status();
+    assert!(
+        json["master"]["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("mixed")))),
+        "{}",
+        json["master"]
+    );
+}
