@@ -1077,9 +1077,28 @@ impl Supervisor {
             Request::Stop { instances, force } => {
                 pick(instances).map(|n| plan::stop(&self.group, &n, force))
             }
-            Request::Restart { instances, force } => {
-                pick(instances).map(|n| plan::restart(&self.group, &n, force))
-            }
+            Request::Restart { instances, force } => pick(instances).and_then(|n| {
+                // An instance still running another server (adopted after `redis_server`
+                // changed) must be able to load its own dump on the configured one.
+                let diff = plan::ReloadDiff {
+                    changed: n.clone(),
+                    ..Default::default()
+                };
+                let running = |name: &str| match self.infos.get(name) {
+                    Some((_, Ok(info))) => Server::from_info(info),
+                    _ => None,
+                };
+                plan::check_servers(
+                    &self.group,
+                    &self.host,
+                    &diff,
+                    &self.server,
+                    &self.server,
+                    &running,
+                )
+                .map_err(|e| format!("restart refused, nothing changed: {e}"))?;
+                Ok(plan::restart(&self.group, &n, force))
+            }),
         };
         match steps {
             Ok(steps) => self.ops.push_back(Operation {

@@ -309,6 +309,21 @@ fn a_downgrade_to_an_older_rdb_version_is_refused() {
     let r70 = redisrepd::server::detect(&matrix("redis-7.0")).expect("7.0");
     let s = servers(&c);
     assert!(s.values().all(|v| *v == r70.to_string()), "{s:?}");
+
+    // A daemon started on that file adopts the 7.0 instances as they are, and refuses to
+    // restart one onto 6.2 (it could not read its own dump).
+    drop(c.take_daemon("a"));
+    c.start_daemon("a");
+    c.wait_healthy();
+    assert_eq!(pids, ["master", "r1", "r2"].map(|n| c.pid(n)));
+    let run = c.cli(&["restart", "r1"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("restart refused, nothing changed")
+            && run.stderr.contains("`r1` would restart on redis 6.2.14"),
+        "{run}"
+    );
+    assert_eq!(pids, ["master", "r1", "r2"].map(|n| c.pid(n)));
 }
 
 #[test]
