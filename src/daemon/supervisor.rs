@@ -1187,8 +1187,16 @@ impl Supervisor {
             }
             return;
         }
-        if new_server != self.server || new_path != self.redis_server {
-            info!(from = %self.server, to = %new_server, binary = %new_path.display(), "reload: the server changes");
+        let server_change =
+            (new_server != self.server || new_path != self.redis_server).then(|| {
+                format!(
+                    "server: {} -> {new_server} ({}): replicas first, the master last",
+                    self.server,
+                    new_path.display()
+                )
+            });
+        if let Some(change) = &server_change {
+            info!("reload: {change}");
         }
         self.redis_server = new_path;
         self.server = new_server;
@@ -1212,6 +1220,7 @@ impl Supervisor {
             diff.changed.len(),
             diff.unchanged.len()
         )];
+        lines.extend(server_change);
         if steps.is_empty() {
             lines.push("nothing to do".to_owned());
         }

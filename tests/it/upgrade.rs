@@ -199,6 +199,11 @@ fn rolling_upgrade(from: &str, to: &str) {
     let took = started.elapsed();
     run.expect_code(0);
     assert!(run.stdout.contains("3 changed"), "{run}");
+    assert!(
+        run.stdout
+            .contains(&format!("a: server: {from_server} -> {to_server}")),
+        "{run}"
+    );
     // More writes on the upgraded group, then stop.
     std::thread::sleep(Duration::from_millis(500));
     let (acked, write_errors, longest_gap) = writer.finish();
