@@ -152,12 +152,17 @@ impl Info {
     }
 
     /// Replicas of this upstream that are connected but not yet online (waiting for or
-    /// receiving a copy), excluding the ones `skip` says are counted elsewhere.
+    /// receiving a copy), excluding the ones `skip` says are counted elsewhere. Counted by
+    /// address: with dual-channel replication Valkey lists a syncing replica twice
+    /// (`type=rdb-channel` and `type=main-channel`).
     pub fn syncing_replicas(&self, skip: impl Fn(&ReplicaLine) -> bool) -> usize {
-        self.replicas
-            .iter()
-            .filter(|r| !r.is_online() && !skip(r))
-            .count()
+        let mut seen: Vec<(&str, u16)> = Vec::new();
+        for r in self.replicas.iter().filter(|r| !r.is_online() && !skip(r)) {
+            if !seen.contains(&(r.ip.as_str(), r.port)) {
+                seen.push((r.ip.as_str(), r.port));
+            }
+        }
+        seen.len()
     }
 }
 
@@ -266,6 +271,20 @@ mod tests {
         assert!(!flapping.in_sync_with(&master, ip2, 7001));
         let down = Info::parse(&REPLICA.replace("up", "down"));
         assert!(!down.in_sync_with(&master, ip2, 7001));
+    }
+
+    #[test]
+    fn a_dual_channel_sync_counts_once() {
+        // Valkey 8.1 with dual-channel-replication-enabled, one replica mid-sync (measured).
+        let info = Info::parse(
+            "role:master\r\nconnected_slaves:2\r\n\
+             slave0:ip=127.0.0.1,port=7202,state=wait_bgsave,offset=0,lag=0,type=rdb-channel\r\n\
+             slave1:ip=127.0.0.1,port=7202,state=bg_transfer,offset=0,lag=0,type=main-channel\r\n\
+             replicas_waiting_psync:0\r\n",
+        );
+        assert_eq!(info.replicas.len(), 2);
+        assert_eq!(info.syncing_replicas(|_| false), 1);
+        assert_eq!(info.syncing_replicas(|r| r.port == 7202), 0);
     }
 
     #[test]

@@ -375,7 +375,7 @@ pub fn check_servers(
     };
     let cannot_load = |who: &str, server: &Server| {
         format!(
-            "{who} runs {server}, which writes RDB version {}; {new_server} (the new \
+            "{who} runs {server}, which writes RDB version {}; {new_server} (the configured \
              `redis_server`) reads RDB versions up to {new_rdb} only",
             server.rdb_version()
         )

@@ -245,7 +245,7 @@ pub fn detect(binary: &Path) -> Result<Server, String> {
     let server = Server::parse_version_output(&out).map_err(|e| format!("`{shown}`: {e}"))?;
     server
         .check_supported()
-        .map_err(|e| format!("`{shown}` is {e}"))?;
+        .map_err(|e| format!("`{shown}`: {e}"))?;
     Ok(server)
 }
 

@@ -349,3 +349,70 @@ fn check_accepts_a_unixsocket_without_touching_it() {
     check(&config, &["--host", "local"]).expect_code(0);
     assert!(!live.exists(), "check created the instance's socket");
 }
+
+/// A `redis_server` that says it is `version_line` (a script: `--version` is all that
+/// `check` and `render` run).
+fn fake_server(dir: &TestDir, version_line: &str) -> String {
+    let path = dir.write("fake-server", format!("#!/bin/sh\necho '{version_line}'\n"));
+    chmod(&path, 0o755);
+    path.display().to_string()
+}
+
+#[test]
+fn check_and_render_follow_the_configured_server() {
+    let dir = TestDir::new();
+    let mut ex = Example::load("local");
+    let fake = fake_server(&dir, "Redis server v=6.2.14 sha=0 malloc=libc bits=64");
+    ex.toml["cluster"]
+        .as_table_mut()
+        .unwrap()
+        .insert("redis_server".into(), fake.clone().into());
+    let config = ex.write(&dir);
+    let out = check(&config, &["--host", "local"]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("server: redis 6.2.14"), "{out}");
+    let master = ex.instances().next().unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rendered = run(redisrepd(&config).args(["render", &master]), QUICK);
+    rendered.expect_code(0);
+    assert!(rendered.stdout.contains("replicaof") || rendered.stdout.contains("port"));
+    assert!(
+        !rendered.stdout.contains("repl-diskless-sync-max-replicas"),
+        "Redis 6.2 refuses it\n{rendered}"
+    );
+
+    // Not installed here: the newest Redis, with a note.
+    ex.toml["cluster"]
+        .as_table_mut()
+        .unwrap()
+        .insert("redis_server".into(), "/nonexistent/valkey-server".into());
+    let config = ex.write(&dir);
+    let rendered = run(redisrepd(&config).args(["render", &master]), QUICK);
+    rendered.expect_code(0);
+    assert!(
+        rendered.stderr.contains("not installed here") && rendered.stderr.contains("redis 8.0.0"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.stdout.contains("repl-diskless-sync-max-replicas"),
+        "{rendered}"
+    );
+
+    // Too old: refused, naming the key.
+    let old = TestDir::new();
+    let fake = fake_server(&old, "Redis server v=6.0.16 sha=0 malloc=libc bits=64");
+    ex.toml["cluster"]
+        .as_table_mut()
+        .unwrap()
+        .insert("redis_server".into(), fake.into());
+    let config = ex.write(&dir);
+    let out = check(&config, &["--host", "local"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("key `redis_server`")
+            && out.stderr.contains("redis 6.0.16 is not supported"),
+        "{out}"
+    );
+}

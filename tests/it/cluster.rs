@@ -208,6 +208,17 @@ impl Cluster {
 
     /// Starts the daemon for `host` and waits until its control socket answers.
     pub fn start_daemon(&mut self, host: &str) {
+        // A daemon of ours killed earlier leaves its socket behind; the new one replaces
+        // it only once it has read the file and asked the server its version. Waiting for
+        // "the socket exists" would return at once, and a `status` in the gap reads Redis
+        // directly, without the daemon: remove it first.
+        let running = self
+            .daemons
+            .get_mut(host)
+            .is_some_and(|d| d.proc.exited().is_none());
+        if !running {
+            let _ = std::fs::remove_file(self.run_dir().join(format!("{host}.sock")));
+        }
         self.start_daemon_with(host, |_| {});
         self.wait_socket(host);
     }

@@ -3,7 +3,9 @@
 //!
 //! Every test works in its own temp dir, on loopback addresses of its own, and kills every
 //! process it starts (also when it panics). Tests that need redis-server fail, rather than
-//! skip, when it is not installed.
+//! skip, when it is not installed. `REDISREPD_TEST_SERVER` selects another server (a path
+//! to a redis-server or valkey-server) for every test config; `upgrade` always uses the
+//! three servers `.ci/servers` provides.
 
 mod adoption;
 mod check;

@@ -52,7 +52,7 @@ fn key(i: u32) -> String {
 /// acknowledged writes and counts the failed ones.
 struct Writer {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<(Vec<u32>, u32)>,
+    handle: std::thread::JoinHandle<(Vec<u32>, u32, Duration)>,
 }
 
 impl Writer {
@@ -62,6 +62,9 @@ impl Writer {
         let handle = std::thread::spawn(move || {
             let mut acked = Vec::new();
             let mut errors = 0u32;
+            // The longest time between two acknowledged writes: how long writes stopped.
+            let mut last_ok = Instant::now();
+            let mut longest_gap = Duration::ZERO;
             let mut con = None;
             let mut i = 0u32;
             // Bounded: a test that hangs elsewhere does not write forever.
@@ -78,7 +81,11 @@ impl Writer {
                 let Some(c) = con.as_mut() else { continue };
                 let r: redis::RedisResult<()> = redis::cmd("SET").arg(key(i)).arg(i).query(c);
                 match r {
-                    Ok(()) => acked.push(i),
+                    Ok(()) => {
+                        acked.push(i);
+                        longest_gap = longest_gap.max(last_ok.elapsed());
+                        last_ok = Instant::now();
+                    }
                     Err(_) => {
                         errors += 1;
                         con = None;
@@ -90,12 +97,12 @@ impl Writer {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
-            (acked, errors)
+            (acked, errors, longest_gap)
         });
         Writer { stop, handle }
     }
 
-    fn finish(self) -> (Vec<u32>, u32) {
+    fn finish(self) -> (Vec<u32>, u32, Duration) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("the writer thread panicked")
     }
@@ -192,9 +199,14 @@ fn rolling_upgrade(from: &str, to: &str) {
     let took = started.elapsed();
     run.expect_code(0);
     assert!(run.stdout.contains("3 changed"), "{run}");
+    assert!(
+        run.stdout
+            .contains(&format!("a: server: {from_server} -> {to_server}")),
+        "{run}"
+    );
     // More writes on the upgraded group, then stop.
     std::thread::sleep(Duration::from_millis(500));
-    let (acked, write_errors) = writer.finish();
+    let (acked, write_errors, longest_gap) = writer.finish();
     let most_away = watcher.finish();
     c.wait_healthy();
 
@@ -252,10 +264,11 @@ fn rolling_upgrade(from: &str, to: &str) {
     };
     println!(
         "upgrade: {from_server} -> {to_server}: reload took {:.1}s, {full} full and {partial} \
-         partial syncs, {} writes acknowledged, {write_errors} failed (master restart), at \
-         most {most_away} replica away",
+         partial syncs, {} writes acknowledged, {write_errors} failed (master restart), writes \
+         stopped for {:.2}s at most, at most {most_away} replica away",
         took.as_secs_f64(),
-        acked.len()
+        acked.len(),
+        longest_gap.as_secs_f64()
     );
     assert_eq!(
         full,
@@ -301,4 +314,61 @@ fn a_downgrade_to_an_older_rdb_version_is_refused() {
     let r70 = redisrepd::server::detect(&matrix("redis-7.0")).expect("7.0");
     let s = servers(&c);
     assert!(s.values().all(|v| *v == r70.to_string()), "{s:?}");
+
+    // A daemon started on that file adopts the 7.0 instances as they are, and refuses to
+    // restart one onto 6.2 (it could not read its own dump).
+    drop(c.take_daemon("a"));
+    c.start_daemon("a");
+    c.wait_healthy();
+    assert_eq!(pids, ["master", "r1", "r2"].map(|n| c.pid(n)));
+    let run = c.cli(&["restart", "r1"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("restart refused, nothing changed")
+            && run.stderr.contains("`r1` would restart on redis 6.2.14"),
+        "{run}"
+    );
+    assert_eq!(pids, ["master", "r1", "r2"].map(|n| c.pid(n)));
+}
+
+#[test]
+fn a_half_upgraded_group_shows_mixed_servers() {
+    // The daemon restarted on a file whose `redis_server` changed meanwhile: it adopts the
+    // running 7.0 instances as they are; restarting one replica puts it on Valkey.
+    let mut c = cluster::one_host().build();
+    c.redis_server = matrix("redis-7.0");
+    c.write_config();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let old = c.take_daemon("a").expect("daemon");
+    drop(old); // killed; the instances keep running
+    c.redis_server = matrix("valkey-8.1");
+    c.write_config();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let r70 = redisrepd::server::detect(&matrix("redis-7.0")).expect("7.0");
+    let v81 = redisrepd::server::detect(&matrix("valkey-8.1")).expect("valkey");
+    assert!(servers(&c).values().all(|s| *s == r70.to_string()));
+    let run = c.cli(&["status"]);
+    assert!(!run.stdout.contains("mixed servers"), "{run}");
+
+    c.cli(&["restart", "r1"]).expect_code(0);
+    c.wait_healthy();
+    let s = servers(&c);
+    assert_eq!(s["r1"], v81.to_string(), "{s:?}");
+    assert_eq!(s["master"], r70.to_string(), "{s:?}");
+    let run = c.cli(&["status"]);
+    assert!(
+        run.stdout.contains("mixed servers in the group")
+            && run.stdout.contains(&format!("{v81} (r1)")),
+        "{run}"
+    );
+    let json = c.status();
+    assert!(
+        json["master"]["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("mixed")))),
+        "{}",
+        json["master"]
+    );
 }

@@ -98,9 +98,28 @@ impl Machine {
             Request::Stop { instances, force } => {
                 pick(instances).map(|n| plan::stop(&self.group, &n, force))
             }
-            Request::Restart { instances, force } => {
-                pick(instances).map(|n| plan::restart(&self.group, &n, force))
-            }
+            Request::Restart { instances, force } => pick(instances).and_then(|n| {
+                // An instance still running another server (adopted after `redis_server`
+                // changed) must be able to load its own dump on the configured one.
+                let diff = plan::ReloadDiff {
+                    changed: n.clone(),
+                    ..Default::default()
+                };
+                let running = |name: &str| match self.infos.get(name).map(|p| &p.result) {
+                    Some(Ok(info)) => Server::from_info(info),
+                    _ => None,
+                };
+                plan::check_servers(
+                    &self.group,
+                    &self.host,
+                    &diff,
+                    &self.server,
+                    &self.server,
+                    &running,
+                )
+                .map_err(|e| format!("restart refused, nothing changed: {e}"))?;
+                Ok(plan::restart(&self.group, &n, force))
+            }),
         };
         match steps {
             Ok(steps) => self
@@ -165,8 +184,15 @@ impl Machine {
         {
             return refuse(fx, &e);
         }
-        if server != self.server || binary != self.binary {
-            info!(from = %self.server, to = %server, binary = %binary.display(), "reload: the server changes");
+        let server_change = (server != self.server || binary != self.binary).then(|| {
+            format!(
+                "server: {} -> {server} ({}): replicas first, the master last",
+                self.server,
+                binary.display()
+            )
+        });
+        if let Some(change) = &server_change {
+            info!("reload: {change}");
         }
         self.binary = binary;
         self.server = server;
@@ -197,6 +223,7 @@ impl Machine {
         if !diff.live.is_empty() {
             lines[0].push_str(&format!(", {} changed live", diff.live.len()));
         }
+        lines.extend(server_change);
         for (name, why) in &diff.restart_reasons {
             lines.push(format!("{name}: restarting: {why}"));
         }
