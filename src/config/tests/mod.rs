@@ -1,8 +1,6 @@
 //! Unit tests of the config model: [`parse`] on strings for every rule of `spec/config.md`,
 //! [`load`] on temp files for what needs the file system (the password file).
 
-use std::os::unix::fs::PermissionsExt;
-
 use super::*;
 
 mod model;
