@@ -409,8 +409,9 @@ impl Drop for Cluster {
     }
 }
 
-/// Pids of redis-server (or valkey-server) processes working under `dir`. Redis rewrites
-/// its command line (to "redis-server ip:port") but runs in its data dir, so the cwd tells whose it is.
+/// Pids of redis-server (or valkey-server) instances working under `dir` (not their forks).
+/// Redis rewrites its command line (to "redis-server ip:port") but runs in its data dir, so
+/// the cwd tells whose it is.
 pub fn redis_under(dir: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -422,6 +423,20 @@ pub fn redis_under(dir: &Path) -> Vec<u32> {
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
         if !util::is_server_comm(&comm) {
+            continue;
+        }
+        // A fork of an instance (a BGSAVE or an AOF rewrite, e.g. after the AOF is switched
+        // back on) has the same name and directory: it is not an instance.
+        let parent_is_server = std::fs::read_to_string(e.path().join("status"))
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("PPid:"))
+                    .map(|p| p.trim().to_owned())
+            })
+            .and_then(|ppid| std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok())
+            .is_some_and(|c| util::is_server_comm(&c));
+        if parent_is_server {
             continue;
         }
         if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
