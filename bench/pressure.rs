@@ -324,7 +324,7 @@ fn toml_text(o: &Opts) -> String {
          [supervise]\nmax_concurrent_syncs = 1\nhealth_interval = \"100ms\"\nstart_timeout = \"5m\"\n\
          shutdown_timeout = \"2m\"\nsync_timeout = \"30m\"\nrestart_delay = \"200ms\"\n\n\
          [redis]\nsave = [\"3600 1\"]\nappendonly = \"no\"\nrdbcompression = \"no\"\n\
-         client-output-buffer-limit = \"{}\"\nenable-debug-command = \"local\"\n\n",
+         client-output-buffer-limit = \"{}\"\nenable-debug-command = \"yes\"\n\n",
         o.limit
     );
     t.push_str(&format!(
