@@ -481,8 +481,15 @@ fn drops(master_log: &Path, since: f64) -> usize {
 
 /// The episode: `stop` the replicas (under writes), wait until the master's backlog no
 /// longer holds where they stopped (their resync must be full), `start` them, and measure
-/// until every replica is online or `o.naive_minutes` pass.
-fn episode(o: &Opts, dir: &Path, stop_all: impl FnOnce(), start_all: impl FnOnce()) -> Metrics {
+/// until every replica is online or `minutes` pass (the naive way is given
+/// `--naive-minutes`; redisrepd, which converges, up to 30).
+fn episode(
+    o: &Opts,
+    dir: &Path,
+    minutes: u64,
+    stop_all: impl FnOnce(),
+    start_all: impl FnOnce(),
+) -> Metrics {
     let before = info(master(), "all").expect("master INFO");
     let quit = Arc::new(AtomicBool::new(false));
     let w = writer(o, quit.clone());
@@ -504,7 +511,7 @@ fn episode(o: &Opts, dir: &Path, stop_all: impl FnOnce(), start_all: impl FnOnce
     let since = redislog::now();
     let downtime = down_at.elapsed().as_secs_f64();
     start_all();
-    let within = o.naive_minutes * 60;
+    let within = minutes * 60;
     let seconds = all_online(o.replicas, Duration::from_secs(within));
     quit.store(true, Ordering::Relaxed);
     let (writes_ok, writes_failed) = w.join().unwrap_or((0, 0));
@@ -608,6 +615,7 @@ fn naive(lab: &Lab, o: &Opts) -> Metrics {
     let m = episode(
         o,
         &dir,
+        o.naive_minutes,
         || {
             // `/etc/init.d/redis stop` on each, at once (SHUTDOWN saves: `save` is set).
             std::thread::scope(|s| {
@@ -693,6 +701,7 @@ fn managed(lab: &Lab, o: &Opts) -> Metrics {
     let m = episode(
         o,
         &dir,
+        o.naive_minutes.max(30),
         || {
             // The host goes down: its daemon stops every replica (SHUTDOWN SAVE).
             if let Some(d) = holder.lock().unwrap_or_else(|e| e.into_inner()).take() {
