@@ -83,8 +83,9 @@ fn opts() -> Opts {
 
 // ----- the lab: two namespaces, a veth pair, a rate limit ------------------------------
 
-/// The namespaces' names, for the signal handler's cleanup.
+/// The namespaces' names and the temp dir, for the signal handler's cleanup.
 static NAMESPACES: OnceLock<Vec<String>> = OnceLock::new();
+static DIR: OnceLock<PathBuf> = OnceLock::new();
 
 /// Runs a command; panics with its output when it fails.
 #[track_caller]
@@ -141,9 +142,16 @@ fn remove_orphans() {
     }
 }
 
+/// Kills everything in the namespaces, deletes them, and removes the data sets (up to
+/// 9 GB; the logs are kept).
 fn cleanup() {
     for ns in NAMESPACES.get().into_iter().flatten() {
         remove_netns(ns);
+    }
+    if let Some(dir) = DIR.get() {
+        for way in ["naive", "redisrepd"] {
+            let _ = std::fs::remove_dir_all(dir.join(way).join("data"));
+        }
     }
 }
 
@@ -178,6 +186,7 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("redisrepd-pressure-{pid}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("bench dir");
+        let _ = DIR.set(dir.clone());
         let lab = Lab { m, r, dir };
         for ns in [&lab.m, &lab.r] {
             remove_netns(ns);
@@ -244,9 +253,6 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         cleanup();
-        for way in ["naive", "redisrepd"] {
-            let _ = std::fs::remove_dir_all(self.dir.join(way).join("data"));
-        }
     }
 }
 
