@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use common::{free_port, int};
 use redisrepd::info::Info;
 
+mod redislog;
+
 const PASSWORD: &str = "bench-password";
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
 
@@ -99,7 +101,7 @@ impl Layout {
 
 fn toml_text(l: &Layout, o: &Opts) -> String {
     let mut t = format!(
-        "[cluster]\nname = \"bench\"\npassword = \"{PASSWORD}\"\nrun_dir = \"run\"\ndata_dir = \"data\"\n\n\
+        "[cluster]\nname = \"bench\"\npassword = \"{PASSWORD}\"\nrun_dir = \"run\"\ndata_dir = \"data\"\nlog_dir = \"log\"\n\n\
          [supervise]\nmax_concurrent_syncs = 1\nhealth_interval = \"100ms\"\nstart_timeout = \"2m\"\n\
          shutdown_timeout = \"2m\"\nsync_timeout = \"10m\"\nrestart_delay = \"200ms\"\n\n\
          [redis]\nsave = [\"3600 1\"]\nappendonly = \"{}\"\nenable-debug-command = \"local\"\n\n",
@@ -333,6 +335,7 @@ impl Naive {
             .collect();
             let path = layout.dir.join(format!("{}.conf", inst.name));
             std::fs::create_dir_all(g.data_path(inst)).expect("data dir");
+            std::fs::create_dir_all(layout.dir.join("log")).expect("log dir");
             std::fs::write(&path, text).expect("conf");
             confs.push(path);
         }
@@ -546,6 +549,7 @@ fn used_mb(master: SocketAddr) -> f64 {
 }
 
 fn main() {
+    redislog::self_check();
     let o = opts();
     let mut rows: Vec<(char, &str, Metrics)> = Vec::new();
     eprintln!(
@@ -568,6 +572,7 @@ fn main() {
         wait_all_online(&w);
         for s in o.only.clone() {
             eprintln!("bench: naive ({s})");
+            let since = redislog::now();
             let m = match s {
                 'a' | 'd' => episode(&w, || n.all_replicas_restart(false)),
                 'b' => episode(&w, || n.all_replicas_restart(true)),
@@ -578,6 +583,11 @@ fn main() {
                 }),
                 _ => continue,
             };
+            if matches!(s, 'a' | 'd') {
+                println!("naive ({s}), each replica's restart from its own log:");
+                let names: Vec<String> = n.replicas().map(|i| format!("r{i}")).collect();
+                redislog::print_breakdown(&n.layout.dir.join("log"), &names, since, None);
+            }
             rows.push((s, "naive", m));
         }
     }
@@ -594,6 +604,7 @@ fn main() {
         let names: Vec<String> = (1..=o.replicas).map(|i| format!("r{i}")).collect();
         for s in o.only.clone() {
             eprintln!("bench: redisrepd ({s})");
+            let since = redislog::now();
             let metrics = match s {
                 'a' => episode(&w, || {
                     let mut args = vec!["restart"];
@@ -618,6 +629,18 @@ fn main() {
                 }),
                 _ => continue,
             };
+            if matches!(s, 'a' | 'd') {
+                println!(
+                    "redisrepd ({s}), each replica's restart from its own log and the daemon's:"
+                );
+                let daemon_log = m.layout.dir.join("daemon-r.log");
+                redislog::print_breakdown(
+                    &m.layout.dir.join("log"),
+                    &names,
+                    since,
+                    Some(&daemon_log),
+                );
+            }
             rows.push((s, "redisrepd", metrics));
         }
     }

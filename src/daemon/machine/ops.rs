@@ -260,6 +260,17 @@ impl Machine {
                 }
             }
         }
+        // The host is going down, so its replicas are all away either way: the ones that no
+        // instance replicates from stop at once, their final saves overlapping instead of
+        // queuing (measured: 4 replicas of 218 MB took 14.5 s one by one, ~9 s together).
+        // The steps below then wait for them, and stop the others in order, masters last.
+        for name in &names {
+            let leaf = self.group.instance(name).is_some_and(|i| !i.is_master())
+                && self.group.replicas_of(name).next().is_none();
+            if leaf {
+                self.begin_stop(name, false, now, fx);
+            }
+        }
         let mut steps = plan::stop(&self.group, &names, false);
         // Instances a reload removed that still run are not in the file: stop them first.
         for name in names.iter().filter(|n| self.group.instance(n).is_none()) {

@@ -81,27 +81,44 @@ fn ready_is_not_held_back_by_a_replica_whose_upstream_host_is_down() {
 }
 
 #[test]
-fn sigterm_stops_replicas_first_and_a_second_sigterm_stops_the_rest_at_once() {
+fn sigterm_stops_the_replicas_together_then_the_master_and_a_second_sigterm_does_not_wait() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
     let fx = h.feed(Input::Terminate);
     assert!(notifies(&fx).contains(&Notify::Stopping));
-    assert_eq!(shutdowns(&fx), [("r2".to_owned(), false)]);
-    let fx = h.feed(Input::Terminate);
-    let mut second = shutdowns(&fx);
-    second.sort();
+    let mut first = shutdowns(&fx);
+    first.sort();
     assert_eq!(
-        second,
-        [("master".to_owned(), false), ("r1".to_owned(), false)],
-        "the rest at once, still saving"
+        first,
+        [("r1".to_owned(), false), ("r2".to_owned(), false)],
+        "the replicas at once, the master after them"
     );
-    shutdown_ok(&mut h, "r2", 202);
+    let fx = shutdown_ok(&mut h, "r2", 202);
+    assert!(shutdowns(&fx).is_empty(), "the master waits for r1: {fx:?}");
+    let fx = h.feed(Input::Terminate);
+    assert_eq!(
+        shutdowns(&fx),
+        [("master".to_owned(), false)],
+        "a second signal: the rest at once, still saving"
+    );
     shutdown_ok(&mut h, "r1", 201);
     let fx = shutdown_ok(&mut h, "master", 100);
     assert!(fx.iter().any(|e| matches!(e, Effect::Exit(0))), "{fx:?}");
     assert!(h.tick().is_empty(), "nothing after the exit");
+}
+
+#[test]
+fn sigterm_stops_the_master_once_every_replica_is_stopped() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    h.feed(Input::Terminate);
+    shutdown_ok(&mut h, "r1", 201);
+    let fx = shutdown_ok(&mut h, "r2", 202);
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
 }
 
 #[test]
