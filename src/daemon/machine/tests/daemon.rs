@@ -14,12 +14,7 @@ fn ready_is_sent_once_when_the_masters_run_and_the_replicas_were_started() {
     sent.extend(notifies(&h.probe("master", &master_info(100, &[]))));
     assert!(!sent.contains(&Notify::Ready), "replicas not started yet");
     h.tick();
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     sent.extend(notifies(&h.launched("r1", 201)));
     assert!(!sent.contains(&Notify::Ready), "r2 still waits in the gate");
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
@@ -169,12 +164,7 @@ fn status_is_answered_from_probes_asked_after_the_request() {
     h.master_up();
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.tick();
-    h.feed(Input::ClaimResult {
-        name: "r2".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r2");
     h.launched("r2", 202);
     h.probe("r2", &replica_info(202, 0));
     assert_eq!(h.kind("r2"), Kind::Syncing);
@@ -242,12 +232,7 @@ fn a_stopped_replica_gives_its_gate_place_back() {
     assert_eq!(releases(&fx), ["r1"]);
     assert_eq!(h.kind("r1"), Kind::Stopped);
     // A late answer to the claim changes nothing.
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     assert_eq!(h.kind("r1"), Kind::Stopped);
 }
 

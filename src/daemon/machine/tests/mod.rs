@@ -210,6 +210,16 @@ impl H {
         self.m.state(name).and_then(State::pid)
     }
 
+    /// The upstream grants `name` a place in its sync gate.
+    pub(super) fn grant(&mut self, name: &str) -> Vec<Effect> {
+        self.feed(Input::ClaimResult {
+            name: name.into(),
+            granted: true,
+            detail: String::new(),
+            retry_after: Duration::ZERO,
+        })
+    }
+
     /// Brings the master up: launched as pid 100, answering; returns what its probe
     /// made the machine do.
     pub(super) fn master_up(&mut self) -> Vec<Effect> {

@@ -1,7 +1,5 @@
 //! Reload: the diff applied, refusals, passwords in place.
 
-use std::time::Duration;
-
 use super::*;
 use crate::control::Response;
 
@@ -38,22 +36,12 @@ fn reload_applies_the_diff_and_leaves_the_rest_running() {
         "a removed instance is forgotten once stopped"
     );
     shutdown_ok(&mut h, "r1", 201);
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 301);
     h.probe("r1", &replica_info(301, 1000));
     let fx = h.probe("master", &master_info(100, &[("127.0.0.2", 7001)]));
     assert_eq!(claims(&fx), ["r3"], "then added");
-    h.feed(Input::ClaimResult {
-        name: "r3".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r3");
     h.launched("r3", 303);
     h.probe("r3", &replica_info(303, 1000));
     let fx = h.probe(
@@ -135,12 +123,7 @@ fn reload_applies_what_the_server_can_change_live_without_a_restart() {
     assert!(shutdowns(&fx).is_empty(), "nothing restarts: {fx:?}");
     // The added sub-replica starts first (through r1's gate) ...
     assert_eq!(claims(&fx), ["leaf"]);
-    h.feed(Input::ClaimResult {
-        name: "leaf".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("leaf");
     h.launched("leaf", 303);
     h.probe("leaf", &replica_info(303, 1000));
     let fx = h.probe(
@@ -232,12 +215,7 @@ fn a_setting_the_server_refuses_live_restarts_the_instance_instead() {
         "restarted instead"
     );
     shutdown_ok(&mut h, "r1", 201);
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 301);
     h.probe("r1", &replica_info(301, 1000));
     let fx = h.probe(

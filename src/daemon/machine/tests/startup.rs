@@ -63,12 +63,7 @@ fn a_replica_asks_its_upstream_for_a_gate_place_once_the_master_runs() {
         launches(&fx).is_empty(),
         "no launch before the place is granted"
     );
-    let fx = h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    let fx = h.grant("r1");
     assert_eq!(launches(&fx), ["r1"]);
 }
 
@@ -97,12 +92,7 @@ fn the_gate_never_admits_two_replicas_of_one_upstream_and_a_release_admits_the_n
         claimed.extend(claims(&h.advance(S)));
     }
     assert_eq!(claimed, ["r1"]);
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 201);
     h.probe("r1", &replica_info(201, 0));
     assert_eq!(h.kind("r1"), Kind::Syncing);
@@ -137,12 +127,7 @@ fn the_upstreams_probe_can_be_the_one_that_completes_a_replicas_sync() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.tick();
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 201);
     // The replica's link is up, but the master's last INFO predates it.
     h.probe("r1", &replica_info(201, 1000));
@@ -160,12 +145,7 @@ fn the_replicas_own_log_names_its_sync_in_the_restart_output() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.tick();
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 201);
     h.now += Duration::from_millis(1500);
     h.probe("master", &master_info(100, &[("127.0.0.2", 7001)]));
@@ -183,12 +163,7 @@ fn without_a_log_line_the_upstreams_sync_full_counter_tells_the_sync() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.tick();
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 201);
     h.probe("r1", &replica_info(201, 1000));
     h.probe(
@@ -208,12 +183,7 @@ fn a_replica_resumed_from_its_rdb_gets_aof_back_once_in_sync() {
     );
     let mut h = H::new(&text, "a");
     assert_eq!(claims(&h.master_up()), ["r1"]);
-    let fx = h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    let fx = h.grant("r1");
     let Some(Effect::Launch(spec)) = fx.iter().find(|e| matches!(e, Effect::Launch(_))) else {
         panic!("{fx:?}")
     };
@@ -238,12 +208,7 @@ fn a_replica_not_in_sync_within_sync_timeout_gives_its_place_back_and_is_counted
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.tick();
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 201);
     h.probe("r1", &replica_info(201, 0));
     let fx = h.advance(Duration::from_secs(31));
@@ -315,12 +280,7 @@ fn syncs_are_counted_by_kind_and_gate_waits_are_reported() {
         "r1 asks, r2 waits behind it"
     );
     h.tick();
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 201);
     h.probe("master", &master_info(100, &[("127.0.0.2", 7001)]));
     h.probe_logged("r1", &replica_info(201, 1000), Some(SyncKind::Full));
@@ -368,12 +328,7 @@ fn a_replica_sure_to_resync_partially_is_admitted_while_another_holds_the_gate()
     };
     assert!(launch.predicted_partial && !launch.holds_place);
     // r1 gets its place and syncs; r2, partial, never counted against it.
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 201);
     h.launched("r2", 202);
     h.probe("r2", &replica_info(202, 1000));
@@ -489,12 +444,7 @@ fn a_resumed_replica_that_times_out_syncing_still_gets_aof_back() {
     );
     let mut h = H::new(&text, "a");
     h.master_up();
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.feed(Input::Launched {
         name: "r1".into(),
         pid: 201,

@@ -165,23 +165,13 @@ fn a_rolling_restart_takes_one_at_a_time_deepest_first_and_the_master_last() {
     let mut fx = shutdown_ok(&mut h, "r2", 202);
     assert!(shutdowns(&fx).is_empty(), "r2 must be back before the next");
     assert_eq!(claims(&fx), ["r2"]);
-    h.feed(Input::ClaimResult {
-        name: "r2".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r2");
     h.launched("r2", 302);
     h.probe("r2", &replica_info(302, 1000));
     fx = h.probe("master", &master_info(100, &both));
     order.extend(shutdowns(&fx).into_iter().map(|(n, _)| n));
     fx = shutdown_ok(&mut h, "r1", 201);
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: true,
-        detail: String::new(),
-        retry_after: Duration::ZERO,
-    });
+    h.grant("r1");
     h.launched("r1", 301);
     h.probe("r1", &replica_info(301, 1000));
     fx.extend(h.probe("master", &master_info(100, &both)));
