@@ -52,6 +52,8 @@ fn key(i: u32) -> String {
 /// acknowledged writes and counts the failed ones.
 struct Writer {
     stop: Arc<AtomicBool>,
+    /// How many writes were acknowledged so far.
+    count: Arc<std::sync::atomic::AtomicUsize>,
     handle: std::thread::JoinHandle<(Vec<u32>, u32, Duration)>,
 }
 
@@ -59,6 +61,8 @@ impl Writer {
     fn start(addr: SocketAddr) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
         let handle = std::thread::spawn(move || {
             let mut acked = Vec::new();
             let mut errors = 0u32;
@@ -83,6 +87,7 @@ impl Writer {
                 match r {
                     Ok(()) => {
                         acked.push(i);
+                        counted.store(acked.len(), Ordering::Relaxed);
                         longest_gap = longest_gap.max(last_ok.elapsed());
                         last_ok = Instant::now();
                     }
@@ -99,7 +104,19 @@ impl Writer {
             }
             (acked, errors, longest_gap)
         });
-        Writer { stop, handle }
+        Writer {
+            stop,
+            count,
+            handle,
+        }
+    }
+
+    /// Waits until `more` writes beyond those acknowledged now are acknowledged.
+    fn wait_for_more(&self, more: usize) {
+        let target = self.count.load(Ordering::Relaxed) + more;
+        util::wait_until(UP, "the writer's writes to be acknowledged", || {
+            self.count.load(Ordering::Relaxed) >= target
+        });
     }
 
     fn finish(self) -> (Vec<u32>, u32, Duration) {
@@ -190,7 +207,7 @@ fn rolling_upgrade(from: &str, to: &str) {
 
     let writer = Writer::start(c.addr("master"));
     let watcher = Watcher::start(c.addr("master"), pids["master"], 2);
-    std::thread::sleep(Duration::from_millis(500));
+    writer.wait_for_more(500);
     let log_before = c.daemon_log("a").len();
     c.redis_server = to_path;
     c.write_config();
@@ -205,7 +222,7 @@ fn rolling_upgrade(from: &str, to: &str) {
         "{run}"
     );
     // More writes on the upgraded group, then stop.
-    std::thread::sleep(Duration::from_millis(500));
+    writer.wait_for_more(500);
     let (acked, write_errors, longest_gap) = writer.finish();
     let most_away = watcher.finish();
     c.wait_healthy();
