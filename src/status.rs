@@ -44,6 +44,10 @@ pub struct InstanceStatus {
     /// The server it runs, from its INFO (`"redis 7.0.15"`, `"valkey 8.1.8"`), where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The instance it actually replicates from, by name (its INFO's `master_host` and
+    /// `master_port`); `None` for a master or when unknown.
+    #[serde(default)]
+    pub upstream: Option<String>,
 }
 
 /// An instance's state as `status` names it (spec/cli.md).
@@ -107,6 +111,7 @@ impl InstanceStatus {
             warnings: Vec::new(),
             min_replicas_to_write: inst.min_replicas_to_write.filter(|n| *n > 0),
             server: None,
+            upstream: None,
         }
     }
 
@@ -178,6 +183,42 @@ pub fn write_refusal(info: &Info, min_replicas_to_write: Option<u32>) -> Option<
     })
 }
 
+/// The instance of `group` that `info` (a replica's) replicates from, by the address its
+/// INFO names.
+pub fn upstream_name(group: &Group, info: &Info) -> Option<String> {
+    if info.role() != Some("replica") {
+        return None;
+    }
+    let host: std::net::IpAddr = info.get("master_host")?.parse().ok()?;
+    let port: u16 = info.get("master_port")?.parse().ok()?;
+    group
+        .instances
+        .iter()
+        .find(|i| i.bind == host && i.port == port)
+        .map(|i| i.name.clone())
+}
+
+/// The group's actual master, as the instances say: the one reporting role master that the
+/// most others replicate from (the configured master on a tie); `None` when none answers.
+pub fn actual_master(list: &[InstanceStatus]) -> Option<String> {
+    let mut masters: Vec<&InstanceStatus> = list
+        .iter()
+        .filter(|s| s.role.as_deref() == Some("master"))
+        .collect();
+    let followers = |name: &str| {
+        list.iter()
+            .filter(|s| s.upstream.as_deref() == Some(name))
+            .count()
+    };
+    masters.sort_by_key(|m| {
+        (
+            std::cmp::Reverse(followers(&m.name)),
+            m.configured_role != "master",
+        )
+    });
+    masters.first().map(|m| m.name.clone())
+}
+
 /// During a rolling upgrade (or after one that stopped half way) the group runs several
 /// servers or versions: one warning naming them, added to every instance that reports one
 /// (it is a fact about the group, so it shows whichever instances are listed). Returns it.
@@ -244,7 +285,11 @@ pub fn table(list: &[InstanceStatus]) -> String {
             s.host.clone(),
             format!("{}:{}", s.bind, s.port),
             role,
-            s.role.clone().unwrap_or_else(dash),
+            match (&s.role, &s.upstream) {
+                (Some(role), Some(up)) if role == "replica" => format!("replica of {up}"),
+                (Some(role), _) => role.clone(),
+                (None, _) => dash(),
+            },
             s.state.as_str().to_owned(),
             s.server.clone().unwrap_or_else(dash),
             s.pid.map_or_else(dash, |p| p.to_string()),
@@ -375,5 +420,33 @@ mod tests {
             t.contains("replica of m") && t.contains("127.0.0.1:2"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn upstream_is_named_by_the_address_a_replica_reports() {
+        let g = group();
+        let replica = Info::parse("role:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:1\r\n");
+        assert_eq!(upstream_name(&g, &replica).as_deref(), Some("m"));
+        let elsewhere = Info::parse("role:slave\r\nmaster_host:10.0.0.9\r\nmaster_port:1\r\n");
+        assert_eq!(upstream_name(&g, &elsewhere), None);
+        assert_eq!(upstream_name(&g, &Info::parse("role:master\r\n")), None);
+    }
+
+    #[test]
+    fn the_actual_master_is_the_one_the_others_follow() {
+        let g = group();
+        let mut m = InstanceStatus::from_config(g.instance("m").unwrap());
+        let mut r = InstanceStatus::from_config(g.instance("r").unwrap());
+        assert_eq!(actual_master(&[m.clone(), r.clone()]), None, "none answers");
+        m.role = Some("master".into());
+        r.role = Some("replica".into());
+        r.upstream = Some("m".into());
+        assert_eq!(actual_master(&[m.clone(), r.clone()]).as_deref(), Some("m"));
+        // After a switchover: r is master, m follows it.
+        m.role = Some("replica".into());
+        m.upstream = Some("r".into());
+        r.role = Some("master".into());
+        r.upstream = None;
+        assert_eq!(actual_master(&[m, r]).as_deref(), Some("r"));
     }
 }

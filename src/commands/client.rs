@@ -178,6 +178,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
                         let upstream = inst.replica_of.as_deref().and_then(&mut info_of);
                         s.state = crate::status::StateLabel::Running;
                         s.apply_info(&info, upstream.as_ref());
+                        s.upstream = status::upstream_name(&group, &info);
                         s.last_error = Some(format!(
                             "no daemon for host `{}` here; read from Redis",
                             inst.host
@@ -194,7 +195,11 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
     }
     status::warn_mixed_servers(&mut list);
     if json {
-        let doc = serde_json::json!({"cluster": group.cluster.name, "instances": list});
+        let doc = serde_json::json!({
+            "cluster": group.cluster.name,
+            "master": status::actual_master(&list),
+            "instances": list,
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", status::table(&list));

@@ -573,3 +573,30 @@ fn status_right_after_the_master_lists_its_replicas_online_says_in_sync() {
         }
     }
 }
+
+/// `status --json` names, besides the configured roles, what each replica actually
+/// replicates from (`upstream`) and the group's actual master (`master`, top level).
+#[test]
+fn status_names_the_actual_upstream_and_master() {
+    let mut c = cluster::master_and_two_replicas()
+        .instance("leaf", "b", Some("r1"))
+        .build();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    let run = c.cli(&["status", "--json"]);
+    run.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(doc["master"], "master", "{doc}");
+    let upstream = |name: &str| {
+        doc["instances"]
+            .as_array()
+            .and_then(|l| l.iter().find(|i| i["name"] == name))
+            .map(|i| i["upstream"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(upstream("master"), serde_json::Value::Null);
+    assert_eq!(upstream("r1"), "master");
+    assert_eq!(upstream("r2"), "master");
+    assert_eq!(upstream("leaf"), "r1");
+}

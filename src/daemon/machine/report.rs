@@ -86,6 +86,7 @@ impl Machine {
                     .as_ref()
                     .and_then(|u| self.fresh_info(u, now));
                 s.apply_info(info, upstream);
+                s.upstream = crate::status::upstream_name(&self.group, info);
                 if let (Some(backlog), Some(rate)) =
                     (info.backlog_size(), write_rate(&slot.offsets))
                 {
