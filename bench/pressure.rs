@@ -13,6 +13,7 @@
 //! `cargo bench --bench pressure -- [--keys N] [--value BYTES] [--replicas N] [--mbit M]
 //!  [--write-kb K] [--limit "replica 64mb 32mb 10"] [--naive-minutes M] [--only naive|redisrepd]`
 
+mod naive;
 mod redislog;
 
 use std::fs::File;
@@ -578,21 +579,7 @@ fn naive(lab: &Lab, o: &Opts) -> Metrics {
     std::fs::create_dir_all(dir.join("log")).expect("log dir");
     let mut confs = Vec::new();
     for inst in g.start_order_all() {
-        // What an operator writes by hand: the same settings minus redisrepd's own sync
-        // tuning (repl-diskless-sync-max-replicas, repl-diskless-load).
-        let text: String = redisrepd::render::render(
-            &g,
-            inst,
-            &redisrepd::server::Server::NEWEST_REDIS,
-            redisrepd::render::Secrets::Show,
-        )
-        .lines()
-        .filter(|l| {
-            !l.starts_with("repl-diskless-sync-max-replicas")
-                && !l.starts_with("repl-diskless-load")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+        let text = naive::conf(&g, inst);
         let path = dir.join(format!("{}.conf", inst.name));
         std::fs::create_dir_all(g.data_path(inst)).expect("data dir");
         std::fs::write(&path, text).expect("conf");

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, int};
 use redisrepd::info::Info;
 
+mod naive;
 mod redislog;
 
 const PASSWORD: &str = "bench-password";
@@ -318,21 +319,7 @@ impl Naive {
         let g = checked.group;
         let mut confs = Vec::new();
         for inst in g.start_order_all() {
-            // What an operator writes by hand: the same settings, minus redisrepd's own
-            // sync tuning (repl-diskless-sync-max-replicas, repl-diskless-load).
-            let text: String = redisrepd::render::render(
-                &g,
-                inst,
-                &redisrepd::server::Server::NEWEST_REDIS,
-                redisrepd::render::Secrets::Show,
-            )
-            .lines()
-            .filter(|l| {
-                !l.starts_with("repl-diskless-sync-max-replicas")
-                    && !l.starts_with("repl-diskless-load")
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
+            let text = naive::conf(&g, inst);
             let path = layout.dir.join(format!("{}.conf", inst.name));
             std::fs::create_dir_all(g.data_path(inst)).expect("data dir");
             std::fs::create_dir_all(layout.dir.join("log")).expect("log dir");

@@ -122,13 +122,7 @@ fn the_daemon_exits_one_when_an_instance_was_left_running_because_its_save_faile
     let mut h = H::new(&text, "a");
     h.master_up();
     h.feed(Input::Terminate);
-    let fx = h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 100,
-        result: Err(ShutdownError::Refused(
-            "ERR Errors trying to SHUTDOWN".into(),
-        )),
-    });
+    let fx = h.save_refused("master", 100);
     assert!(fx.iter().any(|e| matches!(e, Effect::Exit(1))), "{fx:?}");
 }
 
@@ -149,10 +143,7 @@ fn requests_are_refused_while_shutting_down_but_status_is_answered() {
 #[test]
 fn a_request_naming_an_instance_of_another_host_is_refused() {
     let mut h = H::new(SEED, "a");
-    let (id, fx) = h.request(Request::Stop {
-        instances: vec!["nope".into()],
-        force: false,
-    });
+    let (id, fx) = h.stop("nope", false);
     assert!(
         matches!(reply(&fx, id), Some(Response::Error { message }) if message.contains("`nope` is not run by this daemon (host `a`)"))
     );
@@ -225,10 +216,7 @@ fn a_stopped_replica_gives_its_gate_place_back() {
     h.master_up();
     h.tick();
     assert_eq!(h.kind("r1"), Kind::Waiting);
-    let (_, fx) = h.request(Request::Stop {
-        instances: vec!["r1".into()],
-        force: false,
-    });
+    let (_, fx) = h.stop("r1", false);
     assert_eq!(releases(&fx), ["r1"]);
     assert_eq!(h.kind("r1"), Kind::Stopped);
     // A late answer to the claim changes nothing.

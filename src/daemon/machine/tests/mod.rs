@@ -210,6 +210,25 @@ impl H {
         self.m.state(name).and_then(State::pid)
     }
 
+    /// `redisrepd stop [--force] NAME`.
+    pub(super) fn stop(&mut self, name: &str, force: bool) -> (RequestId, Vec<Effect>) {
+        self.request(Request::Stop {
+            instances: vec![name.into()],
+            force,
+        })
+    }
+
+    /// `name` (as `pid`) answers SHUTDOWN that its final save failed.
+    pub(super) fn save_refused(&mut self, name: &str, pid: u32) -> Vec<Effect> {
+        self.feed(Input::ShutdownDone {
+            name: name.into(),
+            pid,
+            result: Err(ShutdownError::Refused(
+                "ERR Errors trying to SHUTDOWN".into(),
+            )),
+        })
+    }
+
     /// The upstream grants `name` a place in its sync gate.
     pub(super) fn grant(&mut self, name: &str) -> Vec<Effect> {
         self.feed(Input::ClaimResult {

@@ -9,10 +9,7 @@ use crate::control::Request;
 fn a_stop_escalates_from_shutdown_to_sigterm_to_sigkill_on_its_deadlines() {
     let mut h = H::new(SEED, "a");
     h.master_up();
-    let (id, fx) = h.request(Request::Stop {
-        instances: vec!["master".into()],
-        force: false,
-    });
+    let (id, fx) = h.stop("master", false);
     assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
     assert_eq!(h.kind("master"), Kind::ShuttingDown);
     assert!(signals(&h.advance(Duration::from_millis(4900))).is_empty());
@@ -33,10 +30,7 @@ fn a_stop_escalates_from_shutdown_to_sigterm_to_sigkill_on_its_deadlines() {
 fn an_unreachable_instance_gets_sigterm_at_once() {
     let mut h = H::new(SEED, "a");
     h.master_up();
-    h.request(Request::Stop {
-        instances: vec!["master".into()],
-        force: false,
-    });
+    h.stop("master", false);
     let fx = h.feed(Input::ShutdownDone {
         name: "master".into(),
         pid: 100,
@@ -50,17 +44,8 @@ fn an_unreachable_instance_gets_sigterm_at_once() {
 fn a_refused_final_save_leaves_it_running_and_the_stop_fails() {
     let mut h = H::new(SEED, "a");
     h.master_up();
-    let (id, _) = h.request(Request::Stop {
-        instances: vec!["master".into()],
-        force: false,
-    });
-    let fx = h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 100,
-        result: Err(ShutdownError::Refused(
-            "ERR Errors trying to SHUTDOWN".into(),
-        )),
-    });
+    let (id, _) = h.stop("master", false);
+    let fx = h.save_refused("master", 100);
     assert_eq!(h.kind("master"), Kind::Running);
     assert!(
         signals(&fx).is_empty(),
@@ -79,17 +64,8 @@ fn a_refused_final_save_leaves_it_running_and_the_stop_fails() {
 fn a_refused_final_save_with_force_shuts_down_without_saving() {
     let mut h = H::new(SEED, "a");
     h.master_up();
-    let (id, _) = h.request(Request::Stop {
-        instances: vec!["master".into()],
-        force: true,
-    });
-    let fx = h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 100,
-        result: Err(ShutdownError::Refused(
-            "ERR Errors trying to SHUTDOWN".into(),
-        )),
-    });
+    let (id, _) = h.stop("master", true);
+    let fx = h.save_refused("master", 100);
     assert_eq!(shutdowns(&fx), [("master".to_owned(), true)]);
     let fx = shutdown_ok(&mut h, "master", 100);
     assert!(done(&fx, id).0);
@@ -99,10 +75,7 @@ fn a_refused_final_save_with_force_shuts_down_without_saving() {
 fn a_shutdown_result_for_a_stale_pid_is_ignored() {
     let mut h = H::new(SEED, "a");
     h.master_up();
-    h.request(Request::Stop {
-        instances: vec!["master".into()],
-        force: false,
-    });
+    h.stop("master", false);
     let fx = h.feed(Input::ShutdownDone {
         name: "master".into(),
         pid: 42,
@@ -116,10 +89,7 @@ fn a_shutdown_result_for_a_stale_pid_is_ignored() {
 fn an_exit_while_stopping_ends_the_stop_and_is_no_crash() {
     let mut h = H::new(SEED, "a");
     h.master_up();
-    let (id, _) = h.request(Request::Stop {
-        instances: vec!["master".into()],
-        force: false,
-    });
+    let (id, _) = h.stop("master", false);
     let fx = h.exited("master", 100, "killed by SIGSEGV");
     assert_eq!(h.kind("master"), Kind::Stopped);
     assert!(done(&fx, id).0);
@@ -133,19 +103,13 @@ fn stopping_a_replica_that_would_break_min_replicas_to_write_is_refused_unless_f
     h.master_up();
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
-    let (id, fx) = h.request(Request::Stop {
-        instances: vec!["r1".into()],
-        force: false,
-    });
+    let (id, fx) = h.stop("r1", false);
     let (ok, lines) = done(&fx, id);
     assert!(!ok);
     assert!(lines[0].contains("min_replicas_to_write"), "{lines:?}");
     assert!(shutdowns(&fx).is_empty());
     assert_eq!(h.kind("r1"), Kind::Running);
-    let (_, fx) = h.request(Request::Stop {
-        instances: vec!["r1".into()],
-        force: true,
-    });
+    let (_, fx) = h.stop("r1", true);
     assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
 }
 
@@ -253,10 +217,7 @@ fn a_stop_during_a_launch_stops_what_the_launch_started() {
     let fx = h.tick();
     assert_eq!(launches(&fx), ["master"]);
     assert_eq!(h.kind("master"), Kind::Launching);
-    let (id, _) = h.request(Request::Stop {
-        instances: vec!["master".into()],
-        force: false,
-    });
+    let (id, _) = h.stop("master", false);
     assert_eq!(
         h.kind("master"),
         Kind::Launching,
@@ -274,10 +235,7 @@ fn a_stop_during_a_launch_stops_what_the_launch_started() {
 fn a_launch_that_failed_after_a_stop_is_not_retried() {
     let mut h = H::new(SEED, "a");
     h.tick();
-    h.request(Request::Stop {
-        instances: vec!["master".into()],
-        force: false,
-    });
+    h.stop("master", false);
     h.feed(Input::LaunchFailed {
         name: "master".into(),
         reason: "port taken".into(),
