@@ -302,8 +302,8 @@ impl SentinelSet {
 /// `SENTINEL SET` commands that apply it live (Sentinel then rewrites its file itself):
 /// `quorum`, `down-after-milliseconds`, `failover-timeout`, and `parallel-syncs` (from
 /// `max_concurrent_syncs`). Empty when either side has no `[sentinel]` or the cluster's
-/// name changed (that is a new monitor: restart the sentinels on a fresh render). The
-/// password is not here: see `auth-pass` in the report of the sentinel work.
+/// name changed (that is a new monitor: restart the sentinels on a fresh render). A new
+/// password is not here (it must not sit in a plain list): `sentinel::change_password`.
 pub fn live_changes(old: &Group, new: &Group) -> Vec<SentinelSet> {
     let (Some(o), Some(n)) = (&old.sentinel, &new.sentinel) else {
         return Vec::new();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redisrepd::config::{Group, SentinelNode};
+use redisrepd::config::{Group, Secret, SentinelNode};
 use redisrepd::render::sentinel::{learned, render_sentinel};
 use redisrepd::render::{self, Secrets};
 use redisrepd::{files, sentinel};
@@ -124,18 +124,15 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
 
     let master = start_instance(&group, "m", &dir);
     let _replica = start_instance(&group, "r", &dir);
-    // Sentinel finds replicas in the master's INFO: start it once the replica is listed
-    // there (else it learns of it only at its next INFO, 10 s later).
-    let m_addr = SocketAddr::new(old_master.0, old_master.1);
-    wait_until(
-        Duration::from_secs(30),
-        "the replica's link to be up",
-        || {
-            connect(m_addr, Some(PASSWORD))
-                .and_then(|mut c| info(&mut c, "replication"))
-                .is_ok_and(|i| i.get("connected_slaves").map(String::as_str) == Some("1"))
-        },
-    );
+    // Sentinel finds replicas in the master's INFO, and promotes none that never synced
+    // (measured: `-failover-abort-no-good-slave`, retried every 2 × failover_timeout):
+    // start it once the replica is in sync.
+    let r_addr = SocketAddr::new(new_master.0, new_master.1);
+    wait_until(Duration::from_secs(30), "the replica to be in sync", || {
+        connect(r_addr, Some(PASSWORD))
+            .and_then(|mut c| info(&mut c, "replication"))
+            .is_ok_and(|i| i.get("master_link_status").map(String::as_str) == Some("up"))
+    });
 
     let started = Instant::now();
     let mut sentinels: Vec<SentinelProc> = nodes
@@ -184,7 +181,6 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
         "failover: all sentinels named the new master {:?} after the kill",
         killed.elapsed()
     );
-    let r_addr = SocketAddr::new(new_master.0, new_master.1);
     wait_until(Duration::from_secs(10), "the replica to be master", || {
         connect(r_addr, Some(PASSWORD))
             .and_then(|mut c| info(&mut c, "replication"))
