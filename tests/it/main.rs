@@ -17,6 +17,7 @@ mod metrics;
 mod netns;
 mod render_accepted;
 mod roles;
+mod sentinel;
 mod servers;
 mod systemd;
 mod upgrade;
