@@ -35,6 +35,9 @@ pub enum Step {
     /// Wait until every instance that answers follows the actual topology (`name` is its
     /// master), and report who follows whom.
     AwaitTopology { name: String },
+    /// Sentinel mode: ask the sentinels to fail over (`SENTINEL FAILOVER`) and wait until
+    /// they name a master other than `name`.
+    SentinelFailover { name: String },
 }
 
 impl Step {
@@ -49,7 +52,8 @@ impl Step {
             | Step::AwaitProbes { name }
             | Step::Failover { name, .. }
             | Step::Promote { name, .. }
-            | Step::AwaitTopology { name } => name,
+            | Step::AwaitTopology { name }
+            | Step::SentinelFailover { name } => name,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct Launch<'a> {
     pub redis_server: &'a Path,
     pub conf: &'a Path,
     pub run_as: Option<&'a RunAs>,
+    /// Run it as a sentinel (`--sentinel`).
+    pub sentinel: bool,
 }
 
 /// Starts `redis-server <conf>` in the foreground, in its own process group (so a Ctrl-C
@@ -50,7 +52,11 @@ pub struct Launch<'a> {
 /// would try to notify systemd itself), with stdout and stderr forwarded to our log.
 pub fn spawn(launch: &Launch<'_>, tail: &OutputTail) -> io::Result<Child> {
     let mut cmd = Command::new(launch.redis_server);
-    cmd.arg(launch.conf)
+    cmd.arg(launch.conf);
+    if launch.sentinel {
+        cmd.arg("--sentinel");
+    }
+    cmd
         .process_group(0)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_PID")

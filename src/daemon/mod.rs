@@ -64,6 +64,8 @@ pub enum Event {
         name: String,
         result: Result<Option<crate::config::Secret>, String>,
     },
+    /// Whether a sentinel started the failover asked of it.
+    SentinelAsked { result: Result<(), String> },
     /// The outcome of a failover or a `REPLICAOF NO ONE`.
     RoleChanged {
         name: String,

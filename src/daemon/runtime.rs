@@ -96,6 +96,23 @@ impl Runtime {
                 );
             }
         }
+        for node in group.sentinel_nodes_on(&setup.host) {
+            let pid_path = group.sentinel_pid_path(node);
+            if let Some(pid) = adopt(&node.name, &pid_path, &node.address(), &setup.events) {
+                adopted.push((node.name.clone(), pid));
+                procs.insert(
+                    node.name.clone(),
+                    Proc {
+                        pid,
+                        child: None,
+                        tail: OutputTail::default(),
+                        pid_path,
+                        bind: node.bind,
+                        port: node.port,
+                    },
+                );
+            }
+        }
         let topology = group.topology_path(&setup.host);
         let kept = match std::fs::read_to_string(&topology) {
             Ok(text) => match crate::topology::parse_file(&text, &group) {
@@ -214,6 +231,7 @@ impl Runtime {
             Event::RoleChanged { name, result } => {
                 self.feed(Input::RoleChanged { name, result }, now)
             }
+            Event::SentinelAsked { result } => self.feed(Input::SentinelAsked { result }, now),
             Event::Control { request, reply } => {
                 let id = self.next_request;
                 self.next_request += 1;
@@ -422,6 +440,28 @@ impl Runtime {
                 });
                 None
             }
+            Effect::SentinelFailover {
+                sentinels,
+                master_name,
+            } => {
+                let events = self.events.clone();
+                spawn_worker("sentinel-failover", move || {
+                    let mut errors = Vec::new();
+                    let mut result = Err(String::new());
+                    for ep in &sentinels {
+                        match crate::sentinel::failover(ep, &master_name, Duration::from_secs(5)) {
+                            Ok(()) => {
+                                result = Ok(());
+                                break;
+                            }
+                            Err(e) => errors.push(format!("{}:{}: {e}", ep.bind, ep.port)),
+                        }
+                    }
+                    let result = result.map_err(|_| errors.join("; "));
+                    let _ = events.send(Event::SentinelAsked { result });
+                });
+                None
+            }
             Effect::SaveTopology { master } => {
                 let path = self.machine.group().topology_path(&self.host);
                 let text = crate::topology::format_file(&master);
@@ -520,6 +560,22 @@ impl Runtime {
         if resumed_from_rdb {
             conf.push_str(RESUME_FROM_RDB);
         }
+        if spec.sentinel {
+            // What Sentinel learned (its id, epochs, the current master) is in the file it
+            // last wrote: kept, with our settings rendered fresh around it.
+            let group = self.machine.group();
+            let Some(node) = group.sentinel_node(&name) else {
+                let reason = "not a sentinel node of the file any more".to_owned();
+                return Input::LaunchFailed { name, reason };
+            };
+            let existing = std::fs::read_to_string(&spec.conf_path).ok();
+            conf = crate::render::sentinel::render_sentinel(
+                group,
+                node,
+                existing.as_deref(),
+                crate::render::Secrets::Show,
+            );
+        }
         if let Err(e) = self.prepare(spec, &conf) {
             let reason = format!(
                 "cannot prepare {} / {}: {e}",
@@ -534,6 +590,7 @@ impl Runtime {
             redis_server: &spec.binary,
             conf: &spec.conf_path,
             run_as: self.run_as.as_ref(),
+            sentinel: spec.sentinel,
         };
         match process::spawn(&launch, &tail) {
             Ok(child) => {
@@ -570,7 +627,10 @@ impl Runtime {
     }
 
     fn prepare(&self, spec: &LaunchSpec, conf: &str) -> std::io::Result<()> {
-        files::ensure_dir(&spec.data_path, 0o750)?;
+        // Sentinel rewrites its file with the umask's mode (0644), password inside: only
+        // its own directory, 0700, keeps that from the group and others.
+        let dir_mode = if spec.sentinel { 0o700 } else { 0o750 };
+        files::ensure_dir(&spec.data_path, dir_mode)?;
         files::write_atomic(&spec.conf_path, conf.as_bytes(), 0o600)?;
         if let Some(run_as) = &self.run_as {
             let own = |path: &Path| {

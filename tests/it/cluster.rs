@@ -122,6 +122,7 @@ impl Builder {
             redis: self.redis,
             cluster_extra: self.cluster_extra,
             redis_server: util::redis_server(),
+            extra_sections: String::new(),
             daemons: BTreeMap::new(),
         };
         cluster.dir.write("password", format!("{PASSWORD}\n"));
@@ -141,6 +142,8 @@ pub struct Cluster {
     /// The `redis_server` written into the TOML (the suite's server; a rolling-upgrade
     /// test changes it and reloads).
     pub redis_server: PathBuf,
+    /// Whole sections after the instances (e.g. `[sentinel]`).
+    pub extra_sections: String,
     daemons: BTreeMap<String, Daemon>,
 }
 
@@ -178,6 +181,7 @@ impl Cluster {
             t.push_str(&m.extra);
             t.push('\n');
         }
+        t.push_str(&self.extra_sections);
         t
     }
 

@@ -18,6 +18,7 @@ mod netns;
 mod render_accepted;
 mod roles;
 mod sentinel;
+mod sentinel_mode;
 mod servers;
 mod systemd;
 mod upgrade;

@@ -24,6 +24,7 @@ mod ops;
 mod probe;
 mod report;
 mod roles;
+mod sentinel;
 mod start;
 mod state;
 mod stop;
@@ -125,6 +126,9 @@ pub enum Input {
         name: String,
         result: Result<(), String>,
     },
+    /// The answer to [`Effect::SentinelFailover`]: a sentinel started the failover, or
+    /// why none did.
+    SentinelAsked { result: Result<(), String> },
     /// A control request; answer with [`Effect::Reply`] for `id`.
     Request { id: RequestId, request: Request },
     /// SIGHUP (`id` None) or a `reload` request: re-read the TOML.
@@ -242,6 +246,12 @@ pub enum Effect {
     },
     /// `REPLICAOF NO ONE` on `name`; answer with `RoleChanged`.
     MakeMaster { name: String, endpoint: Endpoint },
+    /// `SENTINEL FAILOVER <master_name>` to each of `sentinels` in turn until one starts
+    /// it; answer with `SentinelAsked`.
+    SentinelFailover {
+        sentinels: Vec<Endpoint>,
+        master_name: String,
+    },
     /// Keep `master` as the group's actual master across daemon restarts
     /// (`run_dir/<host>.topology`).
     SaveTopology { master: String },
@@ -279,6 +289,9 @@ pub struct LaunchSpec {
     pub pid_path: PathBuf,
     /// For a replica with AOF: resume from the RDB if it is at least as new as the AOF.
     pub resume: Option<ResumeFromRdb>,
+    /// A sentinel node: the runtime renders its config itself (keeping what Sentinel wrote
+    /// into the file) and runs the server with `--sentinel`.
+    pub sentinel: bool,
 }
 
 /// The files compared to decide whether a replica resumes from its RDB.
@@ -373,6 +386,8 @@ pub struct Machine {
     /// When the actual master last changed: INFO asked before says nothing of the new
     /// roles.
     roles_changed_at: Option<Instant>,
+    /// Sentinel mode: how the last `SENTINEL FAILOVER` request went (`None` while asked).
+    sentinel_asked: Option<Result<(), String>>,
     host: String,
     /// The `redis_server` binary and what it is: launches and rendering follow it.
     binary: PathBuf,
@@ -407,6 +422,7 @@ impl Machine {
             role_change: None,
             catch_up: None,
             roles_changed_at: None,
+            sentinel_asked: None,
             host,
             binary,
             server,
@@ -423,6 +439,9 @@ impl Machine {
         };
         for name in m.local_names() {
             m.add_slot(&name, now);
+        }
+        for name in m.local_sentinels() {
+            m.add_sentinel_slot(&name, now);
         }
         let deadline = now + m.group.supervise.start_timeout;
         for (name, pid) in adopted {
@@ -647,6 +666,7 @@ impl Machine {
             Input::RoleChanged { name, result } => {
                 self.on_role_changed(&name, result, now, &mut fx)
             }
+            Input::SentinelAsked { result } => self.sentinel_asked = Some(result),
             Input::Request { id, request } => self.on_request(id, request, now, &mut fx),
             Input::ReloadRequested { id } => self.on_reload_requested(id, &mut fx),
             Input::ConfigLoaded { id, result } => self.on_config_loaded(id, result, now, &mut fx),
@@ -662,6 +682,7 @@ impl Machine {
         self.forget_removed(fx);
         if !self.shutting_down {
             self.start_waiting(now, fx);
+            self.start_sentinels(now, fx);
         }
         self.advance_catch_up(now, fx);
         self.advance_ops(now, fx);
@@ -692,6 +713,9 @@ impl Machine {
         };
         if slot.state.pid() != Some(pid) {
             return; // not the process this state is about (already handled)
+        }
+        if self.is_sentinel(name) {
+            return self.on_sentinel_exit(name, how, now, fx);
         }
         let Some(inst) = self.group.instance(name).cloned() else {
             // Removed by a reload and now stopped.
@@ -768,7 +792,8 @@ impl Machine {
 
     /// Drops the slots of instances a reload removed, once their process is gone.
     fn forget_removed(&mut self, fx: &mut Vec<Effect>) {
-        let local = self.local_names();
+        let mut local = self.local_names();
+        local.extend(self.local_sentinels());
         let gone: Vec<String> = self
             .slots
             .iter()

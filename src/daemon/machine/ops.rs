@@ -130,6 +130,8 @@ impl Machine {
                 Ok(plan::restart(&self.group, &n, force))
             }),
         };
+        // With Sentinel, the master's role moves before it goes down.
+        let steps = steps.map(|steps| self.sentinel_first(steps));
         match steps {
             Ok(steps) => self
                 .ops
@@ -290,7 +292,10 @@ impl Machine {
         }
         let mut steps = plan::stop(&self.group, &names, false);
         // Instances a reload removed that still run are not in the file: stop them first.
-        for name in names.iter().filter(|n| self.group.instance(n).is_none()) {
+        for name in names
+            .iter()
+            .filter(|n| self.group.instance(n).is_none() && !self.is_sentinel(n))
+        {
             steps.insert(
                 0,
                 Step::Stop {
@@ -298,6 +303,11 @@ impl Machine {
                     force: false,
                 },
             );
+        }
+        // The sentinels last: while the instances stop they may still move the master
+        // role off this host.
+        for name in self.local_sentinels() {
+            steps.push(Step::Stop { name, force: false });
         }
         let mut op = Operation::new(steps, None, Vec::new());
         op.keep_going = true;
@@ -447,6 +457,7 @@ impl Machine {
                 Ok(())
             }
             Step::Failover { name, force } => self.begin_failover(name, *force, fx),
+            Step::SentinelFailover { name } => self.begin_sentinel_failover(name, fx),
             Step::Promote { name, force } => self.begin_promote(name, *force, fx),
             Step::ApplyLive { name, change } => {
                 let Some(inst) = self.group.instance(name).cloned() else {
@@ -553,6 +564,7 @@ impl Machine {
                 (fresh || now >= started + super::STATUS_WAIT).then_some(Ok(None))
             }
             Step::Failover { name, .. } => self.role_change_outcome(name, "FAILOVER"),
+            Step::SentinelFailover { name } => self.sentinel_failover_outcome(name, started, now),
             Step::Promote { name, .. } => self.role_change_outcome(name, "REPLICAOF NO ONE"),
             Step::AwaitTopology { .. } => {
                 let sup = &self.group.supervise;

@@ -44,9 +44,17 @@ impl Machine {
         if let (Some(kind), Some(slot)) = (logged_sync, self.slots.get_mut(name)) {
             slot.logged_sync = Some(kind);
         }
+        if self.is_sentinel(name) {
+            self.sentinel_readiness(name, now, fx);
+            self.obey_sentinels(now, fx);
+            return;
+        }
         self.note_history(name);
         self.update_readiness(name, now, fx);
-        self.learn_topology(now, fx);
+        // With Sentinel the sentinels say who the master is; without, the instances.
+        if self.group.sentinel.is_none() {
+            self.learn_topology(now, fx);
+        }
         // An upstream's probe may be the one that shows its local replicas in sync.
         let replicas: Vec<String> = self
             .group
@@ -196,6 +204,11 @@ impl Machine {
         for inst in self.group.start_order_all() {
             if !self.slots.contains_key(&inst.name) {
                 targets.push((inst.name.clone(), Endpoint::of(&self.group, inst)));
+            }
+        }
+        for (name, endpoint) in self.sentinel_endpoints() {
+            if !self.slots.contains_key(&name) {
+                targets.push((name, endpoint));
             }
         }
         if targets != self.probe_targets {

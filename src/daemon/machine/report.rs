@@ -28,6 +28,7 @@ impl Machine {
     pub fn report(&self) -> Vec<InstanceReport> {
         self.slots
             .iter()
+            .filter(|(name, _)| !self.is_sentinel(name))
             .map(|(name, slot)| {
                 let upstream = self.group.instance(name).and_then(|i| i.replica_of.clone());
                 let in_gate = match &slot.state {

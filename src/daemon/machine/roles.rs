@@ -193,6 +193,10 @@ impl Machine {
             History::Read(position) => position.clone(),
         };
         let source = self.catch_up_source(inst, position.as_ref(), after_crash, now)?;
+        if self.group.sentinel.is_some() {
+            // Sentinel decides: it fails over, and this one then starts as a replica.
+            return self.await_sentinel_failover(since, now);
+        }
         let endpoint = self.endpoint_of(&source)?;
         warn!(
             instance = %inst.name,
@@ -389,6 +393,22 @@ impl Machine {
         to: Option<String>,
         force: bool,
     ) -> Result<Vec<Step>, String> {
+        if self.group.sentinel.is_some() {
+            if let Some(t) = to {
+                return Err(format!(
+                    "with [sentinel], Sentinel picks the new master: run `redisrepd failover` \
+                     without --to (steer it with `replica-priority`; `{t}` is not chosen here)"
+                ));
+            }
+            return Ok(vec![
+                Step::SentinelFailover {
+                    name: self.actual.clone(),
+                },
+                Step::AwaitTopology {
+                    name: String::new(),
+                },
+            ]);
+        }
         if let Some(t) = &to
             && self.group.instance(t).is_none()
         {
@@ -411,6 +431,13 @@ impl Machine {
 
     /// The steps of `promote REPLICA`.
     pub(super) fn promote_steps(&self, name: String, force: bool) -> Result<Vec<Step>, String> {
+        if self.group.sentinel.is_some() {
+            return Err(
+                "promote refused: with [sentinel], Sentinel decides which replica becomes \
+                 master; it fails over by itself when the master is down"
+                    .to_owned(),
+            );
+        }
         if self.group.instance(&name).is_none() {
             return Err(format!(
                 "no instance `{name}` in {}",
@@ -426,6 +453,26 @@ impl Machine {
             },
             Step::AwaitTopology { name },
         ])
+    }
+
+    /// With Sentinel: a stop (or restart) of the actual master asks the sentinels to fail
+    /// over first, so writes move before it goes down.
+    pub(super) fn sentinel_first(&self, mut steps: Vec<Step>) -> Vec<Step> {
+        if self.group.sentinel.is_none() || self.group.replicas_of(&self.actual).next().is_none() {
+            return steps;
+        }
+        if let Some(i) = steps
+            .iter()
+            .position(|s| matches!(s, Step::Stop { name, .. } if *name == self.actual))
+        {
+            steps.insert(
+                i,
+                Step::SentinelFailover {
+                    name: self.actual.clone(),
+                },
+            );
+        }
+        steps
     }
 
     fn refuse_when_busy(&self) -> Result<(), String> {

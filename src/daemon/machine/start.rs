@@ -26,10 +26,13 @@ impl Machine {
     ) {
         let start_timeout = self.group.supervise.start_timeout;
         let shutting_down = self.shutting_down;
-        let endpoint = self
-            .group
-            .instance(name)
-            .map(|inst| Endpoint::of(&self.group, inst));
+        let endpoint = match self.group.instance(name) {
+            Some(inst) => Some(Endpoint::of(&self.group, inst)),
+            None => self
+                .group
+                .sentinel_node(name)
+                .map(|node| crate::sentinel::endpoint(&self.group, node)),
+        };
         let Some(slot) = self.slots.get_mut(name) else {
             return;
         };
@@ -369,6 +372,7 @@ impl Machine {
             log_path: group.log_path(inst),
             pid_path: group.pid_path(inst),
             resume: self.resume_candidate(inst),
+            sentinel: false,
         };
         let sync_full_before = group
             .upstream(inst)

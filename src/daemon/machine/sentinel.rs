@@ -1,0 +1,289 @@
+//! Sentinel mode (`[sentinel]`): this host's sentinel nodes supervised like instances
+//! (started at once, restarted with backoff after a crash, adopted after a daemon restart,
+//! stopped with SHUTDOWN last), and the group's master taken from what the sentinels say.
+//!
+//! Sentinel owns the roles: the master the answering sentinels name (their INFO's
+//! `master0:...,address=IP:PORT`) is the actual master, and an instance started here
+//! replicates from it. With no sentinel answering, the last known master holds. A master
+//! that crashed with replicas ahead of its files is not restarted as master while the
+//! sentinels still name it: they fail over first (for at most `down_after` +
+//! `failover_timeout`), and it rejoins as a replica.
+
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use super::{Effect, LaunchSpec, Machine, STARTING, Slot, State};
+use crate::backoff::{self, CrashHistory};
+use crate::config::Secret;
+use crate::endpoint::Endpoint;
+use crate::info::Info;
+use crate::topology;
+
+impl Machine {
+    /// Whether `name` is a sentinel node of the group (any host).
+    pub(super) fn is_sentinel(&self, name: &str) -> bool {
+        self.group.sentinel_node(name).is_some()
+    }
+
+    /// This host's sentinel nodes.
+    pub(super) fn local_sentinels(&self) -> Vec<String> {
+        self.group
+            .sentinel_nodes_on(&self.host)
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    /// A slot for a sentinel node, wanted and waiting to start.
+    pub(super) fn add_sentinel_slot(&mut self, name: &str, now: Instant) {
+        let Some(node) = self.group.sentinel_node(name) else {
+            return;
+        };
+        let endpoint = crate::sentinel::endpoint(&self.group, node);
+        let slot = Slot {
+            state: State::waiting(STARTING, now, false),
+            wanted: true,
+            endpoint,
+            crashes: CrashHistory::default(),
+            restarts: 0,
+            failed_starts: 0,
+            last_error: None,
+            last_sync: None,
+            sync_timeouts: 0,
+            offsets: Default::default(),
+            in_place: Some(Ok(())),
+            logged_sync: None,
+            last_history: None,
+            counters: Default::default(),
+        };
+        self.slots.insert(name.to_owned(), slot);
+    }
+
+    /// Starts the waiting sentinels: they wait for nothing.
+    pub(super) fn start_sentinels(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        for name in self.local_sentinels() {
+            let Some(State::Waiting {
+                not_before,
+                after_crash,
+                ..
+            }) = self.slots.get(&name).map(|s| s.state.clone())
+            else {
+                continue;
+            };
+            if now < not_before || !self.slots.get(&name).is_some_and(|s| s.wanted) {
+                continue;
+            }
+            let Some(node) = self.group.sentinel_node(&name).cloned() else {
+                continue;
+            };
+            let g = &self.group;
+            let spec = LaunchSpec {
+                name: name.clone(),
+                binary: self.binary.clone(),
+                endpoint: crate::sentinel::endpoint(g, &node),
+                // Rendered by the runtime, which reads what Sentinel last wrote.
+                conf: Secret::new(""),
+                conf_path: g.sentinel_conf_path(&node),
+                data_path: g.sentinel_dir(&node),
+                log_path: g.sentinel_log_path(&node),
+                pid_path: g.sentinel_pid_path(&node),
+                resume: None,
+                sentinel: true,
+            };
+            let launch = super::Launch {
+                at: None,
+                aof_to_restore: false,
+                sync_full_before: None,
+                holds_place: false,
+                predicted_partial: false,
+            };
+            self.set_state(
+                &name,
+                State::Launching {
+                    launch,
+                    after_crash,
+                },
+                fx,
+            );
+            fx.push(Effect::Launch(spec));
+        }
+    }
+
+    /// A sentinel's process exited.
+    pub(super) fn on_sentinel_exit(&mut self, name: &str, how: &str, now: Instant, fx: &mut Vec<Effect>) {
+        let sup = self.group.supervise.clone();
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        if slot.state.stopping() || !slot.wanted || self.shutting_down {
+            info!(instance = %name, status = %how, "sentinel stopped");
+            self.set_state(name, State::Stopped, fx);
+            return;
+        }
+        let reason = format!("sentinel exited unexpectedly ({how})");
+        error!(instance = %name, "{reason}");
+        slot.last_error = Some(reason.clone());
+        let crashes = slot.crashes.record(now, sup.crash_loop_window);
+        let next = if crashes >= sup.crash_loop_limit as usize {
+            State::Failed {
+                reason: format!(
+                    "crashed {crashes} times: {reason}; fix the cause, then `redisrepd start {name}`"
+                ),
+            }
+        } else {
+            State::Backoff {
+                until: now + backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max),
+                after_crash: true,
+            }
+        };
+        self.set_state(name, next, fx);
+    }
+
+    /// A local sentinel that answers INFO from its own pid runs.
+    pub(super) fn sentinel_readiness(&mut self, name: &str, now: Instant, fx: &mut Vec<Effect>) {
+        let owner = self.fresh_info(name, now).and_then(Info::process_id);
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        if let State::Starting { pid, launch, .. } = &slot.state
+            && owner == Some(*pid)
+        {
+            let pid = *pid;
+            if launch.at.is_some() {
+                slot.failed_starts = 0;
+            }
+            info!(instance = %name, pid, "sentinel running");
+            self.set_state(name, State::Running { pid }, fx);
+        }
+    }
+
+    /// The master the answering sentinels name, by instance: the address most of them give
+    /// (in their INFO, asked after the last change); `None` when none answers or they are
+    /// split evenly.
+    pub(super) fn sentinels_master(&self, now: Instant) -> Option<String> {
+        let sentinel = self.group.sentinel.as_ref()?;
+        let mut votes: Vec<(String, usize)> = Vec::new();
+        for node in &sentinel.nodes {
+            let Some(probed) = self.infos.get(&node.name) else {
+                continue;
+            };
+            if self.roles_changed_at.is_some_and(|at| probed.asked_at < at) {
+                continue;
+            }
+            let Some(info) = self.fresh_info(&node.name, now) else {
+                continue;
+            };
+            let Some(name) = named_master(&self.group, info) else {
+                continue;
+            };
+            match votes.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => *v += 1,
+                None => votes.push((name, 1)),
+            }
+        }
+        let best = votes.iter().map(|(_, v)| *v).max()?;
+        let mut top = votes.iter().filter(|(_, v)| *v == best);
+        let first = top.next()?;
+        top.next().is_none().then(|| first.0.clone())
+    }
+
+    /// In Sentinel mode, after a probe: follow the master the sentinels name.
+    pub(super) fn obey_sentinels(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.shutting_down {
+            return;
+        }
+        let Some(named) = self.sentinels_master(now) else {
+            return;
+        };
+        if named == self.actual {
+            return;
+        }
+        let steps = self.set_actual(&named, "the sentinels say so", now, fx);
+        if !steps.is_empty() {
+            self.ops
+                .push_back(super::ops::Operation::new(steps, None, Vec::new()));
+        }
+    }
+
+    /// In Sentinel mode, before a master that crashed with replicas ahead of its files
+    /// starts again: wait for the sentinels to fail over (they then name another master,
+    /// and it starts as that one's replica), for at most `down_after` +
+    /// `failover_timeout` since it went down.
+    pub(super) fn await_sentinel_failover(&self, waiting_since: Instant, now: Instant) -> Option<String> {
+        let s = self.group.sentinel.as_ref()?;
+        let limit = s.down_after + s.failover_timeout;
+        if now >= waiting_since + limit {
+            warn!("the sentinels did not fail over within down_after + failover_timeout: starting the master from its own files");
+            return None;
+        }
+        Some("its replicas have writes its files lack: waiting for the sentinels to fail over".to_owned())
+    }
+
+    /// Begins `SENTINEL FAILOVER` away from `master`.
+    pub(super) fn begin_sentinel_failover(&mut self, master: &str, fx: &mut Vec<Effect>) -> Result<(), String> {
+        let Some(s) = &self.group.sentinel else {
+            return Err("no [sentinel] in the file".to_owned());
+        };
+        if self.actual != master {
+            return Ok(()); // moved already
+        }
+        let sentinels = s
+            .nodes
+            .iter()
+            .map(|n| crate::sentinel::endpoint(&self.group, n))
+            .collect();
+        info!(master = %master, "asking the sentinels to fail over (SENTINEL FAILOVER)");
+        self.sentinel_asked = None;
+        fx.push(Effect::SentinelFailover {
+            sentinels,
+            master_name: self.group.cluster.name.clone(),
+        });
+        Ok(())
+    }
+
+    /// The outcome of a `SentinelFailover` step begun at `started`.
+    pub(super) fn sentinel_failover_outcome(
+        &self,
+        master: &str,
+        started: Instant,
+        now: Instant,
+    ) -> Option<Result<Option<String>, String>> {
+        if self.actual != master {
+            return Some(Ok(Some(format!(
+                "{}: master now (SENTINEL FAILOVER away from {master})",
+                self.actual
+            ))));
+        }
+        if let Some(Err(e)) = &self.sentinel_asked {
+            return Some(Err(format!("the sentinels did not fail over: {e}")));
+        }
+        let limit = self.group.sentinel.as_ref()?.failover_timeout;
+        (now >= started + limit).then(|| {
+            Err(format!(
+                "the sentinels still name `{master}` as master after failover_timeout ({})",
+                super::human(limit)
+            ))
+        })
+    }
+
+    /// How to reach a sentinel of any host.
+    pub(super) fn sentinel_endpoints(&self) -> Vec<(String, Endpoint)> {
+        self.group
+            .sentinel
+            .iter()
+            .flat_map(|s| s.nodes.iter())
+            .map(|n| (n.name.clone(), crate::sentinel::endpoint(&self.group, n)))
+            .collect()
+    }
+}
+
+/// The instance a sentinel's INFO names as master (`master0:name=..,status=..,address=IP:PORT`).
+pub(super) fn named_master(group: &crate::config::Group, info: &Info) -> Option<String> {
+    let line = info.get("master0")?;
+    let address = line
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("address="))?;
+    let (host, port) = address.rsplit_once(':')?;
+    let inst = topology::instance_at(group, host, port.parse().ok()?)?;
+    Some(inst.name.clone())
+}

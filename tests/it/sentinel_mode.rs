@@ -1,0 +1,221 @@
+//! Sentinel mode with the daemons: each host's daemon runs its sentinels, follows the
+//! master they name, keeps what they learned across its own restart, asks them to fail
+//! over before the master goes down, and refuses `promote`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::cluster::{self, Cluster, PASSWORD, UP};
+use crate::util;
+
+const ALL: [&str; 3] = ["master", "r1", "r2"];
+
+/// The seed layout (master on `a`, two replicas on `b`) with three sentinels: one on `a`,
+/// two on `b`, quorum 2, quick detection.
+fn sentinel_group() -> (Cluster, Vec<SocketAddr>) {
+    let mut nodes = Vec::new();
+    let mut lines = String::new();
+    for (name, host) in [("s1", "a"), ("s2", "b"), ("s3", "b")] {
+        let ip = util::loopback_ip();
+        let port = util::free_port(ip);
+        nodes.push(SocketAddr::new(ip, port));
+        lines.push_str(&format!(
+            "  {{ name = \"{name}\", host = \"{host}\", bind = \"{ip}\", port = {port} }},\n"
+        ));
+    }
+    let section = format!(
+        "\n[sentinel]\nquorum = 2\ndown_after = \"1s\"\nfailover_timeout = \"10s\"\nnodes = [\n{lines}]\n"
+    );
+    let mut c = cluster::master_and_two_replicas().build();
+    c.extra_sections = section;
+    c.write_config();
+    (c, nodes)
+}
+
+/// What a sentinel names as master, by address.
+fn named(sentinel: SocketAddr) -> Option<SocketAddr> {
+    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
+    let reply: Vec<String> = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg("test")
+        .query(&mut con)
+        .ok()?;
+    let ip: IpAddr = reply.first()?.parse().ok()?;
+    Some(SocketAddr::new(ip, reply.get(1)?.parse().ok()?))
+}
+
+/// Waits until every sentinel in `sentinels` names `master` and knows the others.
+fn wait_sentinels_agree(c: &Cluster, sentinels: &[SocketAddr], master: &str) {
+    let want = c.addr(master);
+    util::wait_for(UP, &format!("the sentinels to name `{master}`"), || {
+        let views: Vec<Option<SocketAddr>> = sentinels.iter().map(|s| named(*s)).collect();
+        if views.iter().all(|v| *v == Some(want)) {
+            Ok(())
+        } else {
+            Err(format!("{views:?}\n{}", c.logs()))
+        }
+    });
+}
+
+/// Waits until `status --json` names `master` as the group's master with every instance
+/// healthy.
+fn wait_master(c: &Cluster, master: &str) {
+    util::wait_for(UP, &format!("`{master}` to be the master, all healthy"), || {
+        let run = c.cli(&["status", "--json"]);
+        let doc: serde_json::Value =
+            serde_json::from_str(&run.stdout).map_err(|e| format!("{e}: {}", run.stdout))?;
+        if doc["master"] == master && run.status.code() == Some(0) {
+            Ok(())
+        } else {
+            Err(format!("{doc}\n{}", c.logs()))
+        }
+    });
+}
+
+fn masters(c: &Cluster) -> Vec<String> {
+    ALL.iter()
+        .filter(|n| {
+            util::connect(c.addr(n), Some(PASSWORD))
+                .and_then(|mut con| util::info(&mut con, "replication"))
+                .is_ok_and(|i| i.get("role").map(String::as_str) == Some("master"))
+        })
+        .map(|n| n.to_string())
+        .collect()
+}
+
+fn myid(sentinel: SocketAddr) -> Option<String> {
+    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
+    redis::cmd("SENTINEL").arg("MYID").query(&mut con).ok()
+}
+
+#[test]
+fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
+    let (mut c, sentinels) = sentinel_group();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    wait_sentinels_agree(&c, &sentinels, "master");
+    let ids: Vec<Option<String>> = sentinels.iter().map(|s| myid(*s)).collect();
+
+    // Writes every replica acknowledged.
+    let mut con = c.con("master");
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    for k in &keys {
+        let _: () = redis::cmd("SET").arg(k).arg(1).query(&mut con).expect("SET");
+    }
+    let got: i64 = redis::cmd("WAIT").arg(2).arg(5000).query(&mut con).expect("WAIT");
+    assert_eq!(got, 2);
+    drop(con);
+
+    // Host a goes down: its daemon, the master and sentinel s1, all SIGKILLed.
+    let master_pid = c.pid("master");
+    let mut daemon = c.take_daemon("a").expect("daemon a");
+    daemon.proc.signal(Signal::SIGKILL);
+    daemon.proc.wait_exit(UP);
+    let s1_pid = std::fs::read_to_string(c.run_dir().join("s1.pid"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .expect("s1 pid file");
+    util::kill(master_pid, Signal::SIGKILL);
+    util::kill(s1_pid, Signal::SIGKILL);
+
+    // The two sentinels on b elect a new master among r1, r2; writes work there.
+    let new_master = util::wait_for(UP, "a new master named by the sentinels", || {
+        let named: Vec<Option<SocketAddr>> = sentinels[1..].iter().map(|s| named(*s)).collect();
+        match named[0] {
+            Some(a) if a != c.addr("master") && named.iter().all(|n| *n == Some(a)) => {
+                ["r1", "r2"]
+                    .into_iter()
+                    .find(|n| c.addr(n) == a)
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{a} is no replica"))
+            }
+            _ => Err(format!("{named:?}\n{}", c.logs())),
+        }
+    });
+    util::wait_until(UP, "the new master to take writes", || {
+        let mut con = c.con(&new_master);
+        redis::cmd("SET")
+            .arg("after")
+            .arg(1)
+            .query::<()>(&mut con)
+            .is_ok()
+    });
+
+    // Host a comes back: the old master rejoins as a replica, s1 as itself.
+    c.start_daemon("a");
+    wait_master(&c, &new_master);
+    wait_sentinels_agree(&c, &sentinels, &new_master);
+    assert_eq!(masters(&c), [new_master.clone()], "one master");
+    assert_eq!(
+        sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(),
+        ids,
+        "each sentinel is still itself"
+    );
+    let all: Vec<String> = keys.iter().cloned().chain(["after".to_owned()]).collect();
+    for name in ALL {
+        util::wait_for(UP, &format!("`{name}` to have every acknowledged write"), || {
+            let mut con = c.con(name);
+            let missing = all
+                .iter()
+                .filter(|k| !redis::cmd("EXISTS").arg(k).query::<bool>(&mut con).unwrap_or(false))
+                .count();
+            if missing == 0 {
+                Ok(())
+            } else {
+                Err(format!("{missing} missing"))
+            }
+        });
+    }
+
+    // What the sentinels learned survives a daemon restart (their files are re-rendered
+    // over what Sentinel wrote).
+    assert!(c.stop_daemon("b").success());
+    c.start_daemon("b");
+    wait_sentinels_agree(&c, &sentinels, &new_master);
+    assert_eq!(sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(), ids);
+    let conf = std::fs::read_to_string(c.dir.join("data/s2/sentinel.conf")).expect("s2 conf");
+    let a = c.addr(&new_master);
+    assert!(
+        conf.contains(&format!("sentinel monitor test {} {}", a.ip(), a.port())),
+        "{conf}"
+    );
+}
+
+#[test]
+fn failover_restart_and_promote_go_through_sentinel() {
+    let (mut c, sentinels) = sentinel_group();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    wait_sentinels_agree(&c, &sentinels, "master");
+
+    let run = c.cli(&["promote", "r1"]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(format!("{}{}", run.stdout, run.stderr).contains("Sentinel decides"));
+    let run = c.cli(&["failover", "--to", "r1"]);
+    assert_eq!(run.status.code(), Some(1));
+
+    // `failover` is SENTINEL FAILOVER.
+    let run = c.cli(&["failover"]);
+    assert_eq!(run.status.code(), Some(0), "{}\n{}\n{}", run.stdout, run.stderr, c.logs());
+    let moved = masters(&c);
+    assert_eq!(moved.len(), 1);
+    assert_ne!(moved[0], "master");
+    wait_master(&c, &moved[0]);
+    wait_sentinels_agree(&c, &sentinels, &moved[0]);
+
+    // A rolling restart moves the role away from the current master before restarting it.
+    let current = moved[0].clone();
+    let run = c.cli(&["restart", "--all"]);
+    assert_eq!(run.status.code(), Some(0), "{}\n{}\n{}", run.stdout, run.stderr, c.logs());
+    assert!(run.stdout.contains("SENTINEL FAILOVER away from"), "{}", run.stdout);
+    c.wait_healthy();
+    let now = masters(&c);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], current, "{}", run.stdout);
+    wait_sentinels_agree(&c, &sentinels, &now[0]);
+    let _ = Duration::ZERO;
+}
