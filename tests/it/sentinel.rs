@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redisrepd::config::{Group, Secret, SentinelNode};
-use redisrepd::render::sentinel::{learned, render_sentinel};
+use redisrepd::render::sentinel::{learned, render_sentinel, split_args};
 use redisrepd::render::{self, Secrets};
 use redisrepd::{files, sentinel};
 
@@ -244,6 +244,30 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
             "no duplicate of the restarted sentinel: {m:?}"
         );
     }
+    // A new password reaches a running sentinel live: its own, the one it gives its peers
+    // and the one it gives the instances.
+    let new = Secret::new("sentinel-it-pw2");
+    sentinel::change_password(&eps[0], "shop", Some(&new), ASK).expect("changing the password");
+    let mut with_new = eps[0].clone();
+    with_new.password = Some(new);
+    assert_eq!(
+        sentinel::myid(&with_new, ASK).as_deref(),
+        Ok(ids[0].as_str())
+    );
+    let refused = sentinel::myid(&eps[0], ASK).expect_err("the old password must be refused");
+    assert!(refused.contains("authentication failed"), "{refused}");
+    let path = group.sentinel_conf_path(node);
+    wait_until(
+        Duration::from_secs(10),
+        "s1 to write the new password",
+        || {
+            // Valkey quotes the values ("..."), Redis does not: compare arguments.
+            let lines: Vec<Vec<String>> = read(&path).lines().filter_map(split_args).collect();
+            let has = |want: &[&str]| lines.iter().any(|l| l == want);
+            has(&["sentinel", "auth-pass", "shop", "sentinel-it-pw2"])
+                && has(&["sentinel", "sentinel-pass", "sentinel-it-pw2"])
+        },
+    );
 }
 
 fn read(path: &Path) -> String {
