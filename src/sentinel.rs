@@ -1,7 +1,9 @@
 //! Asking a sentinel: who the master is, the monitor's state, whether a failover could be
-//! authorised, and to fail over. Blocking calls with timeouts over the same authenticated
-//! connection as `redis_io` (run them off the supervisor thread); the replies are read by
-//! pure parsers, unit-tested below.
+//! authorised, and to fail over (also safely, [`switchover`]). Blocking calls with timeouts
+//! over the same authenticated connection as `redis_io` (run them off the supervisor
+//! thread); the replies are read by pure parsers, unit-tested below, as are the pure
+//! decisions on the answers: what the sentinels agree on ([`agreement`]) and whom an
+//! instance replicates from when Sentinel names the master ([`upstream_under_sentinel`]).
 //!
 //! The master name is the cluster's `name` (`render::sentinel` monitors it under that name).
 
@@ -398,6 +400,63 @@ pub fn myid(ep: &Endpoint, timeout: Duration) -> Result<String, String> {
     query(ep, timeout, redis::cmd("SENTINEL").arg("MYID"))
 }
 
+/// What the sentinels say together, for `status` and for choosing an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreement {
+    /// Sentinels that answered.
+    pub reachable: usize,
+    /// The master most of the answering sentinels name, and how many name it (ties: the
+    /// first named, in node order).
+    pub master: Option<((IpAddr, u16), usize)>,
+    /// At least `quorum` sentinels answered (else `status` exits 3).
+    pub quorum_reachable: bool,
+}
+
+/// Sums up each node's answer to [`get_master_addr`] (in node order).
+pub fn agreement(answers: &[Result<Option<(IpAddr, u16)>, String>], quorum: u32) -> Agreement {
+    let reachable = answers.iter().filter(|a| a.is_ok()).count();
+    let mut counts: Vec<((IpAddr, u16), usize)> = Vec::new();
+    for addr in answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok().copied().flatten())
+    {
+        match counts.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((addr, 1)),
+        }
+    }
+    let mut master: Option<((IpAddr, u16), usize)> = None;
+    for c in counts {
+        if master.is_none_or(|(_, best)| c.1 > best) {
+            master = Some(c);
+        }
+    }
+    Agreement {
+        reachable,
+        master,
+        quorum_reachable: reachable >= quorum as usize,
+    }
+}
+
+/// The address an instance of `group` replicates from when Sentinel names `master`:
+/// `None` for the named master itself; the named master for the TOML's master (back after
+/// a failover, it rejoins as a replica) and for its direct replicas (Sentinel moved them
+/// there); a replica of a replica keeps following its TOML upstream (Sentinel manages only
+/// the master's direct replicas, and the relay was not moved).
+pub fn upstream_under_sentinel(
+    group: &Group,
+    inst: &crate::config::Instance,
+    master: (IpAddr, u16),
+) -> Option<(IpAddr, u16)> {
+    if (inst.bind, inst.port) == master {
+        return None;
+    }
+    match group.upstream(inst) {
+        Some(up) if !up.is_master() && (up.bind, up.port) != master => Some((up.bind, up.port)),
+        _ => Some(master),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +537,63 @@ mod tests {
         assert!(!caught_up(&info("master_repl_offset:100\r\n")));
         let two = format!("{behind}slave1:ip=10.0.0.3,port=6379,state=online,offset=100,lag=0\r\n");
         assert!(caught_up(&info(&two)));
+    }
+
+    fn a(s: &str) -> (IpAddr, u16) {
+        let (ip, port) = s.split_once(':').unwrap();
+        (ip.parse().unwrap(), port.parse().unwrap())
+    }
+
+    #[test]
+    fn agreement_counts_the_answers() {
+        let m = a("10.0.0.1:6379");
+        let r = a("10.0.0.2:6379");
+        let all = agreement(&[Ok(Some(m)), Ok(Some(m)), Ok(Some(m))], 2);
+        assert_eq!(all.reachable, 3);
+        assert_eq!(all.master, Some((m, 3)));
+        assert!(all.quorum_reachable);
+        let split = agreement(&[Ok(Some(m)), Ok(Some(r)), Ok(Some(r))], 2);
+        assert_eq!(split.master, Some((r, 2)));
+        let lonely = agreement(
+            &[Ok(Some(m)), Err("connection refused".into()), Ok(None)],
+            2,
+        );
+        assert_eq!(lonely.reachable, 2);
+        assert_eq!(lonely.master, Some((m, 1)));
+        assert!(lonely.quorum_reachable);
+        let none = agreement(&[Err("x".into()), Err("y".into()), Ok(None)], 2);
+        assert_eq!(none.master, None);
+        assert!(!none.quorum_reachable);
+    }
+
+    #[test]
+    fn upstream_follows_the_named_master() {
+        let g = crate::config::parse(
+            "[cluster]\nname = \"t\"\npassword = \"p\"\n\
+             [[instance]]\nname = \"m\"\nhost = \"h\"\nbind = \"10.0.0.1\"\nport = 6379\n\
+             [[instance]]\nname = \"r\"\nhost = \"h\"\nbind = \"10.0.0.2\"\nport = 6379\nreplica_of = \"m\"\n\
+             [[instance]]\nname = \"r2\"\nhost = \"h\"\nbind = \"10.0.0.3\"\nport = 6379\nreplica_of = \"m\"\n\
+             [[instance]]\nname = \"leaf\"\nhost = \"h\"\nbind = \"10.0.0.4\"\nport = 6379\nreplica_of = \"r\"\n",
+            std::path::Path::new("/t.toml"),
+            std::path::Path::new("/"),
+        )
+        .unwrap()
+        .group;
+        let up = |name: &str, master: &str| {
+            upstream_under_sentinel(&g, g.instance(name).unwrap(), a(master))
+        };
+        // As configured.
+        assert_eq!(up("m", "10.0.0.1:6379"), None);
+        assert_eq!(up("r", "10.0.0.1:6379"), Some(a("10.0.0.1:6379")));
+        assert_eq!(up("leaf", "10.0.0.1:6379"), Some(a("10.0.0.2:6379")));
+        // After Sentinel promoted r2: the old master and r follow r2, leaf its relay r.
+        assert_eq!(up("m", "10.0.0.3:6379"), Some(a("10.0.0.3:6379")));
+        assert_eq!(up("r", "10.0.0.3:6379"), Some(a("10.0.0.3:6379")));
+        assert_eq!(up("r2", "10.0.0.3:6379"), None);
+        assert_eq!(up("leaf", "10.0.0.3:6379"), Some(a("10.0.0.2:6379")));
+        // After Sentinel promoted r, the relay: leaf's upstream is the master.
+        assert_eq!(up("leaf", "10.0.0.2:6379"), Some(a("10.0.0.2:6379")));
+        assert_eq!(up("r", "10.0.0.2:6379"), None);
     }
 
     #[test]
