@@ -309,6 +309,11 @@ impl Group {
             .map(|d| d.join(format!("{}.log", inst.name)))
     }
 
+    /// Where the daemon for `host` keeps the group's actual master across its restarts.
+    pub fn topology_path(&self, host: &str) -> PathBuf {
+        self.cluster.run_dir.join(format!("{host}.topology"))
+    }
+
     /// The sentinel node called `name`.
     pub fn sentinel_node(&self, name: &str) -> Option<&SentinelNode> {
         self.sentinel

@@ -16,6 +16,7 @@ mod gate;
 mod metrics;
 mod netns;
 mod render_accepted;
+mod roles;
 mod sentinel;
 mod servers;
 mod systemd;
