@@ -1,9 +1,9 @@
 //! Asking a sentinel: who the master is, the monitor's state, whether a failover could be
 //! authorised, and to fail over (also safely, [`switchover`]). Blocking calls with timeouts
 //! over the same authenticated connection as `redis_io` (run them off the supervisor
-//! thread); the replies are read by pure parsers, unit-tested below, as are the pure
-//! decisions on the answers: what the sentinels agree on ([`agreement`]) and whom an
-//! instance replicates from when Sentinel names the master ([`upstream_under_sentinel`]).
+//! thread); the replies are read by pure parsers, unit-tested below, as is what the
+//! sentinels' answers add up to ([`agreement`]). Whom an instance follows once Sentinel
+//! names the master is `topology`'s job (`instance_at`, then `effective`).
 //!
 //! The master name is the cluster's `name` (`render::sentinel` monitors it under that name).
 
@@ -438,25 +438,6 @@ pub fn agreement(answers: &[Result<Option<(IpAddr, u16)>, String>], quorum: u32)
     }
 }
 
-/// The address an instance of `group` replicates from when Sentinel names `master`:
-/// `None` for the named master itself; the named master for the TOML's master (back after
-/// a failover, it rejoins as a replica) and for its direct replicas (Sentinel moved them
-/// there); a replica of a replica keeps following its TOML upstream (Sentinel manages only
-/// the master's direct replicas, and the relay was not moved).
-pub fn upstream_under_sentinel(
-    group: &Group,
-    inst: &crate::config::Instance,
-    master: (IpAddr, u16),
-) -> Option<(IpAddr, u16)> {
-    if (inst.bind, inst.port) == master {
-        return None;
-    }
-    match group.upstream(inst) {
-        Some(up) if !up.is_master() && (up.bind, up.port) != master => Some((up.bind, up.port)),
-        _ => Some(master),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,36 +545,6 @@ mod tests {
         let none = agreement(&[Err("x".into()), Err("y".into()), Ok(None)], 2);
         assert_eq!(none.master, None);
         assert!(!none.quorum_reachable);
-    }
-
-    #[test]
-    fn upstream_follows_the_named_master() {
-        let g = crate::config::parse(
-            "[cluster]\nname = \"t\"\npassword = \"p\"\n\
-             [[instance]]\nname = \"m\"\nhost = \"h\"\nbind = \"10.0.0.1\"\nport = 6379\n\
-             [[instance]]\nname = \"r\"\nhost = \"h\"\nbind = \"10.0.0.2\"\nport = 6379\nreplica_of = \"m\"\n\
-             [[instance]]\nname = \"r2\"\nhost = \"h\"\nbind = \"10.0.0.3\"\nport = 6379\nreplica_of = \"m\"\n\
-             [[instance]]\nname = \"leaf\"\nhost = \"h\"\nbind = \"10.0.0.4\"\nport = 6379\nreplica_of = \"r\"\n",
-            std::path::Path::new("/t.toml"),
-            std::path::Path::new("/"),
-        )
-        .unwrap()
-        .group;
-        let up = |name: &str, master: &str| {
-            upstream_under_sentinel(&g, g.instance(name).unwrap(), a(master))
-        };
-        // As configured.
-        assert_eq!(up("m", "10.0.0.1:6379"), None);
-        assert_eq!(up("r", "10.0.0.1:6379"), Some(a("10.0.0.1:6379")));
-        assert_eq!(up("leaf", "10.0.0.1:6379"), Some(a("10.0.0.2:6379")));
-        // After Sentinel promoted r2: the old master and r follow r2, leaf its relay r.
-        assert_eq!(up("m", "10.0.0.3:6379"), Some(a("10.0.0.3:6379")));
-        assert_eq!(up("r", "10.0.0.3:6379"), Some(a("10.0.0.3:6379")));
-        assert_eq!(up("r2", "10.0.0.3:6379"), None);
-        assert_eq!(up("leaf", "10.0.0.3:6379"), Some(a("10.0.0.2:6379")));
-        // After Sentinel promoted r, the relay: leaf's upstream is the master.
-        assert_eq!(up("leaf", "10.0.0.2:6379"), Some(a("10.0.0.2:6379")));
-        assert_eq!(up("r", "10.0.0.2:6379"), None);
     }
 
     #[test]
