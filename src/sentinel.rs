@@ -1,7 +1,9 @@
 //! Asking a sentinel: who the master is, the monitor's state, whether a failover could be
-//! authorised, and to fail over. Blocking calls with timeouts over the same authenticated
-//! connection as `redis_io` (run them off the supervisor thread); the replies are read by
-//! pure parsers, unit-tested below.
+//! authorised, and to fail over (also safely, [`switchover`]). Blocking calls with timeouts
+//! over the same authenticated connection as `redis_io` (run them off the supervisor
+//! thread); the replies are read by pure parsers, unit-tested below, as is what the
+//! sentinels' answers add up to ([`agreement`]). Whom an instance follows once Sentinel
+//! names the master is `topology`'s job (`instance_at`, then `effective`).
 //!
 //! The master name is the cluster's `name` (`render::sentinel` monitors it under that name).
 
@@ -297,9 +299,143 @@ pub fn change_password(
     Ok(())
 }
 
+/// Moves the master role away from a master that is up, through Sentinel, without losing
+/// an acknowledged write (measured: a bare `SENTINEL FAILOVER` leaves the old master
+/// taking writes for ~11 s until Sentinel converts it, and they are lost; see
+/// notes/facts-sentinel.md):
+///
+/// 1. `CLIENT PAUSE <pause> WRITE` on the master (writes wait, reads go on);
+/// 2. waits until an online replica has the master's offset ([`caught_up`]);
+/// 3. `SENTINEL FAILOVER name` on the first sentinel that accepts it;
+/// 4. waits until a sentinel names another master, and returns it.
+///
+/// The old master stays paused: the caller must, within `pause`, either SHUTDOWN it
+/// (restart/stop: the paused clients see the connection close, unanswered) or make it a
+/// replica of the new master (`REPLICAOF`, then `CLIENT UNPAUSE`). When this fails before
+/// Sentinel accepted the failover, the master is unpaused; after, it is left paused (two
+/// masters taking writes would be worse). Blocking: polls every 10 ms until `within`.
+/// Only call it when a replica is in sync: Sentinel promotes a replica that has not
+/// finished its first sync, data set empty (measured).
+pub fn switchover(
+    master: &Endpoint,
+    sentinels: &[Endpoint],
+    name: &str,
+    pause: Duration,
+    within: Duration,
+) -> Result<(IpAddr, u16), String> {
+    let deadline = std::time::Instant::now() + within;
+    let step = Duration::from_millis(10);
+    let ask = within.min(Duration::from_secs(5));
+    let mut conn = master.connect(ask).map_err(describe)?;
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(pause.as_millis().to_string())
+        .arg("WRITE")
+        .query(&mut conn)
+        .map_err(|e| format!("CLIENT PAUSE on the master: {}", describe_reply(e)))?;
+    let unpause = |conn: &mut redis::Connection, why: String| {
+        let _: redis::RedisResult<redis::Value> = redis::cmd("CLIENT").arg("UNPAUSE").query(conn);
+        Err(why)
+    };
+    loop {
+        let text: Result<String, _> = redis::cmd("INFO").arg("replication").query(&mut conn);
+        match text {
+            Ok(t) if caught_up(&crate::info::Info::parse(&t)) => break,
+            Ok(_) if std::time::Instant::now() < deadline => std::thread::sleep(step),
+            Ok(_) => {
+                return unpause(
+                    &mut conn,
+                    format!("no replica caught up with the master within {within:?}"),
+                );
+            }
+            Err(e) => return unpause(&mut conn, format!("INFO on the master: {}", describe(e))),
+        }
+    }
+    let old = (master.bind, master.port);
+    let mut refusals = Vec::new();
+    let accepted = sentinels.iter().any(|ep| match failover(ep, name, ask) {
+        Ok(()) => true,
+        Err(e) => {
+            refusals.push(format!("{ep:?}: {e}"));
+            false
+        }
+    });
+    if !accepted {
+        return unpause(
+            &mut conn,
+            format!("no sentinel started the failover: {}", refusals.join("; ")),
+        );
+    }
+    loop {
+        for ep in sentinels {
+            if let Ok(Some(new)) = get_master_addr(ep, name, ask)
+                && new != old
+            {
+                return Ok(new);
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "Sentinel accepted the failover but named no new master within {within:?}; \
+                 the old master stays paused"
+            ));
+        }
+        std::thread::sleep(step);
+    }
+}
+
+/// Whether a master's `INFO replication` lists an online replica at its own offset: with
+/// writes paused, that replica has every acknowledged write.
+pub fn caught_up(master: &crate::info::Info) -> bool {
+    master.repl_offset().is_some_and(|offset| {
+        master
+            .replicas
+            .iter()
+            .any(|r| r.is_online() && r.offset >= offset)
+    })
+}
+
 /// `SENTINEL MYID`: this sentinel's id (kept across restarts by `render::sentinel`).
 pub fn myid(ep: &Endpoint, timeout: Duration) -> Result<String, String> {
     query(ep, timeout, redis::cmd("SENTINEL").arg("MYID"))
+}
+
+/// What the sentinels say together, for `status` and for choosing an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreement {
+    /// Sentinels that answered.
+    pub reachable: usize,
+    /// The master most of the answering sentinels name, and how many name it (ties: the
+    /// first named, in node order).
+    pub master: Option<((IpAddr, u16), usize)>,
+    /// At least `quorum` sentinels answered (else `status` exits 3).
+    pub quorum_reachable: bool,
+}
+
+/// Sums up each node's answer to [`get_master_addr`] (in node order).
+pub fn agreement(answers: &[Result<Option<(IpAddr, u16)>, String>], quorum: u32) -> Agreement {
+    let reachable = answers.iter().filter(|a| a.is_ok()).count();
+    let mut counts: Vec<((IpAddr, u16), usize)> = Vec::new();
+    for addr in answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok().copied().flatten())
+    {
+        match counts.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((addr, 1)),
+        }
+    }
+    let mut master: Option<((IpAddr, u16), usize)> = None;
+    for c in counts {
+        if master.is_none_or(|(_, best)| c.1 > best) {
+            master = Some(c);
+        }
+    }
+    Agreement {
+        reachable,
+        master,
+        quorum_reachable: reachable >= quorum as usize,
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +504,47 @@ mod tests {
         let healthy = MasterState::parse(&strings(&["flags", "master"]));
         assert!(!healthy.is_sdown() && !healthy.is_odown() && !healthy.failover_in_progress());
         assert_eq!(healthy.addr(), None);
+    }
+
+    #[test]
+    fn caught_up_needs_an_online_replica_at_the_masters_offset() {
+        let info = |lines: &str| crate::info::Info::parse(&format!("role:master\r\n{lines}"));
+        let ahead = "master_repl_offset:100\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=100,lag=0\r\n";
+        assert!(caught_up(&info(ahead)));
+        let behind = "master_repl_offset:100\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=99,lag=0\r\n";
+        assert!(!caught_up(&info(behind)));
+        let syncing = "master_repl_offset:100\r\nslave0:ip=10.0.0.2,port=6379,state=send_bulk,offset=100,lag=0\r\n";
+        assert!(!caught_up(&info(syncing)));
+        assert!(!caught_up(&info("master_repl_offset:100\r\n")));
+        let two = format!("{behind}slave1:ip=10.0.0.3,port=6379,state=online,offset=100,lag=0\r\n");
+        assert!(caught_up(&info(&two)));
+    }
+
+    fn a(s: &str) -> (IpAddr, u16) {
+        let (ip, port) = s.split_once(':').unwrap();
+        (ip.parse().unwrap(), port.parse().unwrap())
+    }
+
+    #[test]
+    fn agreement_counts_the_answers() {
+        let m = a("10.0.0.1:6379");
+        let r = a("10.0.0.2:6379");
+        let all = agreement(&[Ok(Some(m)), Ok(Some(m)), Ok(Some(m))], 2);
+        assert_eq!(all.reachable, 3);
+        assert_eq!(all.master, Some((m, 3)));
+        assert!(all.quorum_reachable);
+        let split = agreement(&[Ok(Some(m)), Ok(Some(r)), Ok(Some(r))], 2);
+        assert_eq!(split.master, Some((r, 2)));
+        let lonely = agreement(
+            &[Ok(Some(m)), Err("connection refused".into()), Ok(None)],
+            2,
+        );
+        assert_eq!(lonely.reachable, 2);
+        assert_eq!(lonely.master, Some((m, 1)));
+        assert!(lonely.quorum_reachable);
+        let none = agreement(&[Err("x".into()), Err("y".into()), Ok(None)], 2);
+        assert_eq!(none.master, None);
+        assert!(!none.quorum_reachable);
     }
 
     #[test]
