@@ -56,8 +56,7 @@ pub fn spawn(launch: &Launch<'_>, tail: &OutputTail) -> io::Result<Child> {
     if launch.sentinel {
         cmd.arg("--sentinel");
     }
-    cmd
-        .process_group(0)
+    cmd.process_group(0)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_PID")
         .env_remove("WATCHDOG_USEC")

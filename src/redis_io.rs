@@ -35,6 +35,30 @@ impl Endpoint {
         Ok(Info::parse(&text))
     }
 
+    /// `INFO`; from a sentinel, plus the master it names for `cluster` as the line
+    /// `sentinel_master_addr:IP:PORT` (`SENTINEL GET-MASTER-ADDR-BY-NAME`: during a
+    /// failover it already names the promoted replica, while INFO's `master0` still names
+    /// the old master).
+    pub fn info_or_sentinel(&self, cluster: &str, timeout: Duration) -> Result<Info, String> {
+        let mut conn = self.connect(timeout).map_err(describe)?;
+        let mut text: String = redis::cmd("INFO").query(&mut conn).map_err(describe)?;
+        let info = Info::parse(&text);
+        let sentinel = info.get("redis_mode") == Some("sentinel")
+            || info.get("server_mode") == Some("sentinel");
+        if !sentinel {
+            return Ok(info);
+        }
+        let addr: Option<Vec<String>> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(cluster)
+            .query(&mut conn)
+            .map_err(describe)?;
+        if let Some([ip, port]) = addr.as_deref() {
+            text.push_str(&format!("\r\nsentinel_master_addr:{ip}:{port}\r\n"));
+        }
+        Ok(Info::parse(&text))
+    }
+
     /// Sends an authenticated `SHUTDOWN SAVE` (or `SHUTDOWN NOSAVE` when `nosave`) and
     /// waits for Redis to close the connection, which it does once the save is done.
     pub fn shutdown(&self, nosave: bool, timeout: Duration) -> Result<(), ShutdownError> {

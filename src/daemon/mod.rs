@@ -147,9 +147,10 @@ pub fn run(
     {
         let (targets, tx, interval) =
             (targets.clone(), tx.clone(), group.supervise.health_interval);
+        let cluster = group.cluster.name.clone();
         std::thread::Builder::new()
             .name("prober".into())
-            .spawn(move || prober::run(targets, interval, tx, wake_rx))?;
+            .spawn(move || prober::run(targets, interval, tx, wake_rx, cluster))?;
     }
     info!(host = %host, socket = %socket_path.display(), "redisrepd daemon started");
     let config_abs = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());

@@ -13,10 +13,17 @@ use crate::redis_io::Endpoint;
 /// The instances to probe, set by the supervisor.
 pub type ProbeTargets = Arc<Mutex<Vec<(String, Endpoint)>>>;
 
+/// A sentinel also says whom it names as master (`cluster` is the name it monitors).
 /// Probes until the supervisor's side of `events` or `wake` is gone. A message on `wake`
 /// starts the next round at once (after a launch, readiness should not wait a whole
 /// interval; a status request wants answers no older than itself).
-pub fn run(targets: ProbeTargets, interval: Duration, events: Sender<Event>, wake: Receiver<()>) {
+pub fn run(
+    targets: ProbeTargets,
+    interval: Duration,
+    events: Sender<Event>,
+    wake: Receiver<()>,
+    cluster: String,
+) {
     let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
     loop {
         let list = targets.lock().map(|t| t.clone()).unwrap_or_default();
@@ -27,9 +34,10 @@ pub fn run(targets: ProbeTargets, interval: Duration, events: Sender<Event>, wak
                 .into_iter()
                 .map(|(name, endpoint)| {
                     let events = events.clone();
+                    let cluster = &cluster;
                     scope.spawn(move || {
                         let asked_at = Instant::now();
-                        let result = endpoint.info(timeout);
+                        let result = endpoint.info_or_sentinel(cluster, timeout);
                         events
                             .send(Event::Probe {
                                 name,

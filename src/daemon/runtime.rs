@@ -441,23 +441,13 @@ impl Runtime {
                 None
             }
             Effect::SentinelFailover {
+                master,
                 sentinels,
                 master_name,
             } => {
                 let events = self.events.clone();
                 spawn_worker("sentinel-failover", move || {
-                    let mut errors = Vec::new();
-                    let mut result = Err(String::new());
-                    for ep in &sentinels {
-                        match crate::sentinel::failover(ep, &master_name, Duration::from_secs(5)) {
-                            Ok(()) => {
-                                result = Ok(());
-                                break;
-                            }
-                            Err(e) => errors.push(format!("{}:{}: {e}", ep.bind, ep.port)),
-                        }
-                    }
-                    let result = result.map_err(|_| errors.join("; "));
+                    let result = sentinel_switchover(&master, &sentinels, &master_name);
                     let _ = events.send(Event::SentinelAsked { result });
                 });
                 None
@@ -787,6 +777,31 @@ fn apply_live(
             None => Ok(()),
         })
         .map_err(|e| LiveFailure::Failed(format!("cannot write {}: {e}", conf_path.display())))
+}
+
+/// A switchover through Sentinel (`sentinel::switchover`: writes paused on the old
+/// master until a replica has everything, then `SENTINEL FAILOVER`), after which the old
+/// master follows the new one and takes writes no more (they get READONLY, never an
+/// acknowledgement that Sentinel's later conversion would throw away), and is unpaused.
+fn sentinel_switchover(
+    master: &Endpoint,
+    sentinels: &[Endpoint],
+    name: &str,
+) -> Result<(), String> {
+    let pause = Duration::from_secs(30);
+    let (ip, port) = crate::sentinel::switchover(master, sentinels, name, pause, pause / 2)?;
+    let mut c = master
+        .connect(Duration::from_secs(5))
+        .map_err(|e| format!("the old master after the failover: {e}"))?;
+    redis::cmd("REPLICAOF")
+        .arg(ip.to_string())
+        .arg(port)
+        .query::<()>(&mut c)
+        .map_err(|e| format!("REPLICAOF on the old master: {e}"))?;
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query::<()>(&mut c)
+        .map_err(|e| format!("CLIENT UNPAUSE on the old master: {e}"))
 }
 
 /// `CONFIG SET masterauth` then `requirepass`, over a connection made with the old

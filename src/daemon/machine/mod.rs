@@ -246,9 +246,12 @@ pub enum Effect {
     },
     /// `REPLICAOF NO ONE` on `name`; answer with `RoleChanged`.
     MakeMaster { name: String, endpoint: Endpoint },
-    /// `SENTINEL FAILOVER <master_name>` to each of `sentinels` in turn until one starts
-    /// it; answer with `SentinelAsked`.
+    /// Move the master role away from `master` through Sentinel without losing a write:
+    /// pause writes on it, wait for a replica to have everything, `SENTINEL FAILOVER
+    /// <master_name>` (to each of `sentinels` in turn until one starts it), then make the
+    /// old master a replica of the new one and unpause it; answer with `SentinelAsked`.
     SentinelFailover {
+        master: Endpoint,
         sentinels: Vec<Endpoint>,
         master_name: String,
     },

@@ -158,7 +158,8 @@ impl Machine {
             return None;
         };
         let (since, after_crash) = (*not_before, *after_crash);
-        // A local instance that does not run is no master; any other may be.
+        // A local instance that does not run is no master; any other may be. With
+        // Sentinel, the sentinels that may run are asked too: they name the master.
         let stale = self
             .group
             .instances
@@ -169,7 +170,14 @@ impl Machine {
                     .get(&i.name)
                     .is_none_or(|s| s.state.pid().is_some())
             })
-            .any(|i| self.infos.get(&i.name).is_none_or(|p| p.asked_at < since));
+            .map(|i| i.name.clone())
+            .chain(
+                self.sentinel_endpoints()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| self.slots.get(n).is_none_or(|s| s.state.pid().is_some())),
+            )
+            .any(|n| self.infos.get(&n).is_none_or(|p| p.asked_at < since));
         if stale {
             if self
                 .last_fast_probe
@@ -179,6 +187,11 @@ impl Machine {
                 self.last_fast_probe = Some(now);
             }
             return Some("asking the group who its master is before starting it as master".into());
+        }
+        if self.group.sentinel.is_some()
+            && let Some(hold) = self.sentinel_start_hold(&inst.name, since, now)
+        {
+            return Some(hold);
         }
         let position = match history {
             History::NotRead => {
@@ -379,7 +392,7 @@ impl Machine {
     }
 
     /// How to reach an instance: a local one with the password it started with.
-    fn endpoint_of(&self, name: &str) -> Option<Endpoint> {
+    pub(super) fn endpoint_of(&self, name: &str) -> Option<Endpoint> {
         if let Some(slot) = self.slots.get(name) {
             return Some(slot.endpoint.clone());
         }

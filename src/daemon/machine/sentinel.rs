@@ -110,7 +110,13 @@ impl Machine {
     }
 
     /// A sentinel's process exited.
-    pub(super) fn on_sentinel_exit(&mut self, name: &str, how: &str, now: Instant, fx: &mut Vec<Effect>) {
+    pub(super) fn on_sentinel_exit(
+        &mut self,
+        name: &str,
+        how: &str,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
         let sup = self.group.supervise.clone();
         let Some(slot) = self.slots.get_mut(name) else {
             return;
@@ -132,7 +138,8 @@ impl Machine {
             }
         } else {
             State::Backoff {
-                until: now + backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max),
+                until: now
+                    + backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max),
                 after_crash: true,
             }
         };
@@ -157,9 +164,9 @@ impl Machine {
         }
     }
 
-    /// The master the answering sentinels name, by instance: the address most of them give
-    /// (in their INFO, asked after the last change); `None` when none answers or they are
-    /// split evenly.
+    /// The master the sentinels name, by instance: the address a majority of all the nodes
+    /// give (in their INFO, asked after the last change); `None` when no majority answers
+    /// alike.
     pub(super) fn sentinels_master(&self, now: Instant) -> Option<String> {
         let sentinel = self.group.sentinel.as_ref()?;
         let mut votes: Vec<(String, usize)> = Vec::new();
@@ -181,10 +188,13 @@ impl Machine {
                 None => votes.push((name, 1)),
             }
         }
-        let best = votes.iter().map(|(_, v)| *v).max()?;
-        let mut top = votes.iter().filter(|(_, v)| *v == best);
-        let first = top.next()?;
-        top.next().is_none().then(|| first.0.clone())
+        // A majority of all the nodes, as Sentinel itself needs to elect a leader: the
+        // views of single sentinels right after a failover lag behind, and must not flip
+        // the roles back and forth.
+        votes
+            .into_iter()
+            .find(|(_, v)| v * 2 > sentinel.nodes.len())
+            .map(|(name, _)| name)
     }
 
     /// In Sentinel mode, after a probe: follow the master the sentinels name.
@@ -205,22 +215,60 @@ impl Machine {
         }
     }
 
+    /// In Sentinel mode, before an instance starts as master: only when the sentinels (a
+    /// majority of all nodes) name it, or none answers (then the last known roles hold);
+    /// while they disagree, it waits (for at most `down_after` + `failover_timeout`).
+    pub(super) fn sentinel_start_hold(
+        &self,
+        name: &str,
+        since: Instant,
+        now: Instant,
+    ) -> Option<String> {
+        let s = self.group.sentinel.as_ref()?;
+        let answering = s
+            .nodes
+            .iter()
+            .filter(|n| self.fresh_info(&n.name, now).is_some())
+            .count();
+        if answering == 0 || self.sentinels_master(now).as_deref() == Some(name) {
+            return None;
+        }
+        if now >= since + s.down_after + s.failover_timeout {
+            warn!(instance = %name, "the sentinels did not agree on a master within down_after + failover_timeout: starting it as the last known master");
+            return None;
+        }
+        Some("waiting for the sentinels to agree on the master".to_owned())
+    }
+
     /// In Sentinel mode, before a master that crashed with replicas ahead of its files
     /// starts again: wait for the sentinels to fail over (they then name another master,
     /// and it starts as that one's replica), for at most `down_after` +
     /// `failover_timeout` since it went down.
-    pub(super) fn await_sentinel_failover(&self, waiting_since: Instant, now: Instant) -> Option<String> {
+    pub(super) fn await_sentinel_failover(
+        &self,
+        waiting_since: Instant,
+        now: Instant,
+    ) -> Option<String> {
         let s = self.group.sentinel.as_ref()?;
         let limit = s.down_after + s.failover_timeout;
         if now >= waiting_since + limit {
-            warn!("the sentinels did not fail over within down_after + failover_timeout: starting the master from its own files");
+            warn!(
+                "the sentinels did not fail over within down_after + failover_timeout: starting the master from its own files"
+            );
             return None;
         }
-        Some("its replicas have writes its files lack: waiting for the sentinels to fail over".to_owned())
+        Some(
+            "its replicas have writes its files lack: waiting for the sentinels to fail over"
+                .to_owned(),
+        )
     }
 
     /// Begins `SENTINEL FAILOVER` away from `master`.
-    pub(super) fn begin_sentinel_failover(&mut self, master: &str, fx: &mut Vec<Effect>) -> Result<(), String> {
+    pub(super) fn begin_sentinel_failover(
+        &mut self,
+        master: &str,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), String> {
         let Some(s) = &self.group.sentinel else {
             return Err("no [sentinel] in the file".to_owned());
         };
@@ -232,9 +280,13 @@ impl Machine {
             .iter()
             .map(|n| crate::sentinel::endpoint(&self.group, n))
             .collect();
-        info!(master = %master, "asking the sentinels to fail over (SENTINEL FAILOVER)");
+        let Some(endpoint) = self.endpoint_of(master) else {
+            return Err(format!("no instance `{master}`"));
+        };
+        info!(master = %master, "asking the sentinels to fail over (writes paused meanwhile, SENTINEL FAILOVER)");
         self.sentinel_asked = None;
         fx.push(Effect::SentinelFailover {
+            master: endpoint,
             sentinels,
             master_name: self.group.cluster.name.clone(),
         });
@@ -277,12 +329,16 @@ impl Machine {
     }
 }
 
-/// The instance a sentinel's INFO names as master (`master0:name=..,status=..,address=IP:PORT`).
+/// The instance a sentinel names as master: `sentinel_master_addr` (what the prober adds
+/// from `SENTINEL GET-MASTER-ADDR-BY-NAME`), else INFO's `master0:...,address=IP:PORT`.
 pub(super) fn named_master(group: &crate::config::Group, info: &Info) -> Option<String> {
-    let line = info.get("master0")?;
-    let address = line
-        .split(',')
-        .find_map(|kv| kv.strip_prefix("address="))?;
+    let address = match info.get("sentinel_master_addr") {
+        Some(a) => a,
+        None => info
+            .get("master0")?
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("address="))?,
+    };
     let (host, port) = address.rsplit_once(':')?;
     let inst = topology::instance_at(group, host, port.parse().ok()?)?;
     Some(inst.name.clone())
