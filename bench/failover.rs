@@ -149,11 +149,11 @@ impl Load {
                         Ok(()) => {
                             log.acked.push(n);
                             count.fetch_add(1, Ordering::Relaxed);
-                            if let Some(last) = log.last_ok {
-                                if now - last > log.max_gap {
-                                    log.max_gap = now - last;
-                                    log.max_gap_end = Some(now);
-                                }
+                            if let Some(last) = log.last_ok
+                                && now - last > log.max_gap
+                            {
+                                log.max_gap = now - last;
+                                log.max_gap_end = Some(now);
                             }
                             log.last_ok = Some(now);
                         }
@@ -426,11 +426,11 @@ fn redisrepd(o: &Opts, rows: &mut Vec<Result<Row, String>>) -> Result<(), String
                 }
             },
         )
-        .and_then(|mut row| {
+        .map(|mut row| {
             if let Err(e) = m.wait_status_ok(Duration::from_secs(60)) {
                 row.note = format!("{}; `status` not 0 within 60 s after: {e}", row.note);
             }
-            Ok(row)
+            row
         });
         let failed = r.is_err();
         rows.push(r);

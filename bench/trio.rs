@@ -350,8 +350,11 @@ pub fn error_kind(e: &redis::RedisError) -> String {
 /// Reads `sync_full` and `sync_partial_ok` of every instance every 100 ms (and on
 /// [`Syncs::sample`]) and keeps the largest seen per instance and `run_id`: the counters
 /// start from 0 when a server restarts, so a total is the sum over runs.
+/// (full, partial) per instance index and run id.
+type Seen = Mutex<BTreeMap<(usize, String), [i64; 2]>>;
+
 pub struct Syncs {
-    seen: Arc<Mutex<BTreeMap<(usize, String), [i64; 2]>>>,
+    seen: Arc<Seen>,
     stop: Arc<AtomicBool>,
     addrs: [SocketAddr; 3],
     handle: Option<JoinHandle<()>>,
@@ -378,7 +381,7 @@ impl Syncs {
         }
     }
 
-    fn read(addrs: &[SocketAddr; 3], seen: &Mutex<BTreeMap<(usize, String), [i64; 2]>>) {
+    fn read(addrs: &[SocketAddr; 3], seen: &Seen) {
         for (i, addr) in addrs.iter().enumerate() {
             let Ok(stats) = info(*addr, "default") else {
                 continue;
