@@ -54,6 +54,24 @@ pub enum Verb {
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
     },
+    /// Planned switchover: REPLICA becomes the master through Redis's FAILOVER (writes
+    /// paused, not refused; no acknowledged write lost); the others follow it.
+    Failover {
+        /// The new master (default: the most up-to-date replica of the master).
+        #[arg(long, value_name = "REPLICA")]
+        to: Option<String>,
+        /// Go ahead even if REPLICA is not in sync (FAILOVER ... FORCE).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The master is gone: make REPLICA the master now and re-point the other replicas.
+    Promote {
+        /// The replica to make master.
+        instance: String,
+        /// Go ahead even if another replica has a higher replication offset.
+        #[arg(long)]
+        force: bool,
+    },
     /// Validate the TOML and print the plan for a host.
     Check {
         /// The host whose plan to print (default: this machine's hostname).

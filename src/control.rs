@@ -27,6 +27,10 @@ pub enum Request {
     Status,
     /// Re-read the TOML and apply the difference.
     Reload,
+    /// Planned switchover to `to` (default: the most up-to-date replica of the master).
+    Failover { to: Option<String>, force: bool },
+    /// The master is gone: make `instance` the master.
+    Promote { instance: String, force: bool },
 }
 
 /// What a daemon answers.

@@ -30,6 +30,7 @@ pub mod render;
 pub mod server;
 pub mod server_check;
 pub mod status;
+pub mod topology;
 
 use std::process::ExitCode;
 

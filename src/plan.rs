@@ -22,8 +22,19 @@ pub enum Step {
     SetPassword { name: String },
     /// Apply a changed config to a running instance without a restart (`CONFIG SET`,
     /// `REPLICAOF`), and write its new redis.conf so a later start agrees. Should the
-    /// server refuse a setting at runtime, the instance is restarted instead.
+    /// server refuse a setting at runtime, or a new upstream not be sure to resync
+    /// partially, the instance is restarted instead (through the sync gate).
     ApplyLive { name: String, change: LiveChange },
+    /// Ask every instance the daemon probes for a fresh INFO and wait for the answers
+    /// (or a few seconds), so the next step decides on facts no older than itself.
+    AwaitProbes { name: String },
+    /// Coordinated switchover: `FAILOVER TO` on the current master, making `name` master.
+    Failover { name: String, force: bool },
+    /// The master is gone: make `name` master (`REPLICAOF NO ONE`).
+    Promote { name: String, force: bool },
+    /// Wait until every instance that answers follows the actual topology (`name` is its
+    /// master), and report who follows whom.
+    AwaitTopology { name: String },
 }
 
 impl Step {
@@ -34,7 +45,11 @@ impl Step {
             | Step::Start { name }
             | Step::AwaitReady { name }
             | Step::SetPassword { name }
-            | Step::ApplyLive { name, .. } => name,
+            | Step::ApplyLive { name, .. }
+            | Step::AwaitProbes { name }
+            | Step::Failover { name, .. }
+            | Step::Promote { name, .. }
+            | Step::AwaitTopology { name } => name,
         }
     }
 }
@@ -45,13 +60,42 @@ pub struct LiveChange {
     /// `CONFIG SET key value`, in order. Values are the server's settings as `CONFIG SET`
     /// takes them.
     pub set: Vec<(String, Secret)>,
+    /// A new upstream, by `REPLICAOF` after the settings: `Some(None)` makes it a master
+    /// (`REPLICAOF NO ONE`).
+    pub repoint: Option<Option<Upstream>>,
+}
+
+/// Where `REPLICAOF` points an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The instance's name, for messages (the address when it is not in the file).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
 }
 
 impl LiveChange {
-    /// What it does, for the reload's reply: `set maxmemory live`.
+    /// What it does, for the reload's reply: `set maxmemory live`, `re-pointed to r1`.
     pub fn describe(&self) -> String {
         let keys: Vec<&str> = self.set.iter().map(|(k, _)| k.as_str()).collect();
-        format!("set {} live", keys.join(", "))
+        let mut parts = Vec::new();
+        if !keys.is_empty() {
+            parts.push(format!("set {} live", keys.join(", ")));
+        }
+        match &self.repoint {
+            Some(Some(up)) => parts.push(format!("re-pointed to {}", up.name)),
+            Some(None) => parts.push("made master (REPLICAOF NO ONE)".to_owned()),
+            None => {}
+        }
+        if parts.is_empty() {
+            return "config file rewritten, nothing to change live".to_owned();
+        }
+        parts.join(", ")
+    }
+
+    /// True when it changes nothing in the running server.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.repoint.is_none()
     }
 }
 
@@ -117,9 +161,16 @@ pub fn live_change(old: &str, new: &str) -> Result<LiveChange, String> {
     let value = |list: &[(String, Vec<String>)], key: &str| {
         list.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     };
-    let mut change = LiveChange { set: Vec::new() };
+    let mut change = LiveChange {
+        set: Vec::new(),
+        repoint: None,
+    };
     for (key, _) in &old {
-        if value(&new, key).is_some() || key == "replicaof" {
+        if key == "replicaof" && value(&new, key).is_none() {
+            change.repoint = Some(None);
+            continue;
+        }
+        if value(&new, key).is_some() {
             continue;
         }
         // A directive redisrepd generates goes back to its known default; for anything
@@ -140,10 +191,20 @@ pub fn live_change(old: &str, new: &str) -> Result<LiveChange, String> {
         if RESTART_KEYS.contains(&key.as_str()) {
             return Err(format!("`{key}` changed"));
         }
-        // A new upstream may mean a full sync: that goes through the sync gate and is
-        // waited for, as a restart is.
+        // A new upstream by `REPLICAOF`; the supervisor restarts it instead (through the
+        // sync gate) unless its resync there is sure to be partial.
         if key == "replicaof" {
-            return Err("its upstream changed".to_owned());
+            let (host, port) = values
+                .first()
+                .and_then(|v| v.split_once(' '))
+                .and_then(|(h, p)| Some((h.to_owned(), p.trim().parse().ok()?)))
+                .ok_or_else(|| "its `replicaof` line is not `HOST PORT`".to_owned())?;
+            change.repoint = Some(Some(Upstream {
+                name: format!("{host}:{port}"),
+                host,
+                port,
+            }));
+            continue;
         }
         // The password is changed first, everywhere, by its own step (a replica restarted
         // with the new `masterauth` must find it on its upstream).
@@ -286,8 +347,10 @@ pub fn reload_diff(
                         match live_change(
                             &render::render(old, prev, old_server, Secrets::Show),
                             &render::render(new, inst, new_server, Secrets::Show),
-                        ) {
-                            Ok(change) if change.set.is_empty() => {}
+                        )
+                        .map(|c| named(c, inst))
+                        {
+                            Ok(change) if change.is_empty() => {}
                             Ok(change) => diff.live.push((name, change)),
                             Err(why) => {
                                 diff.restart_reasons.push((name.clone(), why));
@@ -298,7 +361,9 @@ pub fn reload_diff(
                     (true, _, false) => match live_change(
                         &render::render(old, prev, old_server, Secrets::Show),
                         &render::render(new, inst, new_server, Secrets::Show),
-                    ) {
+                    )
+                    .map(|c| named(c, inst))
+                    {
                         Ok(change) => diff.live.push((name, change)),
                         Err(why) => {
                             diff.restart_reasons.push((name.clone(), why));
@@ -315,6 +380,14 @@ pub fn reload_diff(
         }
     }
     diff
+}
+
+/// Names the new upstream of a live change by its instance.
+fn named(mut change: LiveChange, inst: &crate::config::Instance) -> LiveChange {
+    if let (Some(Some(up)), Some(name)) = (&mut change.repoint, &inst.replica_of) {
+        up.name = name.clone();
+    }
+    change
 }
 
 /// The steps that apply a reload: change passwords in place, stop removed instances,
@@ -724,7 +797,7 @@ replica_of = "m"
             .collect();
         assert_eq!(set, [("maxmemory", "1gb"), ("save", "60 1 10 100")]);
         assert_eq!(change.describe(), "set maxmemory, save live");
-        // A new port, a new upstream, or a removed directive, needs a restart.
+        // A new port or a removed directive needs a restart; a new upstream is REPLICAOF.
         let diff = reload_diff(
             &group(&text),
             &group(&text.replace("port = 2\n", "port = 22\n")),
@@ -732,21 +805,36 @@ replica_of = "m"
             &R70,
             &R70,
         );
+        assert_eq!(diff.changed, ["r1"]);
+        assert_eq!(diff.restart_reasons[0].1, "`port` changed");
+        let leaf = &diff.live.iter().find(|(n, _)| n == "leaf").expect("leaf").1;
         assert_eq!(
-            diff.changed,
-            ["r1", "leaf"],
+            leaf.describe(),
+            "re-pointed to r1",
             "the leaf follows r1's new port"
         );
-        assert_eq!(diff.restart_reasons[0].1, "`port` changed");
         let moved = text.replace(
             "port = 4\nreplica_of = \"r1\"",
             "port = 4\nreplica_of = \"r2\"",
         );
         let diff = reload_diff(&group(&text), &group(&moved), "b", &R70, &R70);
-        assert_eq!(diff.changed, ["leaf"]);
-        assert_eq!(diff.restart_reasons[0].1, "its upstream changed");
+        assert!(diff.changed.is_empty());
         let live: Vec<&str> = diff.live.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(live, ["r1", "r2"], "their pacing directive follows, live");
+        assert_eq!(
+            live,
+            ["r1", "r2", "leaf"],
+            "their pacing directive follows, live"
+        );
+        let leaf = &diff.live[2].1;
+        assert_eq!(leaf.describe(), "re-pointed to r2");
+        assert_eq!(
+            leaf.repoint,
+            Some(Some(Upstream {
+                name: "r2".into(),
+                host: "127.0.0.1".into(),
+                port: 3
+            }))
+        );
         assert_eq!(diff.live[0].1.set[0].1.expose(), "0", "back to the default");
         let diff = reload_diff(&group(&text), &old, "b", &R70, &R70);
         assert_eq!(

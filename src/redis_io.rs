@@ -68,6 +68,73 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// `REPLICAOF host port`, or `REPLICAOF NO ONE` when `to` is `None`.
+    pub fn replicaof(&self, to: Option<(&str, u16)>, timeout: Duration) -> Result<(), String> {
+        let mut conn = self.connect(timeout).map_err(describe)?;
+        let mut cmd = redis::cmd("REPLICAOF");
+        match to {
+            Some((host, port)) => cmd.arg(host).arg(port),
+            None => cmd.arg("NO").arg("ONE"),
+        };
+        cmd.query::<()>(&mut conn).map_err(describe)
+    }
+
+    /// Coordinated switchover (Redis 6.2+): `FAILOVER TO <target> TIMEOUT <ms>` on this
+    /// master, then waits until `target` reports itself master and this one replicates.
+    /// Redis pauses writes meanwhile and aborts by itself (writes resume here) when the
+    /// target does not catch up within `timeout`.
+    pub fn failover(
+        &self,
+        target: &Endpoint,
+        force: bool,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let io = Duration::from_secs(5);
+        let mut conn = self.connect(io).map_err(describe)?;
+        let mut cmd = redis::cmd("FAILOVER");
+        cmd.arg("TO")
+            .arg(target.bind.to_string())
+            .arg(target.port)
+            .arg("TIMEOUT")
+            .arg(timeout.as_millis() as u64);
+        if force {
+            cmd.arg("FORCE");
+        }
+        cmd.query::<()>(&mut conn).map_err(describe)?;
+        let deadline = std::time::Instant::now() + timeout + io;
+        loop {
+            let old = self.info(io);
+            let new = target.info(io);
+            if let (Ok(old), Ok(new)) = (&old, &new)
+                && old.role() == Some("replica")
+                && new.role() == Some("master")
+            {
+                return Ok(());
+            }
+            // Back to no failover while still master: Redis gave up (the target did not
+            // catch up in time) and writes go on here.
+            if let Ok(old) = &old
+                && old.role() == Some("master")
+                && old.get("master_failover_state") == Some("no-failover")
+                && new.as_ref().is_ok_and(|n| n.role() != Some("master"))
+                && std::time::Instant::now() > deadline - io
+            {
+                return Err("FAILOVER was aborted by the server: the target did not catch up in time; writes go on at the old master".to_owned());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the roles did not swap within {}s (old master: {}, target: {})",
+                    (timeout + io).as_secs(),
+                    old.map_or_else(|e| e, |i| i.role().unwrap_or("?").to_owned()),
+                    new.map_or_else(|e| e, |i| i.role().unwrap_or("?").to_owned()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Whether an AOF rewrite is in progress on this connection's server.
 fn rewriting_aof(conn: &mut redis::Connection) -> bool {
     redis::cmd("INFO")

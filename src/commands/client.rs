@@ -207,6 +207,71 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
     Ok(status::exit_code(&list))
 }
 
+/// `failover [--to REPLICA]`: asked of the daemon of REPLICA's host, or without `--to` of
+/// one that runs here (the configured master's first). That daemon talks to the master and
+/// the target itself; the other daemons follow what the group then says.
+pub fn failover(config: &Path, to: Option<String>, force: bool) -> Result<u8> {
+    let group = super::load_for_client(config)?.group;
+    let host = match &to {
+        Some(name) => instance_host(&group, name)?,
+        None => {
+            let mut hosts = group.hosts();
+            let master_host = group.master().host.clone();
+            hosts.sort_by_key(|h| *h != master_host);
+            match hosts.into_iter().find(|h| group.socket_path(h).exists()) {
+                Some(h) => h.to_owned(),
+                None => bail!(
+                    "no daemon of this group runs here: no socket in {}",
+                    group.cluster.run_dir.display()
+                ),
+            }
+        }
+    };
+    done(&host, ask(&group, &host, &Request::Failover { to, force })?)
+}
+
+/// `promote REPLICA`: asked of the daemon of REPLICA's host (the master's may be gone).
+pub fn promote(config: &Path, instance: String, force: bool) -> Result<u8> {
+    let group = super::load_for_client(config)?.group;
+    let host = instance_host(&group, &instance)?;
+    done(
+        &host,
+        ask(&group, &host, &Request::Promote { instance, force })?,
+    )
+}
+
+fn instance_host(group: &Group, name: &str) -> Result<String> {
+    match group.instance(name) {
+        Some(inst) => Ok(inst.host.clone()),
+        None => bail!(
+            "{}: no instance `{name}`; instances: {}",
+            group.source.display(),
+            super::names(group)
+        ),
+    }
+}
+
+/// Prints an operation's lines; its exit status.
+fn done(host: &str, response: Response) -> Result<u8> {
+    match response {
+        Response::Done { ok, lines } => {
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(if ok {
+                crate::EXIT_OK
+            } else {
+                crate::EXIT_FAILED
+            })
+        }
+        Response::Error { message } => {
+            eprintln!("redisrepd: host `{host}`: {message}");
+            Ok(crate::EXIT_FAILED)
+        }
+        Response::Status { .. } => bail!("host `{host}`: the daemon answered out of turn"),
+    }
+}
+
 /// `reload`: every daemon with a socket in run_dir, or the one for `host`.
 pub fn reload(config: &Path, host: Option<&str>) -> Result<u8> {
     let group = super::load(config)?.group;

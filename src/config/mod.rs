@@ -267,6 +267,11 @@ impl Group {
             .map(|d| d.join(format!("{}.log", inst.name)))
     }
 
+    /// Where the daemon for `host` keeps the group's actual master across its restarts.
+    pub fn topology_path(&self, host: &str) -> PathBuf {
+        self.cluster.run_dir.join(format!("{host}.topology"))
+    }
+
     /// The control socket of the daemon for `host`.
     pub fn socket_path(&self, host: &str) -> PathBuf {
         self.cluster.run_dir.join(format!("{host}.sock"))

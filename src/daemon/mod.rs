@@ -64,6 +64,11 @@ pub enum Event {
         name: String,
         result: Result<Option<crate::config::Secret>, String>,
     },
+    /// The outcome of a failover or a `REPLICAOF NO ONE`.
+    RoleChanged {
+        name: String,
+        result: Result<(), String>,
+    },
     /// The outcome of a config change applied live: done, or what was refused.
     LiveApplied {
         name: String,

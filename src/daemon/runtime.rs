@@ -15,7 +15,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::Event;
 use super::claim::{self, ClaimHandle};
@@ -96,13 +96,34 @@ impl Runtime {
                 );
             }
         }
-        let machine = Machine::new(
+        let topology = group.topology_path(&setup.host);
+        let kept = match std::fs::read_to_string(&topology) {
+            Ok(text) => match crate::topology::parse_file(&text, &group) {
+                Ok(master) => Some(master),
+                Err(e) => {
+                    warn!(
+                        "{}: {e}; ignored (the group's INFO says who the master is)",
+                        topology.display()
+                    );
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let mut machine = Machine::new(
             group,
             setup.host.clone(),
             (setup.redis_server, setup.server),
             &adopted,
             now,
         );
+        if let Some(master) = kept {
+            info!(
+                "the group's master is `{master}`, as kept in {}",
+                topology.display()
+            );
+            machine.restore_topology(&master);
+        }
         let mut rt = Runtime {
             machine,
             host: setup.host,
@@ -189,6 +210,9 @@ impl Runtime {
             }
             Event::LiveApplied { name, result } => {
                 self.feed(Input::LiveApplied { name, result }, now)
+            }
+            Event::RoleChanged { name, result } => {
+                self.feed(Input::RoleChanged { name, result }, now)
             }
             Event::Control { request, reply } => {
                 let id = self.next_request;
@@ -374,6 +398,38 @@ impl Runtime {
                     let result = apply_live(&endpoint, &change, &conf, &conf_path, run_as.as_ref());
                     let _ = events.send(Event::LiveApplied { name, result });
                 });
+                None
+            }
+            Effect::Failover {
+                name,
+                master,
+                target,
+                force,
+                timeout,
+            } => {
+                let events = self.events.clone();
+                spawn_worker(&format!("failover-{name}"), move || {
+                    let result = master.failover(&target, force, timeout);
+                    let _ = events.send(Event::RoleChanged { name, result });
+                });
+                None
+            }
+            Effect::MakeMaster { name, endpoint } => {
+                let events = self.events.clone();
+                spawn_worker(&format!("promote-{name}"), move || {
+                    let result = endpoint.replicaof(None, Duration::from_secs(5));
+                    let _ = events.send(Event::RoleChanged { name, result });
+                });
+                None
+            }
+            Effect::SaveTopology { master } => {
+                let path = self.machine.group().topology_path(&self.host);
+                let text = crate::topology::format_file(&master);
+                if let Err(e) = files::write_atomic(&path, text.as_bytes(), 0o644) {
+                    // The roles hold while this daemon runs; after a restart it learns
+                    // them again from the group, if it can reach it.
+                    error!("cannot keep the topology in {}: {e}", path.display());
+                }
                 None
             }
             Effect::RestoreAof { name, endpoint } => {
@@ -648,6 +704,21 @@ fn apply_live(
             }
             Err(e) => return Err(LiveFailure::Failed(format!("`{key}`: {e}"))),
         }
+    }
+    if let Some(repoint) = &change.repoint {
+        let to = repoint.as_ref().map(|u| (u.host.as_str(), u.port));
+        let replicaof = redis::cmd("REPLICAOF");
+        let mut replicaof = replicaof;
+        match to {
+            Some((host, port)) => replicaof.arg(host).arg(port),
+            None => replicaof.arg("NO").arg("ONE"),
+        };
+        replicaof.query::<()>(&mut c).map_err(|e| match e.code() {
+            Some(_) => {
+                LiveFailure::Refused(format!("REPLICAOF: {}", e.detail().unwrap_or("refused")))
+            }
+            None => LiveFailure::Failed(format!("REPLICAOF: {e}")),
+        })?;
     }
     files::write_atomic(conf_path, conf.expose().as_bytes(), 0o600)
         .and_then(|()| match run_as {

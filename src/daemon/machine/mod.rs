@@ -23,6 +23,7 @@
 mod ops;
 mod probe;
 mod report;
+mod roles;
 mod start;
 mod state;
 mod stop;
@@ -115,6 +116,12 @@ pub enum Input {
     },
     /// The outcome of [`Effect::RestoreAof`].
     AofRestored {
+        name: String,
+        result: Result<(), String>,
+    },
+    /// The outcome of [`Effect::Failover`] or [`Effect::MakeMaster`]: `name` is the
+    /// master now, or why not.
+    RoleChanged {
         name: String,
         result: Result<(), String>,
     },
@@ -223,6 +230,21 @@ pub enum Effect {
     },
     /// `CONFIG SET appendonly yes`; answer with `AofRestored`.
     RestoreAof { name: String, endpoint: Endpoint },
+    /// Coordinated switchover: `FAILOVER TO <target> TIMEOUT <timeout>` (`FORCE` with
+    /// `force`) on `master`, then wait until `target` reports itself master; answer with
+    /// `RoleChanged` for `name`.
+    Failover {
+        name: String,
+        master: Endpoint,
+        target: Endpoint,
+        force: bool,
+        timeout: Duration,
+    },
+    /// `REPLICAOF NO ONE` on `name`; answer with `RoleChanged`.
+    MakeMaster { name: String, endpoint: Endpoint },
+    /// Keep `master` as the group's actual master across daemon restarts
+    /// (`run_dir/<host>.topology`).
+    SaveTopology { master: String },
     /// From now on probe these instances every `health_interval`.
     ProbeTargets(Vec<(String, Endpoint)>),
     /// Probe every target now, without waiting for the interval.
@@ -287,6 +309,9 @@ struct Slot {
     in_place: Option<Result<(), LiveFailure>>,
     /// The sync its own log last named, since its last launch.
     logged_sync: Option<SyncKind>,
+    /// As a master, the replication id and offset its last INFO reported: what its
+    /// replicas share with it after it crashed.
+    last_history: Option<(String, i64)>,
     counters: Counters,
 }
 
@@ -334,7 +359,17 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The supervisor's state for one host.
 pub struct Machine {
+    /// The group as the TOML describes it.
+    configured: Group,
+    /// The group as it runs: `configured` with the actual master's roles
+    /// (`topology::effective`). Everything that renders, starts and orders follows it.
     group: Group,
+    /// The group's actual master.
+    actual: String,
+    /// A failover or promotion under way (`Some(None)`), or how the last one ended.
+    role_change: Option<Option<Result<(), String>>>,
+    /// A crashed master catching up from a replica that is ahead of it.
+    catch_up: Option<roles::CatchUp>,
     host: String,
     /// The `redis_server` binary and what it is: launches and rendering follow it.
     binary: PathBuf,
@@ -363,7 +398,11 @@ impl Machine {
         now: Instant,
     ) -> Machine {
         let mut m = Machine {
+            configured: group.clone(),
+            actual: group.master().name.clone(),
             group,
+            role_change: None,
+            catch_up: None,
             host,
             binary,
             server,
@@ -401,9 +440,23 @@ impl Machine {
         m
     }
 
-    /// The group as the machine knows it now (after reloads).
+    /// The group as it runs now (after reloads, with the actual master's roles).
     pub fn group(&self) -> &Group {
         &self.group
+    }
+
+    /// The group's actual master.
+    pub fn actual_master(&self) -> &str {
+        &self.actual
+    }
+
+    /// Takes the actual master an earlier daemon kept (`run_dir/<host>.topology`), before
+    /// the first input: instances start per the roles the group had, not the TOML's.
+    pub fn restore_topology(&mut self, master: &str) {
+        if self.configured.instance(master).is_some() {
+            self.actual = master.to_owned();
+            self.group = crate::topology::effective(&self.configured, Some(master));
+        }
     }
 
     /// The server the machine runs its instances on now (after reloads).
@@ -441,6 +494,7 @@ impl Machine {
             offsets: VecDeque::new(),
             in_place: Some(Ok(())),
             logged_sync: None,
+            last_history: None,
             counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);
@@ -586,6 +640,9 @@ impl Machine {
                     }
                 }
             }
+            Input::RoleChanged { name, result } => {
+                self.on_role_changed(&name, result, now, &mut fx)
+            }
             Input::Request { id, request } => self.on_request(id, request, now, &mut fx),
             Input::ReloadRequested { id } => self.on_reload_requested(id, &mut fx),
             Input::ConfigLoaded { id, result } => self.on_config_loaded(id, result, now, &mut fx),
@@ -602,6 +659,7 @@ impl Machine {
         if !self.shutting_down {
             self.start_waiting(now, fx);
         }
+        self.advance_catch_up(now, fx);
         self.advance_ops(now, fx);
         self.answer_status(now, fx);
         self.update_probe_targets(fx);

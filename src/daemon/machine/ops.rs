@@ -28,7 +28,7 @@ pub(super) struct Operation {
 }
 
 impl Operation {
-    fn new(steps: Vec<Step>, reply: Option<RequestId>, lines: Vec<String>) -> Operation {
+    pub(super) fn new(steps: Vec<Step>, reply: Option<RequestId>, lines: Vec<String>) -> Operation {
         Operation {
             steps: steps.into(),
             current: None,
@@ -42,6 +42,13 @@ impl Operation {
     /// Whether a step has begun and is waited for.
     pub(super) fn in_progress(&self) -> bool {
         self.current.is_some()
+    }
+
+    /// Runs `steps` next, before the rest of this operation's.
+    pub(super) fn splice(&mut self, steps: Vec<Step>) {
+        for s in steps.into_iter().rev() {
+            self.steps.push_front(s);
+        }
     }
 }
 
@@ -94,6 +101,8 @@ impl Machine {
                 self.on_reload_requested(Some(id), fx);
                 return;
             }
+            Request::Failover { to, force } => self.failover_steps(to, force),
+            Request::Promote { instance, force } => self.promote_steps(instance, force),
             Request::Start { instances } => pick(instances).map(|n| plan::start(&self.group, &n)),
             Request::Stop { instances, force } => {
                 pick(instances).map(|n| plan::stop(&self.group, &n, force))
@@ -173,6 +182,13 @@ impl Machine {
             server,
             remote_servers,
         } = loaded;
+        // The new file, with the roles the group has now (unless its actual master is gone
+        // from the file: then the file's master).
+        let configured = new;
+        if configured.instance(&self.actual).is_none() {
+            self.actual = configured.master().name.clone();
+        }
+        let new = crate::topology::effective(&configured, Some(&self.actual));
         let diff = plan::reload_diff(&self.group, &new, &self.host, &self.server, &server);
         // What each instance runs now: its INFO, else what a remote one said when asked.
         let running = |name: &str| match self.infos.get(name).map(|p| &p.result) {
@@ -199,6 +215,7 @@ impl Machine {
         let steps = plan::reload(&self.group, &new, &diff);
         info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
         self.group = new;
+        self.configured = configured;
         // Removed instances keep their slot (and old endpoint) until they have stopped;
         // `forget_removed` then drops them. Added ones start with the reload's steps.
         for name in &diff.added {
@@ -425,6 +442,12 @@ impl Machine {
                 Ok(())
             }
             Step::AwaitReady { .. } => Ok(()),
+            Step::AwaitProbes { .. } | Step::AwaitTopology { .. } => {
+                fx.push(Effect::ProbeNow);
+                Ok(())
+            }
+            Step::Failover { name, force } => self.begin_failover(name, *force, fx),
+            Step::Promote { name, force } => self.begin_promote(name, *force, fx),
             Step::ApplyLive { name, change } => {
                 let Some(inst) = self.group.instance(name).cloned() else {
                     return Err(format!("`{name}` is not in the file any more"));
@@ -444,6 +467,20 @@ impl Machine {
                     slot.in_place = Some(Ok(()));
                     return Ok(());
                 }
+                // A new upstream by REPLICAOF only when the resync there is sure to be
+                // partial; one that may be full waits its turn in the sync gate, as a
+                // restart.
+                if let Some(Some(up)) = &change.repoint
+                    && let Some(why) = self.repoint_blocker(name, &up.name, now)
+                {
+                    if let Some(slot) = self.slots.get_mut(name) {
+                        slot.in_place = Some(Err(LiveFailure::Refused(why)));
+                    }
+                    return Ok(());
+                }
+                let Some(slot) = self.slots.get_mut(name) else {
+                    return Err(format!("`{name}` is not run by this daemon"));
+                };
                 slot.in_place = None;
                 fx.push(Effect::ApplyLive {
                     name: name.clone(),
@@ -502,6 +539,27 @@ impl Machine {
                 }
             }
             Step::Start { .. } => Some(Ok(None)),
+            Step::AwaitProbes { .. } => {
+                let fresh = self
+                    .probe_targets
+                    .iter()
+                    .all(|(n, _)| self.infos.get(n).is_some_and(|p| p.asked_at >= started));
+                (fresh || now >= started + super::STATUS_WAIT).then_some(Ok(None))
+            }
+            Step::Failover { name, .. } => self.role_change_outcome(name, "FAILOVER"),
+            Step::Promote { name, .. } => self.role_change_outcome(name, "REPLICAOF NO ONE"),
+            Step::AwaitTopology { .. } => {
+                let sup = &self.group.supervise;
+                let limit = sup.start_timeout + sup.sync_timeout;
+                match self.topology_settled(started) {
+                    Some(lines) => Some(Ok(Some(lines.join("; ")))),
+                    None if now.duration_since(started) > limit => Some(Err(format!(
+                        "the group did not settle in its new shape within {}: see `redisrepd status`",
+                        human(limit)
+                    ))),
+                    None => None,
+                }
+            }
             Step::ApplyLive { name, change } => match &self.slots.get(name)?.in_place {
                 None => None,
                 Some(Ok(())) => Some(Ok(Some(format!("{name}: {}", change.describe())))),

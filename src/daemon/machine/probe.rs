@@ -44,7 +44,9 @@ impl Machine {
         if let (Some(kind), Some(slot)) = (logged_sync, self.slots.get_mut(name)) {
             slot.logged_sync = Some(kind);
         }
+        self.note_history(name);
         self.update_readiness(name, now, fx);
+        self.learn_topology(now, fx);
         // An upstream's probe may be the one that shows its local replicas in sync.
         let replicas: Vec<String> = self
             .group
@@ -184,19 +186,16 @@ impl Machine {
         }
     }
 
-    /// Local instances plus every upstream of a local replica (possibly on other hosts).
+    /// Local instances plus every other instance of the group (on other hosts): the
+    /// upstreams of local replicas, and everyone who may say who the master is now.
     pub(super) fn update_probe_targets(&mut self, fx: &mut Vec<Effect>) {
         let mut targets: Vec<(String, Endpoint)> = Vec::new();
         for (name, slot) in &self.slots {
             targets.push((name.clone(), slot.endpoint.clone()));
-            if let Some(up) = self
-                .group
-                .instance(name)
-                .and_then(|i| self.group.upstream(i))
-                && !self.slots.contains_key(&up.name)
-                && !targets.iter().any(|(n, _)| n == &up.name)
-            {
-                targets.push((up.name.clone(), Endpoint::of(&self.group, up)));
+        }
+        for inst in self.group.start_order_all() {
+            if !self.slots.contains_key(&inst.name) {
+                targets.push((inst.name.clone(), Endpoint::of(&self.group, inst)));
             }
         }
         if targets != self.probe_targets {

@@ -58,7 +58,9 @@ impl Machine {
             let Some(slot) = self.slots.get(&inst.name) else {
                 continue;
             };
-            let mut s = InstanceStatus::from_config(inst);
+            // Configured role and upstream from the file; what it runs as from INFO.
+            let mut s =
+                InstanceStatus::from_config(self.configured.instance(&inst.name).unwrap_or(inst));
             s.state = slot.state.kind().label();
             s.pid = slot.state.pid();
             s.restarts = slot.restarts;

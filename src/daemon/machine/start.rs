@@ -162,7 +162,13 @@ impl Machine {
         fx: &mut Vec<Effect>,
     ) -> Option<String> {
         let Some(up) = self.group.upstream(inst).cloned() else {
-            self.launch(inst, now, false, fx);
+            if let Some(hold) = self.before_master_start(inst, history, now, fx) {
+                return Some(hold);
+            }
+            // The group may have named another master meanwhile: then it is a replica.
+            if self.group.upstream(inst).is_none() {
+                self.launch(inst, now, false, fx);
+            }
             return None;
         };
         if let Some(why) = self.upstream_blocker(&up, now) {
@@ -387,7 +393,7 @@ impl Machine {
     }
 
     /// The RDB an instance loads at start, and its AOF directory when AOF is on.
-    fn rdb_paths(&self, inst: &Instance) -> (PathBuf, Option<PathBuf>) {
+    pub(super) fn rdb_paths(&self, inst: &Instance) -> (PathBuf, Option<PathBuf>) {
         let first = |key: &str, default: &str| {
             self.group
                 .directive(inst, key)

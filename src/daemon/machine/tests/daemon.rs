@@ -225,7 +225,7 @@ fn a_stopped_replica_gives_its_gate_place_back() {
 }
 
 #[test]
-fn the_machine_asks_to_probe_every_local_instance_and_remote_upstreams() {
+fn the_machine_asks_to_probe_every_local_instance_and_every_other_one() {
     let text = SEED.replace(
         "host = \"a\"\nbind = \"127.0.0.2\"",
         "host = \"b\"\nbind = \"127.0.0.2\"",
@@ -239,7 +239,7 @@ fn the_machine_asks_to_probe_every_local_instance_and_remote_upstreams() {
             _ => None,
         })
         .expect("targets");
-    assert_eq!(targets, ["r1", "master"]);
+    assert_eq!(targets, ["r1", "master", "r2"]);
     assert!(
         !h.tick()
             .iter()

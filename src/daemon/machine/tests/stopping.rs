@@ -141,6 +141,13 @@ fn a_rolling_restart_takes_one_at_a_time_deepest_first_and_the_master_last() {
     fx.extend(h.probe("master", &master_info(100, &both)));
     order.extend(shutdowns(&fx).into_iter().map(|(n, _)| n));
     fx = shutdown_ok(&mut h, "master", 100);
+    assert!(
+        launches(&fx).is_empty(),
+        "not before the replicas say who the master is"
+    );
+    h.probe("r1", &replica_info(301, 1000));
+    fx = h.probe("r2", &replica_info(302, 1000));
+    assert_eq!(launches(&fx), ["master"]);
     h.launched("master", 400);
     fx.extend(h.probe("master", &master_info(400, &both)));
     assert_eq!(order, ["r2", "r1", "master"]);

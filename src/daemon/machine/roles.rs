@@ -1,0 +1,647 @@
+//! Roles that change: the group's actual master (learned from the instances' INFO, kept
+//! across daemon restarts), the switchover (`failover`), the promotion of a replica when
+//! the master is gone (`promote`), the guard that never starts a second master while the
+//! group can be reached, and the catch-up of a crashed master from a replica that has
+//! writes its files lack.
+//!
+//! The catch-up is a promotion and a switchover in a row: the most advanced replica is made
+//! master (`REPLICAOF NO ONE`: it keeps the old history as its second replication id), the
+//! crashed master starts as its replica and resyncs (partially when the backlog covers the
+//! gap), and once in sync it gets the role back with `FAILOVER`, so no write a replica
+//! acknowledged is lost. Every daemon follows each change by what the instances say.
+
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use super::ops::Operation;
+use super::{Effect, History, Kind, Machine, State};
+use crate::config::Instance;
+use crate::endpoint::Endpoint;
+use crate::info::Info;
+use crate::plan::{self, Step};
+use crate::rdb::ReplPosition;
+use crate::topology::{self, Seen};
+
+/// How long `FAILOVER` may wait for its target to catch up before Redis aborts it (writes
+/// then resume on the old master).
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a failed hand-back waits before it is tried again.
+const HAND_BACK_RETRY: Duration = Duration::from_secs(5);
+
+/// A crashed master catching up from the replica that is ahead of it.
+pub(super) struct CatchUp {
+    /// The crashed master.
+    master: String,
+    /// The replica it catches up from (master for the moment).
+    source: String,
+    phase: Phase,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `REPLICAOF NO ONE` sent to the source.
+    Promoting,
+    /// The master runs as the source's replica, until in sync.
+    Following,
+    /// `FAILOVER TO master` sent to the source.
+    HandingBack,
+    /// A hand-back failed: try again then.
+    Retry(Instant),
+}
+
+impl Machine {
+    /// Makes `name` the group's actual master in the machine's view: the effective group
+    /// follows it, it is saved, and the steps that bring the local instances in line
+    /// (re-pointing live) are returned for the caller to run.
+    pub(super) fn set_actual(&mut self, name: &str, why: &str, fx: &mut Vec<Effect>) -> Vec<Step> {
+        if name == self.actual || self.configured.instance(name).is_none() {
+            return Vec::new();
+        }
+        info!(master = %name, "the group's master is now `{name}` ({why})");
+        let old = std::mem::replace(
+            &mut self.group,
+            topology::effective(&self.configured, Some(name)),
+        );
+        self.actual = name.to_owned();
+        fx.push(Effect::SaveTopology {
+            master: name.to_owned(),
+        });
+        let diff = plan::reload_diff(&old, &self.group, &self.host, &self.server, &self.server);
+        let mut steps = Vec::new();
+        if !diff.live.is_empty() || !diff.changed.is_empty() {
+            // A re-point is live only when its resync is sure to be partial, judged on
+            // INFO asked after the change.
+            steps.push(Step::AwaitProbes {
+                name: name.to_owned(),
+            });
+        }
+        steps.extend(plan::reload(&old, &self.group, &diff));
+        steps
+    }
+
+    /// After a probe: whether the group now says another instance is its master (a
+    /// failover or promotion made by another daemon, by hand, or by Sentinel).
+    pub(super) fn learn_topology(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let busy = matches!(self.role_change, Some(None)) || self.catch_up.is_some();
+        if busy || self.shutting_down {
+            return;
+        }
+        let seen: Vec<Seen> = self
+            .group
+            .instances
+            .iter()
+            .map(|i| Seen {
+                name: &i.name,
+                info: self.fresh_info(&i.name, now),
+            })
+            .collect();
+        let Some(new) = topology::learn(&self.group, &self.actual, &seen) else {
+            return;
+        };
+        let steps = self.set_actual(&new, "the group says so", fx);
+        if !steps.is_empty() {
+            self.ops.push_back(Operation::new(steps, None, Vec::new()));
+        }
+    }
+
+    /// Before an instance starts as the group's master: the other instances are asked who
+    /// the master is (a promotion may have happened while it was down: it must not come
+    /// back as a second master), and when a replica has writes its files lack, the
+    /// catch-up begins. `None` when it may start as master now.
+    pub(super) fn before_master_start(
+        &mut self,
+        inst: &Instance,
+        history: &History,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> Option<String> {
+        if self.catch_up.is_some() {
+            return Some("catching up from a replica that is ahead of it".to_owned());
+        }
+        let Some(State::Waiting {
+            not_before,
+            after_crash,
+            ..
+        }) = self.slots.get(&inst.name).map(|s| &s.state)
+        else {
+            return None;
+        };
+        let (since, after_crash) = (*not_before, *after_crash);
+        // A local instance that does not run is no master; any other may be.
+        let stale = self
+            .group
+            .instances
+            .iter()
+            .filter(|i| i.name != inst.name)
+            .filter(|i| {
+                self.slots
+                    .get(&i.name)
+                    .is_none_or(|s| s.state.pid().is_some())
+            })
+            .any(|i| self.infos.get(&i.name).is_none_or(|p| p.asked_at < since));
+        if stale {
+            if self
+                .last_fast_probe
+                .is_none_or(|t| now >= t + super::FAST_PROBE)
+            {
+                fx.push(Effect::ProbeNow);
+                self.last_fast_probe = Some(now);
+            }
+            return Some("asking the group who its master is before starting it as master".into());
+        }
+        let position = match history {
+            History::NotRead => {
+                let (rdb, aof_dir) = self.rdb_paths(inst);
+                fx.push(Effect::ReadHistory {
+                    name: inst.name.clone(),
+                    rdb,
+                    aof_dir,
+                });
+                return Some("reading the replication history in its RDB".to_owned());
+            }
+            History::Read(position) => position.clone(),
+        };
+        let source = self.catch_up_source(inst, position.as_ref(), after_crash, now)?;
+        let endpoint = self.endpoint_of(&source)?;
+        warn!(
+            instance = %inst.name,
+            "replica `{source}` has writes this master's files lack: it becomes master for the \
+             moment, `{}` starts as its replica and takes the role back once in sync",
+            inst.name
+        );
+        self.catch_up = Some(CatchUp {
+            master: inst.name.clone(),
+            source: source.clone(),
+            phase: Phase::Promoting,
+        });
+        fx.push(Effect::MakeMaster {
+            name: source.clone(),
+            endpoint,
+        });
+        Some(format!(
+            "catching up: making `{source}` master for the moment"
+        ))
+    }
+
+    /// The replica that is furthest ahead of what `master` will load, on the same history:
+    /// its RDB's replication id and offset, or — after a crash, when it loads an AOF or its
+    /// RDB has no replication id — the history its last INFO reported (an AOF written
+    /// `everysec` may lack the last second, so a replica with any data of that history is
+    /// taken as ahead). A graceful stop leaves nothing behind its replicas: an AOF master
+    /// restarted on purpose starts from its files.
+    fn catch_up_source(
+        &self,
+        master: &Instance,
+        position: Option<&ReplPosition>,
+        after_crash: bool,
+        now: Instant,
+    ) -> Option<String> {
+        let aof = self
+            .group
+            .directive(master, "appendonly")
+            .is_some_and(|v| v.iter().any(|s| s.eq_ignore_ascii_case("yes")));
+        let last = self.slots.get(&master.name)?.last_history.clone();
+        let ahead = |info: &Info| -> Option<i64> {
+            let replid = info.get("master_replid")?;
+            let offset = info.repl_offset()?;
+            let is_ahead = match (position, &last) {
+                (Some(p), _) if !aof => replid == p.repl_id && offset > p.offset,
+                (_, Some((id, _))) if after_crash => replid == id && offset > 0,
+                _ => false,
+            };
+            is_ahead.then_some(offset)
+        };
+        self.group
+            .instances
+            .iter()
+            .filter(|r| r.name != master.name)
+            .filter_map(|r| {
+                let info = self.fresh_info(&r.name, now)?;
+                let follows =
+                    topology::upstream_of(&self.group, info).is_some_and(|u| u.name == master.name);
+                follows
+                    .then(|| ahead(info))
+                    .flatten()
+                    .map(|o| (r.name.clone(), o))
+            })
+            .max_by_key(|(_, o)| *o)
+            .map(|(n, _)| n)
+    }
+
+    /// The catch-up's next move: hand the role back once the master runs in sync.
+    pub(super) fn advance_catch_up(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(cu) = &self.catch_up else {
+            return;
+        };
+        let (master, source, phase) = (cu.master.clone(), cu.source.clone(), cu.phase);
+        let running = self
+            .slots
+            .get(&master)
+            .is_some_and(|s| s.state.kind() == Kind::Running);
+        let due = match phase {
+            Phase::Following => running,
+            Phase::Retry(at) => running && now >= at,
+            Phase::Promoting | Phase::HandingBack => false,
+        };
+        if self.shutting_down || !self.slots.get(&master).is_some_and(|s| s.wanted) {
+            // Stopped meanwhile: the source stays master; the group follows it.
+            info!(instance = %master, "catch-up ended: `{source}` stays master");
+            self.catch_up = None;
+            return;
+        }
+        if !due {
+            return;
+        }
+        let (Some(from), Some(to)) = (self.endpoint_of(&source), self.endpoint_of(&master)) else {
+            self.catch_up = None;
+            return;
+        };
+        info!(instance = %master, "in sync with `{source}`: taking the master role back (FAILOVER)");
+        if let Some(cu) = &mut self.catch_up {
+            cu.phase = Phase::HandingBack;
+        }
+        fx.push(Effect::Failover {
+            name: master,
+            master: from,
+            target: to,
+            force: false,
+            timeout: FAILOVER_TIMEOUT,
+        });
+    }
+
+    /// The answer to `Failover` or `MakeMaster`.
+    pub(super) fn on_role_changed(
+        &mut self,
+        name: &str,
+        result: Result<(), String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(cu) = &self.catch_up {
+            let (master, source, phase) = (cu.master.clone(), cu.source.clone(), cu.phase);
+            match (phase, &result) {
+                (Phase::Promoting, Ok(())) if name == source => {
+                    let steps = self.set_actual(&source, "catch-up of a crashed master", fx);
+                    self.push_steps(steps);
+                    if let Some(cu) = &mut self.catch_up {
+                        cu.phase = Phase::Following;
+                    }
+                    return;
+                }
+                (Phase::Promoting, Err(e)) if name == source => {
+                    // Nothing changed: the master starts from its own files.
+                    error!(instance = %master, "cannot make `{source}` master for the catch-up ({e}); starting from its own files");
+                    self.catch_up = None;
+                    return;
+                }
+                (Phase::HandingBack, Ok(())) if name == master => {
+                    let steps = self.set_actual(&master, "caught up after a crash", fx);
+                    self.push_steps(steps);
+                    info!(instance = %master, "caught up and master again");
+                    self.catch_up = None;
+                    return;
+                }
+                (Phase::HandingBack, Err(e)) if name == master => {
+                    warn!(instance = %master, "taking the role back from `{source}` failed ({e}); trying again");
+                    if let Some(cu) = &mut self.catch_up {
+                        cu.phase = Phase::Retry(now + HAND_BACK_RETRY);
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        // A failover or promotion of a control request.
+        if let Ok(()) = &result {
+            let steps = self.set_actual(name, "by request", fx);
+            if let Some(op) = self.ops.front_mut() {
+                op.splice(steps);
+            }
+        }
+        self.role_change = Some(Some(result));
+    }
+
+    fn push_steps(&mut self, steps: Vec<Step>) {
+        if !steps.is_empty() {
+            self.ops.push_back(Operation::new(steps, None, Vec::new()));
+        }
+    }
+
+    /// How to reach an instance: a local one with the password it started with.
+    fn endpoint_of(&self, name: &str) -> Option<Endpoint> {
+        if let Some(slot) = self.slots.get(name) {
+            return Some(slot.endpoint.clone());
+        }
+        let inst = self.group.instance(name)?;
+        Some(Endpoint::of(&self.group, inst))
+    }
+
+    /// The steps of `failover [--to REPLICA]`.
+    pub(super) fn failover_steps(
+        &self,
+        to: Option<String>,
+        force: bool,
+    ) -> Result<Vec<Step>, String> {
+        if let Some(t) = &to
+            && self.group.instance(t).is_none()
+        {
+            return Err(format!(
+                "no instance `{t}` in {}",
+                self.configured.source.display()
+            ));
+        }
+        self.refuse_when_busy()?;
+        let name = to.unwrap_or_default();
+        Ok(vec![
+            Step::AwaitProbes { name: name.clone() },
+            Step::Failover {
+                name: name.clone(),
+                force,
+            },
+            Step::AwaitTopology { name },
+        ])
+    }
+
+    /// The steps of `promote REPLICA`.
+    pub(super) fn promote_steps(&self, name: String, force: bool) -> Result<Vec<Step>, String> {
+        if self.group.instance(&name).is_none() {
+            return Err(format!(
+                "no instance `{name}` in {}",
+                self.configured.source.display()
+            ));
+        }
+        self.refuse_when_busy()?;
+        Ok(vec![
+            Step::AwaitProbes { name: name.clone() },
+            Step::Promote {
+                name: name.clone(),
+                force,
+            },
+            Step::AwaitTopology { name },
+        ])
+    }
+
+    fn refuse_when_busy(&self) -> Result<(), String> {
+        if matches!(self.role_change, Some(None)) {
+            return Err("a failover or promotion is under way".to_owned());
+        }
+        if let Some(cu) = &self.catch_up {
+            return Err(format!(
+                "`{}` is catching up from `{}` after a crash; try again once it is master again",
+                cu.master, cu.source
+            ));
+        }
+        Ok(())
+    }
+
+    /// Begins `FAILOVER`: checks the target and the refusals of cli.md on INFO asked
+    /// after the request.
+    pub(super) fn begin_failover(
+        &mut self,
+        to: &str,
+        force: bool,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        let master = self.actual.clone();
+        let master_info = match self.infos.get(&master).map(|p| &p.result) {
+            Some(Ok(info)) if info.role() == Some("master") => info,
+            _ => {
+                return Err(format!(
+                    "failover refused: the master `{master}` does not answer as master; when it \
+                     is gone, use `redisrepd promote REPLICA`"
+                ));
+            }
+        };
+        let replicas: Vec<&Instance> = self.group.replicas_of(&master).collect();
+        let target = if to.is_empty() {
+            // The most up-to-date replica the master lists online.
+            replicas
+                .iter()
+                .filter_map(|r| {
+                    let line = master_info.replica(r.bind, r.port)?;
+                    line.is_online().then_some((r, line.offset))
+                })
+                .max_by_key(|(_, offset)| *offset)
+                .map(|(r, _)| (*r).clone())
+                .ok_or_else(|| format!("failover refused: no replica of `{master}` is online"))?
+        } else {
+            self.group
+                .instance(to)
+                .cloned()
+                .ok_or_else(|| format!("no instance `{to}`"))?
+        };
+        if target.name == master {
+            return Err(format!("`{master}` is the master already"));
+        }
+        if target.replica_of.as_deref() != Some(master.as_str()) {
+            return Err(format!(
+                "failover refused: `{}` is not a replica of the current master `{master}`",
+                target.name
+            ));
+        }
+        let line = master_info.replica(target.bind, target.port);
+        let lag = line.map(|l| master_info.repl_offset().unwrap_or(0) - l.offset);
+        let in_sync = line.is_some_and(|l| l.is_online());
+        if !in_sync && !force {
+            return Err(format!(
+                "failover refused: `{}` is not in sync with `{master}` ({}); wait for it, or use \
+                 --force",
+                target.name,
+                match (line, lag) {
+                    (Some(l), _) => format!("its link is {}", l.state),
+                    _ => "the master does not list it".to_owned(),
+                }
+            ));
+        }
+        // After the switch the new master's replicas are the old master and the others
+        // that are online now.
+        let after = topology::effective(&self.configured, Some(&target.name));
+        let need = after
+            .instance(&target.name)
+            .and_then(|i| i.min_replicas_to_write)
+            .unwrap_or(0) as usize;
+        let have = 1 + replicas
+            .iter()
+            .filter(|r| r.name != target.name)
+            .filter(|r| {
+                master_info
+                    .replica(r.bind, r.port)
+                    .is_some_and(|l| l.is_online())
+            })
+            .count();
+        if have < need {
+            return Err(format!(
+                "failover refused: `{}` would have {have} replica(s) online, fewer than \
+                 min_replicas_to_write = {need}: writes would be refused",
+                target.name
+            ));
+        }
+        let (Some(from), Some(to_ep)) = (self.endpoint_of(&master), self.endpoint_of(&target.name))
+        else {
+            return Err("cannot reach the instances".to_owned());
+        };
+        info!(master = %master, target = %target.name, "failover: FAILOVER TO {}", target.address());
+        self.role_change = Some(None);
+        fx.push(Effect::Failover {
+            name: target.name.clone(),
+            master: from,
+            target: to_ep,
+            force,
+            timeout: FAILOVER_TIMEOUT,
+        });
+        Ok(())
+    }
+
+    /// Begins a promotion: refused while the master answers, and when another replica is
+    /// ahead (unless `force`).
+    pub(super) fn begin_promote(
+        &mut self,
+        name: &str,
+        force: bool,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        let master = self.actual.clone();
+        if name == master {
+            return Err(format!("`{name}` is the master already"));
+        }
+        let latest = |n: &str| match self.infos.get(n).map(|p| &p.result) {
+            Some(Ok(info)) => Some(info),
+            _ => None,
+        };
+        if latest(&master).is_some_and(|i| i.role() == Some("master")) {
+            return Err(format!(
+                "promote refused: the master `{master}` answers; use `redisrepd failover --to \
+                 {name}` for a switchover that loses nothing"
+            ));
+        }
+        let Some(target) = latest(name).filter(|i| i.role() == Some("replica")) else {
+            return Err(format!(
+                "promote refused: `{name}` does not answer as a replica"
+            ));
+        };
+        let mine = target.repl_offset().unwrap_or(0);
+        if !force {
+            let ahead: Vec<String> = self
+                .group
+                .instances
+                .iter()
+                .filter(|i| i.name != name && i.name != master)
+                .filter_map(|i| {
+                    let o = latest(&i.name)?.repl_offset()?;
+                    (o > mine).then(|| format!("`{}` ({o} > {mine})", i.name))
+                })
+                .collect();
+            if !ahead.is_empty() {
+                return Err(format!(
+                    "promote refused: {} has a higher replication offset than `{name}`: \
+                     promoting it would lose those writes; promote that one, or use --force",
+                    ahead.join(", ")
+                ));
+            }
+        }
+        let endpoint = self
+            .endpoint_of(name)
+            .ok_or_else(|| format!("cannot reach `{name}`"))?;
+        info!(instance = %name, "promote: REPLICAOF NO ONE (the master `{master}` does not answer)");
+        self.role_change = Some(None);
+        fx.push(Effect::MakeMaster {
+            name: name.to_owned(),
+            endpoint,
+        });
+        Ok(())
+    }
+
+    /// The outcome of a failover or promotion step.
+    pub(super) fn role_change_outcome(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Option<Result<Option<String>, String>> {
+        match &self.role_change {
+            Some(Some(Ok(()))) => Some(Ok(Some(format!("{}: master now ({what})", self.actual)))),
+            Some(Some(Err(e))) => Some(Err(format!("{what} failed: {e}"))),
+            _ if name.is_empty() => None,
+            _ => None,
+        }
+    }
+
+    /// Whether every instance that answers follows the actual topology: lines saying who
+    /// follows whom when it does, `None` while not yet.
+    pub(super) fn topology_settled(&self, started: Instant) -> Option<Vec<String>> {
+        let mut lines = Vec::new();
+        for inst in self.group.start_order_all() {
+            let probed = self.infos.get(&inst.name)?;
+            if probed.asked_at < started {
+                return None;
+            }
+            let Ok(info) = &probed.result else {
+                lines.push(format!("{}: does not answer", inst.name));
+                continue;
+            };
+            match &inst.replica_of {
+                None if info.role() == Some("master") => {}
+                None => return None,
+                Some(up) => {
+                    let follows =
+                        topology::upstream_of(&self.group, info).is_some_and(|u| &u.name == up);
+                    if !follows || info.master_link_up() != Some(true) || info.sync_in_progress() {
+                        return None;
+                    }
+                    lines.push(format!("{}: replica of {up}", inst.name));
+                }
+            }
+        }
+        Some(lines)
+    }
+
+    /// Why `name` may not be re-pointed to `up` live: its resync there may be full (then it
+    /// is restarted through the sync gate instead). `None` when it already follows `up` or
+    /// its `PSYNC` there is sure to be accepted, by INFO of both.
+    pub(super) fn repoint_blocker(&self, name: &str, up: &str, _now: Instant) -> Option<String> {
+        let latest = |n: &str| match self.infos.get(n).map(|p| &p.result) {
+            Some(Ok(info)) => Some(info),
+            _ => None,
+        };
+        let Some(mine) = latest(name) else {
+            return Some(format!(
+                "it did not answer INFO; its resync with `{up}` may be full"
+            ));
+        };
+        if topology::upstream_of(&self.group, mine).is_some_and(|u| u.name == up) {
+            return None;
+        }
+        let position = mine
+            .get("master_replid")
+            .zip(mine.repl_offset())
+            .map(|(id, offset)| ReplPosition {
+                repl_id: id.to_owned(),
+                offset,
+            });
+        let sure = latest(up).is_some_and(|upstream| {
+            crate::gate::predict(position.as_ref(), upstream)
+                == crate::gate::Prediction::SurePartial
+        });
+        (!sure).then(|| {
+            format!("its resync with `{up}` may be full, so it waits its turn in the sync gate")
+        })
+    }
+
+    /// Records a local master's replication id and offset from its INFO.
+    pub(super) fn note_history(&mut self, name: &str) {
+        let Some(Ok(info)) = self.infos.get(name).map(|p| &p.result) else {
+            return;
+        };
+        if info.role() != Some("master") {
+            return;
+        }
+        let history = info
+            .get("master_replid")
+            .zip(info.repl_offset())
+            .map(|(id, o)| (id.to_owned(), o));
+        if let (Some(h), Some(slot)) = (history, self.slots.get_mut(name)) {
+            slot.last_history = Some(h);
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The group's actual shape: which instance is the master now (after a failover, a
+//! promotion or Sentinel's decision), how that rewrites who replicates from whom, how it is
+//! learned from the instances' INFO, and how a daemon keeps it across its own restarts.
+//! Pure: the machine decides with it, the runtime reads and writes the file.
+//!
+//! The TOML names the *configured* master. The *actual* master is an overlay on it:
+//! [`effective`] turns the configured group into the group as it runs, so everything that
+//! renders, starts, gates and orders instances follows the actual roles without knowing
+//! about them.
+
+use std::net::IpAddr;
+
+use crate::config::{Group, Instance};
+use crate::info::Info;
+
+/// The group as it runs when `actual` is its master: `actual` replicates from nobody, the
+/// configured master and every other direct replica of it replicate from `actual`, deeper
+/// replicas keep their upstream. The master's `min_replicas_*` settings go with the role.
+/// `None` or the configured master's own name gives the configured group back.
+pub fn effective(configured: &Group, actual: Option<&str>) -> Group {
+    let mut group = configured.clone();
+    let old = configured.master().name.clone();
+    let Some(new) = actual.filter(|a| *a != old && configured.instance(a).is_some()) else {
+        return group;
+    };
+    let (to_write, max_lag) = {
+        let m = configured.master();
+        (m.min_replicas_to_write, m.min_replicas_max_lag)
+    };
+    for inst in &mut group.instances {
+        if inst.name == new {
+            inst.replica_of = None;
+            inst.min_replicas_to_write = inst.min_replicas_to_write.or(to_write);
+            inst.min_replicas_max_lag = inst.min_replicas_max_lag.or(max_lag);
+        } else if inst.name == old || inst.replica_of.as_deref() == Some(old.as_str()) {
+            inst.replica_of = Some(new.to_owned());
+            if inst.name == old {
+                inst.min_replicas_to_write = None;
+                inst.min_replicas_max_lag = None;
+            }
+        }
+    }
+    group
+}
+
+/// The instance of `group` listening on `host:port`, as INFO names it.
+pub fn instance_at<'a>(group: &'a Group, host: &str, port: u16) -> Option<&'a Instance> {
+    let ip: IpAddr = host.parse().ok()?;
+    group
+        .instances
+        .iter()
+        .find(|i| i.port == port && (i.bind == ip || i.bind.is_unspecified()))
+}
+
+/// What one instance said when last asked, for [`learn`].
+pub struct Seen<'a> {
+    pub name: &'a str,
+    /// Its INFO, or `None` when it did not answer.
+    pub info: Option<&'a Info>,
+}
+
+/// Who the group's master is by what its instances say: `Some(name)` when that differs
+/// from `current` and the group says so without doubt, else `None` (keep `current`).
+///
+/// An instance that reports `role:master` is the master when `current` does not (it
+/// replicates from someone, or does not answer) and no other instance claims the role; of
+/// several that claim it, the one more replicas follow wins, and a tie keeps `current` —
+/// never a guess. A master that no replica follows does not displace a `current` that
+/// answers as master.
+pub fn learn(group: &Group, current: &str, seen: &[Seen]) -> Option<String> {
+    let masters: Vec<(&str, usize)> = seen
+        .iter()
+        .filter_map(|s| {
+            let info = s.info?;
+            (info.role() == Some("master")).then(|| (s.name, following(group, s.name, seen)))
+        })
+        .collect();
+    let current_claims = masters.iter().find(|(n, _)| *n == current);
+    let best = masters.iter().max_by_key(|(_, f)| *f)?;
+    let unique = masters.iter().filter(|(_, f)| *f == best.1).count() == 1;
+    match current_claims {
+        None if masters.len() == 1 => Some(best.0.to_owned()),
+        None if unique => Some(best.0.to_owned()),
+        Some((_, mine)) if unique && best.1 > *mine && best.0 != current => Some(best.0.to_owned()),
+        _ => None,
+    }
+}
+
+/// How many of the answering instances replicate from `name` by their INFO.
+fn following(group: &Group, name: &str, seen: &[Seen]) -> usize {
+    seen.iter()
+        .filter(|s| s.name != name)
+        .filter_map(|s| s.info)
+        .filter(|info| upstream_of(group, info).is_some_and(|u| u.name == name))
+        .count()
+}
+
+/// The instance an INFO says it replicates from (`master_host`/`master_port`).
+pub fn upstream_of<'a>(group: &'a Group, info: &Info) -> Option<&'a Instance> {
+    if info.role() != Some("replica") {
+        return None;
+    }
+    let port = info.int("master_port")?;
+    instance_at(group, info.get("master_host")?, u16::try_from(port).ok()?)
+}
+
+/// The file a daemon keeps the actual master in (`run_dir/<host>.topology`): one line,
+/// `master = "NAME"`, TOML so an operator can read it.
+pub fn format_file(master: &str) -> String {
+    format!(
+        "# Written by redisrepd: the group's actual master, kept across daemon restarts.\n\
+         master = {}\n",
+        toml::Value::String(master.to_owned())
+    )
+}
+
+/// The master a topology file names, if it is readable and names an instance of `group`.
+pub fn parse_file(text: &str, group: &Group) -> Result<String, String> {
+    let table: toml::Table = text.parse().map_err(|e| format!("not TOML: {e}"))?;
+    let name = table
+        .get("master")
+        .and_then(|v| v.as_str())
+        .ok_or("no `master = \"NAME\"` line")?;
+    if group.instance(name).is_none() {
+        return Err(format!("names `{name}`, which is not in the file any more"));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn group() -> Group {
+        let text = r#"
+[cluster]
+name = "t"
+run_dir = "/tmp/run"
+data_dir = "/tmp/data"
+[[instance]]
+name = "m"
+host = "a"
+bind = "127.0.0.1"
+port = 1
+min_replicas_to_write = 1
+[[instance]]
+name = "r1"
+host = "b"
+bind = "127.0.0.2"
+port = 2
+replica_of = "m"
+[[instance]]
+name = "r2"
+host = "b"
+bind = "127.0.0.2"
+port = 3
+replica_of = "m"
+[[instance]]
+name = "r3"
+host = "b"
+bind = "127.0.0.2"
+port = 4
+replica_of = "r1"
+"#;
+        crate::config::parse(text, Path::new("t.toml"), Path::new("/"))
+            .map(|c| c.group)
+            .expect("valid")
+    }
+
+    fn up(g: &Group, name: &str) -> Option<String> {
+        g.instance(name).and_then(|i| i.replica_of.clone())
+    }
+
+    #[test]
+    fn the_configured_master_gives_the_group_unchanged() {
+        let g = group();
+        assert_eq!(effective(&g, None), g);
+        assert_eq!(effective(&g, Some("m")), g);
+        assert_eq!(effective(&g, Some("gone")), g);
+    }
+
+    #[test]
+    fn a_replica_made_master_takes_the_old_master_and_its_siblings() {
+        let g = effective(&group(), Some("r1"));
+        assert_eq!(up(&g, "r1"), None);
+        assert_eq!(up(&g, "m").as_deref(), Some("r1"));
+        assert_eq!(up(&g, "r2").as_deref(), Some("r1"));
+        assert_eq!(up(&g, "r3").as_deref(), Some("r1"));
+        assert_eq!(g.master().name, "r1");
+        // The write guard goes with the role.
+        assert_eq!(
+            g.instance("r1").and_then(|i| i.min_replicas_to_write),
+            Some(1)
+        );
+        assert_eq!(g.instance("m").and_then(|i| i.min_replicas_to_write), None);
+        // Still a tree: the master first, each replica after its upstream.
+        let order: Vec<&str> = g
+            .start_order_all()
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(order[0], "r1");
+    }
+
+    #[test]
+    fn a_sub_replica_made_master_keeps_the_tree_a_tree() {
+        let g = effective(&group(), Some("r3"));
+        assert_eq!(up(&g, "r3"), None);
+        assert_eq!(up(&g, "m").as_deref(), Some("r3"));
+        assert_eq!(up(&g, "r1").as_deref(), Some("r3"));
+        assert_eq!(g.depth(g.instance("r2").expect("r2")), 1);
+    }
+
+    fn info(text: &str) -> Info {
+        Info::parse(&text.replace(' ', "\r\n"))
+    }
+
+    fn slave_of(port: u16) -> Info {
+        info(&format!(
+            "role:slave master_host:127.0.0.{} master_port:{port} master_link_status:up",
+            if port == 1 { 1 } else { 2 }
+        ))
+    }
+
+    #[test]
+    fn learns_the_promoted_replica_when_the_master_is_gone_or_follows_it() {
+        let g = group();
+        let master = info("role:master");
+        let r2 = slave_of(2);
+        // m does not answer; r1 is master and r2 follows it.
+        let seen = [
+            Seen {
+                name: "m",
+                info: None,
+            },
+            Seen {
+                name: "r1",
+                info: Some(&master),
+            },
+            Seen {
+                name: "r2",
+                info: Some(&r2),
+            },
+        ];
+        assert_eq!(learn(&g, "m", &seen).as_deref(), Some("r1"));
+        // m answers as a replica of r1 (after FAILOVER).
+        let m = slave_of(2);
+        let seen = [
+            Seen {
+                name: "m",
+                info: Some(&m),
+            },
+            Seen {
+                name: "r1",
+                info: Some(&master),
+            },
+        ];
+        assert_eq!(learn(&g, "m", &seen).as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn keeps_the_current_master_when_it_answers_or_when_in_doubt() {
+        let g = group();
+        let master = info("role:master");
+        let r1 = slave_of(1);
+        let seen = [
+            Seen {
+                name: "m",
+                info: Some(&master),
+            },
+            Seen {
+                name: "r1",
+                info: Some(&r1),
+            },
+        ];
+        assert_eq!(learn(&g, "m", &seen), None);
+        // Nobody answers: nothing is learned.
+        let seen = [
+            Seen {
+                name: "m",
+                info: None,
+            },
+            Seen {
+                name: "r1",
+                info: None,
+            },
+        ];
+        assert_eq!(learn(&g, "m", &seen), None);
+        // Two masters, nobody follows either: keep.
+        let seen = [
+            Seen {
+                name: "m",
+                info: Some(&master),
+            },
+            Seen {
+                name: "r1",
+                info: Some(&master),
+            },
+        ];
+        assert_eq!(learn(&g, "m", &seen), None);
+        // m is gone, r1 and r2 both claim it, nobody follows: a tie is no answer.
+        let seen = [
+            Seen {
+                name: "m",
+                info: None,
+            },
+            Seen {
+                name: "r1",
+                info: Some(&master),
+            },
+            Seen {
+                name: "r2",
+                info: Some(&master),
+            },
+        ];
+        assert_eq!(learn(&g, "m", &seen), None);
+    }
+
+    #[test]
+    fn a_master_back_alone_does_not_displace_the_one_the_group_follows() {
+        let g = group();
+        let master = info("role:master");
+        let r2 = slave_of(2);
+        let m = slave_of(2);
+        // current = r1 (after a promotion); the old master m came back as master alone.
+        let seen = [
+            Seen {
+                name: "m",
+                info: Some(&master),
+            },
+            Seen {
+                name: "r1",
+                info: Some(&master),
+            },
+            Seen {
+                name: "r2",
+                info: Some(&r2),
+            },
+        ];
+        assert_eq!(learn(&g, "r1", &seen), None);
+        // ... and when our view is still m while the group follows r1, r1 wins.
+        assert_eq!(learn(&g, "m", &seen).as_deref(), Some("r1"));
+        let seen = [
+            Seen {
+                name: "m",
+                info: Some(&m),
+            },
+            Seen {
+                name: "r1",
+                info: Some(&master),
+            },
+        ];
+        assert_eq!(learn(&g, "r1", &seen), None);
+    }
+
+    #[test]
+    fn the_file_round_trips_and_a_stale_name_is_an_error() {
+        let g = group();
+        assert_eq!(parse_file(&format_file("r1"), &g), Ok("r1".to_owned()));
+        assert!(
+            parse_file(&format_file("gone"), &g)
+                .unwrap_err()
+                .contains("`gone`")
+        );
+        assert!(parse_file("master = ", &g).is_err());
+    }
+}
