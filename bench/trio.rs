@@ -243,6 +243,19 @@ pub fn populate(master: SocketAddr, keys: u64, p: Persistence) -> Result<(), Str
     Ok(())
 }
 
+/// `SAVE` on the master once its replicas are in sync: the master's last save, as its
+/// hourly `save 3600 1` would make it, carrying the replication id and offset (an RDB
+/// saved before any replica connected has none: the master had no backlog yet).
+pub fn save_with_replicas(master: SocketAddr) -> Result<(), String> {
+    if std::env::args().any(|a| a == "--no-resave") {
+        return Ok(());
+    }
+    let mut c = connect(master, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    redis::cmd("SAVE")
+        .query::<()>(&mut c)
+        .map_err(|e| format!("SAVE on the master: {e}"))
+}
+
 /// The role Redis reports for `addr` and, for a replica, the port of its master.
 pub fn role(addr: SocketAddr) -> Result<(&'static str, Option<u16>), String> {
     let i = info(addr, "replication")?;
@@ -523,7 +536,8 @@ impl Naive {
         self.start(2)?;
         wait("the group in sync", Duration::from_secs(300), || {
             in_shape(&self.layout.addrs, 0, false, true)
-        })
+        })?;
+        save_with_replicas(self.addr(0))
     }
 }
 
@@ -702,6 +716,7 @@ impl Managed {
         wait("the group in sync", Duration::from_secs(300), || {
             in_shape(&self.layout.addrs, 0, false, true)
         })?;
+        save_with_replicas(master)?;
         self.wait_status_ok(Duration::from_secs(120))
     }
 
