@@ -427,8 +427,8 @@ fn redisrepd(o: &Opts, rows: &mut Vec<Result<Row, String>>) -> Result<(), String
             },
         )
         .map(|mut row| {
-            if let Err(e) = m.wait_status_ok(Duration::from_secs(60)) {
-                row.note = format!("{}; `status` not 0 within 60 s after: {e}", row.note);
+            if let Err(e) = m.wait_status_ok(Duration::from_secs(20)) {
+                row.note = format!("{}; `status` not 0 within 20 s after: {e}", row.note);
             }
             row
         });
