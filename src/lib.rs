@@ -27,6 +27,7 @@ pub mod process;
 pub mod rdb;
 pub mod redis_io;
 pub mod render;
+pub mod sentinel;
 pub mod server;
 pub mod server_check;
 pub mod status;

@@ -144,7 +144,7 @@ fn rewriting_aof(conn: &mut redis::Connection) -> bool {
 }
 
 /// One line for a Redis error, never carrying the password (the crate does not echo it).
-fn describe(e: redis::RedisError) -> String {
+pub(crate) fn describe(e: redis::RedisError) -> String {
     if e.is_connection_refusal() {
         "connection refused".to_owned()
     } else if e.is_timeout() {

@@ -4,6 +4,8 @@
 //!
 //! Writing the file (temp file, rename, mode 0600) is `files`' job, not this module's.
 
+pub mod sentinel;
+
 use std::fmt::Write as _;
 
 use crate::config::{Directive, Group, Instance};
@@ -121,7 +123,7 @@ pub fn directive_line(key: &str, value: &str) -> String {
 }
 
 /// Paths are always quoted so that spaces and quotes in them survive redis.conf parsing.
-fn quote_path(path: &str) -> String {
+pub(crate) fn quote_path(path: &str) -> String {
     format!("\"{}\"", path.replace('\\', "\\\\").replace('"', "\\\""))
 }
 

@@ -125,7 +125,7 @@ impl InstanceStatus {
             .map(|up| if up { "up" } else { "down" }.to_owned());
         self.repl_offset = info.repl_offset();
         self.uptime_s = info.uptime_s();
-        if self.configured_role == "replica"
+        if self.role.as_deref() == Some("replica")
             && let (Some(mine), Some(theirs)) =
                 (info.repl_offset(), upstream.and_then(Info::repl_offset))
         {
@@ -142,11 +142,15 @@ impl InstanceStatus {
         self.warnings.push(format!("not answering INFO: {error}"));
     }
 
-    /// True when running and, for a replica, linked to its upstream and in sync.
+    /// True when running and, for what runs as a replica now (whatever the file says),
+    /// linked to its upstream and in sync.
     pub fn healthy(&self) -> bool {
+        let replica = match &self.role {
+            Some(role) => role == "replica",
+            None => self.configured_role == "replica",
+        };
         self.state == StateLabel::Running
-            && (self.configured_role == "master"
-                || self.master_link_status.as_deref() == Some("up"))
+            && (!replica || self.master_link_status.as_deref() == Some("up"))
     }
 }
 
@@ -186,16 +190,7 @@ pub fn write_refusal(info: &Info, min_replicas_to_write: Option<u32>) -> Option<
 /// The instance of `group` that `info` (a replica's) replicates from, by the address its
 /// INFO names.
 pub fn upstream_name(group: &Group, info: &Info) -> Option<String> {
-    if info.role() != Some("replica") {
-        return None;
-    }
-    let host: std::net::IpAddr = info.get("master_host")?.parse().ok()?;
-    let port: u16 = info.get("master_port")?.parse().ok()?;
-    group
-        .instances
-        .iter()
-        .find(|i| i.bind == host && i.port == port)
-        .map(|i| i.name.clone())
+    crate::topology::upstream_of(group, info).map(|i| i.name.clone())
 }
 
 /// The group's actual master, as the instances say: the one reporting role master that the

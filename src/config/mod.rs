@@ -28,6 +28,48 @@ pub struct Group {
     pub instances: Vec<Instance>,
     /// `[metrics]`.
     pub metrics: Metrics,
+    /// `[sentinel]`: when set, Sentinel decides failover.
+    pub sentinel: Option<Sentinel>,
+}
+
+/// `[sentinel]` with defaults applied: the sentinels that monitor the group under the
+/// cluster's `name`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sentinel {
+    /// Sentinels that must agree the master is down (`sentinel monitor ... <quorum>`).
+    pub quorum: u32,
+    /// `down-after-milliseconds`; default 30 s, Sentinel's own.
+    pub down_after: Duration,
+    /// `failover-timeout`; default 3 min, Sentinel's own.
+    pub failover_timeout: Duration,
+    /// Every node, in file order.
+    pub nodes: Vec<SentinelNode>,
+}
+
+impl Sentinel {
+    /// Sentinel's own default `down-after-milliseconds`.
+    pub const DEFAULT_DOWN_AFTER: Duration = Duration::from_secs(30);
+    /// Sentinel's own default `failover-timeout`.
+    pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(180);
+}
+
+/// One sentinel process: which host's daemon runs it and where it listens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelNode {
+    pub name: String,
+    pub host: String,
+    pub bind: IpAddr,
+    pub port: u16,
+}
+
+impl SentinelNode {
+    /// `bind:port`, for messages.
+    pub fn address(&self) -> String {
+        match self.bind {
+            IpAddr::V4(ip) => format!("{ip}:{}", self.port),
+            IpAddr::V6(ip) => format!("[{ip}]:{}", self.port),
+        }
+    }
 }
 
 /// `[metrics]`: where `daemon` serves Prometheus metrics (`daemon --metrics` overrides it).
@@ -270,6 +312,52 @@ impl Group {
     /// Where the daemon for `host` keeps the group's actual master across its restarts.
     pub fn topology_path(&self, host: &str) -> PathBuf {
         self.cluster.run_dir.join(format!("{host}.topology"))
+    }
+
+    /// The sentinel node called `name`.
+    pub fn sentinel_node(&self, name: &str) -> Option<&SentinelNode> {
+        self.sentinel
+            .as_ref()
+            .and_then(|s| s.nodes.iter().find(|n| n.name == name))
+    }
+
+    /// The sentinel nodes this host's daemon runs, in file order.
+    pub fn sentinel_nodes_on<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> impl Iterator<Item = &'a SentinelNode> + 'a {
+        self.sentinel
+            .iter()
+            .flat_map(|s| s.nodes.iter())
+            .filter(move |n| n.host == host)
+    }
+
+    /// A sentinel's own directory, `data_dir/<node>`: it holds the sentinel's config file.
+    /// Not `run_dir`: Sentinel rewrites that file with what it learns (its id, epochs, the
+    /// current master), which must survive a reboot, and it rewrites it through a temp
+    /// file and a rename in the same directory, so the directory must belong to the
+    /// sentinel's user (mode 0700: Sentinel's rewrite leaves the file 0644 & ~umask).
+    pub fn sentinel_dir(&self, node: &SentinelNode) -> PathBuf {
+        self.cluster.data_dir.join(&node.name)
+    }
+
+    /// The sentinel's config file, `data_dir/<node>/sentinel.conf`.
+    pub fn sentinel_conf_path(&self, node: &SentinelNode) -> PathBuf {
+        self.sentinel_dir(node).join("sentinel.conf")
+    }
+
+    /// The pid file redisrepd writes for a sentinel (names are unique across instances
+    /// and nodes, so it shares `run_dir` with the instances' pid files).
+    pub fn sentinel_pid_path(&self, node: &SentinelNode) -> PathBuf {
+        self.cluster.run_dir.join(format!("{}.pid", node.name))
+    }
+
+    /// The sentinel's own log file, when `log_dir` is set.
+    pub fn sentinel_log_path(&self, node: &SentinelNode) -> Option<PathBuf> {
+        self.cluster
+            .log_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.log", node.name)))
     }
 
     /// The control socket of the daemon for `host`.

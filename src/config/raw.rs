@@ -22,6 +22,29 @@ pub struct RawFile {
     pub instance: Vec<RawInstance>,
     #[serde(default)]
     pub metrics: RawMetrics,
+    pub sentinel: Option<RawSentinel>,
+}
+
+/// `[sentinel]`: Sentinel decides failover.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinel {
+    pub quorum: i64,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub down_after: Option<Duration>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub failover_timeout: Option<Duration>,
+    pub nodes: Vec<RawSentinelNode>,
+}
+
+/// One entry of `[sentinel] nodes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinelNode {
+    pub name: Name,
+    pub host: String,
+    pub bind: IpAddr,
+    pub port: Port,
 }
 
 /// `[metrics]`.

@@ -4,10 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawFile, RawInstance};
+use super::raw::{RawFile, RawInstance, RawSentinel};
 use super::{
     Checked, Cluster, ConfigError, Directive, Group, Instance, Metrics, PasswordSource, Problem,
-    Secret, Supervise,
+    Secret, Sentinel, SentinelNode, Supervise,
 };
 
 /// Directives redisrepd writes itself, with the TOML key to use instead.
@@ -207,6 +207,7 @@ impl Validator {
         let metrics = Metrics {
             listen: raw.metrics.listen.map(|l| l.0),
         };
+        let sentinel = raw.sentinel.map(|s| self.sentinel(s));
         let group = Group {
             source: source.to_owned(),
             cluster,
@@ -214,8 +215,10 @@ impl Validator {
             redis,
             instances,
             metrics,
+            sentinel,
         };
         self.tree(&group);
+        self.sentinel_nodes(&group);
         group
     }
 
@@ -265,6 +268,134 @@ impl Validator {
             );
         }
         s
+    }
+
+    /// `[sentinel]` on its own: quorum, durations, each node's host.
+    fn sentinel(&mut self, raw: RawSentinel) -> Sentinel {
+        let quorum = match u32::try_from(raw.quorum) {
+            Ok(q) if q >= 1 => q,
+            _ => {
+                self.error(
+                    None,
+                    "sentinel.quorum",
+                    format!(
+                        "is {}: at least 1 sentinel must agree that the master is down",
+                        raw.quorum
+                    ),
+                );
+                1
+            }
+        };
+        let s = Sentinel {
+            quorum,
+            down_after: raw.down_after.unwrap_or(Sentinel::DEFAULT_DOWN_AFTER),
+            failover_timeout: raw
+                .failover_timeout
+                .unwrap_or(Sentinel::DEFAULT_FAILOVER_TIMEOUT),
+            nodes: raw
+                .nodes
+                .into_iter()
+                .map(|n| SentinelNode {
+                    name: n.name.into_string(),
+                    host: n.host,
+                    bind: n.bind,
+                    port: n.port.0,
+                })
+                .collect(),
+        };
+        // Sentinel counts in milliseconds; below one it would read 0 and refuse to start.
+        for (key, value) in [
+            ("down_after", s.down_after),
+            ("failover_timeout", s.failover_timeout),
+        ] {
+            if value.as_millis() == 0 {
+                self.error(
+                    None,
+                    &format!("sentinel.{key}"),
+                    "must be at least 1ms (Sentinel counts in milliseconds)",
+                );
+            }
+        }
+        if raw.quorum >= 1 && (s.nodes.len() as i64) < raw.quorum {
+            self.error(
+                None,
+                "sentinel.nodes",
+                format!(
+                    "lists {} node(s) but `quorum` is {}: that many sentinels could never \
+                     agree; add nodes or lower `quorum`",
+                    s.nodes.len(),
+                    raw.quorum
+                ),
+            );
+        }
+        for n in &s.nodes {
+            if n.host.is_empty() {
+                self.error(
+                    None,
+                    "sentinel.nodes",
+                    format!(
+                        "node `{}`: `host` is empty: name the host whose daemon runs it",
+                        n.name
+                    ),
+                );
+            }
+        }
+        s
+    }
+
+    /// The rules between sentinel nodes and instances: names and addresses are shared.
+    /// A node's host need not run an instance: a third host with only a sentinel is the
+    /// usual tie-breaker.
+    fn sentinel_nodes(&mut self, g: &Group) {
+        let Some(s) = &g.sentinel else { return };
+        let mut names: HashSet<&str> = g.instances.iter().map(|i| i.name.as_str()).collect();
+        let instance_names = names.clone();
+        for n in &s.nodes {
+            if !names.insert(&n.name) {
+                let other = if instance_names.contains(n.name.as_str()) {
+                    "an [[instance]]"
+                } else {
+                    "another sentinel node"
+                };
+                self.error(
+                    None,
+                    "sentinel.nodes",
+                    format!(
+                        "node `{}`: the name is also used by {other}: names must be unique \
+                         (they name pid, log and data files)",
+                        n.name
+                    ),
+                );
+            }
+        }
+        let mut addresses: HashMap<(&str, std::net::IpAddr, u16), String> = g
+            .instances
+            .iter()
+            .map(|i| {
+                (
+                    (i.host.as_str(), i.bind, i.port),
+                    format!("instance `{}`", i.name),
+                )
+            })
+            .collect();
+        for n in &s.nodes {
+            let key = (n.host.as_str(), n.bind, n.port);
+            if let Some(other) = addresses.get(&key) {
+                self.error(
+                    None,
+                    "sentinel.nodes",
+                    format!(
+                        "node `{}`: {} on host `{}` is also used by {other}: give one of them \
+                         another port",
+                        n.name,
+                        n.address(),
+                        n.host
+                    ),
+                );
+            } else {
+                addresses.insert(key, format!("sentinel node `{}`", n.name));
+            }
+        }
     }
 
     fn instance(&mut self, raw: RawInstance) -> Instance {

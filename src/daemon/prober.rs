@@ -1,5 +1,5 @@
 //! The prober thread: reads INFO from every target the machine names (local instances and
-//! the upstreams of local replicas) each `health_interval`, or at once when woken, and
+//! the group's other instances) each `health_interval`, or at once when woken, and
 //! sends the results to the supervisor, stamped with when each was asked. It decides
 //! nothing.
 
@@ -20,19 +20,30 @@ pub fn run(targets: ProbeTargets, interval: Duration, events: Sender<Event>, wak
     let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
     loop {
         let list = targets.lock().map(|t| t.clone()).unwrap_or_default();
-        for (name, endpoint) in list {
-            let asked_at = Instant::now();
-            let result = endpoint.info(timeout);
-            if events
-                .send(Event::Probe {
-                    name,
-                    asked_at,
-                    result,
+        // All at once: an instance on a host that is cut off takes the whole timeout to
+        // fail, and must not hold back the answers of the others.
+        let gone = std::thread::scope(|scope| {
+            let asks: Vec<_> = list
+                .into_iter()
+                .map(|(name, endpoint)| {
+                    let events = events.clone();
+                    scope.spawn(move || {
+                        let asked_at = Instant::now();
+                        let result = endpoint.info(timeout);
+                        events
+                            .send(Event::Probe {
+                                name,
+                                asked_at,
+                                result,
+                            })
+                            .is_err()
+                    })
                 })
-                .is_err()
-            {
-                return;
-            }
+                .collect();
+            asks.into_iter().any(|a| a.join().unwrap_or(true))
+        });
+        if gone {
+            return;
         }
         // Wakes that came during this round are all answered by the next one, at once.
         let mut woken = false;

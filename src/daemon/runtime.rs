@@ -713,12 +713,11 @@ fn apply_live(
             Some((host, port)) => replicaof.arg(host).arg(port),
             None => replicaof.arg("NO").arg("ONE"),
         };
-        replicaof.query::<()>(&mut c).map_err(|e| match e.code() {
-            Some(_) => {
-                LiveFailure::Refused(format!("REPLICAOF: {}", e.detail().unwrap_or("refused")))
-            }
-            None => LiveFailure::Failed(format!("REPLICAOF: {e}")),
-        })?;
+        // A refusal here is of the moment (a failover under way), not a setting only a
+        // restart applies: it fails the step, nothing is restarted.
+        replicaof
+            .query::<()>(&mut c)
+            .map_err(|e| LiveFailure::Failed(format!("REPLICAOF: {e}")))?;
     }
     files::write_atomic(conf_path, conf.expose().as_bytes(), 0o600)
         .and_then(|()| match run_as {

@@ -16,6 +16,8 @@ mod gate;
 mod metrics;
 mod netns;
 mod render_accepted;
+mod roles;
+mod sentinel;
 mod servers;
 mod systemd;
 mod upgrade;

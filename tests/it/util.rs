@@ -25,10 +25,14 @@ pub struct TestDir(tempfile::TempDir);
 
 impl TestDir {
     pub fn new() -> TestDir {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("rrd-")
             .tempdir()
             .expect("creating a temp dir");
+        // REDISREPD_KEEP_TEST_DIRS=1 leaves each test's dir (logs, configs) for a post-mortem.
+        if std::env::var_os("REDISREPD_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+        }
         TestDir(dir)
     }
 

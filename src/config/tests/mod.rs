@@ -5,6 +5,7 @@ use super::*;
 
 mod model;
 mod rules;
+mod sentinel;
 
 pub(super) const SOURCE: &str = "/etc/redisrepd/test.toml";
 pub(super) const BASE: &str = "/etc/redisrepd";

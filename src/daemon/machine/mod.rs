@@ -370,6 +370,9 @@ pub struct Machine {
     role_change: Option<Option<Result<(), String>>>,
     /// A crashed master catching up from a replica that is ahead of it.
     catch_up: Option<roles::CatchUp>,
+    /// When the actual master last changed: INFO asked before says nothing of the new
+    /// roles.
+    roles_changed_at: Option<Instant>,
     host: String,
     /// The `redis_server` binary and what it is: launches and rendering follow it.
     binary: PathBuf,
@@ -403,6 +406,7 @@ impl Machine {
             group,
             role_change: None,
             catch_up: None,
+            roles_changed_at: None,
             host,
             binary,
             server,

@@ -383,9 +383,9 @@ impl Machine {
                         op.ok = false;
                         continue;
                     }
-                    op.lines.push(format!(
-                        "{name}: restarted: the server refused it live ({why})"
-                    ));
+                    info!(instance = %name, "restarting: not applied live: {why}");
+                    op.lines
+                        .push(format!("{name}: restarted: not applied live ({why})"));
                     for s in plan::restart(&self.group, std::slice::from_ref(&name), false)
                         .into_iter()
                         .rev()
@@ -478,6 +478,12 @@ impl Machine {
                     }
                     return Ok(());
                 }
+                // What INFO shows done already is not asked again (a REPLICAOF during a
+                // failover is refused).
+                let mut change = change.clone();
+                if self.repoint_done(name, change.repoint.as_ref()) {
+                    change.repoint = None;
+                }
                 let Some(slot) = self.slots.get_mut(name) else {
                     return Err(format!("`{name}` is not run by this daemon"));
                 };
@@ -485,7 +491,7 @@ impl Machine {
                 fx.push(Effect::ApplyLive {
                     name: name.clone(),
                     endpoint: slot.endpoint.clone(),
-                    change: change.clone(),
+                    change,
                     conf,
                     conf_path,
                 });

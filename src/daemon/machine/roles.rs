@@ -43,8 +43,10 @@ pub(super) struct CatchUp {
 enum Phase {
     /// `REPLICAOF NO ONE` sent to the source.
     Promoting,
-    /// The master runs as the source's replica, until in sync.
-    Following,
+    /// The master runs as the source's replica, until in sync and the other replicas
+    /// follow the source too (since then), so that all share the history the master will
+    /// hand on: none needs a full sync after the hand-back.
+    Following(Instant),
     /// `FAILOVER TO master` sent to the source.
     HandingBack,
     /// A hand-back failed: try again then.
@@ -55,10 +57,17 @@ impl Machine {
     /// Makes `name` the group's actual master in the machine's view: the effective group
     /// follows it, it is saved, and the steps that bring the local instances in line
     /// (re-pointing live) are returned for the caller to run.
-    pub(super) fn set_actual(&mut self, name: &str, why: &str, fx: &mut Vec<Effect>) -> Vec<Step> {
+    pub(super) fn set_actual(
+        &mut self,
+        name: &str,
+        why: &str,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> Vec<Step> {
         if name == self.actual || self.configured.instance(name).is_none() {
             return Vec::new();
         }
+        self.roles_changed_at = Some(now);
         info!(master = %name, "the group's master is now `{name}` ({why})");
         let old = std::mem::replace(
             &mut self.group,
@@ -68,7 +77,16 @@ impl Machine {
         fx.push(Effect::SaveTopology {
             master: name.to_owned(),
         });
-        let diff = plan::reload_diff(&old, &self.group, &self.host, &self.server, &self.server);
+        let mut diff = plan::reload_diff(&old, &self.group, &self.host, &self.server, &self.server);
+        // Only what runs with the old config is brought in line; the others render the
+        // new one when they start.
+        let runs_old = |slots: &std::collections::BTreeMap<String, super::Slot>, n: &str| {
+            slots
+                .get(n)
+                .is_some_and(|s| s.state.pid().is_some() || s.state.kind() == Kind::Launching)
+        };
+        diff.live.retain(|(n, _)| runs_old(&self.slots, n));
+        diff.changed.retain(|n| runs_old(&self.slots, n));
         let mut steps = Vec::new();
         if !diff.live.is_empty() || !diff.changed.is_empty() {
             // A re-point is live only when its resync is sure to be partial, judged on
@@ -88,6 +106,17 @@ impl Machine {
         if busy || self.shutting_down {
             return;
         }
+        // Right after a change, INFO asked before it still shows the old roles: wait
+        // until every instance was asked again.
+        if let Some(at) = self.roles_changed_at
+            && self
+                .group
+                .instances
+                .iter()
+                .any(|i| self.infos.get(&i.name).is_none_or(|p| p.asked_at < at))
+        {
+            return;
+        }
         let seen: Vec<Seen> = self
             .group
             .instances
@@ -100,7 +129,7 @@ impl Machine {
         let Some(new) = topology::learn(&self.group, &self.actual, &seen) else {
             return;
         };
-        let steps = self.set_actual(&new, "the group says so", fx);
+        let steps = self.set_actual(&new, "the group says so", now, fx);
         if !steps.is_empty() {
             self.ops.push_back(Operation::new(steps, None, Vec::new()));
         }
@@ -241,7 +270,10 @@ impl Machine {
             .get(&master)
             .is_some_and(|s| s.state.kind() == Kind::Running);
         let due = match phase {
-            Phase::Following => running,
+            Phase::Following(since) => {
+                let limit = self.group.supervise.sync_timeout;
+                running && (self.all_follow(&source, &master, now) || now >= since + limit)
+            }
             Phase::Retry(at) => running && now >= at,
             Phase::Promoting | Phase::HandingBack => false,
         };
@@ -271,6 +303,19 @@ impl Machine {
         });
     }
 
+    /// Whether every replica of `source` but `except` says it follows `source`, linked.
+    fn all_follow(&self, source: &str, except: &str, now: Instant) -> bool {
+        self.group
+            .replicas_of(source)
+            .filter(|r| r.name != except)
+            .all(|r| {
+                self.fresh_info(&r.name, now).is_some_and(|info| {
+                    topology::upstream_of(&self.group, info).is_some_and(|u| u.name == source)
+                        && info.master_link_up() == Some(true)
+                })
+            })
+    }
+
     /// The answer to `Failover` or `MakeMaster`.
     pub(super) fn on_role_changed(
         &mut self,
@@ -283,10 +328,10 @@ impl Machine {
             let (master, source, phase) = (cu.master.clone(), cu.source.clone(), cu.phase);
             match (phase, &result) {
                 (Phase::Promoting, Ok(())) if name == source => {
-                    let steps = self.set_actual(&source, "catch-up of a crashed master", fx);
+                    let steps = self.set_actual(&source, "catch-up of a crashed master", now, fx);
                     self.push_steps(steps);
                     if let Some(cu) = &mut self.catch_up {
-                        cu.phase = Phase::Following;
+                        cu.phase = Phase::Following(now);
                     }
                     return;
                 }
@@ -297,7 +342,7 @@ impl Machine {
                     return;
                 }
                 (Phase::HandingBack, Ok(())) if name == master => {
-                    let steps = self.set_actual(&master, "caught up after a crash", fx);
+                    let steps = self.set_actual(&master, "caught up after a crash", now, fx);
                     self.push_steps(steps);
                     info!(instance = %master, "caught up and master again");
                     self.catch_up = None;
@@ -315,7 +360,7 @@ impl Machine {
         }
         // A failover or promotion of a control request.
         if let Ok(()) = &result {
-            let steps = self.set_actual(name, "by request", fx);
+            let steps = self.set_actual(name, "by request", now, fx);
             if let Some(op) = self.ops.front_mut() {
                 op.splice(steps);
             }
@@ -626,6 +671,25 @@ impl Machine {
         (!sure).then(|| {
             format!("its resync with `{up}` may be full, so it waits its turn in the sync gate")
         })
+    }
+
+    /// Whether `name`'s INFO shows the re-point done: it follows that upstream already, or
+    /// is master already.
+    pub(super) fn repoint_done(
+        &self,
+        name: &str,
+        repoint: Option<&Option<plan::Upstream>>,
+    ) -> bool {
+        let Some(Ok(info)) = self.infos.get(name).map(|p| &p.result) else {
+            return false;
+        };
+        match repoint {
+            Some(None) => info.role() == Some("master"),
+            Some(Some(up)) => {
+                topology::upstream_of(&self.group, info).is_some_and(|u| u.name == up.name)
+            }
+            None => false,
+        }
     }
 
     /// Records a local master's replication id and offset from its INFO.

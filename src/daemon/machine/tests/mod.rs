@@ -10,6 +10,7 @@ use crate::control::{Request, Response};
 mod crashes;
 mod daemon;
 mod reload;
+mod roles;
 mod startup;
 mod stopping;
 
@@ -392,6 +393,7 @@ fn the_machine_imports_no_io() {
         ("stop.rs", include_str!("../stop.rs")),
         ("ops.rs", include_str!("../ops.rs")),
         ("report.rs", include_str!("../report.rs")),
+        ("roles.rs", include_str!("../roles.rs")),
     ];
     let banned = [
         "std::process",

@@ -227,7 +227,7 @@ fn a_setting_the_server_refuses_live_restarts_the_instance_instead() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("r1: restarted: the server refused it live")),
+            .any(|l| l.starts_with("r1: restarted: not applied live")),
         "{lines:?}"
     );
     assert!(

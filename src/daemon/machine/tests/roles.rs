@@ -1,0 +1,373 @@
+//! Roles that change: failover, promote, learning the actual master, the guard before a
+//! master starts, and the catch-up of a crashed master.
+
+use super::*;
+
+/// A replica's INFO that names its upstream and history.
+fn follower(pid: u32, up: (&str, u16), replid: &str, offset: i64) -> String {
+    format!(
+        "role:slave\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_host:{}\r\nmaster_port:{}\r\n\
+         master_link_status:up\r\nmaster_sync_in_progress:0\r\nmaster_replid:{replid}\r\n\
+         master_repl_offset:{offset}\r\n",
+        up.0, up.1
+    )
+}
+
+/// A master's INFO with its history and backlog, listing `online` replicas.
+fn leader(pid: u32, replid: &str, replid2: &str, offset: i64, online: &[(&str, u16)]) -> String {
+    let mut s = format!(
+        "role:master\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_replid:{replid}\r\n\
+         master_replid2:{replid2}\r\nsecond_repl_offset:{}\r\nmaster_repl_offset:{offset}\r\n\
+         repl_backlog_active:1\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:1\r\n\
+         repl_backlog_histlen:{offset}\r\nmaster_failover_state:no-failover\r\n",
+        offset + 1
+    );
+    for (i, (ip, port)) in online.iter().enumerate() {
+        s.push_str(&format!(
+            "slave{i}:ip={ip},port={port},state=online,offset={offset},lag=0\r\n"
+        ));
+    }
+    s
+}
+
+const M: (&str, u16) = ("127.0.0.1", 7000);
+const R1: (&str, u16) = ("127.0.0.2", 7001);
+const R2: (&str, u16) = ("127.0.0.3", 7002);
+
+/// The config of the next launch of `name`: from `fx`, or after its gate place is
+/// granted.
+fn launch_conf(h: &mut H, fx: Vec<Effect>, name: &str) -> String {
+    let find = |fx: &[Effect]| {
+        fx.iter().find_map(|e| match e {
+            Effect::Launch(spec) if spec.name == name => Some(spec.conf.expose().to_owned()),
+            _ => None,
+        })
+    };
+    if let Some(conf) = find(&fx) {
+        return conf;
+    }
+    let fx = h.grant(name);
+    find(&fx).unwrap_or_else(|| panic!("{name} not launched: {fx:?}"))
+}
+
+fn up_all(h: &mut H) {
+    h.master_up();
+    h.replica_up("r1", 201, &[R1]);
+    h.replica_up("r2", 202, &[R1, R2]);
+}
+
+fn saved(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::SaveTopology { master } => Some(master.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failovers(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Failover { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn made_master(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::MakeMaster { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn live(fx: &[Effect]) -> Vec<(String, String)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::ApplyLive { name, change, .. } => Some((name.clone(), change.describe())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every instance answers as in the group before any change: the master with both.
+fn probe_before(h: &mut H) -> Vec<Effect> {
+    let mut fx = h.probe("r1", &follower(201, M, "aaa", 1000));
+    fx.extend(h.probe("r2", &follower(202, M, "aaa", 1000)));
+    fx.extend(h.probe("master", &leader(100, "aaa", "0", 1000, &[R1, R2])));
+    fx
+}
+
+#[test]
+fn failover_swaps_roles_re_points_the_others_live_and_keeps_the_new_master() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    h.now += S;
+    let (id, fx) = h.request(Request::Failover {
+        to: Some("r1".into()),
+        force: false,
+    });
+    assert!(failovers(&fx).is_empty(), "not before fresh INFO");
+    let fx = probe_before(&mut h);
+    assert_eq!(failovers(&fx), ["r1"]);
+    h.now += S / 10;
+    let fx = h.feed(Input::RoleChanged {
+        name: "r1".into(),
+        result: Ok(()),
+    });
+    assert_eq!(saved(&fx), ["r1"]);
+    assert_eq!(h.m.actual_master(), "r1");
+    // After FAILOVER: r1 master (new id bbb, old aaa as replid2), the old master follows
+    // it; r2 still follows the old master.
+    h.probe("master", &follower(100, R1, "bbb", 1000));
+    h.probe("r2", &follower(202, M, "aaa", 1000));
+    let mut fx = h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[M]));
+    // The live changes go one after another, parents first.
+    let mut changes = Vec::new();
+    while let Some((name, what)) = live(&fx).pop() {
+        changes.push((name.clone(), what));
+        fx = h.feed(Input::LiveApplied {
+            name,
+            result: Ok(()),
+        });
+    }
+    assert!(
+        changes.contains(&("r2".into(), "re-pointed to r1".into())),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|(n, what)| n == "master" && !what.contains("re-pointed")),
+        "the old master follows r1 already: {changes:?}"
+    );
+    h.now += S / 10;
+    let mut fx = h.probe("master", &follower(100, R1, "bbb", 1100));
+    fx.extend(h.probe("r2", &follower(202, R1, "bbb", 1100)));
+    fx.extend(h.probe("r1", &leader(201, "bbb", "aaa", 1100, &[M, R2])));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "r1: master now (FAILOVER)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("master: replica of r1") && l.contains("r2: replica of r1")),
+        "{lines:?}"
+    );
+    // Status: configured roles from the file, the group follows r1.
+    let status = h.m.status(h.now);
+    let master = status.iter().find(|s| s.name == "master").expect("master");
+    assert_eq!(master.configured_role, "master");
+    assert_eq!(master.upstream.as_deref(), Some("r1"));
+}
+
+#[test]
+fn failover_refuses_a_replica_out_of_sync_a_sub_replica_and_a_lost_quorum() {
+    let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 2\n");
+    let mut h = H::new(&text, "a");
+    up_all(&mut h);
+    let refused = |h: &mut H, to: &str, master_online: &[(&str, u16)]| {
+        h.now += S;
+        let (id, _) = h.request(Request::Failover {
+            to: Some(to.into()),
+            force: false,
+        });
+        h.probe("r1", &follower(201, M, "aaa", 1000));
+        h.probe("r2", &follower(202, M, "aaa", 1000));
+        let fx = h.probe("master", &leader(100, "aaa", "0", 1000, master_online));
+        assert!(failovers(&fx).is_empty());
+        let (ok, lines) = done(&fx, id);
+        assert!(!ok);
+        lines.join("\n")
+    };
+    let why = refused(&mut h, "r2", &[R1]);
+    assert!(why.contains("`r2` is not in sync"), "{why}");
+    // r1 would have the old master and nobody else: 1 < min_replicas_to_write = 2.
+    let why = refused(&mut h, "r1", &[R1]);
+    assert!(why.contains("min_replicas_to_write = 2"), "{why}");
+    let why = refused(&mut h, "master", &[R1, R2]);
+    assert!(why.contains("the master already"), "{why}");
+}
+
+#[test]
+fn promote_is_refused_while_the_master_answers_or_another_replica_is_ahead() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    h.now += S;
+    let (id, _) = h.request(Request::Promote {
+        instance: "r1".into(),
+        force: false,
+    });
+    let fx = probe_before(&mut h);
+    let (ok, lines) = done(&fx, id);
+    assert!(
+        !ok && lines.join(" ").contains("the master `master` answers"),
+        "{lines:?}"
+    );
+
+    // The master is gone; r2 has more than r1.
+    h.now += S;
+    let (id, _) = h.request(Request::Promote {
+        instance: "r1".into(),
+        force: false,
+    });
+    h.probe_err("master", "connection refused");
+    h.probe("r1", &follower(201, M, "aaa", 900));
+    let fx = h.probe("r2", &follower(202, M, "aaa", 1000));
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok, "{lines:?}");
+    assert!(lines.join(" ").contains("`r2` (1000 > 900)"), "{lines:?}");
+
+    // r2 is promoted.
+    h.now += S;
+    h.request(Request::Promote {
+        instance: "r2".into(),
+        force: false,
+    });
+    h.probe_err("master", "connection refused");
+    h.probe("r1", &follower(201, M, "aaa", 900));
+    let fx = h.probe("r2", &follower(202, M, "aaa", 1000));
+    assert_eq!(made_master(&fx), ["r2"]);
+    let fx = h.feed(Input::RoleChanged {
+        name: "r2".into(),
+        result: Ok(()),
+    });
+    assert_eq!(saved(&fx), ["r2"]);
+}
+
+#[test]
+fn the_actual_master_is_learned_from_info_asked_after_the_last_change() {
+    let text = SEED.replace(
+        "host = \"a\"\nbind = \"127.0.0.2\"",
+        "host = \"b\"\nbind = \"127.0.0.2\"",
+    );
+    let mut h = H::new(&text, "a");
+    let fx = h.probe_err("r1", "connection refused");
+    assert_eq!(launches(&fx), ["master"]);
+    h.launched("master", 100);
+    h.probe("master", &master_info(100, &[]));
+    h.replica_up("r2", 202, &[R2]);
+    // Someone failed over to r1 (another daemon, or by hand).
+    h.now += S;
+    let mut fx = h.probe("r2", &follower(202, R1, "bbb", 1000));
+    fx.extend(h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[M, R2])));
+    fx.extend(h.probe("master", &follower(100, R1, "bbb", 1000)));
+    assert_eq!(saved(&fx), ["r1"]);
+    assert_eq!(h.m.actual_master(), "r1");
+    // INFO asked before the change says nothing: the old master still a master there.
+    let fx = h.feed(Input::Probe {
+        name: "master".into(),
+        asked_at: h.now - S,
+        result: Ok(Info::parse(&leader(100, "aaa", "0", 900, &[R2]))),
+        logged_sync: None,
+    });
+    assert!(saved(&fx).is_empty());
+    assert_eq!(h.m.actual_master(), "r1");
+}
+
+#[test]
+fn a_master_starts_as_a_replica_when_the_group_follows_another() {
+    let text = SEED
+        .replace(
+            "host = \"a\"\nbind = \"127.0.0.2\"",
+            "host = \"b\"\nbind = \"127.0.0.2\"",
+        )
+        .replace(
+            "host = \"a\"\nbind = \"127.0.0.3\"",
+            "host = \"b\"\nbind = \"127.0.0.3\"",
+        );
+    let mut h = H::new(&text, "a");
+    let fx = h.tick();
+    assert!(
+        launches(&fx).is_empty(),
+        "not before the others say who the master is"
+    );
+    // r1 was promoted while this host was down.
+    h.probe_err("master", "connection refused");
+    h.probe("r2", &follower(202, R1, "bbb", 1000));
+    let fx = h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[R2]));
+    assert_eq!(saved(&fx), ["r1"]);
+    let mut fx = fx;
+    fx.extend(h.tick());
+    let conf = launch_conf(&mut h, fx, "master");
+    assert!(conf.contains("replicaof 127.0.0.2 7001"), "{conf}");
+}
+
+#[test]
+fn a_crashed_master_catches_up_from_the_replica_ahead_then_takes_the_role_back() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    // Its RDB is older than what both replicas acknowledged.
+    h.histories.insert(
+        "master".into(),
+        ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 500,
+        },
+    );
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    h.probe("r2", &follower(202, M, "aaa", 1200));
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    let fx = h.probe("r2", &follower(202, M, "aaa", 1200));
+    assert_eq!(made_master(&fx), ["r2"], "the most advanced one");
+    assert!(launches(&fx).is_empty());
+    let fx = h.feed(Input::RoleChanged {
+        name: "r2".into(),
+        result: Ok(()),
+    });
+    assert_eq!(saved(&fx), ["r2"]);
+    // The master now starts as r2's replica.
+    h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[]));
+    let fx = h.tick();
+    let conf = launch_conf(&mut h, fx, "master");
+    assert!(conf.contains("replicaof 127.0.0.3 7002"), "{conf}");
+    h.launched("master", 101);
+    h.probe("master", &follower(101, R2, "ccc", 1200));
+    // In sync, but r1 still follows the old master's address: no hand-back yet.
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    let fx = h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[M]));
+    assert_eq!(h.kind("master"), Kind::Running);
+    assert!(failovers(&fx).is_empty());
+    // r1 follows r2 too: the role goes back.
+    let mut fx = h.probe("r1", &follower(201, R2, "ccc", 1200));
+    fx.extend(h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[M, R1])));
+    assert_eq!(failovers(&fx), ["master"]);
+    let fx = h.feed(Input::RoleChanged {
+        name: "master".into(),
+        result: Ok(()),
+    });
+    assert_eq!(saved(&fx), ["master"]);
+    assert_eq!(h.m.actual_master(), "master");
+}
+
+#[test]
+fn a_master_restarted_on_purpose_with_nothing_behind_starts_as_master() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    h.histories.insert(
+        "master".into(),
+        ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 1000,
+        },
+    );
+    h.now += S;
+    let (_, _) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    let _ = shutdown_ok(&mut h, "master", 100);
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    let fx = h.probe("r2", &follower(202, M, "aaa", 1000));
+    assert!(made_master(&fx).is_empty());
+    assert_eq!(launches(&fx), ["master"]);
+}
