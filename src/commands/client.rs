@@ -194,17 +194,79 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         list.push(record);
     }
     status::warn_mixed_servers(&mut list);
+    let sentinels = sentinel_status(&group);
     if json {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "cluster": group.cluster.name,
             "master": status::actual_master(&list),
             "instances": list,
         });
+        if let Some(s) = &sentinels {
+            doc["sentinels"] = serde_json::to_value(s)?;
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", status::table(&list));
+        if let Some(s) = &sentinels {
+            println!();
+            print!("{}", s.table());
+        }
     }
-    Ok(status::exit_code(&list))
+    let code = status::exit_code(&list);
+    if sentinels.as_ref().is_some_and(status::SentinelSummary::degraded) {
+        return Ok(crate::EXIT_DEGRADED);
+    }
+    Ok(code)
+}
+
+/// Sentinel mode: every sentinel node asked directly (whom it names, its epoch, whom it
+/// knows), in parallel.
+fn sentinel_status(group: &Group) -> Option<status::SentinelSummary> {
+    let s = group.sentinel.as_ref()?;
+    let timeout = Duration::from_secs(2);
+    let name = &group.cluster.name;
+    let nodes = std::thread::scope(|scope| {
+        let asks: Vec<_> = s
+            .nodes
+            .iter()
+            .map(|node| {
+                scope.spawn(move || {
+                    let ep = crate::sentinel::endpoint(group, node);
+                    let mut record = status::SentinelStatus {
+                        name: node.name.clone(),
+                        host: node.host.clone(),
+                        address: node.address(),
+                        reachable: false,
+                        master: None,
+                        config_epoch: None,
+                        replicas: None,
+                        other_sentinels: None,
+                        error: None,
+                    };
+                    match crate::sentinel::get_master_addr(&ep, name, timeout) {
+                        Ok(addr) => {
+                            record.reachable = true;
+                            record.master = addr.map(|(ip, port)| {
+                                crate::topology::instance_at(group, &ip.to_string(), port)
+                                    .map_or_else(|| format!("{ip}:{port}"), |i| i.name.clone())
+                            });
+                        }
+                        Err(e) => record.error = Some(e),
+                    }
+                    if let Ok(m) = crate::sentinel::master_state(&ep, name, timeout) {
+                        record.config_epoch = Some(m.config_epoch);
+                        record.replicas = Some(m.num_replicas);
+                        record.other_sentinels = Some(m.num_other_sentinels);
+                    }
+                    record
+                })
+            })
+            .collect();
+        asks.into_iter()
+            .filter_map(|a| a.join().ok())
+            .collect::<Vec<_>>()
+    });
+    Some(status::SentinelSummary::of(s.quorum, nodes))
 }
 
 /// `failover [--to REPLICA]`: asked of the daemon of REPLICA's host, or without `--to` of

@@ -234,6 +234,16 @@ fn failover_restart_and_promote_go_through_sentinel() {
     c.wait_healthy();
     wait_sentinels_agree(&c, &sentinels, "master");
 
+    // Status shows the sentinels.
+    let run = c.cli(&["status", "--json"]);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(doc["sentinels"]["reachable"], 3, "{doc}");
+    assert_eq!(doc["sentinels"]["master"], "master", "{doc}");
+    assert_eq!(doc["sentinels"]["agree"], 3, "{doc}");
+    let table = c.cli(&["status"]).stdout;
+    assert!(table.contains("sentinels: 3/3 answer (quorum 2); 3 name master"), "{table}");
+
     let run = c.cli(&["promote", "r1"]);
     assert_eq!(run.status.code(), Some(1));
     assert!(format!("{}{}", run.stdout, run.stderr).contains("Sentinel decides"));
@@ -275,4 +285,24 @@ fn failover_restart_and_promote_go_through_sentinel() {
     let now = masters(&c);
     assert_eq!(now.len(), 1, "one master");
     wait_sentinels_agree(&c, &sentinels, &now[0]);
+
+    // Fewer sentinels answering than the quorum: status exits 3 and says why.
+    let pids: Vec<u32> = ["s2", "s3"]
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(c.run_dir().join(format!("{n}.pid")))
+                .ok()
+                .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse().ok()))
+                .expect("sentinel pid file")
+        })
+        .collect();
+    for pid in &pids {
+        util::kill(*pid, Signal::SIGSTOP);
+    }
+    let run = c.cli(&["status"]);
+    for pid in &pids {
+        util::kill(*pid, Signal::SIGCONT);
+    }
+    assert_eq!(run.status.code(), Some(3), "{}", run.stdout);
+    assert!(run.stdout.contains("fewer sentinels answer than the quorum"), "{}", run.stdout);
 }
