@@ -505,7 +505,15 @@ impl SentinelSummary {
     pub fn table(&self) -> String {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::NOTHING);
-        t.set_header(["SENTINEL", "HOST", "ADDRESS", "STATE", "NAMES MASTER", "EPOCH", "KNOWS"]);
+        t.set_header([
+            "SENTINEL",
+            "HOST",
+            "ADDRESS",
+            "STATE",
+            "NAMES MASTER",
+            "EPOCH",
+            "KNOWS",
+        ]);
         let dash = || "-".to_owned();
         for n in &self.nodes {
             t.add_row([
@@ -535,7 +543,9 @@ impl SentinelSummary {
             self.master.as_deref().unwrap_or("no master"),
         ));
         if self.degraded() {
-            out.push_str("warning: fewer sentinels answer than the quorum: no failover can happen\n");
+            out.push_str(
+                "warning: fewer sentinels answer than the quorum: no failover can happen\n",
+            );
         }
         out
     }
@@ -563,13 +573,24 @@ mod sentinel_tests {
     fn the_summary_counts_who_answers_and_what_most_name() {
         let s = SentinelSummary::of(
             2,
-            vec![node("s1", Some("r1")), node("s2", Some("r1")), node("s3", None)],
+            vec![
+                node("s1", Some("r1")),
+                node("s2", Some("r1")),
+                node("s3", None),
+            ],
         );
         assert_eq!((s.reachable, s.agree), (2, 2));
         assert_eq!(s.master.as_deref(), Some("r1"));
         assert!(!s.degraded());
-        assert!(s.table().contains("2/3 answer (quorum 2); 2 name r1"), "{}", s.table());
-        let s = SentinelSummary::of(2, vec![node("s1", Some("m")), node("s2", None), node("s3", None)]);
+        assert!(
+            s.table().contains("2/3 answer (quorum 2); 2 name r1"),
+            "{}",
+            s.table()
+        );
+        let s = SentinelSummary::of(
+            2,
+            vec![node("s1", Some("m")), node("s2", None), node("s3", None)],
+        );
         assert!(s.degraded());
         assert!(s.table().contains("fewer sentinels answer than the quorum"));
     }

@@ -213,7 +213,10 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         }
     }
     let code = status::exit_code(&list);
-    if sentinels.as_ref().is_some_and(status::SentinelSummary::degraded) {
+    if sentinels
+        .as_ref()
+        .is_some_and(status::SentinelSummary::degraded)
+    {
         return Ok(crate::EXIT_DEGRADED);
     }
     Ok(code)

@@ -64,6 +64,11 @@ pub enum Event {
         name: String,
         result: Result<Option<crate::config::Secret>, String>,
     },
+    /// Whether a running sentinel took a reloaded `[sentinel]`.
+    SentinelReconfigured {
+        name: String,
+        result: Result<(), String>,
+    },
     /// Whether a sentinel started the failover asked of it.
     SentinelAsked { result: Result<(), String> },
     /// The outcome of a failover or a `REPLICAOF NO ONE`.

@@ -232,6 +232,9 @@ impl Runtime {
                 self.feed(Input::RoleChanged { name, result }, now)
             }
             Event::SentinelAsked { result } => self.feed(Input::SentinelAsked { result }, now),
+            Event::SentinelReconfigured { name, result } => {
+                self.feed(Input::SentinelReconfigured { name, result }, now)
+            }
             Event::Control { request, reply } => {
                 let id = self.next_request;
                 self.next_request += 1;
@@ -449,6 +452,32 @@ impl Runtime {
                 spawn_worker("sentinel-failover", move || {
                     let result = sentinel_switchover(&master, &sentinels, &master_name);
                     let _ = events.send(Event::SentinelAsked { result });
+                });
+                None
+            }
+            Effect::SentinelReconfigure {
+                name,
+                endpoint,
+                sets,
+                password,
+            } => {
+                let events = self.events.clone();
+                let cluster = self.machine.group().cluster.name.clone();
+                spawn_worker(&format!("sentinel-set-{name}"), move || {
+                    let t = Duration::from_secs(5);
+                    let result =
+                        crate::sentinel::set(&endpoint, &cluster, &sets, t).and_then(|()| {
+                            match &password {
+                                Some(new) => crate::sentinel::change_password(
+                                    &endpoint,
+                                    &cluster,
+                                    new.as_ref(),
+                                    t,
+                                ),
+                                None => Ok(()),
+                            }
+                        });
+                    let _ = events.send(Event::SentinelReconfigured { name, result });
                 });
                 None
             }

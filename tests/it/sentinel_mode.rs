@@ -242,7 +242,10 @@ fn failover_restart_and_promote_go_through_sentinel() {
     assert_eq!(doc["sentinels"]["master"], "master", "{doc}");
     assert_eq!(doc["sentinels"]["agree"], 3, "{doc}");
     let table = c.cli(&["status"]).stdout;
-    assert!(table.contains("sentinels: 3/3 answer (quorum 2); 3 name master"), "{table}");
+    assert!(
+        table.contains("sentinels: 3/3 answer (quorum 2); 3 name master"),
+        "{table}"
+    );
 
     let run = c.cli(&["promote", "r1"]);
     assert_eq!(run.status.code(), Some(1));
@@ -304,5 +307,70 @@ fn failover_restart_and_promote_go_through_sentinel() {
         util::kill(*pid, Signal::SIGCONT);
     }
     assert_eq!(run.status.code(), Some(3), "{}", run.stdout);
-    assert!(run.stdout.contains("fewer sentinels answer than the quorum"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("fewer sentinels answer than the quorum"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_reloaded_sentinel_section_applies_live_and_keeps_what_sentinel_learned() {
+    let (mut c, sentinels) = sentinel_group();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    wait_sentinels_agree(&c, &sentinels, "master");
+    let ids: Vec<Option<String>> = sentinels.iter().map(|s| myid(*s)).collect();
+    let pids: Vec<String> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|n| std::fs::read_to_string(c.run_dir().join(format!("{n}.pid"))).unwrap_or_default())
+        .collect();
+    c.extra_sections = c
+        .extra_sections
+        .replace("quorum = 2", "quorum = 3")
+        .replace("down_after = \"1s\"", "down_after = \"2s\"");
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    assert_eq!(run.status.code(), Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("s1: SENTINEL SET quorum, down-after-milliseconds live"),
+        "{}",
+        run.stdout
+    );
+    for s in &sentinels {
+        util::wait_until(UP, "the new quorum in the sentinel", || {
+            let Ok(mut con) = util::connect(*s, Some(PASSWORD)) else {
+                return false;
+            };
+            let pairs: Vec<String> = redis::cmd("SENTINEL")
+                .arg("MASTER")
+                .arg("test")
+                .query(&mut con)
+                .unwrap_or_default();
+            pairs.windows(2).any(|w| w[0] == "quorum" && w[1] == "3")
+                && pairs
+                    .windows(2)
+                    .any(|w| w[0] == "down-after-milliseconds" && w[1] == "2000")
+        });
+    }
+    assert_eq!(sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(), ids);
+    let after: Vec<String> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|n| std::fs::read_to_string(c.run_dir().join(format!("{n}.pid"))).unwrap_or_default())
+        .collect();
+    assert_eq!(pids, after, "no sentinel restarted");
+    // Sentinel wrote it into its own file, which the next start keeps.
+    let conf = std::fs::read_to_string(c.dir.join("data/s1/sentinel.conf")).expect("conf");
+    let m = c.addr("master");
+    assert!(
+        conf.contains(&format!("sentinel monitor test {} {} 3", m.ip(), m.port())),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("sentinel down-after-milliseconds test 2000"),
+        "{conf}"
+    );
 }

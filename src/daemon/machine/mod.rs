@@ -126,6 +126,11 @@ pub enum Input {
         name: String,
         result: Result<(), String>,
     },
+    /// The answer to [`Effect::SentinelReconfigure`].
+    SentinelReconfigured {
+        name: String,
+        result: Result<(), String>,
+    },
     /// The answer to [`Effect::SentinelFailover`]: a sentinel started the failover, or
     /// why none did.
     SentinelAsked { result: Result<(), String> },
@@ -254,6 +259,15 @@ pub enum Effect {
         master: Endpoint,
         sentinels: Vec<Endpoint>,
         master_name: String,
+    },
+    /// Apply a reloaded `[sentinel]` to a running sentinel: `SENTINEL SET` each of `sets`,
+    /// then, when `password` is `Some`, the new group password (`sentinel::change_password`);
+    /// answer with `SentinelReconfigured`.
+    SentinelReconfigure {
+        name: String,
+        endpoint: Endpoint,
+        sets: Vec<crate::render::sentinel::SentinelSet>,
+        password: Option<Option<Secret>>,
     },
     /// Keep `master` as the group's actual master across daemon restarts
     /// (`run_dir/<host>.topology`).
@@ -670,6 +684,9 @@ impl Machine {
                 self.on_role_changed(&name, result, now, &mut fx)
             }
             Input::SentinelAsked { result } => self.sentinel_asked = Some(result),
+            Input::SentinelReconfigured { name, result } => {
+                self.on_sentinel_reconfigured(&name, result)
+            }
             Input::Request { id, request } => self.on_request(id, request, now, &mut fx),
             Input::ReloadRequested { id } => self.on_reload_requested(id, &mut fx),
             Input::ConfigLoaded { id, result } => self.on_config_loaded(id, result, now, &mut fx),

@@ -214,10 +214,12 @@ impl Machine {
         }
         self.binary = binary;
         self.server = server;
-        let steps = plan::reload(&self.group, &new, &diff);
+        let mut steps = plan::reload(&self.group, &new, &diff);
         info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
-        self.group = new;
+        let old = std::mem::replace(&mut self.group, new);
         self.configured = configured;
+        let (sentinel_lines, sentinel_stops) = self.reload_sentinels(&old, now, fx);
+        steps.extend(sentinel_stops);
         // Removed instances keep their slot (and old endpoint) until they have stopped;
         // `forget_removed` then drops them. Added ones start with the reload's steps.
         for name in &diff.added {
@@ -246,7 +248,8 @@ impl Machine {
         for (name, why) in &diff.restart_reasons {
             lines.push(format!("{name}: restarting: {why}"));
         }
-        if steps.is_empty() {
+        lines.extend(sentinel_lines);
+        if steps.is_empty() && lines.len() == 1 {
             lines.push("nothing to do".to_owned());
         }
         self.ops.push_back(Operation::new(steps, id, lines));

@@ -318,6 +318,93 @@ impl Machine {
         })
     }
 
+    /// After a reload: sentinels added to this host start, removed ones stop (after the
+    /// instances' steps), and the running ones get the changed settings and password live
+    /// (`SENTINEL SET`), which keeps everything they learned. Returns the reply's lines
+    /// and the stop steps.
+    pub(super) fn reload_sentinels(
+        &mut self,
+        old: &crate::config::Group,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> (Vec<String>, Vec<crate::plan::Step>) {
+        let mut lines = Vec::new();
+        let mut stops = Vec::new();
+        let local = self.local_sentinels();
+        for name in &local {
+            if !self.slots.contains_key(name) {
+                self.add_sentinel_slot(name, now);
+                lines.push(format!("{name}: sentinel added, starting"));
+            }
+        }
+        let removed: Vec<String> = self
+            .slots
+            .keys()
+            .filter(|n| old.sentinel_node(n).is_some() && !local.contains(n))
+            .cloned()
+            .collect();
+        for name in removed {
+            lines.push(format!("{name}: sentinel removed, stopping"));
+            stops.push(crate::plan::Step::Stop { name, force: false });
+        }
+        let sets = crate::render::sentinel::live_changes(old, &self.group);
+        let password =
+            (old.password() != self.group.password()).then(|| self.group.password().cloned());
+        if sets.is_empty() && password.is_none() {
+            return (lines, stops);
+        }
+        for name in &local {
+            let Some(slot) = self.slots.get(name) else {
+                continue;
+            };
+            if slot.state.pid().is_none() || slot.state.stopping() {
+                continue; // it renders the new settings when it starts
+            }
+            let what: Vec<&str> = sets.iter().map(|s| s.option).collect();
+            let mut parts = Vec::new();
+            if !what.is_empty() {
+                parts.push(format!("SENTINEL SET {}", what.join(", ")));
+            }
+            if password.is_some() {
+                parts.push("password changed".to_owned());
+            }
+            lines.push(format!("{name}: {} live", parts.join(", ")));
+            fx.push(Effect::SentinelReconfigure {
+                name: name.clone(),
+                endpoint: slot.endpoint.clone(),
+                sets: sets.clone(),
+                password: password.clone(),
+            });
+        }
+        (lines, stops)
+    }
+
+    /// The answer to `SentinelReconfigure`.
+    pub(super) fn on_sentinel_reconfigured(&mut self, name: &str, result: Result<(), String>) {
+        let endpoint = self
+            .group
+            .sentinel_node(name)
+            .map(|n| crate::sentinel::endpoint(&self.group, n));
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                info!(instance = %name, "sentinel reconfigured live");
+                if let Some(ep) = endpoint {
+                    slot.endpoint = ep; // its new password
+                }
+            }
+            Err(e) => {
+                let why = format!(
+                    "the reloaded [sentinel] could not be applied live ({e}); restart it to apply it: `redisrepd restart {name}`"
+                );
+                error!(instance = %name, "{why}");
+                slot.last_error = Some(why);
+            }
+        }
+    }
+
     /// How to reach a sentinel of any host.
     pub(super) fn sentinel_endpoints(&self) -> Vec<(String, Endpoint)> {
         self.group
