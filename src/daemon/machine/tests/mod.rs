@@ -11,6 +11,7 @@ mod crashes;
 mod daemon;
 mod reload;
 mod roles;
+mod sentinel;
 mod startup;
 mod stopping;
 
@@ -394,6 +395,7 @@ fn the_machine_imports_no_io() {
         ("ops.rs", include_str!("../ops.rs")),
         ("report.rs", include_str!("../report.rs")),
         ("roles.rs", include_str!("../roles.rs")),
+        ("sentinel.rs", include_str!("../sentinel.rs")),
     ];
     let banned = [
         "std::process",
