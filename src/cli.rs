@@ -78,9 +78,9 @@ pub enum Verb {
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
     },
-    /// Print the redis.conf generated for an instance.
+    /// Print the redis.conf generated for an instance (the sentinel.conf for a sentinel node).
     Render {
-        /// The instance.
+        /// The instance (or sentinel node).
         instance: String,
         /// Print the password instead of masking it.
         #[arg(long)]

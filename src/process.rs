@@ -66,6 +66,15 @@ pub fn spawn(launch: &Launch<'_>, tail: &OutputTail) -> io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Servers rewrite config files with the password in them under their umask: a
+    // sentinel its own file as it learns, an instance its redis.conf when Sentinel sends
+    // CONFIG REWRITE. 077 keeps those 0600. (umask is async-signal-safe.)
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+            Ok(())
+        });
+    }
     if let Some(run_as) = launch.run_as.cloned() {
         // std's uid()/gid() would drop supplementary groups; set all three ourselves, in
         // the child, using only async-signal-safe syscalls.

@@ -19,6 +19,21 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         } => {
             let checked = load(&cli.config)?;
             let group = &checked.group;
+            let secrets = if show_secrets {
+                Secrets::Show
+            } else {
+                Secrets::Mask
+            };
+            // A sentinel node: its file as the next start writes it, over what Sentinel
+            // wrote last.
+            if let Some(node) = group.sentinel_node(&instance) {
+                let existing = std::fs::read_to_string(group.sentinel_conf_path(node)).ok();
+                print!(
+                    "{}",
+                    render::sentinel::render_sentinel(group, node, existing.as_deref(), secrets)
+                );
+                return Ok(crate::EXIT_OK);
+            }
             let inst = group.instance(&instance).with_context(|| {
                 format!(
                     "{}: no instance `{instance}`; instances: {}",
@@ -26,11 +41,6 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                     names(group)
                 )
             })?;
-            let secrets = if show_secrets {
-                Secrets::Show
-            } else {
-                Secrets::Mask
-            };
             let (server, note) = crate::server::configured_or_newest(group, &cli.config)
                 .map_err(anyhow::Error::msg)?;
             if let Some(note) = note {

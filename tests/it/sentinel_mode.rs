@@ -218,6 +218,13 @@ fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
     c.start_daemon("b");
     wait_sentinels_agree(&c, &sentinels, &new_master);
     assert_eq!(sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(), ids);
+    // Sentinel rewrote its file (password inside) many times: still private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(c.dir.join("data/s2/sentinel.conf"))
+        .expect("s2 conf")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "sentinel.conf mode {mode:o}");
     let conf = std::fs::read_to_string(c.dir.join("data/s2/sentinel.conf")).expect("s2 conf");
     let a = c.addr(&new_master);
     assert!(
@@ -246,6 +253,12 @@ fn failover_restart_and_promote_go_through_sentinel() {
         table.contains("sentinels: 3/3 answer (quorum 2); 3 name master"),
         "{table}"
     );
+
+    // `render` shows a sentinel's file, password masked, Sentinel's id kept.
+    let run = c.cli(&["render", "s2"]);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("sentinel myid "), "{}", run.stdout);
+    run.expect_hidden(PASSWORD);
 
     let run = c.cli(&["promote", "r1"]);
     assert_eq!(run.status.code(), Some(1));

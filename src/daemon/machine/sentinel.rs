@@ -230,7 +230,11 @@ impl Machine {
             .iter()
             .filter(|n| self.fresh_info(&n.name, now).is_some())
             .count();
-        if answering == 0 || self.sentinels_master(now).as_deref() == Some(name) {
+        if answering == 0 {
+            warn!(instance = %name, "no sentinel answers: starting it as master, as the last known roles say");
+            return None;
+        }
+        if self.sentinels_master(now).as_deref() == Some(name) {
             return None;
         }
         if now >= since + s.down_after + s.failover_timeout {
