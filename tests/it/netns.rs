@@ -471,8 +471,10 @@ fn role(ns: &str, addr: SocketAddr) -> Result<(String, Option<SocketAddr>), Stri
         let role = info.get("role").cloned().unwrap_or_default();
         let upstream = match (info.get("master_host"), info.get("master_port")) {
             (Some(h), Some(p)) => Some(SocketAddr::new(
-                h.parse().map_err(|e| format!("{addr}: master_host {h}: {e}"))?,
-                p.parse().map_err(|e| format!("{addr}: master_port {p}: {e}"))?,
+                h.parse()
+                    .map_err(|e| format!("{addr}: master_host {h}: {e}"))?,
+                p.parse()
+                    .map_err(|e| format!("{addr}: master_port {p}: {e}"))?,
             )),
             _ => None,
         };
@@ -505,24 +507,31 @@ fn write_acked(ns: &str, addr: SocketAddr, range: std::ops::Range<u32>, replicas
 /// both replicas and the two other sentinels. Sentinel finds replicas in the master's INFO,
 /// asked every 10 s: until then it has none to promote.
 fn wait_sentinels_know(c: &Cluster, sentinels: &[(&str, SocketAddr)], want: SocketAddr) {
-    util::wait_for(UP, &format!("the sentinels to name {want}, knowing all"), || {
-        let views: Vec<_> = sentinels
-            .iter()
-            .map(|(ns, s)| {
-                in_ns(ns, || {
-                    (
-                        crate::sentinel_mode::named(*s),
-                        crate::sentinel_mode::known(*s),
-                    )
+    util::wait_for(
+        UP,
+        &format!("the sentinels to name {want}, knowing all"),
+        || {
+            let views: Vec<_> = sentinels
+                .iter()
+                .map(|(ns, s)| {
+                    in_ns(ns, || {
+                        (
+                            crate::sentinel_mode::named(*s),
+                            crate::sentinel_mode::known(*s),
+                        )
+                    })
                 })
-            })
-            .collect();
-        if views.iter().all(|v| *v == (Some(want), Some((2, 2)))) {
-            Ok(())
-        } else {
-            Err(format!("(named, (replicas, sentinels)): {views:?}\n{}", logs(c)))
-        }
-    });
+                .collect();
+            if views.iter().all(|v| *v == (Some(want), Some((2, 2)))) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "(named, (replicas, sentinels)): {views:?}\n{}",
+                    logs(c)
+                ))
+            }
+        },
+    );
 }
 
 /// Each sentinel's `SENTINEL MYID`.
@@ -558,12 +567,20 @@ fn sentinel_fails_over_when_the_master_host_is_cut_off_and_the_old_master_rejoin
     let (va, vb) = (format!("rrd{pid}sa"), format!("rrd{pid}sb"));
     // Declared first, dropped last: after the daemons and every server are gone.
     let _netns = Netns::pair(&na, &nb, &va, &vb);
-    let ns_of = |host: &str| if host == "master" { na.clone() } else { nb.clone() };
+    let ns_of = |host: &str| {
+        if host == "master" {
+            na.clone()
+        } else {
+            nb.clone()
+        }
+    };
 
     let nodes: String = SENTINELS
         .iter()
         .map(|(name, host, ip, port)| {
-            format!("  {{ name = \"{name}\", host = \"{host}\", bind = \"{ip}\", port = {port} }},\n")
+            format!(
+                "  {{ name = \"{name}\", host = \"{host}\", bind = \"{ip}\", port = {port} }},\n"
+            )
         })
         .collect();
     let c = seed_layout(&format!(
@@ -664,9 +681,15 @@ fn sentinel_fails_over_when_the_master_host_is_cut_off_and_the_old_master_rejoin
         || one_master(&instances, new_addr).map_err(|e| format!("{e}\n{}", logs(&c))),
     );
     let rejoined = up.elapsed();
+    util::wait_for(
+        UP,
+        "the old master to hold every acknowledged write and those made since",
+        || has_keys(&na, master, 0..400),
+    );
+    let synced = up.elapsed();
     eprintln!(
         "netns sentinel: old master while cut off: {old_role:?}; link up → one master \
-         after {rejoined:.2?}"
+         after {rejoined:.2?}, the old master in sync after {synced:.2?}"
     );
     wait_sentinels_know(&c, &sentinels, new_addr);
     wait_healthy_in(&c, &nb);
@@ -675,7 +698,11 @@ fn sentinel_fails_over_when_the_master_host_is_cut_off_and_the_old_master_rejoin
             has_keys(ns, *a, 0..400)
         });
     }
-    assert_eq!(sentinel_ids(&sentinels), ids, "each sentinel is still itself");
+    assert_eq!(
+        sentinel_ids(&sentinels),
+        ids,
+        "each sentinel is still itself"
+    );
 
     // What the sentinels learned survives a restart of the daemon beside the replicas.
     slave_daemon.signal(Signal::SIGTERM);
