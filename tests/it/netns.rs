@@ -7,6 +7,10 @@
 //! namespaces), so the CLI finds both; whatever reads Redis (the CLI for a host without a
 //! daemon, and the test itself) runs inside a namespace.
 //!
+//! The same two hosts with three sentinels (one beside the master, two beside the
+//! replicas): cut off, the master's host loses the role to a replica, and its old master
+//! rejoins as that replica's replica when the link comes back.
+//!
 //! Needs root (CI runs as root) and `ip` from iproute2.
 
 use std::collections::BTreeMap;
