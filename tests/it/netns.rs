@@ -7,6 +7,10 @@
 //! namespaces), so the CLI finds both; whatever reads Redis (the CLI for a host without a
 //! daemon, and the test itself) runs inside a namespace.
 //!
+//! The same two hosts with three sentinels (one beside the master, two beside the
+//! replicas): cut off, the master's host loses the role to a replica, and its old master
+//! rejoins as that replica's replica when the link comes back.
+//!
 //! Needs root (CI runs as root) and `ip` from iproute2.
 
 use std::collections::BTreeMap;
@@ -14,7 +18,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -274,23 +278,9 @@ fn replica_pids(c: &Cluster, ns: &str) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn seed_layout_on_two_hosts_survives_a_cut_link_and_a_master_reboot() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: it creates network namespaces and a veth pair (run `cargo \
-         test` as root, as CI does)"
-    );
-    assert!(
-        which::which("ip").is_ok(),
-        "`ip` not found: install iproute2 (`apt-get install iproute2`)"
-    );
-    let pid = std::process::id();
-    let (na, nb) = (format!("rrd-{pid}-a"), format!("rrd-{pid}-b"));
-    let (va, vb) = (format!("rrd{pid}a"), format!("rrd{pid}b"));
-    // Declared first, dropped last: after the daemons and every redis-server are gone.
-    let _netns = Netns::pair(&na, &nb, &va, &vb);
-
+/// The seed layout at the seed addresses (`master` on MASTER_IP:6379, the replicas on
+/// SLAVE_IP:6379 and :6380), with `extra_sections` after the instances.
+fn seed_layout(extra_sections: &str) -> Cluster {
     // Redis 7.0 cannot resume replication after loading an AOF, so RDB only. A short
     // repl-timeout (with pings more often than that) makes a cut link show within seconds.
     let mut c = cluster::Builder::new()
@@ -310,7 +300,34 @@ fn seed_layout_on_two_hosts_survives_a_cut_link_and_a_master_reboot() {
         m.ip = ip.parse().expect("an IP");
         m.port = port;
     }
+    c.extra_sections = extra_sections.to_owned();
     c.write_config();
+    c
+}
+
+/// Whether this process may make namespaces; panics saying what is missing otherwise.
+fn require_root_and_ip() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it creates network namespaces and a veth pair (run `cargo \
+         test` as root, as CI does)"
+    );
+    assert!(
+        which::which("ip").is_ok(),
+        "`ip` not found: install iproute2 (`apt-get install iproute2`)"
+    );
+}
+
+#[test]
+fn seed_layout_on_two_hosts_survives_a_cut_link_and_a_master_reboot() {
+    require_root_and_ip();
+    let pid = std::process::id();
+    let (na, nb) = (format!("rrd-{pid}-a"), format!("rrd-{pid}-b"));
+    let (va, vb) = (format!("rrd{pid}a"), format!("rrd{pid}b"));
+    // Declared first, dropped last: after the daemons and every redis-server are gone.
+    let _netns = Netns::pair(&na, &nb, &va, &vb);
+
+    let c = seed_layout("");
     let master = c.addr("master");
     let replicas: Vec<SocketAddr> = REPLICAS.iter().map(|r| c.addr(r)).collect();
 
@@ -431,5 +448,285 @@ fn seed_layout_on_two_hosts_survives_a_cut_link_and_a_master_reboot() {
         "netns: link cut noticed after {noticed:.1?}; in sync {resynced:.1?} after the link \
          came back; healthy {back:.1?} after the master host's daemon started again"
     );
+    drop(master_daemon);
+}
+
+/// The sentinels of the Sentinel test: name, host, address. One beside the master, two
+/// beside the replicas: cut off, the master's host has no majority.
+const SENTINELS: [(&str, &str, &str, u16); 3] = [
+    ("s1", "master", MASTER_IP, 26379),
+    ("s2", "slave", SLAVE_IP, 26379),
+    ("s3", "slave", SLAVE_IP, 26380),
+];
+
+/// The longest a failover may take after the master's host is cut off: `down_after` (1 s)
+/// plus the election (facts-sentinel.md: ~2.3 s measured), with room for a slow machine.
+const FAILOVER: Duration = Duration::from_secs(30);
+
+/// How long the group may take to have one master again after the link comes back.
+const REJOIN: Duration = Duration::from_secs(30);
+
+/// What an instance says it is, read from inside `ns`: its role and, for a replica, the
+/// master it follows.
+fn role(ns: &str, addr: SocketAddr) -> Result<(String, Option<SocketAddr>), String> {
+    in_ns(ns, || {
+        let mut con = util::connect(addr, Some(PASSWORD)).map_err(|e| format!("{addr}: {e}"))?;
+        let info = util::info(&mut con, "replication").map_err(|e| format!("{addr}: {e}"))?;
+        let role = info.get("role").cloned().unwrap_or_default();
+        let upstream = match (info.get("master_host"), info.get("master_port")) {
+            (Some(h), Some(p)) => Some(SocketAddr::new(
+                h.parse()
+                    .map_err(|e| format!("{addr}: master_host {h}: {e}"))?,
+                p.parse()
+                    .map_err(|e| format!("{addr}: master_port {p}: {e}"))?,
+            )),
+            _ => None,
+        };
+        Ok((role, upstream))
+    })
+}
+
+/// SETs `k:i = v:i` for `range` on `addr` from inside `ns`, then `WAIT replicas`: returns
+/// how many replicas acknowledged them.
+fn write_acked(ns: &str, addr: SocketAddr, range: std::ops::Range<u32>, replicas: i64) -> i64 {
+    in_ns(ns, || {
+        let mut con = util::connect(addr, Some(PASSWORD))
+            .unwrap_or_else(|e| panic!("connecting to {addr} in {ns}: {e}"));
+        for i in range {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k:{i}"))
+                .arg(format!("v:{i}"))
+                .query(&mut con)
+                .unwrap_or_else(|e| panic!("SET k:{i} on {addr}: {e}"));
+        }
+        redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(5000)
+            .query(&mut con)
+            .unwrap_or_else(|e| panic!("WAIT on {addr}: {e}"))
+    })
+}
+
+/// Waits until every sentinel (namespace, address) names `want` as the master and knows
+/// both replicas and the two other sentinels. Sentinel finds replicas in the master's INFO,
+/// asked every 10 s: until then it has none to promote.
+fn wait_sentinels_know(c: &Cluster, sentinels: &[(&str, SocketAddr)], want: SocketAddr) {
+    util::wait_for(
+        UP,
+        &format!("the sentinels to name {want}, knowing all"),
+        || {
+            let views: Vec<_> = sentinels
+                .iter()
+                .map(|(ns, s)| {
+                    in_ns(ns, || {
+                        (
+                            crate::sentinel_mode::named(*s),
+                            crate::sentinel_mode::known(*s),
+                        )
+                    })
+                })
+                .collect();
+            if views.iter().all(|v| *v == (Some(want), Some((2, 2)))) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "(named, (replicas, sentinels)): {views:?}\n{}",
+                    logs(c)
+                ))
+            }
+        },
+    );
+}
+
+/// Each sentinel's `SENTINEL MYID`.
+fn sentinel_ids(sentinels: &[(&str, SocketAddr)]) -> Vec<Option<String>> {
+    sentinels
+        .iter()
+        .map(|(ns, s)| in_ns(ns, || crate::sentinel_mode::myid(*s)))
+        .collect()
+}
+
+/// Exactly one master in the group, `want`, and every other instance its replica (each
+/// read from its own namespace).
+fn one_master(instances: &[(&str, SocketAddr)], want: SocketAddr) -> Result<(), String> {
+    let roles: Vec<_> = instances.iter().map(|(ns, a)| (*a, role(ns, *a))).collect();
+    let ok = roles.iter().all(|(a, r)| match r {
+        Ok((role, _)) if *a == want => role == "master",
+        Ok((role, up)) => role == "slave" && *up == Some(want),
+        Err(_) => false,
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("want {want} the only master; roles: {roles:?}"))
+    }
+}
+
+#[test]
+fn sentinel_fails_over_when_the_master_host_is_cut_off_and_the_old_master_rejoins() {
+    require_root_and_ip();
+    let pid = std::process::id();
+    // Not the names of the other test here: both may run at once in one process.
+    let (na, nb) = (format!("rrd-{pid}-sa"), format!("rrd-{pid}-sb"));
+    let (va, vb) = (format!("rrd{pid}sa"), format!("rrd{pid}sb"));
+    // Declared first, dropped last: after the daemons and every server are gone.
+    let _netns = Netns::pair(&na, &nb, &va, &vb);
+    let ns_of = |host: &str| {
+        if host == "master" {
+            na.clone()
+        } else {
+            nb.clone()
+        }
+    };
+
+    let nodes: String = SENTINELS
+        .iter()
+        .map(|(name, host, ip, port)| {
+            format!(
+                "  {{ name = \"{name}\", host = \"{host}\", bind = \"{ip}\", port = {port} }},\n"
+            )
+        })
+        .collect();
+    let c = seed_layout(&format!(
+        "\n[sentinel]\nquorum = 2\ndown_after = \"1s\"\nfailover_timeout = \"10s\"\n\
+         nodes = [\n{nodes}]\n"
+    ));
+    let sentinel_ns: Vec<String> = SENTINELS.iter().map(|s| ns_of(s.1)).collect();
+    let sentinels: Vec<(&str, SocketAddr)> = SENTINELS
+        .iter()
+        .zip(&sentinel_ns)
+        .map(|((_, _, ip, port), ns)| {
+            (
+                ns.as_str(),
+                SocketAddr::new(ip.parse().expect("an IP"), *port),
+            )
+        })
+        .collect();
+    let master = c.addr("master");
+    let instances: Vec<(&str, SocketAddr)> = std::iter::once((na.as_str(), master))
+        .chain(REPLICAS.iter().map(|r| (nb.as_str(), c.addr(r))))
+        .collect();
+
+    let master_daemon = start_daemon(&c, &na, "master");
+    let mut slave_daemon = start_daemon(&c, &nb, "slave");
+    wait_healthy_in(&c, &nb);
+    wait_sentinels_know(&c, &sentinels, master);
+    let ids = sentinel_ids(&sentinels);
+    assert!(ids.iter().all(Option::is_some), "{ids:?}");
+
+    // Writes both replicas acknowledged: none of them may be lost.
+    assert_eq!(
+        write_acked(&na, master, 0..300, 2),
+        2,
+        "both replicas acknowledge\n{}",
+        logs(&c)
+    );
+
+    // Cut the master's host off. s2 and s3 are a majority: they fail over to a replica.
+    let cut = Instant::now();
+    ip(&["-n", &nb, "link", "set", &vb, "down"]);
+    let (new_master, named_after) =
+        util::wait_for(FAILOVER, "s2 and s3 to name a replica as master", || {
+            let views: Vec<Option<SocketAddr>> = sentinels[1..]
+                .iter()
+                .map(|(ns, s)| in_ns(ns, || crate::sentinel_mode::named(*s)))
+                .collect();
+            match views[0] {
+                Some(a) if a != master && views.iter().all(|v| *v == Some(a)) => REPLICAS
+                    .iter()
+                    .find(|r| c.addr(r) == a)
+                    .map(|r| (r.to_string(), cut.elapsed()))
+                    .ok_or_else(|| format!("{a} is no replica")),
+                _ => Err(format!("{views:?}\n{}", logs(&c))),
+            }
+        });
+    let new_addr = c.addr(&new_master);
+    util::wait_for(
+        FAILOVER.saturating_sub(cut.elapsed()),
+        &format!("`{new_master}` to take writes within {FAILOVER:?} of the cut"),
+        || {
+            in_ns(&nb, || {
+                let mut con = util::connect(new_addr, Some(PASSWORD)).map_err(|e| e.to_string())?;
+                redis::cmd("SET")
+                    .arg("k:300")
+                    .arg("v:300")
+                    .query::<()>(&mut con)
+                    .map_err(|e| format!("{e}\n{}", logs(&c)))
+            })
+        },
+    );
+    let writable = cut.elapsed();
+    eprintln!(
+        "netns sentinel: link down → s2+s3 name `{new_master}` after {named_after:.2?}, \
+         it takes writes after {writable:.2?}"
+    );
+    assert!(
+        writable <= FAILOVER,
+        "the new master took writes {writable:.2?} after the cut (limit {FAILOVER:?})"
+    );
+    // Writes go on there; the other replica follows it (Sentinel re-points it).
+    write_keys(&nb, new_addr, 301..400);
+    let other = REPLICAS
+        .iter()
+        .find(|r| **r != new_master)
+        .expect("two replicas");
+    util::wait_for(UP, &format!("`{other}` to follow `{new_master}`"), || {
+        has_keys(&nb, c.addr(other), 0..400)
+    });
+    // The old master, alone with s1, does not know yet.
+    let old_role = role(&na, master);
+
+    // The link comes back: the old master must become a replica of the new one.
+    let up = Instant::now();
+    ip(&["-n", &nb, "link", "set", &vb, "up"]);
+    util::wait_for(
+        REJOIN,
+        &format!("one master, `{new_master}`, within {REJOIN:?} of the link coming back"),
+        || one_master(&instances, new_addr).map_err(|e| format!("{e}\n{}", logs(&c))),
+    );
+    let rejoined = up.elapsed();
+    util::wait_for(
+        UP,
+        "the old master to hold every acknowledged write and those made since",
+        || has_keys(&na, master, 0..400),
+    );
+    let synced = up.elapsed();
+    eprintln!(
+        "netns sentinel: old master while cut off: {old_role:?}; link up → one master \
+         after {rejoined:.2?}, the old master in sync after {synced:.2?}"
+    );
+    wait_sentinels_know(&c, &sentinels, new_addr);
+    wait_healthy_in(&c, &nb);
+    for (ns, a) in &instances {
+        util::wait_for(UP, &format!("every acknowledged write on {a}"), || {
+            has_keys(ns, *a, 0..400)
+        });
+    }
+    assert_eq!(
+        sentinel_ids(&sentinels),
+        ids,
+        "each sentinel is still itself"
+    );
+
+    // What the sentinels learned survives a restart of the daemon beside the replicas.
+    slave_daemon.signal(Signal::SIGTERM);
+    let status = slave_daemon.wait_exit(UP);
+    assert_eq!(status.code(), Some(0), "{}", logs(&c));
+    let _ = std::fs::remove_file(c.run_dir().join("slave.sock"));
+    slave_daemon = start_daemon(&c, &nb, "slave");
+    wait_healthy_in(&c, &nb);
+    wait_sentinels_know(&c, &sentinels, new_addr);
+    assert_eq!(
+        sentinel_ids(&sentinels),
+        ids,
+        "each sentinel is still itself after the daemon restart"
+    );
+    one_master(&instances, new_addr).unwrap_or_else(|e| panic!("{e}\n{}", logs(&c)));
+    for (ns, a) in &instances {
+        util::wait_for(UP, &format!("every write on {a} after the restart"), || {
+            has_keys(ns, *a, 0..400)
+        });
+    }
+    drop(slave_daemon);
     drop(master_daemon);
 }

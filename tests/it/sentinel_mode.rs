@@ -34,7 +34,7 @@ fn sentinel_group() -> (Cluster, Vec<SocketAddr>) {
 }
 
 /// What a sentinel names as master, by address.
-fn named(sentinel: SocketAddr) -> Option<SocketAddr> {
+pub(crate) fn named(sentinel: SocketAddr) -> Option<SocketAddr> {
     let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
     let reply: Vec<String> = redis::cmd("SENTINEL")
         .arg("GET-MASTER-ADDR-BY-NAME")
@@ -46,7 +46,7 @@ fn named(sentinel: SocketAddr) -> Option<SocketAddr> {
 }
 
 /// How many replicas and other sentinels a sentinel knows of its master.
-fn known(sentinel: SocketAddr) -> Option<(usize, usize)> {
+pub(crate) fn known(sentinel: SocketAddr) -> Option<(usize, usize)> {
     let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
     let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
         .arg("REPLICAS")
@@ -108,7 +108,8 @@ fn masters(c: &Cluster) -> Vec<String> {
         .collect()
 }
 
-fn myid(sentinel: SocketAddr) -> Option<String> {
+/// The sentinel's `SENTINEL MYID`.
+pub(crate) fn myid(sentinel: SocketAddr) -> Option<String> {
     let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
     redis::cmd("SENTINEL").arg("MYID").query(&mut con).ok()
 }
