@@ -307,8 +307,9 @@ impl Machine {
                 },
             );
         }
-        // The sentinels last: while the instances stop they may still move the master
-        // role off this host.
+        // With Sentinel, a master here moves to a replica on another host first; the
+        // sentinels stop last, so they can still do that.
+        let mut steps = self.sentinel_first(steps);
         for name in self.local_sentinels() {
             steps.push(Step::Stop { name, force: false });
         }

@@ -199,17 +199,16 @@ impl Machine {
 
     /// In Sentinel mode, after a probe: follow the master the sentinels name.
     pub(super) fn obey_sentinels(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        if self.shutting_down {
-            return;
-        }
         let Some(named) = self.sentinels_master(now) else {
             return;
         };
         if named == self.actual {
             return;
         }
+        // Also while the daemon stops: its failover step waits for this. Nothing is
+        // re-pointed then; everything here is on its way down.
         let steps = self.set_actual(&named, "the sentinels say so", now, fx);
-        if !steps.is_empty() {
+        if !steps.is_empty() && !self.shutting_down {
             self.ops
                 .push_back(super::ops::Operation::new(steps, None, Vec::new()));
         }

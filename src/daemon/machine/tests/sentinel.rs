@@ -152,3 +152,42 @@ fn restarting_the_master_asks_the_sentinels_to_move_the_role_first() {
     assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
     assert!(reply(&fx, id).is_none(), "the restart goes on");
 }
+
+#[test]
+fn a_daemon_stopping_moves_its_master_to_another_host_first() {
+    let text = text()
+        .replace(
+            "host = \"a\"\nbind = \"127.0.0.2\"",
+            "host = \"b\"\nbind = \"127.0.0.2\"",
+        )
+        .replace(
+            "host = \"a\"\nbind = \"127.0.0.3\"",
+            "host = \"b\"\nbind = \"127.0.0.3\"",
+        );
+    let mut h = H::new(&text, "a");
+    h.tick();
+    h.probe_err("r1", "connection refused");
+    h.probe_err("r2", "connection refused");
+    h.probe_err("s2", "connection refused");
+    let fx = h.probe_err("s3", "connection refused");
+    assert!(launches(&fx).contains(&"master".to_owned()), "{fx:?}");
+    h.launched("master", 100);
+    h.probe("master", &master_info(100, &[R1]));
+    let fx = h.feed(Input::Terminate);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::SentinelFailover { .. })),
+        "{fx:?}"
+    );
+    assert!(
+        shutdowns(&fx).is_empty(),
+        "the master stops once the role moved"
+    );
+    h.feed(Input::SentinelAsked { result: Ok(()) });
+    h.now += S;
+    h.launched("s1", 900);
+    h.probe("s1", &sentinel_info(900, R1));
+    let mut fx = h.probe("s2", &sentinel_info(901, R1));
+    fx.extend(h.tick());
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
+}
