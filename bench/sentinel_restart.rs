@@ -10,11 +10,13 @@
 mod common;
 mod load;
 mod naive;
+mod redislog;
 mod trio;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use load::Load;
@@ -142,42 +144,100 @@ fn wait_sentinels(
     )
 }
 
-// ----- the daemons' logs ---------------------------------------------------------------
+// ----- the logs ------------------------------------------------------------------------
 
-/// Where each daemon's log ends now.
-fn daemon_marks(m: &Managed) -> [u64; 2] {
-    ["m", "r"].map(|h| {
-        std::fs::metadata(m.daemon_log(h))
-            .map(|md| md.len())
-            .unwrap_or(0)
-    })
+/// The log files read for the timeline: the two daemons', the configured master's Redis
+/// log and each sentinel's (`log_dir` is set), each with how to read a line's time.
+fn log_files(m: &Managed, sentinels: usize) -> Vec<(String, PathBuf, bool)> {
+    let mut files = vec![
+        ("daemon m".to_owned(), m.daemon_log("m"), true),
+        ("daemon r".to_owned(), m.daemon_log("r"), true),
+        ("master".to_owned(), m.layout.log(0), false),
+    ];
+    for i in 1..=sentinels {
+        let name = format!("s{i}");
+        let path = m.layout.dir.join("log").join(format!("{name}.log"));
+        files.push((name, path, false));
+    }
+    files
 }
 
-/// The daemons' log lines since `marks`, each with its time in seconds after `t0`
-/// (tracing's RFC 3339 UTC stamp), in time order.
-fn daemon_lines(m: &Managed, marks: [u64; 2], t0: SystemTime) -> Vec<(f64, String)> {
+/// Where each file ends now.
+fn log_marks(files: &[(String, PathBuf, bool)]) -> Vec<u64> {
+    files
+        .iter()
+        .map(|(_, p, _)| std::fs::metadata(p).map(|md| md.len()).unwrap_or(0))
+        .collect()
+}
+
+/// Every line written since `marks`, as (seconds after `t0`, `[file] line`), in time
+/// order (the daemon's RFC 3339 stamps and Redis's, read as UTC: see bench/redislog.rs).
+fn timeline(
+    files: &[(String, PathBuf, bool)],
+    marks: &[u64],
+    t0: SystemTime,
+) -> Vec<(f64, String)> {
+    let t0 = t0
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut out = Vec::new();
-    let t0 = jiff::Timestamp::try_from(t0).ok();
-    for (i, host) in ["m", "r"].iter().enumerate() {
+    for ((label, path, daemon), mark) in files.iter().zip(marks) {
         let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(m.daemon_log(host)) {
-            let _ = f.seek(std::io::SeekFrom::Start(marks[i]));
+        if let Ok(mut f) = std::fs::File::open(path) {
+            let _ = f.seek(std::io::SeekFrom::Start(*mark));
             let _ = f.read_to_string(&mut text);
         }
         for line in text.lines() {
-            let stamp = line
-                .split_whitespace()
-                .next()
-                .and_then(|w| w.parse::<jiff::Timestamp>().ok());
-            let at = match (stamp, t0) {
-                (Some(s), Some(t0)) => s.duration_since(t0).as_secs_f64(),
-                _ => f64::NAN,
+            let parsed = if *daemon {
+                redislog::daemon_line(line)
+            } else {
+                redislog::redis_line(line)
             };
-            out.push((at, format!("[{host}] {line}")));
+            if let Some((at, msg)) = parsed {
+                out.push((at - t0, format!("[{label}] {msg}")));
+            }
         }
     }
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
+}
+
+/// The moments of the master's last step that explain the write pause, each the first
+/// line since the verb began that contains its needle.
+const MILESTONES: [(&str, &str); 9] = [
+    (
+        "daemon: SHUTDOWN SAVE of master",
+        "stopping: SHUTDOWN SAVE instance=master",
+    ),
+    (
+        "daemon: asks the sentinels",
+        "asking the sentinels to fail over",
+    ),
+    ("a sentinel: +try-failover", "+try-failover"),
+    ("a sentinel: +promoted-slave", "+promoted-slave"),
+    ("a sentinel: +switch-master", "+switch-master"),
+    ("master: DB saved on disk", "[master] DB saved on disk"),
+    (
+        "master: ready to exit",
+        "[master] Redis is now ready to exit",
+    ),
+    ("master: DB loaded", "[master] DB loaded from disk"),
+    (
+        "master: ready for connections",
+        "[master] Ready to accept connections",
+    ),
+];
+
+fn milestones(lines: &[(f64, String)]) -> Vec<(&'static str, f64)> {
+    MILESTONES
+        .iter()
+        .filter_map(|(label, needle)| {
+            lines
+                .iter()
+                .find(|(at, l)| *at >= 0.0 && l.contains(needle))
+                .map(|(at, _)| (*label, *at))
+        })
+        .collect()
 }
 
 // ----- one way -------------------------------------------------------------------------
@@ -200,8 +260,8 @@ struct Row {
     sentinels_name: Option<String>,
     ping: [f64; 3],
     ping_errors: u64,
-    /// The sentinel failover as the daemon logged it, seconds after the verb began.
-    failover_window: Option<(f64, f64)>,
+    /// Moments from the logs (see [`MILESTONES`]), seconds after the verb began.
+    milestones: Vec<(&'static str, f64)>,
     verb_output: String,
 }
 
@@ -246,7 +306,8 @@ fn measure(
     load.wait_writes(200, "writes flowing before the restart")?;
     syncs.sample();
     let before = syncs.totals();
-    let marks = daemon_marks(m);
+    let files = log_files(m, sentinels.len());
+    let marks = log_marks(&files);
     let (t0, wall0) = (Instant::now(), SystemTime::now());
     let run = m.cli(&["restart", "--all"], VERB_DEADLINE);
     if !run.ok() {
@@ -286,19 +347,10 @@ fn measure(
             .collect();
         Some(names.join(" / "))
     };
-    let lines = daemon_lines(m, marks, wall0);
+    let lines = timeline(&files, &marks, wall0);
     for (at, line) in &lines {
         eprintln!("bench: {way}: {at:+7.3} s {line}");
     }
-    let failover_window = {
-        let begin = lines
-            .iter()
-            .find(|(_, l)| l.contains("asking the sentinels to fail over"));
-        let end = lines
-            .iter()
-            .find(|(_, l)| l.contains("the group's master is now"));
-        begin.zip(end).map(|(b, e)| (b.0, e.0))
-    };
     let since = |t: Instant| t.saturating_duration_since(t0).as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
     Ok(Row {
@@ -328,7 +380,7 @@ fn measure(
             lat.last().copied().unwrap_or(0.0),
         ],
         ping_errors: log.ping_errors,
-        failover_window,
+        milestones: milestones(&lines),
         verb_output: run.stdout.trim().replace('\n', " / "),
     })
 }
@@ -336,6 +388,11 @@ fn measure(
 fn main() {
     trio::install_signals();
     let o = opts();
+    if !redislog::local_is_utc() {
+        eprintln!(
+            "bench: the local zone is not UTC: Redis's log times will be off; run with TZ=UTC"
+        );
+    }
     eprintln!(
         "bench: `redisrepd restart --all` under writes, without and with Sentinel, {} keys populated",
         o.keys
@@ -409,11 +466,15 @@ fn print_table(o: &Opts, rows: &[Result<Row, String>]) {
                 if let Some(s) = &r.sentinels_name {
                     note.push_str(&format!("; the sentinels name: {s}"));
                 }
-                if let Some((a, b)) = r.failover_window {
-                    note.push_str(&format!(
-                        "; daemon log: failover asked at {a:.2} s, the sentinels named the new master at {b:.2} s"
-                    ));
-                }
+                let moments: Vec<String> = r
+                    .milestones
+                    .iter()
+                    .map(|(what, at)| format!("{what} {at:.2}"))
+                    .collect();
+                note.push_str(&format!(
+                    "; logs (s after the verb began): {}",
+                    moments.join(", ")
+                ));
                 notes.push(note);
             }
             Err(e) => println!("| failed: {e} |||||||||"),
