@@ -9,15 +9,15 @@
 //! writes to the instance INFO calls the master, and looks again after an error.
 
 mod common;
+mod load;
 mod naive;
 mod trio;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use load::Load;
 use trio::{Layout, Managed, NAMES, Naive, Persistence, Syncs};
 
 struct Opts {
@@ -64,172 +64,6 @@ fn opts() -> Opts {
 const SHAPE_DEADLINE: Duration = Duration::from_secs(120);
 /// Longest a `redisrepd failover` may run.
 const VERB_DEADLINE: Duration = Duration::from_secs(180);
-
-// ----- clients that follow the master --------------------------------------------------
-
-/// The instance INFO calls the master; with several (a naive switchover half done), the
-/// one with the most replicas online.
-fn current_master(addrs: &[SocketAddr; 3]) -> Option<usize> {
-    let mut best: Option<(usize, usize)> = None;
-    for (i, addr) in addrs.iter().enumerate() {
-        let Ok(inf) = common::info(
-            *addr,
-            trio::PASSWORD,
-            "replication",
-            Duration::from_millis(200),
-            Duration::from_secs(2),
-        ) else {
-            continue;
-        };
-        if inf.role() == Some("master") {
-            let online = inf.replicas.iter().filter(|r| r.is_online()).count();
-            if best.is_none_or(|(_, n)| online > n) {
-                best = Some((i, online));
-            }
-        }
-    }
-    best.map(|(i, _)| i)
-}
-
-/// A connection to the current master, or `None` (after a short pause) when there is
-/// none to be had.
-fn follow(addrs: &[SocketAddr; 3]) -> Option<redis::Connection> {
-    let c = current_master(addrs)
-        .and_then(|i| trio::connect(addrs[i], Duration::from_millis(200)).ok());
-    if c.is_none() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    c
-}
-
-#[derive(Default)]
-struct WriterLog {
-    acked: Vec<u64>,
-    refused: BTreeMap<String, u64>,
-    /// Longest time between two acknowledged writes, and when it ended (since the start).
-    max_gap: Duration,
-    max_gap_end: Option<Instant>,
-    last_ok: Option<Instant>,
-}
-
-/// The writer and the prober, both following the master, until dropped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    log: Arc<Mutex<WriterLog>>,
-    acked_count: Arc<AtomicU64>,
-    threads: Vec<std::thread::JoinHandle<Vec<f64>>>,
-}
-
-impl Load {
-    fn start(addrs: [SocketAddr; 3], prefix: String) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let log = Arc::new(Mutex::new(WriterLog::default()));
-        let acked_count = Arc::new(AtomicU64::new(0));
-        let writer = {
-            let (stop, log, count) = (stop.clone(), log.clone(), acked_count.clone());
-            std::thread::spawn(move || {
-                let mut con = None;
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(2));
-                    if con.is_none() {
-                        con = follow(&addrs);
-                    }
-                    let Some(c) = con.as_mut() else {
-                        continue;
-                    };
-                    n += 1;
-                    let r = redis::cmd("SET")
-                        .arg(format!("{prefix}{n}"))
-                        .arg(n)
-                        .query::<()>(c);
-                    let now = Instant::now();
-                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                    match r {
-                        Ok(()) => {
-                            log.acked.push(n);
-                            count.fetch_add(1, Ordering::Relaxed);
-                            if let Some(last) = log.last_ok
-                                && now - last > log.max_gap
-                            {
-                                log.max_gap = now - last;
-                                log.max_gap_end = Some(now);
-                            }
-                            log.last_ok = Some(now);
-                        }
-                        Err(e) => {
-                            *log.refused.entry(trio::error_kind(&e)).or_default() += 1;
-                            con = None;
-                        }
-                    }
-                }
-                Vec::new()
-            })
-        };
-        let prober = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                let mut con = None;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    if con.is_none() {
-                        con = follow(&addrs);
-                    }
-                    let Some(c) = con.as_mut() else {
-                        continue;
-                    };
-                    let t = Instant::now();
-                    match redis::cmd("PING").query::<String>(c) {
-                        Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
-                        Err(_) => con = None,
-                    }
-                }
-                lat
-            })
-        };
-        Load {
-            stop,
-            log,
-            acked_count,
-            threads: vec![writer, prober],
-        }
-    }
-
-    fn acked(&self) -> u64 {
-        self.acked_count.load(Ordering::Relaxed)
-    }
-
-    /// Until `more` writes beyond the present count are acknowledged.
-    fn wait_writes(&self, more: u64, what: &str) -> Result<(), String> {
-        let goal = self.acked() + more;
-        trio::wait(what, Duration::from_secs(60), || {
-            (self.acked() >= goal)
-                .then_some(())
-                .ok_or_else(|| format!("{} of {goal} writes acknowledged", self.acked()))
-        })
-    }
-
-    /// Stops both threads: the writer's log and the PING latencies (ms).
-    fn finish(mut self) -> (WriterLog, Vec<f64>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut lat = Vec::new();
-        for t in self.threads.drain(..) {
-            lat.extend(t.join().unwrap_or_default());
-        }
-        let log = std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()));
-        (log, lat)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 // ----- one episode ---------------------------------------------------------------------
 
