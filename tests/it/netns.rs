@@ -709,19 +709,27 @@ fn sentinel_fails_over_when_the_master_host_is_cut_off_and_the_old_master_rejoin
     );
 
     // What the sentinels learned survives a restart of the daemon beside the replicas.
+    // That host holds the master now: before it stops, the role moves (a switchover
+    // through Sentinel) to the only instance elsewhere, the old master.
     slave_daemon.signal(Signal::SIGTERM);
     let status = slave_daemon.wait_exit(UP);
     assert_eq!(status.code(), Some(0), "{}", logs(&c));
+    assert_eq!(
+        role(&na, master).map(|(r, _)| r),
+        Ok("master".to_owned()),
+        "the role moved before the host stopped\n{}",
+        logs(&c)
+    );
     let _ = std::fs::remove_file(c.run_dir().join("slave.sock"));
     slave_daemon = start_daemon(&c, &nb, "slave");
     wait_healthy_in(&c, &nb);
-    wait_sentinels_know(&c, &sentinels, new_addr);
+    wait_sentinels_know(&c, &sentinels, master);
     assert_eq!(
         sentinel_ids(&sentinels),
         ids,
         "each sentinel is still itself after the daemon restart"
     );
-    one_master(&instances, new_addr).unwrap_or_else(|e| panic!("{e}\n{}", logs(&c)));
+    one_master(&instances, master).unwrap_or_else(|e| panic!("{e}\n{}", logs(&c)));
     for (ns, a) in &instances {
         util::wait_for(UP, &format!("every write on {a} after the restart"), || {
             has_keys(ns, *a, 0..400)
