@@ -408,6 +408,11 @@ impl Machine {
                     }
                 }
                 Some(Err(message)) => {
+                    if op.reply.is_none() {
+                        // Nobody reads this operation's lines (the daemon's own shutdown,
+                        // a learned change): the log must say it.
+                        error!("{message}");
+                    }
                     op.lines.push(message);
                     op.ok = false;
                     op.current = None;
