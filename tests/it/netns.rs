@@ -709,11 +709,9 @@ fn sentinel_fails_over_when_the_master_host_is_cut_off_and_the_old_master_rejoin
     );
 
     // What the sentinels learned survives a restart of the daemon beside the replicas.
-    // That host holds the master now: before it stops, its daemon asks Sentinel to move
-    // the role to the old master, the only instance elsewhere. Sentinel may refuse (it
-    // promotes only a replica whose INFO it has refreshed since it rejoined: NOGOODSLAVE);
-    // the daemon then stops anyway. Either way one master afterwards, the one the
-    // sentinels name.
+    // That host holds the master now and stops it with the rest (a daemon's own stop asks
+    // for no failover); Sentinel may or may not fail over to the old master while it is
+    // away. Either way one master afterwards, the one the sentinels name.
     slave_daemon.signal(Signal::SIGTERM);
     let status = slave_daemon.wait_exit(UP);
     assert_eq!(status.code(), Some(0), "{}", logs(&c));

@@ -214,10 +214,9 @@ fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
     }
 
     // What the sentinels learned survives a daemon restart (their files are re-rendered
-    // over what Sentinel wrote). Host b, which holds the master now, asks Sentinel to move
-    // the role to host a's instance before it stops; Sentinel may refuse (NOGOODSLAVE: it
-    // promotes only a replica whose INFO it refreshed since it rejoined), and the daemon
-    // stops anyway. Either way: one master, the one the sentinels name.
+    // over what Sentinel wrote). Host b holds the master now and stops it with the rest
+    // (a daemon's own stop asks for no failover); Sentinel may or may not fail over to host
+    // a's instance while it is away. Either way: one master, the one the sentinels name.
     assert!(c.stop_daemon("b").success());
     c.start_daemon("b");
     c.wait_healthy();

@@ -468,16 +468,10 @@ impl Machine {
         ])
     }
 
-    /// With Sentinel: a stop (or restart) of the actual master, also the daemon's own stop,
-    /// asks the sentinels to fail over first, so writes move before it goes down.
+    /// With Sentinel: a stop (or restart) of the actual master asks the sentinels to fail
+    /// over first, so writes move before it goes down.
     pub(super) fn sentinel_first(&self, mut steps: Vec<Step>) -> Vec<Step> {
-        // Only when a replica can take the role: one that is not on its way down with
-        // this daemon.
-        let taker = self
-            .group
-            .replicas_of(&self.actual)
-            .any(|r| !(self.shutting_down && self.slots.contains_key(&r.name)));
-        if self.group.sentinel.is_none() || !taker {
+        if self.group.sentinel.is_none() || self.group.replicas_of(&self.actual).next().is_none() {
             return steps;
         }
         if let Some(i) = steps
