@@ -371,3 +371,25 @@ fn a_master_restarted_on_purpose_with_nothing_behind_starts_as_master() {
     assert!(made_master(&fx).is_empty());
     assert_eq!(launches(&fx), ["master"]);
 }
+
+#[test]
+fn a_crashed_master_with_aof_starts_from_its_aof() {
+    let text = SEED.replace(
+        "save = [\"3600 1\"]",
+        "save = [\"3600 1\"]\nappendonly = \"yes\"",
+    );
+    let mut h = H::new(&text, "a");
+    up_all(&mut h);
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    h.probe("r2", &follower(202, M, "aaa", 1200));
+    h.probe("master", &leader(100, "aaa", "0", 900, &[R1, R2]));
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    let fx = h.probe("r2", &follower(202, M, "aaa", 1200));
+    // Redis wrote the AOF before it replied: it holds every acknowledged write.
+    assert!(made_master(&fx).is_empty());
+    assert_eq!(launches(&fx), ["master"]);
+}
