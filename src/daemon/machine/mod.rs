@@ -10,7 +10,7 @@
 //! (a launch with `Launched` or `LaunchFailed`; a SHUTDOWN with `ShutdownDone`).
 //!
 //! The machine holds no channel, child, file, socket, environment or random source, and
-//! never reads the clock, so every behaviour is unit-tested (`tests.rs`) on scripted inputs
+//! never reads the clock, so every behaviour is unit-tested (`tests/`) on scripted inputs
 //! and a fake clock. Every change of an instance's state goes through `set_state`, checked
 //! against the table in `state.rs`.
 //!

@@ -492,7 +492,7 @@ impl Machine {
                 // partial; one that may be full waits its turn in the sync gate, as a
                 // restart.
                 if let Some(Some(up)) = &change.repoint
-                    && let Some(why) = self.repoint_blocker(name, &up.name, now)
+                    && let Some(why) = self.repoint_blocker(name, &up.name)
                 {
                     if let Some(slot) = self.slots.get_mut(name) {
                         slot.in_place = Some(Err(LiveFailure::Refused(why)));
@@ -573,9 +573,9 @@ impl Machine {
                     .all(|(n, _)| self.infos.get(n).is_some_and(|p| p.asked_at >= started));
                 (fresh || now >= started + super::STATUS_WAIT).then_some(Ok(None))
             }
-            Step::Failover { name, .. } => self.role_change_outcome(name, "FAILOVER"),
+            Step::Failover { .. } => self.role_change_outcome("FAILOVER"),
             Step::SentinelFailover { name } => self.sentinel_failover_outcome(name, started, now),
-            Step::Promote { name, .. } => self.role_change_outcome(name, "REPLICAOF NO ONE"),
+            Step::Promote { .. } => self.role_change_outcome("REPLICAOF NO ONE"),
             Step::AwaitTopology { .. } => {
                 let sup = &self.group.supervise;
                 let limit = sup.start_timeout + sup.sync_timeout;

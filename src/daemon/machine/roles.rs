@@ -665,15 +665,10 @@ impl Machine {
     }
 
     /// The outcome of a failover or promotion step.
-    pub(super) fn role_change_outcome(
-        &self,
-        name: &str,
-        what: &str,
-    ) -> Option<Result<Option<String>, String>> {
+    pub(super) fn role_change_outcome(&self, what: &str) -> Option<Result<Option<String>, String>> {
         match &self.role_change {
             Some(Some(Ok(()))) => Some(Ok(Some(format!("{}: master now ({what})", self.actual)))),
             Some(Some(Err(e))) => Some(Err(format!("{what} failed: {e}"))),
-            _ if name.is_empty() => None,
             _ => None,
         }
     }
@@ -710,7 +705,7 @@ impl Machine {
     /// Why `name` may not be re-pointed to `up` live: its resync there may be full (then it
     /// is restarted through the sync gate instead). `None` when it already follows `up` or
     /// its `PSYNC` there is sure to be accepted, by INFO of both.
-    pub(super) fn repoint_blocker(&self, name: &str, up: &str, _now: Instant) -> Option<String> {
+    pub(super) fn repoint_blocker(&self, name: &str, up: &str) -> Option<String> {
         let latest = |n: &str| match self.infos.get(n).map(|p| &p.result) {
             Some(Ok(info)) => Some(info),
             _ => None,
