@@ -36,8 +36,9 @@ pub enum Step {
     /// master), and report who follows whom.
     AwaitTopology { name: String },
     /// Sentinel mode: ask the sentinels to fail over (`SENTINEL FAILOVER`) and wait until
-    /// they name a master other than `name`.
-    SentinelFailover { name: String },
+    /// they name a master other than `name`; with `force`, a failover that does not happen
+    /// does not stop the operation (the stop of `name` goes on).
+    SentinelFailover { name: String, force: bool },
 }
 
 impl Step {
@@ -53,7 +54,7 @@ impl Step {
             | Step::Failover { name, .. }
             | Step::Promote { name, .. }
             | Step::AwaitTopology { name }
-            | Step::SentinelFailover { name } => name,
+            | Step::SentinelFailover { name, .. } => name,
         }
     }
 }

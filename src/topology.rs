@@ -63,21 +63,33 @@ pub struct Seen<'a> {
 /// from `current` and the group says so without doubt, else `None` (keep `current`).
 ///
 /// An instance that reports `role:master` is the master when `current` does not (it
-/// replicates from someone, or does not answer) and no other instance claims the role; of
-/// several that claim it, the one more replicas follow wins, and a tie keeps `current` —
+/// replicates from someone, or does not answer) and no other instance claims the role. Of
+/// several that claim it, the one more replicas follow wins; with as many, the one
+/// promoted from the other's history (its `master_replid2` is the other's replication id:
+/// two masters after a promotion and a healed partition); a full tie keeps `current` —
 /// never a guess. A master that no replica follows does not displace a `current` that
-/// answers as master.
+/// answers as master and is not older.
 pub fn learn(group: &Group, current: &str, seen: &[Seen]) -> Option<String> {
-    let masters: Vec<(&str, usize)> = seen
+    let claims: Vec<(&str, &Info)> = seen
         .iter()
-        .filter_map(|s| {
-            let info = s.info?;
-            (info.role() == Some("master")).then(|| (s.name, following(group, s.name, seen)))
+        .filter_map(|s| Some((s.name, s.info?)))
+        .filter(|(_, info)| info.role() == Some("master"))
+        .collect();
+    let masters: Vec<(&str, (usize, bool))> = claims
+        .iter()
+        .map(|(name, info)| {
+            let promoted = info.get("master_replid2").is_some_and(|id2| {
+                !id2.trim_matches('0').is_empty()
+                    && claims
+                        .iter()
+                        .any(|(other, o)| other != name && o.get("master_replid") == Some(id2))
+            });
+            (*name, (following(group, name, seen), promoted))
         })
         .collect();
     let current_claims = masters.iter().find(|(n, _)| *n == current);
-    let best = masters.iter().max_by_key(|(_, f)| *f)?;
-    let unique = masters.iter().filter(|(_, f)| *f == best.1).count() == 1;
+    let best = masters.iter().max_by_key(|(_, k)| *k)?;
+    let unique = masters.iter().filter(|(_, k)| *k == best.1).count() == 1;
     match current_claims {
         None if masters.len() == 1 => Some(best.0.to_owned()),
         None if unique => Some(best.0.to_owned()),
@@ -351,6 +363,27 @@ replica_of = "r1"
                 info: Some(&master),
             },
         ];
+        assert_eq!(learn(&g, "r1", &seen), None);
+    }
+
+    #[test]
+    fn of_two_masters_followed_alike_the_promoted_one_wins() {
+        let g = group();
+        // After a partition: m kept running as master (history aaa); r1 was promoted
+        // (new id bbb, aaa as its second id). Nobody follows either.
+        let old = info("role:master master_replid:aaa master_replid2:0000000000");
+        let new = info("role:master master_replid:bbb master_replid2:aaa");
+        let seen = [
+            Seen {
+                name: "m",
+                info: Some(&old),
+            },
+            Seen {
+                name: "r1",
+                info: Some(&new),
+            },
+        ];
+        assert_eq!(learn(&g, "m", &seen).as_deref(), Some("r1"));
         assert_eq!(learn(&g, "r1", &seen), None);
     }
 

@@ -91,17 +91,17 @@ fn group_by_host(group: &Group, targets: &Targets) -> Result<BTreeMap<String, Ve
         return Ok(by_host);
     }
     for name in &targets.instances {
-        let Some(inst) = group.instance(name) else {
-            bail!(
+        // An instance, or a sentinel node (start, stop, restart it like one).
+        let host = match (group.instance(name), group.sentinel_node(name)) {
+            (Some(inst), _) => inst.host.clone(),
+            (None, Some(node)) => node.host.clone(),
+            (None, None) => bail!(
                 "{}: no instance `{name}`; instances: {}",
                 group.source.display(),
                 super::names(group)
-            );
+            ),
         };
-        by_host
-            .entry(inst.host.clone())
-            .or_default()
-            .push(name.clone());
+        by_host.entry(host).or_default().push(name.clone());
     }
     Ok(by_host)
 }

@@ -397,4 +397,20 @@ fn a_reloaded_sentinel_section_applies_live_and_keeps_what_sentinel_learned() {
         conf.contains("sentinel down-after-milliseconds test 2000"),
         "{conf}"
     );
+
+    // A sentinel is stopped, started and restarted by name, like an instance.
+    let run = c.cli(&["stop", "s3"]);
+    assert_eq!(run.status.code(), Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(myid(sentinels[2]).is_none(), "s3 is stopped");
+    let run = c.cli(&["start", "s3"]);
+    assert_eq!(run.status.code(), Some(0), "{}\n{}", run.stdout, run.stderr);
+    let run = c.cli(&["restart", "s1"]);
+    assert_eq!(run.status.code(), Some(0), "{}\n{}", run.stdout, run.stderr);
+    let s1_pid = std::fs::read_to_string(c.run_dir().join("s1.pid")).unwrap_or_default();
+    assert_ne!(s1_pid, pids[0], "s1 restarted");
+    assert_eq!(
+        sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(),
+        ids,
+        "still themselves"
+    );
 }

@@ -400,6 +400,8 @@ pub struct Machine {
     role_change: Option<Option<Result<(), String>>>,
     /// A crashed master catching up from a replica that is ahead of it.
     catch_up: Option<roles::CatchUp>,
+    /// A master whose catch-up could not begin: it starts from its own files this time.
+    no_catch_up: Option<String>,
     /// When the actual master last changed: INFO asked before says nothing of the new
     /// roles.
     roles_changed_at: Option<Instant>,
@@ -438,6 +440,7 @@ impl Machine {
             group,
             role_change: None,
             catch_up: None,
+            no_catch_up: None,
             roles_changed_at: None,
             sentinel_asked: None,
             host,

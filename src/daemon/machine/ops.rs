@@ -44,6 +44,14 @@ impl Operation {
         self.current.is_some()
     }
 
+    /// Whether its current step is a failover or promotion (its re-pointing belongs here).
+    pub(super) fn changes_roles(&self) -> bool {
+        matches!(
+            self.current,
+            Some((Step::Failover { .. } | Step::Promote { .. }, _))
+        )
+    }
+
     /// Runs `steps` next, before the rest of this operation's.
     pub(super) fn splice(&mut self, steps: Vec<Step>) {
         for s in steps.into_iter().rev() {
@@ -74,19 +82,30 @@ impl Machine {
             return;
         }
         let local = self.local_names();
-        let pick = |names: Vec<String>| -> Result<Vec<String>, String> {
+        let sentinels = self.local_sentinels();
+        // The sentinel nodes named go separately (the plans know only instances); `start`
+        // of every instance also brings back a sentinel that is down.
+        let mut named_sentinels: Vec<String> = Vec::new();
+        let pick = |names: Vec<String>,
+                    named_sentinels: &mut Vec<String>|
+         -> Result<Vec<String>, String> {
             if names.is_empty() {
                 return Ok(local.clone());
             }
-            for n in &names {
-                if !local.contains(n) {
+            let mut instances = Vec::new();
+            for n in names {
+                if sentinels.contains(&n) {
+                    named_sentinels.push(n);
+                } else if local.contains(&n) {
+                    instances.push(n);
+                } else {
                     return Err(format!(
                         "instance `{n}` is not run by this daemon (host `{}`)",
                         self.host
                     ));
                 }
             }
-            Ok(names)
+            Ok(instances)
         };
         let steps = match request {
             Request::Status => {
@@ -103,32 +122,66 @@ impl Machine {
             }
             Request::Failover { to, force } => self.failover_steps(to, force),
             Request::Promote { instance, force } => self.promote_steps(instance, force),
-            Request::Start { instances } => pick(instances).map(|n| plan::start(&self.group, &n)),
-            Request::Stop { instances, force } => {
-                pick(instances).map(|n| plan::stop(&self.group, &n, force))
+            Request::Start { instances } => {
+                let all = instances.is_empty();
+                pick(instances, &mut named_sentinels).map(|n| {
+                    if all {
+                        named_sentinels.extend(self.local_sentinels().into_iter().filter(|s| {
+                            self.slots.get(s).is_some_and(|slot| {
+                                matches!(slot.state.kind(), Kind::Stopped | Kind::Failed)
+                            })
+                        }));
+                    }
+                    let mut steps = plan::start(&self.group, &n);
+                    for s in &named_sentinels {
+                        steps.push(Step::Start { name: s.clone() });
+                        steps.push(Step::AwaitReady { name: s.clone() });
+                    }
+                    steps
+                })
             }
-            Request::Restart { instances, force } => pick(instances).and_then(|n| {
-                // An instance still running another server (adopted after `redis_server`
-                // changed) must be able to load its own dump on the configured one.
-                let diff = plan::ReloadDiff {
-                    changed: n.clone(),
-                    ..Default::default()
-                };
-                let running = |name: &str| match self.infos.get(name).map(|p| &p.result) {
-                    Some(Ok(info)) => Server::from_info(info),
-                    _ => None,
-                };
-                plan::check_servers(
-                    &self.group,
-                    &self.host,
-                    &diff,
-                    &self.server,
-                    &self.server,
-                    &running,
-                )
-                .map_err(|e| format!("restart refused, nothing changed: {e}"))?;
-                Ok(plan::restart(&self.group, &n, force))
+            Request::Stop { instances, force } => pick(instances, &mut named_sentinels).map(|n| {
+                let mut steps = plan::stop(&self.group, &n, force);
+                for s in &named_sentinels {
+                    steps.push(Step::Stop {
+                        name: s.clone(),
+                        force,
+                    });
+                }
+                steps
             }),
+            Request::Restart { instances, force } => pick(instances, &mut named_sentinels)
+                .and_then(|n| {
+                    // An instance still running another server (adopted after `redis_server`
+                    // changed) must be able to load its own dump on the configured one.
+                    let diff = plan::ReloadDiff {
+                        changed: n.clone(),
+                        ..Default::default()
+                    };
+                    let running = |name: &str| match self.infos.get(name).map(|p| &p.result) {
+                        Some(Ok(info)) => Server::from_info(info),
+                        _ => None,
+                    };
+                    plan::check_servers(
+                        &self.group,
+                        &self.host,
+                        &diff,
+                        &self.server,
+                        &self.server,
+                        &running,
+                    )
+                    .map_err(|e| format!("restart refused, nothing changed: {e}"))?;
+                    let mut steps = plan::restart(&self.group, &n, force);
+                    for s in &named_sentinels {
+                        steps.push(Step::Stop {
+                            name: s.clone(),
+                            force,
+                        });
+                        steps.push(Step::Start { name: s.clone() });
+                        steps.push(Step::AwaitReady { name: s.clone() });
+                    }
+                    Ok(steps)
+                }),
         };
         // With Sentinel, the master's role moves before it goes down.
         let steps = steps.map(|steps| self.sentinel_first(steps));
@@ -467,7 +520,7 @@ impl Machine {
                 Ok(())
             }
             Step::Failover { name, force } => self.begin_failover(name, *force, fx),
-            Step::SentinelFailover { name } => self.begin_sentinel_failover(name, fx),
+            Step::SentinelFailover { name, .. } => self.begin_sentinel_failover(name, fx),
             Step::Promote { name, force } => self.begin_promote(name, *force, fx),
             Step::ApplyLive { name, change } => {
                 let Some(inst) = self.group.instance(name).cloned() else {
@@ -574,7 +627,14 @@ impl Machine {
                 (fresh || now >= started + super::STATUS_WAIT).then_some(Ok(None))
             }
             Step::Failover { .. } => self.role_change_outcome("FAILOVER"),
-            Step::SentinelFailover { name } => self.sentinel_failover_outcome(name, started, now),
+            Step::SentinelFailover { name, force } => {
+                match self.sentinel_failover_outcome(name, started, now)? {
+                    Err(e) if *force => Some(Ok(Some(format!(
+                        "{name}: {e}; stopping it anyway (--force)"
+                    )))),
+                    outcome => Some(outcome),
+                }
+            }
             Step::Promote { .. } => self.role_change_outcome("REPLICAOF NO ONE"),
             Step::AwaitTopology { .. } => {
                 let sup = &self.group.supervise;

@@ -27,8 +27,9 @@ use crate::topology::{self, Seen};
 /// then resume on the old master).
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a failed hand-back waits before it is tried again.
+/// How long a failed hand-back waits before it is tried again, and how often.
 const HAND_BACK_RETRY: Duration = Duration::from_secs(5);
+const HAND_BACK_TRIES: u32 = 3;
 
 /// A crashed master catching up from the replica that is ahead of it.
 pub(super) struct CatchUp {
@@ -37,6 +38,10 @@ pub(super) struct CatchUp {
     /// The replica it catches up from (master for the moment).
     source: String,
     phase: Phase,
+    /// Hand-backs that failed.
+    retries: u32,
+    /// When it began: INFO asked before says nothing about it.
+    began: Instant,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -205,6 +210,9 @@ impl Machine {
             }
             History::Read(position) => position.clone(),
         };
+        if self.no_catch_up.as_deref() == Some(inst.name.as_str()) {
+            return None;
+        }
         let source = self.catch_up_source(inst, position.as_ref(), after_crash, now)?;
         if self.group.sentinel.is_some() {
             // Sentinel decides: it fails over, and this one then starts as a replica.
@@ -221,6 +229,8 @@ impl Machine {
             master: inst.name.clone(),
             source: source.clone(),
             phase: Phase::Promoting,
+            retries: 0,
+            began: now,
         });
         fx.push(Effect::MakeMaster {
             name: source.clone(),
@@ -287,7 +297,8 @@ impl Machine {
         let Some(cu) = &self.catch_up else {
             return;
         };
-        let (master, source, phase) = (cu.master.clone(), cu.source.clone(), cu.phase);
+        let (master, source, phase, began) =
+            (cu.master.clone(), cu.source.clone(), cu.phase, cu.began);
         let running = self
             .slots
             .get(&master)
@@ -300,9 +311,51 @@ impl Machine {
             Phase::Retry(at) => running && now >= at,
             Phase::Promoting | Phase::HandingBack => false,
         };
-        if self.shutting_down || !self.slots.get(&master).is_some_and(|s| s.wanted) {
-            // Stopped meanwhile: the source stays master; the group follows it.
+        let failed = self
+            .slots
+            .get(&master)
+            .is_none_or(|s| !s.wanted || s.state.kind() == Kind::Failed);
+        if self.shutting_down || failed {
+            // Stopped (or given up on) meanwhile: the source stays master; the group
+            // follows it.
             info!(instance = %master, "catch-up ended: `{source}` stays master");
+            self.catch_up = None;
+            return;
+        }
+        // The group moved on without us (the source went away, someone failed over, the
+        // master is master already): end it, and learn the roles from the group again.
+        let answers_as_master = |name: &str, since: Instant| {
+            self.infos
+                .get(name)
+                .filter(|p| p.asked_at > since)
+                .map(|p| match &p.result {
+                    Ok(info) => info.role() == Some("master"),
+                    Err(_) => false,
+                })
+        };
+        if matches!(phase, Phase::Following(_) | Phase::Retry(_))
+            && answers_as_master(&master, began) == Some(true)
+        {
+            let steps = self.set_actual(&master, "master again", now, fx);
+            self.push_steps(steps);
+            self.catch_up = None;
+            return;
+        }
+        // After a failed hand-back: is the source master still?
+        if let Phase::Retry(at) = phase
+            && answers_as_master(&source, at - HAND_BACK_RETRY) == Some(false)
+        {
+            warn!(instance = %master, "catch-up ended: `{source}` is no master any more; following the group");
+            self.catch_up = None;
+            return;
+        }
+        if let Phase::Retry(_) = phase
+            && self
+                .catch_up
+                .as_ref()
+                .is_some_and(|c| c.retries >= HAND_BACK_TRIES)
+        {
+            warn!(instance = %master, "catch-up ended: `{source}` stays master (the role could not be handed back; `redisrepd failover --to {master}` moves it)");
             self.catch_up = None;
             return;
         }
@@ -359,9 +412,11 @@ impl Machine {
                     return;
                 }
                 (Phase::Promoting, Err(e)) if name == source => {
-                    // Nothing changed: the master starts from its own files.
+                    // Nothing changed: the master starts from its own files (not asked
+                    // again for this start).
                     error!(instance = %master, "cannot make `{source}` master for the catch-up ({e}); starting from its own files");
                     self.catch_up = None;
+                    self.no_catch_up = Some(master);
                     return;
                 }
                 (Phase::HandingBack, Ok(())) if name == master => {
@@ -375,17 +430,22 @@ impl Machine {
                     warn!(instance = %master, "taking the role back from `{source}` failed ({e}); trying again");
                     if let Some(cu) = &mut self.catch_up {
                         cu.phase = Phase::Retry(now + HAND_BACK_RETRY);
+                        cu.retries += 1;
                     }
                     return;
                 }
                 _ => {}
             }
         }
-        // A failover or promotion of a control request.
+        // A failover or promotion of a control request: its operation re-points the local
+        // instances next (never during the daemon's shutdown: all is on its way down).
         if let Ok(()) = &result {
             let steps = self.set_actual(name, "by request", now, fx);
-            if let Some(op) = self.ops.front_mut() {
-                op.splice(steps);
+            if !self.shutting_down {
+                match self.ops.front_mut() {
+                    Some(op) if op.changes_roles() => op.splice(steps),
+                    _ => self.push_steps(steps),
+                }
             }
         }
         self.role_change = Some(Some(result));
@@ -422,6 +482,7 @@ impl Machine {
             return Ok(vec![
                 Step::SentinelFailover {
                     name: self.actual.clone(),
+                    force: false,
                 },
                 Step::AwaitTopology {
                     name: String::new(),
@@ -475,23 +536,38 @@ impl Machine {
     }
 
     /// With Sentinel: a stop (or restart) of the actual master asks the sentinels to fail
-    /// over first, so writes move before it goes down.
+    /// over first, so writes move before it goes down; with `--force` it goes down even
+    /// when they cannot (no replica in sync, no sentinel answering).
     pub(super) fn sentinel_first(&self, mut steps: Vec<Step>) -> Vec<Step> {
         if self.group.sentinel.is_none() || self.group.replicas_of(&self.actual).next().is_none() {
             return steps;
         }
-        if let Some(i) = steps
-            .iter()
-            .position(|s| matches!(s, Step::Stop { name, .. } if *name == self.actual))
-        {
+        let stop = steps.iter().enumerate().find_map(|(i, s)| match s {
+            Step::Stop { name, force } if *name == self.actual => Some((i, *force)),
+            _ => None,
+        });
+        if let Some((i, force)) = stop {
             steps.insert(
                 i,
                 Step::SentinelFailover {
                     name: self.actual.clone(),
+                    force,
                 },
             );
         }
         steps
+    }
+
+    /// As [`Self::refuse_when_busy`], when the step begins (a request queued behind
+    /// another may find a catch-up under way by then).
+    fn refuse_when_busy_now(&self) -> Result<(), String> {
+        match &self.catch_up {
+            Some(cu) => Err(format!(
+                "`{}` is catching up from `{}` after a crash; try again once it is master again",
+                cu.master, cu.source
+            )),
+            None => Ok(()),
+        }
     }
 
     fn refuse_when_busy(&self) -> Result<(), String> {
@@ -515,6 +591,7 @@ impl Machine {
         force: bool,
         fx: &mut Vec<Effect>,
     ) -> Result<(), String> {
+        self.refuse_when_busy_now()?;
         let master = self.actual.clone();
         let master_info = match self.infos.get(&master).map(|p| &p.result) {
             Some(Ok(info)) if info.role() == Some("master") => info,
@@ -613,6 +690,7 @@ impl Machine {
         force: bool,
         fx: &mut Vec<Effect>,
     ) -> Result<(), String> {
+        self.refuse_when_busy_now()?;
         let master = self.actual.clone();
         if name == master {
             return Err(format!("`{name}` is the master already"));

@@ -44,6 +44,9 @@ impl Machine {
             return;
         };
         info!(instance = %name, pid, "started");
+        if self.no_catch_up.as_deref() == Some(name) {
+            self.no_catch_up = None;
+        }
         launch.at = Some(now);
         launch.aof_to_restore = resumed_from_rdb;
         slot.failed_starts = 0;

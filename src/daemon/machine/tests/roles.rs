@@ -393,3 +393,77 @@ fn a_crashed_master_with_aof_starts_from_its_aof() {
     assert!(made_master(&fx).is_empty());
     assert_eq!(launches(&fx), ["master"]);
 }
+
+/// A crash with r2 ahead: the catch-up asks r2 to become master.
+fn crash_with_r2_ahead(h: &mut H) -> Vec<Effect> {
+    up_all(h);
+    h.histories.insert(
+        "master".into(),
+        ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 500,
+        },
+    );
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    h.probe("r2", &follower(202, M, "aaa", 1200))
+}
+
+#[test]
+fn a_catch_up_that_cannot_begin_starts_the_master_from_its_files_once() {
+    let mut h = H::new(SEED, "a");
+    let fx = crash_with_r2_ahead(&mut h);
+    assert_eq!(made_master(&fx), ["r2"]);
+    let mut fx = h.feed(Input::RoleChanged {
+        name: "r2".into(),
+        result: Err("ERR unknown command 'REPLICAOF'".into()),
+    });
+    fx.extend(h.tick());
+    assert!(made_master(&fx).is_empty(), "not asked again");
+    assert_eq!(launches(&fx), ["master"]);
+    assert_eq!(h.m.actual_master(), "master");
+}
+
+#[test]
+fn a_catch_up_whose_source_is_gone_ends_and_the_group_is_followed_again() {
+    let mut h = H::new(SEED, "a");
+    crash_with_r2_ahead(&mut h);
+    h.feed(Input::RoleChanged {
+        name: "r2".into(),
+        result: Ok(()),
+    });
+    h.now += S / 10;
+    h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[]));
+    let mut fx = h.tick();
+    if launches(&fx).is_empty() {
+        fx = h.grant("master");
+    }
+    assert_eq!(launches(&fx), ["master"]);
+    h.launched("master", 101);
+    h.probe("master", &follower(101, R2, "ccc", 1200));
+    h.probe("r1", &follower(201, R2, "ccc", 1200));
+    let fx = h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[M, R1]));
+    assert_eq!(failovers(&fx), ["master"]);
+    // The hand-back fails, and r2 stops being master (someone failed over to r1).
+    h.feed(Input::RoleChanged {
+        name: "master".into(),
+        result: Err("ERR FAILOVER is not valid when server is a replica.".into()),
+    });
+    h.now += S;
+    h.probe("r2", &follower(202, R1, "ddd", 1300));
+    h.probe("master", &follower(101, R1, "ddd", 1300));
+    let fx = h.probe("r1", &leader(201, "ddd", "ccc", 1300, &[M, R2]));
+    assert!(
+        failovers(&fx).is_empty(),
+        "no hand-back to a source that is no master"
+    );
+    // Learning works again: r1 is the master now.
+    h.now += S / 10;
+    h.probe("r2", &follower(202, R1, "ddd", 1300));
+    h.probe("master", &follower(101, R1, "ddd", 1300));
+    h.probe("r1", &leader(201, "ddd", "ccc", 1300, &[M, R2]));
+    assert_eq!(h.m.actual_master(), "r1");
+}
