@@ -120,6 +120,33 @@ pub fn predict(rdb: Option<&crate::rdb::ReplPosition>, upstream: &Info) -> Predi
     }
 }
 
+/// [`predict`] for a running replica re-pointed live (`REPLICAOF`): the same history and
+/// a next byte the upstream's backlog still holds, but no upper bound. The replica's INFO
+/// may have been asked a moment after the upstream's, with writes flowing: then it is
+/// "ahead" of that snapshot by what arrived meanwhile, which the upstream has by the time
+/// the replica asks.
+pub fn predict_repoint(replica: &crate::rdb::ReplPosition, upstream: &Info) -> Prediction {
+    let int = |key: &str| upstream.get(key).and_then(|v| v.parse::<i64>().ok());
+    let next = replica.offset + 1;
+    let same_history = upstream.get("master_replid") == Some(replica.repl_id.as_str())
+        || (upstream.get("master_replid2") == Some(replica.repl_id.as_str())
+            && int("second_repl_offset").is_some_and(|end| next <= end));
+    let (Some(1), Some(first), Some(len), Some(size)) = (
+        int("repl_backlog_active"),
+        int("repl_backlog_first_byte_offset"),
+        int("repl_backlog_histlen"),
+        int("repl_backlog_size"),
+    ) else {
+        return Prediction::MaybeFull;
+    };
+    let margin = if len >= size { size / 4 } else { 0 };
+    if same_history && next >= first + margin {
+        Prediction::SurePartial
+    } else {
+        Prediction::MaybeFull
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +260,34 @@ mod tests {
             predict(Some(&at("aaa", 10_900_000)), &up),
             Prediction::SurePartial
         );
+    }
+
+    #[test]
+    fn a_live_repoint_may_be_ahead_of_the_upstreams_snapshot_but_not_off_its_history() {
+        let up = Info::parse(
+            "master_replid:bbb\r\nmaster_replid2:aaa\r\nsecond_repl_offset:1001\r\n\
+             master_repl_offset:1500\r\nrepl_backlog_active:1\r\nrepl_backlog_size:1048576\r\n\
+             repl_backlog_first_byte_offset:1\r\nrepl_backlog_histlen:1500\r\n",
+        );
+        let at = |id: &str, offset| crate::rdb::ReplPosition {
+            repl_id: id.into(),
+            offset,
+        };
+        // On the new history, asked a moment later: ahead of the snapshot, still sure.
+        assert_eq!(
+            predict_repoint(&at("bbb", 1600), &up),
+            Prediction::SurePartial
+        );
+        assert_eq!(predict(Some(&at("bbb", 1600)), &up), Prediction::MaybeFull);
+        // On the old history up to the switch: sure; past it: not.
+        assert_eq!(
+            predict_repoint(&at("aaa", 1000), &up),
+            Prediction::SurePartial
+        );
+        assert_eq!(
+            predict_repoint(&at("aaa", 1200), &up),
+            Prediction::MaybeFull
+        );
+        assert_eq!(predict_repoint(&at("zzz", 10), &up), Prediction::MaybeFull);
     }
 }

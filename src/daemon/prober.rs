@@ -24,7 +24,10 @@ pub fn run(
     wake: Receiver<()>,
     cluster: String,
 ) {
-    let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
+    // At least a second: a busy instance that answers INFO late must not pass for one that
+    // is gone (a promotion is refused only while the master answers). Targets are asked
+    // in parallel, so one slow answer holds back no other.
+    let timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(2));
     loop {
         let list = targets.lock().map(|t| t.clone()).unwrap_or_default();
         // All at once: an instance on a host that is cut off takes the whole timeout to

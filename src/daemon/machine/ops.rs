@@ -545,7 +545,7 @@ impl Machine {
                 // partial; one that may be full waits its turn in the sync gate, as a
                 // restart.
                 if let Some(Some(up)) = &change.repoint
-                    && let Some(why) = self.repoint_blocker(name, &up.name)
+                    && let Some(why) = self.repoint_blocker(name, &up.name, now)
                 {
                     if let Some(slot) = self.slots.get_mut(name) {
                         slot.in_place = Some(Err(LiveFailure::Refused(why)));

@@ -783,11 +783,10 @@ impl Machine {
     /// Why `name` may not be re-pointed to `up` live: its resync there may be full (then it
     /// is restarted through the sync gate instead). `None` when it already follows `up` or
     /// its `PSYNC` there is sure to be accepted, by INFO of both.
-    pub(super) fn repoint_blocker(&self, name: &str, up: &str) -> Option<String> {
-        let latest = |n: &str| match self.infos.get(n).map(|p| &p.result) {
-            Some(Ok(info)) => Some(info),
-            _ => None,
-        };
+    pub(super) fn repoint_blocker(&self, name: &str, up: &str, now: Instant) -> Option<String> {
+        // The last answer, also when the newest probe timed out (a busy machine): a
+        // restart is not the answer to one slow INFO.
+        let latest = |n: &str| self.fresh_info(n, now);
         let Some(mine) = latest(name) else {
             return Some(format!(
                 "it did not answer INFO; its resync with `{up}` may be full"
@@ -803,10 +802,13 @@ impl Machine {
                 repl_id: id.to_owned(),
                 offset,
             });
-        let sure = latest(up).is_some_and(|upstream| {
-            crate::gate::predict(position.as_ref(), upstream)
-                == crate::gate::Prediction::SurePartial
-        });
+        let sure = match (position.as_ref(), latest(up)) {
+            (Some(position), Some(upstream)) => {
+                crate::gate::predict_repoint(position, upstream)
+                    == crate::gate::Prediction::SurePartial
+            }
+            _ => false,
+        };
         (!sure).then(|| {
             format!("its resync with `{up}` may be full, so it waits its turn in the sync gate")
         })
