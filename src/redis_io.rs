@@ -96,12 +96,7 @@ impl Endpoint {
     /// `REPLICAOF host port`, or `REPLICAOF NO ONE` when `to` is `None`.
     pub fn replicaof(&self, to: Option<(&str, u16)>, timeout: Duration) -> Result<(), String> {
         let mut conn = self.connect(timeout).map_err(describe)?;
-        let mut cmd = redis::cmd("REPLICAOF");
-        match to {
-            Some((host, port)) => cmd.arg(host).arg(port),
-            None => cmd.arg("NO").arg("ONE"),
-        };
-        cmd.query::<()>(&mut conn).map_err(describe)
+        replicaof_cmd(to).query::<()>(&mut conn).map_err(describe)
     }
 
     /// Coordinated switchover (Redis 6.2+): `FAILOVER TO <target> TIMEOUT <ms>` on this
@@ -168,6 +163,16 @@ impl Endpoint {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The `REPLICAOF` command: `host port`, or `NO ONE` when `to` is `None`.
+pub fn replicaof_cmd(to: Option<(&str, u16)>) -> redis::Cmd {
+    let mut cmd = redis::cmd("REPLICAOF");
+    match to {
+        Some((host, port)) => cmd.arg(host).arg(port),
+        None => cmd.arg("NO").arg("ONE"),
+    };
+    cmd
 }
 
 /// Whether an AOF rewrite is in progress on this connection's server.

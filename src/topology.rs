@@ -224,6 +224,10 @@ replica_of = "r1"
         assert_eq!(g.depth(g.instance("r2").expect("r2")), 1);
     }
 
+    fn at<'a>(name: &'a str, info: Option<&'a Info>) -> Seen<'a> {
+        Seen { name, info }
+    }
+
     fn info(text: &str) -> Info {
         Info::parse(&text.replace(' ', "\r\n"))
     }
@@ -241,33 +245,11 @@ replica_of = "r1"
         let master = info("role:master");
         let r2 = slave_of(2);
         // m does not answer; r1 is master and r2 follows it.
-        let seen = [
-            Seen {
-                name: "m",
-                info: None,
-            },
-            Seen {
-                name: "r1",
-                info: Some(&master),
-            },
-            Seen {
-                name: "r2",
-                info: Some(&r2),
-            },
-        ];
+        let seen = [at("m", None), at("r1", Some(&master)), at("r2", Some(&r2))];
         assert_eq!(learn(&g, "m", &seen).as_deref(), Some("r1"));
         // m answers as a replica of r1 (after FAILOVER).
         let m = slave_of(2);
-        let seen = [
-            Seen {
-                name: "m",
-                info: Some(&m),
-            },
-            Seen {
-                name: "r1",
-                info: Some(&master),
-            },
-        ];
+        let seen = [at("m", Some(&m)), at("r1", Some(&master))];
         assert_eq!(learn(&g, "m", &seen).as_deref(), Some("r1"));
     }
 
@@ -276,55 +258,19 @@ replica_of = "r1"
         let g = group();
         let master = info("role:master");
         let r1 = slave_of(1);
-        let seen = [
-            Seen {
-                name: "m",
-                info: Some(&master),
-            },
-            Seen {
-                name: "r1",
-                info: Some(&r1),
-            },
-        ];
+        let seen = [at("m", Some(&master)), at("r1", Some(&r1))];
         assert_eq!(learn(&g, "m", &seen), None);
         // Nobody answers: nothing is learned.
-        let seen = [
-            Seen {
-                name: "m",
-                info: None,
-            },
-            Seen {
-                name: "r1",
-                info: None,
-            },
-        ];
+        let seen = [at("m", None), at("r1", None)];
         assert_eq!(learn(&g, "m", &seen), None);
         // Two masters, nobody follows either: keep.
-        let seen = [
-            Seen {
-                name: "m",
-                info: Some(&master),
-            },
-            Seen {
-                name: "r1",
-                info: Some(&master),
-            },
-        ];
+        let seen = [at("m", Some(&master)), at("r1", Some(&master))];
         assert_eq!(learn(&g, "m", &seen), None);
         // m is gone, r1 and r2 both claim it, nobody follows: a tie is no answer.
         let seen = [
-            Seen {
-                name: "m",
-                info: None,
-            },
-            Seen {
-                name: "r1",
-                info: Some(&master),
-            },
-            Seen {
-                name: "r2",
-                info: Some(&master),
-            },
+            at("m", None),
+            at("r1", Some(&master)),
+            at("r2", Some(&master)),
         ];
         assert_eq!(learn(&g, "m", &seen), None);
     }
@@ -337,32 +283,14 @@ replica_of = "r1"
         let m = slave_of(2);
         // current = r1 (after a promotion); the old master m came back as master alone.
         let seen = [
-            Seen {
-                name: "m",
-                info: Some(&master),
-            },
-            Seen {
-                name: "r1",
-                info: Some(&master),
-            },
-            Seen {
-                name: "r2",
-                info: Some(&r2),
-            },
+            at("m", Some(&master)),
+            at("r1", Some(&master)),
+            at("r2", Some(&r2)),
         ];
         assert_eq!(learn(&g, "r1", &seen), None);
         // ... and when our view is still m while the group follows r1, r1 wins.
         assert_eq!(learn(&g, "m", &seen).as_deref(), Some("r1"));
-        let seen = [
-            Seen {
-                name: "m",
-                info: Some(&m),
-            },
-            Seen {
-                name: "r1",
-                info: Some(&master),
-            },
-        ];
+        let seen = [at("m", Some(&m)), at("r1", Some(&master))];
         assert_eq!(learn(&g, "r1", &seen), None);
     }
 
@@ -373,16 +301,7 @@ replica_of = "r1"
         // (new id bbb, aaa as its second id). Nobody follows either.
         let old = info("role:master master_replid:aaa master_replid2:0000000000");
         let new = info("role:master master_replid:bbb master_replid2:aaa");
-        let seen = [
-            Seen {
-                name: "m",
-                info: Some(&old),
-            },
-            Seen {
-                name: "r1",
-                info: Some(&new),
-            },
-        ];
+        let seen = [at("m", Some(&old)), at("r1", Some(&new))];
         assert_eq!(learn(&g, "m", &seen).as_deref(), Some("r1"));
         assert_eq!(learn(&g, "r1", &seen), None);
     }

@@ -786,15 +786,9 @@ fn apply_live(
     }
     if let Some(repoint) = &change.repoint {
         let to = repoint.as_ref().map(|u| (u.host.as_str(), u.port));
-        let replicaof = redis::cmd("REPLICAOF");
-        let mut replicaof = replicaof;
-        match to {
-            Some((host, port)) => replicaof.arg(host).arg(port),
-            None => replicaof.arg("NO").arg("ONE"),
-        };
         // A refusal here is of the moment (a failover under way), not a setting only a
         // restart applies: it fails the step, nothing is restarted.
-        replicaof
+        crate::redis_io::replicaof_cmd(to)
             .query::<()>(&mut c)
             .map_err(|e| LiveFailure::Failed(format!("REPLICAOF: {e}")))?;
     }
@@ -822,9 +816,7 @@ fn sentinel_switchover(
     let mut c = master
         .connect(Duration::from_secs(5))
         .map_err(|e| format!("the old master after the failover: {e}"))?;
-    redis::cmd("REPLICAOF")
-        .arg(ip.to_string())
-        .arg(port)
+    crate::redis_io::replicaof_cmd(Some((&ip.to_string(), port)))
         .query::<()>(&mut c)
         .map_err(|e| format!("REPLICAOF on the old master: {e}"))?;
     redis::cmd("CLIENT")

@@ -22,7 +22,7 @@ fn full_syncs(c: &Cluster, names: &[&str]) -> i64 {
 }
 
 /// Who reports role master, by name.
-fn masters(c: &Cluster, names: &[&str]) -> Vec<String> {
+pub(crate) fn masters(c: &Cluster, names: &[&str]) -> Vec<String> {
     names
         .iter()
         .filter(|n| {
@@ -36,7 +36,7 @@ fn masters(c: &Cluster, names: &[&str]) -> Vec<String> {
 
 /// Waits until `status --json` says `master` is the group's master and every instance
 /// is healthy (exit 0).
-fn wait_master(c: &Cluster, master: &str) {
+pub(crate) fn wait_master(c: &Cluster, master: &str) {
     util::wait_for(
         UP,
         &format!("`{master}` to be the master, all healthy"),

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use nix::sys::signal::Signal;
 
 use crate::cluster::{self, Cluster, PASSWORD, UP};
+use crate::roles::wait_master;
 use crate::util;
 
 const ALL: [&str; 3] = ["master", "r1", "r2"];
@@ -78,34 +79,9 @@ fn wait_sentinels_agree(c: &Cluster, sentinels: &[SocketAddr], master: &str) {
     });
 }
 
-/// Waits until `status --json` names `master` as the group's master with every instance
-/// healthy.
-fn wait_master(c: &Cluster, master: &str) {
-    util::wait_for(
-        UP,
-        &format!("`{master}` to be the master, all healthy"),
-        || {
-            let run = c.cli(&["status", "--json"]);
-            let doc: serde_json::Value =
-                serde_json::from_str(&run.stdout).map_err(|e| format!("{e}: {}", run.stdout))?;
-            if doc["master"] == master && run.status.code() == Some(0) {
-                Ok(())
-            } else {
-                Err(format!("{doc}\n{}", c.logs()))
-            }
-        },
-    );
-}
-
+/// Who of the group reports role master.
 fn masters(c: &Cluster) -> Vec<String> {
-    ALL.iter()
-        .filter(|n| {
-            util::connect(c.addr(n), Some(PASSWORD))
-                .and_then(|mut con| util::info(&mut con, "replication"))
-                .is_ok_and(|i| i.get("role").map(String::as_str) == Some("master"))
-        })
-        .map(|n| n.to_string())
-        .collect()
+    crate::roles::masters(c, &ALL)
 }
 
 /// The sentinel's `SENTINEL MYID`.

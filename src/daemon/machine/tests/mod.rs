@@ -306,6 +306,16 @@ pub(super) fn launches(fx: &[Effect]) -> Vec<String> {
         .collect()
 }
 
+/// The actual masters the machine asked to keep (`SaveTopology`).
+pub(super) fn saved(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::SaveTopology { master } => Some(master.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(super) fn claims(fx: &[Effect]) -> Vec<String> {
     fx.iter()
         .filter_map(|e| match e {

@@ -56,15 +56,6 @@ fn up_all(h: &mut H) {
     h.replica_up("r2", 202, &[R1, R2]);
 }
 
-fn saved(fx: &[Effect]) -> Vec<String> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::SaveTopology { master } => Some(master.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn failovers(fx: &[Effect]) -> Vec<String> {
     fx.iter()
         .filter_map(|e| match e {

@@ -34,15 +34,6 @@ fn launched_sentinel(fx: &[Effect]) -> Vec<String> {
         .collect()
 }
 
-fn saved(fx: &[Effect]) -> Vec<String> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::SaveTopology { master } => Some(master.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The other sentinels do not answer (and the local one is launching): the master starts
 /// as the last known master.
 fn no_sentinel_answers_then_master_up(h: &mut H) {
