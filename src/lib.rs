@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod endpoint;
 pub mod files;
 pub mod gate;
+pub mod history;
 pub mod host;
 pub mod info;
 pub mod logging;

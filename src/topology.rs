@@ -116,14 +116,85 @@ pub fn upstream_of<'a>(group: &'a Group, info: &Info) -> Option<&'a Instance> {
     instance_at(group, info.get("master_host")?, u16::try_from(port).ok()?)
 }
 
-/// The file a daemon keeps the actual master in (`run_dir/<host>.topology`): one line,
-/// `master = "NAME"`, TOML so an operator can read it.
-pub fn format_file(master: &str) -> String {
-    format!(
+/// What a daemon keeps in `run_dir/<host>.topology` across its restarts: the group's
+/// actual master, and the replication history it saw — each local master's last
+/// replication id and the changes of id seen in any instance's INFO — so that a crashed
+/// master's RDB can be judged after a daemon restart or a host reboot as well.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    pub master: String,
+    /// Local masters' last replication id, by instance name.
+    pub last_ids: std::collections::BTreeMap<String, String>,
+    pub lineage: crate::history::Lineage,
+}
+
+/// The topology file's text: TOML so an operator can read it.
+pub fn format_file(kept: &Kept) -> String {
+    let mut text = format!(
         "# Written by redisrepd: the group's actual master, kept across daemon restarts.\n\
          master = {}\n",
-        toml::Value::String(master.to_owned())
-    )
+        toml::Value::String(kept.master.clone())
+    );
+    if kept.last_ids.is_empty() && kept.lineage.links().is_empty() {
+        return text;
+    }
+    let mut history = toml::Table::new();
+    let ids: toml::Table = kept
+        .last_ids
+        .iter()
+        .map(|(n, id)| (n.clone(), toml::Value::String(id.clone())))
+        .collect();
+    history.insert("last_ids".into(), toml::Value::Table(ids));
+    let links = kept
+        .lineage
+        .links()
+        .iter()
+        .filter_map(|l| toml::Value::try_from(l).ok())
+        .collect();
+    history.insert("links".into(), toml::Value::Array(links));
+    let mut table = toml::Table::new();
+    table.insert("history".into(), toml::Value::Table(history));
+    text.push_str(
+        "\n# The replication history seen: each local master's last id, and the changes of id\n\
+         # (newest last). A crashed master's RDB is judged against them.\n",
+    );
+    text.push_str(&toml::to_string(&table).unwrap_or_default());
+    text
+}
+
+/// The replication history a topology file keeps; empty when it has none or cannot be
+/// read (the history is then learned from the instances again).
+pub fn parse_history(
+    text: &str,
+) -> (
+    std::collections::BTreeMap<String, String>,
+    crate::history::Lineage,
+) {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Default::default();
+    };
+    let Some(history) = table.get("history").and_then(|h| h.as_table()) else {
+        return Default::default();
+    };
+    let ids = history
+        .get("last_ids")
+        .and_then(|t| t.as_table())
+        .map(|t| {
+            t.iter()
+                .filter_map(|(n, v)| v.as_str().map(|id| (n.clone(), id.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let links = history
+        .get("links")
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.clone().try_into::<crate::history::Link>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    (ids, crate::history::Lineage::from_links(links))
 }
 
 /// The master a topology file names, if it is readable and names an instance of `group`.
@@ -309,12 +380,44 @@ replica_of = "r1"
     #[test]
     fn the_file_round_trips_and_a_stale_name_is_an_error() {
         let g = group();
-        assert_eq!(parse_file(&format_file("r1"), &g), Ok("r1".to_owned()));
+        let kept = |m: &str| Kept {
+            master: m.to_owned(),
+            ..Kept::default()
+        };
+        assert_eq!(
+            parse_file(&format_file(&kept("r1")), &g),
+            Ok("r1".to_owned())
+        );
         assert!(
-            parse_file(&format_file("gone"), &g)
+            parse_file(&format_file(&kept("gone")), &g)
                 .unwrap_err()
                 .contains("`gone`")
         );
         assert!(parse_file("master = ", &g).is_err());
+    }
+
+    #[test]
+    fn the_file_keeps_the_replication_history_and_an_older_file_has_none() {
+        use crate::history::{Ids, Lineage};
+        let mut lineage = Lineage::default();
+        lineage.learn(&Ids {
+            id: "bbb".into(),
+            offset: 9,
+            second: Some(("aaa".into(), 101)),
+        });
+        let kept = Kept {
+            master: "m".into(),
+            last_ids: [("m".to_owned(), "bbb".to_owned())].into(),
+            lineage,
+        };
+        let text = format_file(&kept);
+        assert_eq!(parse_file(&text, &group()), Ok("m".to_owned()));
+        assert_eq!(
+            parse_history(&text),
+            (kept.last_ids.clone(), kept.lineage.clone())
+        );
+        let old = "master = \"m\"\n";
+        assert_eq!(parse_history(old), Default::default());
+        assert_eq!(parse_history("not toml ["), Default::default());
     }
 }

@@ -114,8 +114,9 @@ impl Runtime {
             }
         }
         let topology = group.topology_path(&setup.host);
-        let kept = match std::fs::read_to_string(&topology) {
-            Ok(text) => match crate::topology::parse_file(&text, &group) {
+        let kept_text = std::fs::read_to_string(&topology).ok();
+        let kept = match &kept_text {
+            Some(text) => match crate::topology::parse_file(text, &group) {
                 Ok(master) => Some(master),
                 Err(e) => {
                     warn!(
@@ -125,7 +126,7 @@ impl Runtime {
                     None
                 }
             },
-            Err(_) => None,
+            None => None,
         };
         let mut machine = Machine::new(
             group,
@@ -140,6 +141,10 @@ impl Runtime {
                 topology.display()
             );
             machine.restore_topology(&master);
+        }
+        if let Some(text) = &kept_text {
+            let (last_ids, lineage) = crate::topology::parse_history(text);
+            machine.restore_history(last_ids, lineage);
         }
         let mut rt = Runtime {
             machine,
@@ -481,9 +486,9 @@ impl Runtime {
                 });
                 None
             }
-            Effect::SaveTopology { master } => {
+            Effect::SaveTopology { .. } | Effect::SaveHistory => {
                 let path = self.machine.group().topology_path(&self.host);
-                let text = crate::topology::format_file(&master);
+                let text = crate::topology::format_file(&self.machine.kept());
                 if let Err(e) = files::write_atomic(&path, text.as_bytes(), 0o644) {
                     // The roles hold while this daemon runs; after a restart it learns
                     // them again from the group, if it can reach it.

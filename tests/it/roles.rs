@@ -411,25 +411,30 @@ fn failover_and_promote_refuse_what_would_lose_writes() {
     assert!(out.contains("`r2` answers"), "{out}");
 }
 
-/// The crash of the issue: writes acknowledged by both replicas after the master's last
-/// save, the master SIGKILLed; the daemon restarts it. Nothing a replica had is lost.
-fn crashed_master_loses_nothing(redis: &str, catch_up: bool) {
-    let mut c = cluster::master_and_two_replicas().redis(redis).build();
-    c.start_daemon("a");
-    c.start_daemon("b");
-    c.wait_healthy();
-    let mut con = c.con("master");
-    for i in 0..500 {
-        let _: () = redis::cmd("SET")
-            .arg(format!("old{i}"))
-            .arg(i)
-            .query(&mut con)
-            .expect("SET");
-    }
-    let _: () = redis::cmd("SAVE").query(&mut con).expect("SAVE");
+/// What happened to the group before the master's crash: each changes the master's
+/// replication id, so its RDB names a history its replicas hold only as an older one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Before {
+    /// Nothing: the RDB is saved (`SAVE`) on the history the replicas are on.
+    Nothing,
+    /// `redisrepd restart master`: its RDB is the one its graceful stop saved.
+    Restart,
+    /// `failover --to r1` and back.
+    FailoverAndBack,
+    /// The master's host rebooted: its daemon stopped (stopping its instances) and started.
+    HostReboot,
+    /// A first crash and catch-up, then this one.
+    CatchUp,
+    /// The daemon SIGKILLed and a new one started (it adopts the instances).
+    DaemonRestart,
+}
+
+/// Writes 2,000 keys acknowledged by both replicas (`WAIT 2`); their names.
+fn write_acked(c: &Cluster, prefix: &str) -> Vec<String> {
+    let mut con = c.con(&current_master(c));
     let mut acked = Vec::new();
     for i in 0..2000 {
-        let key = format!("new{i}");
+        let key = format!("{prefix}{i}");
         let _: () = redis::cmd("SET")
             .arg(&key)
             .arg(i)
@@ -442,21 +447,93 @@ fn crashed_master_loses_nothing(redis: &str, catch_up: bool) {
                 .query(&mut con)
                 .expect("WAIT");
             assert_eq!(got, 2, "both replicas acknowledged");
+            acked.extend((i - 99..=i).map(|j| format!("{prefix}{j}")));
         }
-        acked.push(key);
     }
-    drop(con);
+    acked
+}
+
+/// The instance that says `role:master` (there must be one).
+fn current_master(c: &Cluster) -> String {
+    let m = masters(c, &ALL);
+    assert_eq!(m.len(), 1, "one master: {m:?}");
+    m[0].clone()
+}
+
+/// SIGKILLs the master and waits until the daemon brought it back as the master.
+fn crash_master(c: &Cluster) {
     let pid = c.pid("master");
     util::kill(pid, Signal::SIGKILL);
-    // The daemon restarts it; it ends as master with everything.
     util::wait_until(UP, "the master restarted", || {
         c.status()["master"]["pid"]
             .as_u64()
             .is_some_and(|p| p != pid as u64)
     });
+    wait_master(c, "master");
+    assert_eq!(masters(c, &ALL), ["master"]);
+}
+
+/// The crash of the issue: writes acknowledged by both replicas after the master's last
+/// save, the master SIGKILLed; the daemon restarts it. Nothing a replica had is lost,
+/// whatever changed the master's replication id before (`before`).
+fn crashed_master_loses_nothing(redis: &str, before: Before, catch_up: bool) {
+    let mut c = cluster::master_and_two_replicas().redis(redis).build();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    let mut all = Vec::new();
+    {
+        let mut con = c.con("master");
+        for i in 0..500 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("old{i}"))
+                .arg(i)
+                .query(&mut con)
+                .expect("SET");
+            all.push(format!("old{i}"));
+        }
+        if before == Before::Nothing {
+            let _: () = redis::cmd("SAVE").query(&mut con).expect("SAVE");
+        }
+    }
+    let ok = |run: util::Run| {
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{}\n{}\n{}",
+            run.stdout,
+            run.stderr,
+            c.logs()
+        );
+    };
+    match before {
+        Before::Nothing => {}
+        Before::Restart => ok(c.cli(&["restart", "master"])),
+        Before::FailoverAndBack => {
+            ok(c.cli(&["failover", "--to", "r1"]));
+            wait_master(&c, "r1");
+            ok(c.cli(&["failover", "--to", "master"]));
+            wait_master(&c, "master");
+        }
+        Before::HostReboot => {
+            assert!(c.stop_daemon("a").success());
+            c.start_daemon("a");
+        }
+        Before::CatchUp => {
+            all.extend(write_acked(&c, "first"));
+            crash_master(&c);
+        }
+        Before::DaemonRestart => {
+            let mut old = c.take_daemon("a").expect("daemon a");
+            old.proc.signal(Signal::SIGKILL);
+            old.proc.wait_exit(UP);
+            c.start_daemon("a");
+        }
+    }
+    c.wait_healthy();
     wait_master(&c, "master");
-    assert_eq!(masters(&c, &ALL), ["master"]);
-    let all: Vec<String> = (0..500).map(|i| format!("old{i}")).chain(acked).collect();
+    all.extend(write_acked(&c, "new"));
+    crash_master(&c);
     wait_all_have(&c, &ALL, &all);
     // From an RDB the master catches up from the replica ahead of it; from an AOF, which
     // holds every write Redis replied to, it starts from its own files.
@@ -464,21 +541,56 @@ fn crashed_master_loses_nothing(redis: &str, catch_up: bool) {
     assert_eq!(
         log.contains("writes this master's files lack"),
         catch_up,
-        "{log}"
+        "{before:?}: {log}"
     );
 }
 
+const RDB: &str = "save = [\"3600 1\"]\nappendonly = \"no\"\n";
+const AOF: &str = "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"everysec\"\n";
+
 #[test]
 fn a_crashed_master_with_rdb_only_loses_no_write_a_replica_acknowledged() {
-    crashed_master_loses_nothing("save = [\"3600 1\"]\nappendonly = \"no\"\n", true);
+    crashed_master_loses_nothing(RDB, Before::Nothing, true);
 }
 
 #[test]
 fn a_crashed_master_with_aof_everysec_loses_no_write_a_replica_acknowledged() {
-    crashed_master_loses_nothing(
-        "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"everysec\"\n",
-        false,
-    );
+    crashed_master_loses_nothing(AOF, Before::Nothing, false);
+}
+
+#[test]
+fn a_master_restarted_then_crashed_loses_nothing_with_rdb() {
+    crashed_master_loses_nothing(RDB, Before::Restart, true);
+}
+
+#[test]
+fn a_master_restarted_then_crashed_loses_nothing_with_aof() {
+    crashed_master_loses_nothing(AOF, Before::Restart, false);
+}
+
+#[test]
+fn a_master_crashed_after_failover_and_back_loses_nothing_with_rdb() {
+    crashed_master_loses_nothing(RDB, Before::FailoverAndBack, true);
+}
+
+#[test]
+fn a_master_crashed_after_failover_and_back_loses_nothing_with_aof() {
+    crashed_master_loses_nothing(AOF, Before::FailoverAndBack, false);
+}
+
+#[test]
+fn a_master_crashed_after_a_host_reboot_loses_nothing_with_rdb() {
+    crashed_master_loses_nothing(RDB, Before::HostReboot, true);
+}
+
+#[test]
+fn a_master_crashed_twice_loses_nothing_with_rdb() {
+    crashed_master_loses_nothing(RDB, Before::CatchUp, true);
+}
+
+#[test]
+fn a_master_crashed_after_a_daemon_crash_loses_nothing_with_rdb() {
+    crashed_master_loses_nothing(RDB, Before::DaemonRestart, true);
 }
 
 #[test]

@@ -272,6 +272,9 @@ pub enum Effect {
     /// Keep `master` as the group's actual master across daemon restarts
     /// (`run_dir/<host>.topology`).
     SaveTopology { master: String },
+    /// Keep the replication history seen (a local master's new id, a change of id seen
+    /// in any INFO) in the same file: [`Machine::kept`] says what to write.
+    SaveHistory,
     /// From now on probe these instances every `health_interval`.
     ProbeTargets(Vec<(String, Endpoint)>),
     /// Probe every target now, without waiting for the interval.
@@ -422,6 +425,11 @@ pub struct Machine {
     last_status_line: String,
     /// When the last probe round for an instance on its way up was asked for.
     last_fast_probe: Option<Instant>,
+    /// The changes of replication id seen in any instance's INFO (and kept across
+    /// restarts): a crashed master's RDB is placed on its replicas' histories through them.
+    lineage: crate::history::Lineage,
+    /// Each local master's last replication id, as its INFO or the topology file said.
+    last_ids: BTreeMap<String, String>,
 }
 
 impl Machine {
@@ -456,6 +464,8 @@ impl Machine {
             ready_sent: false,
             last_status_line: String::new(),
             last_fast_probe: None,
+            lineage: crate::history::Lineage::default(),
+            last_ids: BTreeMap::new(),
         };
         for name in m.local_names() {
             m.add_slot(&name, now);
@@ -499,6 +509,25 @@ impl Machine {
         if self.configured.instance(master).is_some() {
             self.actual = master.to_owned();
             self.group = crate::topology::effective(&self.configured, Some(master));
+        }
+    }
+
+    /// Takes the replication history an earlier daemon kept (`run_dir/<host>.topology`).
+    pub fn restore_history(
+        &mut self,
+        last_ids: BTreeMap<String, String>,
+        lineage: crate::history::Lineage,
+    ) {
+        self.last_ids = last_ids;
+        self.lineage = lineage;
+    }
+
+    /// What the topology file keeps: the actual master and the replication history seen.
+    pub fn kept(&self) -> crate::topology::Kept {
+        crate::topology::Kept {
+            master: self.actual.clone(),
+            last_ids: self.last_ids.clone(),
+            lineage: self.lineage.clone(),
         }
     }
 

@@ -49,7 +49,7 @@ impl Machine {
             self.obey_sentinels(now, fx);
             return;
         }
-        self.note_history(name);
+        self.note_history(name, fx);
         self.update_readiness(name, now, fx);
         // With Sentinel the sentinels say who the master is; without, the instances.
         if self.group.sentinel.is_none() {

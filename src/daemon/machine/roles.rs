@@ -18,7 +18,6 @@ use super::ops::Operation;
 use super::{Effect, History, Kind, Machine, State};
 use crate::config::Instance;
 use crate::endpoint::Endpoint;
-use crate::info::Info;
 use crate::plan::{self, Step};
 use crate::rdb::ReplPosition;
 use crate::topology::{self, Seen};
@@ -243,7 +242,13 @@ impl Machine {
 
     /// The replica that is furthest ahead of what `master` will load from its RDB, on the
     /// same history: the RDB's replication id and offset, or — after a crash, when the RDB
-    /// has no replication id — the history the master's last INFO reported.
+    /// has no replication id — the history the master's last INFO reported. "Same history"
+    /// is judged as PSYNC judges it (`history::judge`): the replica's main id, its second
+    /// id up to where it ended, or a chain of changes of id seen earlier (kept across
+    /// daemon restarts). When nothing relates the RDB's history to a replica's, but the
+    /// replica holds the history the master last served (its last INFO, or the topology
+    /// file), the replica's data is kept: a catch-up costs a resync, a wrong start loses
+    /// writes. Every decision is logged with what decided it.
     ///
     /// A master that loads an AOF needs none: Redis writes the AOF before it replies, so
     /// after a process crash the AOF holds every acknowledged write (measured: a SIGKILL
@@ -257,6 +262,7 @@ impl Machine {
         after_crash: bool,
         now: Instant,
     ) -> Option<String> {
+        use crate::history::{self, Ids, Verdict};
         let aof = self
             .group
             .directive(master, "appendonly")
@@ -264,32 +270,85 @@ impl Machine {
         if aof {
             return None;
         }
-        let last = self.slots.get(&master.name)?.last_history.clone();
-        let ahead = |info: &Info| -> Option<i64> {
-            let replid = info.get("master_replid")?;
-            let offset = info.repl_offset()?;
-            let is_ahead = match (position, &last) {
-                (Some(p), _) => replid == p.repl_id && offset > p.offset,
-                (_, Some((id, _))) if after_crash => replid == id && offset > 0,
-                _ => false,
-            };
-            is_ahead.then_some(offset)
+        let name = &master.name;
+        let last = self.slots.get(name)?.last_history.clone();
+        // The history the master served last: its INFO since this daemon started, else
+        // what the topology file kept.
+        let (last_id, last_from) = match (&last, self.last_ids.get(name)) {
+            (Some((id, _)), _) => (Some(id.clone()), "its last INFO"),
+            (None, Some(id)) => (Some(id.clone()), "the topology file"),
+            (None, None) => (None, ""),
         };
-        self.group
-            .instances
-            .iter()
-            .filter(|r| r.name != master.name)
-            .filter_map(|r| {
-                let info = self.fresh_info(&r.name, now)?;
-                let follows =
-                    topology::upstream_of(&self.group, info).is_some_and(|u| u.name == master.name);
-                follows
-                    .then(|| ahead(info))
-                    .flatten()
-                    .map(|o| (r.name.clone(), o))
-            })
-            .max_by_key(|(_, o)| *o)
-            .map(|(n, _)| n)
+        let (base, from) = match (position, &last) {
+            (Some(p), _) => (p.clone(), "its RDB"),
+            (None, Some((id, _))) if after_crash => (
+                ReplPosition {
+                    repl_id: id.clone(),
+                    offset: 0,
+                },
+                "its last INFO (its RDB has no replication id)",
+            ),
+            _ => {
+                info!(instance = %name, "starts from its own files: its RDB names no replication history to compare its replicas with");
+                return None;
+            }
+        };
+        let mut best: Option<(String, i64, String)> = None;
+        for r in self.group.instances.iter().filter(|r| r.name != *name) {
+            let Some(info) = self.fresh_info(&r.name, now) else {
+                continue;
+            };
+            if !topology::upstream_of(&self.group, info).is_some_and(|u| u.name == *name) {
+                continue;
+            }
+            let Some(ids) = Ids::of(info) else {
+                continue;
+            };
+            let why = match history::judge(&base, &ids, &self.lineage) {
+                Verdict::Ahead(why) => format!("{from}: {why}"),
+                Verdict::NotAhead(why) => {
+                    info!(instance = %name, "replica `{}` has nothing its RDB lacks ({from}: {why})", r.name);
+                    continue;
+                }
+                Verdict::Unrelated => {
+                    let holds_last = last_id.as_ref().is_some_and(|id| {
+                        let last_pos = ReplPosition {
+                            repl_id: id.clone(),
+                            offset: 0,
+                        };
+                        *id != base.repl_id
+                            && matches!(
+                                history::judge(&last_pos, &ids, &self.lineage),
+                                Verdict::Ahead(_)
+                            )
+                    });
+                    if !holds_last {
+                        warn!(
+                            instance = %name,
+                            "replica `{}` is on a history ({}) that nothing relates to its RDB's ({}): \
+                             its RDB is loaded",
+                            r.name,
+                            history::short(&ids.id),
+                            history::short(&base.repl_id)
+                        );
+                        continue;
+                    }
+                    format!(
+                        "nothing relates its RDB's history {} to the replica's, but the replica \
+                         holds the history the master last served ({last_from}: {}); its data \
+                         is kept",
+                        history::short(&base.repl_id),
+                        last_id.as_deref().map(history::short).unwrap_or_default()
+                    )
+                }
+            };
+            if best.as_ref().is_none_or(|(_, o, _)| ids.offset > *o) {
+                best = Some((r.name.clone(), ids.offset, why));
+            }
+        }
+        let (source, _, why) = best?;
+        info!(instance = %name, "replica `{source}` is ahead of its files: {why}");
+        Some(source)
     }
 
     /// The catch-up's next move: hand the role back once the master runs in sync.
@@ -833,20 +892,28 @@ impl Machine {
         }
     }
 
-    /// Records a local master's replication id and offset from its INFO.
-    pub(super) fn note_history(&mut self, name: &str) {
+    /// Records what an INFO says of replication history: a change of id any instance
+    /// shows (the lineage), and a local master's id and offset. What is new is kept in the
+    /// topology file, for the judgement of a crashed master's RDB after a daemon restart.
+    pub(super) fn note_history(&mut self, name: &str, fx: &mut Vec<Effect>) {
         let Some(Ok(info)) = self.infos.get(name).map(|p| &p.result) else {
             return;
         };
-        if info.role() != Some("master") {
+        let Some(ids) = crate::history::Ids::of(info) else {
             return;
+        };
+        let mut changed = self.lineage.learn(&ids);
+        if info.role() == Some("master")
+            && let Some(slot) = self.slots.get_mut(name)
+        {
+            slot.last_history = Some((ids.id.clone(), ids.offset));
+            if self.last_ids.get(name) != Some(&ids.id) {
+                self.last_ids.insert(name.to_owned(), ids.id);
+                changed = true;
+            }
         }
-        let history = info
-            .get("master_replid")
-            .zip(info.repl_offset())
-            .map(|(id, o)| (id.to_owned(), o));
-        if let (Some(h), Some(slot)) = (history, self.slots.get_mut(name)) {
-            slot.last_history = Some(h);
+        if changed {
+            fx.push(Effect::SaveHistory);
         }
     }
 }

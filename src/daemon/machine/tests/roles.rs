@@ -458,3 +458,112 @@ fn a_catch_up_whose_source_is_gone_ends_and_the_group_is_followed_again() {
     h.probe("r1", &leader(201, "ddd", "ccc", 1300, &[M, R2]));
     assert_eq!(h.m.actual_master(), "r1");
 }
+
+/// A replica's INFO with its second id: it followed a change of id of its upstream.
+fn follower2(pid: u32, up: (&str, u16), ids: (&str, &str, i64), offset: i64) -> String {
+    format!(
+        "{}master_replid2:{}\r\nsecond_repl_offset:{}\r\n",
+        follower(pid, up, ids.0, offset),
+        ids.1,
+        ids.2
+    )
+}
+
+/// The master crashes with its RDB at `aaa`/500 and both replicas report `infos`: who is
+/// made master for the catch-up.
+fn crash_with(h: &mut H, r1: &str, r2: &str) -> Vec<String> {
+    h.histories.insert(
+        "master".into(),
+        ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 500,
+        },
+    );
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", r1);
+    made_master(&h.probe("r2", r2))
+}
+
+#[test]
+fn a_master_restarted_once_then_crashed_catches_up_from_the_replicas_second_id() {
+    // Issue 18's sequence: the RDB names `aaa` (the graceful restart's save); since then the
+    // master runs on `bbb` and its replicas keep `aaa` as their second id, up to 501.
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    h.probe("master", &leader(100, "bbb", "aaa", 2500, &[R1, R2]));
+    let r1 = follower2(201, M, ("bbb", "aaa", 501), 2500);
+    let r2 = follower2(202, M, ("bbb", "aaa", 501), 2400);
+    assert_eq!(crash_with(&mut h, &r1, &r2), ["r1"]);
+}
+
+#[test]
+fn a_replica_that_left_the_rdbs_history_before_its_offset_is_not_ahead() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    // It left `aaa` at 301, before the RDB's 500: what the RDB holds past 300 it lacks.
+    let r1 = follower2(201, M, ("bbb", "aaa", 301), 2500);
+    let r2 = follower2(202, M, ("bbb", "aaa", 301), 2400);
+    assert!(crash_with(&mut h, &r1, &r2).is_empty());
+    assert_eq!(h.kind("master"), Kind::Launching);
+}
+
+#[test]
+fn after_failover_and_back_the_changes_of_id_seen_place_the_rdb() {
+    // aaa -> bbb (r1 promoted at 801) -> ccc (the master took the role back at 1501): the
+    // replicas know ccc and bbb only; the daemon saw the change to bbb on the way (in r1's
+    // INFO once it followed the master again).
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    let fx = h.probe("r1", &follower2(201, M, ("bbb", "aaa", 801), 900));
+    assert!(fx.iter().any(|e| matches!(e, Effect::SaveHistory)));
+    let r1 = follower2(201, M, ("ccc", "bbb", 1501), 3000);
+    let r2 = follower2(202, M, ("ccc", "bbb", 1501), 3100);
+    assert_eq!(crash_with(&mut h, &r1, &r2), ["r2"]);
+}
+
+#[test]
+fn the_history_kept_in_the_topology_file_serves_after_a_daemon_restart() {
+    use crate::history::{Lineage, Link};
+    let link = |new: &str, old: &str, until| Link {
+        new: new.into(),
+        old: old.into(),
+        until,
+    };
+    // A new daemon: no INFO of its own from before, only the file.
+    let mut h = H::new(SEED, "a");
+    h.m.restore_history(
+        [("master".to_owned(), "ccc".to_owned())].into(),
+        Lineage::from_links(vec![link("bbb", "aaa", 801), link("ccc", "bbb", 1501)]),
+    );
+    up_all(&mut h);
+    let r1 = follower2(201, M, ("ddd", "ccc", 2001), 3000);
+    let r2 = follower2(202, M, ("ddd", "ccc", 2001), 2900);
+    assert_eq!(crash_with(&mut h, &r1, &r2), ["r1"]);
+    let kept = h.m.kept();
+    assert_eq!(
+        kept.lineage.links().len(),
+        3,
+        "the replicas' change of id joins: {kept:?}"
+    );
+}
+
+#[test]
+fn an_rdb_nothing_relates_to_the_replicas_keeps_their_data_when_they_hold_the_masters_last_history()
+{
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    // The master last served `ccc`; how its RDB's `aaa` led there was never seen.
+    h.probe("master", &leader(100, "ccc", "bbb", 2500, &[R1, R2]));
+    let r1 = follower2(201, M, ("ccc", "bbb", 1501), 2500);
+    let r2 = follower2(202, M, ("ccc", "bbb", 1501), 2500);
+    assert_eq!(crash_with(&mut h, &r1, &r2), ["r1"]);
+    // Replicas on a history unknown to all: the RDB is loaded.
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    let r1 = follower2(201, M, ("zzz", "yyy", 1501), 2500);
+    let r2 = follower2(202, M, ("zzz", "yyy", 1501), 2500);
+    assert!(crash_with(&mut h, &r1, &r2).is_empty());
+}
