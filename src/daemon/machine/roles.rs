@@ -298,7 +298,7 @@ impl Machine {
             let Some(info) = self.fresh_info(&r.name, now) else {
                 continue;
             };
-            if !topology::upstream_of(&self.group, info).is_some_and(|u| u.name == *name) {
+            if topology::upstream_of(&self.group, info).is_none_or(|u| u.name != *name) {
                 continue;
             }
             let Some(ids) = Ids::of(info) else {
