@@ -12,6 +12,23 @@ pub struct Info {
     pub replicas: Vec<ReplicaLine>,
 }
 
+/// An instance's place in replication, as its INFO showed it: a role-changing command is
+/// sent only while the instance is still where it was when the command was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replication {
+    Master,
+    ReplicaOf { host: String, port: u16 },
+}
+
+impl std::fmt::Display for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replication::Master => write!(f, "a master"),
+            Replication::ReplicaOf { host, port } => write!(f, "a replica of {host}:{port}"),
+        }
+    }
+}
+
 /// One `slaveN:ip=..,port=..,state=..,offset=..,lag=..` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaLine {
@@ -93,6 +110,16 @@ impl Info {
     /// True while a replica receives a bulk copy.
     pub fn sync_in_progress(&self) -> bool {
         self.int("master_sync_in_progress") == Some(1)
+    }
+    /// Whom it replicates from, as far as INFO says: a master, or a replica of an address.
+    pub fn replication(&self) -> Option<Replication> {
+        match self.role()? {
+            "master" => Some(Replication::Master),
+            _ => Some(Replication::ReplicaOf {
+                host: self.get("master_host")?.to_owned(),
+                port: u16::try_from(self.int("master_port")?).ok()?,
+            }),
+        }
     }
     /// The replication offset this instance has reached.
     pub fn repl_offset(&self) -> Option<i64> {

@@ -98,6 +98,67 @@ pub fn learn(group: &Group, current: &str, seen: &[Seen]) -> Option<String> {
     }
 }
 
+/// A group with no master although every instance answers: they all replicate, from each
+/// other in a loop (a stale `REPLICAOF` crossing a failover) or from elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoMaster {
+    /// What is wrong, for the log and status: the loop, or "none is master".
+    pub what: String,
+    /// Who should be master: the most advanced (highest offset; the configured master,
+    /// then the first by name, on a tie).
+    pub choose: String,
+}
+
+/// Whether every instance answers and none is master; who should be, if so.
+pub fn no_master(group: &Group, seen: &[Seen]) -> Option<NoMaster> {
+    if seen.len() != group.instances.len() || seen.iter().any(|s| s.info.is_none()) {
+        return None;
+    }
+    if seen
+        .iter()
+        .any(|s| s.info.is_some_and(|i| i.role() != Some("replica")))
+    {
+        return None;
+    }
+    let up = |name: &str| {
+        seen.iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.info)
+            .and_then(|i| upstream_of(group, i))
+            .map(|u| u.name.as_str())
+    };
+    let what = seen
+        .iter()
+        .find_map(|s| {
+            let mut path = vec![s.name];
+            let mut at = s.name;
+            while let Some(next) = up(at) {
+                if let Some(i) = path.iter().position(|p| *p == next) {
+                    let mut cycle: Vec<&str> = path[i..].to_vec();
+                    cycle.push(next);
+                    return Some(format!("replication loop: {}", cycle.join(" -> ")));
+                }
+                path.push(next);
+                at = next;
+            }
+            None
+        })
+        .unwrap_or_else(|| "no master: every instance answers as a replica".to_owned());
+    let master = &group.master().name;
+    let choose = seen
+        .iter()
+        .max_by_key(|s| {
+            (
+                s.info.and_then(Info::repl_offset).unwrap_or(-1),
+                s.name == master.as_str(),
+                std::cmp::Reverse(s.name),
+            )
+        })?
+        .name
+        .to_owned();
+    Some(NoMaster { what, choose })
+}
+
 /// How many of the answering instances replicate from `name` by their INFO.
 fn following(group: &Group, name: &str, seen: &[Seen]) -> usize {
     seen.iter()
@@ -419,5 +480,61 @@ replica_of = "r1"
         let old = "master = \"m\"\n";
         assert_eq!(parse_history(old), Default::default());
         assert_eq!(parse_history("not toml ["), Default::default());
+    }
+
+    #[test]
+    fn a_loop_or_no_master_is_seen_only_when_every_instance_answers() {
+        let g = group();
+        let rep = |up: (&str, u16), offset: i64| {
+            info(&format!(
+                "role:slave master_host:{} master_port:{} master_repl_offset:{offset}",
+                up.0, up.1
+            ))
+        };
+        let (m, r1, r2, r3) = (
+            rep(("127.0.0.2", 2), 100),
+            rep(("127.0.0.1", 1), 100),
+            rep(("127.0.0.1", 1), 90),
+            rep(("127.0.0.2", 2), 100),
+        );
+        let seen = [
+            at("m", Some(&m)),
+            at("r1", Some(&r1)),
+            at("r2", Some(&r2)),
+            at("r3", Some(&r3)),
+        ];
+        let nm = no_master(&g, &seen).expect("a loop");
+        assert_eq!(nm.what, "replication loop: m -> r1 -> m");
+        assert_eq!(
+            nm.choose, "m",
+            "as advanced as r1 and r3: the configured master"
+        );
+        let r1_ahead = rep(("127.0.0.1", 1), 200);
+        let seen = [
+            at("m", Some(&m)),
+            at("r1", Some(&r1_ahead)),
+            at("r2", Some(&r2)),
+            at("r3", Some(&r3)),
+        ];
+        assert_eq!(
+            no_master(&g, &seen).map(|n| n.choose).as_deref(),
+            Some("r1")
+        );
+        // One does not answer (a master down is not this), or one is master: nothing.
+        let seen = [
+            at("m", None),
+            at("r1", Some(&r1)),
+            at("r2", Some(&r2)),
+            at("r3", Some(&r3)),
+        ];
+        assert_eq!(no_master(&g, &seen), None);
+        let master = info("role:master master_repl_offset:100");
+        let seen = [
+            at("m", Some(&master)),
+            at("r1", Some(&r1)),
+            at("r2", Some(&r2)),
+            at("r3", Some(&r3)),
+        ];
+        assert_eq!(no_master(&g, &seen), None);
     }
 }

@@ -415,13 +415,22 @@ impl Runtime {
                 name,
                 endpoint,
                 change,
+                was,
+                target,
                 conf,
                 conf_path,
             } => {
                 let events = self.events.clone();
                 let run_as = self.run_as.clone();
                 spawn_worker(&format!("live-{name}"), move || {
-                    let result = apply_live(&endpoint, &change, &conf, &conf_path, run_as.as_ref());
+                    let live = Live {
+                        name: &name,
+                        endpoint: &endpoint,
+                        change: &change,
+                        was: was.as_ref(),
+                        target: target.as_ref(),
+                    };
+                    let result = apply_live(&live, &conf, &conf_path, run_as.as_ref());
                     let _ = events.send(Event::LiveApplied { name, result });
                 });
                 None
@@ -433,6 +442,13 @@ impl Runtime {
                 force,
                 timeout,
             } => {
+                info!(
+                    instance = %name,
+                    "FAILOVER TO {}{} on the master {}",
+                    format!("{}:{}", target.bind, target.port),
+                    if force { " FORCE" } else { "" },
+                    format!("{}:{}", master.bind, master.port)
+                );
                 let events = self.events.clone();
                 spawn_worker(&format!("failover-{name}"), move || {
                     let result = master.failover(&target, force, timeout);
@@ -441,6 +457,7 @@ impl Runtime {
                 None
             }
             Effect::MakeMaster { name, endpoint } => {
+                info!(instance = %name, "REPLICAOF NO ONE: making it master");
                 let events = self.events.clone();
                 spawn_worker(&format!("promote-{name}"), move || {
                     let result = endpoint.replicaof(None, Duration::from_secs(5));
@@ -760,16 +777,26 @@ fn config_set(endpoint: &Endpoint, key: &str, value: &str) -> redis::RedisResult
         .query::<()>(&mut c)
 }
 
+/// A change to apply to a running instance, and where it was in replication when the
+/// change was decided.
+struct Live<'a> {
+    name: &'a str,
+    endpoint: &'a Endpoint,
+    change: &'a crate::plan::LiveChange,
+    was: Option<&'a crate::info::Replication>,
+    target: Option<&'a (Endpoint, crate::info::Replication)>,
+}
+
 /// Applies a config change to a running instance: `CONFIG SET` each setting (the first
 /// one refused ends it: the machine restarts the instance instead), then the new
 /// redis.conf on disk (so a later start agrees).
 fn apply_live(
-    endpoint: &Endpoint,
-    change: &crate::plan::LiveChange,
+    live: &Live<'_>,
     conf: &Secret,
     conf_path: &Path,
     run_as: Option<&RunAs>,
 ) -> Result<(), LiveFailure> {
+    let (endpoint, change) = (live.endpoint, live.change);
     let mut c = endpoint
         .connect(Duration::from_secs(5))
         .map_err(|e| LiveFailure::Failed(format!("cannot reach it: {e}")))?;
@@ -790,12 +817,7 @@ fn apply_live(
         }
     }
     if let Some(repoint) = &change.repoint {
-        let to = repoint.as_ref().map(|u| (u.host.as_str(), u.port));
-        // A refusal here is of the moment (a failover under way), not a setting only a
-        // restart applies: it fails the step, nothing is restarted.
-        crate::redis_io::replicaof_cmd(to)
-            .query::<()>(&mut c)
-            .map_err(|e| LiveFailure::Failed(format!("REPLICAOF: {e}")))?;
+        repoint_checked(&mut c, live, repoint.as_ref())?;
     }
     files::write_atomic(conf_path, conf.expose().as_bytes(), 0o600)
         .and_then(|()| match run_as {
@@ -805,6 +827,83 @@ fn apply_live(
             None => Ok(()),
         })
         .map_err(|e| LiveFailure::Failed(format!("cannot write {}: {e}", conf_path.display())))
+}
+
+/// `REPLICAOF` on an instance, sent only while it is where it was when the re-point was
+/// decided: another daemon (or an operator) may have changed its role since — a failover
+/// back, most often — and a stale `REPLICAOF` then makes two instances replicas of each
+/// other. Nothing is sent when it is already where it should go. Logged either way.
+fn repoint_checked(
+    c: &mut redis::Connection,
+    live: &Live<'_>,
+    to: Option<&crate::plan::Upstream>,
+) -> Result<(), LiveFailure> {
+    use crate::info::{Info, Replication};
+    let name = live.name;
+    let text: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(c)
+        .map_err(|e| LiveFailure::Failed(format!("INFO before REPLICAOF: {e}")))?;
+    let now = Info::parse(&text).replication();
+    let target = match to {
+        Some(u) => Replication::ReplicaOf {
+            host: u.host.clone(),
+            port: u.port,
+        },
+        None => Replication::Master,
+    };
+    let goal = to.map_or_else(|| "master".to_owned(), |u| format!("`{}`", u.name));
+    if now.as_ref() == Some(&target) {
+        info!(instance = %name, "already follows {goal}: no REPLICAOF needed");
+        return Ok(());
+    }
+    if let (Some(was), Some(now)) = (live.was, &now)
+        && was != now
+    {
+        warn!(
+            instance = %name,
+            "REPLICAOF {goal} not sent: it was {was} when decided and is {now} now (the \
+             group moved on)"
+        );
+        return Err(LiveFailure::Failed(format!(
+            "not re-pointed to {goal}: it became {now} meanwhile"
+        )));
+    }
+    if let Some((ep, was)) = live.target {
+        let now = ep
+            .connect(Duration::from_secs(2))
+            .and_then(|mut t| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut t)
+            })
+            .map(|text| Info::parse(&text).replication());
+        match now {
+            Ok(Some(now)) if now == *was => {}
+            Ok(now) => {
+                let now = now.map_or_else(|| "unknown".to_owned(), |r| r.to_string());
+                warn!(
+                    instance = %name,
+                    "REPLICAOF {goal} not sent: {goal} was {was} when decided and is {now} \
+                     now (the group moved on)"
+                );
+                return Err(LiveFailure::Failed(format!(
+                    "not re-pointed: {goal} became {now} meanwhile"
+                )));
+            }
+            Err(e) => {
+                return Err(LiveFailure::Failed(format!(
+                    "not re-pointed: cannot ask {goal} where it is now: {e}"
+                )));
+            }
+        }
+    }
+    info!(instance = %name, "REPLICAOF: re-pointing it to {goal}");
+    // A refusal here is of the moment (a failover under way), not a setting only a restart
+    // applies: it fails the step, nothing is restarted.
+    crate::redis_io::replicaof_cmd(to.map(|u| (u.host.as_str(), u.port)))
+        .query::<()>(c)
+        .map_err(|e| LiveFailure::Failed(format!("REPLICAOF: {e}")))
 }
 
 /// A switchover through Sentinel (`sentinel::switchover`: writes paused on the old

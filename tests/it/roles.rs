@@ -621,3 +621,39 @@ fn reload_re_points_a_replica_live() {
     });
     assert_eq!(c.pid("leaf"), pid, "not restarted");
 }
+
+/// An operator's failover-and-failback script: `failover --to r1` and, as soon as it
+/// returns, `failover --to master`, 20 times. Every time the group ends with `master` as
+/// master and everyone following it: no stale re-point from the first change may make two
+/// instances replicas of each other.
+#[test]
+fn back_to_back_failovers_end_with_the_requested_master_every_time() {
+    let mut c = cluster::master_and_two_replicas().build();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    for round in 0..20 {
+        for to in ["r1", "master"] {
+            let run = c.cli(&["failover", "--to", to]);
+            assert_eq!(
+                run.status.code(),
+                Some(0),
+                "round {round}, failover --to {to}:\n{}\n{}\n{}",
+                run.stdout,
+                run.stderr,
+                c.logs()
+            );
+        }
+        wait_master(&c, "master");
+        assert_eq!(masters(&c, &ALL), ["master"], "round {round}\n{}", c.logs());
+    }
+    // Every role change was logged; a dropped stale re-point says so.
+    let logs = c.logs();
+    assert!(logs.contains("FAILOVER TO"), "{logs}");
+    eprintln!(
+        "stale re-points not sent: {}, dropped: {}, no REPLICAOF needed: {}",
+        logs.matches("the group moved on").count(),
+        logs.matches("re-point dropped").count(),
+        logs.matches("no REPLICAOF needed").count()
+    );
+}

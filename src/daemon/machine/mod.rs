@@ -229,11 +229,19 @@ pub enum Effect {
         new: Option<Secret>,
     },
     /// `CONFIG SET` each of `change.set`, then `REPLICAOF` per `change.repoint`, then
-    /// write `conf` (the new redis.conf) to `conf_path`; answer with `LiveApplied`.
+    /// write `conf` (the new redis.conf) to `conf_path`; answer with `LiveApplied`. The
+    /// `REPLICAOF` is sent only while the instance is still `was` (as INFO showed it when
+    /// this was decided; `None`: unknown) and its target is still `target`, and not when
+    /// it is already where it is asked to go.
     ApplyLive {
         name: String,
         endpoint: Endpoint,
         change: crate::plan::LiveChange,
+        was: Option<crate::info::Replication>,
+        /// The new upstream and where it was in replication when this was decided: the
+        /// `REPLICAOF` is sent only while it still is (a master that became a replica
+        /// since would close a loop).
+        target: Option<(Endpoint, crate::info::Replication)>,
         conf: Secret,
         conf_path: PathBuf,
     },
@@ -430,6 +438,11 @@ pub struct Machine {
     lineage: crate::history::Lineage,
     /// Each local master's last replication id, as its INFO or the topology file said.
     last_ids: BTreeMap<String, String>,
+    /// Counts the changes of the group's master this daemon made or followed: every
+    /// re-point carries the one it was planned for.
+    generation: u64,
+    /// Since when every instance answers and none is master (a loop, most likely).
+    no_master_since: Option<Instant>,
 }
 
 impl Machine {
@@ -466,6 +479,8 @@ impl Machine {
             last_fast_probe: None,
             lineage: crate::history::Lineage::default(),
             last_ids: BTreeMap::new(),
+            generation: 0,
+            no_master_since: None,
         };
         for name in m.local_names() {
             m.add_slot(&name, now);

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{
     Effect, Kind, LiveFailure, Loaded, Machine, Notify, PendingStatus, RequestId, State, human,
@@ -25,6 +25,9 @@ pub(super) struct Operation {
     ok: bool,
     /// Daemon shutdown: a stop that fails does not abandon the others.
     keep_going: bool,
+    /// The change of roles its re-points were planned for (`Machine::generation`): once
+    /// the group's master changes again, they are stale and dropped, never sent.
+    generation: Option<u64>,
 }
 
 impl Operation {
@@ -36,6 +39,15 @@ impl Operation {
             lines,
             ok: true,
             keep_going: false,
+            generation: None,
+        }
+    }
+
+    /// An operation that brings instances in line with the change of roles `generation`.
+    pub(super) fn for_generation(steps: Vec<Step>, generation: u64) -> Operation {
+        Operation {
+            generation: Some(generation),
+            ..Operation::new(steps, None, Vec::new())
         }
     }
 
@@ -52,8 +64,10 @@ impl Operation {
         )
     }
 
-    /// Runs `steps` next, before the rest of this operation's.
-    pub(super) fn splice(&mut self, steps: Vec<Step>) {
+    /// Runs `steps` (planned for the change of roles `generation`) next, before the rest
+    /// of this operation's.
+    pub(super) fn splice(&mut self, steps: Vec<Step>, generation: u64) {
+        self.generation = Some(generation);
         for s in steps.into_iter().rev() {
             self.steps.push_front(s);
         }
@@ -417,6 +431,23 @@ impl Machine {
                 let Some(step) = op.steps.pop_front() else {
                     return true;
                 };
+                if let Some(g) = op.generation.filter(|g| *g != self.generation)
+                    && let Step::ApplyLive { name, change } = &step
+                    && change.repoint.is_some()
+                {
+                    // Planned for an earlier master: sending it now would point the
+                    // instance back at a group that moved on (a replication loop).
+                    warn!(
+                        instance = %name,
+                        "re-point dropped: planned for change of roles {g}, the group's master \
+                         changed since (now {}, `{}`)",
+                        self.generation, self.actual
+                    );
+                    op.lines.push(format!(
+                        "{name}: not re-pointed: the group's master changed meanwhile"
+                    ));
+                    continue;
+                }
                 if let Err(message) = self.begin_step(&step, now, fx) {
                     op.lines.push(message);
                     op.ok = false;
@@ -562,9 +593,28 @@ impl Machine {
                     return Err(format!("`{name}` is not run by this daemon"));
                 };
                 slot.in_place = None;
+                let was = self
+                    .infos
+                    .get(name)
+                    .and_then(|p| p.result.as_ref().ok())
+                    .and_then(crate::info::Info::replication);
+                let target = match &change.repoint {
+                    Some(Some(up)) => self.endpoint_of(&up.name).zip(
+                        self.infos
+                            .get(&up.name)
+                            .and_then(|p| p.result.as_ref().ok())
+                            .and_then(crate::info::Info::replication),
+                    ),
+                    _ => None,
+                };
+                let Some(slot) = self.slots.get(name) else {
+                    return Err(format!("`{name}` is not run by this daemon"));
+                };
                 fx.push(Effect::ApplyLive {
                     name: name.clone(),
                     endpoint: slot.endpoint.clone(),
+                    was,
+                    target,
                     change,
                     conf,
                     conf_path,

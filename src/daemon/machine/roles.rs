@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::ops::Operation;
-use super::{Effect, History, Kind, Machine, State};
+use super::{Effect, History, Kind, Machine, State, human};
 use crate::config::Instance;
 use crate::endpoint::Endpoint;
 use crate::plan::{self, Step};
@@ -25,6 +25,10 @@ use crate::topology::{self, Seen};
 /// How long `FAILOVER` may wait for its target to catch up before Redis aborts it (writes
 /// then resume on the old master).
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a group may have no master, every instance answering, before the daemon
+/// running the most advanced one makes it master.
+const NO_MASTER_REPAIR: Duration = Duration::from_secs(5);
 
 /// How long a failed hand-back waits before it is tried again, and how often.
 const HAND_BACK_RETRY: Duration = Duration::from_secs(5);
@@ -72,7 +76,8 @@ impl Machine {
             return Vec::new();
         }
         self.roles_changed_at = Some(now);
-        info!(master = %name, "the group's master is now `{name}` ({why})");
+        self.generation += 1;
+        info!(master = %name, generation = self.generation, "the group's master is now `{name}` ({why})");
         let old = std::mem::replace(
             &mut self.group,
             topology::effective(&self.configured, Some(name)),
@@ -130,13 +135,47 @@ impl Machine {
                 info: self.fresh_info(&i.name, now),
             })
             .collect();
-        let Some(new) = topology::learn(&self.group, &self.actual, &seen) else {
+        if let Some(nm) = topology::no_master(&self.group, &seen) {
+            self.repair_no_master(&nm, now, fx);
+            return;
+        }
+        let new = topology::learn(&self.group, &self.actual, &seen);
+        self.no_master_since = None;
+        let Some(new) = new else {
             return;
         };
         let steps = self.set_actual(&new, "the group says so", now, fx);
-        if !steps.is_empty() {
-            self.ops.push_back(Operation::new(steps, None, Vec::new()));
+        self.push_steps(steps);
+    }
+
+    /// Every instance answers and none is master — two replicas of each other after a
+    /// stale re-point, say: nobody takes writes, and nothing else would end it. Once it
+    /// has lasted `NO_MASTER_REPAIR` (a failover in flight is over long before), the most
+    /// advanced instance is made master by the daemon that runs it; the others follow it
+    /// as after any promotion. Said in the log (and by `status`) meanwhile.
+    fn repair_no_master(&mut self, nm: &topology::NoMaster, now: Instant, fx: &mut Vec<Effect>) {
+        let since = *self.no_master_since.get_or_insert_with(|| {
+            warn!(
+                "{}: `{}` is made master in {} unless the group recovers by itself",
+                nm.what,
+                nm.choose,
+                human(NO_MASTER_REPAIR)
+            );
+            now
+        });
+        if now < since + NO_MASTER_REPAIR || !self.slots.contains_key(&nm.choose) {
+            return;
         }
+        let Some(endpoint) = self.endpoint_of(&nm.choose) else {
+            return;
+        };
+        error!(instance = %nm.choose, "{}: making `{}` master, the most advanced", nm.what, nm.choose);
+        self.no_master_since = None;
+        self.role_change = Some(None);
+        fx.push(Effect::MakeMaster {
+            name: nm.choose.clone(),
+            endpoint,
+        });
     }
 
     /// Before an instance starts as the group's master: the other instances are asked who
@@ -502,7 +541,7 @@ impl Machine {
             let steps = self.set_actual(name, "by request", now, fx);
             if !self.shutting_down {
                 match self.ops.front_mut() {
-                    Some(op) if op.changes_roles() => op.splice(steps),
+                    Some(op) if op.changes_roles() => op.splice(steps, self.generation),
                     _ => self.push_steps(steps),
                 }
             }
@@ -510,9 +549,12 @@ impl Machine {
         self.role_change = Some(Some(result));
     }
 
-    fn push_steps(&mut self, steps: Vec<Step>) {
+    /// Queues the steps that bring this host's instances in line with the latest change
+    /// of roles; they are dropped if the master changes again before they run.
+    pub(super) fn push_steps(&mut self, steps: Vec<Step>) {
         if !steps.is_empty() {
-            self.ops.push_back(Operation::new(steps, None, Vec::new()));
+            self.ops
+                .push_back(Operation::for_generation(steps, self.generation));
         }
     }
 

@@ -208,9 +208,8 @@ impl Machine {
         // Also while the daemon stops: its failover step waits for this. Nothing is
         // re-pointed then; everything here is on its way down.
         let steps = self.set_actual(&named, "the sentinels say so", now, fx);
-        if !steps.is_empty() && !self.shutting_down {
-            self.ops
-                .push_back(super::ops::Operation::new(steps, None, Vec::new()));
+        if !self.shutting_down {
+            self.push_steps(steps);
         }
     }
 

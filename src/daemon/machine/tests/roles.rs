@@ -567,3 +567,60 @@ fn an_rdb_nothing_relates_to_the_replicas_keeps_their_data_when_they_hold_the_ma
     let r2 = follower2(202, M, ("zzz", "yyy", 1501), 2500);
     assert!(crash_with(&mut h, &r1, &r2).is_empty());
 }
+
+#[test]
+fn a_replication_loop_is_repaired_by_making_the_most_advanced_master() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    // A stale re-point crossed a failover back: master and r1 replicate from each other.
+    let probe_all = |h: &mut H| {
+        let mut fx = h.probe("master", &follower(100, R1, "ccc", 1000));
+        fx.extend(h.probe("r1", &follower(201, M, "ccc", 1000)));
+        fx.extend(h.probe("r2", &follower(202, M, "ccc", 900)));
+        fx
+    };
+    let fx = probe_all(&mut h);
+    assert!(
+        made_master(&fx).is_empty(),
+        "not at once: a failover may be in flight"
+    );
+    h.now += 2 * S;
+    assert!(made_master(&probe_all(&mut h)).is_empty());
+    h.now += 4 * S;
+    let fx = probe_all(&mut h);
+    assert_eq!(
+        made_master(&fx),
+        ["master"],
+        "as advanced as r1, and the configured master"
+    );
+    let fx = h.feed(Input::RoleChanged {
+        name: "master".into(),
+        result: Ok(()),
+    });
+    assert!(made_master(&fx).is_empty());
+    assert_eq!(h.m.actual_master(), "master");
+}
+
+#[test]
+fn a_re_point_planned_before_the_master_changed_again_is_dropped() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    h.now += S;
+    // r1 is master (a failover made by daemon b): this daemon plans to re-point `master`.
+    h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[R2]));
+    h.probe("r2", &follower(202, R1, "bbb", 1000));
+    let fx = h.probe("master", &leader(100, "aaa", "0", 1000, &[]));
+    let _ = fx;
+    // Before the re-point runs, the master took the role back and the group says so.
+    h.now += S;
+    h.probe("r1", &follower(201, M, "ccc", 1200));
+    h.probe("r2", &follower(202, M, "ccc", 1200));
+    let mut fx = h.probe("master", &leader(100, "ccc", "bbb", 1200, &[R1, R2]));
+    fx.extend(h.tick());
+    assert!(
+        live(&fx)
+            .iter()
+            .all(|(n, what)| !(n == "master" && what.contains("7001"))),
+        "no REPLICAOF r1 on the master after it is master again: {fx:?}"
+    );
+}
