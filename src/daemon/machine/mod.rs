@@ -353,6 +353,11 @@ struct Slot {
     /// As a master, the replication id and offset its last INFO reported: what its
     /// replicas share with it after it crashed.
     last_history: Option<(String, i64)>,
+    /// Its AOF may lack acknowledged writes: after a full sync Redis writes a new AOF from
+    /// scratch, and writes made before that rewrite ends are in no file the next start
+    /// loads. Set by a logged full sync or a rewrite seen under way, cleared by a probe
+    /// that shows none.
+    aof_incomplete: bool,
     counters: Counters,
 }
 
@@ -582,6 +587,7 @@ impl Machine {
             in_place: Some(Ok(())),
             logged_sync: None,
             last_history: None,
+            aof_incomplete: false,
             counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);

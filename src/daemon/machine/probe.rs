@@ -41,8 +41,27 @@ impl Machine {
         );
         // What the replica's own log said of its sync is kept until its next launch: the
         // upstream's probe may be the one that completes the sync.
+        let full_sync_now = logged_sync == Some(SyncKind::Full);
         if let (Some(kind), Some(slot)) = (logged_sync, self.slots.get_mut(name)) {
             slot.logged_sync = Some(kind);
+            if full_sync_now {
+                slot.aof_incomplete = true;
+            }
+        }
+        // The INFO that came with a full sync's log line may predate the AOF rewrite that
+        // follows it: only a later one can say it is over.
+        if let (false, Some(Ok(info)), Some(slot)) = (
+            full_sync_now,
+            self.infos.get(name).map(|p| &p.result),
+            self.slots.get_mut(name),
+        ) {
+            let rewriting = info.int("aof_rewrite_in_progress") == Some(1)
+                || info.int("aof_rewrite_scheduled") == Some(1);
+            if rewriting || info.sync_in_progress() {
+                slot.aof_incomplete = true;
+            } else if info.int("aof_rewrite_in_progress") == Some(0) {
+                slot.aof_incomplete = false;
+            }
         }
         if self.is_sentinel(name) {
             self.sentinel_readiness(name, now, fx);

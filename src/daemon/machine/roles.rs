@@ -306,10 +306,13 @@ impl Machine {
             .group
             .directive(master, "appendonly")
             .is_some_and(|v| v.iter().any(|s| s.eq_ignore_ascii_case("yes")));
-        if aof {
-            return None;
-        }
         let name = &master.name;
+        if aof {
+            if !self.slots.get(name).is_some_and(|s| s.aof_incomplete) {
+                return None;
+            }
+            warn!(instance = %name, "its AOF was being rewritten (after a full sync) when it went down: it may lack acknowledged writes, so its replicas are compared with its history");
+        }
         let last = self.slots.get(name)?.last_history.clone();
         // The history the master served last: its INFO since this daemon started, else
         // what the topology file kept.

@@ -624,3 +624,52 @@ fn a_re_point_planned_before_the_master_changed_again_is_dropped() {
         "no REPLICAOF r1 on the master after it is master again: {fx:?}"
     );
 }
+
+#[test]
+fn a_master_with_aof_that_crashed_while_its_aof_was_rewritten_catches_up() {
+    let text = SEED.replace(
+        "save = [\"3600 1\"]",
+        "save = [\"3600 1\"]\nappendonly = \"yes\"",
+    );
+    let mut h = H::new(&text, "a");
+    up_all(&mut h);
+    // It full-synced as a replica (after a failover), became master again, and crashed
+    // before the AOF that Redis rewrites after a full sync was complete.
+    h.probe_logged(
+        "master",
+        &leader(100, "ccc", "bbb", 900, &[R1, R2]),
+        Some(SyncKind::Full),
+    );
+    h.probe("r1", &follower(201, M, "ccc", 1000));
+    h.probe("r2", &follower(202, M, "ccc", 1200));
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", &follower(201, M, "ccc", 1000));
+    let fx = h.probe("r2", &follower(202, M, "ccc", 1200));
+    assert_eq!(made_master(&fx), ["r2"]);
+    // Once a probe shows the rewrite over, the AOF is trusted again.
+    let mut h = H::new(&text, "a");
+    up_all(&mut h);
+    h.probe_logged(
+        "master",
+        &leader(100, "ccc", "bbb", 900, &[R1, R2]),
+        Some(SyncKind::Full),
+    );
+    h.now += S;
+    h.probe(
+        "master",
+        &(leader(100, "ccc", "bbb", 900, &[R1, R2])
+            + "aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"),
+    );
+    h.probe("r1", &follower(201, M, "ccc", 1000));
+    h.probe("r2", &follower(202, M, "ccc", 1200));
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", &follower(201, M, "ccc", 1000));
+    let fx = h.probe("r2", &follower(202, M, "ccc", 1200));
+    assert!(made_master(&fx).is_empty());
+}
