@@ -214,6 +214,37 @@ pub fn actual_master(list: &[InstanceStatus]) -> Option<String> {
     masters.first().map(|m| m.name.clone())
 }
 
+/// What is wrong with the group's replication as a whole, if anything: instances that
+/// replicate from each other in a loop, or every instance answering and none master.
+/// Either way nobody takes writes; the daemons repair it (the most advanced becomes master)
+/// if it lasts.
+pub fn replication_problem(list: &[InstanceStatus]) -> Option<String> {
+    let up = |name: &str| {
+        list.iter()
+            .find(|s| s.name == name && s.role.as_deref() == Some("replica"))
+            .and_then(|s| s.upstream.as_deref())
+    };
+    for s in list {
+        let mut path = vec![s.name.as_str()];
+        let mut at = s.name.as_str();
+        while let Some(next) = up(at) {
+            if let Some(i) = path.iter().position(|p| *p == next) {
+                let mut cycle = path[i..].to_vec();
+                cycle.push(next);
+                return Some(format!(
+                    "replication loop: {} (no master takes writes)",
+                    cycle.join(" -> ")
+                ));
+            }
+            path.push(next);
+            at = next;
+        }
+    }
+    let all_replicas =
+        !list.is_empty() && list.iter().all(|s| s.role.as_deref() == Some("replica"));
+    all_replicas.then(|| "no master: every instance answers as a replica".to_owned())
+}
+
 /// During a rolling upgrade (or after one that stopped half way) the group runs several
 /// servers or versions: one warning naming them, added to every instance that reports one
 /// (it is a fact about the group, so it shows whichever instances are listed). Returns it.
@@ -330,6 +361,31 @@ mod tests {
         );
         assert_eq!(r.lag_bytes, Some(4));
         assert_eq!(exit_code(&[m, r]), crate::EXIT_OK);
+    }
+
+    #[test]
+    fn a_replication_loop_or_no_master_is_a_problem() {
+        let g = group();
+        let mut m = InstanceStatus::from_config(&g.instances[0]);
+        let mut r = InstanceStatus::from_config(&g.instances[1]);
+        m.role = Some("master".into());
+        r.role = Some("replica".into());
+        r.upstream = Some("m".into());
+        assert_eq!(replication_problem(&[m.clone(), r.clone()]), None);
+        m.role = Some("replica".into());
+        m.upstream = Some("r".into());
+        assert_eq!(
+            replication_problem(&[m.clone(), r.clone()]).as_deref(),
+            Some("replication loop: m -> r -> m (no master takes writes)")
+        );
+        m.upstream = None;
+        assert!(
+            replication_problem(&[m.clone(), r.clone()])
+                .is_some_and(|p| p.starts_with("no master"))
+        );
+        // An instance that does not answer: no verdict on the group from here.
+        m.role = None;
+        assert_eq!(replication_problem(&[m, r]), None);
     }
 
     #[test]

@@ -195,10 +195,12 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
     }
     status::warn_mixed_servers(&mut list);
     let sentinels = sentinel_status(&group);
+    let problem = status::replication_problem(&list);
     if json {
         let mut doc = serde_json::json!({
             "cluster": group.cluster.name,
             "master": status::actual_master(&list),
+            "problem": problem,
             "instances": list,
         });
         if let Some(s) = &sentinels {
@@ -207,12 +209,19 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", status::table(&list));
+        if let Some(p) = &problem {
+            println!("warning: {p}");
+        }
         if let Some(s) = &sentinels {
             println!();
             print!("{}", s.table());
         }
     }
-    let code = status::exit_code(&list);
+    let code = if problem.is_some() {
+        crate::EXIT_DEGRADED
+    } else {
+        status::exit_code(&list)
+    };
     if sentinels
         .as_ref()
         .is_some_and(status::SentinelSummary::degraded)

@@ -663,3 +663,35 @@ fn back_to_back_failovers_end_with_the_requested_master_every_time() {
         logs.matches("no REPLICAOF needed").count()
     );
 }
+
+/// A replication loop made by hand (the master told to replicate from its own replica):
+/// `status` says so, and the daemons make the most advanced instance master again.
+#[test]
+fn a_replication_loop_is_reported_and_repaired() {
+    let mut c = cluster::master_and_two_replicas().build();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    c.set("master", "before-loop", "1");
+    let r1 = c.addr("r1");
+    let mut con = c.con("master");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(r1.ip().to_string())
+        .arg(r1.port())
+        .query(&mut con)
+        .expect("REPLICAOF");
+    util::wait_for(UP, "status to report the loop", || {
+        let run = c.cli(&["status", "--json"]);
+        let doc: serde_json::Value =
+            serde_json::from_str(&run.stdout).map_err(|e| format!("{e}: {}", run.stdout))?;
+        match doc["problem"].as_str() {
+            Some(p) if p.contains("replication loop") && run.status.code() == Some(3) => Ok(()),
+            _ => Err(format!("{doc}")),
+        }
+    });
+    wait_master(&c, "master");
+    assert_eq!(masters(&c, &ALL), ["master"]);
+    wait_all_have(&c, &ALL, &["before-loop".to_owned()]);
+    let logs = c.logs();
+    assert!(logs.contains("replication loop"), "{logs}");
+}
