@@ -541,7 +541,8 @@ fn crashed_master_loses_nothing(redis: &str, before: Before, catch_up: bool) {
     all.extend(write_acked(&c, "new"));
     crash_master(&c);
     wait_all_have(&c, &ALL, &all);
-    // From an RDB the master catches up from the replica ahead of it; from an AOF, which
+    // From an RDB, or an AOF written `everysec` (Redis may reply before it writes), the
+    // master catches up from the replica ahead of it; from an AOF written `always`, which
     // holds every write Redis replied to, it starts from its own files.
     let log = c.daemon_log("a");
     assert_eq!(
@@ -553,6 +554,7 @@ fn crashed_master_loses_nothing(redis: &str, before: Before, catch_up: bool) {
 
 const RDB: &str = "save = [\"3600 1\"]\nappendonly = \"no\"\n";
 const AOF: &str = "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"everysec\"\n";
+const AOF_ALWAYS: &str = "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"\n";
 
 #[test]
 fn a_crashed_master_with_rdb_only_loses_no_write_a_replica_acknowledged() {
@@ -561,7 +563,12 @@ fn a_crashed_master_with_rdb_only_loses_no_write_a_replica_acknowledged() {
 
 #[test]
 fn a_crashed_master_with_aof_everysec_loses_no_write_a_replica_acknowledged() {
-    crashed_master_loses_nothing(AOF, Before::Nothing, false);
+    crashed_master_loses_nothing(AOF, Before::Nothing, true);
+}
+
+#[test]
+fn a_crashed_master_with_aof_always_starts_from_its_aof_and_loses_nothing() {
+    crashed_master_loses_nothing(AOF_ALWAYS, Before::Nothing, false);
 }
 
 #[test]
@@ -571,7 +578,7 @@ fn a_master_restarted_then_crashed_loses_nothing_with_rdb() {
 
 #[test]
 fn a_master_restarted_then_crashed_loses_nothing_with_aof() {
-    crashed_master_loses_nothing(AOF, Before::Restart, false);
+    crashed_master_loses_nothing(AOF, Before::Restart, true);
 }
 
 #[test]
@@ -581,7 +588,7 @@ fn a_master_crashed_after_failover_and_back_loses_nothing_with_rdb() {
 
 #[test]
 fn a_master_crashed_after_failover_and_back_loses_nothing_with_aof() {
-    crashed_master_loses_nothing(AOF, Before::FailoverAndBack, false);
+    crashed_master_loses_nothing(AOF, Before::FailoverAndBack, true);
 }
 
 #[test]

@@ -364,10 +364,10 @@ fn a_master_restarted_on_purpose_with_nothing_behind_starts_as_master() {
 }
 
 #[test]
-fn a_crashed_master_with_aof_starts_from_its_aof() {
+fn a_crashed_master_with_aof_always_starts_from_its_aof() {
     let text = SEED.replace(
         "save = [\"3600 1\"]",
-        "save = [\"3600 1\"]\nappendonly = \"yes\"",
+        "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"",
     );
     let mut h = H::new(&text, "a");
     up_all(&mut h);
@@ -380,9 +380,30 @@ fn a_crashed_master_with_aof_starts_from_its_aof() {
     h.probe_err("master", "connection refused");
     h.probe("r1", &follower(201, M, "aaa", 1000));
     let fx = h.probe("r2", &follower(202, M, "aaa", 1200));
-    // Redis wrote the AOF before it replied: it holds every acknowledged write.
+    // Redis wrote and fsynced the AOF before it replied: it holds every acknowledged write.
     assert!(made_master(&fx).is_empty());
     assert_eq!(launches(&fx), ["master"]);
+}
+
+#[test]
+fn a_crashed_master_with_aof_everysec_catches_up_from_its_last_history() {
+    let text = SEED.replace(
+        "save = [\"3600 1\"]",
+        "save = [\"3600 1\"]\nappendonly = \"yes\"",
+    );
+    let mut h = H::new(&text, "a");
+    up_all(&mut h);
+    h.probe("master", &leader(100, "aaa", "0", 900, &[R1, R2]));
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    h.probe("r2", &follower(202, M, "aaa", 1200));
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    let fx = h.probe("r2", &follower(202, M, "aaa", 1200));
+    // Redis may have replied before it wrote the AOF (a slow fsync postpones the write).
+    assert_eq!(made_master(&fx), ["r2"]);
 }
 
 /// A crash with r2 ahead: the catch-up asks r2 to become master.
@@ -655,7 +676,7 @@ fn a_re_point_planned_before_the_master_changed_again_is_dropped_or_guarded() {
 fn a_master_with_aof_that_crashed_while_its_aof_was_rewritten_catches_up() {
     let text = SEED.replace(
         "save = [\"3600 1\"]",
-        "save = [\"3600 1\"]\nappendonly = \"yes\"",
+        "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"",
     );
     let mut h = H::new(&text, "a");
     up_all(&mut h);
