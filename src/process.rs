@@ -271,9 +271,13 @@ pub struct ProcFacts {
     pub listening: Option<bool>,
 }
 
-/// Reads the [`ProcFacts`] of `pid` about the address `bind:port`; `None` when no such
-/// process runs (or only its zombie is left).
-pub fn proc_facts(pid: u32, bind: IpAddr, port: u16) -> Option<ProcFacts> {
+/// Reads the [`ProcFacts`] of `pid` about the address `bind:port` (`listeners`: read
+/// once by the caller); `None` when no such process runs (or only its zombie is left).
+pub fn proc_facts(
+    pid: u32,
+    (bind, port): (IpAddr, u16),
+    listeners: &Listeners,
+) -> Option<ProcFacts> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -283,8 +287,7 @@ pub fn proc_facts(pid: u32, bind: IpAddr, port: u16) -> Option<ProcFacts> {
     let start_time = rest.split(' ').nth(19)?.parse().ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let inodes = listening_inodes(bind, port);
-    let listening = holds_socket(pid, &inodes);
+    let listening = holds_socket(pid, &listeners.inodes(bind, port));
     Some(ProcFacts {
         start_time,
         exe: read_exe(pid),
@@ -453,32 +456,45 @@ pub fn port_in_use(bind: IpAddr, port: u16) -> bool {
     )
 }
 
-/// The inodes (as `socket:[N]`, what `/proc/PID/fd/*` link to) of the TCP sockets
-/// listening on `bind:port` or on `port` of every address.
-fn listening_inodes(bind: IpAddr, port: u16) -> Vec<String> {
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+/// The TCP sockets listening in this network namespace, from /proc/net/tcp{,6}: read
+/// once for several look-ups (the tables list every connection too, tens of thousands on a
+/// busy host, and take a while to read).
+pub struct Listeners(Vec<(String, String)>);
+
+impl Listeners {
+    /// Reads both tables, keeping the listening sockets (local address, inode).
+    pub fn read() -> Listeners {
+        let mut found = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
                 continue;
             };
-            if *state == "0A" && blocks(local, bind, port) {
-                inodes.push(format!("socket:[{inode}]"));
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if let (Some(local), Some(&"0A"), Some(inode)) = (f.get(1), f.get(3), f.get(9)) {
+                    found.push(((*local).to_owned(), (*inode).to_owned()));
+                }
             }
         }
+        Listeners(found)
     }
-    inodes
+
+    /// The inodes (as `socket:[N]`, what `/proc/PID/fd/*` link to) of those listening on
+    /// `bind:port` or on `port` of every address.
+    fn inodes(&self, bind: IpAddr, port: u16) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(local, _)| blocks(local, bind, port))
+            .map(|(_, inode)| format!("socket:[{inode}]"))
+            .collect()
+    }
 }
 
 /// The process listening on TCP `bind:port` (or on `port` of every address), as
 /// "pid N (command)", found through /proc. Listeners on the same port of another address
 /// are not it: on a host with several addresses they are often our own instances.
 pub fn port_holder(bind: IpAddr, port: u16) -> Option<String> {
-    let inodes = listening_inodes(bind, port);
+    let inodes = Listeners::read().inodes(bind, port);
     if inodes.is_empty() {
         return None;
     }
@@ -830,12 +846,13 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let me = std::process::id();
-        let f = proc_facts(me, "127.0.0.1".parse().unwrap(), port).unwrap();
+        let here = "127.0.0.1".parse().unwrap();
+        let f = proc_facts(me, (here, port), &Listeners::read()).unwrap();
         assert_eq!(Some(f.start_time), start_time(me));
         let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
         assert_eq!(f.exe.as_ref().map(|e| &e.path), Some(&exe));
         assert_eq!(f.listening, Some(true));
-        let other = proc_facts(me, "127.0.0.1".parse().unwrap(), port.wrapping_add(1)).unwrap();
+        let other = proc_facts(me, (here, port.wrapping_add(1)), &Listeners::read()).unwrap();
         assert_eq!(other.listening, Some(false));
         // What a launch records is what /proc then reports.
         let r = PidRecord::launched(me, &exe);

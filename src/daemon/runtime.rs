@@ -85,8 +85,15 @@ impl Runtime {
         // /proc/PID/exe names the file with symlinks resolved.
         let configured = std::fs::canonicalize(&setup.redis_server)
             .unwrap_or_else(|_| setup.redis_server.clone());
+        let listeners = process::Listeners::read();
         let adopt = |name: &str, pid_path: &Path, bind: IpAddr, port: u16| {
-            adopt(name, pid_path, (bind, port), &configured, &setup.events)
+            adopt(
+                name,
+                pid_path,
+                (bind, port),
+                (&configured, &listeners),
+                &setup.events,
+            )
         };
         for inst in group.start_order(&setup.host) {
             let pid_path = group.pid_path(inst);
@@ -711,12 +718,13 @@ fn read_head(path: &Path, n: usize) -> Option<Vec<u8>> {
 
 /// Takes over an instance that an earlier daemon started and that still runs, so a
 /// daemon restart (crash, upgrade) never bounces Redis; removes a stale pid file, saying
-/// why it is stale. `configured` is the `redis_server` binary, symlinks resolved.
+/// why it is stale. `configured` is the `redis_server` binary, symlinks resolved;
+/// `listeners` the host's listening sockets.
 fn adopt(
     name: &str,
     pid_path: &Path,
     (bind, port): (IpAddr, u16),
-    configured: &Path,
+    (configured, listeners): (&Path, &process::Listeners),
     events: &Sender<Event>,
 ) -> Option<u32> {
     let record = process::read_pid_file(pid_path);
@@ -729,7 +737,7 @@ fn adopt(
     };
     let pid = record.pid;
     let address = std::net::SocketAddr::new(bind, port).to_string();
-    let facts = process::proc_facts(pid, bind, port);
+    let facts = process::proc_facts(pid, (bind, port), listeners);
     match process::judge_adoption(&record, facts.as_ref(), &address, configured) {
         process::Adoption::Refuse(why) => {
             info!(instance = %name, pid_file = %pid_path.display(), "removing a stale pid file: {why}");

@@ -101,7 +101,16 @@ fn install_server(c: &Cluster, rel: &str) -> PathBuf {
 /// on disk), starts a new daemon and checks that it adopted every instance: same pids, no
 /// restart, nothing started twice. Returns the new daemon's log.
 fn adopted_after_a_daemon_crash(c: &mut Cluster, meanwhile: impl FnOnce(&Cluster)) -> String {
-    c.start_daemon("a");
+    adopted_after_a_crash_of(c, |c| c.start_daemon("a"), meanwhile)
+}
+
+/// [`adopted_after_a_daemon_crash`] with daemons started by `start`.
+fn adopted_after_a_crash_of(
+    c: &mut Cluster,
+    start: impl Fn(&mut Cluster),
+    meanwhile: impl FnOnce(&Cluster),
+) -> String {
+    start(c);
     c.wait_healthy();
     let pids: Vec<u32> = ["master", "r1"].iter().map(|n| c.pid(n)).collect();
     let mut old = c.take_daemon("a").expect("daemon");
@@ -109,7 +118,7 @@ fn adopted_after_a_daemon_crash(c: &mut Cluster, meanwhile: impl FnOnce(&Cluster
     old.proc.wait_exit(UP);
     meanwhile(c);
 
-    c.start_daemon("a");
+    start(c);
     c.wait_healthy();
     let log = c.daemon_log("a");
     let status = c.status();
@@ -235,4 +244,51 @@ fn a_foreign_process_with_the_recorded_pid_on_the_port_is_refused_and_named() {
     drop(squatter);
     c.wait_state("master", "running");
     assert_ne!(c.pid("master"), me);
+}
+
+/// The shipped units' daemon (root, with `user` set, without CAP_SYS_PTRACE) cannot read
+/// the `/proc/PID/exe` or the sockets of an instance running as the user: it adopts by the
+/// process name and title instead, also for a build under its own name.
+#[test]
+fn a_daemon_without_cap_sys_ptrace_adopts_the_users_instances_by_name() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (instances run as `nobody`); CI runs the tests as root: \
+         `sudo -E cargo test adoption::`"
+    );
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .instance("r1", "a", Some("master"))
+        .cluster("user = \"nobody\"")
+        .build();
+    // tempfile makes the test dir 0700 root: the user must reach its paths and the binary.
+    util::chmod(c.dir.path(), 0o755);
+    c.redis_server = install_server(&c, "redis-server-6.2");
+    c.write_config();
+    // The units' CapabilityBoundingSet= and NoNewPrivileges=yes (systemd also drops what
+    // the bounding set lacks from the inheritable set: it would be gained back at exec).
+    let sandbox: Vec<String> = [
+        "setpriv",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set",
+        "-all,+setuid,+setgid,+chown,+fowner,+dac_read_search,+kill",
+    ]
+    .map(str::to_owned)
+    .into();
+    let start = |c: &mut Cluster| {
+        // As `start_daemon` does: the killed daemon's socket must not pass for the new one's.
+        let _ = std::fs::remove_file(c.run_dir().join("a.sock"));
+        c.start_daemon_wrapped("a", &sandbox, |_| {});
+        c.wait_socket("a");
+        let daemon = c.daemon("a").proc.pid();
+        let status = std::fs::read_to_string(format!("/proc/{daemon}/status")).unwrap();
+        let eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .expect("CapEff");
+        assert_eq!(eff & (1 << 19), 0, "the daemon has no CAP_SYS_PTRACE");
+    };
+    adopted_after_a_crash_of(&mut c, start, |_| {});
 }
