@@ -85,7 +85,9 @@ impl Runtime {
         // /proc/PID/exe names the file with symlinks resolved.
         let configured = std::fs::canonicalize(&setup.redis_server)
             .unwrap_or_else(|_| setup.redis_server.clone());
-        let listeners = process::Listeners::read();
+        // Read only if there is a pid file to judge: it takes a while on a busy host.
+        let listeners: std::cell::LazyCell<process::Listeners> =
+            std::cell::LazyCell::new(process::Listeners::read);
         let adopt = |name: &str, pid_path: &Path, bind: IpAddr, port: u16| {
             adopt(
                 name,
@@ -724,7 +726,7 @@ fn adopt(
     name: &str,
     pid_path: &Path,
     (bind, port): (IpAddr, u16),
-    (configured, listeners): (&Path, &process::Listeners),
+    (configured, listeners): (&Path, &std::cell::LazyCell<process::Listeners>),
     events: &Sender<Event>,
 ) -> Option<u32> {
     let record = process::read_pid_file(pid_path);

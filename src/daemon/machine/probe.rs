@@ -187,7 +187,6 @@ impl Machine {
         }
     }
 
-    /// The last successful probe of `name`, if recent enough to act on.
     /// The server `name` runs, as it last said in INFO, however long ago: for a local
     /// instance only what its current process said; for another host's, its last word.
     pub(super) fn running_server(&self, name: &str) -> Option<crate::server::Server> {
@@ -201,6 +200,7 @@ impl Machine {
         }
     }
 
+    /// The last successful probe of `name`, if recent enough to act on.
     pub(super) fn fresh_info(&self, name: &str, now: Instant) -> Option<&Info> {
         let max_age = self.group.supervise.health_interval * 3 + Duration::from_secs(2);
         match self.infos.get(name) {
