@@ -40,6 +40,9 @@ struct Proc {
     /// Its address, to name who holds the port when it could not bind.
     bind: IpAddr,
     port: u16,
+    /// Our child's pid file as written at launch, until it is rewritten with what /proc
+    /// says once the server first answers (see [`process::PidRecord`]).
+    unconfirmed: Option<process::PidRecord>,
 }
 
 /// The runtime and the machine it serves. Owned by the supervisor thread.
@@ -79,9 +82,24 @@ impl Runtime {
     pub fn start(group: Group, setup: Setup, now: Instant) -> Runtime {
         let mut procs = HashMap::new();
         let mut adopted = Vec::new();
+        // /proc/PID/exe names the file with symlinks resolved.
+        let configured = std::fs::canonicalize(&setup.redis_server)
+            .unwrap_or_else(|_| setup.redis_server.clone());
+        // Read only if there is a pid file to judge: it takes a while on a busy host.
+        let listeners: std::cell::LazyCell<process::Listeners> =
+            std::cell::LazyCell::new(process::Listeners::read);
+        let adopt = |name: &str, pid_path: &Path, bind: IpAddr, port: u16| {
+            adopt(
+                name,
+                pid_path,
+                (bind, port),
+                (&configured, &listeners),
+                &setup.events,
+            )
+        };
         for inst in group.start_order(&setup.host) {
             let pid_path = group.pid_path(inst);
-            if let Some(pid) = adopt(&inst.name, &pid_path, &inst.address(), &setup.events) {
+            if let Some(pid) = adopt(&inst.name, &pid_path, inst.bind, inst.port) {
                 adopted.push((inst.name.clone(), pid));
                 procs.insert(
                     inst.name.clone(),
@@ -92,13 +110,14 @@ impl Runtime {
                         pid_path,
                         bind: inst.bind,
                         port: inst.port,
+                        unconfirmed: None,
                     },
                 );
             }
         }
         for node in group.sentinel_nodes_on(&setup.host) {
             let pid_path = group.sentinel_pid_path(node);
-            if let Some(pid) = adopt(&node.name, &pid_path, &node.address(), &setup.events) {
+            if let Some(pid) = adopt(&node.name, &pid_path, node.bind, node.port) {
                 adopted.push((node.name.clone(), pid));
                 procs.insert(
                     node.name.clone(),
@@ -109,6 +128,7 @@ impl Runtime {
                         pid_path,
                         bind: node.bind,
                         port: node.port,
+                        unconfirmed: None,
                     },
                 );
             }
@@ -194,6 +214,9 @@ impl Runtime {
                 asked_at,
                 result,
             } => {
+                if result.is_ok() {
+                    self.confirm_pid_file(&name);
+                }
                 let logged_sync = self
                     .procs
                     .get(&name)
@@ -636,11 +659,8 @@ impl Runtime {
         match process::spawn(&launch, &tail) {
             Ok(child) => {
                 let pid = child.id();
-                if let Err(e) = files::write_atomic(
-                    &spec.pid_path,
-                    process::pid_file_contents(pid).as_bytes(),
-                    0o644,
-                ) {
+                let record = process::PidRecord::launched(pid, &spec.binary);
+                if let Err(e) = files::write_atomic(&spec.pid_path, &record.render(), 0o644) {
                     warn!(instance = %name, pid, "cannot write {}: {e}", spec.pid_path.display());
                 }
                 self.procs.insert(
@@ -652,6 +672,7 @@ impl Runtime {
                         pid_path: spec.pid_path.clone(),
                         bind,
                         port,
+                        unconfirmed: Some(record),
                     },
                 );
                 Input::Launched {
@@ -664,6 +685,23 @@ impl Runtime {
                 name,
                 reason: format!("cannot run {}: {e}", spec.binary.display()),
             },
+        }
+    }
+
+    /// Once our child answers, its pid file records the executable and name it has then
+    /// (past any wrapper's `exec`), which a later daemon adopts it by.
+    fn confirm_pid_file(&mut self, name: &str) {
+        let Some(p) = self.procs.get_mut(name) else {
+            return;
+        };
+        let Some(launched) = p.unconfirmed.take() else {
+            return;
+        };
+        let record = launched.observed();
+        if record != launched
+            && let Err(e) = files::write_atomic(&p.pid_path, &record.render(), 0o644)
+        {
+            warn!(instance = %name, pid = p.pid, "cannot write {}: {e}", p.pid_path.display());
         }
     }
 
@@ -703,16 +741,38 @@ fn read_head(path: &Path, n: usize) -> Option<Vec<u8>> {
 }
 
 /// Takes over an instance that an earlier daemon started and that still runs, so a
-/// daemon restart (crash, upgrade) never bounces Redis; removes a stale pid file.
-fn adopt(name: &str, pid_path: &Path, address: &str, events: &Sender<Event>) -> Option<u32> {
-    if !pid_path.exists() {
-        return None;
-    }
-    let Some(pid) = process::adoptable(pid_path, address) else {
-        info!(instance = %name, pid_file = %pid_path.display(), "removing a stale pid file");
-        let _ = std::fs::remove_file(pid_path);
+/// daemon restart (crash, upgrade) never bounces Redis; removes a stale pid file, saying
+/// why it is stale. `configured` is the `redis_server` binary, symlinks resolved;
+/// `listeners` the host's listening sockets.
+fn adopt(
+    name: &str,
+    pid_path: &Path,
+    (bind, port): (IpAddr, u16),
+    (configured, listeners): (&Path, &std::cell::LazyCell<process::Listeners>),
+    events: &Sender<Event>,
+) -> Option<u32> {
+    let record = process::read_pid_file(pid_path);
+    let Some(record) = record else {
+        if pid_path.exists() {
+            info!(instance = %name, pid_file = %pid_path.display(), "removing an unreadable pid file");
+            let _ = std::fs::remove_file(pid_path);
+        }
         return None;
     };
+    let pid = record.pid;
+    let address = std::net::SocketAddr::new(bind, port).to_string();
+    let facts = process::proc_facts(pid, (bind, port), listeners);
+    match process::judge_adoption(&record, facts.as_ref(), &address, configured) {
+        process::Adoption::Refuse(why) => {
+            info!(instance = %name, pid_file = %pid_path.display(), "removing a stale pid file: {why}");
+            let _ = std::fs::remove_file(pid_path);
+            return None;
+        }
+        process::Adoption::Adopt { note: Some(note) } => {
+            warn!(instance = %name, pid, "{note}");
+        }
+        process::Adoption::Adopt { note: None } => {}
+    }
     let events = events.clone();
     let watched = name.to_owned();
     let watch = process::watch_exit(pid, move || {

@@ -449,7 +449,9 @@ pub fn test_server() -> redisrepd::server::Server {
 
 /// Whether a process name (`/proc/PID/comm`) is a server's.
 pub fn is_server_comm(comm: &str) -> bool {
-    matches!(comm.trim(), "redis-server" | "valkey-server")
+    // Also builds kept under their own names (`redis-server-6.2`, shown as 15 bytes).
+    let comm = comm.trim();
+    comm.starts_with("redis-server") || comm.starts_with("valkey-server")
 }
 
 /// A `redis-server <conf>` process, killed when dropped. Its stdout and stderr go to

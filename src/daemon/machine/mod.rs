@@ -429,6 +429,10 @@ pub struct Machine {
     server: Server,
     slots: BTreeMap<String, Slot>,
     infos: HashMap<String, Probed>,
+    /// The server each instance last reported in INFO, with the `process_id` it reported:
+    /// kept when a probe fails (a busy machine), since only a new process runs another
+    /// server. See [`Machine::running_server`].
+    servers: HashMap<String, (Option<u32>, Server)>,
     ops: VecDeque<Operation>,
     pending_status: Vec<PendingStatus>,
     probe_targets: Vec<(String, Endpoint)>,
@@ -474,6 +478,7 @@ impl Machine {
             server,
             slots: BTreeMap::new(),
             infos: HashMap::new(),
+            servers: HashMap::new(),
             ops: VecDeque::new(),
             pending_status: Vec::new(),
             probe_targets: Vec::new(),

@@ -14,7 +14,6 @@ use crate::config::Secret;
 use crate::control::{Request, Response};
 use crate::plan::{self, Step};
 use crate::render::{self, Secrets};
-use crate::server::Server;
 
 /// An operation from a control request: steps run one after another.
 pub(super) struct Operation {
@@ -172,10 +171,7 @@ impl Machine {
                         changed: n.clone(),
                         ..Default::default()
                     };
-                    let running = |name: &str| match self.infos.get(name).map(|p| &p.result) {
-                        Some(Ok(info)) => Server::from_info(info),
-                        _ => None,
-                    };
+                    let running = |name: &str| self.running_server(name);
                     plan::check_servers(
                         &self.group,
                         &self.host,
@@ -260,9 +256,9 @@ impl Machine {
         let new = crate::topology::effective(&configured, Some(&self.actual));
         let diff = plan::reload_diff(&self.group, &new, &self.host, &self.server, &server);
         // What each instance runs now: its INFO, else what a remote one said when asked.
-        let running = |name: &str| match self.infos.get(name).map(|p| &p.result) {
-            Some(Ok(info)) => Server::from_info(info),
-            _ => remote_servers.get(name).copied(),
+        let running = |name: &str| {
+            self.running_server(name)
+                .or_else(|| remote_servers.get(name).copied())
         };
         if let Err(e) =
             plan::check_servers(&new, &self.host, &diff, &self.server, &server, &running)

@@ -31,6 +31,12 @@ impl Machine {
                 slot.offsets.pop_front();
             }
         }
+        if let Ok(info) = &result
+            && let Some(server) = crate::server::Server::from_info(info)
+        {
+            self.servers
+                .insert(name.to_owned(), (info.process_id(), server));
+        }
         self.infos.insert(
             name.to_owned(),
             Probed {
@@ -197,6 +203,19 @@ impl Machine {
                 self.set_state(name, State::Running { pid }, fx);
             }
             _ => {}
+        }
+    }
+
+    /// The server `name` runs, as it last said in INFO, however long ago: for a local
+    /// instance only what its current process said; for another host's, its last word.
+    pub(super) fn running_server(&self, name: &str) -> Option<crate::server::Server> {
+        let (reported_by, server) = self.servers.get(name)?;
+        match self.slots.get(name) {
+            Some(slot) => {
+                let pid = slot.state.pid()?;
+                (*reported_by == Some(pid)).then_some(*server)
+            }
+            None => Some(*server),
         }
     }
 

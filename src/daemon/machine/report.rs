@@ -43,10 +43,7 @@ impl Machine {
                     restarts: slot.restarts,
                     counters: slot.counters.clone(),
                     waiting_in_gate_of: upstream.filter(|_| in_gate),
-                    server: match self.infos.get(name).map(|p| &p.result) {
-                        Some(Ok(info)) if slot.state.pid().is_some() => Server::from_info(info),
-                        _ => None,
-                    },
+                    server: self.running_server(name),
                 }
             })
             .collect()
@@ -99,6 +96,10 @@ impl Machine {
                         Some((backlog, rate)),
                     ));
                 }
+            }
+            // A probe that did not answer (a busy machine) does not hide what it runs.
+            if s.server.is_none() {
+                s.server = self.running_server(&inst.name).map(|v| v.to_string());
             }
             if matches!(slot.state.kind(), Kind::Running | Kind::Syncing)
                 && let Some(Err(e)) = self.infos.get(&inst.name).map(|p| &p.result)

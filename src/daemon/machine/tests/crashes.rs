@@ -174,3 +174,63 @@ fn an_adopted_instance_that_does_not_answer_is_reported_not_killed() {
     assert_eq!(h.kind("master"), Kind::Starting);
     assert!(last_error(&h, "master").contains("left running"));
 }
+
+/// Flake in upgrade:: (status showed no server for an instance; `restart` could put an
+/// adopted instance on the configured, older server, which cannot read its dump): one probe
+/// that timed out on a busy machine made the daemon forget which server the process runs.
+#[test]
+fn a_failed_probe_does_not_forget_which_server_an_instance_runs() {
+    let mut h = H::adopting(SEED, "a", &[("master", 100), ("r1", 201), ("r2", 202)]);
+    h.tick();
+    // `r1` runs Valkey 8.1 (RDB version 12); the configured Redis 7.0 reads up to 10.
+    let valkey = "server_name:valkey\r\nvalkey_version:8.1.8\r\nredis_version:7.2.4\r\n";
+    let redis = "redis_version:7.0.15\r\n";
+    let online = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+    h.probe("master", &format!("{redis}{}", master_info(100, &online)));
+    h.probe("r1", &format!("{valkey}{}", replica_info(201, 1000)));
+    h.probe("r2", &format!("{redis}{}", replica_info(202, 1000)));
+    assert_eq!(h.kind("r1"), Kind::Running);
+    let restart = || Request::Restart {
+        instances: vec!["r1".into()],
+        force: false,
+    };
+    let refused = |fx: &[Effect], id| match reply(fx, id) {
+        Some(Response::Error { message }) => {
+            message.contains("restart refused") && message.contains("`r1` runs valkey 8.1.8")
+        }
+        _ => false,
+    };
+    let server_of = |h: &H, name: &str| {
+        let status = h.m.status(h.now);
+        status
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.server.clone())
+    };
+    let (id, fx) = h.request(restart());
+    assert!(refused(&fx, id), "{fx:?}");
+    h.probe_err("r1", "timed out");
+    let (id, fx) = h.request(restart());
+    assert!(refused(&fx, id), "after a failed probe: {fx:?}");
+    assert!(shutdowns(&fx).is_empty(), "{fx:?}");
+    assert_eq!(server_of(&h, "r1").as_deref(), Some("valkey 8.1.8"));
+    let report = h.m.report();
+    let r1 = report.iter().find(|r| r.name == "r1").expect("r1");
+    assert_eq!(
+        r1.server.map(|s| s.to_string()).as_deref(),
+        Some("valkey 8.1.8")
+    );
+
+    // A new process is another matter: unknown until it answers.
+    h.exited(
+        "r1",
+        201,
+        "exit status unknown: it was adopted from an earlier daemon",
+    );
+    h.advance(S);
+    h.grant("r1");
+    h.launched("r1", 301);
+    assert_eq!(server_of(&h, "r1"), None);
+    h.probe("r1", &format!("{redis}{}", replica_info(301, 1000)));
+    assert_eq!(server_of(&h, "r1").as_deref(), Some("redis 7.0.15"));
+}
