@@ -600,3 +600,71 @@ fn status_names_the_actual_upstream_and_master() {
     assert_eq!(upstream("r2"), "master");
     assert_eq!(upstream("leaf"), "r1");
 }
+
+/// Issue 18: a `[redis]` directive the server rejects (`maxmemroy`) passed the file's own
+/// checks, so `reload` tried it live, then restarted the master with it: a crash loop and
+/// no master. The reload runs the server's verdict first now, and a refusal changes
+/// nothing: same processes, same config files, the master takes writes. The corrected
+/// file is then applied and said so.
+#[test]
+fn a_reload_with_a_directive_the_server_rejects_changes_nothing() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .with("min_replicas_to_write = 1\nmin_replicas_max_lag = 10")
+        .instance("r1", "a", Some("master"))
+        .instance("r2", "a", Some("master"))
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let names = ["master", "r1", "r2"];
+    let pids: Vec<u32> = names.iter().map(|n| c.pid(n)).collect();
+    let run_dir = c.run_dir();
+    let confs = || -> Vec<String> {
+        names
+            .iter()
+            .map(|n| std::fs::read_to_string(run_dir.join(format!("{n}.conf"))).unwrap())
+            .collect()
+    };
+    let before = confs();
+    let good_redis = c.redis.clone();
+
+    c.redis = format!("{good_redis}maxmemroy = \"1gb\"\n");
+    c.write_config();
+    c.cli(&["check"]).expect_code(1);
+    let run = c.cli(&["reload"]);
+    run.expect_code(1);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        said.contains("reload refused, nothing changed") && said.contains("maxmemroy"),
+        "{run}"
+    );
+    c.wait_healthy();
+    let after: Vec<u32> = names.iter().map(|n| c.pid(n)).collect();
+    assert_eq!(after, pids, "nothing restarted");
+    assert_eq!(confs(), before, "no config rewritten");
+    c.set("master", "after-the-refused-reload", "1");
+    assert!(
+        !c.daemon_log("a").contains("not applied live"),
+        "nothing was tried live:\n{}",
+        c.logs()
+    );
+
+    // The typo corrected: applied live, and the reply says so.
+    c.redis = format!("{good_redis}maxmemory = \"1gb\"\n");
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    run.expect_code(0);
+    for n in names {
+        assert!(
+            run.stdout.contains(&format!("{n}: set maxmemory live")),
+            "{n}\n{run}"
+        );
+        assert_eq!(
+            util::config_get(&mut c.con(n), "maxmemory").unwrap(),
+            (1u64 << 30).to_string(),
+            "{n}"
+        );
+    }
+    let after: Vec<u32> = names.iter().map(|n| c.pid(n)).collect();
+    assert_eq!(after, pids, "still nothing restarted");
+}
