@@ -104,6 +104,8 @@ fn stopping_a_replica_that_would_break_min_replicas_to_write_is_refused_unless_f
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
     let (id, fx) = h.stop("r1", false);
+    assert!(shutdowns(&fx).is_empty(), "not before a fresh INFO");
+    let fx = probe_round(&mut h, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
     let (ok, lines) = done(&fx, id);
     assert!(!ok);
     assert!(lines[0].contains("min_replicas_to_write"), "{lines:?}");
@@ -111,6 +113,106 @@ fn stopping_a_replica_that_would_break_min_replicas_to_write_is_refused_unless_f
     assert_eq!(h.kind("r1"), Kind::Running);
     let (_, fx) = h.stop("r1", true);
     assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+}
+
+/// The master's INFO (listing `online`) and each replica's, all asked now: the answers to
+/// the `ProbeNow` a guarded stop begins with.
+fn probe_round(h: &mut H, online: &[(&str, u16)]) -> Vec<Effect> {
+    let mut fx = h.probe("master", &master_info(100, online));
+    for (name, pid) in [("r1", 201), ("r2", 202)] {
+        if h.pid(name) == Some(pid) {
+            fx.extend(h.probe(name, &replica_info(pid, 1000)));
+        } else {
+            fx.extend(h.probe_err(name, "connection refused"));
+        }
+    }
+    fx
+}
+
+/// The seed with `min_replicas_to_write = 1` on the master, both replicas up.
+fn guarded_seed() -> H {
+    let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 1\n");
+    let mut h = H::new(&text, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    h
+}
+
+const BOTH: [(&str, u16); 2] = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+
+#[test]
+fn the_min_replicas_guard_counts_every_replica_of_one_command_as_gone_and_stops_none() {
+    let mut h = guarded_seed();
+    let (id, fx) = h.request(Request::Stop {
+        instances: vec!["r1".into(), "r2".into()],
+        force: false,
+    });
+    assert!(fx.iter().any(|e| matches!(e, Effect::ProbeNow)), "{fx:?}");
+    assert!(shutdowns(&fx).is_empty());
+    let fx = probe_round(&mut h, &BOTH);
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok);
+    assert!(
+        lines[0].contains("leaves `master` with 0 good replica(s)")
+            && lines[0].contains("stopped by the same command"),
+        "{lines:?}"
+    );
+    assert!(shutdowns(&fx).is_empty(), "nothing stopped: {fx:?}");
+    assert_eq!((h.kind("r1"), h.kind("r2")), (Kind::Running, Kind::Running));
+}
+
+#[test]
+fn the_min_replicas_guard_counts_a_replica_stopped_just_before_though_the_master_still_lists_it() {
+    let mut h = guarded_seed();
+    let (first, _) = h.stop("r1", false);
+    let fx = probe_round(&mut h, &BOTH);
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)], "r2 stays good");
+    // The second stop comes while the first is under way, and runs once it is done.
+    let (second, fx) = h.stop("r2", false);
+    assert!(shutdowns(&fx).is_empty());
+    h.now += Duration::from_millis(5);
+    let fx = shutdown_ok(&mut h, "r1", 201);
+    assert!(done(&fx, first).0);
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::ProbeNow)),
+        "the second stop asks a fresh INFO: {fx:?}"
+    );
+    // The master has not noticed yet: its INFO still lists r1 online.
+    h.now += Duration::from_millis(5);
+    let fx = probe_round(&mut h, &BOTH);
+    let (ok, lines) = done(&fx, second);
+    assert!(!ok, "{lines:?}");
+    assert!(lines[0].contains("0 good replica(s)"), "{lines:?}");
+    assert!(shutdowns(&fx).is_empty());
+    assert_eq!(h.kind("r2"), Kind::Running);
+}
+
+#[test]
+fn the_min_replicas_guard_decides_on_an_info_asked_after_the_command() {
+    let mut h = guarded_seed();
+    // The cached INFO lists both; by now r2's link is down, which only a fresh one says.
+    let (id, fx) = h.stop("r1", false);
+    assert!(shutdowns(&fx).is_empty(), "not on the cached INFO");
+    h.now += Duration::from_millis(5);
+    let fx = probe_round(&mut h, &[("127.0.0.2", 7001)]);
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok && lines[0].contains("0 good replica(s)"), "{lines:?}");
+    assert!(shutdowns(&fx).is_empty());
+}
+
+#[test]
+fn stopping_the_master_with_its_replicas_is_not_held_by_its_min_replicas() {
+    let mut h = guarded_seed();
+    let (_, fx) = h.request(Request::Stop {
+        instances: vec![],
+        force: false,
+    });
+    let mut fx = fx;
+    fx.extend(probe_round(&mut h, &BOTH));
+    assert_eq!(shutdowns(&fx), [("r2".to_owned(), false)], "{fx:?}");
+    let fx = shutdown_ok(&mut h, "r2", 202);
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)], "{fx:?}");
 }
 
 #[test]
