@@ -668,3 +668,51 @@ fn a_reload_with_a_directive_the_server_rejects_changes_nothing() {
     let after: Vec<u32> = names.iter().map(|n| c.pid(n)).collect();
     assert_eq!(after, pids, "still nothing restarted");
 }
+
+/// Issue 18: after a full sync with `appendonly yes` a replica writes its initial AOF and
+/// refuses SHUTDOWN (and SIGTERM) until it is done; a stop right then was reported as a
+/// failed final save and left it running. The daemon waits for the rewrite now and stops
+/// it within shutdown_timeout, and its log says so. `rdb-key-save-delay` (per key, in the
+/// RDB preamble the rewrite writes) makes the rewrite last a few seconds.
+#[test]
+fn a_stop_during_the_initial_aof_rewrite_waits_for_it_and_succeeds() {
+    let mut c = cluster::Builder::new()
+        .redis("save = [\"3600 1\"]\nappendonly = \"yes\"\n")
+        .instance("master", "a", None)
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let mut con = c.con("master");
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.set(format!("key:{i}"), "x".repeat(100)).ignore();
+    }
+    let _: () = pipe.query(&mut con).expect("filling the master");
+    // A new replica: a full sync, then its initial AOF (200 µs a key: about 4 s).
+    c.members
+        .push(cluster::Member::new("r1", "a", Some("master")));
+    c.members[1].extra = "[instance.redis]\nrdb-key-save-delay = \"200\"\n".into();
+    c.write_config();
+    c.cli(&["reload"]).expect_code(0);
+    assert_eq!(
+        c.info("r1", "persistence")
+            .get("aof_rewrite_in_progress")
+            .map(String::as_str),
+        Some("1"),
+        "the test needs the rewrite still running"
+    );
+    let run = c.cli(&["stop", "r1"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("r1: stopped"), "{run}");
+    let log = c.daemon_log("a");
+    for line in [
+        "SHUTDOWN refused while it rewrites its AOF",
+        "stopped once its AOF rewrite was done",
+    ] {
+        assert!(log.contains(line), "{line}\n{}", c.logs());
+    }
+    assert!(!log.contains("stop failed"), "{}", c.logs());
+    // What it wrote is whole: it comes back from its own files, in sync at once.
+    c.cli(&["start", "r1"]).expect_code(0);
+    c.wait_healthy();
+}

@@ -418,7 +418,8 @@ impl Machine {
                 crate::EXIT_OK
             } else {
                 error!(
-                    "left running because their final save failed: {}",
+                    "left running because they refused to stop (a failed final save, or an AOF \
+                     rewrite still running after shutdown_timeout; see above): {}",
                     left.join(", ")
                 );
                 crate::EXIT_FAILED

@@ -352,3 +352,97 @@ fn a_launch_that_failed_after_a_stop_is_not_retried() {
     assert_eq!(h.kind("master"), Kind::Stopped);
     assert!(launches(&h.advance(Duration::from_secs(30))).is_empty());
 }
+
+/// `name` (as `pid`) answers SHUTDOWN that it is rewriting its AOF.
+fn aof_refused(h: &mut H, name: &str, pid: u32) -> Vec<Effect> {
+    h.feed(Input::ShutdownDone {
+        name: name.into(),
+        pid,
+        result: Err(ShutdownError::RewritingAof(
+            "ERR Errors trying to SHUTDOWN. Check logs.".into(),
+        )),
+    })
+}
+
+#[test]
+fn a_stop_refused_while_the_initial_aof_is_written_asks_again_and_stops_once_it_is_done() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    let (id, fx) = h.stop("r1", false);
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+    let fx = aof_refused(&mut h, "r1", 201);
+    assert_eq!(h.kind("r1"), Kind::ShuttingDown, "not a failed save");
+    assert!(reply(&fx, id).is_none() && signals(&fx).is_empty());
+    assert_eq!(last_error(&h, "r1"), "");
+    // Asked again a moment later, and again while the rewrite goes on.
+    assert!(h.m.next_deadline(h.now) <= h.now + Duration::from_millis(200));
+    let fx = h.advance(Duration::from_millis(200));
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+    assert!(
+        shutdowns(&h.advance(Duration::from_millis(200))).is_empty(),
+        "one at a time"
+    );
+    aof_refused(&mut h, "r1", 201);
+    let fx = h.advance(Duration::from_millis(200));
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+    // The rewrite is done: SHUTDOWN goes through.
+    let fx = shutdown_ok(&mut h, "r1", 201);
+    assert_eq!(h.kind("r1"), Kind::Stopped);
+    assert_eq!(done(&fx, id), (true, vec!["r1: stopped".to_owned()]));
+    let c = &h.m.slots["r1"].counters;
+    assert_eq!((c.stops_saved, c.stops_refused), (1, 0));
+}
+
+#[test]
+fn a_stop_still_waiting_for_the_aof_at_shutdown_timeout_is_left_running_not_killed() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    let (id, _) = h.stop("r1", false);
+    let mut fx = aof_refused(&mut h, "r1", 201);
+    // The rewrite outlasts shutdown_timeout (5 s): asked every 200 ms meanwhile.
+    for _ in 0..40 {
+        if reply(&fx, id).is_some() {
+            break;
+        }
+        fx = h.advance(Duration::from_millis(200));
+        if !shutdowns(&fx).is_empty() {
+            fx.extend(aof_refused(&mut h, "r1", 201));
+        }
+        assert!(signals(&fx).is_empty(), "SIGTERM is refused alike: {fx:?}");
+    }
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok);
+    assert!(
+        lines[0].contains("left running (nothing lost)")
+            && lines[0].contains("still rewriting its AOF after shutdown_timeout (5.0s)"),
+        "{lines:?}"
+    );
+    assert_eq!(h.kind("r1"), Kind::Running);
+    assert!(launches(&h.advance(Duration::from_secs(60))).is_empty());
+}
+
+#[test]
+fn a_forced_stop_still_waiting_for_the_aof_at_shutdown_timeout_escalates() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let (_, _) = h.stop("master", true);
+    aof_refused(&mut h, "master", 100);
+    h.now += Duration::from_secs(5);
+    let fx = aof_refused(&mut h, "master", 100);
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
+    assert_eq!(h.kind("master"), Kind::Terminating);
+}
+
+#[test]
+fn a_refused_nosave_is_not_sent_again_and_again() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.stop("master", true);
+    let fx = h.save_refused("master", 100);
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), true)]);
+    let fx = h.save_refused("master", 100);
+    assert!(shutdowns(&fx).is_empty(), "{fx:?}");
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
+}
