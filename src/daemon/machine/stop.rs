@@ -242,7 +242,8 @@ impl Machine {
                                 pid,
                                 endpoint: slot.endpoint.clone(),
                                 nosave,
-                                timeout: deadline.saturating_duration_since(now),
+                                // Accepted, it still saves: that gets its own timeout.
+                                timeout,
                             });
                             State::ShuttingDown {
                                 pid,
@@ -255,8 +256,8 @@ impl Machine {
                                 }),
                             }
                         }
-                        // One under way answers within its own timeout (the time left);
-                        // should it not, the usual SIGTERM a whole timeout later.
+                        // One under way answers within its own timeout, sent before the
+                        // deadline; should it not, the usual SIGTERM.
                         None if now >= deadline + timeout => {
                             warn!(instance = %name, pid, "no answer to SHUTDOWN within shutdown_timeout: SIGTERM");
                             fx.push(signal(Sig::Term));

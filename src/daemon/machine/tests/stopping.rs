@@ -446,3 +446,26 @@ fn a_refused_nosave_is_not_sent_again_and_again() {
     assert!(shutdowns(&fx).is_empty(), "{fx:?}");
     assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
 }
+
+#[test]
+fn a_shutdown_asked_again_that_never_answers_ends_in_sigterm_not_in_a_busy_loop() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.stop("master", false);
+    h.now += Duration::from_millis(4700);
+    aof_refused(&mut h, "master", 100);
+    let fx = h.advance(Duration::from_millis(200));
+    assert_eq!(
+        shutdowns(&fx),
+        [("master".to_owned(), false)],
+        "before the deadline"
+    );
+    let fx = h.advance(Duration::from_millis(200));
+    assert!(shutdowns(&fx).is_empty() && signals(&fx).is_empty());
+    assert!(
+        h.m.next_deadline(h.now) > h.now,
+        "nothing to do until its answer is due"
+    );
+    let fx = h.advance(Duration::from_millis(4900));
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
+}
