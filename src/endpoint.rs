@@ -36,6 +36,11 @@ impl Endpoint {
 pub enum ShutdownError {
     /// Redis answered with an error and stays up: its final save failed.
     Refused(String),
+    /// Redis answered with an error and stays up while it rewrites its AOF (its INFO
+    /// persistence, asked before or after the SHUTDOWN, shows `aof_rewrite_in_progress`
+    /// or `aof_rewrite_scheduled`): after a full sync with `appendonly yes` it refuses
+    /// to exit until its initial AOF is written ("Writing initial AOF, can't exit").
+    RewritingAof(String),
     /// No answer within the timeout.
     Timeout,
     /// Could not connect or authenticate.
@@ -46,6 +51,9 @@ impl std::fmt::Display for ShutdownError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ShutdownError::Refused(m) => write!(f, "Redis refused to shut down: {m}"),
+            ShutdownError::RewritingAof(m) => {
+                write!(f, "Redis refused to shut down while rewriting its AOF: {m}")
+            }
             ShutdownError::Timeout => f.write_str("Redis did not finish SHUTDOWN in time"),
             ShutdownError::Unreachable(m) => write!(f, "cannot reach Redis: {m}"),
         }

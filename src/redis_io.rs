@@ -60,7 +60,10 @@ impl Endpoint {
     }
 
     /// Sends an authenticated `SHUTDOWN SAVE` (or `SHUTDOWN NOSAVE` when `nosave`) and
-    /// waits for Redis to close the connection, which it does once the save is done.
+    /// waits for Redis to close the connection, which it does once the save is done. A
+    /// refusal while the AOF is being rewritten, per INFO persistence asked just before or
+    /// just after (a rewrite may end in between), is told apart from a failed save; the
+    /// machine decides what to do about it.
     pub fn shutdown(&self, nosave: bool, timeout: Duration) -> Result<(), ShutdownError> {
         let mut conn = self
             .connect(timeout.min(Duration::from_secs(5)))
@@ -68,27 +71,22 @@ impl Endpoint {
         conn.set_read_timeout(Some(timeout))
             .map_err(|e| ShutdownError::Unreachable(describe(e)))?;
         let mode = if nosave { "NOSAVE" } else { "SAVE" };
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            // Success is the connection closing: Redis exits without replying. The caller
-            // confirms the exit from the child's status, not from this.
-            let refusal = match redis::cmd("SHUTDOWN")
-                .arg(mode)
-                .query::<redis::Value>(&mut conn)
-            {
-                Err(e) if e.code().is_some() => e.to_string(),
-                Err(e) if e.is_timeout() => return Err(ShutdownError::Timeout),
-                Err(_) => return Ok(()),
-                Ok(v) => format!("unexpected reply {v:?}"),
-            };
-            // A replica that has just synced writes its initial AOF and refuses to exit
-            // until it is done ("Writing initial AOF, can't exit"): wait, then ask again.
-            if rewriting_aof(&mut conn) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            return Err(ShutdownError::Refused(refusal));
+        let before = rewriting_aof(&mut conn);
+        // Success is the connection closing: Redis exits without replying. The caller
+        // confirms the exit from the child's status, not from this.
+        let refusal = match redis::cmd("SHUTDOWN")
+            .arg(mode)
+            .query::<redis::Value>(&mut conn)
+        {
+            Err(e) if e.code().is_some() => e.to_string(),
+            Err(e) if e.is_timeout() => return Err(ShutdownError::Timeout),
+            Err(_) => return Ok(()),
+            Ok(v) => format!("unexpected reply {v:?}"),
+        };
+        if before || rewriting_aof(&mut conn) {
+            return Err(ShutdownError::RewritingAof(refusal));
         }
+        Err(ShutdownError::Refused(refusal))
     }
 }
 
@@ -176,11 +174,17 @@ pub fn replicaof_cmd(to: Option<(&str, u16)>) -> redis::Cmd {
 }
 
 /// Whether an AOF rewrite is in progress on this connection's server.
+/// Whether INFO persistence shows an AOF rewrite running or waiting for its turn (a
+/// sentinel, which has no such section, is not rewriting).
 fn rewriting_aof(conn: &mut redis::Connection) -> bool {
     redis::cmd("INFO")
         .arg("persistence")
         .query::<String>(conn)
-        .is_ok_and(|text| Info::parse(&text).get("aof_rewrite_in_progress") == Some("1"))
+        .is_ok_and(|text| {
+            let info = Info::parse(&text);
+            info.get("aof_rewrite_in_progress") == Some("1")
+                || info.get("aof_rewrite_scheduled") == Some("1")
+        })
 }
 
 /// One line for a Redis error, never carrying the password (the crate does not echo it).

@@ -578,7 +578,8 @@ impl Runtime {
         }
     }
 
-    /// Reads the TOML again, asks its `redis_server` what it is, and when that is not
+    /// Reads the TOML again, asks its `redis_server` what it is and whether it accepts the
+    /// file's directives (the whole of `check`), and when the server is not
     /// `current` (a rolling upgrade), asks the instances on other hosts what they run.
     fn load_config(&self, current: Server) -> Result<Loaded, String> {
         let checked = crate::config::load(&self.config_path).map_err(|e| e.to_string())?;
@@ -587,6 +588,25 @@ impl Runtime {
         }
         let group = checked.group;
         let (binary, server) = crate::server::configured(&group, &self.config_path)?;
+        // The server's own verdict on the [redis] directives, as `check` asks it, before
+        // anything is touched: a directive it rejects would otherwise be tried live, then
+        // written into a config the instance cannot start with.
+        match crate::server_check::ask_server(&group, &binary) {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => {
+                return Err(crate::config::ConfigError {
+                    file: self.config_path.clone(),
+                    problems: problems.iter().map(ToString::to_string).collect(),
+                }
+                .to_string());
+            }
+            // As `check`: the file's own checks passed; say what was not asked.
+            Err(why) => warn!(
+                "{}: the [redis] directives are not checked against `{}`: {why}",
+                self.config_path.display(),
+                binary.display()
+            ),
+        }
         let mut remote_servers = HashMap::new();
         if server != current {
             // A short timeout each: a reload is rare, and a host that is down is unknown.

@@ -600,3 +600,118 @@ fn status_names_the_actual_upstream_and_master() {
     assert_eq!(upstream("r2"), "master");
     assert_eq!(upstream("leaf"), "r1");
 }
+
+/// Issue 18: a `[redis]` directive the server rejects (`maxmemroy`) passed the file's own
+/// checks, so `reload` tried it live, then restarted the master with it: a crash loop and
+/// no master. The reload runs the server's verdict first now, and a refusal changes
+/// nothing: same processes, same config files, the master takes writes. The corrected
+/// file is then applied and said so.
+#[test]
+fn a_reload_with_a_directive_the_server_rejects_changes_nothing() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .with("min_replicas_to_write = 1\nmin_replicas_max_lag = 10")
+        .instance("r1", "a", Some("master"))
+        .instance("r2", "a", Some("master"))
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let names = ["master", "r1", "r2"];
+    let pids: Vec<u32> = names.iter().map(|n| c.pid(n)).collect();
+    let run_dir = c.run_dir();
+    let confs = || -> Vec<String> {
+        names
+            .iter()
+            .map(|n| std::fs::read_to_string(run_dir.join(format!("{n}.conf"))).unwrap())
+            .collect()
+    };
+    let before = confs();
+    let good_redis = c.redis.clone();
+
+    c.redis = format!("{good_redis}maxmemroy = \"1gb\"\n");
+    c.write_config();
+    c.cli(&["check"]).expect_code(1);
+    let run = c.cli(&["reload"]);
+    run.expect_code(1);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        said.contains("reload refused, nothing changed") && said.contains("maxmemroy"),
+        "{run}"
+    );
+    c.wait_healthy();
+    let after: Vec<u32> = names.iter().map(|n| c.pid(n)).collect();
+    assert_eq!(after, pids, "nothing restarted");
+    assert_eq!(confs(), before, "no config rewritten");
+    c.set("master", "after-the-refused-reload", "1");
+    assert!(
+        !c.daemon_log("a").contains("not applied live"),
+        "nothing was tried live:\n{}",
+        c.logs()
+    );
+
+    // The typo corrected: applied live, and the reply says so.
+    c.redis = format!("{good_redis}maxmemory = \"1gb\"\n");
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    run.expect_code(0);
+    for n in names {
+        assert!(
+            run.stdout.contains(&format!("{n}: set maxmemory live")),
+            "{n}\n{run}"
+        );
+        assert_eq!(
+            util::config_get(&mut c.con(n), "maxmemory").unwrap(),
+            (1u64 << 30).to_string(),
+            "{n}"
+        );
+    }
+    let after: Vec<u32> = names.iter().map(|n| c.pid(n)).collect();
+    assert_eq!(after, pids, "still nothing restarted");
+}
+
+/// Issue 18: after a full sync with `appendonly yes` a replica writes its initial AOF and
+/// refuses SHUTDOWN (and SIGTERM) until it is done; a stop right then was reported as a
+/// failed final save and left it running. The daemon waits for the rewrite now and stops
+/// it within shutdown_timeout, and its log says so. `rdb-key-save-delay` (per key, in the
+/// RDB preamble the rewrite writes) makes the rewrite last a few seconds.
+#[test]
+fn a_stop_during_the_initial_aof_rewrite_waits_for_it_and_succeeds() {
+    let mut c = cluster::Builder::new()
+        .redis("save = [\"3600 1\"]\nappendonly = \"yes\"\n")
+        .instance("master", "a", None)
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let mut con = c.con("master");
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.set(format!("key:{i}"), "x".repeat(100)).ignore();
+    }
+    let _: () = pipe.query(&mut con).expect("filling the master");
+    // A new replica: a full sync, then its initial AOF (200 µs a key: about 4 s).
+    c.members
+        .push(cluster::Member::new("r1", "a", Some("master")));
+    c.members[1].extra = "[instance.redis]\nrdb-key-save-delay = \"200\"\n".into();
+    c.write_config();
+    c.cli(&["reload"]).expect_code(0);
+    let p = c.info("r1", "persistence");
+    let one = |field: &str| p.get(field).map(String::as_str) == Some("1");
+    assert!(
+        one("aof_rewrite_in_progress") || one("aof_rewrite_scheduled"),
+        "the test needs the rewrite still to do: {p:?}"
+    );
+    let run = c.cli(&["stop", "r1"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("r1: stopped"), "{run}");
+    let log = c.daemon_log("a");
+    for line in [
+        "SHUTDOWN refused while it rewrites its AOF",
+        "stopped once its AOF rewrite was done",
+    ] {
+        assert!(log.contains(line), "{line}\n{}", c.logs());
+    }
+    assert!(!log.contains("stop failed"), "{}", c.logs());
+    // What it wrote is whole: it comes back from its own files, in sync at once.
+    c.cli(&["start", "r1"]).expect_code(0);
+    c.wait_healthy();
+}

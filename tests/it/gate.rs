@@ -278,3 +278,69 @@ fn a_replica_sure_to_resync_partially_is_admitted_while_another_holds_the_gate()
     c.wait_healthy();
     assert_eq!(c.status()["r2"]["sync_mispredictions"], 0);
 }
+
+/// Issue 18: `stop r1 r2` in one command, and two stops back to back, each stopped both
+/// replicas and left the master refusing every write (the guard counted online replicas
+/// on an INFO from before the first stop). Both are refused now; nothing is stopped by a
+/// refused command, and the master takes writes throughout.
+#[test]
+fn the_min_replicas_guard_holds_for_one_command_and_for_stops_back_to_back() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .with("min_replicas_to_write = 1\nmin_replicas_max_lag = 10")
+        .instance("r1", "a", Some("master"))
+        .instance("r2", "a", Some("master"))
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let pids: Vec<u32> = ["r1", "r2"].iter().map(|n| c.pid(n)).collect();
+
+    let run = c.cli(&["stop", "r1", "r2"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains("min_replicas_to_write = 1")
+            && run.stdout.contains("stopped by the same command"),
+        "{run}"
+    );
+    let now: Vec<u32> = ["r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    assert_eq!(now, pids, "a refused command stops nothing");
+    c.set("master", "after-one-command", "1");
+
+    // Back to back: the second asked the moment the first returned.
+    c.cli(&["stop", "r1"]).expect_code(0);
+    let run = c.cli(&["stop", "r2"]);
+    run.expect_code(1);
+    assert!(run.stdout.contains("0 good replica(s)"), "{run}");
+    assert_eq!(c.pid("r2"), pids[1]);
+    c.set("master", "after-back-to-back", "1");
+
+    // Both at once, from two clients: one of them is refused, whichever comes second.
+    c.cli(&["start", "r1"]).expect_code(0);
+    c.wait_healthy();
+    let config = c.config.clone();
+    let runs: Vec<util::Run> = std::thread::scope(|s| {
+        let both: Vec<_> = ["r1", "r2"]
+            .into_iter()
+            .map(|n| {
+                let config = &config;
+                s.spawn(move || {
+                    util::run(
+                        util::redisrepd(config).args(["stop", n]),
+                        std::time::Duration::from_secs(60),
+                    )
+                })
+            })
+            .collect();
+        both.into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let codes: Vec<Option<i32>> = runs.iter().map(|r| r.status.code()).collect();
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(1)),
+        "one stop, one refusal: {}\n{}",
+        runs[0],
+        runs[1]
+    );
+    c.set("master", "after-two-at-once", "1");
+}

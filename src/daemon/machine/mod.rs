@@ -46,7 +46,7 @@ use crate::rdb::ReplPosition;
 use crate::server::Server;
 
 use ops::Operation;
-pub use state::{Gate, History, Kind, Launch, State};
+pub use state::{AofWait, Gate, History, Kind, Launch, State};
 
 /// The reason of a waiting instance that nothing holds back.
 const STARTING: &str = "starting";
@@ -627,6 +627,19 @@ impl Machine {
             let t = match &slot.state {
                 State::Waiting { not_before, .. } if *not_before > now => Some(*not_before),
                 State::Waiting { .. } => Some(now + self.group.supervise.health_interval),
+                State::ShuttingDown {
+                    aof_wait:
+                        Some(AofWait {
+                            retry: Some(at), ..
+                        }),
+                    ..
+                } => Some(*at),
+                // A SHUTDOWN under way past the deadline answers within its own timeout.
+                State::ShuttingDown {
+                    aof_wait: Some(AofWait { retry: None, .. }),
+                    deadline,
+                    ..
+                } if *deadline <= now => Some(*deadline + self.group.supervise.shutdown_timeout),
                 State::Starting { deadline, .. }
                 | State::Syncing { deadline, .. }
                 | State::ShuttingDown { deadline, .. }
@@ -801,6 +814,14 @@ impl Machine {
             return;
         };
         if slot.state.stopping() {
+            if let State::ShuttingDown {
+                aof_wait: Some(wait),
+                ..
+            } = &slot.state
+            {
+                let waited = stop::human_secs(now.duration_since(wait.since));
+                info!(instance = %name, "stopped once its AOF rewrite was done (waited {waited})");
+            }
             info!(instance = %name, status = %how, "stopped");
             let killed = slot.state.kind() == Kind::Killing;
             let nosave = matches!(slot.state, State::ShuttingDown { nosave: true, .. });

@@ -27,6 +27,9 @@ pub(super) struct Operation {
     /// The change of roles its re-points were planned for (`Machine::generation`): once
     /// the group's master changes again, they are stale and dropped, never sent.
     generation: Option<u64>,
+    /// The instances this operation takes down and leaves down (a `stop`): the
+    /// `min_replicas_to_write` guard counts them as gone before the first of them stops.
+    stopping: Vec<String>,
 }
 
 impl Operation {
@@ -39,6 +42,7 @@ impl Operation {
             ok: true,
             keep_going: false,
             generation: None,
+            stopping: Vec::new(),
         }
     }
 
@@ -120,6 +124,7 @@ impl Machine {
             }
             Ok(instances)
         };
+        let mut stopping = Vec::new();
         let steps = match request {
             Request::Status => {
                 // Answered once every target was probed after this moment (`answer_status`):
@@ -155,6 +160,12 @@ impl Machine {
             }
             Request::Stop { instances, force } => pick(instances, &mut named_sentinels).map(|n| {
                 let mut steps = plan::stop(&self.group, &n, force);
+                // The min-replicas guard decides on the upstream's INFO asked now, not on
+                // one from before an earlier stop ended.
+                if !force && n.iter().any(|name| self.guarded(name)) {
+                    steps.insert(0, Step::AwaitProbes { name: n[0].clone() });
+                }
+                stopping = n;
                 for s in &named_sentinels {
                     steps.push(Step::Stop {
                         name: s.clone(),
@@ -196,9 +207,11 @@ impl Machine {
         // With Sentinel, the master's role moves before it goes down.
         let steps = steps.map(|steps| self.sentinel_first(steps));
         match steps {
-            Ok(steps) => self
-                .ops
-                .push_back(Operation::new(steps, Some(id), Vec::new())),
+            Ok(steps) => {
+                let mut op = Operation::new(steps, Some(id), Vec::new());
+                op.stopping = stopping;
+                self.ops.push_back(op);
+            }
             Err(message) => fx.push(error_reply(id, message)),
         }
     }
@@ -249,11 +262,15 @@ impl Machine {
         } = loaded;
         // The new file, with the roles the group has now (unless its actual master is gone
         // from the file: then the file's master).
+        // Nothing of the machine changes before every check passed: a refused reload leaves
+        // the daemon's idea of the group as it was.
         let configured = new;
-        if configured.instance(&self.actual).is_none() {
-            self.actual = configured.master().name.clone();
-        }
-        let new = crate::topology::effective(&configured, Some(&self.actual));
+        let actual = if configured.instance(&self.actual).is_some() {
+            self.actual.clone()
+        } else {
+            configured.master().name.clone()
+        };
+        let new = crate::topology::effective(&configured, Some(&actual));
         let diff = plan::reload_diff(&self.group, &new, &self.host, &self.server, &server);
         // What each instance runs now: its INFO, else what a remote one said when asked.
         let running = |name: &str| {
@@ -275,6 +292,7 @@ impl Machine {
         if let Some(change) = &server_change {
             info!("reload: {change}");
         }
+        self.actual = actual;
         self.binary = binary;
         self.server = server;
         let mut steps = plan::reload(&self.group, &new, &diff);
@@ -410,7 +428,8 @@ impl Machine {
                 crate::EXIT_OK
             } else {
                 error!(
-                    "left running because their final save failed: {}",
+                    "left running because they refused to stop (a failed final save, or an AOF \
+                     rewrite still running after shutdown_timeout; see above): {}",
                     left.join(", ")
                 );
                 crate::EXIT_FAILED
@@ -444,7 +463,7 @@ impl Machine {
                     ));
                     continue;
                 }
-                if let Err(message) = self.begin_step(&step, now, fx) {
+                if let Err(message) = self.begin_step(&step, &op.stopping, now, fx) {
                     op.lines.push(message);
                     op.ok = false;
                     if !op.keep_going {
@@ -506,9 +525,11 @@ impl Machine {
         }
     }
 
+    /// Begins `step` of an operation that takes `stopping` down for good.
     fn begin_step(
         &mut self,
         step: &Step,
+        stopping: &[String],
         now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Result<(), String> {
@@ -518,8 +539,29 @@ impl Machine {
                     .slots
                     .get(name)
                     .is_some_and(|s| s.state.pid().is_some());
-                if running && !force && !self.shutting_down {
-                    plan::check_quorum(&self.group, name, self.good_siblings(name, now))?;
+                // When the same command stops the upstream too, nobody writes to it.
+                let upstream_stops = self
+                    .group
+                    .instance(name)
+                    .and_then(|i| i.replica_of.as_ref())
+                    .is_some_and(|up| stopping.contains(up));
+                if running && !force && !self.shutting_down && !upstream_stops {
+                    let good = self.good_siblings(name, stopping, now);
+                    plan::check_quorum(&self.group, name, good).map_err(|e| {
+                        let others: Vec<String> = stopping
+                            .iter()
+                            .filter(|n| *n != name && self.same_upstream(n, name))
+                            .map(|n| format!("`{n}`"))
+                            .collect();
+                        if others.is_empty() {
+                            e
+                        } else {
+                            format!(
+                                "{e} (counting {}, stopped by the same command, as gone)",
+                                others.join(", ")
+                            )
+                        }
+                    })?;
                 }
                 self.begin_stop(name, *force, now, fx);
                 Ok(())
@@ -765,22 +807,55 @@ impl Machine {
         self.group.instance(name).is_some_and(|i| !i.is_master())
     }
 
-    /// The other replicas of `name`'s upstream that are online now, per the upstream.
-    fn good_siblings(&self, name: &str, now: Instant) -> usize {
+    /// The other replicas of `name`'s upstream that stay good while `name` is away: online
+    /// per the upstream's INFO, and not among what this daemon is taking down — `stopping`
+    /// (the rest of the same command) and its own instances that are not running (stopping,
+    /// stopped, starting again: the upstream's INFO may be older than their stop).
+    fn good_siblings(&self, name: &str, stopping: &[String], now: Instant) -> usize {
         let Some(inst) = self.group.instance(name) else {
             return 0;
         };
         let Some(up) = self.group.upstream(inst) else {
             return 0;
         };
-        match self.fresh_info(&up.name, now) {
-            Some(info) => info
-                .replicas
-                .iter()
-                .filter(|l| l.is_online() && !l.is(inst.bind, inst.port))
-                .count(),
-            None => 0,
-        }
+        let Some(info) = self.fresh_info(&up.name, now) else {
+            return 0;
+        };
+        let away: Vec<&crate::config::Instance> = self
+            .group
+            .replicas_of(&up.name)
+            .filter(|r| {
+                r.name == name
+                    || stopping.contains(&r.name)
+                    || self
+                        .slots
+                        .get(&r.name)
+                        .is_some_and(|s| s.state.kind() != Kind::Running)
+            })
+            .collect();
+        info.replicas
+            .iter()
+            .filter(|l| l.is_online() && !away.iter().any(|r| l.is(r.bind, r.port)))
+            .count()
+    }
+
+    /// Whether stopping `name` is held by its upstream's `min_replicas_to_write`.
+    fn guarded(&self, name: &str) -> bool {
+        self.group
+            .instance(name)
+            .and_then(|i| self.group.upstream(i))
+            .is_some_and(|up| up.min_replicas_to_write.is_some_and(|m| m > 0))
+    }
+
+    /// Whether `a` and `b` replicate from the same upstream.
+    fn same_upstream(&self, a: &str, b: &str) -> bool {
+        let up = |n: &str| {
+            self.group
+                .instance(n)
+                .and_then(|i| self.group.upstream(i))
+                .map(|u| u.name.clone())
+        };
+        up(a).is_some() && up(a) == up(b)
     }
 
     /// Answers the status requests whose every probe target has been probed since they

@@ -51,6 +51,8 @@ pub enum State {
         force: bool,
         /// The final save was refused and `force` sent `SHUTDOWN NOSAVE`.
         nosave: bool,
+        /// Redis refuses to exit while it rewrites its AOF: waiting for the rewrite.
+        aof_wait: Option<AofWait>,
     },
     /// SIGTERM sent (Redis saves and exits as on SHUTDOWN); SIGKILL at `deadline`.
     Terminating { pid: u32, deadline: Instant },
@@ -60,6 +62,16 @@ pub enum State {
     Backoff { until: Instant, after_crash: bool },
     /// Left stopped until an operator starts it.
     Failed { reason: String },
+}
+
+/// A stop waiting for an AOF rewrite: after a full sync with `appendonly yes`, Redis
+/// refuses SHUTDOWN and SIGTERM alike until its initial AOF is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AofWait {
+    /// When the first refusal came.
+    pub since: Instant,
+    /// When to send SHUTDOWN again; `None` while one is under way.
+    pub retry: Option<Instant>,
 }
 
 /// What a waiting replica will resume from, read from its RDB before it is admitted.

@@ -1,12 +1,20 @@
 //! Stopping: SHUTDOWN SAVE, its outcome, and the escalation to SIGTERM and SIGKILL on
 //! their deadlines; the other deadlines (start, sync, backoff) expire here too.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use super::{Effect, Kind, Machine, Sig, State};
+use super::{AofWait, Effect, Kind, Machine, Sig, State};
 use crate::endpoint::ShutdownError;
+
+/// How soon SHUTDOWN is asked again while Redis rewrites its AOF.
+const AOF_RETRY: Duration = Duration::from_millis(200);
+
+/// `1.5s`, for the log.
+pub(super) fn human_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
 
 impl Machine {
     /// Begins an authenticated SHUTDOWN SAVE of `name`; its outcome arrives as an input.
@@ -47,6 +55,7 @@ impl Machine {
                 deadline: now + timeout,
                 force,
                 nosave: false,
+                aof_wait: None,
             },
             fx,
         );
@@ -68,7 +77,8 @@ impl Machine {
             pid: stopping_pid,
             force,
             deadline,
-            ..
+            nosave,
+            aof_wait,
         } = slot.state
         else {
             return;
@@ -77,8 +87,30 @@ impl Machine {
             return; // about a process that is gone
         }
         match result {
-            Ok(()) => {} // the exit arrives as its own input
-            Err(ShutdownError::Refused(msg)) if force => {
+            Ok(()) => {} // the exit arrives as its own input (and may come first)
+            Err(ShutdownError::RewritingAof(msg)) if now < deadline => {
+                // Not a failed save: Redis exits once the rewrite is written. Ask again
+                // shortly, within shutdown_timeout.
+                if aof_wait.is_none() {
+                    info!(instance = %name, pid, "SHUTDOWN refused while it rewrites its AOF ({msg}; after a full sync Redis writes its initial AOF and cannot exit before): asking again until it is done, within shutdown_timeout ({})", human_secs(timeout));
+                }
+                let wait = AofWait {
+                    since: aof_wait.map_or(now, |w| w.since),
+                    retry: Some((now + AOF_RETRY).min(deadline)),
+                };
+                let waiting = State::ShuttingDown {
+                    pid,
+                    deadline,
+                    force,
+                    nosave,
+                    aof_wait: Some(wait),
+                };
+                self.set_state(name, waiting, fx);
+            }
+            Err(ShutdownError::RewritingAof(msg)) => {
+                self.aof_wait_expired(name, pid, force, &msg, now, fx);
+            }
+            Err(ShutdownError::Refused(msg)) if force && !nosave => {
                 warn!(instance = %name, pid, "final save failed ({msg}); --force: SHUTDOWN NOSAVE, unsaved writes are lost");
                 fx.push(Effect::Shutdown {
                     name: name.to_owned(),
@@ -92,10 +124,11 @@ impl Machine {
                     deadline,
                     force,
                     nosave: true,
+                    aof_wait: None,
                 };
                 self.set_state(name, nosave, fx);
             }
-            Err(ShutdownError::Refused(msg)) => {
+            Err(ShutdownError::Refused(msg)) if !force => {
                 let why = format!(
                     "stop failed, left running (nothing lost): {msg} (its final save failed: \
                      check its data dir and disk); fix the cause and stop again, or \
@@ -108,7 +141,8 @@ impl Machine {
                 self.set_state(name, State::Running { pid }, fx);
             }
             Err(e) => {
-                // Unreachable or silent: SIGTERM makes Redis save and exit just as SHUTDOWN.
+                // Unreachable or silent, or SHUTDOWN NOSAVE refused too: SIGTERM makes
+                // Redis save and exit just as SHUTDOWN, and SIGKILL follows.
                 warn!(instance = %name, pid, "SHUTDOWN did not complete ({e}); sending SIGTERM");
                 fx.push(Effect::Signal {
                     name: name.to_owned(),
@@ -127,6 +161,51 @@ impl Machine {
         }
     }
 
+    /// `shutdown_timeout` is over and Redis still rewrites its AOF. Without `--force` the
+    /// stop fails and it is left running (SIGTERM is refused alike, and SIGKILL would lose
+    /// what the AOF does not hold yet); with it, the usual SIGTERM, then SIGKILL.
+    fn aof_wait_expired(
+        &mut self,
+        name: &str,
+        pid: u32,
+        force: bool,
+        msg: &str,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let timeout = self.group.supervise.shutdown_timeout;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        if force {
+            warn!(instance = %name, pid, "still rewriting its AOF after shutdown_timeout ({}): --force: SIGTERM, then SIGKILL", human_secs(timeout));
+            fx.push(Effect::Signal {
+                name: name.to_owned(),
+                pid,
+                sig: Sig::Term,
+            });
+            let terminating = State::Terminating {
+                pid,
+                deadline: now + timeout,
+            };
+            self.set_state(name, terminating, fx);
+            return;
+        }
+        let why = format!(
+            "stop failed, left running (nothing lost): still rewriting its AOF after \
+             shutdown_timeout ({}) ({msg}; after a full sync Redis cannot exit before its \
+             initial AOF is written); stop it again once INFO persistence shows \
+             aof_rewrite_in_progress:0, raise shutdown_timeout, or `redisrepd stop --force \
+             {name}`",
+            human_secs(timeout)
+        );
+        error!(instance = %name, pid, "{why}");
+        slot.last_error = Some(why);
+        slot.wanted = true;
+        slot.counters.stops_refused += 1;
+        self.set_state(name, State::Running { pid }, fx);
+    }
+
     /// Moves every state whose deadline has passed.
     pub(super) fn escalate_and_expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         let sup = self.group.supervise.clone();
@@ -143,6 +222,53 @@ impl Machine {
                 sig,
             };
             let next = match slot.state.clone() {
+                State::ShuttingDown {
+                    pid,
+                    deadline,
+                    force,
+                    nosave,
+                    aof_wait: Some(wait),
+                } => {
+                    match wait.retry {
+                        // No SHUTDOWN under way, and the time is up.
+                        Some(_) if now >= deadline => {
+                            let msg = "SHUTDOWN refused until then";
+                            self.aof_wait_expired(&name, pid, force, msg, now, fx);
+                            continue;
+                        }
+                        Some(at) if now >= at => {
+                            fx.push(Effect::Shutdown {
+                                name: name.clone(),
+                                pid,
+                                endpoint: slot.endpoint.clone(),
+                                nosave,
+                                // Accepted, it still saves: that gets its own timeout.
+                                timeout,
+                            });
+                            State::ShuttingDown {
+                                pid,
+                                deadline,
+                                force,
+                                nosave,
+                                aof_wait: Some(AofWait {
+                                    retry: None,
+                                    ..wait
+                                }),
+                            }
+                        }
+                        // One under way answers within its own timeout, sent before the
+                        // deadline; should it not, the usual SIGTERM.
+                        None if now >= deadline + timeout => {
+                            warn!(instance = %name, pid, "no answer to SHUTDOWN within shutdown_timeout: SIGTERM");
+                            fx.push(signal(Sig::Term));
+                            State::Terminating {
+                                pid,
+                                deadline: now + timeout,
+                            }
+                        }
+                        _ => continue,
+                    }
+                }
                 State::ShuttingDown { pid, deadline, .. } if now >= deadline => {
                     warn!(instance = %name, pid, "no exit within shutdown_timeout: SIGTERM");
                     fx.push(signal(Sig::Term));

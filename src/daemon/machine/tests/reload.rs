@@ -293,3 +293,39 @@ fn an_unpersisted_master_is_not_restarted_for_a_refused_live_change() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_refused_reload_leaves_the_actual_master_as_it_was() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    // The master renamed, on an older server: its replicas could not load their own data
+    // after the restart the new server needs, so the reload is refused.
+    let text = SEED
+        .replace("name = \"master\"", "name = \"boss\"")
+        .replace("replica_of = \"master\"", "replica_of = \"boss\"");
+    let mut l = loaded(group(&text));
+    l.server = crate::server::Server {
+        kind: crate::server::Kind::Redis,
+        version: crate::server::Version {
+            major: 6,
+            minor: 2,
+            patch: 14,
+        },
+    };
+    let fx = h.feed(Input::ConfigLoaded {
+        id: Some(4),
+        result: Ok(Box::new(l)),
+    });
+    match reply(&fx, 4) {
+        Some(Response::Error { message }) => {
+            assert!(
+                message.contains("reload refused, nothing changed"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.m.actual_master(), "master");
+    assert!(shutdowns(&fx).is_empty());
+}

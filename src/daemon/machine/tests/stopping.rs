@@ -104,6 +104,8 @@ fn stopping_a_replica_that_would_break_min_replicas_to_write_is_refused_unless_f
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
     let (id, fx) = h.stop("r1", false);
+    assert!(shutdowns(&fx).is_empty(), "not before a fresh INFO");
+    let fx = probe_round(&mut h, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
     let (ok, lines) = done(&fx, id);
     assert!(!ok);
     assert!(lines[0].contains("min_replicas_to_write"), "{lines:?}");
@@ -111,6 +113,106 @@ fn stopping_a_replica_that_would_break_min_replicas_to_write_is_refused_unless_f
     assert_eq!(h.kind("r1"), Kind::Running);
     let (_, fx) = h.stop("r1", true);
     assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+}
+
+/// The master's INFO (listing `online`) and each replica's, all asked now: the answers to
+/// the `ProbeNow` a guarded stop begins with.
+fn probe_round(h: &mut H, online: &[(&str, u16)]) -> Vec<Effect> {
+    let mut fx = h.probe("master", &master_info(100, online));
+    for (name, pid) in [("r1", 201), ("r2", 202)] {
+        if h.pid(name) == Some(pid) {
+            fx.extend(h.probe(name, &replica_info(pid, 1000)));
+        } else {
+            fx.extend(h.probe_err(name, "connection refused"));
+        }
+    }
+    fx
+}
+
+/// The seed with `min_replicas_to_write = 1` on the master, both replicas up.
+fn guarded_seed() -> H {
+    let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 1\n");
+    let mut h = H::new(&text, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    h
+}
+
+const BOTH: [(&str, u16); 2] = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+
+#[test]
+fn the_min_replicas_guard_counts_every_replica_of_one_command_as_gone_and_stops_none() {
+    let mut h = guarded_seed();
+    let (id, fx) = h.request(Request::Stop {
+        instances: vec!["r1".into(), "r2".into()],
+        force: false,
+    });
+    assert!(fx.iter().any(|e| matches!(e, Effect::ProbeNow)), "{fx:?}");
+    assert!(shutdowns(&fx).is_empty());
+    let fx = probe_round(&mut h, &BOTH);
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok);
+    assert!(
+        lines[0].contains("leaves `master` with 0 good replica(s)")
+            && lines[0].contains("stopped by the same command"),
+        "{lines:?}"
+    );
+    assert!(shutdowns(&fx).is_empty(), "nothing stopped: {fx:?}");
+    assert_eq!((h.kind("r1"), h.kind("r2")), (Kind::Running, Kind::Running));
+}
+
+#[test]
+fn the_min_replicas_guard_counts_a_replica_stopped_just_before_though_the_master_still_lists_it() {
+    let mut h = guarded_seed();
+    let (first, _) = h.stop("r1", false);
+    let fx = probe_round(&mut h, &BOTH);
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)], "r2 stays good");
+    // The second stop comes while the first is under way, and runs once it is done.
+    let (second, fx) = h.stop("r2", false);
+    assert!(shutdowns(&fx).is_empty());
+    h.now += Duration::from_millis(5);
+    let fx = shutdown_ok(&mut h, "r1", 201);
+    assert!(done(&fx, first).0);
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::ProbeNow)),
+        "the second stop asks a fresh INFO: {fx:?}"
+    );
+    // The master has not noticed yet: its INFO still lists r1 online.
+    h.now += Duration::from_millis(5);
+    let fx = probe_round(&mut h, &BOTH);
+    let (ok, lines) = done(&fx, second);
+    assert!(!ok, "{lines:?}");
+    assert!(lines[0].contains("0 good replica(s)"), "{lines:?}");
+    assert!(shutdowns(&fx).is_empty());
+    assert_eq!(h.kind("r2"), Kind::Running);
+}
+
+#[test]
+fn the_min_replicas_guard_decides_on_an_info_asked_after_the_command() {
+    let mut h = guarded_seed();
+    // The cached INFO lists both; by now r2's link is down, which only a fresh one says.
+    let (id, fx) = h.stop("r1", false);
+    assert!(shutdowns(&fx).is_empty(), "not on the cached INFO");
+    h.now += Duration::from_millis(5);
+    let fx = probe_round(&mut h, &[("127.0.0.2", 7001)]);
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok && lines[0].contains("0 good replica(s)"), "{lines:?}");
+    assert!(shutdowns(&fx).is_empty());
+}
+
+#[test]
+fn stopping_the_master_with_its_replicas_is_not_held_by_its_min_replicas() {
+    let mut h = guarded_seed();
+    let (_, fx) = h.request(Request::Stop {
+        instances: vec![],
+        force: false,
+    });
+    let mut fx = fx;
+    fx.extend(probe_round(&mut h, &BOTH));
+    assert_eq!(shutdowns(&fx), [("r2".to_owned(), false)], "{fx:?}");
+    let fx = shutdown_ok(&mut h, "r2", 202);
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)], "{fx:?}");
 }
 
 #[test]
@@ -249,4 +351,121 @@ fn a_launch_that_failed_after_a_stop_is_not_retried() {
     });
     assert_eq!(h.kind("master"), Kind::Stopped);
     assert!(launches(&h.advance(Duration::from_secs(30))).is_empty());
+}
+
+/// `name` (as `pid`) answers SHUTDOWN that it is rewriting its AOF.
+fn aof_refused(h: &mut H, name: &str, pid: u32) -> Vec<Effect> {
+    h.feed(Input::ShutdownDone {
+        name: name.into(),
+        pid,
+        result: Err(ShutdownError::RewritingAof(
+            "ERR Errors trying to SHUTDOWN. Check logs.".into(),
+        )),
+    })
+}
+
+#[test]
+fn a_stop_refused_while_the_initial_aof_is_written_asks_again_and_stops_once_it_is_done() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    let (id, fx) = h.stop("r1", false);
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+    let fx = aof_refused(&mut h, "r1", 201);
+    assert_eq!(h.kind("r1"), Kind::ShuttingDown, "not a failed save");
+    assert!(reply(&fx, id).is_none() && signals(&fx).is_empty());
+    assert_eq!(last_error(&h, "r1"), "");
+    // Asked again a moment later, and again while the rewrite goes on.
+    assert!(h.m.next_deadline(h.now) <= h.now + Duration::from_millis(200));
+    let fx = h.advance(Duration::from_millis(200));
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+    assert!(
+        shutdowns(&h.advance(Duration::from_millis(200))).is_empty(),
+        "one at a time"
+    );
+    aof_refused(&mut h, "r1", 201);
+    let fx = h.advance(Duration::from_millis(200));
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+    // The rewrite is done: SHUTDOWN goes through.
+    let fx = shutdown_ok(&mut h, "r1", 201);
+    assert_eq!(h.kind("r1"), Kind::Stopped);
+    assert_eq!(done(&fx, id), (true, vec!["r1: stopped".to_owned()]));
+    let c = &h.m.slots["r1"].counters;
+    assert_eq!((c.stops_saved, c.stops_refused), (1, 0));
+}
+
+#[test]
+fn a_stop_still_waiting_for_the_aof_at_shutdown_timeout_is_left_running_not_killed() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    let (id, _) = h.stop("r1", false);
+    let mut fx = aof_refused(&mut h, "r1", 201);
+    // The rewrite outlasts shutdown_timeout (5 s): asked every 200 ms meanwhile.
+    for _ in 0..40 {
+        if reply(&fx, id).is_some() {
+            break;
+        }
+        fx = h.advance(Duration::from_millis(200));
+        if !shutdowns(&fx).is_empty() {
+            fx.extend(aof_refused(&mut h, "r1", 201));
+        }
+        assert!(signals(&fx).is_empty(), "SIGTERM is refused alike: {fx:?}");
+    }
+    let (ok, lines) = done(&fx, id);
+    assert!(!ok);
+    assert!(
+        lines[0].contains("left running (nothing lost)")
+            && lines[0].contains("still rewriting its AOF after shutdown_timeout (5.0s)"),
+        "{lines:?}"
+    );
+    assert_eq!(h.kind("r1"), Kind::Running);
+    assert!(launches(&h.advance(Duration::from_secs(60))).is_empty());
+}
+
+#[test]
+fn a_forced_stop_still_waiting_for_the_aof_at_shutdown_timeout_escalates() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let (_, _) = h.stop("master", true);
+    aof_refused(&mut h, "master", 100);
+    h.now += Duration::from_secs(5);
+    let fx = aof_refused(&mut h, "master", 100);
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
+    assert_eq!(h.kind("master"), Kind::Terminating);
+}
+
+#[test]
+fn a_refused_nosave_is_not_sent_again_and_again() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.stop("master", true);
+    let fx = h.save_refused("master", 100);
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), true)]);
+    let fx = h.save_refused("master", 100);
+    assert!(shutdowns(&fx).is_empty(), "{fx:?}");
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
+}
+
+#[test]
+fn a_shutdown_asked_again_that_never_answers_ends_in_sigterm_not_in_a_busy_loop() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.stop("master", false);
+    h.now += Duration::from_millis(4700);
+    aof_refused(&mut h, "master", 100);
+    let fx = h.advance(Duration::from_millis(200));
+    assert_eq!(
+        shutdowns(&fx),
+        [("master".to_owned(), false)],
+        "before the deadline"
+    );
+    let fx = h.advance(Duration::from_millis(200));
+    assert!(shutdowns(&fx).is_empty() && signals(&fx).is_empty());
+    assert!(
+        h.m.next_deadline(h.now) > h.now,
+        "nothing to do until its answer is due"
+    );
+    let fx = h.advance(Duration::from_millis(4900));
+    assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
 }
