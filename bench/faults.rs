@@ -61,6 +61,9 @@ const READ_BACK: Duration = Duration::from_secs(5);
 /// How far (bytes) a replica's offset may trail its master's with the writer paused (the
 /// master's pings to its replicas move its offset too).
 const OFFSET_SLACK: i64 = 1024;
+/// A step slower than this has its daemons' logs printed (no failure: no promise says how
+/// long a verb takes).
+const SLOW_STEP: Duration = Duration::from_secs(20);
 /// Writes acknowledged before each fault, so that it has something to lose.
 const WRITES_BEFORE: u64 = 30;
 
@@ -511,6 +514,18 @@ impl Group {
                 )
             })
             .collect()
+    }
+
+    /// Host `h`'s daemon log from the mark of step `n` on (at most `lines` lines).
+    fn log_since_step(&self, h: usize, n: usize, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.daemon_log(h)).unwrap_or_default();
+        let mark = format!("===== faults: step {n}/");
+        let from = log.rfind(&mark).unwrap_or(log.len());
+        log[from..]
+            .lines()
+            .take(lines)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn log_tail(&self, h: usize, lines: usize) -> String {
@@ -1082,6 +1097,15 @@ fn run_group(
             }
             failure = Some((n + 1, f));
             break;
+        }
+        if step_s > SLOW_STEP.as_secs_f64() {
+            // Not a broken promise, but worth knowing why: what the daemons did.
+            eprintln!(
+                "faults: step {} took {step_s:.1}s; the daemons meanwhile:\n{}\n{}",
+                n + 1,
+                c.g.log_since_step(0, n + 1, 60),
+                c.g.log_since_step(1, n + 1, 60)
+            );
         }
         let k = c.tally.entry(step.kind).or_default();
         k.count += 1;
