@@ -94,6 +94,9 @@ struct Args {
     /// After a failure, report it, make a fresh group and go on with the next step.
     #[arg(long)]
     keep_going: bool,
+    /// Only these kinds of step (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    kinds: Vec<Kind>,
     /// Loopback addresses even when root (no network namespaces).
     #[arg(long)]
     loopback: bool,
@@ -137,7 +140,7 @@ impl Mode {
 // ----- the steps -----------------------------------------------------------------------
 
 /// One kind of fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 enum Kind {
     /// `restart NAME`, any instance.
     Restart,
@@ -222,12 +225,12 @@ impl Step {
     }
 }
 
-/// The step list of a seed: a pure function of it.
-fn plan(seed: u64, steps: usize) -> Vec<Step> {
+/// The step list of a seed: a pure function of it (and of the kinds allowed).
+fn plan(seed: u64, steps: usize, kinds: &[Kind]) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..steps)
         .map(|_| Step {
-            kind: KINDS[rng.random_range(0..KINDS.len())],
+            kind: kinds[rng.random_range(0..kinds.len())],
             pick: rng.random_range(0..12),
         })
         .collect()
@@ -1129,7 +1132,7 @@ fn run_group(
             "\nfaults: FAILED at step {n} ({} persistence, server {}, seed {seed}): {}\n{}\n\n\
              --- steps since the group was made:\n{}\n\n{}\n\
              rerun: cargo bench --bench faults -- --seed {seed} --persistence {} --server {} \
-             --steps {n}{}\n",
+             --steps {n}{}{}\n",
             mode.label(),
             args.server.display(),
             f.invariant,
@@ -1142,6 +1145,16 @@ fn run_group(
                 format!(" --from {}", first + 1)
             } else {
                 String::new()
+            },
+            if args.kinds.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = args
+                    .kinds
+                    .iter()
+                    .filter_map(|k| k.to_possible_value().map(|v| v.get_name().to_owned()))
+                    .collect();
+                format!(" --kinds {}", names.join(","))
             }
         );
         c.g.keep = args.keep;
@@ -1240,7 +1253,12 @@ fn main() {
         Mode::All => vec![Mode::Rdb, Mode::AofEverysec, Mode::AofAlways],
         m => vec![m],
     };
-    let steps = plan(seed, args.steps);
+    let kinds = if args.kinds.is_empty() {
+        KINDS.to_vec()
+    } else {
+        args.kinds.clone()
+    };
+    let steps = plan(seed, args.steps, &kinds);
     let hosts = Hosts::new(args.loopback);
     eprintln!(
         "faults: {} steps per mode ({}), server {}, hosts on {}",
