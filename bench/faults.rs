@@ -94,7 +94,7 @@ struct Args {
     /// After a failure, report it, make a fresh group and go on with the next step.
     #[arg(long)]
     keep_going: bool,
-    /// Only these kinds of step (comma-separated; default: all).
+    /// Only these kinds of step (comma-separated; default: all but reload-bad).
     #[arg(long, value_enum, value_delimiter = ',')]
     kinds: Vec<Kind>,
     /// Loopback addresses even when root (no network namespaces).
@@ -159,9 +159,14 @@ enum Kind {
     PromoteAfterHostLoss,
     /// A `maxmemory-policy` changed on one instance, `reload`.
     Reload,
+    /// A misspelt directive (`maxmemroy`) added, `reload` (must be refused and change
+    /// nothing), the file put back, `reload` (must succeed and change nothing).
+    ReloadBad,
     RestartAll,
 }
 
+/// The default mix. [`Kind::ReloadBad`] is left out (only `--kinds` selects it), so that
+/// the seeds recorded in bench/README.md keep replaying the same steps.
 const KINDS: [Kind; 10] = [
     Kind::Restart,
     Kind::KillMaster,
@@ -196,6 +201,7 @@ impl Kind {
             Kind::FailoverBackToBack => "`failover --to` a replica and back, back to back",
             Kind::PromoteAfterHostLoss => "the master's host dies, `promote`, host back",
             Kind::Reload => "`reload`, a directive changed",
+            Kind::ReloadBad => "`reload` of a misspelt directive, refused; file restored",
             Kind::RestartAll => "`restart --all`",
         }
     }
@@ -220,6 +226,9 @@ impl Step {
             }
             Kind::PromoteAfterHostLoss => "the master's host dies, `promote`".to_owned(),
             Kind::Reload => format!("`reload`, {}'s maxmemory-policy changed", NAMES[p % 4]),
+            Kind::ReloadBad => {
+                "`reload` of a misspelt directive, then of the file restored".to_owned()
+            }
             Kind::RestartAll => "`restart --all`".to_owned(),
         }
     }
@@ -299,6 +308,9 @@ struct Group {
     server: PathBuf,
     mode: Mode,
     policy: [usize; 4],
+    /// Whether the file carries a misspelt directive (`maxmemroy`), which the checker
+    /// must reject.
+    bad: bool,
     /// The namespace of each host, when there are namespaces.
     netns: Option<[String; 2]>,
     daemons: [Option<Child>; 2],
@@ -329,6 +341,7 @@ impl Group {
             server: server.to_owned(),
             mode,
             policy: [0; 4],
+            bad: false,
             netns: hosts.netns.as_ref().map(|(n, _)| n.clone()),
             daemons: [None, None],
             keep: false,
@@ -347,6 +360,9 @@ impl Group {
             self.server.display(),
             self.mode.redis()
         );
+        if self.bad {
+            t.insert_str(t.len() - 1, "maxmemroy = \"1gb\"\n");
+        }
         for (i, name) in NAMES.iter().enumerate() {
             let _ = write!(
                 t,
@@ -815,6 +831,29 @@ impl Checker {
                     "reload ({} maxmemory-policy {})",
                     NAMES[i], POLICIES[self.g.policy[i]]
                 ))
+            }
+            Kind::ReloadBad => {
+                let pids: Vec<Option<u32>> = (0..4).map(|i| self.g.pid(i)).collect();
+                self.g.bad = true;
+                self.g.write_toml();
+                let run = self.g.cli(&["reload"]);
+                self.g.bad = false;
+                self.g.write_toml();
+                if run.ok() {
+                    return Err(fail(
+                        "a file that fails the checker changes nothing",
+                        format!("`reload` accepted `maxmemroy`: {}", run.one_line()),
+                    ));
+                }
+                self.verb(&["reload"])?;
+                let now: Vec<Option<u32>> = (0..4).map(|i| self.g.pid(i)).collect();
+                if now != pids {
+                    return Err(fail(
+                        "a file that fails the checker changes nothing",
+                        format!("pids before the refused reload {pids:?}, after {now:?}"),
+                    ));
+                }
+                Ok(format!("reload refused ({})", run.one_line()))
             }
             Kind::RestartAll => {
                 self.verb(&["restart", "--all"])?;
