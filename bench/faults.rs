@@ -3,6 +3,8 @@
 //! group's promises checked after every step. See bench/README.md.
 //!
 //! `cargo bench --bench faults -- [--seed N] [--steps N] [--persistence rdb|aof-everysec|aof-always|all] [--server PATH] [--keep]`
+//! (also `--keep-going`, `--from N`, `--kinds K,K`, `--loopback`; `--help` says what each
+//! does). `.ci/run` runs it as `cargo test --bench faults -- …`: the same, in a debug build.
 //!
 //! The hosts: two network namespaces joined by a veth pair when run as root (the checker
 //! itself, its CLI calls and its writer live in host `b`'s namespace), two loopback
