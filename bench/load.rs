@@ -1,7 +1,8 @@
-//! A write load and a PING prober that follow the master (shared by the failover and
-//! sentinel-restart benches, each includes this file as `mod load`): each connects to the
-//! instance INFO calls the master and looks again after any error, as a client that
-//! discovers its master would.
+//! A write load and a PING prober that follow the master (shared by the failover,
+//! sentinel-restart and faults benches, each includes this file as `mod load`): each
+//! connects to the instance INFO calls the master and looks again after any error, as a
+//! client that discovers its master would. The writer can also ask for `WAIT` after each
+//! write (a write then counts only when enough replicas have it) and be paused.
 
 #![allow(dead_code)] // each bench uses part of it
 
@@ -15,7 +16,7 @@ use crate::{common, trio};
 
 /// The instance INFO calls the master; with several (a naive switchover half done), the
 /// one with the most replicas online.
-pub fn current_master(addrs: &[SocketAddr; 3]) -> Option<usize> {
+pub fn current_master(addrs: &[SocketAddr]) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
     for (i, addr) in addrs.iter().enumerate() {
         let Ok(inf) = common::info(
@@ -38,15 +39,15 @@ pub fn current_master(addrs: &[SocketAddr; 3]) -> Option<usize> {
 }
 
 /// The instances INFO calls master right now.
-pub fn masters(addrs: &[SocketAddr; 3]) -> Vec<usize> {
-    (0..3)
+pub fn masters(addrs: &[SocketAddr]) -> Vec<usize> {
+    (0..addrs.len())
         .filter(|i| trio::role(addrs[*i]).is_ok_and(|(r, _)| r == "master"))
         .collect()
 }
 
 /// A connection to the current master, or `None` (after a short pause) when there is
 /// none to be had.
-fn follow(addrs: &[SocketAddr; 3]) -> Option<redis::Connection> {
+fn follow(addrs: &[SocketAddr]) -> Option<redis::Connection> {
     let c = current_master(addrs)
         .and_then(|i| trio::connect(addrs[i], Duration::from_millis(200)).ok());
     if c.is_none() {
@@ -59,6 +60,9 @@ fn follow(addrs: &[SocketAddr; 3]) -> Option<redis::Connection> {
 #[derive(Default)]
 pub struct WriterLog {
     pub acked: Vec<u64>,
+    /// With [`Options::wait`]: for each acknowledged write, how many replicas `WAIT`
+    /// reported (in the order of `acked`).
+    pub acked_by: Vec<u8>,
     pub refused: BTreeMap<String, u64>,
     /// When each refused write was answered (or failed).
     pub refused_at: Vec<Instant>,
@@ -71,46 +75,117 @@ pub struct WriterLog {
     pub ping_errors: u64,
 }
 
+/// How the writer writes.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// `WAIT replicas timeout` after each `SET`: the write counts as acknowledged only when
+    /// `WAIT` reports at least that many replicas.
+    pub wait: Option<(u8, Duration)>,
+    /// Whether the PING prober runs.
+    pub probe: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            wait: None,
+            probe: true,
+        }
+    }
+}
+
 /// The writer (a `SET` of a new key every 2 ms) and the prober (`PING` every 5 ms), both
 /// following the master, until finished or dropped.
 pub struct Load {
     stop: Arc<AtomicBool>,
+    /// Set by [`Load::pause`]: the writer sends nothing until it is cleared.
+    pause: Arc<AtomicBool>,
     log: Arc<Mutex<WriterLog>>,
     acked_count: Arc<AtomicU64>,
     ping_errors: Arc<AtomicU64>,
     threads: Vec<std::thread::JoinHandle<Vec<f64>>>,
 }
 
+/// The writer held between two writes (see [`Load::pause`]); it resumes when this drops.
+pub struct Paused<'a> {
+    pub log: std::sync::MutexGuard<'a, WriterLog>,
+    pause: &'a AtomicBool,
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.pause.store(false, Ordering::Relaxed);
+    }
+}
+
 impl Load {
     /// Starts both threads; the writer's keys are `<prefix><n>` with value `n`.
     pub fn start(addrs: [SocketAddr; 3], prefix: String) -> Load {
+        Load::start_with(addrs.to_vec(), prefix, Options::default())
+    }
+
+    /// [`Load::start`] over any number of instances, writing as `opts` says.
+    pub fn start_with(addrs: Vec<SocketAddr>, prefix: String, opts: Options) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let pause = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(WriterLog::default()));
         let acked_count = Arc::new(AtomicU64::new(0));
         let ping_errors = Arc::new(AtomicU64::new(0));
         let writer = {
-            let (stop, log, count) = (stop.clone(), log.clone(), acked_count.clone());
+            let (stop, pause, log, count) = (
+                stop.clone(),
+                pause.clone(),
+                log.clone(),
+                acked_count.clone(),
+            );
+            let addrs = addrs.clone();
             std::thread::spawn(move || {
                 let mut con = None;
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(2));
+                    if pause.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     if con.is_none() {
                         con = follow(&addrs);
                     }
                     let Some(c) = con.as_mut() else {
                         continue;
                     };
+                    // Held for the whole write: `pause` takes it to know none is in flight.
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    if pause.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     n += 1;
                     let r = redis::cmd("SET")
                         .arg(format!("{prefix}{n}"))
                         .arg(n)
                         .query::<()>(c);
+                    let r = match (r, opts.wait) {
+                        (Ok(()), Some((want, timeout))) => redis::cmd("WAIT")
+                            .arg(want)
+                            .arg(timeout.as_millis() as u64)
+                            .query::<i64>(c)
+                            .map(|got| u8::try_from(got).unwrap_or(u8::MAX))
+                            .map_err(Some)
+                            .and_then(|got| {
+                                if got >= want {
+                                    Ok(got)
+                                } else {
+                                    *log.refused.entry(format!("WAIT {got}")).or_default() += 1;
+                                    Err(None)
+                                }
+                            }),
+                        (Ok(()), None) => Ok(0),
+                        (Err(e), _) => Err(Some(e)),
+                    };
                     let now = Instant::now();
-                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
                     match r {
-                        Ok(()) => {
+                        Ok(replicas) => {
                             log.acked.push(n);
+                            log.acked_by.push(replicas);
                             count.fetch_add(1, Ordering::Relaxed);
                             if let Some(last) = log.last_ok
                                 && now - last > log.max_gap
@@ -121,7 +196,9 @@ impl Load {
                             }
                             log.last_ok = Some(now);
                         }
-                        Err(e) => {
+                        // Too few replicas: counted above; the connection is fine.
+                        Err(None) => log.refused_at.push(now),
+                        Err(Some(e)) => {
                             *log.refused.entry(trio::error_kind(&e)).or_default() += 1;
                             log.refused_at.push(now);
                             con = None;
@@ -131,9 +208,10 @@ impl Load {
                 Vec::new()
             })
         };
-        let prober = {
+        let mut threads = vec![writer];
+        if opts.probe {
             let (stop, errors) = (stop.clone(), ping_errors.clone());
-            std::thread::spawn(move || {
+            threads.push(std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 let mut con = None;
                 while !stop.load(Ordering::Relaxed) {
@@ -154,14 +232,25 @@ impl Load {
                     }
                 }
                 lat
-            })
-        };
+            }));
+        }
         Load {
             stop,
+            pause,
             log,
             acked_count,
             ping_errors,
-            threads: vec![writer, prober],
+            threads,
+        }
+    }
+
+    /// Holds the writer between two writes until the guard drops: nothing is in flight
+    /// meanwhile, and the guard reads what was acknowledged so far.
+    pub fn pause(&self) -> Paused<'_> {
+        self.pause.store(true, Ordering::Relaxed);
+        Paused {
+            log: self.log.lock().unwrap_or_else(|e| e.into_inner()),
+            pause: &self.pause,
         }
     }
 
@@ -171,8 +260,14 @@ impl Load {
 
     /// Until `more` writes beyond the present count are acknowledged.
     pub fn wait_writes(&self, more: u64, what: &str) -> Result<(), String> {
+        self.wait_writes_within(more, Duration::from_secs(60))
+            .map_err(|e| format!("{what}: {e}"))
+    }
+
+    /// Until `more` writes beyond the present count are acknowledged, at most `within`.
+    pub fn wait_writes_within(&self, more: u64, within: Duration) -> Result<(), String> {
         let goal = self.acked() + more;
-        trio::wait(what, Duration::from_secs(60), || {
+        trio::wait("acknowledged writes", within, || {
             (self.acked() >= goal)
                 .then_some(())
                 .ok_or_else(|| format!("{} of {goal} writes acknowledged", self.acked()))

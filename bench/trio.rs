@@ -159,7 +159,8 @@ impl Layout {
     }
 }
 
-/// Pids of redis-server processes working under `dir` (Redis runs in its data dir).
+/// Pids of redis-server (or valkey-server) processes working under `dir` (a server runs
+/// in its data dir).
 pub fn redis_under(dir: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -170,7 +171,7 @@ pub fn redis_under(dir: &Path) -> Vec<u32> {
             continue;
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "redis-server"
+        if matches!(comm.trim(), "redis-server" | "valkey-server")
             && std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
         {
             pids.push(pid);
@@ -179,11 +180,12 @@ pub fn redis_under(dir: &Path) -> Vec<u32> {
     pids
 }
 
-fn kill_pid(pid: u32, sig: Signal) {
+pub fn kill_pid(pid: u32, sig: Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
-fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
+/// Spawns `cmd` in its own process group, its stdout and stderr appended to `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
     let out = std::fs::File::options()
         .create(true)
         .append(true)
@@ -590,6 +592,57 @@ impl Run {
     }
 }
 
+/// Runs `redisrepd --config TOML ARGS` (its output in `dir`/cli.out and cli.err), killed
+/// after `deadline` or on Ctrl-C.
+pub fn cli(dir: &Path, toml: &Path, args: &[&str], deadline: Duration) -> Run {
+    let started = Instant::now();
+    let out = dir.join("cli.out");
+    let err = dir.join("cli.err");
+    let spawned = Command::new(BIN)
+        .arg("--config")
+        .arg(toml)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("cli.out"))
+        .stderr(std::fs::File::create(&err).expect("cli.err"))
+        .spawn();
+    let code = match spawned {
+        Err(e) => {
+            return Run {
+                args: args.join(" "),
+                code: None,
+                stdout: String::new(),
+                stderr: format!("cannot run {BIN}: {e}"),
+                seconds: 0.0,
+            };
+        }
+        Ok(mut child) => {
+            let until = started + deadline;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break status.code(),
+                    Ok(None) if Instant::now() < until && !interrupted() => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break None;
+                    }
+                }
+            }
+        }
+    };
+    Run {
+        args: args.join(" "),
+        code,
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
 impl Managed {
     pub fn setup(tag: &str, p: Persistence) -> Managed {
         Managed {
@@ -624,52 +677,7 @@ impl Managed {
 
     /// Runs `redisrepd --config group.toml ARGS`, killed after `deadline`.
     pub fn cli(&self, args: &[&str], deadline: Duration) -> Run {
-        let started = Instant::now();
-        let out = self.layout.dir.join("cli.out");
-        let err = self.layout.dir.join("cli.err");
-        let spawned = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.layout.toml)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("cli.out"))
-            .stderr(std::fs::File::create(&err).expect("cli.err"))
-            .spawn();
-        let code = match spawned {
-            Err(e) => {
-                return Run {
-                    args: args.join(" "),
-                    code: None,
-                    stdout: String::new(),
-                    stderr: format!("cannot run {BIN}: {e}"),
-                    seconds: 0.0,
-                };
-            }
-            Ok(mut child) => {
-                let until = started + deadline;
-                loop {
-                    match child.try_wait() {
-                        Ok(Some(status)) => break status.code(),
-                        Ok(None) if Instant::now() < until && !interrupted() => {
-                            std::thread::sleep(Duration::from_millis(10))
-                        }
-                        _ => {
-                            let _ = child.kill();
-                            let _ = child.wait();
-                            break None;
-                        }
-                    }
-                }
-            }
-        };
-        Run {
-            args: args.join(" "),
-            code,
-            stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-            seconds: started.elapsed().as_secs_f64(),
-        }
+        cli(&self.layout.dir, &self.layout.toml, args, deadline)
     }
 
     /// Until `status` exits 0 (every instance running, every replica in sync).

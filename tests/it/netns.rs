@@ -24,115 +24,11 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::cluster::{self, Cluster, PASSWORD, UP};
-use crate::util::{self, ProcGuard, Run};
+use crate::util::{self, Netns, ProcGuard, Run, in_ns, ip};
 
 const MASTER_IP: &str = "192.168.100.101";
 const SLAVE_IP: &str = "192.168.100.102";
 const REPLICAS: [&str; 2] = ["replica-6379", "replica-6380"];
-
-/// Runs `ip ARGS...`; panics with its output when it fails.
-#[track_caller]
-fn ip(args: &[&str]) {
-    let run = util::run(Command::new("ip").args(args), util::QUICK);
-    assert_eq!(run.status.code(), Some(0), "ip {}\n{run}", args.join(" "));
-}
-
-/// Network namespaces that exist while this lives: on drop, every process left in them
-/// is killed and they are deleted (which also removes the veth pair between them).
-struct Netns {
-    names: Vec<String>,
-}
-
-impl Netns {
-    /// Namespaces `a` and `b` joined by a veth pair `va` (in `a`, MASTER_IP/24) and `vb`
-    /// (in `b`, SLAVE_IP/24), both up, with `lo` up in each.
-    fn pair(a: &str, b: &str, va: &str, vb: &str) -> Netns {
-        remove_orphans();
-        let guard = Netns {
-            names: vec![a.to_owned(), b.to_owned()],
-        };
-        for ns in &guard.names {
-            // Left over from a run that was SIGKILLed with the same pid: start clean.
-            remove_netns(ns);
-            ip(&["netns", "add", ns]);
-        }
-        ip(&[
-            "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b,
-        ]);
-        for (ns, dev, addr) in [(a, va, MASTER_IP), (b, vb, SLAVE_IP)] {
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        guard
-    }
-}
-
-/// Removes the namespaces of earlier test processes that died without cleaning up (a
-/// SIGKILL, a CI timeout): `rrd-<pid>-a`/`-b` whose pid no longer exists.
-fn remove_orphans() {
-    let list = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let owner = name
-            .strip_prefix("rrd-")
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if let Some(pid) = owner
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            remove_netns(name);
-        }
-    }
-}
-
-/// Kills every process in namespace `ns` and deletes it; quiet when it does not exist.
-fn remove_netns(ns: &str) {
-    let pids = Command::new("ip")
-        .args(["netns", "pids", ns])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for pid in pids
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-    let _ = Command::new("ip")
-        .args(["netns", "del", ns])
-        .stderr(Stdio::null())
-        .status();
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for ns in &self.names {
-            remove_netns(ns);
-        }
-    }
-}
-
-/// Runs `f` on a thread that has joined network namespace `ns`: connections it opens
-/// belong to that namespace. A panic in `f` is the caller's panic.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::scope(|s| {
-        let handle = s.spawn(|| {
-            let fd = File::open(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
-                .unwrap_or_else(|e| panic!("setns {path:?}: {e}"));
-            f()
-        });
-        handle
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
-}
 
 /// The command line of the redisrepd binary run inside `ns`.
 fn redisrepd_in(ns: &str, config: &Path) -> Command {
@@ -325,7 +221,7 @@ fn seed_layout_on_two_hosts_survives_a_cut_link_and_a_master_reboot() {
     let (na, nb) = (format!("rrd-{pid}-a"), format!("rrd-{pid}-b"));
     let (va, vb) = (format!("rrd{pid}a"), format!("rrd{pid}b"));
     // Declared first, dropped last: after the daemons and every redis-server are gone.
-    let _netns = Netns::pair(&na, &nb, &va, &vb);
+    let _netns = Netns::pair([&na, &nb], [&va, &vb], [MASTER_IP, SLAVE_IP]);
 
     let c = seed_layout("");
     let master = c.addr("master");
@@ -570,7 +466,7 @@ fn sentinel_fails_over_when_the_master_host_is_cut_off_and_the_old_master_rejoin
     let (na, nb) = (format!("rrd-{pid}-sa"), format!("rrd-{pid}-sb"));
     let (va, vb) = (format!("rrd{pid}sa"), format!("rrd{pid}sb"));
     // Declared first, dropped last: after the daemons and every server are gone.
-    let _netns = Netns::pair(&na, &nb, &va, &vb);
+    let _netns = Netns::pair([&na, &nb], [&va, &vb], [MASTER_IP, SLAVE_IP]);
     let ns_of = |host: &str| {
         if host == "master" {
             na.clone()
