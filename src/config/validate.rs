@@ -396,6 +396,44 @@ impl Validator {
                 addresses.insert(key, format!("sentinel node `{}`", n.name));
             }
         }
+        // A sentinel announces its `bind` to the others (`announce-ip`), and Redis 6.2 also
+        // sends its own connections from it (the first `bind` address: there is no
+        // `bind-source-addr` before 7.0). A loopback address serves only when everything
+        // on the other hosts is on loopback too (one machine, as in tests).
+        for n in s.nodes.iter().filter(|n| n.bind.is_loopback()) {
+            let remote = g
+                .instances
+                .iter()
+                .filter(|i| i.host != n.host && !i.bind.is_loopback())
+                .map(|i| {
+                    format!(
+                        "instance `{}` on host `{}` is at {}",
+                        i.name, i.host, i.bind
+                    )
+                })
+                .chain(
+                    s.nodes
+                        .iter()
+                        .filter(|o| o.host != n.host && !o.bind.is_loopback())
+                        .map(|o| {
+                            format!("node `{}` on host `{}` is at {}", o.name, o.host, o.bind)
+                        }),
+                )
+                .next();
+            if let Some(remote) = remote {
+                self.warn(
+                    None,
+                    "sentinel.nodes",
+                    format!(
+                        "node `{}` binds {}, a loopback address, while {remote}: the other \
+                         hosts cannot reach it (it announces its `bind`), and on Redis 6.2 its \
+                         own connections leave from that address and reach no other host; \
+                         bind it to an address of host `{}` that the other hosts reach",
+                        n.name, n.bind, n.host
+                    ),
+                );
+            }
+        }
     }
 
     fn instance(&mut self, raw: RawInstance) -> Instance {

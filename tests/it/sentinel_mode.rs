@@ -1,8 +1,11 @@
 //! Sentinel mode with the daemons: each host's daemon runs its sentinels, follows the
 //! master they name, keeps what they learned across its own restart, asks them to fail
-//! over before the master goes down, and refuses `promote`.
+//! over before the master goes down, and refuses `promote`. The dead-host failover runs on
+//! two layouts: every instance and sentinel on its own address, and the seed's (each host
+//! one address, shared by its instances and sentinels, as on two real machines).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
@@ -34,6 +37,55 @@ fn sentinel_group() -> (Cluster, Vec<SocketAddr>) {
     (c, nodes)
 }
 
+/// The same group on the seed's layout: host `a` has one address, for the master and s1;
+/// host `b` another, for r1, r2, s2 and s3 (each on its own port). Sentinels and instances
+/// of a host then share its address, as on two real machines.
+fn seed_like_group() -> (Cluster, Vec<SocketAddr>) {
+    let hosts = [("a", util::loopback_ip()), ("b", util::loopback_ip())];
+    let ip_of = |host: &str| {
+        hosts
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, ip)| *ip)
+            .expect("host a or b")
+    };
+    let mut taken: Vec<SocketAddr> = Vec::new();
+    let mut free = |ip: IpAddr| loop {
+        let addr = SocketAddr::new(ip, util::free_port(ip));
+        if !taken.contains(&addr) {
+            taken.push(addr);
+            return addr;
+        }
+    };
+    let mut nodes = Vec::new();
+    let mut lines = String::new();
+    for (name, host) in [("s1", "a"), ("s2", "b"), ("s3", "b")] {
+        let addr = free(ip_of(host));
+        nodes.push(addr);
+        lines.push_str(&format!(
+            "  {{ name = \"{name}\", host = \"{host}\", bind = \"{}\", port = {} }},\n",
+            addr.ip(),
+            addr.port()
+        ));
+    }
+    let mut c = cluster::master_and_two_replicas().build();
+    for m in &mut c.members {
+        let addr = free(ip_of(&m.host));
+        m.ip = addr.ip();
+        m.port = addr.port();
+    }
+    c.extra_sections = format!(
+        "\n[sentinel]\nquorum = 2\ndown_after = \"1s\"\nfailover_timeout = \"10s\"\nnodes = [\n{lines}]\n"
+    );
+    c.write_config();
+    (c, nodes)
+}
+
+/// The longest the two sentinels left may take to name a new master after the master's
+/// host died: `down_after` (1 s) plus the election and promotion (~2 s measured), with room
+/// for a slow machine.
+const FAILOVER: Duration = Duration::from_secs(30);
+
 /// What a sentinel names as master, by address.
 pub(crate) fn named(sentinel: SocketAddr) -> Option<SocketAddr> {
     let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
@@ -62,21 +114,79 @@ pub(crate) fn known(sentinel: SocketAddr) -> Option<(usize, usize)> {
     Some((replicas.len(), sentinels.len()))
 }
 
-/// Waits until every sentinel in `sentinels` names `master` and knows both replicas and
-/// the other sentinels (Sentinel finds replicas in the master's INFO, asked every 10 s:
-/// until then it has none to promote).
+/// The flags a sentinel gives its master (`SENTINEL MASTER`: `master`, or with
+/// `s_down`, `o_down`, `disconnected`...).
+pub(crate) fn master_flags(sentinel: SocketAddr) -> Option<String> {
+    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
+    let pairs: Vec<String> = redis::cmd("SENTINEL")
+        .arg("MASTER")
+        .arg("test")
+        .query(&mut con)
+        .ok()?;
+    pairs
+        .chunks_exact(2)
+        .find(|kv| kv[0] == "flags")
+        .map(|kv| kv[1].clone())
+}
+
+/// Whether every sentinel in `sentinels` names `want`, sees it up (no `s_down`: it gets
+/// its PINGs answered) and knows both replicas and the other sentinels (Sentinel finds
+/// replicas in the master's INFO, asked every 10 s: until then it has none to promote).
+fn sentinels_agree_on(
+    c: &Cluster,
+    sentinels: &[SocketAddr],
+    want: SocketAddr,
+) -> Result<(), String> {
+    let views: Vec<Option<SocketAddr>> = sentinels.iter().map(|s| named(*s)).collect();
+    let knows: Vec<Option<(usize, usize)>> = sentinels.iter().map(|s| known(*s)).collect();
+    let flags: Vec<Option<String>> = sentinels.iter().map(|s| master_flags(*s)).collect();
+    let full = Some((2, sentinels.len() - 1));
+    if views.iter().all(|v| *v == Some(want))
+        && knows.iter().all(|k| *k == full)
+        && flags.iter().all(|f| f.as_deref() == Some("master"))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "want {want}: named {views:?}, knows (replicas, sentinels) {knows:?}, flags \
+             {flags:?}\n{}",
+            c.logs()
+        ))
+    }
+}
+
+/// Waits until the sentinels agree on `master` ([`sentinels_agree_on`]).
 fn wait_sentinels_agree(c: &Cluster, sentinels: &[SocketAddr], master: &str) {
     let want = c.addr(master);
     util::wait_for(UP, &format!("the sentinels to name `{master}`"), || {
-        let views: Vec<Option<SocketAddr>> = sentinels.iter().map(|s| named(*s)).collect();
-        let knows: Vec<Option<(usize, usize)>> = sentinels.iter().map(|s| known(*s)).collect();
-        let full = Some((2, sentinels.len() - 1));
-        if views.iter().all(|v| *v == Some(want)) && knows.iter().all(|k| *k == full) {
-            Ok(())
-        } else {
-            Err(format!("{views:?}\n{}", c.logs()))
-        }
+        sentinels_agree_on(c, sentinels, want)
     });
+}
+
+/// After a restart during which Sentinel may or may not fail over (to any instance):
+/// waits until the sentinels agree on one instance and `status` names it master with every
+/// instance healthy; returns its name.
+fn wait_sentinels_settle(c: &Cluster, sentinels: &[SocketAddr]) -> String {
+    util::wait_for(
+        UP,
+        "the sentinels and the daemons to settle on a master",
+        || {
+            let first = named(sentinels[0]).ok_or("s1 names no master")?;
+            let name = ALL
+                .into_iter()
+                .find(|n| c.addr(n) == first)
+                .ok_or_else(|| format!("s1 names {first}, no instance"))?;
+            sentinels_agree_on(c, sentinels, first)?;
+            let run = c.cli(&["status", "--json"]);
+            let doc: serde_json::Value =
+                serde_json::from_str(&run.stdout).map_err(|e| format!("{e}: {}", run.stdout))?;
+            if doc["master"] == name && run.status.code() == Some(0) {
+                Ok(name.to_owned())
+            } else {
+                Err(format!("the sentinels name `{name}`; status: {doc}"))
+            }
+        },
+    )
 }
 
 /// Who of the group reports role master.
@@ -90,13 +200,15 @@ pub(crate) fn myid(sentinel: SocketAddr) -> Option<String> {
     redis::cmd("SENTINEL").arg("MYID").query(&mut con).ok()
 }
 
-#[test]
-fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
-    let (mut c, sentinels) = sentinel_group();
+/// Host `a` (the master's) dies: its daemon, the master and sentinel s1, all SIGKILLed.
+/// The two sentinels on `b` must elect a replica within [`FAILOVER`], and no write both
+/// replicas acknowledged may be lost; when `a` comes back its old master rejoins as a
+/// replica and s1 as itself. Returns the new master and the sentinels' ids.
+fn dead_master_host(c: &mut Cluster, sentinels: &[SocketAddr]) -> (String, Vec<Option<String>>) {
     c.start_daemon("a");
     c.start_daemon("b");
     c.wait_healthy();
-    wait_sentinels_agree(&c, &sentinels, "master");
+    wait_sentinels_agree(c, sentinels, "master");
     let ids: Vec<Option<String>> = sentinels.iter().map(|s| myid(*s)).collect();
 
     // Writes every replica acknowledged.
@@ -132,9 +244,10 @@ fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
         .expect("s1 pid file");
     util::kill(master_pid, Signal::SIGKILL);
     util::kill(s1_pid, Signal::SIGKILL);
+    let died = Instant::now();
 
     // The two sentinels on b elect a new master among r1, r2; writes work there.
-    let new_master = util::wait_for(UP, "a new master named by the sentinels", || {
+    let new_master = util::wait_for(FAILOVER, "a new master named by the sentinels", || {
         let named: Vec<Option<SocketAddr>> = sentinels[1..].iter().map(|s| named(*s)).collect();
         match named[0] {
             Some(a) if a != c.addr("master") && named.iter().all(|n| *n == Some(a)) => ["r1", "r2"]
@@ -142,9 +255,17 @@ fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
                 .find(|n| c.addr(n) == a)
                 .map(str::to_owned)
                 .ok_or_else(|| format!("{a} is no replica")),
-            _ => Err(format!("{named:?}\n{}", c.logs())),
+            _ => {
+                let flags: Vec<Option<String>> =
+                    sentinels[1..].iter().map(|s| master_flags(*s)).collect();
+                Err(format!("named {named:?}, flags {flags:?}\n{}", c.logs()))
+            }
         }
     });
+    eprintln!(
+        "sentinel_mode: master host killed → s2, s3 name `{new_master}` after {:.2?}",
+        died.elapsed()
+    );
     util::wait_until(UP, "the new master to take writes", || {
         let mut con = c.con(&new_master);
         redis::cmd("SET")
@@ -156,9 +277,9 @@ fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
 
     // Host a comes back: the old master rejoins as a replica, s1 as itself.
     c.start_daemon("a");
-    wait_master(&c, &new_master);
-    wait_sentinels_agree(&c, &sentinels, &new_master);
-    assert_eq!(masters(&c), std::slice::from_ref(&new_master), "one master");
+    wait_master(c, &new_master);
+    wait_sentinels_agree(c, sentinels, &new_master);
+    assert_eq!(masters(c), std::slice::from_ref(&new_master), "one master");
     assert_eq!(
         sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(),
         ids,
@@ -188,21 +309,24 @@ fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
             },
         );
     }
+    (new_master, ids)
+}
+
+#[test]
+fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
+    let (mut c, sentinels) = sentinel_group();
+    let (_, ids) = dead_master_host(&mut c, &sentinels);
 
     // What the sentinels learned survives a daemon restart (their files are re-rendered
     // over what Sentinel wrote). Host b holds the master now and stops it with the rest
-    // (a daemon's own stop asks for no failover); Sentinel may or may not fail over to host
-    // a's instance while it is away. Either way: one master, the one the sentinels name.
+    // (a daemon's own stop asks for no failover); Sentinel may or may not fail over while
+    // it is away or while its instances start again (a master down longer than
+    // `down_after`: seen moving to host a's instance, and once from r1 to r2 after the
+    // restart). Either way, once settled: one master, the one the sentinels name.
     assert!(c.stop_daemon("b").success());
     c.start_daemon("b");
     c.wait_healthy();
-    let final_master = ["master", new_master.as_str()]
-        .into_iter()
-        .find(|n| named(sentinels[0]) == Some(c.addr(n)))
-        .expect("s1 names the master or the promoted replica")
-        .to_owned();
-    wait_master(&c, &final_master);
-    wait_sentinels_agree(&c, &sentinels, &final_master);
+    let final_master = wait_sentinels_settle(&c, &sentinels);
     assert_eq!(masters(&c), std::slice::from_ref(&final_master));
     assert_eq!(sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(), ids);
     // Sentinel rewrote its file (password inside) many times: still private.
@@ -218,6 +342,16 @@ fn the_sentinels_fail_over_a_dead_master_host_and_it_rejoins_as_a_replica() {
         conf.contains(&format!("sentinel monitor test {} {}", a.ip(), a.port())),
         "{conf}"
     );
+}
+
+/// The seed's layout (each host one address, shared by its instances and sentinels): the
+/// sentinels beside the replicas must see the master up from the start and fail over when
+/// its host dies, on every server.
+#[test]
+fn on_the_seed_layout_the_sentinels_fail_over_a_dead_master_host() {
+    let (mut c, sentinels) = seed_like_group();
+    let (new_master, _) = dead_master_host(&mut c, &sentinels);
+    assert_ne!(new_master, "master");
 }
 
 #[test]

@@ -198,3 +198,40 @@ fn sentinel_paths_follow_the_instance_conventions() {
         Some(PathBuf::from("/var/log/x/s1.log"))
     );
 }
+
+/// A sentinel bound to loopback while another host is reached on a real address: the
+/// other hosts could not reach it, and a 6.2 sentinel could not reach them. All on loopback
+/// (one machine) is fine.
+#[test]
+fn a_loopback_node_among_remote_hosts_is_warned_about() {
+    let text = with_sentinel(
+        2,
+        &[
+            ("s1", "h", "127.0.0.1", 26379),
+            ("s2", "tie", "10.0.0.3", 26379),
+            ("s3", "tie", "10.0.0.3", 26380),
+        ],
+    );
+    let w = one_warning(&text).to_string();
+    for fragment in [
+        "node `s1` binds 127.0.0.1, a loopback address",
+        "node `s2` on host `tie` is at 10.0.0.3",
+        "Redis 6.2",
+        "an address of host `h`",
+    ] {
+        assert!(w.contains(fragment), "{w:?} should contain {fragment:?}");
+    }
+    let local = with_sentinel(
+        2,
+        &[
+            ("s1", "h", "127.0.0.1", 26379),
+            ("s2", "h", "127.0.0.1", 26380),
+            ("s3", "h", "127.0.0.1", 26381),
+        ],
+    )
+    .replace("10.0.0.1", "127.0.0.11")
+    .replace("10.0.0.2", "127.0.0.12");
+    assert!(ok(&local).warnings.is_empty(), "{:#?}", ok(&local).warnings);
+    // The seed's layout on two machines: each node on its host's own address.
+    assert!(ok(&with_sentinel(2, THREE)).warnings.is_empty());
+}
