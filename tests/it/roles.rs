@@ -426,6 +426,12 @@ fn crashed_master_loses_nothing(redis: &str, catch_up: bool) {
             .query(&mut con)
             .expect("SET");
     }
+    // Redis 8.0 puts a replica online while the fork that sent it the copy may still be
+    // finishing (its "rdb channel"), and SAVE is refused until it ends.
+    util::wait_until(UP, "no fork on the master", || {
+        util::info(&mut con, "persistence")
+            .is_ok_and(|info| info.get("rdb_bgsave_in_progress").is_some_and(|v| v == "0"))
+    });
     let _: () = redis::cmd("SAVE").query(&mut con).expect("SAVE");
     let mut acked = Vec::new();
     for i in 0..2000 {
