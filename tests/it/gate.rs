@@ -294,3 +294,27 @@ fn a_replica_sure_to_resync_partially_is_admitted_while_another_holds_the_gate()
     c.wait_healthy();
     assert_eq!(c.status()["r2"]["sync_mispredictions"], 0);
 }
+
+/// An operator's rolling restart of both replicas right after a master restart: the
+/// master's restart ends when its replicas are back, so the replicas' min-replicas check
+/// finds them online (it refused at once before, on every server).
+#[test]
+fn replicas_restart_right_after_a_master_restart() {
+    let mut c = cluster::Builder::new()
+        .instance("master", "a", None)
+        .with("min_replicas_to_write = 1")
+        .instance("r1", "a", Some("master"))
+        .instance("r2", "a", Some("master"))
+        .build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    fill(&c, 1000);
+    c.wait_healthy();
+    for _ in 0..2 {
+        let run = c.cli(&["restart", "master"]);
+        run.expect_code(0);
+        assert!(run.stdout.contains("2 replica(s) back in"), "{run}");
+        c.cli(&["restart", "r1", "r2"]).expect_code(0);
+    }
+    c.wait_healthy();
+}

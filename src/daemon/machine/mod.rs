@@ -342,6 +342,10 @@ struct Slot {
     /// As a master, the replication id and offset its last INFO reported: what its
     /// replicas share with it after it crashed.
     last_history: Option<(String, i64)>,
+    /// How many replicas were online (per its own INFO) when an operation stopped it: a
+    /// restart is done when they are back, so that the next step (a replica's restart,
+    /// with its min-replicas check) does not find them still reconnecting.
+    replicas_before_stop: Option<usize>,
     counters: Counters,
 }
 
@@ -538,6 +542,7 @@ impl Machine {
             in_place: Some(Ok(())),
             logged_sync: None,
             last_history: None,
+            replicas_before_stop: None,
             counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);

@@ -54,6 +54,7 @@ impl Machine {
             in_place: Some(Ok(())),
             logged_sync: None,
             last_history: None,
+            replicas_before_stop: None,
             counters: Default::default(),
         };
         self.slots.insert(name.to_owned(), slot);

@@ -250,3 +250,59 @@ fn a_launch_that_failed_after_a_stop_is_not_retried() {
     assert_eq!(h.kind("master"), Kind::Stopped);
     assert!(launches(&h.advance(Duration::from_secs(30))).is_empty());
 }
+
+/// A master's restart is done when the replicas it had are back: a replica restart
+/// right after it (with its min-replicas check) must not find them still reconnecting.
+#[test]
+fn a_master_restart_is_done_when_its_replicas_are_back() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
+    let mut fx = shutdown_ok(&mut h, "master", 100);
+    h.now += S;
+    fx.extend(h.tick());
+    fx.extend(h.probe("r1", &replica_info(201, 1000)));
+    fx.extend(h.probe("r2", &replica_info(202, 1000)));
+    assert_eq!(launches(&fx), ["master"], "{fx:?}");
+    h.launched("master", 400);
+    // Up, but its replicas have not reconnected yet: not done.
+    let mut fx = h.probe("master", &master_info(400, &[]));
+    h.now += S;
+    fx.extend(h.probe("master", &master_info(400, &both[..1])));
+    assert!(reply(&fx, id).is_none(), "{fx:?}");
+    let fx = h.probe("master", &master_info(400, &both));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines[1].starts_with("master: running (pid 400), 2 replica(s) back in"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn replicas_back_waits_within_the_limit_then_says_how_many_are_missing() {
+    use super::super::ops::{ReplicasBack, replicas_back};
+    let limit = 10 * S;
+    for (before, back, waited, want) in [
+        (2, Some(2), S, ReplicasBack::Back),
+        (2, Some(3), S, ReplicasBack::Back),
+        (2, Some(1), S, ReplicasBack::Waiting),
+        (2, None, S, ReplicasBack::Waiting),
+        (2, Some(1), 11 * S, ReplicasBack::Missing(1)),
+        (2, None, 11 * S, ReplicasBack::Missing(0)),
+        (1, Some(1), 11 * S, ReplicasBack::Back),
+    ] {
+        assert_eq!(
+            replicas_back(before, back, waited, limit),
+            want,
+            "{before} {back:?} {waited:?}"
+        );
+    }
+}
