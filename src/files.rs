@@ -40,7 +40,7 @@ pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
 /// True when the RDB at `rdb` exists and no data file in the AOF directory `aof_dir` (its
 /// base and incr files) was written after it: then the RDB holds everything the AOF does.
 ///
-/// The manifest is not data: Redis 7.4+ (8.0 measured) rewrites it during `SHUTDOWN` after
+/// The manifest is not data: Redis 8.0 rewrites it during `SHUTDOWN` after
 /// the final RDB save, to record where its last incr file ends, so its time says nothing
 /// about which file is newer (counting it made a replica load its AOF, and full-sync,
 /// after 7 of 14 graceful restarts on 8.0.2). Every write that reaches the AOF changes a
