@@ -342,10 +342,11 @@ struct Slot {
     /// As a master, the replication id and offset its last INFO reported: what its
     /// replicas share with it after it crashed.
     last_history: Option<(String, i64)>,
-    /// How many replicas were online (per its own INFO) when an operation stopped it: a
-    /// restart is done when they are back, so that the next step (a replica's restart,
-    /// with its min-replicas check) does not find them still reconnecting.
-    replicas_before_stop: Option<usize>,
+    /// How many replicas were online (per its own INFO) when an operation stopped it, and
+    /// its role then: a restart in the same role is done when they are back, so that the
+    /// next step (a replica's restart, with its min-replicas check) does not find them
+    /// still reconnecting. (In another role, as after a switchover, they went elsewhere.)
+    replicas_before_stop: Option<(usize, String)>,
     counters: Counters,
 }
 

@@ -494,11 +494,13 @@ impl Machine {
                 if running && !force && !self.shutting_down {
                     plan::check_quorum(&self.group, name, self.good_siblings(name, now))?;
                 }
-                let online = self
-                    .fresh_info(name, now)
-                    .map(|info| info.replicas.iter().filter(|l| l.is_online()).count());
+                let before = self.fresh_info(name, now).and_then(|info| {
+                    let online = info.replicas.iter().filter(|l| l.is_online()).count();
+                    let role = info.get("role").unwrap_or_default().to_owned();
+                    (online > 0).then_some((online, role))
+                });
                 if let Some(slot) = self.slots.get_mut(name) {
-                    slot.replicas_before_stop = online.filter(|n| *n > 0);
+                    slot.replicas_before_stop = before;
                 }
                 self.begin_stop(name, *force, now, fx);
                 Ok(())
@@ -684,18 +686,28 @@ impl Machine {
                         {
                             line.push_str(&format!(", {sync}"));
                         }
-                        let Some(before) = slot.replicas_before_stop else {
+                        let Some((before, role)) = &slot.replicas_before_stop else {
                             return Some(Ok(Some(line)));
                         };
+                        // No more than the group, as it stands now, puts under it: after a
+                        // switchover its old replicas follow the new master.
+                        let before = (*before).min(self.group.replicas_of(name).count());
+                        if before == 0 {
+                            return Some(Ok(Some(line)));
+                        }
                         // Its replicas reconnect on their own schedule (up to a second
                         // later, then a resync): asked of INFO probed since this step began,
                         // which the new process answered.
-                        let back = self
+                        let info = self
                             .infos
                             .get(name)
                             .filter(|p| p.asked_at >= started)
-                            .and_then(|p| p.result.as_ref().ok())
-                            .map(|info| info.replicas.iter().filter(|l| l.is_online()).count());
+                            .and_then(|p| p.result.as_ref().ok());
+                        if info.is_some_and(|i| i.get("role").unwrap_or_default() != role) {
+                            return Some(Ok(Some(line)));
+                        }
+                        let back =
+                            info.map(|i| i.replicas.iter().filter(|l| l.is_online()).count());
                         let waited = now.duration_since(started);
                         match replicas_back(before, back, waited, limit) {
                             ReplicasBack::Waiting => None,
