@@ -250,17 +250,18 @@ pub fn unresolved_problems(
 ) -> Vec<Problem> {
     let indexes = unresolved_indexes(lines, unresolved);
     if indexes.is_empty() {
+        let named = if unresolved.is_empty() {
+            "directives it does not name".to_owned()
+        } else {
+            let list: Vec<String> = unresolved.iter().map(|u| format!("`{u}`")).collect();
+            format!("the directive(s) {}", list.join(", "))
+        };
         return vec![Problem::new(
             None,
             "redis",
             format!(
-                "`{server}` does not know the directive(s) {}: it reports them as module \
-                 configurations that no loaded module provides",
-                unresolved
-                    .iter()
-                    .map(|u| format!("`{u}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "`{server}` does not know {named}: it reports them as module configurations \
+                 that no loaded module provides; check `[redis]` and `[instance.redis]`"
             ),
         )];
     }
@@ -705,6 +706,13 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].key, "redis");
         assert!(p[0].to_string().contains("`nosuch 1`"), "{}", p[0]);
+        let p = unresolved_problems(&lines, &[], "redis-server");
+        assert!(
+            p[0].to_string()
+                .contains("does not know directives it does not name"),
+            "{}",
+            p[0]
+        );
     }
 
     #[test]
