@@ -137,7 +137,6 @@ fn unquote(value: &str) -> String {
 /// when a reload drops one (a parent that lost its last replica, a replica made master).
 const GENERATED_DEFAULTS: &[(&str, &str)] = &[
     ("repl-diskless-sync-max-replicas", "0"),
-    ("repl-diskless-sync-delay", "5"),
     ("repl-diskless-load", "disabled"),
     ("min-replicas-to-write", "0"),
     ("min-replicas-max-lag", "10"),
@@ -870,26 +869,6 @@ replica_of = "m"
         };
         assert_eq!(name, "r1");
         assert_eq!(change.describe(), "set maxmemory live", "no password in it");
-    }
-
-    /// A master made a replica (a failover, a re-point) loses the pacing directives: they
-    /// go back to the server's defaults live, never by a restart.
-    #[test]
-    fn dropped_pacing_directives_go_back_to_their_defaults_live() {
-        let old = "repl-diskless-sync-max-replicas 1\nrepl-diskless-sync-delay 0\n";
-        let change = live_change(old, "replicaof 10.0.0.1 6379\n").unwrap();
-        let set: Vec<(&str, &str)> = change
-            .set
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.expose()))
-            .collect();
-        assert_eq!(
-            set,
-            [
-                ("repl-diskless-sync-max-replicas", "0"),
-                ("repl-diskless-sync-delay", "5")
-            ]
-        );
     }
 
     #[test]

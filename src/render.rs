@@ -91,17 +91,6 @@ pub fn render(group: &Group, inst: &Instance, server: &Server, secrets: Secrets)
             &group.supervise.max_concurrent_syncs.to_string(),
         );
     }
-    // With one sync at a time there is no one to wait for: the transfer starts as soon as
-    // the replica asks. (Otherwise it waits for the master's next once-a-second
-    // replication tick even when `repl-diskless-sync-max-replicas` are waiting, or, on
-    // 6.2, which lacks that directive, the whole delay. Measured: 0-1 s added to every full
-    // sync on 7.0 and 8.0, 5 s on 6.2.)
-    if group.supervise.max_concurrent_syncs == 1
-        && group.replicas_of(&inst.name).next().is_some()
-        && group.directive(inst, "repl-diskless-sync-delay").is_none()
-    {
-        line("repl-diskless-sync-delay", "0");
-    }
     // A replica that lost its data set loads the copy straight from the socket while it
     // arrives, instead of writing it to disk and reading it back: its place in the sync
     // gate is held for the longer of transfer and load, not their sum. Only when empty,

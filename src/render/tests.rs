@@ -67,7 +67,6 @@ replica-announce-ip 192.168.100.101
 min-replicas-to-write 2
 min-replicas-max-lag 10
 repl-diskless-sync-max-replicas 1
-repl-diskless-sync-delay 0
 # [redis]
 save 3600 1
 save 300 100
@@ -350,28 +349,4 @@ fn seed_per_server() {
             );
         }
     }
-}
-
-/// One sync at a time (the default): the diskless transfer starts when the replica asks.
-/// Several: the master waits for the replicas the gate released together, as Redis does.
-/// A delay the user sets is theirs.
-#[test]
-fn the_diskless_delay_is_zero_only_for_one_sync_at_a_time() {
-    let one = render_text(CASCADE, "relay");
-    assert!(one.contains("\nrepl-diskless-sync-delay 0\n"), "{one}");
-    assert!(!render_text(CASCADE, "leaf").contains("repl-diskless-sync-delay"));
-    let two = CASCADE.replace(
-        "[redis]\n",
-        "[supervise]\nmax_concurrent_syncs = 2\n\n[redis]\n",
-    );
-    let out = render_text(&two, "relay");
-    assert!(!out.contains("repl-diskless-sync-delay"), "{out}");
-    assert!(
-        out.contains("\nrepl-diskless-sync-max-replicas 2\n"),
-        "{out}"
-    );
-    let own = CASCADE.replace("hz = 20\n", "hz = 20\nrepl-diskless-sync-delay = 2\n");
-    let out = render_text(&own, "relay");
-    assert_eq!(out.matches("repl-diskless-sync-delay").count(), 1, "{out}");
-    assert!(out.contains("\nrepl-diskless-sync-delay 2\n"), "{out}");
 }
