@@ -37,8 +37,14 @@ pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
-/// True when the RDB at `rdb` exists and no file in the AOF directory `aof_dir` was
-/// written after it: then the RDB holds everything the AOF does.
+/// True when the RDB at `rdb` exists and no data file in the AOF directory `aof_dir` (its
+/// base and incr files) was written after it: then the RDB holds everything the AOF does.
+///
+/// The manifest is not data: Redis 8.0 rewrites it during `SHUTDOWN` after
+/// the final RDB save, to record where its last incr file ends, so its time says nothing
+/// about which file is newer (counting it made a replica load its AOF, and full-sync,
+/// after 7 of 14 graceful restarts on 8.0.2). Every write that reaches the AOF changes a
+/// base or incr file.
 pub fn rdb_at_least_as_new_as_aof(rdb: &Path, aof_dir: &Path) -> bool {
     let Ok(rdb_time) = fs::metadata(rdb).and_then(|m| m.modified()) else {
         return false;
@@ -48,6 +54,7 @@ pub fn rdb_at_least_as_new_as_aof(rdb: &Path, aof_dir: &Path) -> bool {
     };
     entries
         .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".manifest"))
         .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
         .all(|t| t <= rdb_time)
 }
@@ -56,6 +63,47 @@ pub fn rdb_at_least_as_new_as_aof(rdb: &Path, aof_dir: &Path) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn the_rdb_is_newer_than_aof_data_whatever_the_manifest_says() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let rdb = dir.path().join("dump.rdb");
+        let aof = dir.path().join("appendonlydir");
+        fs::create_dir(&aof).unwrap();
+        let t0 = SystemTime::now() - Duration::from_secs(60);
+        let at = |path: &Path, t: SystemTime| {
+            fs::write(path, b"x").unwrap();
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        // No RDB: never.
+        assert!(!rdb_at_least_as_new_as_aof(&rdb, &aof));
+        at(&aof.join("appendonly.aof.3.base.rdb"), t0);
+        at(
+            &aof.join("appendonly.aof.3.incr.aof"),
+            t0 + Duration::from_secs(1),
+        );
+        at(&rdb, t0 + Duration::from_secs(2));
+        // Redis 8's SHUTDOWN: the manifest rewritten after the final save.
+        at(
+            &aof.join("appendonly.aof.manifest"),
+            t0 + Duration::from_secs(3),
+        );
+        assert!(rdb_at_least_as_new_as_aof(&rdb, &aof));
+        // A write after the save (a crash later): the AOF is newer.
+        at(
+            &aof.join("appendonly.aof.3.incr.aof"),
+            t0 + Duration::from_secs(4),
+        );
+        assert!(!rdb_at_least_as_new_as_aof(&rdb, &aof));
+        // No AOF directory yet: the RDB is all there is.
+        assert!(rdb_at_least_as_new_as_aof(&rdb, &dir.path().join("none")));
+    }
 
     #[test]
     fn atomic_write_replaces_and_sets_mode() {

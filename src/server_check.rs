@@ -12,6 +12,19 @@
 //! [`problem`] maps it back to the instance and key, and [`ask_server`] (the only IO here)
 //! drops the line and asks again until the server accepts the rest, so one `check` reports
 //! every rejected directive.
+//!
+//! Redis 8.0 parses differently: a directive it does not know (with at least one argument)
+//! is not an error while it reads the file but a *module configuration* kept for a module
+//! that may register it later; when none does, it logs every such line at once, without a
+//! line number, and exits (`Unresolved Configuration(s) Detected:`, `>>> 'maxmemroy 1gb'`,
+//! `Module Configuration detected without loadmodule directive or no ApplyConfig call:
+//! aborting`). That goes to its log, not to stderr, so the probe logs to stdout and ends
+//! with `loglevel warning` (a `loglevel nothing` of the user's would silence it);
+//! [`parse_unresolved`] reads it and [`unresolved_problems`] maps each line back by its
+//! directive name. Valkey 8 does the same for dotted names only (`module.option`: Redis
+//! 6.2 refuses those as bad directives); Redis 7.0 keeps dotted names for modules too but
+//! exits on `port 0` before judging them, so its probe accepts them (a known gap: such a
+//! typo shows only when the instance starts).
 
 use std::fs::File;
 use std::os::unix::process::CommandExt as _;
@@ -71,7 +84,8 @@ fn quote_path(path: &Path) -> String {
 }
 
 /// The probe file for `group`, with its throw-away data directory `dir`: a harmless header,
-/// then `[redis]` once, then each instance's `[instance.redis]`.
+/// then `[redis]` once, then each instance's `[instance.redis]`, then a trailer that keeps
+/// the server's warnings visible.
 pub fn probe_lines(group: &Group, dir: &Path) -> Vec<ProbeLine> {
     let header = [
         "# redisrepd check: does the server accept these directives?".to_owned(),
@@ -107,6 +121,12 @@ pub fn probe_lines(group: &Group, dir: &Path) -> Vec<ProbeLine> {
     for inst in &group.instances {
         add(Some(&inst.name), &inst.redis);
     }
+    // After the user's lines (which are still parsed, so still checked): Redis 8 reports
+    // unknown directives in its log, at warning level.
+    lines.push(ProbeLine {
+        text: "loglevel warning".to_owned(),
+        origin: None,
+    });
     lines
 }
 
@@ -160,6 +180,109 @@ pub fn refused_index(lines: &[ProbeLine], fatal: &Fatal) -> Option<usize> {
     Some(index)
 }
 
+/// Reads a refusal of module configurations that no module provides from the server's log
+/// (`logfile ""`: stdout): the lines or names it quotes, each starting with the directive's
+/// name. Redis 8.0 logs every directive it does not know this way, with its value:
+///
+/// ```text
+/// 1:M 02 Dec 2026 04:44:00.991 # Unresolved Configuration(s) Detected:
+/// 1:M 02 Dec 2026 04:44:00.991 # >>> 'maxmemroy 1gb'
+/// 1:M 02 Dec 2026 04:44:00.991 # Module Configuration detected without loadmodule directive or no ApplyConfig call: aborting
+/// ```
+///
+/// Valkey 8 does so only for dotted names (`module.option`), by name alone:
+/// `# Unused Module Configuration: foo.bar`, then the same last line.
+pub fn parse_unresolved(log: &str) -> Option<Vec<String>> {
+    const ABORT: &str = "Module Configuration detected without loadmodule directive";
+    const REDIS_HEAD: &str = "Unresolved Configuration(s) Detected";
+    const VALKEY_ITEM: &str = "Unused Module Configuration: ";
+    if !log.contains(ABORT) && !log.contains(REDIS_HEAD) {
+        return None;
+    }
+    let mut quoted = Vec::new();
+    let mut in_list = false;
+    for l in log.lines().map(str::trim_end) {
+        if l.contains(REDIS_HEAD) {
+            in_list = true;
+        } else if let Some((_, name)) = l.split_once(VALKEY_ITEM) {
+            quoted.push(name.trim().to_owned());
+        } else if let Some((_, rest)) = l.split_once(">>> ").filter(|_| in_list) {
+            let text = rest
+                .strip_prefix('\'')
+                .and_then(|q| q.strip_suffix('\''))
+                .unwrap_or(rest);
+            quoted.push(text.to_owned());
+        } else {
+            in_list = false;
+        }
+    }
+    Some(quoted)
+}
+
+/// The directive name of a probe line or of a line Redis quotes: its first word.
+fn directive_name(line: &str) -> &str {
+    line.split_whitespace().next().unwrap_or("")
+}
+
+/// The indexes in `lines` of every line from the TOML whose directive Redis 8 left
+/// unresolved. Redis keeps one value per name (the last), so every line of that name is
+/// meant; names compare without case, as Redis compares them.
+pub fn unresolved_indexes(lines: &[ProbeLine], unresolved: &[String]) -> Vec<usize> {
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.origin.is_some())
+        .filter(|(_, l)| {
+            unresolved
+                .iter()
+                .any(|u| directive_name(u).eq_ignore_ascii_case(directive_name(&l.text)))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The problems `check` reports for Redis 8's unresolved directives: one per line from the
+/// TOML, naming the instance and key, or one for the whole probe when none maps back.
+pub fn unresolved_problems(
+    lines: &[ProbeLine],
+    unresolved: &[String],
+    server: &str,
+) -> Vec<Problem> {
+    let indexes = unresolved_indexes(lines, unresolved);
+    if indexes.is_empty() {
+        let named = if unresolved.is_empty() {
+            "directives it does not name".to_owned()
+        } else {
+            let list: Vec<String> = unresolved.iter().map(|u| format!("`{u}`")).collect();
+            format!("the directive(s) {}", list.join(", "))
+        };
+        return vec![Problem::new(
+            None,
+            "redis",
+            format!(
+                "`{server}` does not know {named}: it reports them as module configurations \
+                 that no loaded module provides; check `[redis]` and `[instance.redis]`"
+            ),
+        )];
+    }
+    indexes
+        .into_iter()
+        .filter_map(|i| lines[i].origin.as_ref())
+        .map(|o| {
+            Problem::new(
+                o.instance.as_deref(),
+                &o.key,
+                format!(
+                    "`{server}` rejects `{}`: unknown directive (it reports it as a module \
+                     configuration that no loaded module provides); check the directive's \
+                     spelling, or load the module that provides it with `loadmodule`",
+                    o.line
+                ),
+            )
+        })
+        .collect()
+}
+
 /// The problem `check` reports for a refused line: the instance, the key, the line and
 /// Redis's reason, with what to do.
 pub fn problem(lines: &[ProbeLine], fatal: &Fatal, server: &str) -> Problem {
@@ -193,9 +316,27 @@ pub fn problem(lines: &[ProbeLine], fatal: &Fatal, server: &str) -> Problem {
 }
 
 /// What one run of the server said about a probe file.
-enum Verdict {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It read the file (and exited, listening nowhere).
     Accepted,
+    /// It stopped at one line (every server).
     Refused(Fatal),
+    /// It read the file but knew none of these lines (Redis 8: unresolved module
+    /// configurations).
+    Unresolved(Vec<String>),
+}
+
+/// The verdict from what the server wrote: a refusal on stderr comes first (it stops
+/// there), then Redis 8's unresolved directives in its log on stdout.
+pub fn verdict(stdout: &str, stderr: &str) -> Verdict {
+    if let Some(fatal) = parse_fatal(stderr) {
+        return Verdict::Refused(fatal);
+    }
+    match parse_unresolved(stdout).or_else(|| parse_unresolved(stderr)) {
+        Some(quoted) => Verdict::Unresolved(quoted),
+        None => Verdict::Accepted,
+    }
 }
 
 /// Asks `server` (a resolved path) whether it accepts every `[redis]` and `[instance.redis]`
@@ -224,6 +365,17 @@ pub fn ask_server(group: &Group, server: &Path) -> Result<Vec<Problem>, String> 
                     None => return Ok(problems),
                 }
             }
+            Verdict::Unresolved(quoted) => {
+                problems.extend(unresolved_problems(&lines, &quoted, &shown));
+                let drop = unresolved_indexes(&lines, &quoted);
+                if drop.is_empty() {
+                    return Ok(problems);
+                }
+                // Backwards, so that the indexes still hold.
+                for i in drop.into_iter().rev() {
+                    lines.remove(i);
+                }
+            }
         }
     }
     Ok(problems)
@@ -235,12 +387,13 @@ pub fn ask_server(group: &Group, server: &Path) -> Result<Vec<Problem>, String> 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the server once on the probe file and waits (at most [`PROBE_TIMEOUT`]) until it
-/// exits; reads its refusal, if any, from its stderr.
+/// exits; reads its refusal, if any, from its stderr and its log (stdout).
 fn run_once(server: &Path, dir: &Path, text: &str) -> Result<Verdict, String> {
     let conf = dir.join("probe.conf");
     crate::files::write_atomic(&conf, text.as_bytes(), 0o600)
         .map_err(|e| format!("cannot write `{}`: {e}", conf.display()))?;
     // Files, not pipes: nothing to drain while waiting, and a full pipe cannot block it.
+    let out_path = dir.join("probe.out");
     let err_path = dir.join("probe.err");
     let output = |path: &Path| {
         File::create(path).map_err(|e| format!("cannot create `{}`: {e}", path.display()))
@@ -252,7 +405,7 @@ fn run_once(server: &Path, dir: &Path, text: &str) -> Result<Verdict, String> {
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .stdin(Stdio::null())
-        .stdout(output(&dir.join("probe.out"))?)
+        .stdout(output(&out_path)?)
         .stderr(output(&err_path)?)
         .process_group(0)
         .spawn()
@@ -261,11 +414,9 @@ fn run_once(server: &Path, dir: &Path, text: &str) -> Result<Verdict, String> {
         let _ = child.kill();
     }
     let _ = child.wait();
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    Ok(match parse_fatal(&stderr) {
-        Some(fatal) => Verdict::Refused(fatal),
-        None => Verdict::Accepted,
-    })
+    Ok(verdict(&stdout, &stderr))
 }
 
 /// Waits for `child` to exit, up to `timeout`, on a pidfd (no polling loop).
@@ -426,5 +577,161 @@ mod tests {
         // ... while the message quotes the line as the user wrote it.
         let o = lines.iter().find_map(|l| l.origin.clone()).unwrap();
         assert_eq!(o.line, "unixsocket /run/live.sock");
+    }
+
+    /// Real outputs of each server on a probe file, captured into tests/fixtures.
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../tests/fixtures/server_check/", $name))
+        };
+    }
+
+    /// The probe the fixtures were captured on: `save 3600 1`, `maxmemroy 1gb` (line 7),
+    /// `appendonly yes`, each from `[redis]`.
+    fn typo_probe() -> Vec<ProbeLine> {
+        let mut lines: Vec<ProbeLine> = [
+            "# redisrepd check: does the server accept these directives?",
+            "port 0",
+            "daemonize no",
+            "dir \"/tmp/probe\"",
+            "logfile \"\"",
+        ]
+        .into_iter()
+        .map(|t| ProbeLine {
+            text: t.to_owned(),
+            origin: None,
+        })
+        .collect();
+        for (key, line) in [
+            ("save", "save 3600 1"),
+            ("maxmemroy", "maxmemroy 1gb"),
+            ("appendonly", "appendonly yes"),
+        ] {
+            lines.push(ProbeLine {
+                text: line.to_owned(),
+                origin: Some(Origin {
+                    instance: None,
+                    key: format!("redis.{key}"),
+                    line: line.to_owned(),
+                }),
+            });
+        }
+        lines
+    }
+
+    #[test]
+    fn every_server_refuses_the_typo_by_its_key() {
+        let cases = [
+            ("redis 6.2", "", fixture!("redis-6.2.typo.stderr")),
+            ("redis 7.0", "", fixture!("redis-7.0.typo.stderr")),
+            ("valkey 8.1", "", fixture!("valkey-8.1.typo.stderr")),
+            ("redis 8.0", fixture!("redis-8.0.typo.stdout"), ""),
+        ];
+        let lines = typo_probe();
+        for (server, stdout, stderr) in cases {
+            let problems = match verdict(stdout, stderr) {
+                Verdict::Refused(fatal) => {
+                    assert_eq!(refused_index(&lines, &fatal), Some(6), "{server}");
+                    vec![problem(&lines, &fatal, "redis-server")]
+                }
+                Verdict::Unresolved(quoted) => {
+                    assert_eq!(quoted, ["maxmemroy 1gb"], "{server}");
+                    assert_eq!(unresolved_indexes(&lines, &quoted), [6], "{server}");
+                    unresolved_problems(&lines, &quoted, "redis-server")
+                }
+                Verdict::Accepted => panic!("{server}: accepted"),
+            };
+            assert_eq!(problems.len(), 1, "{server}");
+            let p = &problems[0];
+            assert_eq!(
+                (p.instance.as_deref(), p.key.as_str()),
+                (None, "redis.maxmemroy")
+            );
+            assert!(
+                p.to_string()
+                    .contains("`redis-server` rejects `maxmemroy 1gb`: "),
+                "{server}: {p}"
+            );
+            assert!(p.to_string().contains("spelling"), "{server}: {p}");
+        }
+    }
+
+    #[test]
+    fn redis_8_reports_every_unknown_directive_at_once_by_name() {
+        // Redis keeps one value per name, compared without case, and prints the value
+        // unquoted: `MaxMemroy 2gb` replaced `maxmemroy 1gb`, `"60 1"` shows as `60 1`.
+        let quoted = match verdict(fixture!("redis-8.0.two-typos.stdout"), "") {
+            Verdict::Unresolved(q) => q,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(quoted, ["save-evry 60 1", "maxmemroy 2gb"]);
+        let g = group("[redis]\nmaxmemroy = \"1gb\"\nappendonly = \"yes\"\nsave-evry = \"60 1\"\n");
+        let lines = probe_lines(&g, Path::new("/tmp/x"));
+        let problems = unresolved_problems(&lines, &quoted, "redis-server");
+        let named: Vec<(Option<&str>, &str)> = problems
+            .iter()
+            .map(|p| (p.instance.as_deref(), p.key.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (None, "redis.maxmemroy"),
+                (None, "redis.save-evry"),
+                (Some("r"), "redis.maxmemroy"),
+            ]
+        );
+        assert!(
+            problems[1]
+                .to_string()
+                .contains("rejects `save-evry 60 1`: unknown directive"),
+            "{}",
+            problems[1]
+        );
+    }
+
+    #[test]
+    fn valkey_names_an_unused_module_configuration() {
+        assert_eq!(
+            verdict(fixture!("valkey-8.1.module.stdout"), ""),
+            Verdict::Unresolved(vec!["search.timeout".to_owned()])
+        );
+    }
+
+    #[test]
+    fn an_unresolved_line_not_from_the_toml_is_reported_on_the_whole_probe() {
+        let lines = typo_probe();
+        let quoted = vec!["nosuch 1".to_owned()];
+        assert!(unresolved_indexes(&lines, &quoted).is_empty());
+        let p = unresolved_problems(&lines, &quoted, "redis-server");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "redis");
+        assert!(p[0].to_string().contains("`nosuch 1`"), "{}", p[0]);
+        let p = unresolved_problems(&lines, &[], "redis-server");
+        assert!(
+            p[0].to_string()
+                .contains("does not know directives it does not name"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn a_clean_redis_8_run_is_accepted() {
+        assert_eq!(
+            verdict(fixture!("redis-8.0.accepted.stdout"), ""),
+            Verdict::Accepted
+        );
+    }
+
+    #[test]
+    fn the_probe_ends_by_keeping_warnings_visible() {
+        let g = group("[redis]\nloglevel = \"nothing\"\n");
+        let lines = probe_lines(&g, Path::new("/tmp/x"));
+        let last = lines.last().unwrap();
+        assert_eq!(
+            (last.text.as_str(), &last.origin),
+            ("loglevel warning", &None)
+        );
+        assert!(probe_text(&lines).contains("\nloglevel nothing\n"));
     }
 }

@@ -130,11 +130,22 @@ fn the_demo_example_as_checked_out_gives_no_warning() {
     assert_eq!(warnings, Vec::<&str>::new(), "{out}");
 }
 
-/// Writes the local example edited by `edit`, runs `check`, and expects exit 1 with every
-/// fragment on stderr, the file named, and nothing on stdout.
+/// Points the example at the suite's server (`$REDISREPD_TEST_SERVER`), which `check`
+/// asks about the `[redis]` directives.
+fn use_test_server(ex: &mut Example) {
+    ex.toml["cluster"].as_table_mut().unwrap().insert(
+        "redis_server".into(),
+        redis_server().display().to_string().into(),
+    );
+}
+
+/// Writes the local example edited by `edit`, runs `check` (against the suite's server),
+/// and expects exit 1 with every fragment on stderr, the file named, and nothing on
+/// stdout.
 fn rejected(edit: impl FnOnce(&mut Example), fragments: &[&str]) -> Run {
     let dir = TestDir::new();
     let mut ex = Example::load("local");
+    use_test_server(&mut ex);
     edit(&mut ex);
     let config = ex.write(&dir);
     let out = check(&config, &["--host", "local"]);
@@ -196,6 +207,17 @@ fn check_rejects_a_managed_directive() {
     );
 }
 
+/// What the test server says about a misspelled directive: Redis 8.0 takes any unknown
+/// directive for a module's and reports it once it has read the whole file.
+fn unknown_directive_reason() -> &'static str {
+    let server = super::util::test_server();
+    if server.kind == redisrepd::server::Kind::Redis && server.version.major >= 8 {
+        "unknown directive (it reports it as a module configuration"
+    } else {
+        "Bad directive or wrong number of arguments"
+    }
+}
+
 #[test]
 fn check_rejects_a_directive_the_server_rejects() {
     // Asked of the real redis-server: a misspelled directive and a malformed value, one in
@@ -204,20 +226,57 @@ fn check_rejects_a_directive_the_server_rejects() {
     redis_server();
     let mut redis = toml::Table::new();
     redis.insert("maxmemroy".into(), "1gb".into());
+    let typo = format!("rejects `maxmemroy 1gb`: {}", unknown_directive_reason());
     let out = rejected(
         |ex| {
             instance(ex, "replica-a").insert("redis".into(), redis.into());
             let group = ex.toml["redis"].as_table_mut().unwrap();
-            group.insert("save".into(), "3600".into());
+            // (Not `save 3600`: Redis 6.2 takes it, ignoring the odd argument.)
+            group.insert("maxmemory".into(), "lots".into());
         },
         &[
             "instance `replica-a`, key `redis.maxmemroy`: ",
-            "rejects `maxmemroy 1gb`: Bad directive or wrong number of arguments",
-            "key `redis.save`: ",
-            "rejects `save 3600`: Invalid save parameters",
+            &typo,
+            "key `redis.maxmemory`: ",
+            "rejects `maxmemory lots`: argument must be a memory value",
         ],
     );
     assert_eq!(out.stderr.lines().count(), 2, "{out}");
+}
+
+/// The demo's typo in `[redis]`, on every server: rejected by its key, even with the
+/// server's log silenced (Redis 8 reports unknown directives only in its log).
+#[test]
+fn check_rejects_a_typo_in_redis_on_every_server() {
+    redis_server();
+    let typo = format!("rejects `maxmemroy 1gb`: {}", unknown_directive_reason());
+    for loglevel in ["notice", "warning"] {
+        let out = rejected(
+            |ex| {
+                let group = ex.toml["redis"].as_table_mut().unwrap();
+                group.insert("maxmemroy".into(), "1gb".into());
+                group.insert("loglevel".into(), loglevel.into());
+            },
+            &[
+                "key `redis.maxmemroy`: ",
+                &typo,
+                "check the directive's spelling",
+            ],
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    }
+    // `nothing` exists from Redis 7.0 on (6.2 rejects the value itself).
+    let server = super::util::test_server();
+    if server.kind == redisrepd::server::Kind::Valkey || server.version.major >= 7 {
+        rejected(
+            |ex| {
+                let group = ex.toml["redis"].as_table_mut().unwrap();
+                group.insert("maxmemroy".into(), "1gb".into());
+                group.insert("loglevel".into(), "nothing".into());
+            },
+            &["key `redis.maxmemroy`: ", &typo],
+        );
+    }
 }
 
 #[test]
@@ -342,6 +401,7 @@ fn check_accepts_a_unixsocket_without_touching_it() {
     let dir = TestDir::new();
     let live = dir.join("live.sock");
     let mut ex = Example::load("local");
+    use_test_server(&mut ex);
     let redis = ex.toml["redis"].as_table_mut().unwrap();
     redis.insert("unixsocket".into(), live.display().to_string().into());
     redis.insert("loglevel".into(), "warning".into());

@@ -108,13 +108,7 @@ impl Node {
             if !linked {
                 return Err(log);
             }
-            if log.contains("accepted a Partial Resynchronization") {
-                Ok("partial")
-            } else if log.contains("Full resync from") {
-                Ok("full")
-            } else {
-                Err(log)
-            }
+            sync_kind(&log).ok_or(log)
         })
     }
 
@@ -123,6 +117,20 @@ impl Node {
             .get("role")
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+/// How a replica's log says it synced: `partial`, `full`, or not yet. Redis 8.0 copies a
+/// full sync over a second connection (its "rdb channel") and logs no `Full resync from`.
+fn sync_kind(log: &str) -> Option<&'static str> {
+    if log.contains("accepted a Partial Resynchronization") {
+        Some("partial")
+    } else if log.contains("Full resync from")
+        || log.contains("Starting to receive RDB and replication stream in parallel")
+    {
+        Some("full")
+    } else {
+        None
     }
 }
 
@@ -193,12 +201,9 @@ fn the_server_does_what_its_version_table_says() {
                 .get("master_link_status")
                 .map(String::as_str)
                 == Some("up");
-            if linked && new.contains("accepted a Partial Resynchronization") {
-                Ok("partial")
-            } else if linked && new.contains("Full resync from") {
-                Ok("full")
-            } else {
-                Err(new.to_owned())
+            match sync_kind(new) {
+                Some(kind) if linked => Ok(kind),
+                _ => Err(new.to_owned()),
             }
         },
     );

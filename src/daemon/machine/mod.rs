@@ -358,6 +358,11 @@ struct Slot {
     /// loads. Set by a logged full sync or a rewrite seen under way, cleared by a probe
     /// that shows none.
     aof_incomplete: bool,
+    /// How many replicas were online (per its own INFO) when an operation stopped it, and
+    /// its role then: a restart in the same role is done when they are back, so that the
+    /// next step (a replica's restart, with its min-replicas check) does not find them
+    /// still reconnecting. (In another role, as after a switchover, they went elsewhere.)
+    replicas_before_stop: Option<(usize, String)>,
     counters: Counters,
 }
 
@@ -593,6 +598,7 @@ impl Machine {
             logged_sync: None,
             last_history: None,
             aof_incomplete: false,
+            replicas_before_stop: None,
             counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);

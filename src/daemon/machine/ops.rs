@@ -3,7 +3,7 @@
 //! with the reply sent when the last step is done.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
@@ -563,6 +563,14 @@ impl Machine {
                         }
                     })?;
                 }
+                let before = self.fresh_info(name, now).and_then(|info| {
+                    let online = info.replicas.iter().filter(|l| l.is_online()).count();
+                    let role = info.get("role").unwrap_or_default().to_owned();
+                    (online > 0).then_some((online, role))
+                });
+                if let Some(slot) = self.slots.get_mut(name) {
+                    slot.replicas_before_stop = before;
+                }
                 self.begin_stop(name, *force, now, fx);
                 Ok(())
             }
@@ -766,7 +774,44 @@ impl Machine {
                         {
                             line.push_str(&format!(", {sync}"));
                         }
-                        Some(Ok(Some(line)))
+                        let Some((before, role)) = &slot.replicas_before_stop else {
+                            return Some(Ok(Some(line)));
+                        };
+                        // No more than the group, as it stands now, puts under it: after a
+                        // switchover its old replicas follow the new master.
+                        let before = (*before).min(self.group.replicas_of(name).count());
+                        if before == 0 {
+                            return Some(Ok(Some(line)));
+                        }
+                        // Its replicas reconnect on their own schedule (up to a second
+                        // later, then a resync): asked of INFO probed since this step began,
+                        // which the new process answered.
+                        let info = self
+                            .infos
+                            .get(name)
+                            .filter(|p| p.asked_at >= started)
+                            .and_then(|p| p.result.as_ref().ok());
+                        if info.is_some_and(|i| i.get("role").unwrap_or_default() != role) {
+                            return Some(Ok(Some(line)));
+                        }
+                        let back =
+                            info.map(|i| i.replicas.iter().filter(|l| l.is_online()).count());
+                        let waited = now.duration_since(started);
+                        match replicas_back(before, back, waited, limit) {
+                            ReplicasBack::Waiting => None,
+                            ReplicasBack::Back => {
+                                line.push_str(&format!(
+                                    ", {before} replica(s) back in {:.1}s",
+                                    waited.as_secs_f64()
+                                ));
+                                Some(Ok(Some(line)))
+                            }
+                            ReplicasBack::Missing(n) => Some(Err(format!(
+                                "{line}, but only {n} of its {before} replica(s) are back after \
+                                 {}: see `redisrepd status`",
+                                human(limit)
+                            ))),
+                        }
                     }
                     State::Failed { reason } => Some(Err(format!("{name}: failed: {reason}"))),
                     State::Backoff { .. } => Some(Err(format!(
@@ -883,5 +928,31 @@ impl Machine {
                 self.pending_status.push(p);
             }
         }
+    }
+}
+
+/// Where a restarted instance's replicas stand, for its restart to be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReplicasBack {
+    /// As many are online as before the stop.
+    Back,
+    /// Not yet; still within the limit.
+    Waiting,
+    /// The limit passed with this many online.
+    Missing(usize),
+}
+
+/// Judges a restarted instance's replicas: `before` were online when it was stopped, `back`
+/// are online in its INFO asked since (`None`: not probed yet), after `waited` of `limit`.
+pub(super) fn replicas_back(
+    before: usize,
+    back: Option<usize>,
+    waited: Duration,
+    limit: Duration,
+) -> ReplicasBack {
+    match back {
+        Some(n) if n >= before => ReplicasBack::Back,
+        _ if waited <= limit => ReplicasBack::Waiting,
+        n => ReplicasBack::Missing(n.unwrap_or(0)),
     }
 }

@@ -55,6 +55,7 @@ impl Machine {
             logged_sync: None,
             last_history: None,
             aof_incomplete: false,
+            replicas_before_stop: None,
             counters: Default::default(),
         };
         self.slots.insert(name.to_owned(), slot);

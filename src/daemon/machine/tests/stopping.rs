@@ -469,3 +469,116 @@ fn a_shutdown_asked_again_that_never_answers_ends_in_sigterm_not_in_a_busy_loop(
     let fx = h.advance(Duration::from_millis(4900));
     assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
 }
+
+/// A master's restart is done when the replicas it had are back: a replica restart
+/// right after it (with its min-replicas check) must not find them still reconnecting.
+#[test]
+fn a_master_restart_is_done_when_its_replicas_are_back() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
+    let mut fx = shutdown_ok(&mut h, "master", 100);
+    h.now += S;
+    fx.extend(h.tick());
+    fx.extend(h.probe("r1", &replica_info(201, 1000)));
+    fx.extend(h.probe("r2", &replica_info(202, 1000)));
+    assert_eq!(launches(&fx), ["master"], "{fx:?}");
+    h.launched("master", 400);
+    // Up, but its replicas have not reconnected yet: not done.
+    let mut fx = h.probe("master", &master_info(400, &[]));
+    h.now += S;
+    fx.extend(h.probe("master", &master_info(400, &both[..1])));
+    assert!(reply(&fx, id).is_none(), "{fx:?}");
+    let fx = h.probe("master", &master_info(400, &both));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines[1].starts_with("master: running (pid 400), 2 replica(s) back in"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn replicas_back_waits_within_the_limit_then_says_how_many_are_missing() {
+    use super::super::ops::{ReplicasBack, replicas_back};
+    let limit = 10 * S;
+    for (before, back, waited, want) in [
+        (2, Some(2), S, ReplicasBack::Back),
+        (2, Some(3), S, ReplicasBack::Back),
+        (2, Some(1), S, ReplicasBack::Waiting),
+        (2, None, S, ReplicasBack::Waiting),
+        (2, Some(1), 11 * S, ReplicasBack::Missing(1)),
+        (2, None, 11 * S, ReplicasBack::Missing(0)),
+        (1, Some(1), 11 * S, ReplicasBack::Back),
+    ] {
+        assert_eq!(
+            replicas_back(before, back, waited, limit),
+            want,
+            "{before} {back:?} {waited:?}"
+        );
+    }
+}
+
+/// Back in another role (a switchover moved the master away before the stop): its old
+/// replicas follow someone else, and the restart does not wait for them.
+#[test]
+fn a_restart_back_in_another_role_does_not_wait_for_old_replicas() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
+    let mut fx = shutdown_ok(&mut h, "master", 100);
+    h.now += S;
+    fx.extend(h.tick());
+    fx.extend(h.probe("r1", &replica_info(201, 1000)));
+    fx.extend(h.probe("r2", &replica_info(202, 1000)));
+    assert_eq!(launches(&fx), ["master"], "{fx:?}");
+    h.launched("master", 400);
+    let fx = h.probe("master", &replica_info(400, 1000));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert_eq!(lines[1], "master: running (pid 400)", "{lines:?}");
+}
+
+/// A replica that still had a replica when it was stopped (Sentinel re-points them one by
+/// one after a switchover) but that the group puts none under: nothing to wait for.
+#[test]
+fn a_restart_waits_only_for_replicas_the_group_puts_under_it() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    h.probe(
+        "r1",
+        &(replica_info(201, 1000)
+            + "slave0:ip=127.0.0.3,port=7002,state=online,offset=1000,lag=0\r\n"),
+    );
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["r1".into()],
+        force: false,
+    });
+    assert_eq!(shutdowns(&fx), [("r1".to_owned(), false)]);
+    let fx = shutdown_ok(&mut h, "r1", 201);
+    assert_eq!(claims(&fx), ["r1"]);
+    h.grant("r1");
+    h.launched("r1", 301);
+    let mut fx = h.probe("r1", &replica_info(301, 1000));
+    let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+    fx.extend(h.probe("master", &master_info(100, &both)));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert!(lines[1].starts_with("r1: running (pid 301)"), "{lines:?}");
+    assert!(!lines[1].contains("back"), "{lines:?}");
+}
