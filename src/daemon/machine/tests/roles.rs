@@ -303,12 +303,11 @@ fn a_crashed_master_catches_up_from_the_replica_ahead_then_takes_the_role_back()
     );
     h.probe("r1", &follower(201, M, "aaa", 1000));
     h.probe("r2", &follower(202, M, "aaa", 1200));
-    h.exited("master", 100, "killed by SIGKILL");
-    h.now += 2 * S;
-    h.tick();
-    h.probe_err("master", "connection refused");
-    h.probe("r1", &follower(201, M, "aaa", 1000));
-    let fx = h.probe("r2", &follower(202, M, "aaa", 1200));
+    let fx = crash(
+        &mut h,
+        &follower(201, M, "aaa", 1000),
+        &follower(202, M, "aaa", 1200),
+    );
     assert_eq!(made_master(&fx), ["r2"], "the most advanced one");
     assert!(launches(&fx).is_empty());
     let fx = h.feed(Input::RoleChanged {
@@ -374,12 +373,11 @@ fn a_crashed_master_with_aof_always_starts_from_its_aof() {
     h.probe("r1", &follower(201, M, "aaa", 1000));
     h.probe("r2", &follower(202, M, "aaa", 1200));
     h.probe("master", &leader(100, "aaa", "0", 900, &[R1, R2]));
-    h.exited("master", 100, "killed by SIGKILL");
-    h.now += 2 * S;
-    h.tick();
-    h.probe_err("master", "connection refused");
-    h.probe("r1", &follower(201, M, "aaa", 1000));
-    let fx = h.probe("r2", &follower(202, M, "aaa", 1200));
+    let fx = crash(
+        &mut h,
+        &follower(201, M, "aaa", 1000),
+        &follower(202, M, "aaa", 1200),
+    );
     // Redis wrote and fsynced the AOF before it replied: it holds every acknowledged write.
     assert!(made_master(&fx).is_empty());
     assert_eq!(launches(&fx), ["master"]);
@@ -396,12 +394,11 @@ fn a_crashed_master_with_aof_everysec_catches_up_from_its_last_history() {
     h.probe("master", &leader(100, "aaa", "0", 900, &[R1, R2]));
     h.probe("r1", &follower(201, M, "aaa", 1000));
     h.probe("r2", &follower(202, M, "aaa", 1200));
-    h.exited("master", 100, "killed by SIGKILL");
-    h.now += 2 * S;
-    h.tick();
-    h.probe_err("master", "connection refused");
-    h.probe("r1", &follower(201, M, "aaa", 1000));
-    let fx = h.probe("r2", &follower(202, M, "aaa", 1200));
+    let fx = crash(
+        &mut h,
+        &follower(201, M, "aaa", 1000),
+        &follower(202, M, "aaa", 1200),
+    );
     // Redis may have replied before it wrote the AOF (a slow fsync postpones the write).
     assert_eq!(made_master(&fx), ["r2"]);
 }
@@ -409,19 +406,11 @@ fn a_crashed_master_with_aof_everysec_catches_up_from_its_last_history() {
 /// A crash with r2 ahead: the catch-up asks r2 to become master.
 fn crash_with_r2_ahead(h: &mut H) -> Vec<Effect> {
     up_all(h);
-    h.histories.insert(
-        "master".into(),
-        ReplPosition {
-            repl_id: "aaa".into(),
-            offset: 500,
-        },
-    );
-    h.exited("master", 100, "killed by SIGKILL");
-    h.now += 2 * S;
-    h.tick();
-    h.probe_err("master", "connection refused");
-    h.probe("r1", &follower(201, M, "aaa", 1000));
-    h.probe("r2", &follower(202, M, "aaa", 1200))
+    crash(
+        h,
+        &follower(201, M, "aaa", 1000),
+        &follower(202, M, "aaa", 1200),
+    )
 }
 
 #[test]
@@ -490,9 +479,9 @@ fn follower2(pid: u32, up: (&str, u16), ids: (&str, &str, i64), offset: i64) -> 
     )
 }
 
-/// The master crashes with its RDB at `aaa`/500 and both replicas report `infos`: who is
-/// made master for the catch-up.
-fn crash_with(h: &mut H, r1: &str, r2: &str) -> Vec<String> {
+/// The master crashes with its RDB at `aaa`/500 (an AOF master ignores it) and the
+/// replicas then report `r1` and `r2`: the effects of the last probe.
+fn crash(h: &mut H, r1: &str, r2: &str) -> Vec<Effect> {
     h.histories.insert(
         "master".into(),
         ReplPosition {
@@ -505,7 +494,12 @@ fn crash_with(h: &mut H, r1: &str, r2: &str) -> Vec<String> {
     h.tick();
     h.probe_err("master", "connection refused");
     h.probe("r1", r1);
-    made_master(&h.probe("r2", r2))
+    h.probe("r2", r2)
+}
+
+/// Who is made master for the catch-up after [`crash`].
+fn crash_with(h: &mut H, r1: &str, r2: &str) -> Vec<String> {
+    made_master(&crash(h, r1, r2))
 }
 
 #[test]
@@ -689,12 +683,11 @@ fn a_master_with_aof_that_crashed_while_its_aof_was_rewritten_catches_up() {
     );
     h.probe("r1", &follower(201, M, "ccc", 1000));
     h.probe("r2", &follower(202, M, "ccc", 1200));
-    h.exited("master", 100, "killed by SIGKILL");
-    h.now += 2 * S;
-    h.tick();
-    h.probe_err("master", "connection refused");
-    h.probe("r1", &follower(201, M, "ccc", 1000));
-    let fx = h.probe("r2", &follower(202, M, "ccc", 1200));
+    let fx = crash(
+        &mut h,
+        &follower(201, M, "ccc", 1000),
+        &follower(202, M, "ccc", 1200),
+    );
     assert_eq!(made_master(&fx), ["r2"]);
     // Once a probe shows the rewrite over, the AOF is trusted again.
     let mut h = H::new(&text, "a");
@@ -712,11 +705,10 @@ fn a_master_with_aof_that_crashed_while_its_aof_was_rewritten_catches_up() {
     );
     h.probe("r1", &follower(201, M, "ccc", 1000));
     h.probe("r2", &follower(202, M, "ccc", 1200));
-    h.exited("master", 100, "killed by SIGKILL");
-    h.now += 2 * S;
-    h.tick();
-    h.probe_err("master", "connection refused");
-    h.probe("r1", &follower(201, M, "ccc", 1000));
-    let fx = h.probe("r2", &follower(202, M, "ccc", 1200));
+    let fx = crash(
+        &mut h,
+        &follower(201, M, "ccc", 1000),
+        &follower(202, M, "ccc", 1200),
+    );
     assert!(made_master(&fx).is_empty());
 }
