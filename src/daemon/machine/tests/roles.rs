@@ -666,49 +666,35 @@ fn a_re_point_planned_before_the_master_changed_again_is_dropped_or_guarded() {
     }
 }
 
-#[test]
-fn a_master_with_aof_that_crashed_while_its_aof_was_rewritten_catches_up() {
+/// An AOF master (`appendfsync always`) that full-synced as a replica (after a failover)
+/// and is master again, its AOF rewrite `over` or not, crashes with both replicas on its
+/// history: who is made master for the catch-up.
+fn aof_master_crash_after_full_sync(over: bool) -> Vec<String> {
     let text = SEED.replace(
         "save = [\"3600 1\"]",
         "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"",
     );
     let mut h = H::new(&text, "a");
     up_all(&mut h);
-    // It full-synced as a replica (after a failover), became master again, and crashed
-    // before the AOF that Redis rewrites after a full sync was complete.
-    h.probe_logged(
-        "master",
-        &leader(100, "ccc", "bbb", 900, &[R1, R2]),
-        Some(SyncKind::Full),
-    );
-    h.probe("r1", &follower(201, M, "ccc", 1000));
-    h.probe("r2", &follower(202, M, "ccc", 1200));
-    let fx = crash(
-        &mut h,
-        &follower(201, M, "ccc", 1000),
-        &follower(202, M, "ccc", 1200),
-    );
-    assert_eq!(made_master(&fx), ["r2"]);
+    let info = leader(100, "ccc", "bbb", 900, &[R1, R2]);
+    h.probe_logged("master", &info, Some(SyncKind::Full));
+    if over {
+        h.now += S;
+        h.probe(
+            "master",
+            &(info + "aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"),
+        );
+    }
+    let (r1, r2) = (follower(201, M, "ccc", 1000), follower(202, M, "ccc", 1200));
+    h.probe("r1", &r1);
+    h.probe("r2", &r2);
+    crash_with(&mut h, &r1, &r2)
+}
+
+#[test]
+fn a_master_with_aof_that_crashed_while_its_aof_was_rewritten_catches_up() {
+    // Crashed before the AOF that Redis rewrites after a full sync was complete.
+    assert_eq!(aof_master_crash_after_full_sync(false), ["r2"]);
     // Once a probe shows the rewrite over, the AOF is trusted again.
-    let mut h = H::new(&text, "a");
-    up_all(&mut h);
-    h.probe_logged(
-        "master",
-        &leader(100, "ccc", "bbb", 900, &[R1, R2]),
-        Some(SyncKind::Full),
-    );
-    h.now += S;
-    h.probe(
-        "master",
-        &(leader(100, "ccc", "bbb", 900, &[R1, R2])
-            + "aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"),
-    );
-    h.probe("r1", &follower(201, M, "ccc", 1000));
-    h.probe("r2", &follower(202, M, "ccc", 1200));
-    let fx = crash(
-        &mut h,
-        &follower(201, M, "ccc", 1000),
-        &follower(202, M, "ccc", 1200),
-    );
-    assert!(made_master(&fx).is_empty());
+    assert!(aof_master_crash_after_full_sync(true).is_empty());
 }
