@@ -694,3 +694,18 @@ fn a_replication_loop_is_reported_and_repaired() {
     let logs = c.logs();
     assert!(logs.contains("replication loop"), "{logs}");
 }
+
+#[test]
+fn a_master_crashed_after_a_host_reboot_loses_nothing_with_aof() {
+    crashed_master_loses_nothing(AOF, Before::HostReboot, true);
+}
+
+#[test]
+fn a_master_crashed_twice_loses_nothing_with_aof() {
+    crashed_master_loses_nothing(AOF, Before::CatchUp, true);
+}
+
+#[test]
+fn a_master_crashed_after_a_daemon_crash_loses_nothing_with_aof() {
+    crashed_master_loses_nothing(AOF, Before::DaemonRestart, true);
+}
