@@ -457,6 +457,8 @@ pub struct Machine {
     generation: u64,
     /// Since when every instance answers and none is master (a loop, most likely).
     no_master_since: Option<Instant>,
+    /// Since when a local replica runs under another upstream than the group's.
+    drift_since: Option<Instant>,
 }
 
 impl Machine {
@@ -496,6 +498,7 @@ impl Machine {
             last_ids: BTreeMap::new(),
             generation: 0,
             no_master_since: None,
+            drift_since: None,
         };
         for name in m.local_names() {
             m.add_slot(&name, now);

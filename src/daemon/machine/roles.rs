@@ -30,6 +30,10 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// running the most advanced one makes it master.
 const NO_MASTER_REPAIR: Duration = Duration::from_secs(5);
 
+/// How long a local replica may replicate from another instance than the group puts it
+/// under, with nothing under way, before it is re-pointed.
+const DRIFT_REPAIR: Duration = Duration::from_secs(2);
+
 /// How long a failed hand-back waits before it is tried again, and how often.
 const HAND_BACK_RETRY: Duration = Duration::from_secs(5);
 const HAND_BACK_TRIES: u32 = 3;
@@ -142,9 +146,62 @@ impl Machine {
         let new = topology::learn(&self.group, &self.actual, &seen);
         self.no_master_since = None;
         let Some(new) = new else {
+            self.repair_drift(now);
             return;
         };
         let steps = self.set_actual(&new, "the group says so", now, fx);
+        self.push_steps(steps);
+    }
+
+    /// A local replica that runs settled but replicates from another instance than the
+    /// group puts it under — re-points that a daemon killed meanwhile never sent (the new
+    /// daemon adopts it as it is), or a `REPLICAOF` by hand — is re-pointed, live when its
+    /// resync is sure to be partial (else restarted through the gate), once it has been so
+    /// for `DRIFT_REPAIR` with nothing else under way.
+    fn repair_drift(&mut self, now: Instant) {
+        if !self.ops.is_empty() {
+            self.drift_since = None;
+            return;
+        }
+        let drifted: Vec<(String, Instance, String)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.wanted && s.state.kind() == Kind::Running)
+            .filter_map(|(name, _)| {
+                let inst = self.group.instance(name)?;
+                let want = self.group.instance(inst.replica_of.as_deref()?)?;
+                let info = self.fresh_info(name, now)?;
+                let actual = topology::upstream_of(&self.group, info)?;
+                (actual.name != want.name)
+                    .then(|| (name.clone(), want.clone(), actual.name.clone()))
+            })
+            .collect();
+        if drifted.is_empty() {
+            self.drift_since = None;
+            return;
+        }
+        let since = *self.drift_since.get_or_insert(now);
+        if now < since + DRIFT_REPAIR {
+            return;
+        }
+        self.drift_since = None;
+        let steps: Vec<Step> = drifted
+            .into_iter()
+            .map(|(name, want, actual)| {
+                warn!(instance = %name, "replicates from `{actual}`, but the group puts it under `{}`: re-pointing it", want.name);
+                Step::ApplyLive {
+                    name,
+                    change: plan::LiveChange {
+                        set: Vec::new(),
+                        repoint: Some(Some(plan::Upstream {
+                            name: want.name.clone(),
+                            host: want.bind.to_string(),
+                            port: want.port,
+                        })),
+                    },
+                }
+            })
+            .collect();
         self.push_steps(steps);
     }
 

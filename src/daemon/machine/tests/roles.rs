@@ -698,3 +698,27 @@ fn a_master_with_aof_that_crashed_while_its_aof_was_rewritten_catches_up() {
     // Once a probe shows the rewrite over, the AOF is trusted again.
     assert!(aof_master_crash_after_full_sync(true).is_empty());
 }
+
+#[test]
+fn a_replica_left_under_the_wrong_upstream_is_re_pointed_once_settled() {
+    // A daemon killed before it re-pointed r2 to r1 (the master again after a catch-up):
+    // the new one keeps r1 from its file and finds r2 still under `master`.
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    h.m.restore_topology("r1");
+    let probe_all = |h: &mut H| {
+        let mut fx = h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[M]));
+        fx.extend(h.probe("master", &follower(100, R1, "bbb", 1000)));
+        fx.extend(h.probe("r2", &follower(202, M, "bbb", 1000)));
+        fx.extend(h.tick());
+        fx
+    };
+    let fx = probe_all(&mut h);
+    assert!(live(&fx).is_empty(), "not at once: {:?}", live(&fx));
+    h.now += 3 * S;
+    let fx = probe_all(&mut h);
+    assert_eq!(
+        live(&fx),
+        [("r2".to_owned(), "re-pointed to r1".to_owned())]
+    );
+}
