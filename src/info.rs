@@ -29,6 +29,49 @@ impl std::fmt::Display for Replication {
     }
 }
 
+/// What becomes of a `REPLICAOF` decided when the instance was `was` and its target
+/// `target_was`, asked again right before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepointVerdict {
+    /// It is already where it should go: nothing to send.
+    AlreadyThere,
+    /// Both are where they were: send it.
+    Send,
+    /// The group moved on (why): sending it now could close a replication loop.
+    MovedOn(String),
+}
+
+/// Judges a re-point of an instance to `goal` (`Master` for `REPLICAOF NO ONE`): `now` is
+/// the instance's place as asked right now, `target` the new upstream's place when decided
+/// and as asked right now (`Err`: it could not be asked). An unknown `was` is not held
+/// against it.
+pub fn repoint_verdict(
+    goal: &Replication,
+    was: Option<&Replication>,
+    now: Option<&Replication>,
+    target: Option<(&Replication, Result<Option<Replication>, String>)>,
+) -> RepointVerdict {
+    if now == Some(goal) {
+        return RepointVerdict::AlreadyThere;
+    }
+    if let (Some(was), Some(now)) = (was, now)
+        && was != now
+    {
+        return RepointVerdict::MovedOn(format!("it was {was} when decided and is {now} now"));
+    }
+    match target {
+        Some((was, Ok(Some(now)))) if now == *was => RepointVerdict::Send,
+        Some((was, Ok(now))) => RepointVerdict::MovedOn(format!(
+            "its new upstream was {was} when decided and is {} now",
+            now.map_or_else(|| "unknown".to_owned(), |r| r.to_string())
+        )),
+        Some((_, Err(e))) => {
+            RepointVerdict::MovedOn(format!("its new upstream cannot be asked where it is: {e}"))
+        }
+        None => RepointVerdict::Send,
+    }
+}
+
 /// One `slaveN:ip=..,port=..,state=..,offset=..,lag=..` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaLine {
@@ -253,6 +296,60 @@ pub fn sync_kind_of(line: &str) -> Option<SyncKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_re_point_is_sent_only_while_both_are_where_they_were() {
+        use Replication::{Master, ReplicaOf};
+        let of = |port| ReplicaOf {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let goal = of(2);
+        // Already there.
+        assert_eq!(
+            repoint_verdict(&goal, Some(&Master), Some(&of(2)), None),
+            RepointVerdict::AlreadyThere
+        );
+        // Unchanged, target unchanged: send.
+        assert_eq!(
+            repoint_verdict(
+                &goal,
+                Some(&of(1)),
+                Some(&of(1)),
+                Some((&Master, Ok(Some(Master))))
+            ),
+            RepointVerdict::Send
+        );
+        // The instance became master meanwhile (a failover back): not sent.
+        assert!(matches!(
+            repoint_verdict(&goal, Some(&of(2)), Some(&Master), None),
+            RepointVerdict::MovedOn(_)
+        ));
+        // Decided while it was still master (mid-FAILOVER), and the target has since
+        // become its replica: sending would close a loop.
+        assert!(matches!(
+            repoint_verdict(
+                &goal,
+                Some(&Master),
+                Some(&Master),
+                Some((&Master, Ok(Some(of(1)))))
+            ),
+            RepointVerdict::MovedOn(_)
+        ));
+        assert!(matches!(
+            repoint_verdict(
+                &goal,
+                None,
+                Some(&Master),
+                Some((&Master, Err("refused".into())))
+            ),
+            RepointVerdict::MovedOn(_)
+        ));
+        assert_eq!(
+            repoint_verdict(&goal, None, None, None),
+            RepointVerdict::Send
+        );
+    }
 
     const MASTER: &str = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
         slave0:ip=127.0.0.2,port=7001,state=online,offset=1234,lag=0\r\n\

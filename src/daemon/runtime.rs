@@ -918,14 +918,14 @@ fn repoint_checked(
     live: &Live<'_>,
     to: Option<&crate::plan::Upstream>,
 ) -> Result<(), LiveFailure> {
-    use crate::info::{Info, Replication};
+    use crate::info::{Info, Replication, RepointVerdict};
     let name = live.name;
     let text: String = redis::cmd("INFO")
         .arg("replication")
         .query(c)
         .map_err(|e| LiveFailure::Failed(format!("INFO before REPLICAOF: {e}")))?;
     let now = Info::parse(&text).replication();
-    let target = match to {
+    let goal_place = match to {
         Some(u) => Replication::ReplicaOf {
             host: u.host.clone(),
             port: u.port,
@@ -933,23 +933,7 @@ fn repoint_checked(
         None => Replication::Master,
     };
     let goal = to.map_or_else(|| "master".to_owned(), |u| format!("`{}`", u.name));
-    if now.as_ref() == Some(&target) {
-        info!(instance = %name, "already follows {goal}: no REPLICAOF needed");
-        return Ok(());
-    }
-    if let (Some(was), Some(now)) = (live.was, &now)
-        && was != now
-    {
-        warn!(
-            instance = %name,
-            "REPLICAOF {goal} not sent: it was {was} when decided and is {now} now (the \
-             group moved on)"
-        );
-        return Err(LiveFailure::Failed(format!(
-            "not re-pointed to {goal}: it became {now} meanwhile"
-        )));
-    }
-    if let Some((ep, was)) = live.target {
+    let target = live.target.map(|(ep, was)| {
         let now = ep
             .connect(Duration::from_secs(2))
             .and_then(|mut t| {
@@ -957,26 +941,22 @@ fn repoint_checked(
                     .arg("replication")
                     .query::<String>(&mut t)
             })
-            .map(|text| Info::parse(&text).replication());
-        match now {
-            Ok(Some(now)) if now == *was => {}
-            Ok(now) => {
-                let now = now.map_or_else(|| "unknown".to_owned(), |r| r.to_string());
-                warn!(
-                    instance = %name,
-                    "REPLICAOF {goal} not sent: {goal} was {was} when decided and is {now} \
-                     now (the group moved on)"
-                );
-                return Err(LiveFailure::Failed(format!(
-                    "not re-pointed: {goal} became {now} meanwhile"
-                )));
-            }
-            Err(e) => {
-                return Err(LiveFailure::Failed(format!(
-                    "not re-pointed: cannot ask {goal} where it is now: {e}"
-                )));
-            }
+            .map(|text| Info::parse(&text).replication())
+            .map_err(|e| e.to_string());
+        (was, now)
+    });
+    match crate::info::repoint_verdict(&goal_place, live.was, now.as_ref(), target) {
+        RepointVerdict::AlreadyThere => {
+            info!(instance = %name, "already follows {goal}: no REPLICAOF needed");
+            return Ok(());
         }
+        RepointVerdict::MovedOn(why) => {
+            warn!(instance = %name, "REPLICAOF {goal} not sent: {why} (the group moved on)");
+            return Err(LiveFailure::Failed(format!(
+                "not re-pointed to {goal}: {why}"
+            )));
+        }
+        RepointVerdict::Send => {}
     }
     info!(instance = %name, "REPLICAOF: re-pointing it to {goal}");
     // A refusal here is of the moment (a failover under way), not a setting only a restart
