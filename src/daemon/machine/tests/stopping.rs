@@ -470,15 +470,13 @@ fn a_shutdown_asked_again_that_never_answers_ends_in_sigterm_not_in_a_busy_loop(
     assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
 }
 
-/// A master's restart is done when the replicas it had are back: a replica restart
-/// right after it (with its min-replicas check) must not find them still reconnecting.
-#[test]
-fn a_master_restart_is_done_when_its_replicas_are_back() {
+/// `restart master` with both replicas online: it is stopped, and launched again as pid
+/// 400. The request's id, and the machine.
+fn restart_master_relaunched() -> (RequestId, H) {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
-    let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
     let (id, fx) = h.request(Request::Restart {
         instances: vec!["master".into()],
         force: false,
@@ -491,6 +489,15 @@ fn a_master_restart_is_done_when_its_replicas_are_back() {
     fx.extend(h.probe("r2", &replica_info(202, 1000)));
     assert_eq!(launches(&fx), ["master"], "{fx:?}");
     h.launched("master", 400);
+    (id, h)
+}
+
+/// A master's restart is done when the replicas it had are back: a replica restart
+/// right after it (with its min-replicas check) must not find them still reconnecting.
+#[test]
+fn a_master_restart_is_done_when_its_replicas_are_back() {
+    let (id, mut h) = restart_master_relaunched();
+    let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
     // Up, but its replicas have not reconnected yet: not done.
     let mut fx = h.probe("master", &master_info(400, &[]));
     h.now += S;
@@ -530,22 +537,7 @@ fn replicas_back_waits_within_the_limit_then_says_how_many_are_missing() {
 /// replicas follow someone else, and the restart does not wait for them.
 #[test]
 fn a_restart_back_in_another_role_does_not_wait_for_old_replicas() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
-    let (id, fx) = h.request(Request::Restart {
-        instances: vec!["master".into()],
-        force: false,
-    });
-    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
-    let mut fx = shutdown_ok(&mut h, "master", 100);
-    h.now += S;
-    fx.extend(h.tick());
-    fx.extend(h.probe("r1", &replica_info(201, 1000)));
-    fx.extend(h.probe("r2", &replica_info(202, 1000)));
-    assert_eq!(launches(&fx), ["master"], "{fx:?}");
-    h.launched("master", 400);
+    let (id, mut h) = restart_master_relaunched();
     let fx = h.probe("master", &replica_info(400, 1000));
     let (ok, lines) = done(&fx, id);
     assert!(ok, "{lines:?}");
