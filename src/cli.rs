@@ -78,6 +78,14 @@ pub enum Verb {
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
     },
+    /// Check this host for what its servers need (overcommit, huge pages, backlog, open
+    /// files, memory, disk, clock): one line each with the fix; exit 0 ok, 1 a problem, 3
+    /// only warnings.
+    Doctor {
+        /// The host whose instances to check for (default: this machine's hostname).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
     /// Print the redis.conf generated for an instance (the sentinel.conf for a sentinel node).
     Render {
         /// The instance (or sentinel node).

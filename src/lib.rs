@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod doctor;
 pub mod endpoint;
 pub mod files;
 pub mod gate;

@@ -63,6 +63,8 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
         println!("server: {server} ({})", group.cluster.redis_server);
     }
     print!("{}", plan(group, &hosts));
+    // The file can be right and the host still wrong for it (overcommit, open files, ...).
+    println!("on each host, `redisrepd doctor` checks what its servers need of the machine");
     Ok(crate::EXIT_OK)
 }
 

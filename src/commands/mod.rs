@@ -2,6 +2,7 @@
 
 mod check;
 mod client;
+mod doctor;
 
 use anyhow::{Context, Result};
 
@@ -13,6 +14,7 @@ use crate::render::{self, Secrets};
 pub fn dispatch(cli: Cli) -> Result<u8> {
     match cli.verb {
         Verb::Check { host } => check::run(&cli.config, host.as_deref()),
+        Verb::Doctor { host } => doctor::run(&cli.config, host.as_deref()),
         Verb::Render {
             instance,
             show_secrets,

@@ -11,6 +11,7 @@ mod adoption;
 mod check;
 mod cluster;
 mod daemon;
+mod doctor;
 mod faults;
 mod gate;
 mod metrics;
