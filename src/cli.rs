@@ -64,6 +64,15 @@ pub enum Verb {
         #[arg(long)]
         force: bool,
     },
+    /// Maintenance mode for the whole group: until `resume` (or the deadline), no daemon
+    /// restarts, re-points, repairs or fails over anything by itself; verbs still work.
+    Pause {
+        /// How long (e.g. "30m", "2h"); the pause ends by itself then.
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        length: std::time::Duration,
+    },
+    /// End the maintenance pause: automatic actions run again.
+    Resume,
     /// The master is gone: make REPLICA the master now and re-point the other replicas.
     Promote {
         /// The replica to make master.
@@ -123,4 +132,15 @@ pub struct ForceTargets {
     /// instance whose final save fails without saving.
     #[arg(long)]
     pub force: bool,
+}
+
+/// A duration as the TOML writes them ("90s", "30m", "1h 30m"), more than zero.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a duration like 30m or 2h: {e}"))?;
+    std::time::Duration::try_from(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}`: the pause must last more than zero"))
 }

@@ -31,6 +31,10 @@ pub enum Request {
     Failover { to: Option<String>, force: bool },
     /// The master is gone: make `instance` the master.
     Promote { instance: String, force: bool },
+    /// Maintenance pause for `for_ms` milliseconds: nothing automatic until then.
+    Pause { for_ms: u64 },
+    /// End the maintenance pause.
+    Resume,
 }
 
 /// What a daemon answers.
@@ -43,6 +47,9 @@ pub enum Response {
     Status {
         host: String,
         instances: Vec<InstanceStatus>,
+        /// How long this daemon's maintenance pause still holds (absent: not paused).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        paused_for_ms: Option<u64>,
     },
     /// The request was not understood or cannot be carried out.
     Error { message: String },

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub instances: Vec<InstanceMetrics>,
     /// The sync gates of the upstreams this host's replicas wait on.
     pub gates: Vec<GateMetrics>,
+    /// Seconds the maintenance pause still holds (`None`: not paused).
+    pub pause_remaining_s: Option<u64>,
 }
 
 /// One local instance's numbers. Counters count since the daemon started.
@@ -190,6 +192,24 @@ pub fn encode(snapshot: &Snapshot) -> String {
     }
 
     let mut registry = Registry::default();
+    let paused = Gauge::<i64>::default();
+    paused.set(i64::from(snapshot.pause_remaining_s.is_some()));
+    let pause_left = Gauge::<i64>::default();
+    pause_left.set(
+        snapshot
+            .pause_remaining_s
+            .map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)),
+    );
+    registry.register(
+        "redisrepd_paused",
+        "1 while the group is paused (redisrepd pause): nothing restarts, re-points or fails over by itself",
+        paused,
+    );
+    registry.register(
+        "redisrepd_pause_remaining_seconds",
+        "Seconds until the pause ends by itself (0 when not paused)",
+        pause_left,
+    );
     registry.register(
         "redisrepd_instance_up",
         "1 when the instance is running and, for a replica, in sync",
@@ -420,6 +440,7 @@ mod tests {
                 upstream: "master".to_owned(),
                 waiting: 1,
             }],
+            pause_remaining_s: Some(90),
         }
     }
 
@@ -447,6 +468,8 @@ mod tests {
             r#"redisrepd_gate_waiting{upstream="master"} 1"#,
             r#"redisrepd_server_info{instance="replica-1",server="redis",version="7.0.15"} 1"#,
             r#"redisrepd_sync_mispredictions_total{instance="replica-1"} 1"#,
+            "redisrepd_paused 1",
+            "redisrepd_pause_remaining_seconds 90",
         ] {
             assert!(got.contains(&want), "missing {want}\n{text}");
         }
@@ -455,8 +478,9 @@ mod tests {
             !text.contains(r#"server_info{instance="replica-2""#),
             "{text}"
         );
-        // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info.
-        assert_eq!(got.len(), 20, "{text}");
+        // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info + 2
+        // pause.
+        assert_eq!(got.len(), 22, "{text}");
     }
 
     #[test]
@@ -490,8 +514,11 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_snapshot_encodes_to_descriptors_only() {
-        assert_eq!(samples(&encode(&Snapshot::default())), Vec::<&str>::new());
+    fn an_empty_snapshot_encodes_to_descriptors_and_the_pause_only() {
+        assert_eq!(
+            samples(&encode(&Snapshot::default())),
+            ["redisrepd_pause_remaining_seconds 0", "redisrepd_paused 0"]
+        );
     }
 
     #[test]

@@ -137,14 +137,22 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         }
     }
     let mut from_daemons: BTreeMap<String, InstanceStatus> = BTreeMap::new();
+    let mut paused: Vec<(String, Duration)> = Vec::new();
     for host in group.hosts() {
         if !group.socket_path(host).exists() {
             continue;
         }
         match ask(&group, host, &Request::Status) {
-            Ok(Response::Status { instances, .. }) => {
+            Ok(Response::Status {
+                instances,
+                paused_for_ms,
+                ..
+            }) => {
                 for s in instances {
                     from_daemons.insert(s.name.clone(), s);
+                }
+                if let Some(ms) = paused_for_ms {
+                    paused.push((host.to_owned(), Duration::from_millis(ms)));
                 }
             }
             Ok(_) => {}
@@ -196,11 +204,20 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
     status::warn_mixed_servers(&mut list);
     let sentinels = sentinel_status(&group);
     let problem = status::replication_problem(&list);
+    // The pause ends at the latest deadline any daemon holds.
+    let paused_until = paused.iter().map(|(_, d)| *d).max().and_then(|d| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::try_from(d).ok()?)
+            .ok()
+            .map(|t| t.round(jiff::Unit::Second).unwrap_or(t))
+    });
     if json {
         let mut doc = serde_json::json!({
             "cluster": group.cluster.name,
             "master": status::actual_master(&list),
             "problem": problem,
+            "paused_until": paused_until.map(|t| t.to_string()),
+            "paused_hosts": paused.iter().map(|(h, _)| h).collect::<Vec<_>>(),
             "instances": list,
         });
         if let Some(s) = &sentinels {
@@ -209,6 +226,13 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", status::table(&list));
+        if let Some(until) = paused_until {
+            let hosts: Vec<&str> = paused.iter().map(|(h, _)| h.as_str()).collect();
+            println!(
+                "paused until {until} (hosts {}): nothing restarts, re-points or fails over by itself; `redisrepd resume` ends it",
+                hosts.join(", ")
+            );
+        }
         if let Some(p) = &problem {
             println!("warning: {p}");
         }
@@ -379,6 +403,56 @@ pub fn reload(config: &Path, host: Option<&str>) -> Result<u8> {
             }
             Response::Status { .. } => ok = false,
         }
+    }
+    Ok(if ok {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_FAILED
+    })
+}
+
+/// `pause --for` (`Some`) or `resume` (`None`): asks every daemon with a socket here; the
+/// hosts without one are named (their daemons must be told on their own machines).
+pub fn pause(config: &Path, length: Option<Duration>) -> Result<u8> {
+    let group = super::load(config)?.group;
+    let (here, elsewhere): (Vec<&str>, Vec<&str>) = group
+        .hosts()
+        .into_iter()
+        .partition(|h| group.socket_path(h).exists());
+    if here.is_empty() {
+        bail!(
+            "no daemon of this group runs here: no socket in {}",
+            group.cluster.run_dir.display()
+        );
+    }
+    let request = match length {
+        Some(d) => Request::Pause {
+            for_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        },
+        None => Request::Resume,
+    };
+    let mut ok = true;
+    for host in here {
+        match ask(&group, host, &request)? {
+            Response::Done { ok: done, lines } => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ok &= done;
+            }
+            Response::Error { message } => {
+                eprintln!("redisrepd: host `{host}`: {message}");
+                ok = false;
+            }
+            Response::Status { .. } => ok = false,
+        }
+    }
+    let verb = if length.is_some() { "pause" } else { "resume" };
+    for host in elsewhere {
+        eprintln!(
+            "redisrepd: warning: host `{host}` has no daemon socket in {}: run `redisrepd {verb}` on that host too",
+            group.cluster.run_dir.display()
+        );
     }
     Ok(if ok {
         crate::EXIT_OK

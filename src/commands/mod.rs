@@ -76,6 +76,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Verb::Restart(t) => client::act(&cli.config, client::Action::Restart, &t),
         Verb::Status { instances, json } => client::status(&cli.config, &instances, json),
         Verb::Reload { host } => client::reload(&cli.config, host.as_deref()),
+        Verb::Pause { length } => client::pause(&cli.config, Some(length)),
+        Verb::Resume => client::pause(&cli.config, None),
         Verb::Failover { to, force } => client::failover(&cli.config, to, force),
         Verb::Promote { instance, force } => client::promote(&cli.config, instance, force),
     }

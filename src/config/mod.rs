@@ -314,6 +314,12 @@ impl Group {
         self.cluster.run_dir.join(format!("{host}.topology"))
     }
 
+    /// Where a host's daemon keeps a maintenance pause across its restarts: the UTC time
+    /// it ends (RFC 3339).
+    pub fn pause_path(&self, host: &str) -> PathBuf {
+        self.cluster.run_dir.join(format!("{host}.pause"))
+    }
+
     /// The sentinel node called `name`.
     pub fn sentinel_node(&self, name: &str) -> Option<&SentinelNode> {
         self.sentinel

@@ -166,6 +166,15 @@ impl Runtime {
             let (last_ids, lineage) = crate::topology::parse_history(text);
             machine.restore_history(last_ids, lineage);
         }
+        let pause = group_pause_path(&machine, &setup.host);
+        if let Some(remaining) = read_pause(&pause) {
+            info!(
+                "the group is paused for {} more, as kept in {}",
+                jiff::SignedDuration::try_from(remaining).unwrap_or_default(),
+                pause.display()
+            );
+            machine.restore_pause(now + remaining);
+        }
         let mut rt = Runtime {
             machine,
             host: setup.host,
@@ -320,6 +329,7 @@ impl Runtime {
                 })
                 .collect(),
             gates,
+            pause_remaining_s: self.machine.paused_for(Instant::now()).map(|d| d.as_secs()),
         }
     }
 
@@ -533,6 +543,27 @@ impl Runtime {
                     // The roles hold while this daemon runs; after a restart it learns
                     // them again from the group, if it can reach it.
                     error!("cannot keep the topology in {}: {e}", path.display());
+                }
+                None
+            }
+            Effect::SavePause { remaining } => {
+                let path = group_pause_path(&self.machine, &self.host);
+                let result = match remaining {
+                    Some(d) => jiff::Timestamp::now()
+                        .checked_add(jiff::SignedDuration::try_from(d).unwrap_or_default())
+                        .map_err(std::io::Error::other)
+                        .and_then(|until| {
+                            files::write_atomic(&path, format!("{until}\n").as_bytes(), 0o644)
+                        }),
+                    None => match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                        _ => Ok(()),
+                    },
+                };
+                if let Err(e) = result {
+                    // The pause holds while this daemon runs; a restarted one would not
+                    // know of it.
+                    error!("cannot keep the pause in {}: {e}", path.display());
                 }
                 None
             }
@@ -1026,4 +1057,33 @@ fn describe_exit(status: ExitStatus) -> String {
     } else {
         status.to_string()
     }
+}
+
+fn group_pause_path(machine: &Machine, host: &str) -> std::path::PathBuf {
+    machine.group().pause_path(host)
+}
+
+/// How long a kept pause still holds; `None` when there is none, it is over, or the file
+/// cannot be read (then the daemon says so and runs unpaused).
+fn read_pause(path: &std::path::Path) -> Option<Duration> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn!(
+                "cannot read the pause in {}: {e}; not paused",
+                path.display()
+            );
+            return None;
+        }
+    };
+    let until: jiff::Timestamp = match text.trim().parse() {
+        Ok(t) => t,
+        Err(e) => {
+            warn!("{}: not a time ({e}); not paused", path.display());
+            return None;
+        }
+    };
+    let left = until.duration_since(jiff::Timestamp::now());
+    Duration::try_from(left).ok().filter(|d| !d.is_zero())
 }

@@ -16,6 +16,7 @@ mod faults;
 mod gate;
 mod metrics;
 mod netns;
+mod pause;
 mod render_accepted;
 mod roles;
 mod sentinel;

@@ -524,3 +524,61 @@ fn a_reloaded_sentinel_section_applies_live_and_keeps_what_sentinel_learned() {
         "still themselves"
     );
 }
+
+/// `down-after-milliseconds` a sentinel holds for the group's master.
+fn down_after_ms(sentinel: SocketAddr) -> Option<String> {
+    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
+    let pairs: Vec<String> = redis::cmd("SENTINEL")
+        .arg("MASTER")
+        .arg("test")
+        .query(&mut con)
+        .ok()?;
+    pairs
+        .chunks_exact(2)
+        .find(|kv| kv[0] == "down-after-milliseconds")
+        .map(|kv| kv[1].clone())
+}
+
+#[test]
+fn paused_the_sentinels_do_not_fail_over_a_frozen_master_and_resume_restores_them() {
+    let (mut c, sentinels) = sentinel_group();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    wait_sentinels_agree(&c, &sentinels, "master");
+    c.cli(&["pause", "--for", "1h"]).expect_code(0);
+    let held = |want: &str| {
+        let views: Vec<Option<String>> = sentinels.iter().map(|s| down_after_ms(*s)).collect();
+        if views.iter().all(|v| v.as_deref() == Some(want)) {
+            Ok(())
+        } else {
+            Err(format!("down-after-milliseconds: {views:?}"))
+        }
+    };
+    util::wait_for(UP, "every sentinel to hold failovers", || {
+        held("31536000000")
+    });
+    // Frozen, the master answers nothing: unpaused, the sentinels fail it over after
+    // `down_after` (1 s) plus an election (~2 s measured). Five times that: still master.
+    let master = c.pid("master");
+    util::kill(master, Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(5));
+    let named_now: Vec<Option<SocketAddr>> = sentinels.iter().map(|s| named(*s)).collect();
+    let flags: Vec<Option<String>> = sentinels.iter().map(|s| master_flags(*s)).collect();
+    util::kill(master, Signal::SIGCONT);
+    assert!(
+        named_now.iter().all(|n| *n == Some(c.addr("master"))),
+        "a sentinel moved the master while paused: {named_now:?}\n{}",
+        c.logs()
+    );
+    assert!(
+        flags
+            .iter()
+            .all(|f| f.as_deref().is_some_and(|f| !f.contains("o_down"))),
+        "{flags:?}"
+    );
+    c.cli(&["resume"]).expect_code(0);
+    util::wait_for(UP, "every sentinel to fail over again", || held("1000"));
+    c.wait_healthy();
+    assert_eq!(masters(&c), ["master"]);
+}

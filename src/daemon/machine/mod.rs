@@ -21,6 +21,7 @@
 //! next step is due if nothing happens before.
 
 mod ops;
+mod pause;
 mod probe;
 mod report;
 mod roles;
@@ -280,6 +281,9 @@ pub enum Effect {
     /// Keep `master` as the group's actual master across daemon restarts
     /// (`run_dir/<host>.topology`).
     SaveTopology { master: String },
+    /// Keep the maintenance pause across daemon restarts: it ends `remaining` from now
+    /// (`run_dir/<host>.pause`); `None`: not paused (remove the file).
+    SavePause { remaining: Option<Duration> },
     /// Keep the replication history seen (a local master's new id, a change of id seen
     /// in any INFO) in the same file: [`Machine::kept`] says what to write.
     SaveHistory,
@@ -363,6 +367,9 @@ struct Slot {
     /// next step (a replica's restart, with its min-replicas check) does not find them
     /// still reconnecting. (In another role, as after a switchover, they went elsewhere.)
     replicas_before_stop: Option<(usize, String)>,
+    /// Not running when a daemon started into a kept pause: it waits for `resume` (or an
+    /// operator's `start`), as a crash during the pause would.
+    held_by_pause: bool,
     counters: Counters,
 }
 
@@ -459,6 +466,8 @@ pub struct Machine {
     no_master_since: Option<Instant>,
     /// Since when a local replica runs under another upstream than the group's.
     drift_since: Option<Instant>,
+    /// Maintenance pause (`redisrepd pause`): until then nothing happens by itself.
+    paused_until: Option<Instant>,
 }
 
 impl Machine {
@@ -499,6 +508,7 @@ impl Machine {
             generation: 0,
             no_master_since: None,
             drift_since: None,
+            paused_until: None,
         };
         for name in m.local_names() {
             m.add_slot(&name, now);
@@ -602,6 +612,7 @@ impl Machine {
             last_history: None,
             aof_incomplete: false,
             replicas_before_stop: None,
+            held_by_pause: false,
             counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);
@@ -669,6 +680,9 @@ impl Machine {
         }
         if let Some(at) = self.next_fast_probe(now) {
             next = next.min(at.max(now));
+        }
+        if let Some(until) = self.paused_until {
+            next = next.min(until.max(now));
         }
         next
     }
@@ -778,6 +792,7 @@ impl Machine {
 
     /// Does what the current state asks for at `now`.
     fn step(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        self.expire_pause(now, fx);
         self.escalate_and_expire(now, fx);
         self.forget_removed(fx);
         if !self.shutting_down {
@@ -866,6 +881,7 @@ impl Machine {
         let sup = self.group.supervise.clone();
         let persists = self.group.persists(&inst);
         let has_replicas = self.group.replicas_of(name).next().is_some();
+        let paused = self.paused(now);
         let Some(slot) = self.slots.get_mut(name) else {
             return;
         };
@@ -889,7 +905,11 @@ impl Machine {
             State::Failed { reason: why }
         } else {
             let delay = backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max);
-            info!(instance = %name, delay_ms = delay.as_millis() as u64, "restarting after backoff");
+            if paused {
+                info!(instance = %name, "the group is paused: not restarted until `redisrepd resume` (or `redisrepd start {name}`)");
+            } else {
+                info!(instance = %name, delay_ms = delay.as_millis() as u64, "restarting after backoff");
+            }
             State::Backoff {
                 until: now + delay,
                 after_crash: true,

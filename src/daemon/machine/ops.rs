@@ -138,6 +138,14 @@ impl Machine {
                 self.on_reload_requested(Some(id), fx);
                 return;
             }
+            Request::Pause { for_ms } => {
+                self.on_pause(id, Duration::from_millis(for_ms), now, fx);
+                return;
+            }
+            Request::Resume => {
+                self.on_resume(Some(id), now, fx);
+                return;
+            }
             Request::Failover { to, force } => self.failover_steps(to, force),
             Request::Promote { instance, force } => self.promote_steps(instance, force),
             Request::Start { instances } => {
@@ -579,10 +587,21 @@ impl Machine {
                     return Err(format!("`{name}` is not run by this daemon"));
                 };
                 slot.wanted = true;
-                if matches!(
-                    slot.state.kind(),
-                    Kind::Stopped | Kind::Failed | Kind::Backoff
-                ) {
+                // An instance held by a pause starts now: the operator asks.
+                let held = std::mem::take(&mut slot.held_by_pause)
+                    || matches!(
+                        slot.state,
+                        State::Waiting {
+                            after_crash: true,
+                            ..
+                        }
+                    );
+                if held
+                    || matches!(
+                        slot.state.kind(),
+                        Kind::Stopped | Kind::Failed | Kind::Backoff
+                    )
+                {
                     slot.crashes.clear();
                     slot.last_error = None;
                     let waiting = State::waiting(super::STARTING, now, false);
@@ -922,6 +941,9 @@ impl Machine {
                     response: Response::Status {
                         host: self.host.clone(),
                         instances: self.status(now),
+                        paused_for_ms: self
+                            .paused_for(now)
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     },
                 });
             } else {

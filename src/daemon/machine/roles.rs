@@ -139,18 +139,31 @@ impl Machine {
                 info: self.fresh_info(&i.name, now),
             })
             .collect();
+        let paused = self.paused(now);
         if let Some(nm) = topology::no_master(&self.group, &seen) {
-            self.repair_no_master(&nm, now, fx);
+            if paused {
+                self.no_master_since = None;
+            } else {
+                self.repair_no_master(&nm, now, fx);
+            }
             return;
         }
         let new = topology::learn(&self.group, &self.actual, &seen);
         self.no_master_since = None;
         let Some(new) = new else {
-            self.repair_drift(now);
+            if paused {
+                self.drift_since = None;
+            } else {
+                self.repair_drift(now);
+            }
             return;
         };
+        // Paused, the view follows the group (status, endpoints) but no local instance is
+        // re-pointed: the drift repair does that after `resume`.
         let steps = self.set_actual(&new, "the group says so", now, fx);
-        self.push_steps(steps);
+        if !paused {
+            self.push_steps(steps);
+        }
     }
 
     /// A local replica that runs settled but replicates from another instance than the

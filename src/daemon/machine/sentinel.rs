@@ -56,6 +56,7 @@ impl Machine {
             last_history: None,
             aof_incomplete: false,
             replicas_before_stop: None,
+            held_by_pause: false,
             counters: Default::default(),
         };
         self.slots.insert(name.to_owned(), slot);
@@ -163,6 +164,7 @@ impl Machine {
             }
             info!(instance = %name, pid, "sentinel running");
             self.set_state(name, State::Running { pid }, fx);
+            self.hold_new_sentinel(name, now, fx);
         }
     }
 
@@ -210,7 +212,7 @@ impl Machine {
         // Also while the daemon stops: its failover step waits for this. Nothing is
         // re-pointed then; everything here is on its way down.
         let steps = self.set_actual(&named, "the sentinels say so", now, fx);
-        if !self.shutting_down {
+        if !self.shutting_down && !self.paused(now) {
             self.push_steps(steps);
         }
     }

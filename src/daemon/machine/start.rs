@@ -13,6 +13,10 @@ use crate::endpoint::Endpoint;
 use crate::gate::{self, Prediction};
 use crate::info::Info;
 use crate::rdb::ReplPosition;
+
+/// Why a crashed instance does not start while the group is paused.
+pub(super) const PAUSED_HOLD: &str =
+    "held while the group is paused: starts on `redisrepd resume` (or `redisrepd start` it)";
 use crate::render::{self, Secrets};
 
 impl Machine {
@@ -132,6 +136,16 @@ impl Machine {
                 continue;
             };
             if now < *not_before {
+                continue;
+            }
+            // Paused: a crashed instance waits for `resume` (or an operator's `start`).
+            if self.held(&name, now) {
+                if let Some(slot) = self.slots.get_mut(&name)
+                    && let State::Waiting { reason, .. } = &mut slot.state
+                    && reason != PAUSED_HOLD
+                {
+                    *reason = PAUSED_HOLD.to_owned();
+                }
                 continue;
             }
             let (gate, history) = (*gate, history.clone());

@@ -9,6 +9,7 @@ use crate::control::{Request, Response};
 
 mod crashes;
 mod daemon;
+mod pause;
 mod reload;
 mod roles;
 mod sentinel;

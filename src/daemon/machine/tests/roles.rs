@@ -4,7 +4,7 @@
 use super::*;
 
 /// A replica's INFO that names its upstream and history.
-fn follower(pid: u32, up: (&str, u16), replid: &str, offset: i64) -> String {
+pub(super) fn follower(pid: u32, up: (&str, u16), replid: &str, offset: i64) -> String {
     format!(
         "role:slave\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_host:{}\r\nmaster_port:{}\r\n\
          master_link_status:up\r\nmaster_sync_in_progress:0\r\nmaster_replid:{replid}\r\n\
@@ -14,7 +14,13 @@ fn follower(pid: u32, up: (&str, u16), replid: &str, offset: i64) -> String {
 }
 
 /// A master's INFO with its history and backlog, listing `online` replicas.
-fn leader(pid: u32, replid: &str, replid2: &str, offset: i64, online: &[(&str, u16)]) -> String {
+pub(super) fn leader(
+    pid: u32,
+    replid: &str,
+    replid2: &str,
+    offset: i64,
+    online: &[(&str, u16)],
+) -> String {
     let mut s = format!(
         "role:master\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_replid:{replid}\r\n\
          master_replid2:{replid2}\r\nsecond_repl_offset:{}\r\nmaster_repl_offset:{offset}\r\n\
@@ -30,9 +36,9 @@ fn leader(pid: u32, replid: &str, replid2: &str, offset: i64, online: &[(&str, u
     s
 }
 
-const M: (&str, u16) = ("127.0.0.1", 7000);
-const R1: (&str, u16) = ("127.0.0.2", 7001);
-const R2: (&str, u16) = ("127.0.0.3", 7002);
+pub(super) const M: (&str, u16) = ("127.0.0.1", 7000);
+pub(super) const R1: (&str, u16) = ("127.0.0.2", 7001);
+pub(super) const R2: (&str, u16) = ("127.0.0.3", 7002);
 
 /// The config of the next launch of `name`: from `fx`, or after its gate place is
 /// granted.
@@ -50,7 +56,7 @@ fn launch_conf(h: &mut H, fx: Vec<Effect>, name: &str) -> String {
     find(&fx).unwrap_or_else(|| panic!("{name} not launched: {fx:?}"))
 }
 
-fn up_all(h: &mut H) {
+pub(super) fn up_all(h: &mut H) {
     h.master_up();
     h.replica_up("r1", 201, &[R1]);
     h.replica_up("r2", 202, &[R1, R2]);
@@ -74,7 +80,7 @@ fn made_master(fx: &[Effect]) -> Vec<String> {
         .collect()
 }
 
-fn live(fx: &[Effect]) -> Vec<(String, String)> {
+pub(super) fn live(fx: &[Effect]) -> Vec<(String, String)> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::ApplyLive { name, change, .. } => Some((name.clone(), change.describe())),

@@ -4,7 +4,7 @@
 use super::*;
 
 /// SEED with three sentinels: s1 on this host `a`, s2 and s3 on `b`.
-fn text() -> String {
+pub(super) fn text() -> String {
     format!(
         "{SEED}\n[sentinel]\nquorum = 2\ndown_after = \"1s\"\nfailover_timeout = \"10s\"\nnodes = [\n\
          {{ name = \"s1\", host = \"a\", bind = \"127.0.0.10\", port = 26379 }},\n\
@@ -14,7 +14,7 @@ fn text() -> String {
 }
 
 /// A sentinel's INFO naming `master` (ip, port) for the cluster `t`.
-fn sentinel_info(pid: u32, master: (&str, u16)) -> String {
+pub(super) fn sentinel_info(pid: u32, master: (&str, u16)) -> String {
     format!(
         "redis_mode:sentinel\r\nprocess_id:{pid}\r\nmaster0:name=t,status=ok,address={}:{},slaves=2,sentinels=3\r\n\
          sentinel_master_addr:{}:{}\r\n",
