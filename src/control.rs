@@ -31,6 +31,8 @@ pub enum Request {
     Failover { to: Option<String>, force: bool },
     /// The master is gone: make `instance` the master.
     Promote { instance: String, force: bool },
+    /// The changes of master this daemon recorded.
+    History,
 }
 
 /// What a daemon answers.
@@ -43,6 +45,11 @@ pub enum Response {
     Status {
         host: String,
         instances: Vec<InstanceStatus>,
+    },
+    /// The changes of master a daemon recorded, oldest first.
+    History {
+        host: String,
+        changes: Vec<crate::changes::Change>,
     },
     /// The request was not understood or cannot be carried out.
     Error { message: String },
@@ -140,6 +147,7 @@ mod tests {
             },
             Request::Status,
             Request::Reload,
+            Request::History,
         ] {
             let text = serde_json::to_string(&req).unwrap();
             assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);

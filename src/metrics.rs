@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub instances: Vec<InstanceMetrics>,
     /// The sync gates of the upstreams this host's replicas wait on.
     pub gates: Vec<GateMetrics>,
+    /// How the `[hooks] on_role_change` runs ended: ok, failed, timeout.
+    pub hook_runs: [u64; 3],
 }
 
 /// One local instance's numbers. Counters count since the daemon started.
@@ -112,6 +114,11 @@ struct SyncLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StopLabels {
     instance: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
     result: &'static str,
 }
 
@@ -189,6 +196,14 @@ pub fn encode(snapshot: &Snapshot) -> String {
             .set(i64::try_from(g.waiting).unwrap_or(i64::MAX));
     }
 
+    let hook_runs = Family::<ResultLabel, Counter>::default();
+    for (result, n) in ["ok", "failed", "timeout"]
+        .into_iter()
+        .zip(snapshot.hook_runs)
+    {
+        hook_runs.get_or_create(&ResultLabel { result }).inc_by(n);
+    }
+
     let mut registry = Registry::default();
     registry.register(
         "redisrepd_instance_up",
@@ -220,6 +235,12 @@ pub fn encode(snapshot: &Snapshot) -> String {
         "redisrepd_gate_waiting",
         "Replicas of this host waiting for a place in the upstream's sync gate",
         waiting,
+    );
+    registry.register(
+        "redisrepd_hook_runs",
+        "Runs of the [hooks] on_role_change program by result: ok, failed (non-zero exit \
+         or could not start), timeout (killed)",
+        hook_runs,
     );
     registry.register(
         "redisrepd_server_info",
@@ -420,6 +441,7 @@ mod tests {
                 upstream: "master".to_owned(),
                 waiting: 1,
             }],
+            hook_runs: [2, 1, 0],
         }
     }
 
@@ -447,6 +469,9 @@ mod tests {
             r#"redisrepd_gate_waiting{upstream="master"} 1"#,
             r#"redisrepd_server_info{instance="replica-1",server="redis",version="7.0.15"} 1"#,
             r#"redisrepd_sync_mispredictions_total{instance="replica-1"} 1"#,
+            r#"redisrepd_hook_runs_total{result="ok"} 2"#,
+            r#"redisrepd_hook_runs_total{result="failed"} 1"#,
+            r#"redisrepd_hook_runs_total{result="timeout"} 0"#,
         ] {
             assert!(got.contains(&want), "missing {want}\n{text}");
         }
@@ -455,8 +480,9 @@ mod tests {
             !text.contains(r#"server_info{instance="replica-2""#),
             "{text}"
         );
-        // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info.
-        assert_eq!(got.len(), 20, "{text}");
+        // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info
+        // + 3 hook results.
+        assert_eq!(got.len(), 23, "{text}");
     }
 
     #[test]
@@ -490,8 +516,15 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_snapshot_encodes_to_descriptors_only() {
-        assert_eq!(samples(&encode(&Snapshot::default())), Vec::<&str>::new());
+    fn an_empty_snapshot_encodes_to_descriptors_and_zero_hook_runs_only() {
+        assert_eq!(
+            samples(&encode(&Snapshot::default())),
+            [
+                r#"redisrepd_hook_runs_total{result="failed"} 0"#,
+                r#"redisrepd_hook_runs_total{result="ok"} 0"#,
+                r#"redisrepd_hook_runs_total{result="timeout"} 0"#,
+            ]
+        );
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Verb::Reload { host } => client::reload(&cli.config, host.as_deref()),
         Verb::Failover { to, force } => client::failover(&cli.config, to, force),
         Verb::Promote { instance, force } => client::promote(&cli.config, instance, force),
+        Verb::History { json } => client::history(&cli.config, json),
     }
 }
 

@@ -30,6 +30,40 @@ pub struct Group {
     pub metrics: Metrics,
     /// `[sentinel]`: when set, Sentinel decides failover.
     pub sentinel: Option<Sentinel>,
+    /// `[hooks]`.
+    pub hooks: Hooks,
+}
+
+/// `[hooks]` with defaults applied: programs the daemon runs on events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    /// Run after each change of the group's master this daemon makes or learns.
+    pub on_role_change: Option<Hook>,
+    /// How long a hook may run before it is killed; default 10 s.
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            on_role_change: None,
+            timeout: Hooks::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Hooks {
+    /// The default `timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// A program and its arguments, run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// A path (made absolute against the TOML's directory), or a bare name looked up on
+    /// PATH.
+    pub program: PathBuf,
+    pub args: Vec<String>,
 }
 
 /// `[sentinel]` with defaults applied: the sentinels that monitor the group under the
@@ -314,6 +348,11 @@ impl Group {
         self.cluster.run_dir.join(format!("{host}.topology"))
     }
 
+    /// Where the daemon for `host` keeps the changes of master it recorded.
+    pub fn history_path(&self, host: &str) -> PathBuf {
+        self.cluster.run_dir.join(format!("{host}.history"))
+    }
+
     /// The sentinel node called `name`.
     pub fn sentinel_node(&self, name: &str) -> Option<&SentinelNode> {
         self.sentinel
@@ -461,7 +500,47 @@ pub fn load(path: &Path) -> Result<Checked, ConfigError> {
         file: path.to_owned(),
         problems: vec![format!("key `password_file`: {message}")],
     })?;
+    check_hooks(&checked.group).map_err(|message| ConfigError {
+        file: path.to_owned(),
+        problems: vec![format!("key `hooks.on_role_change`: {message}")],
+    })?;
     Ok(checked)
+}
+
+/// The `[hooks]` program must exist and be executable now, not first at a failover.
+fn check_hooks(group: &Group) -> Result<(), String> {
+    let Some(hook) = &group.hooks.on_role_change else {
+        return Ok(());
+    };
+    let program = &hook.program;
+    if program.components().count() == 1 && !program.is_absolute() {
+        return which::which(program).map(|_| ()).map_err(|_| {
+            format!(
+                "`{}` is not found on PATH: give its full path",
+                program.display()
+            )
+        });
+    }
+    let meta = std::fs::metadata(program).map_err(|e| {
+        format!(
+            "`{}` cannot be used: {e}; give the path of an executable",
+            program.display()
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(format!(
+            "`{}` is not a file: give the path of an executable",
+            program.display()
+        ));
+    }
+    if nix::unistd::access(program, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(format!(
+            "`{}` is not executable: run `chmod +x {}`",
+            program.display(),
+            program.display()
+        ));
+    }
+    Ok(())
 }
 
 /// [`load`] for the verbs that ask daemons to act (start, stop, restart, status): a

@@ -10,6 +10,7 @@
 mod claim;
 pub mod machine;
 mod prober;
+mod recorder;
 mod runtime;
 
 use std::fs::File;

@@ -56,6 +56,7 @@ impl Machine {
             last_history: None,
             aof_incomplete: false,
             replicas_before_stop: None,
+            seen_as_master: false,
             counters: Default::default(),
         };
         self.slots.insert(name.to_owned(), slot);
@@ -209,7 +210,7 @@ impl Machine {
         }
         // Also while the daemon stops: its failover step waits for this. Nothing is
         // re-pointed then; everything here is on its way down.
-        let steps = self.set_actual(&named, "the sentinels say so", now, fx);
+        let steps = self.set_actual(&named, crate::changes::Reason::Sentinel, now, fx);
         if !self.shutting_down {
             self.push_steps(steps);
         }
