@@ -13,6 +13,7 @@ mod cluster;
 mod daemon;
 mod faults;
 mod gate;
+mod hooks;
 mod metrics;
 mod netns;
 mod render_accepted;
