@@ -1065,23 +1065,11 @@ fn sentinel_switchover(
         .map_err(|e| format!("CLIENT UNPAUSE on the old master: {e}"))
 }
 
-/// Closes the normal and pub/sub client connections of an instance that is no master any
-/// more, so pooled clients reconnect (to the new master, through whatever finds it)
-/// instead of meeting READONLY for as long as their connections live. `SKIPME yes` (the
-/// default) keeps this connection; replication links are of other types and stay.
+/// Closes the client connections of an instance that is no master any more, so pooled
+/// clients reconnect (to the new master, through whatever finds it) instead of meeting
+/// READONLY for as long as their connections live (`Endpoint::drop_clients`).
 fn drop_clients(name: &str, endpoint: &Endpoint) {
-    let killed = endpoint.connect(Duration::from_secs(2)).and_then(|mut c| {
-        let mut n = 0;
-        for kind in ["normal", "pubsub"] {
-            n += redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("TYPE")
-                .arg(kind)
-                .query::<i64>(&mut c)?;
-        }
-        Ok(n)
-    });
-    match killed {
+    match endpoint.drop_clients(Duration::from_secs(2)) {
         Ok(n) => info!(instance = %name, "demoted: closed {n} client connection(s)"),
         Err(e) => {
             warn!(instance = %name, "demoted, but its client connections could not be closed: {e}")
