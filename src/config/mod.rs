@@ -214,6 +214,9 @@ pub struct Instance {
     pub name: String,
     pub host: String,
     pub bind: IpAddr,
+    /// More addresses it listens on at `port` (`extra_bind`: a virtual IP that an
+    /// `[hooks]` program moves to the master's host); it is reached at `bind` only.
+    pub extra_bind: Vec<IpAddr>,
     pub port: u16,
     /// The instance this one replicates from; `None` for the master.
     pub replica_of: Option<String>,

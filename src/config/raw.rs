@@ -128,6 +128,9 @@ pub struct RawInstance {
     pub name: Name,
     pub host: String,
     pub bind: IpAddr,
+    /// More addresses it listens on (a virtual IP a hook moves), at the same port.
+    #[serde(default)]
+    pub extra_bind: Vec<IpAddr>,
     pub port: Port,
     pub replica_of: Option<String>,
     pub min_replicas_to_write: Option<u32>,

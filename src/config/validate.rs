@@ -484,9 +484,17 @@ impl Validator {
             self.error(Some(&name), "host", "is empty: name the host that runs it");
         }
         let redis = self.directives(Some(&name), "redis", raw.redis);
+        if raw.extra_bind.contains(&raw.bind) {
+            self.error(
+                Some(&name),
+                "extra_bind",
+                "repeats `bind`: list only the other addresses",
+            );
+        }
         Instance {
             host: raw.host,
             bind: raw.bind,
+            extra_bind: raw.extra_bind,
             port: raw.port.0,
             replica_of: raw.replica_of,
             min_replicas_to_write: raw.min_replicas_to_write,
