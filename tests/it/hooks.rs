@@ -341,3 +341,48 @@ fn check_names_a_hook_that_is_not_executable() {
         "{run}"
     );
 }
+
+#[test]
+fn reload_applies_a_changed_hook_and_refuses_one_that_is_not_executable() {
+    let mut c = cluster::one_host().build();
+    let hook = |c: &Cluster, name: &str, mode: u32| {
+        let out = c.dir.join(format!("{name}.log"));
+        let script = c.dir.write(
+            format!("{name}.sh"),
+            format!(
+                "#!/bin/sh\necho \"$REDISREPD_MASTER\" >> {}\n",
+                out.display()
+            ),
+        );
+        util::chmod(&script, mode);
+        format!("[hooks]\non_role_change = [\"{}\"]\n", script.display())
+    };
+    c.extra_sections = hook(&c, "first", 0o755);
+    c.write_config();
+    c.start_daemon("a");
+    c.wait_healthy();
+
+    c.extra_sections = hook(&c, "second", 0o755);
+    c.write_config();
+    c.cli(&["reload"]).expect_code(0);
+    c.cli(&["failover", "--to", "r1"]).expect_code(0);
+    util::wait_until(UP, "the second hook's run", || {
+        std::fs::read_to_string(c.dir.join("second.log")).is_ok_and(|t| t == "r1\n")
+    });
+    assert!(!c.dir.join("first.log").exists(), "the replaced hook ran");
+
+    c.extra_sections = hook(&c, "third", 0o644);
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    assert_ne!(run.status.code(), Some(0), "{run}");
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        said.contains("key `hooks.on_role_change`") && said.contains("is not executable"),
+        "{run}"
+    );
+    // Refused: the daemon keeps the hook it had.
+    c.cli(&["failover", "--to", "master"]).expect_code(0);
+    util::wait_until(UP, "the second hook's second run", || {
+        std::fs::read_to_string(c.dir.join("second.log")).is_ok_and(|t| t == "r1\nmaster\n")
+    });
+}
