@@ -158,6 +158,19 @@ mod tests {
         };
         let text = serde_json::to_string(&resp).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), resp);
+        let resp = Response::History {
+            host: "a".into(),
+            changes: vec![crate::changes::Change {
+                time: jiff::Timestamp::UNIX_EPOCH,
+                old_master: "m".into(),
+                new_master: "r1".into(),
+                reason: crate::changes::Reason::Failover,
+                repl_id: None,
+                seen_by: vec!["a".into()],
+            }],
+        };
+        let text = serde_json::to_string(&resp).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), resp);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Threads: the supervisor (this one) owns all state — the pure [`machine`] that decides,
 //! and the [`runtime`] that carries its effects out; the signal thread, the socket acceptor
 //! (one short thread per connection), the prober and the workers that talk to Redis only
-//! send [`Event`]s to it. The loop sleeps until the next event or the machine's next
+//! send [`Event`]s to it. The recorder thread takes the changes of master from it (the
+//! history file, the `[hooks]` program) and sends nothing back. The loop sleeps until the next event or the machine's next
 //! deadline.
 
 mod claim;

@@ -154,6 +154,7 @@ fn run(hook: &crate::config::Hook, timeout: Duration, env: &[(&'static str, Stri
         .env_clear()
         .env("PATH", path)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
