@@ -51,12 +51,16 @@ impl Endpoint {
         conn.set_write_timeout(Some(timeout))?;
         // Named, so that a demoted master's client drop spares the connections of
         // redisrepd's daemons and verbs (see [`Endpoint::drop_clients`]). A server that
-        // refuses it (an ACL without CLIENT) still serves the connection.
-        let _ = redis::cmd("CLIENT")
+        // refuses it (an ACL without CLIENT) still serves the connection; one that did not
+        // answer in time does not (a late reply would be taken for the next command's).
+        match redis::cmd("CLIENT")
             .arg("SETNAME")
             .arg(CLIENT_NAME)
-            .query::<()>(&mut conn);
-        Ok(conn)
+            .query::<()>(&mut conn)
+        {
+            Err(e) if e.code().is_none() => Err(e),
+            _ => Ok(conn),
+        }
     }
 
     /// Closes the normal and pub/sub client connections of the instance but redisrepd's
