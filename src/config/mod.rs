@@ -503,15 +503,20 @@ pub fn load(path: &Path) -> Result<Checked, ConfigError> {
         file: path.to_owned(),
         problems: vec![format!("key `password_file`: {message}")],
     })?;
-    check_hooks(&checked.group).map_err(|message| ConfigError {
-        file: path.to_owned(),
-        problems: vec![format!("key `hooks.on_role_change`: {message}")],
-    })?;
     Ok(checked)
 }
 
+/// [`hook_problem`] as a [`ConfigError`] naming the file: `check` and `reload` refuse such
+/// a file (the daemon that starts with it only says so: supervising Redis matters more).
+pub fn check_hooks(group: &Group, path: &Path) -> Result<(), ConfigError> {
+    hook_problem(group).map_err(|message| ConfigError {
+        file: path.to_owned(),
+        problems: vec![format!("key `hooks.on_role_change`: {message}")],
+    })
+}
+
 /// The `[hooks]` program must exist and be executable now, not first at a failover.
-fn check_hooks(group: &Group) -> Result<(), String> {
+pub fn hook_problem(group: &Group) -> Result<(), String> {
     let Some(hook) = &group.hooks.on_role_change else {
         return Ok(());
     };

@@ -113,6 +113,10 @@ pub fn run(
         warn!("{}: {w}", config_path.display());
     }
     let group = checked.group;
+    if let Err(e) = crate::config::check_hooks(&group, config_path) {
+        // The instances matter more than the hook: run, and say it at every change.
+        tracing::error!("{e}: each change of master will fail to run it until fixed");
+    }
     let host = host.unwrap_or_else(crate::host::hostname);
     if group.start_order(&host).is_empty() {
         bail!(

@@ -659,6 +659,7 @@ impl Runtime {
     /// `current` (a rolling upgrade), asks the instances on other hosts what they run.
     fn load_config(&self, current: Server) -> Result<Loaded, String> {
         let checked = crate::config::load(&self.config_path).map_err(|e| e.to_string())?;
+        crate::config::check_hooks(&checked.group, &self.config_path).map_err(|e| e.to_string())?;
         for w in &checked.warnings {
             warn!("{}: {w}", self.config_path.display());
         }

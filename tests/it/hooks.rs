@@ -340,6 +340,14 @@ fn check_names_a_hook_that_is_not_executable() {
             && run.stderr.contains("is not executable"),
         "{run}"
     );
+    // A daemon started with it runs the instances all the same, and says what is wrong.
+    c.start_daemon("a");
+    c.wait_healthy();
+    let log = c.daemon_log("a");
+    assert!(
+        log.contains("key `hooks.on_role_change`") && log.contains("is not executable"),
+        "{log}"
+    );
 }
 
 #[test]

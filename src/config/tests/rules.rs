@@ -550,13 +550,13 @@ fn load_refuses_a_hook_that_does_not_exist_or_is_not_executable() {
         .unwrap();
     };
     write("hook.sh");
-    let err = crate::config::load(&toml).unwrap_err().to_string();
+    let err = check_hooks_of(&toml);
     assert!(
         err.contains("key `hooks.on_role_change`: `hook.sh` is not found on PATH"),
         "{err}"
     );
     write("./hook.sh");
-    let err = crate::config::load(&toml).unwrap_err().to_string();
+    let err = check_hooks_of(&toml);
     assert!(
         err.contains("key `hooks.on_role_change`") && err.contains("No such file"),
         "{err}"
@@ -564,8 +564,17 @@ fn load_refuses_a_hook_that_does_not_exist_or_is_not_executable() {
     let script = dir.path().join("hook.sh");
     std::fs::write(&script, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = crate::config::load(&toml).unwrap_err().to_string();
+    let err = check_hooks_of(&toml);
     assert!(err.contains("is not executable: run `chmod +x"), "{err}");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    crate::config::load(&toml).expect("an executable hook");
+    let group = crate::config::load(&toml).expect("loads").group;
+    crate::config::check_hooks(&group, &toml).expect("an executable hook");
+}
+
+/// What `check` says of the hook of the file at `toml` (it loads whatever the hook).
+fn check_hooks_of(toml: &Path) -> String {
+    let group = crate::config::load(toml).expect("loads").group;
+    crate::config::check_hooks(&group, toml)
+        .unwrap_err()
+        .to_string()
 }
