@@ -394,3 +394,77 @@ fn reload_applies_a_changed_hook_and_refuses_one_that_is_not_executable() {
         std::fs::read_to_string(c.dir.join("second.log")).is_ok_and(|t| t == "r1\nmaster\n")
     });
 }
+
+/// Runs examples/move-vip with `ip` (and `arping` when `with_arping`) faked in `dir`.
+fn move_vip(dir: &util::TestDir, with_arping: bool, host: &str, args: &[&str]) -> util::Run {
+    let bin = dir.join(if with_arping { "bin-arping" } else { "bin" });
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let (log, state) = (dir.join("calls.log"), dir.join("vip-is-here"));
+    let fake_ip = format!(
+        "#!/bin/sh\necho \"ip $*\" >> {log}\ncase \"$*\" in\n\
+         \"-o addr show dev eth0\") [ -f {state} ] && echo '2: eth0    inet 10.0.0.200/24 scope global eth0' ;;\n\
+         \"addr add 10.0.0.200/24 dev eth0\") : > {state} ;;\n\
+         \"addr del 10.0.0.200/24 dev eth0\") /bin/rm -f {state} ;;\nesac\nexit 0\n",
+        log = log.display(),
+        state = state.display()
+    );
+    let ip = dir.write(bin.join("ip"), fake_ip);
+    util::chmod(&ip, 0o755);
+    if with_arping {
+        let arping = dir.write(
+            bin.join("arping"),
+            format!("#!/bin/sh\necho \"arping $*\" >> {}\n", log.display()),
+        );
+        util::chmod(&arping, 0o755);
+    }
+    // Only these on PATH: a real `ip` or `arping` must not touch this machine's network.
+    let grep = which::which("grep").expect("grep");
+    let _ = std::os::unix::fs::symlink(grep, bin.join("grep"));
+    let mut cmd = std::process::Command::new(util::example_path("move-vip"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("REDISREPD_HOST", host)
+        .env("REDISREPD_MASTER_HOST", "a")
+        .env("REDISREPD_MASTER", "r1");
+    util::run(&mut cmd, UP)
+}
+
+#[test]
+fn move_vip_adds_and_announces_on_the_masters_host_and_removes_elsewhere() {
+    let dir = util::TestDir::new();
+    let calls = || std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default();
+    let vip = ["10.0.0.200/24", "eth0"];
+    let run = move_vip(&dir, true, "a", &vip);
+    run.expect_code(0);
+    assert!(run.stdout.contains("added 10.0.0.200 to eth0"), "{run}");
+    assert!(run.stdout.contains("announced 10.0.0.200"), "{run}");
+    assert!(
+        calls().contains("ip addr add 10.0.0.200/24 dev eth0"),
+        "{}",
+        calls()
+    );
+    assert!(
+        calls().contains("arping -q -U -c 2 -I eth0 10.0.0.200"),
+        "{}",
+        calls()
+    );
+    // Again: already there, announced again, not added twice.
+    let run = move_vip(&dir, true, "a", &vip);
+    assert!(run.stdout.contains("is on eth0 already"), "{run}");
+    assert_eq!(calls().matches("addr add").count(), 1);
+    // Another host removes it; without arping the master's host says it skipped.
+    move_vip(&dir, true, "b", &vip).expect_code(0);
+    assert!(
+        calls().contains("ip addr del 10.0.0.200/24 dev eth0"),
+        "{}",
+        calls()
+    );
+    let run = move_vip(&dir, false, "a", &vip);
+    run.expect_code(0);
+    assert!(run.stdout.contains("arping not found"), "{run}");
+    // Usage.
+    let run = move_vip(&dir, false, "a", &["10.0.0.200"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("usage: move-vip"), "{run}");
+}
