@@ -42,6 +42,10 @@ pub enum Reason {
     /// Another daemon (or an operator by hand) made the change; this daemon learned it from
     /// the instances' INFO.
     Learned,
+    /// Not a change: the daemon started (its instances are up) and runs the hook once, so
+    /// that what it maintains (a virtual IP) is in place after a reboot. Never in the
+    /// history.
+    Start,
 }
 
 impl Reason {
@@ -55,6 +59,7 @@ impl Reason {
             Reason::Reload => "reload",
             Reason::Repair => "repair",
             Reason::Learned => "learned",
+            Reason::Start => "start",
         }
     }
 }

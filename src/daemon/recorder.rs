@@ -86,7 +86,7 @@ impl Recorder {
 
 fn record(mut job: Job, counts: &Mutex<HookCounts>) {
     let c = &mut job.change;
-    if c.repl_id.is_none() {
+    if c.repl_id.is_none() && c.reason != crate::changes::Reason::Start {
         c.repl_id = job
             .endpoint
             .info(ID_TIMEOUT)
@@ -94,7 +94,10 @@ fn record(mut job: Job, counts: &Mutex<HookCounts>) {
             .filter(|info| info.role() == Some("master"))
             .and_then(|info| info.get("master_replid").map(str::to_owned));
     }
-    if let Err(e) = append(&job.history, job.change.clone()) {
+    // A start is no change: the hook runs, the history keeps nothing.
+    if job.change.reason != crate::changes::Reason::Start
+        && let Err(e) = append(&job.history, job.change.clone())
+    {
         error!(
             "cannot add the change of master to {}: {e}",
             job.history.display()

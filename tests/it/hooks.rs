@@ -30,12 +30,14 @@ fn env_hook(c: &Cluster) -> String {
     )
 }
 
-/// Each run's environment as `KEY=VALUE` pairs, from `runs-<host>.log`.
-fn runs(c: &Cluster, host: &str) -> Vec<Vec<String>> {
+/// Each run's environment as `KEY=VALUE` pairs, from `runs-<host>.log`: the runs for a
+/// change when `start` is false, else the runs at daemon start.
+fn runs_of(c: &Cluster, host: &str, start: bool) -> Vec<Vec<String>> {
     std::fs::read_to_string(c.dir.join(format!("runs-{host}.log")))
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.is_empty())
+        .filter(|l| l.contains("REDISREPD_REASON=start;") == start)
         .map(|l| {
             l.split(';')
                 .filter(|kv| !kv.is_empty())
@@ -43,6 +45,19 @@ fn runs(c: &Cluster, host: &str) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
+}
+
+/// The runs for a change.
+fn runs(c: &Cluster, host: &str) -> Vec<Vec<String>> {
+    runs_of(c, host, false)
+}
+
+/// Waits until host's daemon ran the hook at its start `n` times in all.
+fn wait_starts(c: &Cluster, host: &str, n: usize) -> Vec<Vec<String>> {
+    util::wait_until(UP, &format!("{n} start run(s) on host `{host}`"), || {
+        runs_of(c, host, true).len() >= n
+    });
+    runs_of(c, host, true)
 }
 
 fn wait_runs(c: &Cluster, host: &str, n: usize) -> Vec<Vec<String>> {
@@ -67,6 +82,13 @@ fn every_daemon_runs_the_hook_once_per_change_and_history_merges_them() {
     c.start_daemon("a");
     c.start_daemon("b");
     c.wait_healthy();
+    // Once at start, for the master each daemon knows (a VIP is put in place).
+    for host in ["a", "b"] {
+        let env = wait_starts(&c, host, 1).remove(0);
+        for want in ["REDISREPD_MASTER=master", "REDISREPD_OLD_MASTER=master"] {
+            assert!(env.contains(&want.to_owned()), "{env:?}");
+        }
+    }
     assert!(runs(&c, "a").is_empty() && runs(&c, "b").is_empty());
 
     c.cli(&["failover", "--to", "r1"]).expect_code(0);
@@ -150,7 +172,8 @@ fn every_daemon_runs_the_hook_once_per_change_and_history_merges_them() {
     assert_eq!(history(&c).len(), 2);
     c.start_daemon("b");
     c.wait_healthy();
-    assert_eq!(history(&c), h);
+    wait_starts(&c, "b", 2);
+    assert_eq!(history(&c), h, "a start is no change");
     assert_eq!(
         runs(&c, "b").len(),
         2,
@@ -274,8 +297,8 @@ fn a_failing_and_a_hanging_hook_are_logged_and_counted_and_the_daemon_goes_on() 
     // Fails for r1; hangs for master (killed after 1 s, with what it started).
     let script = c.dir.write(
         "hook.sh",
-        "#!/bin/sh\ncase \"$REDISREPD_MASTER\" in\n  r1) echo giving up >&2; exit 3 ;;\n  \
-         *) echo waiting; sleep 61; exit 0 ;;\nesac\n",
+        "#!/bin/sh\ncase \"$REDISREPD_REASON:$REDISREPD_MASTER\" in\n  start:*) exit 0 ;;\n  \
+         *:r1) echo giving up >&2; exit 3 ;;\n  *) echo waiting; sleep 61; exit 0 ;;\nesac\n",
     );
     util::chmod(&script, 0o755);
     c.extra_sections = format!(
@@ -308,7 +331,7 @@ fn a_failing_and_a_hanging_hook_are_logged_and_counted_and_the_daemon_goes_on() 
     for want in [
         r#"redisrepd_hook_runs_total{result="failed"} 1"#,
         r#"redisrepd_hook_runs_total{result="timeout"} 1"#,
-        r#"redisrepd_hook_runs_total{result="ok"} 0"#,
+        r#"redisrepd_hook_runs_total{result="ok"} 1"#,
     ] {
         assert!(text.contains(want), "no {want}:\n{text}");
     }
@@ -370,6 +393,11 @@ fn reload_applies_a_changed_hook_and_refuses_one_that_is_not_executable() {
     c.start_daemon("a");
     c.wait_healthy();
 
+    let first = || std::fs::read_to_string(c.dir.join("first.log")).unwrap_or_default();
+    util::wait_until(UP, "the first hook's run at start", || {
+        first() == "master\n"
+    });
+
     c.extra_sections = hook(&c, "second", 0o755);
     c.write_config();
     c.cli(&["reload"]).expect_code(0);
@@ -377,7 +405,7 @@ fn reload_applies_a_changed_hook_and_refuses_one_that_is_not_executable() {
     util::wait_until(UP, "the second hook's run", || {
         std::fs::read_to_string(c.dir.join("second.log")).is_ok_and(|t| t == "r1\n")
     });
-    assert!(!c.dir.join("first.log").exists(), "the replaced hook ran");
+    assert_eq!(first(), "master\n", "the replaced hook ran");
 
     c.extra_sections = hook(&c, "third", 0o644);
     c.write_config();

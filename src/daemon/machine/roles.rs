@@ -1133,5 +1133,6 @@ fn describe(why: Reason) -> &'static str {
         Reason::Reload => "reload",
         Reason::Repair => "no master: the most advanced made master",
         Reason::Learned => "the group says so",
+        Reason::Start => "the daemon started",
     }
 }

@@ -875,3 +875,21 @@ fn a_promotion_and_a_catch_up_are_recorded_with_their_reasons() {
     );
     assert_eq!(dropped(&all), ["r2"], "the source handed the role back");
 }
+
+#[test]
+fn once_its_instances_are_up_the_daemon_runs_the_hook_once_for_the_master_it_knows() {
+    use crate::changes::Reason;
+    let text = SEED
+        .split("[[instance]]\nname = \"r1\"")
+        .next()
+        .expect("the master alone");
+    let mut h = H::new(text, "a");
+    let fx = h.master_up();
+    assert!(notifies(&fx).contains(&Notify::Ready), "{fx:?}");
+    assert_eq!(
+        changes(&fx),
+        [("master".into(), "master".into(), Reason::Start, None)]
+    );
+    let fx = h.probe("master", &master_info(100, &[]));
+    assert!(changes(&fx).is_empty(), "once: {fx:?}");
+}
