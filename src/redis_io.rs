@@ -14,8 +14,10 @@ pub use crate::endpoint::{Endpoint, ShutdownError};
 pub const CLIENT_NAME: &str = "redisrepd";
 
 /// The ids of the clients in a `CLIENT LIST` answer that a demoted master drops: every
-/// one but redisrepd's (named [`CLIENT_NAME`]...) and those that connected within the last
-/// second and did nothing but authenticate yet. A redisrepd connection is in that state
+/// one but redisrepd's (named [`CLIENT_NAME`]...), the sentinels' links (named
+/// `sentinel-<id>-cmd` and `-pubsub`: they reconnect, but a failover in progress needs
+/// them), and those that connected within the last second and did nothing but
+/// authenticate yet. A redisrepd connection is in that state
 /// between its AUTH and its SETNAME, and any such connection was opened at the demotion
 /// or after it, to an instance that is a replica already: nothing stale to drop.
 pub fn clients_to_drop(list: &str) -> Vec<u64> {
@@ -25,7 +27,8 @@ pub fn clients_to_drop(list: &str) -> Vec<u64> {
                 line.split(' ')
                     .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
             };
-            let ours = field("name").is_some_and(|n| n.starts_with(CLIENT_NAME));
+            let ours = field("name")
+                .is_some_and(|n| n.starts_with(CLIENT_NAME) || n.starts_with("sentinel-"));
             let just_connected = field("age") == Some("0")
                 && field("name").is_none_or(str::is_empty)
                 && field("cmd").is_some_and(|c| ["NULL", "auth", "hello"].contains(&c));
@@ -277,9 +280,11 @@ mod tests {
                     id=8 addr=127.0.0.1:5004 laddr=127.0.0.1:6379 fd=12 name= age=0 flags=N cmd=auth\n\
                     id=9 addr=127.0.0.1:5005 laddr=127.0.0.1:6379 fd=13 name= age=0 flags=N cmd=NULL\n\
                     id=10 addr=127.0.0.1:5006 laddr=127.0.0.1:6379 fd=14 name= age=3 flags=N cmd=auth\n\
-                    id=11 addr=127.0.0.1:5007 laddr=127.0.0.1:6379 fd=15 name= age=0 flags=N cmd=ping\n";
-        // Not redisrepd's (4, 5), nor connections a moment old that only authenticated
-        // (8, 9): a redisrepd connection between AUTH and SETNAME looks so.
+                    id=11 addr=127.0.0.1:5007 laddr=127.0.0.1:6379 fd=15 name= age=0 flags=N cmd=ping\n\
+                    id=12 addr=127.0.0.1:5008 laddr=127.0.0.1:6379 fd=16 name=sentinel-1a2b3c4d-cmd age=9 flags=N cmd=ping\n";
+        // Not redisrepd's (4, 5), nor a sentinel's link (12), nor connections a moment old
+        // that only authenticated (8, 9): a redisrepd connection between AUTH and SETNAME
+        // looks so.
         assert_eq!(clients_to_drop(list), [3, 7, 10, 11]);
         assert!(clients_to_drop("").is_empty());
     }
