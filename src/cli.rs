@@ -81,6 +81,13 @@ pub enum Verb {
         #[arg(long)]
         force: bool,
     },
+    /// Every change of the group's master, oldest first: when (UTC), from which master to
+    /// which, and why; merged from every daemon reachable here.
+    History {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the TOML and print the plan for a host.
     Check {
         /// The host whose plan to print (default: this machine's hostname).

@@ -35,6 +35,8 @@ pub enum Request {
     Pause { for_ms: u64 },
     /// End the maintenance pause.
     Resume,
+    /// The changes of master this daemon recorded.
+    History,
 }
 
 /// What a daemon answers.
@@ -50,6 +52,11 @@ pub enum Response {
         /// How long this daemon's maintenance pause still holds (absent: not paused).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         paused_for_ms: Option<u64>,
+    },
+    /// The changes of master a daemon recorded, oldest first.
+    History {
+        host: String,
+        changes: Vec<crate::changes::Change>,
     },
     /// The request was not understood or cannot be carried out.
     Error { message: String },
@@ -147,6 +154,7 @@ mod tests {
             },
             Request::Status,
             Request::Reload,
+            Request::History,
         ] {
             let text = serde_json::to_string(&req).unwrap();
             assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
@@ -154,6 +162,19 @@ mod tests {
         let resp = Response::Done {
             ok: true,
             lines: vec!["x".into()],
+        };
+        let text = serde_json::to_string(&resp).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), resp);
+        let resp = Response::History {
+            host: "a".into(),
+            changes: vec![crate::changes::Change {
+                time: jiff::Timestamp::UNIX_EPOCH,
+                old_master: "m".into(),
+                new_master: "r1".into(),
+                reason: crate::changes::Reason::Failover,
+                repl_id: None,
+                seen_by: vec!["a".into()],
+            }],
         };
         let text = serde_json::to_string(&resp).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), resp);

@@ -2,7 +2,7 @@
 //!
 //! Theory of operation. The TOML is read into a validated model (`config`); everything a
 //! verb needs to *decide* is pure and lives in modules that do no IO (`config`, `render`,
-//! `info`, `plan`, `gate`, `backoff`, `status`, and the daemon's state machine
+//! `info`, `plan`, `gate`, `backoff`, `status`, `changes`, and the daemon's state machine
 //! `daemon::machine`). The daemon (`daemon`) owns the processes: one supervisor thread
 //! holds all instance state in the machine, which turns inputs (child exits, probe
 //! results, control requests, signals, the time) into effects, and a runtime that carries
@@ -10,6 +10,7 @@
 //! the daemon's control socket (`control`) or reads the TOML alone (`commands`).
 
 pub mod backoff;
+pub mod changes;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub gates: Vec<GateMetrics>,
     /// Seconds the maintenance pause still holds (`None`: not paused).
     pub pause_remaining_s: Option<u64>,
+    /// How the `[hooks] on_role_change` runs ended: ok, failed, timeout.
+    pub hook_runs: [u64; 3],
 }
 
 /// One local instance's numbers. Counters count since the daemon started.
@@ -114,6 +116,11 @@ struct SyncLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StopLabels {
     instance: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
     result: &'static str,
 }
 
@@ -191,6 +198,14 @@ pub fn encode(snapshot: &Snapshot) -> String {
             .set(i64::try_from(g.waiting).unwrap_or(i64::MAX));
     }
 
+    let hook_runs = Family::<ResultLabel, Counter>::default();
+    for (result, n) in ["ok", "failed", "timeout"]
+        .into_iter()
+        .zip(snapshot.hook_runs)
+    {
+        hook_runs.get_or_create(&ResultLabel { result }).inc_by(n);
+    }
+
     let mut registry = Registry::default();
     let paused = Gauge::<i64>::default();
     paused.set(i64::from(snapshot.pause_remaining_s.is_some()));
@@ -240,6 +255,12 @@ pub fn encode(snapshot: &Snapshot) -> String {
         "redisrepd_gate_waiting",
         "Replicas of this host waiting for a place in the upstream's sync gate",
         waiting,
+    );
+    registry.register(
+        "redisrepd_hook_runs",
+        "Runs of the [hooks] on_role_change program by result: ok, failed (non-zero exit \
+         or could not start), timeout (killed)",
+        hook_runs,
     );
     registry.register(
         "redisrepd_server_info",
@@ -441,6 +462,7 @@ mod tests {
                 waiting: 1,
             }],
             pause_remaining_s: Some(90),
+            hook_runs: [2, 1, 0],
         }
     }
 
@@ -470,6 +492,9 @@ mod tests {
             r#"redisrepd_sync_mispredictions_total{instance="replica-1"} 1"#,
             "redisrepd_paused 1",
             "redisrepd_pause_remaining_seconds 90",
+            r#"redisrepd_hook_runs_total{result="ok"} 2"#,
+            r#"redisrepd_hook_runs_total{result="failed"} 1"#,
+            r#"redisrepd_hook_runs_total{result="timeout"} 0"#,
         ] {
             assert!(got.contains(&want), "missing {want}\n{text}");
         }
@@ -479,8 +504,8 @@ mod tests {
             "{text}"
         );
         // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info + 2
-        // pause.
-        assert_eq!(got.len(), 22, "{text}");
+        // pause + 3 hook results.
+        assert_eq!(got.len(), 25, "{text}");
     }
 
     #[test]
@@ -514,10 +539,16 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_snapshot_encodes_to_descriptors_and_the_pause_only() {
+    fn an_empty_snapshot_encodes_to_descriptors_the_pause_and_zero_hook_runs_only() {
         assert_eq!(
             samples(&encode(&Snapshot::default())),
-            ["redisrepd_pause_remaining_seconds 0", "redisrepd_paused 0"]
+            [
+                r#"redisrepd_hook_runs_total{result="failed"} 0"#,
+                r#"redisrepd_hook_runs_total{result="ok"} 0"#,
+                r#"redisrepd_hook_runs_total{result="timeout"} 0"#,
+                "redisrepd_pause_remaining_seconds 0",
+                "redisrepd_paused 0",
+            ]
         );
     }
 

@@ -9,6 +9,35 @@ use crate::info::Info;
 
 pub use crate::endpoint::{Endpoint, ShutdownError};
 
+/// The name redisrepd gives its connections (`CLIENT SETNAME`); its sync-gate claims are
+/// `redisrepd-sync:<replica>`.
+pub const CLIENT_NAME: &str = "redisrepd";
+
+/// The ids of the clients in a `CLIENT LIST` answer that a demoted master drops: every
+/// one but redisrepd's (named [`CLIENT_NAME`]...), the sentinels' links (named
+/// `sentinel-<id>-cmd` and `-pubsub`: they reconnect, but a failover in progress needs
+/// them), and those that connected within the last second and did nothing but
+/// authenticate yet. A redisrepd connection is in that state
+/// between its AUTH and its SETNAME, and any such connection was opened at the demotion
+/// or after it, to an instance that is a replica already: nothing stale to drop.
+pub fn clients_to_drop(list: &str) -> Vec<u64> {
+    list.lines()
+        .filter_map(|line| {
+            let field = |key: &str| {
+                line.split(' ')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            };
+            let ours = field("name")
+                .is_some_and(|n| n.starts_with(CLIENT_NAME) || n.starts_with("sentinel-"));
+            let just_connected = field("age") == Some("0")
+                && field("name").is_none_or(str::is_empty)
+                && field("cmd").is_some_and(|c| ["NULL", "auth", "hello"].contains(&c));
+            let id = field("id")?.parse().ok()?;
+            (!ours && !just_connected).then_some(id)
+        })
+        .collect()
+}
+
 // The data lives in `endpoint` (the pure machine uses it too); the talking is here.
 impl Endpoint {
     /// Opens an authenticated connection.
@@ -20,10 +49,46 @@ impl Endpoint {
         let info = ConnectionAddr::Tcp(self.bind.to_string(), self.port)
             .into_connection_info()?
             .set_redis_settings(settings);
-        let conn = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+        let mut conn = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
         conn.set_read_timeout(Some(timeout))?;
         conn.set_write_timeout(Some(timeout))?;
-        Ok(conn)
+        // Named, so that a demoted master's client drop spares the connections of
+        // redisrepd's daemons and verbs (see [`Endpoint::drop_clients`]). A server that
+        // refuses it (an ACL without CLIENT) still serves the connection; one that did not
+        // answer in time does not (a late reply would be taken for the next command's).
+        match redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(CLIENT_NAME)
+            .query::<()>(&mut conn)
+        {
+            Err(e) if e.code().is_none() => Err(e),
+            _ => Ok(conn),
+        }
+    }
+
+    /// Closes the normal and pub/sub client connections of the instance but redisrepd's
+    /// own (named [`CLIENT_NAME`]...) and this one; returns how many were closed.
+    /// Replication links are of other types and stay.
+    pub fn drop_clients(&self, timeout: Duration) -> redis::RedisResult<usize> {
+        let mut conn = self.connect(timeout)?;
+        let mut ids = Vec::new();
+        for kind in ["normal", "pubsub"] {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .arg("TYPE")
+                .arg(kind)
+                .query(&mut conn)?;
+            ids.extend(clients_to_drop(&list));
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            // An id gone meanwhile answers "No such client": not an error here.
+            pipe.cmd("CLIENT").arg("KILL").arg("ID").arg(*id).ignore();
+        }
+        if !ids.is_empty() {
+            let _: redis::RedisResult<()> = pipe.query(&mut conn);
+        }
+        Ok(ids.len())
     }
 
     /// Reads `INFO` (its default sections: server, persistence, stats and replication are
@@ -199,5 +264,28 @@ pub(crate) fn describe(e: redis::RedisError) -> String {
         "authentication failed (wrong or missing password)".to_owned()
     } else {
         e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_demoted_master_drops_every_client_but_redisrepds() {
+        let list = "id=3 addr=127.0.0.1:5000 laddr=127.0.0.1:6379 fd=8 name= age=9 flags=N cmd=get\n\
+                    id=4 addr=127.0.0.1:5001 laddr=127.0.0.1:6379 fd=9 name=redisrepd age=0 flags=N cmd=info\n\
+                    id=5 addr=127.0.0.1:5002 laddr=127.0.0.1:6379 fd=10 name=redisrepd-sync:r1 age=3 flags=N\n\
+                    id=7 addr=127.0.0.1:5003 laddr=127.0.0.1:6379 fd=11 name=app age=1 flags=P cmd=subscribe\n\
+                    id=8 addr=127.0.0.1:5004 laddr=127.0.0.1:6379 fd=12 name= age=0 flags=N cmd=auth\n\
+                    id=9 addr=127.0.0.1:5005 laddr=127.0.0.1:6379 fd=13 name= age=0 flags=N cmd=NULL\n\
+                    id=10 addr=127.0.0.1:5006 laddr=127.0.0.1:6379 fd=14 name= age=3 flags=N cmd=auth\n\
+                    id=11 addr=127.0.0.1:5007 laddr=127.0.0.1:6379 fd=15 name= age=0 flags=N cmd=ping\n\
+                    id=12 addr=127.0.0.1:5008 laddr=127.0.0.1:6379 fd=16 name=sentinel-1a2b3c4d-cmd age=9 flags=N cmd=ping\n";
+        // Not redisrepd's (4, 5), nor a sentinel's link (12), nor connections a moment old
+        // that only authenticated (8, 9): a redisrepd connection between AUTH and SETNAME
+        // looks so.
+        assert_eq!(clients_to_drop(list), [3, 7, 10, 11]);
+        assert!(clients_to_drop("").is_empty());
     }
 }

@@ -43,7 +43,12 @@ pub fn render(group: &Group, inst: &Instance, server: &Server, secrets: Secrets)
         ),
     );
     line("port", &inst.port.to_string());
-    line("bind", &inst.bind.to_string());
+    // A virtual IP that is not on this host now needs net.ipv4.ip_nonlocal_bind = 1.
+    let binds: Vec<String> = std::iter::once(&inst.bind)
+        .chain(&inst.extra_bind)
+        .map(ToString::to_string)
+        .collect();
+    line("bind", &binds.join(" "));
     line("protected-mode", "yes");
     line("daemonize", "no");
     line(

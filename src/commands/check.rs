@@ -11,6 +11,7 @@ use crate::config::{ConfigError, Group};
 pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let checked = super::load(config)?;
     let group = &checked.group;
+    crate::config::check_hooks(group, config)?;
     let server = match crate::process::find_redis_server(&group.cluster.redis_server) {
         Err(_) => {
             eprintln!(

@@ -1,5 +1,5 @@
 //! The verbs that drive daemons through their control sockets: start, stop, restart,
-//! status, reload. Each instance names its host, and each host's daemon listens on
+//! status, reload, history. Each instance names its host, and each host's daemon listens on
 //! `run_dir/<host>.sock`, so the client knows whom to ask.
 
 use std::collections::BTreeMap;
@@ -59,7 +59,9 @@ pub fn act(config: &Path, action: Action, targets: &ForceTargets) -> Result<u8> 
                 eprintln!("redisrepd: host `{host}`: {message}");
                 ok = false;
             }
-            Response::Status { .. } => bail!("host `{host}`: the daemon answered out of turn"),
+            Response::Status { .. } | Response::History { .. } => {
+                bail!("host `{host}`: the daemon answered out of turn")
+            }
         }
         if !ok {
             break;
@@ -366,7 +368,9 @@ fn done(host: &str, response: Response) -> Result<u8> {
             eprintln!("redisrepd: host `{host}`: {message}");
             Ok(crate::EXIT_FAILED)
         }
-        Response::Status { .. } => bail!("host `{host}`: the daemon answered out of turn"),
+        Response::Status { .. } | Response::History { .. } => {
+            bail!("host `{host}`: the daemon answered out of turn")
+        }
     }
 }
 
@@ -401,7 +405,7 @@ pub fn reload(config: &Path, host: Option<&str>) -> Result<u8> {
                 eprintln!("redisrepd: host `{host}`: {message}");
                 ok = false;
             }
-            Response::Status { .. } => ok = false,
+            Response::Status { .. } | Response::History { .. } => ok = false,
         }
     }
     Ok(if ok {
@@ -444,7 +448,7 @@ pub fn pause(config: &Path, length: Option<Duration>) -> Result<u8> {
                 eprintln!("redisrepd: host `{host}`: {message}");
                 ok = false;
             }
-            Response::Status { .. } => ok = false,
+            Response::Status { .. } | Response::History { .. } => ok = false,
         }
     }
     let verb = if length.is_some() { "pause" } else { "resume" };
@@ -453,6 +457,65 @@ pub fn pause(config: &Path, length: Option<Duration>) -> Result<u8> {
             "redisrepd: warning: host `{host}` has no daemon socket in {}: run `redisrepd {verb}` on that host too",
             group.cluster.run_dir.display()
         );
+    }
+    Ok(if ok {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_FAILED
+    })
+}
+
+/// `history`: the changes of master every daemon here recorded, merged (`changes::merge`).
+/// A host whose daemon does not answer is read from its file in run_dir, when there is one.
+pub fn history(config: &Path, json: bool) -> Result<u8> {
+    let group = super::load_for_client(config)?.group;
+    let mut records = Vec::new();
+    let mut ok = true;
+    for host in group.hosts() {
+        let socket = group.socket_path(host);
+        if socket.exists() {
+            match control::call(&socket, &Request::History) {
+                Ok(Response::History { changes, .. }) => {
+                    records.push(changes);
+                    continue;
+                }
+                Ok(Response::Error { message }) => {
+                    eprintln!("redisrepd: host `{host}`: {message}; reading its file instead")
+                }
+                Ok(_) => eprintln!("redisrepd: host `{host}`: the daemon answered out of turn"),
+                Err(e) => eprintln!(
+                    "redisrepd: cannot talk to the daemon for host `{host}` at {}: {e}; reading \
+                     its file instead",
+                    socket.display()
+                ),
+            }
+        }
+        let path = group.history_path(host);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => records.push(crate::changes::parse_file(&text).0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!("redisrepd: cannot read {}: {e}", path.display());
+                ok = false;
+            }
+        }
+    }
+    if records.is_empty() && ok {
+        bail!(
+            "no daemon of this group runs here and no history file is in {}: run this on a \
+             host that runs a daemon",
+            group.cluster.run_dir.display()
+        );
+    }
+    let merged = crate::changes::merge(records);
+    if json {
+        let doc = serde_json::json!({
+            "cluster": group.cluster.name,
+            "changes": merged,
+        });
+        println!("{doc}");
+    } else {
+        print!("{}", crate::changes::render_table(&merged));
     }
     Ok(if ok {
         crate::EXIT_OK

@@ -80,6 +80,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Verb::Resume => client::pause(&cli.config, None),
         Verb::Failover { to, force } => client::failover(&cli.config, to, force),
         Verb::Promote { instance, force } => client::promote(&cli.config, instance, force),
+        Verb::History { json } => client::history(&cli.config, json),
     }
 }
 

@@ -30,6 +30,40 @@ pub struct Group {
     pub metrics: Metrics,
     /// `[sentinel]`: when set, Sentinel decides failover.
     pub sentinel: Option<Sentinel>,
+    /// `[hooks]`.
+    pub hooks: Hooks,
+}
+
+/// `[hooks]` with defaults applied: programs the daemon runs on events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    /// Run after each change of the group's master this daemon makes or learns.
+    pub on_role_change: Option<Hook>,
+    /// How long a hook may run before it is killed; default 10 s.
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            on_role_change: None,
+            timeout: Hooks::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Hooks {
+    /// The default `timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// A program and its arguments, run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// A path (made absolute against the TOML's directory), or a bare name looked up on
+    /// PATH.
+    pub program: PathBuf,
+    pub args: Vec<String>,
 }
 
 /// `[sentinel]` with defaults applied: the sentinels that monitor the group under the
@@ -180,6 +214,9 @@ pub struct Instance {
     pub name: String,
     pub host: String,
     pub bind: IpAddr,
+    /// More addresses it listens on at `port` (`extra_bind`: a virtual IP that an
+    /// `[hooks]` program moves to the master's host); it is reached at `bind` only.
+    pub extra_bind: Vec<IpAddr>,
     pub port: u16,
     /// The instance this one replicates from; `None` for the master.
     pub replica_of: Option<String>,
@@ -318,6 +355,11 @@ impl Group {
     /// it ends (RFC 3339).
     pub fn pause_path(&self, host: &str) -> PathBuf {
         self.cluster.run_dir.join(format!("{host}.pause"))
+    }
+
+    /// Where the daemon for `host` keeps the changes of master it recorded.
+    pub fn history_path(&self, host: &str) -> PathBuf {
+        self.cluster.run_dir.join(format!("{host}.history"))
     }
 
     /// The sentinel node called `name`.
@@ -468,6 +510,51 @@ pub fn load(path: &Path) -> Result<Checked, ConfigError> {
         problems: vec![format!("key `password_file`: {message}")],
     })?;
     Ok(checked)
+}
+
+/// [`hook_problem`] as a [`ConfigError`] naming the file: `check` and `reload` refuse such
+/// a file (the daemon that starts with it only says so: supervising Redis matters more).
+pub fn check_hooks(group: &Group, path: &Path) -> Result<(), ConfigError> {
+    hook_problem(group).map_err(|message| ConfigError {
+        file: path.to_owned(),
+        problems: vec![format!("key `hooks.on_role_change`: {message}")],
+    })
+}
+
+/// The `[hooks]` program must exist and be executable now, not first at a failover.
+pub fn hook_problem(group: &Group) -> Result<(), String> {
+    let Some(hook) = &group.hooks.on_role_change else {
+        return Ok(());
+    };
+    let program = &hook.program;
+    if program.components().count() == 1 && !program.is_absolute() {
+        return which::which(program).map(|_| ()).map_err(|_| {
+            format!(
+                "`{}` is not found on PATH: give its full path",
+                program.display()
+            )
+        });
+    }
+    let meta = std::fs::metadata(program).map_err(|e| {
+        format!(
+            "`{}` cannot be used: {e}; give the path of an executable",
+            program.display()
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(format!(
+            "`{}` is not a file: give the path of an executable",
+            program.display()
+        ));
+    }
+    if nix::unistd::access(program, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(format!(
+            "`{}` is not executable: run `chmod +x {}`",
+            program.display(),
+            program.display()
+        ));
+    }
+    Ok(())
 }
 
 /// [`load`] for the verbs that ask daemons to act (start, stop, restart, status): a

@@ -23,6 +23,19 @@ pub struct RawFile {
     #[serde(default)]
     pub metrics: RawMetrics,
     pub sentinel: Option<RawSentinel>,
+    #[serde(default)]
+    pub hooks: RawHooks,
+}
+
+/// `[hooks]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHooks {
+    /// `["PROGRAM", "ARG", ...]`, run after each change of master.
+    pub on_role_change: Option<Vec<String>>,
+    /// How long it may run before it is killed.
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub timeout: Option<Duration>,
 }
 
 /// `[sentinel]`: Sentinel decides failover.
@@ -115,6 +128,9 @@ pub struct RawInstance {
     pub name: Name,
     pub host: String,
     pub bind: IpAddr,
+    /// More addresses it listens on (a virtual IP a hook moves), at the same port.
+    #[serde(default)]
+    pub extra_bind: Vec<IpAddr>,
     pub port: Port,
     pub replica_of: Option<String>,
     pub min_replicas_to_write: Option<u32>,

@@ -208,6 +208,7 @@ impl Validator {
             listen: raw.metrics.listen.map(|l| l.0),
         };
         let sentinel = raw.sentinel.map(|s| self.sentinel(s));
+        let hooks = self.hooks(raw.hooks, &resolve);
         let group = Group {
             source: source.to_owned(),
             cluster,
@@ -216,10 +217,51 @@ impl Validator {
             instances,
             metrics,
             sentinel,
+            hooks,
         };
         self.tree(&group);
         self.sentinel_nodes(&group);
         group
+    }
+
+    fn hooks(
+        &mut self,
+        raw: super::raw::RawHooks,
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+    ) -> super::Hooks {
+        let timeout = raw.timeout.unwrap_or(super::Hooks::DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            self.error(None, "hooks.timeout", "must be longer than zero");
+        }
+        let on_role_change = match raw.on_role_change {
+            None => None,
+            Some(argv) => match argv.split_first() {
+                Some((program, args)) if !program.trim().is_empty() => {
+                    // A path is taken from the TOML's directory; a bare name from PATH.
+                    let program = if program.contains('/') {
+                        resolve(PathBuf::from(program))
+                    } else {
+                        PathBuf::from(program)
+                    };
+                    Some(super::Hook {
+                        program,
+                        args: args.to_vec(),
+                    })
+                }
+                _ => {
+                    self.error(
+                        None,
+                        "hooks.on_role_change",
+                        "names no program: write [\"PROGRAM\", \"ARG\", ...] or remove the key",
+                    );
+                    None
+                }
+            },
+        };
+        super::Hooks {
+            on_role_change,
+            timeout,
+        }
     }
 
     fn supervise(&mut self, raw: super::raw::RawSupervise) -> Supervise {
@@ -442,9 +484,17 @@ impl Validator {
             self.error(Some(&name), "host", "is empty: name the host that runs it");
         }
         let redis = self.directives(Some(&name), "redis", raw.redis);
+        if raw.extra_bind.contains(&raw.bind) {
+            self.error(
+                Some(&name),
+                "extra_bind",
+                "repeats `bind`: list only the other addresses",
+            );
+        }
         Instance {
             host: raw.host,
             bind: raw.bind,
+            extra_bind: raw.extra_bind,
             port: raw.port.0,
             replica_of: raw.replica_of,
             min_replicas_to_write: raw.min_replicas_to_write,

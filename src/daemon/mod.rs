@@ -4,12 +4,14 @@
 //! Threads: the supervisor (this one) owns all state — the pure [`machine`] that decides,
 //! and the [`runtime`] that carries its effects out; the signal thread, the socket acceptor
 //! (one short thread per connection), the prober and the workers that talk to Redis only
-//! send [`Event`]s to it. The loop sleeps until the next event or the machine's next
+//! send [`Event`]s to it. The recorder thread takes the changes of master from it (the
+//! history file, the `[hooks]` program) and sends nothing back. The loop sleeps until the next event or the machine's next
 //! deadline.
 
 mod claim;
 pub mod machine;
 mod prober;
+mod recorder;
 mod runtime;
 
 use std::fs::File;
@@ -111,6 +113,10 @@ pub fn run(
         warn!("{}: {w}", config_path.display());
     }
     let group = checked.group;
+    if let Err(e) = crate::config::check_hooks(&group, config_path) {
+        // The instances matter more than the hook: run, and say it at every change.
+        tracing::error!("{e}: each change of master will fail to run it until fixed");
+    }
     let host = host.unwrap_or_else(crate::host::hostname);
     if group.start_order(&host).is_empty() {
         bail!(

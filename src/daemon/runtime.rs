@@ -58,6 +58,9 @@ pub struct Runtime {
     claims: HashMap<String, ClaimHandle>,
     replies: HashMap<RequestId, Sender<Response>>,
     next_request: RequestId,
+    /// Records changes of master and runs the hook, off this thread (`None`: it could
+    /// not be started, said in the log).
+    recorder: Option<super::recorder::Recorder>,
     /// systemd listens (NOTIFY_SOCKET is set).
     notify: bool,
     /// Set by the machine's `Exit`: the daemon's exit status.
@@ -187,6 +190,11 @@ impl Runtime {
             claims: HashMap::new(),
             replies: HashMap::new(),
             next_request: 0,
+            recorder: super::recorder::Recorder::spawn()
+                .inspect_err(|e| {
+                    error!("cannot start the recorder thread ({e}): changes of master are not recorded and no hook runs")
+                })
+                .ok(),
             notify: std::env::var_os("NOTIFY_SOCKET").is_some(),
             exit_code: None,
         };
@@ -330,6 +338,11 @@ impl Runtime {
                 .collect(),
             gates,
             pause_remaining_s: self.machine.paused_for(Instant::now()).map(|d| d.as_secs()),
+            hook_runs: self
+                .recorder
+                .as_ref()
+                .and_then(|r| r.counts.lock().ok().map(|n| [n.ok, n.failed, n.timeout]))
+                .unwrap_or_default(),
         }
     }
 
@@ -592,6 +605,30 @@ impl Runtime {
                 }
                 None
             }
+            Effect::ReplyHistory { id } => {
+                let path = self.machine.group().history_path(&self.host);
+                let response = match super::recorder::read(&path) {
+                    Ok(changes) => Response::History {
+                        host: self.host.clone(),
+                        changes,
+                    },
+                    Err(message) => Response::Error { message },
+                };
+                if let Some(reply) = self.replies.remove(&id) {
+                    let _ = reply.send(response);
+                }
+                None
+            }
+            Effect::MasterChanged(change) => {
+                self.record(change);
+                None
+            }
+            Effect::DropClients { name, endpoint } => {
+                spawn_worker(&format!("drop-clients-{name}"), move || {
+                    drop_clients(&name, &endpoint)
+                });
+                None
+            }
             Effect::LoadConfig { id, current } => {
                 let result = self.load_config(current).map(Box::new);
                 Some(Input::ConfigLoaded { id, result })
@@ -609,11 +646,51 @@ impl Runtime {
         }
     }
 
+    /// Hands a change of master to the recorder: its time in UTC, the hook's environment.
+    fn record(&self, change: super::machine::MasterChange) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let group = self.machine.group();
+        let ago = Instant::now().saturating_duration_since(change.at);
+        let time = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::try_from(ago).unwrap_or_default())
+            .unwrap_or_else(|_| jiff::Timestamp::now());
+        let (addr, master_host) = group
+            .instance(&change.new)
+            .map(|i| (i.address(), i.host.clone()))
+            .unwrap_or_default();
+        let env = vec![
+            ("REDISREPD_CLUSTER", group.cluster.name.clone()),
+            ("REDISREPD_MASTER", change.new.clone()),
+            ("REDISREPD_MASTER_ADDR", addr),
+            ("REDISREPD_MASTER_HOST", master_host),
+            ("REDISREPD_OLD_MASTER", change.old.clone()),
+            ("REDISREPD_REASON", change.reason.to_string()),
+            ("REDISREPD_HOST", self.host.clone()),
+        ];
+        recorder.send(super::recorder::Job {
+            change: crate::changes::Change {
+                time,
+                old_master: change.old,
+                new_master: change.new,
+                reason: change.reason,
+                repl_id: change.repl_id,
+                seen_by: vec![self.host.clone()],
+            },
+            endpoint: change.endpoint,
+            history: group.history_path(&self.host),
+            hooks: group.hooks.clone(),
+            env,
+        });
+    }
+
     /// Reads the TOML again, asks its `redis_server` what it is and whether it accepts the
     /// file's directives (the whole of `check`), and when the server is not
     /// `current` (a rolling upgrade), asks the instances on other hosts what they run.
     fn load_config(&self, current: Server) -> Result<Loaded, String> {
         let checked = crate::config::load(&self.config_path).map_err(|e| e.to_string())?;
+        crate::config::check_hooks(&checked.group, &self.config_path).map_err(|e| e.to_string())?;
         for w in &checked.warnings {
             warn!("{}: {w}", self.config_path.display());
         }
@@ -1018,6 +1095,18 @@ fn sentinel_switchover(
         .arg("UNPAUSE")
         .query::<()>(&mut c)
         .map_err(|e| format!("CLIENT UNPAUSE on the old master: {e}"))
+}
+
+/// Closes the client connections of an instance that is no master any more, so pooled
+/// clients reconnect (to the new master, through whatever finds it) instead of meeting
+/// READONLY for as long as their connections live (`Endpoint::drop_clients`).
+fn drop_clients(name: &str, endpoint: &Endpoint) {
+    match endpoint.drop_clients(Duration::from_secs(2)) {
+        Ok(n) => info!(instance = %name, "demoted: closed {n} client connection(s)"),
+        Err(e) => {
+            warn!(instance = %name, "demoted, but its client connections could not be closed: {e}")
+        }
+    }
 }
 
 /// `CONFIG SET masterauth` then `requirepass`, over a connection made with the old

@@ -350,3 +350,21 @@ fn seed_per_server() {
         }
     }
 }
+
+#[test]
+fn extra_bind_addresses_follow_bind() {
+    let text = "[cluster]\nname = \"t\"\npassword = \"pw\"\n\n[[instance]]\nname = \"m\"\nhost = \"a\"\n\
+                bind = \"10.0.0.1\"\nextra_bind = [\"10.0.0.100\", \"fd00::100\"]\nport = 6379\n";
+    let conf = render_text(text, "m");
+    assert!(
+        conf.lines()
+            .any(|l| l == "bind 10.0.0.1 10.0.0.100 fd00::100"),
+        "{conf}"
+    );
+    assert!(conf.contains("replica-announce-ip 10.0.0.1"), "{conf}");
+    let repeated = text.replace("\"10.0.0.100\"", "\"10.0.0.1\"");
+    let err = config::parse(&repeated, Path::new("/t.toml"), Path::new("/"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `extra_bind`: repeats `bind`"), "{err}");
+}

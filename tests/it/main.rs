@@ -14,6 +14,7 @@ mod daemon;
 mod doctor;
 mod faults;
 mod gate;
+mod hooks;
 mod logrotate;
 mod metrics;
 mod netns;

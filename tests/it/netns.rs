@@ -632,3 +632,177 @@ fn sentinel_fails_over_when_the_master_host_is_cut_off_and_the_old_master_rejoin
     drop(slave_daemon);
     drop(master_daemon);
 }
+
+/// The virtual IP of the VIP test, and the device it lives on in each namespace.
+const VIP: &str = "192.168.100.200";
+const VIP_DEV: &str = "vip0";
+
+/// Whether `ns` has the VIP on its device (`ip addr show`).
+fn has_vip(ns: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "addr", "show", "dev", VIP_DEV])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.contains(&format!("inet {VIP}/"))
+}
+
+/// A client in `ns` that writes `w:<n>` through the VIP, reconnecting after any error, and
+/// records the longest time between two acknowledged writes.
+struct VipWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(u64, Duration)>,
+}
+
+impl VipWriter {
+    fn start(ns: &str, vip: SocketAddr) -> VipWriter {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ns, flag) = (ns.to_owned(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            in_ns(&ns, || {
+                let (mut acked, mut longest) = (0u64, Duration::ZERO);
+                let mut last = Instant::now();
+                let mut con = None;
+                while !flag.load(Ordering::Relaxed) {
+                    if con.is_none() {
+                        con = util::connect(vip, Some(PASSWORD)).ok();
+                    }
+                    let Some(c) = con.as_mut() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    let set: redis::RedisResult<()> = redis::cmd("SET")
+                        .arg(format!("w:{acked}"))
+                        .arg("v")
+                        .query(c);
+                    match set {
+                        Ok(()) => {
+                            acked += 1;
+                            longest = longest.max(last.elapsed());
+                            last = Instant::now();
+                        }
+                        // READONLY, a closed connection: reconnect (the VIP may have moved).
+                        Err(_) => con = None,
+                    }
+                }
+                (acked, longest)
+            })
+        });
+        VipWriter { stop, handle }
+    }
+
+    fn finish(self) -> (u64, Duration) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().expect("writer")
+    }
+}
+
+#[test]
+fn the_vip_hook_moves_the_address_to_the_new_masters_host() {
+    require_root_and_ip();
+    let pid = std::process::id();
+    let (na, nb) = (format!("rrd-{pid}-va"), format!("rrd-{pid}-vb"));
+    let (va, vb) = (format!("rrd{pid}va"), format!("rrd{pid}vb"));
+    let _netns = Netns::pair([&na, &nb], [&va, &vb], [MASTER_IP, SLAVE_IP]);
+    // The same device name on both hosts (the hook's argument is the group's), and a
+    // replica may listen on the VIP before it has it.
+    for (ns, dev) in [(&na, &va), (&nb, &vb)] {
+        ip(&["-n", ns, "link", "set", dev, "down"]);
+        ip(&["-n", ns, "link", "set", dev, "name", VIP_DEV]);
+        ip(&["-n", ns, "link", "set", VIP_DEV, "up"]);
+        let run = util::run(
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-w",
+                "net.ipv4.ip_nonlocal_bind=1",
+            ]),
+            UP,
+        );
+        assert_eq!(run.status.code(), Some(0), "{run}");
+    }
+    let hook = util::example_path("move-vip");
+    let mut c = cluster::Builder::new()
+        .instance("m", "master", None)
+        .with(&format!("extra_bind = [\"{VIP}\"]"))
+        .instance("r", "slave", Some("m"))
+        .with(&format!("extra_bind = [\"{VIP}\"]"))
+        .build();
+    for (m, ip) in c.members.iter_mut().zip([MASTER_IP, SLAVE_IP]) {
+        m.ip = ip.parse().expect("an IP");
+        m.port = 6379;
+    }
+    c.extra_sections = format!(
+        "[hooks]\non_role_change = [\"{}\", \"{VIP}/24\", \"{VIP_DEV}\"]\ntimeout = \"5s\"\n",
+        hook.display()
+    );
+    c.write_config();
+    let _a = start_daemon(&c, &na, "master");
+    let _b = start_daemon(&c, &nb, "slave");
+    wait_healthy_in(&c, &nb);
+    // Each daemon runs the hook once at start: the VIP goes to the master's host.
+    util::wait_until(UP, "the VIP on the master's host", || {
+        has_vip(&na) && !has_vip(&nb)
+    });
+    let vip: SocketAddr = format!("{VIP}:6379").parse().expect("VIP address");
+    let writer = VipWriter::start(&na, vip);
+    std::thread::sleep(Duration::from_millis(300)); // some writes before the change
+
+    let started = Instant::now();
+    cli_in(&c, &nb, &["failover", "--to", "r"]).expect_code(0);
+    util::wait_until(UP, "the VIP on the new master's host only", || {
+        has_vip(&nb) && !has_vip(&na)
+    });
+    let moved = started.elapsed();
+    // A client through the VIP reaches the new master, from the old master's host.
+    util::wait_for(UP, "the new master through the VIP", || {
+        in_ns(&na, || {
+            let mut con = util::connect(vip, Some(PASSWORD)).map_err(|e| e.to_string())?;
+            let info = util::info(&mut con, "replication").map_err(|e| e.to_string())?;
+            match info.get("role").map(String::as_str) {
+                Some("master") => Ok(()),
+                other => Err(format!("role {other:?}")),
+            }
+        })
+    });
+    util::wait_for(UP, "a write through the VIP", || {
+        in_ns(&na, || {
+            let mut con = util::connect(vip, Some(PASSWORD)).map_err(|e| e.to_string())?;
+            redis::cmd("SET")
+                .arg("through-vip")
+                .arg("1")
+                .query::<()>(&mut con)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300)); // writes after the change
+    let (acked, gap) = writer.finish();
+    assert!(acked > 0);
+    for host in ["master", "slave"] {
+        let log = c.daemon_log(host);
+        assert!(log.contains("on_role_change: done"), "{host}:\n{log}");
+    }
+    let log_b = c.daemon_log("slave");
+    assert!(
+        log_b.contains(&format!("added {VIP} to {VIP_DEV}")),
+        "{log_b}"
+    );
+    assert!(
+        log_b.contains("announced") || log_b.contains("arping not found"),
+        "the gratuitous ARP sent or its skip said: {log_b}"
+    );
+
+    // And back.
+    cli_in(&c, &nb, &["failover", "--to", "m"]).expect_code(0);
+    util::wait_until(UP, "the VIP back on the first host", || {
+        has_vip(&na) && !has_vip(&nb)
+    });
+    eprintln!(
+        "vip: moved {moved:.1?} after `failover` began; a client writing through the VIP \
+         ({acked} writes) waited at most {gap:.2?} between two acknowledged writes"
+    );
+}

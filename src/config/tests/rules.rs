@@ -499,3 +499,82 @@ fn metrics_listen_is_an_address_and_port() {
         &["unknown field `port`"],
     );
 }
+
+#[test]
+fn hooks_take_a_program_its_arguments_and_a_timeout() {
+    let g = ok(&format!(
+        "{CLUSTER}[hooks]\non_role_change = [\"bin/move-vip\", \"eth0\"]\ntimeout = \"3s\"\n{}",
+        trio()
+    ))
+    .group;
+    let hook = g.hooks.on_role_change.expect("hook");
+    assert!(hook.program.is_absolute(), "{}", hook.program.display());
+    assert!(hook.program.ends_with("bin/move-vip"));
+    assert_eq!(hook.args, ["eth0"]);
+    assert_eq!(g.hooks.timeout, std::time::Duration::from_secs(3));
+    let g = ok(&format!("{CLUSTER}{}", trio())).group;
+    assert_eq!(g.hooks, crate::config::Hooks::default());
+    assert_eq!(g.hooks.timeout, std::time::Duration::from_secs(10));
+    let g = ok(&format!(
+        "{CLUSTER}[hooks]\non_role_change = [\"logger\"]\n{}",
+        trio()
+    ))
+    .group;
+    assert_eq!(
+        g.hooks.on_role_change.map(|h| h.program),
+        Some("logger".into()),
+        "a bare name is looked up on PATH"
+    );
+    one_problem(
+        &format!("{CLUSTER}[hooks]\non_role_change = []\n{}", trio()),
+        &["key `hooks.on_role_change`: names no program"],
+    );
+    one_problem(
+        &format!("{CLUSTER}[hooks]\ntimeout = \"0s\"\n{}", trio()),
+        &["key `hooks.timeout`: must be longer than zero"],
+    );
+}
+
+#[test]
+fn load_refuses_a_hook_that_does_not_exist_or_is_not_executable() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("group.toml");
+    let write = |program: &str| {
+        std::fs::write(
+            &toml,
+            format!(
+                "{CLUSTER}[hooks]\non_role_change = [\"{program}\"]\n{}",
+                trio()
+            ),
+        )
+        .unwrap();
+    };
+    write("hook.sh");
+    let err = check_hooks_of(&toml);
+    assert!(
+        err.contains("key `hooks.on_role_change`: `hook.sh` is not found on PATH"),
+        "{err}"
+    );
+    write("./hook.sh");
+    let err = check_hooks_of(&toml);
+    assert!(
+        err.contains("key `hooks.on_role_change`") && err.contains("No such file"),
+        "{err}"
+    );
+    let script = dir.path().join("hook.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = check_hooks_of(&toml);
+    assert!(err.contains("is not executable: run `chmod +x"), "{err}");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let group = crate::config::load(&toml).expect("loads").group;
+    crate::config::check_hooks(&group, &toml).expect("an executable hook");
+}
+
+/// What `check` says of the hook of the file at `toml` (it loads whatever the hook).
+fn check_hooks_of(toml: &Path) -> String {
+    let group = crate::config::load(toml).expect("loads").group;
+    crate::config::check_hooks(&group, toml)
+        .unwrap_err()
+        .to_string()
+}

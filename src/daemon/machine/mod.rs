@@ -284,6 +284,14 @@ pub enum Effect {
     /// Keep the maintenance pause across daemon restarts: it ends `remaining` from now
     /// (`run_dir/<host>.pause`); `None`: not paused (remove the file).
     SavePause { remaining: Option<Duration> },
+    /// The group's master changed in this daemon's view (made here or learned): add it to
+    /// the history (`run_dir/<host>.history`) and run the `[hooks]` program, in order,
+    /// never holding the supervisor up.
+    MasterChanged(MasterChange),
+    /// The local instance `name` stopped being master: close its normal and pub/sub
+    /// client connections (`CLIENT KILL TYPE ...`), so pooled clients reconnect to the new
+    /// master instead of meeting READONLY. Replication links are left alone.
+    DropClients { name: String, endpoint: Endpoint },
     /// Keep the replication history seen (a local master's new id, a change of id seen
     /// in any INFO) in the same file: [`Machine::kept`] says what to write.
     SaveHistory,
@@ -293,6 +301,9 @@ pub enum Effect {
     ProbeNow,
     /// Answer the request `id`.
     Reply { id: RequestId, response: Response },
+    /// Answer the request `id` with this daemon's history of changes of master (the
+    /// records in `run_dir/<host>.history`).
+    ReplyHistory { id: RequestId },
     /// Read the TOML again and ask its `redis_server` what it is; when that is not
     /// `current`, ask the instances on other hosts what they run. Answer with
     /// `ConfigLoaded`.
@@ -304,6 +315,21 @@ pub enum Effect {
     Notify(Notify),
     /// Everything is done: exit the daemon with this status.
     Exit(u8),
+}
+
+/// A change of the group's master, as [`Effect::MasterChanged`] carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterChange {
+    /// When the machine made or learned it (the runtime turns it into UTC).
+    pub at: Instant,
+    pub old: String,
+    pub new: String,
+    pub reason: crate::changes::Reason,
+    /// The new master's replication id, when an INFO asked after the change showed it
+    /// (else the runtime asks the new master).
+    pub repl_id: Option<String>,
+    /// How to reach the new master.
+    pub endpoint: Endpoint,
 }
 
 /// What [`Effect::Launch`] starts.
@@ -370,6 +396,9 @@ struct Slot {
     /// Not running when a daemon started into a kept pause: it waits for `resume` (or an
     /// operator's `start`), as a crash during the pause would.
     held_by_pause: bool,
+    /// Its last INFO said `role:master` (since its launch or adoption): a later one that
+    /// says replica means it was demoted, and its clients are dropped.
+    seen_as_master: bool,
     counters: Counters,
 }
 
@@ -426,6 +455,11 @@ pub struct Machine {
     actual: String,
     /// A failover or promotion under way (`Some(None)`), or how the last one ended.
     role_change: Option<Option<Result<(), String>>>,
+    /// What the role change under way is, for the history: failover, promote or repair.
+    role_change_why: crate::changes::Reason,
+    /// The master a `FAILOVER` under way demotes: once it is done, a local one drops its
+    /// clients at once (its INFO would say so only at the next probe).
+    failover_from: Option<String>,
     /// A crashed master catching up from a replica that is ahead of it.
     catch_up: Option<roles::CatchUp>,
     /// A master whose catch-up could not begin: it starts from its own files this time.
@@ -485,6 +519,8 @@ impl Machine {
             actual: group.master().name.clone(),
             group,
             role_change: None,
+            role_change_why: crate::changes::Reason::Failover,
+            failover_from: None,
             catch_up: None,
             no_catch_up: None,
             roles_changed_at: None,
@@ -613,6 +649,7 @@ impl Machine {
             aof_incomplete: false,
             replicas_before_stop: None,
             held_by_pause: false,
+            seen_as_master: false,
             counters: Counters::default(),
         };
         self.slots.insert(name.to_owned(), slot);

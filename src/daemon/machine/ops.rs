@@ -94,7 +94,7 @@ impl Machine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        if self.shutting_down && request != Request::Status {
+        if self.shutting_down && !matches!(request, Request::Status | Request::History) {
             fx.push(error_reply(id, "the daemon is shutting down"));
             return;
         }
@@ -126,6 +126,10 @@ impl Machine {
         };
         let mut stopping = Vec::new();
         let steps = match request {
+            Request::History => {
+                fx.push(Effect::ReplyHistory { id });
+                return;
+            }
             Request::Status => {
                 // Answered once every target was probed after this moment (`answer_status`):
                 // a status is never staler than the question.
@@ -300,13 +304,24 @@ impl Machine {
         if let Some(change) = &server_change {
             info!("reload: {change}");
         }
-        self.actual = actual;
+        let old_actual = std::mem::replace(&mut self.actual, actual);
         self.binary = binary;
         self.server = server;
         let mut steps = plan::reload(&self.group, &new, &diff);
         info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
         let old = std::mem::replace(&mut self.group, new);
         self.configured = configured;
+        if old_actual != self.actual {
+            // The file no longer has the actual master: its own master takes over.
+            let new_actual = self.actual.clone();
+            self.record_change(
+                &old_actual,
+                &new_actual,
+                crate::changes::Reason::Reload,
+                now,
+                fx,
+            );
+        }
         let (sentinel_lines, sentinel_stops) = self.reload_sentinels(&old, now, fx);
         steps.extend(sentinel_stops);
         // Removed instances keep their slot (and old endpoint) until they have stopped;

@@ -75,6 +75,7 @@ impl Machine {
             return;
         }
         self.note_history(name, fx);
+        self.note_demotion(name, fx);
         self.update_readiness(name, now, fx);
         // With Sentinel the sentinels say who the master is; without, the instances.
         if self.group.sentinel.is_none() {

@@ -151,6 +151,10 @@ impl Machine {
         if !self.ready_sent && masters_up && replicas_started && !self.shutting_down {
             fx.push(Effect::Notify(Notify::Ready));
             self.ready_sent = true;
+            // The hook runs once now (no history entry): what it keeps in place with the
+            // master (a virtual IP) is put there after a reboot too.
+            let master = self.actual.clone();
+            self.record_change(&master, &master, crate::changes::Reason::Start, now, fx);
         }
     }
 }

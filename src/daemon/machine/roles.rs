@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::ops::Operation;
-use super::{Effect, History, Kind, Machine, State, human};
+use super::{Effect, History, Kind, Machine, MasterChange, State, human};
+use crate::changes::Reason;
 use crate::config::Instance;
 use crate::endpoint::Endpoint;
 use crate::plan::{self, Step};
@@ -69,19 +70,24 @@ impl Machine {
     /// Makes `name` the group's actual master in the machine's view: the effective group
     /// follows it, it is saved, and the steps that bring the local instances in line
     /// (re-pointing live) are returned for the caller to run.
+    ///
+    /// This is the one place a daemon learns a new master, so it is also where the change
+    /// is recorded: [`Effect::MasterChanged`] (history and hook) with `why`.
     pub(super) fn set_actual(
         &mut self,
         name: &str,
-        why: &str,
+        why: Reason,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Vec<Step> {
         if name == self.actual || self.configured.instance(name).is_none() {
             return Vec::new();
         }
+        let old_master = self.actual.clone();
+        self.record_change(&old_master, name, why, now, fx);
         self.roles_changed_at = Some(now);
         self.generation += 1;
-        info!(master = %name, generation = self.generation, "the group's master is now `{name}` ({why})");
+        info!(master = %name, generation = self.generation, "the group's master is now `{name}` ({})", describe(why));
         let old = std::mem::replace(
             &mut self.group,
             topology::effective(&self.configured, Some(name)),
@@ -110,6 +116,37 @@ impl Machine {
         }
         steps.extend(plan::reload(&old, &self.group, &diff));
         steps
+    }
+
+    /// Emits the record of a change of master from `old` to `new`: with the new master's
+    /// replication id when an INFO asked since the last change shows it master.
+    pub(super) fn record_change(
+        &self,
+        old: &str,
+        new: &str,
+        why: Reason,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(endpoint) = self.endpoint_of(new) else {
+            return;
+        };
+        let repl_id = self
+            .infos
+            .get(new)
+            .filter(|p| self.roles_changed_at.is_none_or(|at| p.asked_at >= at))
+            .and_then(|p| p.result.as_ref().ok())
+            .filter(|info| info.role() == Some("master"))
+            .and_then(|info| info.get("master_replid"))
+            .map(str::to_owned);
+        fx.push(Effect::MasterChanged(MasterChange {
+            at: now,
+            old: old.to_owned(),
+            new: new.to_owned(),
+            reason: why,
+            repl_id,
+            endpoint,
+        }));
     }
 
     /// After a probe: whether the group now says another instance is its master (a
@@ -160,7 +197,7 @@ impl Machine {
         };
         // Paused, the view follows the group (status, endpoints) but no local instance is
         // re-pointed: the drift repair does that after `resume`.
-        let steps = self.set_actual(&new, "the group says so", now, fx);
+        let steps = self.set_actual(&new, Reason::Learned, now, fx);
         if !paused {
             self.push_steps(steps);
         }
@@ -242,6 +279,7 @@ impl Machine {
         error!(instance = %nm.choose, "{}: making `{}` master, the most advanced", nm.what, nm.choose);
         self.no_master_since = None;
         self.role_change = Some(None);
+        self.role_change_why = Reason::Repair;
         fx.push(Effect::MakeMaster {
             name: nm.choose.clone(),
             endpoint,
@@ -526,7 +564,7 @@ impl Machine {
         if matches!(phase, Phase::Following(_) | Phase::Retry(_))
             && answers_as_master(&master, began) == Some(true)
         {
-            let steps = self.set_actual(&master, "master again", now, fx);
+            let steps = self.set_actual(&master, Reason::CatchUp, now, fx);
             self.push_steps(steps);
             self.catch_up = None;
             return;
@@ -560,6 +598,7 @@ impl Machine {
         if let Some(cu) = &mut self.catch_up {
             cu.phase = Phase::HandingBack;
         }
+        self.failover_from = Some(source.clone());
         fx.push(Effect::Failover {
             name: master,
             master: from,
@@ -590,11 +629,16 @@ impl Machine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        // A FAILOVER that returned made the old master a replica already: a local one
+        // drops its clients now, not at its next probe.
+        if let (Some(from), Ok(())) = (self.failover_from.take(), &result) {
+            self.drop_clients(&from, fx);
+        }
         if let Some(cu) = &self.catch_up {
             let (master, source, phase) = (cu.master.clone(), cu.source.clone(), cu.phase);
             match (phase, &result) {
                 (Phase::Promoting, Ok(())) if name == source => {
-                    let steps = self.set_actual(&source, "catch-up of a crashed master", now, fx);
+                    let steps = self.set_actual(&source, Reason::CatchUp, now, fx);
                     self.push_steps(steps);
                     if let Some(cu) = &mut self.catch_up {
                         cu.phase = Phase::Following(now);
@@ -610,7 +654,7 @@ impl Machine {
                     return;
                 }
                 (Phase::HandingBack, Ok(())) if name == master => {
-                    let steps = self.set_actual(&master, "caught up after a crash", now, fx);
+                    let steps = self.set_actual(&master, Reason::CatchUp, now, fx);
                     self.push_steps(steps);
                     info!(instance = %master, "caught up and master again");
                     self.catch_up = None;
@@ -630,7 +674,7 @@ impl Machine {
         // A failover or promotion of a control request: its operation re-points the local
         // instances next (never during the daemon's shutdown: all is on its way down).
         if let Ok(()) = &result {
-            let steps = self.set_actual(name, "by request", now, fx);
+            let steps = self.set_actual(name, self.role_change_why, now, fx);
             if !self.shutting_down {
                 match self.ops.front_mut() {
                     Some(op) if op.changes_roles() => op.splice(steps, self.generation),
@@ -639,6 +683,43 @@ impl Machine {
             }
         }
         self.role_change = Some(Some(result));
+    }
+
+    /// Closes the client connections of the local instance `name`, which is no master any
+    /// more (once per demotion: its probes no longer count it as master).
+    pub(super) fn drop_clients(&mut self, name: &str, fx: &mut Vec<Effect>) {
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        slot.seen_as_master = false;
+        let endpoint = slot.endpoint.clone();
+        info!(instance = %name, "no master any more: closing its client connections so they reconnect to the master");
+        fx.push(Effect::DropClients {
+            name: name.to_owned(),
+            endpoint,
+        });
+    }
+
+    /// After a probe of a local instance: one that said `role:master` and now says replica
+    /// was demoted (a failover, a promotion elsewhere, Sentinel, a re-point of a master
+    /// back from a partition), so its clients are dropped; never while it is master.
+    pub(super) fn note_demotion(&mut self, name: &str, fx: &mut Vec<Effect>) {
+        let Some(role) = self
+            .infos
+            .get(name)
+            .and_then(|p| p.result.as_ref().ok())
+            .and_then(|info| info.role())
+        else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let was_master = slot.seen_as_master;
+        slot.seen_as_master = role == "master";
+        if was_master && role == "replica" {
+            self.drop_clients(name, fx);
+        }
     }
 
     /// Queues the steps that bring this host's instances in line with the latest change
@@ -865,6 +946,8 @@ impl Machine {
         };
         info!(master = %master, target = %target.name, "failover: FAILOVER TO {}", target.address());
         self.role_change = Some(None);
+        self.role_change_why = Reason::Failover;
+        self.failover_from = Some(master.clone());
         fx.push(Effect::Failover {
             name: target.name.clone(),
             master: from,
@@ -928,6 +1011,7 @@ impl Machine {
             .ok_or_else(|| format!("cannot reach `{name}`"))?;
         info!(instance = %name, "promote: REPLICAOF NO ONE (the master `{master}` does not answer)");
         self.role_change = Some(None);
+        self.role_change_why = Reason::Promote;
         fx.push(Effect::MakeMaster {
             name: name.to_owned(),
             endpoint,
@@ -1049,5 +1133,19 @@ impl Machine {
         if changed {
             fx.push(Effect::SaveHistory);
         }
+    }
+}
+
+/// Why the master changed, for the log line.
+fn describe(why: Reason) -> &'static str {
+    match why {
+        Reason::Failover => "failover by request",
+        Reason::Promote => "promotion by request",
+        Reason::CatchUp => "catch-up of a crashed master",
+        Reason::Sentinel => "the sentinels say so",
+        Reason::Reload => "reload",
+        Reason::Repair => "no master: the most advanced made master",
+        Reason::Learned => "the group says so",
+        Reason::Start => "the daemon started",
     }
 }

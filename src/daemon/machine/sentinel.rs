@@ -57,6 +57,7 @@ impl Machine {
             aof_incomplete: false,
             replicas_before_stop: None,
             held_by_pause: false,
+            seen_as_master: false,
             counters: Default::default(),
         };
         self.slots.insert(name.to_owned(), slot);
@@ -211,7 +212,7 @@ impl Machine {
         }
         // Also while the daemon stops: its failover step waits for this. Nothing is
         // re-pointed then; everything here is on its way down.
-        let steps = self.set_actual(&named, "the sentinels say so", now, fx);
+        let steps = self.set_actual(&named, crate::changes::Reason::Sentinel, now, fx);
         if !self.shutting_down && !self.paused(now) {
             self.push_steps(steps);
         }

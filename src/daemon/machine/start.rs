@@ -55,6 +55,8 @@ impl Machine {
         launch.aof_to_restore = resumed_from_rdb;
         slot.failed_starts = 0;
         slot.logged_sync = None;
+        // A new process has no clients of the old one's to drop.
+        slot.seen_as_master = false;
         if after_crash {
             slot.restarts += 1;
         }

@@ -329,3 +329,34 @@ fn a_refused_reload_leaves_the_actual_master_as_it_was() {
     assert_eq!(h.m.actual_master(), "master");
     assert!(shutdowns(&fx).is_empty());
 }
+
+#[test]
+fn a_reload_without_the_actual_master_records_the_change_as_reload() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    h.m.restore_topology("r1");
+    // The new file has no r1 any more: its own master takes over.
+    let text = SEED.replace(
+        "[[instance]]\nname = \"r1\"\nhost = \"a\"\nbind = \"127.0.0.2\"\nport = 7001\nreplica_of = \"master\"\n",
+        "",
+    );
+    assert_ne!(text, SEED);
+    h.feed(Input::ReloadRequested { id: Some(1) });
+    let fx = h.feed(Input::ConfigLoaded {
+        id: Some(1),
+        result: Ok(Box::new(loaded(group(&text)))),
+    });
+    let got: Vec<(String, String, crate::changes::Reason)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::MasterChanged(c) => Some((c.old.clone(), c.new.clone(), c.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("r1".into(), "master".into(), crate::changes::Reason::Reload)]
+    );
+}

@@ -74,6 +74,17 @@ fn a_majority_of_the_sentinels_names_the_master_a_single_one_does_not() {
     let fx = h.probe("s3", &sentinel_info(902, R1));
     assert_eq!(saved(&fx), ["r1"]);
     assert_eq!(h.m.actual_master(), "r1");
+    let recorded: Vec<_> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::MasterChanged(c) => Some((c.old.as_str(), c.new.as_str(), c.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [("master", "r1", crate::changes::Reason::Sentinel)]
+    );
 }
 
 #[test]
