@@ -54,13 +54,13 @@ pub enum Verb {
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
     },
-    /// Planned switchover: REPLICA becomes the master through Redis's FAILOVER (writes
-    /// paused, not refused; no acknowledged write lost); the others follow it.
+    /// Planned switchover: writes paused for milliseconds while REPLICA catches up, then it
+    /// becomes the master (no acknowledged write lost); the others follow it.
     Failover {
         /// The new master (default: the most up-to-date replica of the master).
         #[arg(long, value_name = "REPLICA")]
         to: Option<String>,
-        /// Go ahead even if REPLICA is not in sync (FAILOVER ... FORCE).
+        /// Go ahead even if REPLICA is not in sync (Redis's FAILOVER ... FORCE).
         #[arg(long)]
         force: bool,
     },

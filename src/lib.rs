@@ -34,6 +34,7 @@ pub mod sentinel;
 pub mod server;
 pub mod server_check;
 pub mod status;
+pub mod switchover;
 pub mod topology;
 
 use std::process::ExitCode;

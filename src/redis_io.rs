@@ -228,6 +228,134 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Planned switchover in milliseconds (`crate::switchover` says why it is safe):
+    /// `CLIENT PAUSE WRITE` on this master, wait until `target` has applied its whole
+    /// offset (asked every millisecond), `REPLICAOF NO ONE` on the target, `REPLICAOF
+    /// target` here, `CLIENT UNPAUSE`. A target that does not catch up within `timeout`,
+    /// or cannot (another upstream, link down), aborts it: writes resume here, roles
+    /// unchanged, the reason said.
+    pub fn switchover(
+        &self,
+        target: &Endpoint,
+        timeout: Duration,
+    ) -> Result<crate::switchover::Timings, String> {
+        let io = Duration::from_secs(2);
+        let m = self.connect(io).map_err(describe)?;
+        // Connected before the pause, so that no connect counts in it.
+        let t = target
+            .connect(io)
+            .map_err(|e| format!("the target: {}", describe(e)))?;
+        self.switchover_on(m, t, target, timeout)
+    }
+
+    /// [`Endpoint::switchover`] on connections already open to this master (`m`) and to
+    /// `target` (`t`).
+    pub fn switchover_on(
+        &self,
+        mut m: redis::Connection,
+        mut t: redis::Connection,
+        target: &Endpoint,
+        timeout: Duration,
+    ) -> Result<crate::switchover::Timings, String> {
+        use crate::switchover::{CatchUp, PAUSE_MARGIN, POLL, Timings, catch_up};
+        use std::time::Instant;
+        let io = Duration::from_secs(2);
+        let pause_ms = (timeout + PAUSE_MARGIN).as_millis() as u64;
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(pause_ms)
+            .arg("WRITE")
+            .query::<()>(&mut m)
+            .map_err(|e| format!("CLIENT PAUSE on the master: {}", describe(e)))?;
+        let paused_at = Instant::now();
+        let unpause = |m: &mut redis::Connection| {
+            let _ = redis::cmd("CLIENT").arg("UNPAUSE").query::<()>(m);
+        };
+        let abort = |m: &mut redis::Connection, why: String| -> Result<Timings, String> {
+            unpause(m);
+            Err(format!(
+                "{why}; switchover aborted: writes go on at the old master, roles unchanged"
+            ))
+        };
+        let offset = match redis::cmd("INFO")
+            .arg("replication")
+            .query::<String>(&mut m)
+            .map(|t| Info::parse(&t).repl_offset())
+        {
+            Ok(Some(o)) => o,
+            Ok(None) => return abort(&mut m, "the master reports no replication offset".into()),
+            Err(e) => return abort(&mut m, format!("INFO on the master: {}", describe(e))),
+        };
+        let master_host = self.bind.to_string();
+        let deadline = paused_at + timeout;
+        loop {
+            // Each ask gets at most what is left, so a frozen target ends the wait on time.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return abort(
+                    &mut m,
+                    format!(
+                        "the target did not catch up within {} ms",
+                        timeout.as_millis()
+                    ),
+                );
+            }
+            let _ = t.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let info = match redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut t)
+            {
+                Ok(text) => Info::parse(&text),
+                Err(e) => return abort(&mut m, format!("the target: {}", describe(e))),
+            };
+            match catch_up(&info, (&master_host, self.port), offset) {
+                CatchUp::Done => break,
+                CatchUp::Behind(_) => std::thread::sleep(POLL),
+                CatchUp::Cannot(why) => return abort(&mut m, why),
+            }
+        }
+        let caught_up = paused_at.elapsed();
+        let _ = t.set_read_timeout(Some(io));
+        if let Err(e) = replicaof_cmd(None).query::<()>(&mut t) {
+            // It may still run it (a frozen target answers late): point it back at the
+            // master on a fresh connection, which it reads after the first.
+            let _ = target.replicaof(Some((&master_host, self.port)), io);
+            return abort(
+                &mut m,
+                format!("REPLICAOF NO ONE on the target: {}", describe(e)),
+            );
+        }
+        let target_host = target.bind.to_string();
+        // The target is master now. Until this one follows it, it must stay paused (its
+        // pause outlasts this by PAUSE_MARGIN): a write here would be lost.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match replicaof_cmd(Some((&target_host, target.port))).query::<()>(&mut m) {
+                Ok(()) => {
+                    unpause(&mut m);
+                    return Ok(Timings {
+                        catch_up: caught_up,
+                        paused: paused_at.elapsed(),
+                    });
+                }
+                Err(e) => {
+                    last = describe(e);
+                    if let Ok(c) = self.connect(io) {
+                        m = c;
+                    }
+                }
+            }
+        }
+        Err(format!(
+            "the target is master now, but the old master refused to follow it ({last}); it \
+             stays paused for writes until its pause ends: make it a replica by hand \
+             (REPLICAOF {target_host} {})",
+            target.port
+        ))
+    }
+}
+
 /// The `REPLICAOF` command: `host port`, or `NO ONE` when `to` is `None`.
 pub fn replicaof_cmd(to: Option<(&str, u16)>) -> redis::Cmd {
     let mut cmd = redis::cmd("REPLICAOF");

@@ -488,16 +488,26 @@ impl Runtime {
                 force,
                 timeout,
             } => {
-                info!(
-                    instance = %name,
-                    "FAILOVER TO {}{} on the master {}",
+                let (to, from) = (
                     format!("{}:{}", target.bind, target.port),
-                    if force { " FORCE" } else { "" },
-                    format!("{}:{}", master.bind, master.port)
+                    format!("{}:{}", master.bind, master.port),
                 );
+                // Ours unless forced: a target out of sync would never catch up, and
+                // Redis's FAILOVER FORCE promotes it after its timeout all the same.
+                if force {
+                    info!(instance = %name, "FAILOVER TO {to} FORCE on the master {from}");
+                } else {
+                    info!(instance = %name, "switchover to {to}: CLIENT PAUSE WRITE on the master {from}, catch-up, REPLICAOF");
+                }
                 let events = self.events.clone();
                 spawn_worker(&format!("failover-{name}"), move || {
-                    let result = master.failover(&target, force, timeout);
+                    let result = if force {
+                        master.failover(&target, true, timeout)
+                    } else {
+                        master.switchover(&target, timeout).map(|t| {
+                            info!(instance = %name, "switchover done: {}", t.describe());
+                        })
+                    };
                     let _ = events.send(Event::RoleChanged { name, result });
                 });
                 None

@@ -709,3 +709,73 @@ fn a_master_crashed_twice_loses_nothing_with_aof() {
 fn a_master_crashed_after_a_daemon_crash_loses_nothing_with_aof() {
     crashed_master_loses_nothing(AOF, Before::DaemonRestart, true);
 }
+
+/// `switchover` on connections opened before the target froze: the catch-up cannot end, so
+/// it aborts within its timeout, the master takes writes again at once and the target is
+/// still a replica. (The catch-up is a millisecond or two: only a target frozen after the
+/// connect reaches this path.)
+#[test]
+fn a_switchover_whose_target_freezes_mid_way_aborts_unpaused_with_roles_unchanged() {
+    use redisrepd::config::Secret;
+    use redisrepd::redis_io::Endpoint;
+    let mut c = cluster::master_and_two_replicas().build();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    let ep = |name: &str| {
+        let a = c.addr(name);
+        Endpoint {
+            bind: a.ip(),
+            port: a.port(),
+            password: Some(Secret::new(PASSWORD)),
+        }
+    };
+    let (master, target) = (ep("master"), ep("r1"));
+    let io = Duration::from_secs(2);
+    let m = master.connect(io).expect("connect to the master");
+    let t = target.connect(io).expect("connect to r1");
+    let r1 = c.pid("r1");
+    util::kill(r1, Signal::SIGSTOP);
+    let started = std::time::Instant::now();
+    let result = master.switchover_on(m, t, &target, Duration::from_secs(1));
+    let took = started.elapsed();
+    // Writes go on at the master at once.
+    let mut con = c.con("master");
+    con.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("read timeout");
+    let set: redis::RedisResult<()> = redis::cmd("SET").arg("after-abort").arg(1).query(&mut con);
+    util::kill(r1, Signal::SIGCONT);
+    let why = result.expect_err("the switchover must abort");
+    assert!(why.contains("switchover aborted"), "{why}");
+    assert!(took < Duration::from_secs(3), "aborted after {took:?}");
+    set.expect("the master takes writes right after the abort");
+    assert_eq!(masters(&c, &ALL), ["master"], "roles unchanged");
+    c.wait_healthy();
+}
+
+/// The verb on a frozen target: refused before anything is paused, the reason said, the
+/// writer never stops.
+#[test]
+fn a_failover_to_a_frozen_replica_fails_saying_why_and_writes_go_on() {
+    let mut c = cluster::master_and_two_replicas().build();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    let writer = Writer::start(ALL.iter().map(|n| c.addr(n)).collect(), None);
+    writer.wait_acked(100);
+    let r1 = c.pid("r1");
+    util::kill(r1, Signal::SIGSTOP);
+    let run = c.cli(&["failover", "--to", "r1"]);
+    let n = writer.acked.lock().map(|a| a.len()).unwrap_or(0);
+    writer.wait_acked(n + 100);
+    util::kill(r1, Signal::SIGCONT);
+    assert_eq!(run.status.code(), Some(1), "{run}");
+    assert!(
+        run.stderr.contains("the target") || run.stdout.contains("the target"),
+        "{run}"
+    );
+    let (acked, _) = writer.finish();
+    assert_eq!(masters(&c, &ALL), ["master"], "roles unchanged");
+    c.wait_healthy();
+    wait_all_have(&c, &ALL, &acked);
+}

@@ -756,7 +756,11 @@ impl Machine {
                     .all(|(n, _)| self.infos.get(n).is_some_and(|p| p.asked_at >= started));
                 (fresh || now >= started + super::STATUS_WAIT).then_some(Ok(None))
             }
-            Step::Failover { .. } => self.role_change_outcome("FAILOVER"),
+            Step::Failover { force, .. } => self.role_change_outcome(if *force {
+                "FAILOVER FORCE"
+            } else {
+                "switchover"
+            }),
             Step::SentinelFailover { name, force } => {
                 match self.sentinel_failover_outcome(name, started, now)? {
                     Err(e) if *force => Some(Ok(Some(format!(

@@ -594,7 +594,7 @@ impl Machine {
             self.catch_up = None;
             return;
         };
-        info!(instance = %master, "in sync with `{source}`: taking the master role back (FAILOVER)");
+        info!(instance = %master, "in sync with `{source}`: taking the master role back (switchover)");
         if let Some(cu) = &mut self.catch_up {
             cu.phase = Phase::HandingBack;
         }

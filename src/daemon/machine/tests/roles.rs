@@ -147,7 +147,7 @@ fn failover_swaps_roles_re_points_the_others_live_and_keeps_the_new_master() {
     let (ok, lines) = done(&fx, id);
     assert!(ok, "{lines:?}");
     assert!(
-        lines.iter().any(|l| l == "r1: master now (FAILOVER)"),
+        lines.iter().any(|l| l == "r1: master now (switchover)"),
         "{lines:?}"
     );
     assert!(
