@@ -291,6 +291,46 @@ pub fn restart(group: &Group, names: &[String], force: bool) -> Vec<Step> {
         .collect()
 }
 
+/// A planned restart of the group's `master` (not forced): the role moves first to its
+/// most up-to-date replica with the switchover, the master restarts as that one's
+/// replica (from the RDB its SHUTDOWN SAVE wrote: a partial resync, AOF or not), and the
+/// role comes back the same way. Writes wait milliseconds twice instead of being refused
+/// for the master's save and load, and no replica full-syncs against a master that came
+/// back from its AOF with a new replication id. Other steps are left as they are.
+pub fn restart_master_away(steps: Vec<Step>, master: &str) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len() + 4);
+    let mut i = 0;
+    while i < steps.len() {
+        let triple = matches!(
+            &steps[i..],
+            [Step::Stop { name: a, force: false }, Step::Start { name: b }, Step::AwaitReady { name: c }, ..]
+                if a == master && b == master && c == master
+        );
+        if triple {
+            out.push(Step::Failover {
+                name: String::new(),
+                force: false,
+            });
+            out.push(Step::AwaitTopology {
+                name: String::new(),
+            });
+            out.extend(steps[i..i + 3].iter().cloned());
+            out.push(Step::Failover {
+                name: master.to_owned(),
+                force: false,
+            });
+            out.push(Step::AwaitTopology {
+                name: master.to_owned(),
+            });
+            i += 3;
+        } else {
+            out.push(steps[i].clone());
+            i += 1;
+        }
+    }
+    out
+}
+
 /// How the instances of one host differ between two versions of the file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadDiff {
@@ -537,6 +577,46 @@ pub fn check_quorum(group: &Group, name: &str, good_others: usize) -> Result<(),
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_planned_master_restart_moves_the_role_away_and_back_around_it() {
+        let stop = |n: &str, force| Step::Stop {
+            name: n.into(),
+            force,
+        };
+        let start = |n: &str| Step::Start { name: n.into() };
+        let ready = |n: &str| Step::AwaitReady { name: n.into() };
+        let steps = vec![stop("r1", false), start("r1"), ready("r1")];
+        let mut all = steps.clone();
+        all.extend([stop("m", false), start("m"), ready("m")]);
+        let away = restart_master_away(all, "m");
+        assert_eq!(away[..3], steps[..]);
+        assert_eq!(
+            away[3..],
+            [
+                Step::Failover {
+                    name: String::new(),
+                    force: false
+                },
+                Step::AwaitTopology {
+                    name: String::new()
+                },
+                stop("m", false),
+                start("m"),
+                ready("m"),
+                Step::Failover {
+                    name: "m".into(),
+                    force: false
+                },
+                Step::AwaitTopology { name: "m".into() },
+            ]
+        );
+        // Forced, or only stopped: as they were.
+        let forced = vec![stop("m", true), start("m"), ready("m")];
+        assert_eq!(restart_master_away(forced.clone(), "m"), forced);
+        let stopped = vec![stop("m", false)];
+        assert_eq!(restart_master_away(stopped.clone(), "m"), stopped);
+    }
 
     const CASCADE: &str = r#"
 [cluster]

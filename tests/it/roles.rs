@@ -779,3 +779,49 @@ fn a_failover_to_a_frozen_replica_fails_saying_why_and_writes_go_on() {
     c.wait_healthy();
     wait_all_have(&c, &ALL, &acked);
 }
+
+/// A planned restart of the master with AOF (the demo's layout): the role moves to a
+/// replica and back around it, so no replica full-syncs (a master back from its AOF has a
+/// new replication id), no acknowledged write is lost, and the verb returns only once the
+/// group is whole again: `status` right after it exits 0.
+#[test]
+fn a_planned_master_restart_with_aof_costs_no_full_sync_and_returns_when_whole() {
+    for aof in ["yes", "no"] {
+        let mut c = cluster::master_and_two_replicas()
+            .redis(&format!(
+                "save = [\"3600 1\"]\nappendonly = \"{aof}\"\nappendfsync = \"everysec\"\n"
+            ))
+            .build();
+        c.start_daemon("a");
+        c.start_daemon("b");
+        c.wait_healthy();
+        // The replicas' counters (they are not restarted); the master's starts at 0 again.
+        let full_before = full_syncs(&c, &["r1", "r2"]);
+        let writer = Writer::start(ALL.iter().map(|n| c.addr(n)).collect(), Some(2));
+        writer.wait_acked(100);
+        let run = c.cli(&["restart", "master"]);
+        assert_eq!(run.status.code(), Some(0), "aof {aof}: {run}\n{}", c.logs());
+        assert!(
+            run.stdout
+                .contains("the role moves to its most up-to-date replica"),
+            "{run}"
+        );
+        let status = c.cli(&["status"]);
+        assert_eq!(
+            status.status.code(),
+            Some(0),
+            "aof {aof}: status right after the verb\n{status}"
+        );
+        let n = writer.acked.lock().map(|a| a.len()).unwrap_or(0);
+        writer.wait_acked(n + 100);
+        let (acked, _) = writer.finish();
+        assert_eq!(masters(&c, &ALL), ["master"], "the role came back");
+        wait_all_have(&c, &ALL, &acked);
+        assert_eq!(
+            (full_syncs(&c, &["r1", "r2"]), full_syncs(&c, &["master"])),
+            (full_before, 0),
+            "aof {aof}: no full sync\n{}",
+            c.logs()
+        );
+    }
+}

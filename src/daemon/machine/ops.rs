@@ -125,6 +125,7 @@ impl Machine {
             Ok(instances)
         };
         let mut stopping = Vec::new();
+        let mut restart_line = None;
         let steps = match request {
             Request::History => {
                 fx.push(Effect::ReplyHistory { id });
@@ -204,7 +205,9 @@ impl Machine {
                         &running,
                     )
                     .map_err(|e| format!("restart refused, nothing changed: {e}"))?;
-                    let mut steps = plan::restart(&self.group, &n, force);
+                    let (mut steps, line) =
+                        self.restart_master_away(plan::restart(&self.group, &n, force), now);
+                    restart_line = line;
                     for s in &named_sentinels {
                         steps.push(Step::Stop {
                             name: s.clone(),
@@ -220,7 +223,7 @@ impl Machine {
         let steps = steps.map(|steps| self.sentinel_first(steps));
         match steps {
             Ok(steps) => {
-                let mut op = Operation::new(steps, Some(id), Vec::new());
+                let mut op = Operation::new(steps, Some(id), restart_line.into_iter().collect());
                 op.stopping = stopping;
                 self.ops.push_back(op);
             }
@@ -307,7 +310,8 @@ impl Machine {
         let old_actual = std::mem::replace(&mut self.actual, actual);
         self.binary = binary;
         self.server = server;
-        let mut steps = plan::reload(&self.group, &new, &diff);
+        let steps = plan::reload(&self.group, &new, &diff);
+        let (mut steps, away) = self.restart_master_away(steps, now);
         info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
         let old = std::mem::replace(&mut self.group, new);
         self.configured = configured;
@@ -353,6 +357,7 @@ impl Machine {
             lines.push(format!("{name}: restarting: {why}"));
         }
         lines.extend(sentinel_lines);
+        lines.extend(away);
         if steps.is_empty() && lines.len() == 1 {
             lines.push("nothing to do".to_owned());
         }

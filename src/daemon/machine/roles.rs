@@ -812,6 +812,43 @@ impl Machine {
     /// With Sentinel: a stop (or restart) of the actual master asks the sentinels to fail
     /// over first, so writes move before it goes down; with `--force` it goes down even
     /// when they cannot (no replica in sync, no sentinel answering).
+    /// Without Sentinel: a planned restart of the actual master moves the role away and
+    /// back around it (`plan::restart_master_away`) when its INFO lists a replica online to
+    /// take it; else it restarts in place. Returns the steps and a line saying which.
+    pub(super) fn restart_master_away(
+        &self,
+        steps: Vec<Step>,
+        now: Instant,
+    ) -> (Vec<Step>, Option<String>) {
+        let master = &self.actual;
+        let restarts = steps
+            .iter()
+            .any(|s| matches!(s, Step::Stop { name, force: false } if name == master));
+        if self.group.sentinel.is_some() || !restarts {
+            return (steps, None);
+        }
+        let online = self.fresh_info(master, now).is_some_and(|info| {
+            self.group
+                .replicas_of(master)
+                .any(|r| info.replica(r.bind, r.port).is_some_and(|l| l.is_online()))
+        });
+        if !online {
+            return (
+                steps,
+                Some(format!(
+                    "{master}: restarts in place, no replica is online to take the role meanwhile \
+                     (writes are refused while it saves and loads)"
+                )),
+            );
+        }
+        (
+            plan::restart_master_away(steps, master),
+            Some(format!(
+                "{master}: the role moves to its most up-to-date replica while it restarts, and back"
+            )),
+        )
+    }
+
     pub(super) fn sentinel_first(&self, mut steps: Vec<Step>) -> Vec<Step> {
         if self.group.sentinel.is_none() || self.group.replicas_of(&self.actual).next().is_none() {
             return steps;

@@ -357,9 +357,10 @@ fn a_master_restarted_on_purpose_with_nothing_behind_starts_as_master() {
         },
     );
     h.now += S;
+    // In place (forced): a planned restart would move the role away first.
     let (_, _) = h.request(Request::Restart {
         instances: vec!["master".into()],
-        force: false,
+        force: true,
     });
     let _ = shutdown_ok(&mut h, "master", 100);
     h.probe("r1", &follower(201, M, "aaa", 1000));
@@ -898,4 +899,41 @@ fn once_its_instances_are_up_the_daemon_runs_the_hook_once_for_the_master_it_kno
     );
     let fx = h.probe("master", &master_info(100, &[]));
     assert!(changes(&fx).is_empty(), "once: {fx:?}");
+}
+
+#[test]
+fn a_planned_master_restart_moves_the_role_away_and_back() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    h.now += S;
+    // Both replicas online in the master's INFO: r2 is the most advanced.
+    h.probe("master", &leader(100, "aaa", "0", 1000, &[R1, R2]));
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    assert!(shutdowns(&fx).is_empty(), "not stopped as master: {fx:?}");
+    assert_eq!(failovers(&fx).len(), 1, "{fx:?}");
+    let _ = id;
+}
+
+#[test]
+fn a_master_restart_with_no_replica_online_is_in_place_and_says_so() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
+    let mut fx = shutdown_ok(&mut h, "master", 100);
+    fx.extend(h.tick());
+    h.launched("master", 400);
+    fx.extend(h.probe("master", &master_info(400, &[])));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines[0].contains("restarts in place, no replica is online"),
+        "{lines:?}"
+    );
 }

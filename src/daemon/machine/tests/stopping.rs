@@ -222,9 +222,11 @@ fn a_rolling_restart_takes_one_at_a_time_deepest_first_and_the_master_last() {
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
     let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+    // Forced, so the master restarts in place (a planned one moves the role away first:
+    // `a_planned_master_restart_moves_the_role_away_and_back`).
     let (id, fx) = h.request(Request::Restart {
         instances: vec![],
-        force: false,
+        force: true,
     });
     assert_eq!(shutdowns(&fx), [("r2".to_owned(), false)], "one at a time");
     let mut order = vec!["r2".to_owned()];
@@ -477,9 +479,10 @@ fn restart_master_relaunched() -> (RequestId, H) {
     h.master_up();
     h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
     h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    // In place (forced): a planned restart would move the role away first.
     let (id, fx) = h.request(Request::Restart {
         instances: vec!["master".into()],
-        force: false,
+        force: true,
     });
     assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
     let mut fx = shutdown_ok(&mut h, "master", 100);
