@@ -43,6 +43,9 @@ pub enum Response {
     Status {
         host: String,
         instances: Vec<InstanceStatus>,
+        /// The daemon's HTTP listener (`[http] listen`), when it has one.
+        #[serde(default)]
+        http: Option<crate::status::HttpEndpoint>,
     },
     /// The request was not understood or cannot be carried out.
     Error { message: String },

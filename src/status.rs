@@ -50,6 +50,33 @@ pub struct InstanceStatus {
     pub upstream: Option<String>,
 }
 
+/// One host's HTTP endpoint (`[http] listen`) as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpEndpoint {
+    pub host: String,
+    /// `ADDR:PORT`.
+    pub address: String,
+    /// Why it does not listen (e.g. the address is in use), or that it was not asked (no
+    /// daemon for that host here); `None` when its daemon says it listens.
+    pub error: Option<String>,
+}
+
+/// The lines under the table: each host's endpoint and whether it listens.
+pub fn endpoints_table(list: &[HttpEndpoint]) -> String {
+    let mut out = String::new();
+    for e in list {
+        let state = match &e.error {
+            None => "listening".to_owned(),
+            Some(why) => why.clone(),
+        };
+        out.push_str(&format!(
+            "http endpoint of host {}: http://{} ({state})\n",
+            e.host, e.address
+        ));
+    }
+    out
+}
+
 /// An instance's state as `status` names it (spec/cli.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -137,18 +137,31 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         }
     }
     let mut from_daemons: BTreeMap<String, InstanceStatus> = BTreeMap::new();
+    let mut endpoints: Vec<status::HttpEndpoint> = Vec::new();
     for host in group.hosts() {
+        let configured = group.http.address(host).map(|a| status::HttpEndpoint {
+            host: host.to_owned(),
+            address: a.to_string(),
+            error: Some("no daemon for this host here: not checked".to_owned()),
+        });
         if !group.socket_path(host).exists() {
+            endpoints.extend(configured);
             continue;
         }
         match ask(&group, host, &Request::Status) {
-            Ok(Response::Status { instances, .. }) => {
+            Ok(Response::Status {
+                instances, http, ..
+            }) => {
                 for s in instances {
                     from_daemons.insert(s.name.clone(), s);
                 }
+                endpoints.extend(http);
             }
             Ok(_) => {}
-            Err(e) => eprintln!("redisrepd: {e:#}"),
+            Err(e) => {
+                eprintln!("redisrepd: {e:#}");
+                endpoints.extend(configured);
+            }
         }
     }
     let timeout = Duration::from_secs(2);
@@ -202,6 +215,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
             "master": status::actual_master(&list),
             "problem": problem,
             "instances": list,
+            "endpoints": endpoints,
         });
         if let Some(s) = &sentinels {
             doc["sentinels"] = serde_json::to_value(s)?;
@@ -212,6 +226,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         if let Some(p) = &problem {
             println!("warning: {p}");
         }
+        print!("{}", status::endpoints_table(&endpoints));
         if let Some(s) = &sentinels {
             println!();
             print!("{}", s.table());

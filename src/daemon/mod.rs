@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -97,6 +97,43 @@ pub enum Event {
     },
 }
 
+/// The view the health endpoints decide on: published by the supervisor after every
+/// event, read by the HTTP threads (`None` until the first).
+pub type SharedView = Arc<RwLock<Option<Arc<crate::endpoints::View>>>>;
+
+/// Starts the HTTP listener at `addr`: `/metrics` asks the supervisor (a bounded wait),
+/// the health endpoints read the published `view` and never wait on it.
+fn spawn_http(
+    addr: std::net::SocketAddr,
+    tx: Sender<Event>,
+    view: SharedView,
+) -> Result<crate::http::SharedListenState> {
+    let tx = Mutex::new(tx);
+    let handler: crate::http::Handler = Arc::new(move |req: &crate::http::Request| {
+        if crate::endpoints::is_endpoint(&req.path) {
+            if !matches!(req.method.as_str(), "GET" | "HEAD") {
+                return crate::http::Reply::text("405 Method Not Allowed", "use GET");
+            }
+            let view = view.read().ok().and_then(|v| v.clone());
+            let a = crate::endpoints::decide(
+                view.as_deref(),
+                &req.path,
+                req.query.as_deref(),
+                Instant::now(),
+            );
+            return crate::http::Reply::json(a.code, &a.body);
+        }
+        crate::metrics::respond(req, || {
+            // The supervisor answers between two events; a daemon too busy for a second
+            // gets a 503 scrape rather than a hung one.
+            let (reply, answer) = mpsc::channel();
+            tx.lock().ok()?.send(Event::Metrics { reply }).ok()?;
+            answer.recv_timeout(Duration::from_secs(2)).ok()
+        })
+    });
+    crate::http::spawn(addr, handler).context("starting the HTTP thread")
+}
+
 /// How long a connected client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -132,19 +169,11 @@ pub fn run(
     let _socket_guard = RemoveOnDrop(socket_path.clone());
 
     let (tx, rx) = mpsc::channel::<Event>();
-    if let Some(addr) = metrics.or(group.metrics.listen) {
-        let listener = crate::metrics::bind(addr)?;
-        info!(%addr, "serving metrics at /metrics");
-        let tx = Mutex::new(tx.clone());
-        crate::metrics::spawn(listener, move || {
-            // The supervisor answers between two events; a daemon too busy for a second
-            // gets a 503 scrape rather than a hung one.
-            let (reply, answer) = mpsc::channel();
-            tx.lock().ok()?.send(Event::Metrics { reply }).ok()?;
-            answer.recv_timeout(Duration::from_secs(2)).ok()
-        })
-        .context("starting the metrics thread")?;
-    }
+    let view: SharedView = Arc::new(RwLock::new(None));
+    let http = match metrics.or_else(|| group.http.address(&host)) {
+        Some(addr) => Some(spawn_http(addr, tx.clone(), view.clone())?),
+        None => None,
+    };
     spawn_signal_thread(tx.clone())?;
     spawn_acceptor(listener, tx.clone());
     let targets: prober::ProbeTargets = Arc::new(Mutex::new(Vec::new()));
@@ -168,6 +197,8 @@ pub fn run(
         events: tx,
         probe_targets: targets,
         wake_prober: wake_tx,
+        view,
+        http,
     };
     let mut rt = runtime::Runtime::start(group, setup, Instant::now());
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);

@@ -922,6 +922,8 @@ impl Machine {
                     response: Response::Status {
                         host: self.host.clone(),
                         instances: self.status(now),
+                        // The runtime knows its HTTP listener; it fills this in.
+                        http: None,
                     },
                 });
             } else {
