@@ -106,7 +106,11 @@ pub fn render(
     let _ = writeln!(
         o,
         "\nglobal\n    maxconn 4096\n\n\
-         defaults\n    mode tcp\n    timeout connect 2s\n\
+         defaults\n    mode tcp\n\
+         \x20   # A server that refuses or does not answer a connection is tried once more, then\n\
+         \x20   # another one is (redispatch): a client never waits long on a master that just\n\
+         \x20   # died and that the checks have not marked down yet.\n\
+         \x20   timeout connect 1s\n    retries 2\n    option redispatch 1\n\
          \x20   # Pooled client connections sit idle between commands (and subscribers for\n\
          \x20   # long): an hour before HAProxy closes an idle one; TCP keepalives find dead\n\
          \x20   # peers sooner. Lower both if your clients do not reconnect on their own.\n\
