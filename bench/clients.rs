@@ -244,8 +244,24 @@ fn round(o: &Opts) -> Result<(Vec<Row>, usize, usize), String> {
     let mut event =
         |name: &'static str, g: &mut Managed, w: &Writer, act: &mut Action| -> Result<(), String> {
             let (began, master) = act(g)?;
+            let addrs = g.layout.addrs;
             trio::wait("the group in shape", Duration::from_secs(120), || {
-                trio::in_shape(&g.layout.addrs, master, false, false)
+                if master == 0 || trio::info(addrs[0], "replication").is_ok() {
+                    return trio::in_shape(&addrs, master, false, false);
+                }
+                // The configured master's host is down: the other two in shape.
+                let other = 3 - master;
+                let (role, up) = trio::role(addrs[other])?;
+                let (m, _) = trio::role(addrs[master])?;
+                (m == "master" && role == "replica" && up == Some(addrs[master].port()))
+                    .then_some(())
+                    .ok_or_else(|| {
+                        format!(
+                            "{} not yet under {}",
+                            trio::NAMES[other],
+                            trio::NAMES[master]
+                        )
+                    })
             })?;
             w.wait_more(300, "writes flowing again")?;
             let (gap, failed) = w.measure(began, Instant::now());
@@ -321,7 +337,10 @@ fn round(o: &Opts) -> Result<(Vec<Row>, usize, usize), String> {
         },
     )?;
     let acked = w.finish();
-    let master = trio::find_shape(&g.layout.addrs, false, false)?;
+    // The configured master's host is down now: the master is r1 or r2.
+    let master = (1..3)
+        .find(|i| trio::role(g.layout.addrs[*i]).is_ok_and(|(r, _)| r == "master"))
+        .ok_or("neither r1 nor r2 is master")?;
     let lost = trio::missing_on(g.layout.addrs[master], PREFIX, &acked)?;
     Ok((rows, acked.len(), lost.len()))
 }

@@ -84,14 +84,15 @@ pub fn render(
     let _ = writeln!(
         o,
         "# haproxy.cfg for the redisrepd group `{cluster}` (HAProxy 2.2 or newer), written by\n\
-         # `redisrepd haproxy` from {}. Run it with `haproxy -f FILE`; generate it again\n\
-         # after adding or removing instances or changing [http] listen.\n\
+         # `redisrepd haproxy` from {}.\n\
+         # Run it with `haproxy -f FILE`; generate it again after adding or removing\n\
+         # instances or changing [http] listen.\n\
          #\n\
          # Clients connect to {} for writes: it reaches the group's master and nothing\n\
-         # else. Each instance is checked at its host's redisrepd daemon over HTTP\n\
-         # (/master/<instance> answers 200 only for the group's actual master), every\n\
-         # {CHECK_INTERVAL_MS} ms; a server marked down has its client connections closed, so\n\
-         # clients reconnect and land on the new master.",
+         # else. Each instance is checked at its host's redisrepd daemon over HTTP every\n\
+         # {CHECK_INTERVAL_MS} ms (/master/<instance> answers 200 only for the group's actual\n\
+         # master); a server marked down has its client connections closed, so clients\n\
+         # reconnect and land on the new master.",
         group.source.display(),
         hp(bind)
     );
