@@ -88,6 +88,20 @@ impl Check {
     }
 }
 
+/// The HTTP answer to `req` (an endpoint path, see [`is_endpoint`]) at `now`: GET or HEAD
+/// only.
+pub fn respond(
+    req: &crate::http::Request,
+    view: Option<&View>,
+    now: Instant,
+) -> crate::http::Reply {
+    if !matches!(req.method.as_str(), "GET" | "HEAD") {
+        return crate::http::Reply::text("405 Method Not Allowed", "use GET");
+    }
+    let a = decide(view, &req.path, req.query.as_deref(), now);
+    crate::http::Reply::json(a.code, &a.body)
+}
+
 /// Whether `path` (without the query) is one of the endpoints: the HTTP server routes
 /// these here and everything else elsewhere.
 pub fn is_endpoint(path: &str) -> bool {
@@ -566,6 +580,31 @@ mod tests {
         let a = decide(None, "/master/m", None, now);
         assert_eq!(a.code, 503);
         assert!(is_endpoint("/health/x") && !is_endpoint("/metrics"));
+    }
+
+    #[test]
+    fn http_requests_are_answered_with_json_and_only_get_or_head() {
+        let now = Instant::now();
+        let v = group(now);
+        let req = |head: &str| {
+            crate::http::parse_head(format!("{head}\r\n\r\n").as_bytes())
+                .unwrap()
+                .unwrap()
+        };
+        let r = respond(&req("GET /replica/r2?max_lag=99 HTTP/1.1"), Some(&v), now);
+        assert_eq!(r.status, "503 Service Unavailable");
+        assert_eq!(r.content_type, "application/json");
+        assert!(
+            r.body.ends_with("}\n") && r.body.matches('\n').count() == 1,
+            "{}",
+            r.body
+        );
+        let r = respond(&req("HEAD /master/m HTTP/1.1"), Some(&v), now);
+        assert_eq!(r.status, "200 OK");
+        let r = respond(&req("POST /master/m HTTP/1.1"), Some(&v), now);
+        assert_eq!(r.status, "405 Method Not Allowed");
+        let r = respond(&req("GET /health/x HTTP/1.1"), Some(&v), now);
+        assert_eq!(r.status, "404 Not Found");
     }
 
     #[test]

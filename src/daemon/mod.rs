@@ -113,17 +113,8 @@ fn spawn_http(
     let tx = Mutex::new(tx);
     let handler: crate::http::Handler = Arc::new(move |req: &crate::http::Request| {
         if crate::endpoints::is_endpoint(&req.path) {
-            if !matches!(req.method.as_str(), "GET" | "HEAD") {
-                return crate::http::Reply::text("405 Method Not Allowed", "use GET");
-            }
             let view = view.read().ok().and_then(|v| v.clone());
-            let a = crate::endpoints::decide(
-                view.as_deref(),
-                &req.path,
-                req.query.as_deref(),
-                Instant::now(),
-            );
-            return crate::http::Reply::json(a.code, &a.body);
+            return crate::endpoints::respond(req, view.as_deref(), Instant::now());
         }
         crate::metrics::respond(req, || {
             // The supervisor answers between two events; a daemon too busy for a second
