@@ -108,9 +108,9 @@ pub fn render(
         o,
         "\nglobal\n    maxconn 4096\n\n\
          defaults\n    mode tcp\n\
-         \x20   # A server that refuses or does not answer a connection is tried once more, then\n\
-         \x20   # another one is (redispatch): a client never waits long on a master that just\n\
-         \x20   # died and that the checks have not marked down yet.\n\
+         \x20   # A connection that a server refuses or does not accept within 1 s is retried\n\
+         \x20   # (after HAProxy's turn-around of at most that second), on another server when\n\
+         \x20   # one is up: a master that just died, not yet marked down, holds no client long.\n\
          \x20   timeout connect 1s\n    retries 2\n    option redispatch 1\n\
          \x20   # Pooled client connections sit idle between commands (and subscribers for\n\
          \x20   # long): an hour before HAProxy closes an idle one; TCP keepalives find dead\n\

@@ -523,7 +523,8 @@ fn writes_through_haproxy_follow_a_failover_and_back() {
         );
     }
     // The read frontend reaches an in-sync replica.
-    let mut con = util::connect(hp.reads, Some(PASSWORD)).expect("read frontend");
+    let mut con = util::connect(hp.reads, Some(PASSWORD))
+        .unwrap_or_else(|e| panic!("read frontend of {}: {e}", hp.cfg.display()));
     let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut con).expect("ROLE");
     assert!(
         matches!(&role[0], redis::Value::BulkString(b) if b == b"slave"),
@@ -532,7 +533,6 @@ fn writes_through_haproxy_follow_a_failover_and_back() {
     let acked = w.finish();
     wait_master(&c, "master");
     nothing_lost(&c, &ALL, &acked);
-    let _ = &hp.cfg;
 }
 
 #[test]
