@@ -605,3 +605,46 @@ fn writes_through_haproxy_follow_a_crashed_masters_catch_up() {
     let acked = w.finish();
     nothing_lost(&c, &ALL, &acked);
 }
+
+#[test]
+fn in_sentinel_mode_the_master_is_the_one_the_sentinels_name() {
+    let (mut c, nodes) = crate::sentinel_mode::sentinel_group();
+    let sentinels = c.extra_sections.clone();
+    let http = with_http(&mut c);
+    c.extra_sections = format!("{sentinels}\n{}", c.extra_sections);
+    c.write_config();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    // Each sentinel names the master and knows the replicas and the other sentinels.
+    crate::sentinel_mode::wait_sentinels_agree(&c, &nodes, "master");
+    for addr in http.values() {
+        let body = wait_code(*addr, "/master/master", 200);
+        assert!(
+            body["reason"]
+                .as_str()
+                .unwrap()
+                .contains("named by a majority of the sentinels"),
+            "{body}"
+        );
+    }
+    // `failover` is SENTINEL FAILOVER: the endpoints follow the sentinels' choice.
+    let run = c.cli(&["failover"]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}{}\n{}",
+        run.stdout,
+        run.stderr,
+        c.logs()
+    );
+    let moved = masters(&c, &ALL);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_ne!(moved[0], "master");
+    wait_master(&c, &moved[0]);
+    for addr in http.values() {
+        wait_code(*addr, &format!("/master/{}", moved[0]), 200);
+        wait_code(*addr, "/master/master", 503);
+        wait_code(*addr, "/replica/master", 200);
+    }
+}
