@@ -428,6 +428,29 @@ mod tests {
     }
 
     #[test]
+    fn each_hosts_endpoint_is_a_line_with_its_state() {
+        let list = [
+            HttpEndpoint {
+                host: "a".into(),
+                address: "127.0.0.1:9765".into(),
+                error: None,
+            },
+            HttpEndpoint {
+                host: "b".into(),
+                address: "127.0.0.2:9765".into(),
+                error: Some("cannot listen on 127.0.0.2:9765: Address in use".into()),
+            },
+        ];
+        assert_eq!(
+            endpoints_table(&list),
+            "http endpoint of host a: http://127.0.0.1:9765 (listening)\n\
+             http endpoint of host b: http://127.0.0.2:9765 (cannot listen on 127.0.0.2:9765: \
+             Address in use)\n"
+        );
+        assert_eq!(endpoints_table(&[]), "");
+    }
+
+    #[test]
     fn a_master_short_of_good_replicas_says_it_refuses_writes() {
         let mut g = group();
         g.instances[0].min_replicas_to_write = Some(1);
