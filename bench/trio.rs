@@ -728,6 +728,14 @@ impl Managed {
         self.wait_status_ok(Duration::from_secs(120))
     }
 
+    /// SIGKILL to the daemon of `host` (its host "dies"); its instances are left running.
+    pub fn kill_daemon(&mut self, host: &str) {
+        if let Some(mut d) = self.daemons.remove(host) {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+
     /// The last `lines` lines of a daemon's log.
     pub fn log_tail(&self, host: &str, lines: usize) -> String {
         let log = std::fs::read_to_string(self.daemon_log(host)).unwrap_or_default();

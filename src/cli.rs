@@ -30,7 +30,8 @@ pub enum Verb {
         /// The host whose instances to run (default: this machine's hostname).
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
-        /// Serve Prometheus metrics at http://ADDR:PORT/metrics (overrides `[metrics] listen`).
+        /// Serve /metrics and the health endpoints at http://ADDR:PORT (overrides `[http]
+        /// listen` for this daemon).
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
     },
@@ -87,6 +88,16 @@ pub enum Verb {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a haproxy.cfg whose frontend reaches the group's master (checked at each
+    /// host's daemon over HTTP), and optionally a second one over its in-sync replicas.
+    Haproxy {
+        /// Where clients connect for writes.
+        #[arg(long, value_name = "ADDR:PORT", default_value = crate::haproxy::DEFAULT_BIND)]
+        bind: std::net::SocketAddr,
+        /// Also a frontend here over the replicas that are online and in sync.
+        #[arg(long, value_name = "ADDR:PORT")]
+        replicas_bind: Option<std::net::SocketAddr>,
     },
     /// Validate the TOML and print the plan for a host.
     Check {

@@ -52,6 +52,9 @@ pub enum Response {
         /// How long this daemon's maintenance pause still holds (absent: not paused).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         paused_for_ms: Option<u64>,
+        /// The daemon's HTTP listener (`[http] listen`), when it has one.
+        #[serde(default)]
+        http: Option<crate::status::HttpEndpoint>,
     },
     /// The changes of master a daemon recorded, oldest first.
     History {

@@ -8,15 +8,7 @@
 //! is unit-tested without a daemon. Families are built afresh per scrape from the snapshot,
 //! so an instance removed by `reload` disappears from the next scrape.
 //!
-//! The server is a few lines over `std::net::TcpListener` rather than an HTTP crate: it
-//! answers one `GET /metrics` per connection (404 for any other path, 405 for any other
-//! method) and closes; one connection at a time, each bounded by [`CLIENT_TIMEOUT`], so
-//! a client that sends nothing cannot hold the thread for long.
-
-use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+//! The HTTP listener that serves it is `crate::http`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::prometheus_text;
@@ -25,11 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// The longest a client may take to send its request and read the answer.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The largest request head read; a longer one gets 431.
-const MAX_REQUEST: usize = 8 * 1024;
+use crate::http::{Reply, Request};
 
 /// Everything a scrape shows, as the supervisor knows it at that moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -273,57 +261,17 @@ pub fn encode(snapshot: &Snapshot) -> String {
     out
 }
 
-/// What the server answers to one request head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// e.g. `200 OK`.
-    pub status: &'static str,
-    pub content_type: &'static str,
-    pub body: String,
-    /// HEAD: the headers only.
-    pub head_only: bool,
-}
-
-impl Reply {
-    fn text(status: &'static str, body: &str) -> Reply {
-        Reply {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: format!("{body}\n"),
-            head_only: false,
-        }
-    }
-
-    /// The whole HTTP/1.1 response.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = String::new();
-        let _ = write!(
-            out,
-            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.status,
-            self.content_type,
-            self.body.len()
+/// The answer to a request for `/metrics` (404 for any other path). Pure, except that it
+/// asks `snapshot` when the request is a scrape.
+pub fn respond(req: &Request, snapshot: impl FnOnce() -> Option<Snapshot>) -> Reply {
+    if req.path != "/metrics" {
+        return Reply::text(
+            "404 Not Found",
+            "not found: metrics are at /metrics; health checks at /master/<instance>, \
+             /replica/<instance>, /health/<instance>",
         );
-        let mut bytes = out.into_bytes();
-        if !self.head_only {
-            bytes.extend_from_slice(self.body.as_bytes());
-        }
-        bytes
     }
-}
-
-/// The answer to a request head (`GET /metrics HTTP/1.1` and headers). Pure, except that
-/// it asks `snapshot` when the request is a scrape.
-pub fn respond(head: &str, snapshot: impl FnOnce() -> Option<Snapshot>) -> Reply {
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Reply::text("400 Bad Request", "bad request line");
-    };
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    if path != "/metrics" {
-        return Reply::text("404 Not Found", "not found: metrics are at /metrics");
-    }
-    let head_only = match method {
+    let head_only = match req.method.as_str() {
         "GET" => false,
         "HEAD" => true,
         _ => {
@@ -345,85 +293,6 @@ pub fn respond(head: &str, snapshot: impl FnOnce() -> Option<Snapshot>) -> Reply
             )
         },
     }
-}
-
-/// Binds the metrics address; the error names it.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen for metrics on {addr}: {e} (`[metrics] listen` or --metrics)"),
-        )
-    })
-}
-
-/// Serves scrapes on `listener` forever, one connection at a time, asking `snapshot` for
-/// each scrape. Run it on a thread of its own.
-pub fn serve(listener: TcpListener, snapshot: impl Fn() -> Option<Snapshot>) {
-    serve_with_timeout(listener, CLIENT_TIMEOUT, snapshot);
-}
-
-fn serve_with_timeout(
-    listener: TcpListener,
-    timeout: Duration,
-    snapshot: impl Fn() -> Option<Snapshot>,
-) {
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => {
-                if let Err(e) = handle(stream, timeout, &snapshot) {
-                    tracing::debug!("metrics client: {e}");
-                }
-            }
-            // E.g. EMFILE: the next accept may succeed; do not spin.
-            Err(e) => {
-                tracing::warn!("metrics: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-/// Starts [`serve`] on a thread named `metrics`.
-pub fn spawn(
-    listener: TcpListener,
-    snapshot: impl Fn() -> Option<Snapshot> + Send + 'static,
-) -> io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("metrics".to_owned())
-        .spawn(move || serve(listener, snapshot))
-}
-
-/// One connection: read the request head within `timeout`, answer, close.
-fn handle(
-    mut stream: TcpStream,
-    timeout: Duration,
-    snapshot: &impl Fn() -> Option<Snapshot>,
-) -> io::Result<()> {
-    let deadline = Instant::now() + timeout;
-    stream.set_write_timeout(Some(timeout))?;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    let reply = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "request too slow"));
-        }
-        stream.set_read_timeout(Some(left))?;
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(()); // closed before a whole request
-        }
-        head.extend_from_slice(&buf[..n]);
-        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            break respond(&String::from_utf8_lossy(&head[..end]), snapshot);
-        }
-        if head.len() > MAX_REQUEST {
-            break Reply::text("431 Request Header Fields Too Large", "request too large");
-        }
-    };
-    stream.write_all(&reply.to_bytes())?;
-    stream.flush()
 }
 
 #[cfg(test)]
@@ -552,10 +421,16 @@ mod tests {
         );
     }
 
+    fn req(line: &str) -> Request {
+        crate::http::parse_head(format!("{line}\r\n\r\n").as_bytes())
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
     fn respond_routes_and_reports_a_silent_supervisor() {
-        let get = |head: &str, snap: Option<Snapshot>| respond(head, move || snap);
-        let ok = get("GET /metrics HTTP/1.1\r\nHost: x", Some(snapshot()));
+        let get = |line: &str, snap: Option<Snapshot>| respond(&req(line), move || snap);
+        let ok = get("GET /metrics HTTP/1.1", Some(snapshot()));
         assert_eq!(ok.status, "200 OK");
         assert_eq!(ok.content_type, "text/plain; version=0.0.4; charset=utf-8");
         assert!(ok.body.contains("redisrepd_instance_up"));
@@ -575,7 +450,6 @@ mod tests {
             get("POST /metrics HTTP/1.1", Some(snapshot())).status,
             "405 Method Not Allowed"
         );
-        assert_eq!(get("", Some(snapshot())).status, "400 Bad Request");
         assert_eq!(
             get("GET /metrics HTTP/1.1", None).status,
             "503 Service Unavailable"
@@ -584,38 +458,5 @@ mod tests {
         let bytes = String::from_utf8(head.to_bytes()).unwrap();
         assert!(bytes.ends_with("\r\n\r\n"), "{bytes}");
         assert!(bytes.contains(&format!("Content-Length: {}", head.body.len())));
-    }
-
-    /// The server on a real socket: a scrape, a wrong path, and a client that sends
-    /// nothing does not hold up the next one for longer than the timeout.
-    #[test]
-    fn serve_answers_scrapes_over_tcp() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let timeout = Duration::from_millis(300);
-        std::thread::spawn(move || serve_with_timeout(listener, timeout, || Some(snapshot())));
-        let fetch = |request: &str| {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-            s.write_all(request.as_bytes()).unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out
-        };
-        let ok = fetch("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(
-            ok.contains(r#"redisrepd_syncs_total{instance="replica-1",kind="partial"} 3"#),
-            "{ok}"
-        );
-        let missing = fetch("GET /nope HTTP/1.1\r\n\r\n");
-        assert!(
-            missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
-            "{missing}"
-        );
-        // A silent client: held at most `timeout`, then the next scrape is served.
-        let _silent = TcpStream::connect(addr).unwrap();
-        let after = fetch("GET /metrics HTTP/1.1\r\n\r\n");
-        assert!(after.starts_with("HTTP/1.1 200 OK\r\n"), "{after}");
     }
 }

@@ -50,6 +50,33 @@ pub struct InstanceStatus {
     pub upstream: Option<String>,
 }
 
+/// One host's HTTP endpoint (`[http] listen`) as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpEndpoint {
+    pub host: String,
+    /// `ADDR:PORT`.
+    pub address: String,
+    /// Why it does not listen (e.g. the address is in use), or that it was not asked (no
+    /// daemon for that host here); `None` when its daemon says it listens.
+    pub error: Option<String>,
+}
+
+/// The lines under the table: each host's endpoint and whether it listens.
+pub fn endpoints_table(list: &[HttpEndpoint]) -> String {
+    let mut out = String::new();
+    for e in list {
+        let state = match &e.error {
+            None => "listening".to_owned(),
+            Some(why) => why.clone(),
+        };
+        out.push_str(&format!(
+            "http endpoint of host {}: http://{} ({state})\n",
+            e.host, e.address
+        ));
+    }
+    out
+}
+
 /// An instance's state as `status` names it (spec/cli.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -398,6 +425,29 @@ mod tests {
             backlog_warning(&g, &g.instances[1], Some((1, 100_000.0))).is_none(),
             "no replicas"
         );
+    }
+
+    #[test]
+    fn each_hosts_endpoint_is_a_line_with_its_state() {
+        let list = [
+            HttpEndpoint {
+                host: "a".into(),
+                address: "127.0.0.1:9765".into(),
+                error: None,
+            },
+            HttpEndpoint {
+                host: "b".into(),
+                address: "127.0.0.2:9765".into(),
+                error: Some("cannot listen on 127.0.0.2:9765: Address in use".into()),
+            },
+        ];
+        assert_eq!(
+            endpoints_table(&list),
+            "http endpoint of host a: http://127.0.0.1:9765 (listening)\n\
+             http endpoint of host b: http://127.0.0.2:9765 (cannot listen on 127.0.0.2:9765: \
+             Address in use)\n"
+        );
+        assert_eq!(endpoints_table(&[]), "");
     }
 
     #[test]

@@ -140,14 +140,22 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
     }
     let mut from_daemons: BTreeMap<String, InstanceStatus> = BTreeMap::new();
     let mut paused: Vec<(String, Duration)> = Vec::new();
+    let mut endpoints: Vec<status::HttpEndpoint> = Vec::new();
     for host in group.hosts() {
+        let configured = group.http.address(host).map(|a| status::HttpEndpoint {
+            host: host.to_owned(),
+            address: a.to_string(),
+            error: Some("no daemon for this host here: not checked".to_owned()),
+        });
         if !group.socket_path(host).exists() {
+            endpoints.extend(configured);
             continue;
         }
         match ask(&group, host, &Request::Status) {
             Ok(Response::Status {
                 instances,
                 paused_for_ms,
+                http,
                 ..
             }) => {
                 for s in instances {
@@ -156,9 +164,13 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
                 if let Some(ms) = paused_for_ms {
                     paused.push((host.to_owned(), Duration::from_millis(ms)));
                 }
+                endpoints.extend(http);
             }
             Ok(_) => {}
-            Err(e) => eprintln!("redisrepd: {e:#}"),
+            Err(e) => {
+                eprintln!("redisrepd: {e:#}");
+                endpoints.extend(configured);
+            }
         }
     }
     let timeout = Duration::from_secs(2);
@@ -221,6 +233,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
             "paused_until": paused_until.map(|t| t.to_string()),
             "paused_hosts": paused.iter().map(|(h, _)| h).collect::<Vec<_>>(),
             "instances": list,
+            "endpoints": endpoints,
         });
         if let Some(s) = &sentinels {
             doc["sentinels"] = serde_json::to_value(s)?;
@@ -238,6 +251,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         if let Some(p) = &problem {
             println!("warning: {p}");
         }
+        print!("{}", status::endpoints_table(&endpoints));
         if let Some(s) = &sentinels {
             println!();
             print!("{}", s.table());

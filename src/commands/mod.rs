@@ -81,6 +81,16 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Verb::Failover { to, force } => client::failover(&cli.config, to, force),
         Verb::Promote { instance, force } => client::promote(&cli.config, instance, force),
         Verb::History { json } => client::history(&cli.config, json),
+        Verb::Haproxy {
+            bind,
+            replicas_bind,
+        } => {
+            let group = load_for_client(&cli.config)?.group;
+            let cfg = crate::haproxy::render(&group, bind, replicas_bind)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
+            print!("{cfg}");
+            Ok(crate::EXIT_OK)
+        }
     }
 }
 

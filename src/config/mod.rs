@@ -26,8 +26,8 @@ pub struct Group {
     pub redis: Vec<Directive>,
     /// Every instance, in file order.
     pub instances: Vec<Instance>,
-    /// `[metrics]`.
-    pub metrics: Metrics,
+    /// `[http]` (or its older name `[metrics]`).
+    pub http: Http,
     /// `[sentinel]`: when set, Sentinel decides failover.
     pub sentinel: Option<Sentinel>,
     /// `[hooks]`.
@@ -106,11 +106,32 @@ impl SentinelNode {
     }
 }
 
-/// `[metrics]`: where `daemon` serves Prometheus metrics (`daemon --metrics` overrides it).
+/// `[http]` (older name `[metrics]`): where each host's daemon serves `/metrics` and the
+/// health endpoints (`daemon --metrics` overrides it for one daemon).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metrics {
-    /// `listen = "127.0.0.1:9765"`; `None`: no metrics.
-    pub listen: Option<std::net::SocketAddr>,
+pub struct Http {
+    /// `None`: no HTTP listener.
+    pub listen: Option<HttpListen>,
+}
+
+/// `[http] listen`: one address for every host, or one per host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpListen {
+    /// `listen = "127.0.0.1:9765"`: every host's daemon listens there.
+    Every(std::net::SocketAddr),
+    /// `listen = { db1 = "...", db2 = "..." }`, in file order; `check` makes sure every
+    /// host that runs instances has one.
+    PerHost(Vec<(String, std::net::SocketAddr)>),
+}
+
+impl Http {
+    /// Where the daemon of `host` listens, as the file says.
+    pub fn address(&self, host: &str) -> Option<std::net::SocketAddr> {
+        match self.listen.as_ref()? {
+            HttpListen::Every(addr) => Some(*addr),
+            HttpListen::PerHost(hosts) => hosts.iter().find(|(h, _)| h == host).map(|(_, a)| *a),
+        }
+    }
 }
 
 /// `[cluster]` with defaults applied and paths made absolute.

@@ -20,8 +20,11 @@ pub struct RawFile {
     pub redis: toml::Table,
     #[serde(default)]
     pub instance: Vec<RawInstance>,
+    /// `[metrics]`: the older name of `[http]`.
     #[serde(default)]
-    pub metrics: RawMetrics,
+    pub metrics: RawHttp,
+    #[serde(default)]
+    pub http: RawHttp,
     pub sentinel: Option<RawSentinel>,
     #[serde(default)]
     pub hooks: RawHooks,
@@ -60,12 +63,49 @@ pub struct RawSentinelNode {
     pub port: Port,
 }
 
-/// `[metrics]`.
+/// `[http]` (or its older name `[metrics]`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMetrics {
-    /// `ADDR:PORT` where `daemon` serves Prometheus metrics.
-    pub listen: Option<Listen>,
+pub struct RawHttp {
+    /// Where `daemon` serves `/metrics` and the health endpoints.
+    pub listen: Option<HttpListen>,
+}
+
+/// `listen = "ADDR:PORT"` (every host) or `listen = { host = "ADDR:PORT", ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub enum HttpListen {
+    Every(std::net::SocketAddr),
+    PerHost(Vec<(String, std::net::SocketAddr)>),
+}
+
+impl TryFrom<toml::Value> for HttpListen {
+    type Error = String;
+    fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
+        match value {
+            toml::Value::String(s) => Listen::try_from(s).map(|l| HttpListen::Every(l.0)),
+            toml::Value::Table(t) => {
+                let mut hosts = Vec::new();
+                for (host, v) in t {
+                    let toml::Value::String(s) = v else {
+                        return Err(format!(
+                            "the address of host `{host}` is not a string: write                              {host} = \"ADDR:PORT\""
+                        ));
+                    };
+                    let addr = Listen::try_from(s)
+                        .map_err(|e| format!("host `{host}`: {e}"))?
+                        .0;
+                    hosts.push((host, addr));
+                }
+                Ok(HttpListen::PerHost(hosts))
+            }
+            _ => Err(
+                "write one address for every host, listen = \"ADDR:PORT\", or one per \
+                 host, listen = { db1 = \"ADDR:PORT\", db2 = \"ADDR:PORT\" }"
+                    .to_owned(),
+            ),
+        }
+    }
 }
 
 /// An `ADDR:PORT` to listen on (`[::1]:PORT` for IPv6).

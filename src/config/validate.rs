@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::raw::{RawFile, RawInstance, RawSentinel};
 use super::{
-    Checked, Cluster, ConfigError, Directive, Group, Instance, Metrics, PasswordSource, Problem,
-    Secret, Sentinel, SentinelNode, Supervise,
+    Checked, Cluster, ConfigError, Directive, Group, Http, HttpListen, Instance, PasswordSource,
+    Problem, Secret, Sentinel, SentinelNode, Supervise,
 };
 
 /// Directives redisrepd writes itself, with the TOML key to use instead.
@@ -204,9 +204,7 @@ impl Validator {
             );
         }
         let instances: Vec<Instance> = raw.instance.into_iter().map(|i| self.instance(i)).collect();
-        let metrics = Metrics {
-            listen: raw.metrics.listen.map(|l| l.0),
-        };
+        let http = self.http(raw.http, raw.metrics, &instances);
         let sentinel = raw.sentinel.map(|s| self.sentinel(s));
         let hooks = self.hooks(raw.hooks, &resolve);
         let group = Group {
@@ -215,7 +213,7 @@ impl Validator {
             supervise,
             redis,
             instances,
-            metrics,
+            http,
             sentinel,
             hooks,
         };
@@ -261,6 +259,70 @@ impl Validator {
         super::Hooks {
             on_role_change,
             timeout,
+        }
+    }
+
+    /// `[http]`, or `[metrics]` (its older name); a table needs every host that runs
+    /// instances, and only those.
+    fn http(
+        &mut self,
+        http: super::raw::RawHttp,
+        metrics: super::raw::RawHttp,
+        instances: &[Instance],
+    ) -> Http {
+        let listen = match (http.listen, metrics.listen) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    None,
+                    "metrics.listen",
+                    "both [http] and [metrics] set `listen`: [metrics] is the older name of \
+                     [http]; keep only `[http] listen`",
+                );
+                return Http::default();
+            }
+            (Some(l), None) | (None, Some(l)) => l,
+            (None, None) => return Http::default(),
+        };
+        let listen = match listen {
+            super::raw::HttpListen::Every(addr) => HttpListen::Every(addr),
+            super::raw::HttpListen::PerHost(hosts) => {
+                let mut runs: Vec<&str> = Vec::new();
+                for i in instances {
+                    if !runs.contains(&i.host.as_str()) {
+                        runs.push(&i.host);
+                    }
+                }
+                for (host, _) in &hosts {
+                    if !runs.contains(&host.as_str()) {
+                        self.error(
+                            None,
+                            "http.listen",
+                            format!(
+                                "host `{host}` runs no instance (hosts: {}): fix the name or \
+                                 remove it",
+                                runs.join(", ")
+                            ),
+                        );
+                    }
+                }
+                for host in &runs {
+                    if !hosts.iter().any(|(h, _)| h == host) {
+                        self.error(
+                            None,
+                            "http.listen",
+                            format!(
+                                "no address for host `{host}`, which runs instances: add \
+                                 `{host} = \"ADDR:PORT\"` to the table, or write one address \
+                                 for every host (listen = \"ADDR:PORT\")"
+                            ),
+                        );
+                    }
+                }
+                HttpListen::PerHost(hosts)
+            }
+        };
+        Http {
+            listen: Some(listen),
         }
     }
 

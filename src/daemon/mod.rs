@@ -5,7 +5,10 @@
 //! and the [`runtime`] that carries its effects out; the signal thread, the socket acceptor
 //! (one short thread per connection), the prober and the workers that talk to Redis only
 //! send [`Event`]s to it. The recorder thread takes the changes of master from it (the
-//! history file, the `[hooks]` program) and sends nothing back. The loop sleeps until the next event or the machine's next
+//! history file, the `[hooks]` program) and sends nothing back. The HTTP listener
+//! (`crate::http`) reads the view the runtime publishes after every event for the health
+//! endpoints, and asks the loop only for `/metrics`, with a bounded wait. The loop sleeps
+//! until the next event or the machine's next
 //! deadline.
 
 mod claim;
@@ -20,7 +23,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -99,6 +102,34 @@ pub enum Event {
     },
 }
 
+/// The view the health endpoints decide on: published by the supervisor after every
+/// event, read by the HTTP threads (`None` until the first).
+pub type SharedView = Arc<RwLock<Option<Arc<crate::endpoints::View>>>>;
+
+/// Starts the HTTP listener at `addr`: `/metrics` asks the supervisor (a bounded wait),
+/// the health endpoints read the published `view` and never wait on it.
+fn spawn_http(
+    addr: std::net::SocketAddr,
+    tx: Sender<Event>,
+    view: SharedView,
+) -> Result<crate::http::SharedListenState> {
+    let tx = Mutex::new(tx);
+    let handler: crate::http::Handler = Arc::new(move |req: &crate::http::Request| {
+        if crate::endpoints::is_endpoint(&req.path) {
+            let view = view.read().ok().and_then(|v| v.clone());
+            return crate::endpoints::respond(req, view.as_deref(), Instant::now());
+        }
+        crate::metrics::respond(req, || {
+            // The supervisor answers between two events; a daemon too busy for a second
+            // gets a 503 scrape rather than a hung one.
+            let (reply, answer) = mpsc::channel();
+            tx.lock().ok()?.send(Event::Metrics { reply }).ok()?;
+            answer.recv_timeout(Duration::from_secs(2)).ok()
+        })
+    });
+    crate::http::spawn(addr, handler).context("starting the HTTP thread")
+}
+
 /// How long a connected client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -138,19 +169,11 @@ pub fn run(
     let _socket_guard = RemoveOnDrop(socket_path.clone());
 
     let (tx, rx) = mpsc::channel::<Event>();
-    if let Some(addr) = metrics.or(group.metrics.listen) {
-        let listener = crate::metrics::bind(addr)?;
-        info!(%addr, "serving metrics at /metrics");
-        let tx = Mutex::new(tx.clone());
-        crate::metrics::spawn(listener, move || {
-            // The supervisor answers between two events; a daemon too busy for a second
-            // gets a 503 scrape rather than a hung one.
-            let (reply, answer) = mpsc::channel();
-            tx.lock().ok()?.send(Event::Metrics { reply }).ok()?;
-            answer.recv_timeout(Duration::from_secs(2)).ok()
-        })
-        .context("starting the metrics thread")?;
-    }
+    let view: SharedView = Arc::new(RwLock::new(None));
+    let http = match metrics.or_else(|| group.http.address(&host)) {
+        Some(addr) => Some(spawn_http(addr, tx.clone(), view.clone())?),
+        None => None,
+    };
     spawn_signal_thread(tx.clone())?;
     spawn_acceptor(listener, tx.clone());
     let targets: prober::ProbeTargets = Arc::new(Mutex::new(Vec::new()));
@@ -174,6 +197,8 @@ pub fn run(
         events: tx,
         probe_targets: targets,
         wake_prober: wake_tx,
+        view,
+        http,
     };
     let mut rt = runtime::Runtime::start(group, setup, Instant::now());
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);

@@ -13,6 +13,13 @@ use crate::redis_io::Endpoint;
 /// The instances to probe, set by the supervisor.
 pub type ProbeTargets = Arc<Mutex<Vec<(String, Endpoint)>>>;
 
+/// How long one INFO probe may take. At least a second: a busy instance that answers INFO
+/// late must not pass for one that is gone (a promotion is refused only while the master
+/// answers). Targets are asked in parallel, so one slow answer holds back no other.
+pub(crate) fn probe_timeout(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_secs(1), Duration::from_secs(2))
+}
+
 /// A sentinel also says whom it names as master (`cluster` is the name it monitors).
 /// Probes until the supervisor's side of `events` or `wake` is gone. A message on `wake`
 /// starts the next round at once (after a launch, readiness should not wait a whole
@@ -24,10 +31,7 @@ pub fn run(
     wake: Receiver<()>,
     cluster: String,
 ) {
-    // At least a second: a busy instance that answers INFO late must not pass for one that
-    // is gone (a promotion is refused only while the master answers). Targets are asked
-    // in parallel, so one slow answer holds back no other.
-    let timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(2));
+    let timeout = probe_timeout(interval);
     loop {
         let list = targets.lock().map(|t| t.clone()).unwrap_or_default();
         // All at once: an instance on a host that is cut off takes the whole timeout to

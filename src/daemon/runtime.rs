@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ pub struct Runtime {
     events: Sender<Event>,
     probe_targets: ProbeTargets,
     wake_prober: Sender<()>,
+    view: super::SharedView,
+    http: Option<crate::http::SharedListenState>,
     procs: HashMap<String, Proc>,
     claims: HashMap<String, ClaimHandle>,
     replies: HashMap<RequestId, Sender<Response>>,
@@ -77,6 +80,10 @@ pub struct Setup {
     pub events: Sender<Event>,
     pub probe_targets: ProbeTargets,
     pub wake_prober: Sender<()>,
+    /// Where the view for the health endpoints is published.
+    pub view: super::SharedView,
+    /// The HTTP listener's state, for `status`; `None` without one.
+    pub http: Option<crate::http::SharedListenState>,
 }
 
 impl Runtime {
@@ -186,6 +193,8 @@ impl Runtime {
             events: setup.events,
             probe_targets: setup.probe_targets,
             wake_prober: setup.wake_prober,
+            view: setup.view,
+            http: setup.http,
             procs,
             claims: HashMap::new(),
             replies: HashMap::new(),
@@ -359,6 +368,15 @@ impl Runtime {
             for effect in self.machine.handle(input, now) {
                 queue.extend(self.perform(effect));
             }
+        }
+        self.publish_view(now);
+    }
+
+    /// Hands the health endpoints what the machine knows now (they never ask the loop).
+    fn publish_view(&self, now: Instant) {
+        let view = Arc::new(self.machine.endpoint_view(now));
+        if let Ok(mut shared) = self.view.write() {
+            *shared = Some(view);
         }
     }
 
@@ -609,7 +627,16 @@ impl Runtime {
                 let _ = self.wake_prober.send(());
                 None
             }
-            Effect::Reply { id, response } => {
+            Effect::Reply { id, mut response } => {
+                if let (Response::Status { http, .. }, Some(state)) = (&mut response, &self.http)
+                    && let Ok(state) = state.lock()
+                {
+                    *http = Some(crate::status::HttpEndpoint {
+                        host: self.host.clone(),
+                        address: state.address.to_string(),
+                        error: state.error.clone(),
+                    });
+                }
                 if let Some(reply) = self.replies.remove(&id) {
                     let _ = reply.send(response);
                 }

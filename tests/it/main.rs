@@ -9,6 +9,7 @@
 
 mod adoption;
 mod check;
+mod clients;
 mod cluster;
 mod daemon;
 mod doctor;

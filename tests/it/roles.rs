@@ -144,7 +144,7 @@ impl Writer {
 }
 
 /// Every key in `keys` that `name` does not have.
-fn missing(c: &Cluster, name: &str, keys: &[String]) -> Vec<String> {
+pub(crate) fn missing(c: &Cluster, name: &str, keys: &[String]) -> Vec<String> {
     let mut con = c.con(name);
     keys.iter()
         .filter(|k| {
@@ -158,7 +158,7 @@ fn missing(c: &Cluster, name: &str, keys: &[String]) -> Vec<String> {
 }
 
 /// Waits until every one of `names` has all of `keys` (replicas catch up).
-fn wait_all_have(c: &Cluster, names: &[&str], keys: &[String]) {
+pub(crate) fn wait_all_have(c: &Cluster, names: &[&str], keys: &[String]) {
     for name in names {
         util::wait_for(
             UP,

@@ -17,7 +17,7 @@ const ALL: [&str; 3] = ["master", "r1", "r2"];
 
 /// The seed layout (master on `a`, two replicas on `b`) with three sentinels: one on `a`,
 /// two on `b`, quorum 2, quick detection.
-fn sentinel_group() -> (Cluster, Vec<SocketAddr>) {
+pub(crate) fn sentinel_group() -> (Cluster, Vec<SocketAddr>) {
     let mut nodes = Vec::new();
     let mut lines = String::new();
     for (name, host) in [("s1", "a"), ("s2", "b"), ("s3", "b")] {
@@ -156,7 +156,7 @@ fn sentinels_agree_on(
 }
 
 /// Waits until the sentinels agree on `master` ([`sentinels_agree_on`]).
-fn wait_sentinels_agree(c: &Cluster, sentinels: &[SocketAddr], master: &str) {
+pub(crate) fn wait_sentinels_agree(c: &Cluster, sentinels: &[SocketAddr], master: &str) {
     let want = c.addr(master);
     util::wait_for(UP, &format!("the sentinels to name `{master}`"), || {
         sentinels_agree_on(c, sentinels, want)

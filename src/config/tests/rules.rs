@@ -484,9 +484,16 @@ fn metrics_listen_is_an_address_and_port() {
         trio()
     ))
     .group;
-    assert_eq!(g.metrics.listen, Some("127.0.0.1:9765".parse().unwrap()));
+    assert_eq!(
+        g.http.listen,
+        Some(HttpListen::Every("127.0.0.1:9765".parse().unwrap()))
+    );
+    assert_eq!(
+        g.http.address("any"),
+        Some("127.0.0.1:9765".parse().unwrap())
+    );
     let g = ok(&format!("{CLUSTER}{}", trio())).group;
-    assert_eq!(g.metrics.listen, None);
+    assert_eq!(g.http.listen, None);
     one_problem(
         &format!("{CLUSTER}[metrics]\nlisten = \"127.0.0.1\"\n{}", trio()),
         &[
@@ -577,4 +584,65 @@ fn check_hooks_of(toml: &Path) -> String {
     crate::config::check_hooks(&group, toml)
         .unwrap_err()
         .to_string()
+}
+
+#[test]
+fn http_listen_is_one_address_or_one_per_host_that_runs_instances() {
+    let hosts: Vec<String> = ok(&format!("{CLUSTER}{}", trio()))
+        .group
+        .hosts()
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    let table: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("{h} = \"127.0.0.{}:9765\"", i + 1))
+        .collect();
+    let g = ok(&format!(
+        "{CLUSTER}[http]\nlisten = {{ {} }}\n{}",
+        table.join(", "),
+        trio()
+    ))
+    .group;
+    for (i, h) in hosts.iter().enumerate() {
+        let want: std::net::SocketAddr = format!("127.0.0.{}:9765", i + 1).parse().unwrap();
+        assert_eq!(g.http.address(h), Some(want));
+    }
+    assert_eq!(g.http.address("elsewhere"), None);
+    // A host left out of the table: named, with what to write.
+    let missing = &hosts[hosts.len() - 1];
+    let partial = table[..table.len() - 1].join(", ");
+    one_problem(
+        &format!("{CLUSTER}[http]\nlisten = {{ {partial} }}\n{}", trio()),
+        &[
+            "key `http.listen`",
+            &format!("no address for host `{missing}`, which runs instances"),
+            &format!("`{missing} = \"ADDR:PORT\"`"),
+        ],
+    );
+    // A host that runs nothing (a typo).
+    one_problem(
+        &format!(
+            "{CLUSTER}[http]\nlisten = {{ {}, dbx = \"127.0.0.9:1\" }}\n{}",
+            table.join(", "),
+            trio()
+        ),
+        &["key `http.listen`", "host `dbx` runs no instance"],
+    );
+    one_problem(
+        &format!("{CLUSTER}[http]\nlisten = {{ a = \"x\" }}\n{}", trio()),
+        &["host `a`: `x` is not an address and port"],
+    );
+    one_problem(
+        &format!("{CLUSTER}[http]\nlisten = 5\n{}", trio()),
+        &["write one address for every host"],
+    );
+    one_problem(
+        &format!(
+            "{CLUSTER}[http]\nlisten = \"127.0.0.1:1\"\n[metrics]\nlisten = \"127.0.0.1:2\"\n{}",
+            trio()
+        ),
+        &["[metrics] is the older name of [http]"],
+    );
 }

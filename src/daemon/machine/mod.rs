@@ -31,6 +31,7 @@ mod state;
 mod stop;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;

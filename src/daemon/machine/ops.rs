@@ -968,6 +968,8 @@ impl Machine {
                         paused_for_ms: self
                             .paused_for(now)
                             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        // The runtime knows its HTTP listener; it fills this in.
+                        http: None,
                     },
                 });
             } else {

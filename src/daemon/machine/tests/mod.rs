@@ -407,6 +407,7 @@ fn the_machine_imports_no_io() {
         ("report.rs", include_str!("../report.rs")),
         ("roles.rs", include_str!("../roles.rs")),
         ("sentinel.rs", include_str!("../sentinel.rs")),
+        ("view.rs", include_str!("../view.rs")),
     ];
     let banned = [
         "std::process",

@@ -937,3 +937,32 @@ fn a_master_restart_with_no_replica_online_is_in_place_and_says_so() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn the_endpoint_view_lists_every_instance_with_its_last_probe_and_the_actual_master() {
+    let mut h = H::new(SEED, "a");
+    h.tick();
+    let v = h.m.endpoint_view(h.now);
+    assert!(
+        v.members.iter().all(|m| m.probe.is_none()),
+        "nothing probed yet"
+    );
+    let names: Vec<&str> = v.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["master", "r1", "r2"]);
+    assert_eq!(v.members[1].upstream.as_deref(), Some("master"));
+    assert_eq!(
+        v.master,
+        crate::endpoints::GroupMaster::Named {
+            name: "master".into(),
+            by: "the daemons' view"
+        }
+    );
+    // health_interval 1 s plus twice the probe's 1 s timeout.
+    assert_eq!(v.max_age, 3 * S);
+    h.probe_err("r2", "connection refused");
+    let v = h.m.endpoint_view(h.now);
+    let r2 = v.members.iter().find(|m| m.name == "r2").unwrap();
+    let probe = r2.probe.as_ref().expect("probed");
+    assert_eq!(probe.at, h.now);
+    assert_eq!(probe.result.as_ref().unwrap_err(), "connection refused");
+}

@@ -154,3 +154,32 @@ fn restarting_the_master_asks_the_sentinels_to_move_the_role_first() {
     assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
     assert!(reply(&fx, id).is_none(), "the restart goes on");
 }
+
+#[test]
+fn the_endpoints_master_is_the_sentinels_majority_or_the_last_one_when_none_answers() {
+    use crate::endpoints::GroupMaster;
+    let mut h = H::new(&text(), "a");
+    h.tick();
+    // None answers: the last master they named (the file's, here).
+    h.probe_err("s2", "connection refused");
+    h.probe_err("s3", "connection refused");
+    let named = |h: &H| match h.m.endpoint_view(h.now).master {
+        GroupMaster::Named { name, by } => Ok((name, by)),
+        GroupMaster::Unknown(why) => Err(why),
+    };
+    let (name, by) = named(&h).unwrap();
+    assert_eq!(name, "master");
+    assert!(by.contains("none answers"), "{by}");
+    // They answer and disagree: no master.
+    h.now += S;
+    h.probe("s2", &sentinel_info(901, R1));
+    h.probe("s3", &sentinel_info(902, M));
+    let why = named(&h).unwrap_err();
+    assert!(why.contains("do not agree"), "{why}");
+    // A majority names r1.
+    h.probe("s3", &sentinel_info(902, R1));
+    assert_eq!(
+        named(&h).unwrap(),
+        ("r1".to_owned(), "named by a majority of the sentinels")
+    );
+}
