@@ -1112,6 +1112,7 @@ fn run_group(
         load::Options {
             wait: Some((1, Duration::from_millis(500))),
             probe: false,
+            ..load::Options::default()
         },
     );
     let mut c = Checker {

@@ -56,6 +56,28 @@ fn follow(addrs: &[SocketAddr]) -> Option<redis::Connection> {
     c
 }
 
+/// A connection to the master the first sentinel that answers names for `cluster`
+/// (`SENTINEL GET-MASTER-ADDR-BY-NAME`), as a Sentinel-aware client finds it: asked again
+/// after any error.
+fn follow_sentinels(sentinels: &[SocketAddr], cluster: &str) -> Option<redis::Connection> {
+    let named = sentinels.iter().find_map(|s| {
+        let mut c = trio::connect(*s, Duration::from_millis(200)).ok()?;
+        let reply: Vec<String> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(cluster)
+            .query(&mut c)
+            .ok()?;
+        let ip = reply.first()?.parse().ok()?;
+        let port = reply.get(1)?.parse().ok()?;
+        Some(SocketAddr::new(ip, port))
+    });
+    let c = named.and_then(|a| trio::connect(a, Duration::from_millis(200)).ok());
+    if c.is_none() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c
+}
+
 /// What the writer saw.
 #[derive(Default)]
 pub struct WriterLog {
@@ -76,8 +98,11 @@ pub struct WriterLog {
 }
 
 /// How the writer writes.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Options {
+    /// Find the master as a Sentinel-aware client does: ask these sentinels whom they
+    /// name for the cluster (the name), instead of asking the instances' INFO.
+    pub sentinels: Option<(Vec<SocketAddr>, String)>,
     /// `WAIT replicas timeout` after each `SET`: the write counts as acknowledged only when
     /// `WAIT` reports at least that many replicas.
     pub wait: Option<(u8, Duration)>,
@@ -88,6 +113,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
+            sentinels: None,
             wait: None,
             probe: true,
         }
@@ -139,6 +165,7 @@ impl Load {
                 acked_count.clone(),
             );
             let addrs = addrs.clone();
+            let opts = opts.clone();
             std::thread::spawn(move || {
                 let mut con = None;
                 let mut n = 0u64;
@@ -148,7 +175,10 @@ impl Load {
                         continue;
                     }
                     if con.is_none() {
-                        con = follow(&addrs);
+                        con = match &opts.sentinels {
+                            Some((s, cluster)) => follow_sentinels(s, cluster),
+                            None => follow(&addrs),
+                        };
                     }
                     let Some(c) = con.as_mut() else {
                         continue;

@@ -302,7 +302,13 @@ fn measure(
     }
     let prefix = "sr:";
     let syncs = Syncs::start(addrs);
-    let load = Load::start(addrs, prefix.to_owned());
+    // With Sentinel the writer is a Sentinel-aware client: it asks the sentinels for the
+    // master; without, it asks the instances' INFO.
+    let opts = load::Options {
+        sentinels: (!sentinels.is_empty()).then(|| (sentinels.to_vec(), CLUSTER.to_owned())),
+        ..load::Options::default()
+    };
+    let load = Load::start_with(addrs.to_vec(), prefix.to_owned(), opts);
     load.wait_writes(200, "writes flowing before the restart")?;
     syncs.sample();
     let before = syncs.totals();
