@@ -363,3 +363,34 @@ fn after_a_failover_the_restore_goes_to_the_actual_master() {
         assert_eq!(get(&c, n, "late"), None, "`{n}`");
     }
 }
+
+#[test]
+fn a_failed_upload_counts_as_a_failed_backup_and_keeps_the_file() {
+    let dir = util::TestDir::new();
+    let bk = dir.join("bk");
+    let extra = format!(
+        "[backup]\ndir = \"{}\"\nevery = \"1s\"\nkeep = 5\n\
+         upload = [\"sh\", \"-c\", \"echo no route to bucket >&2; exit 7\"]\n",
+        bk.display()
+    );
+    let c = group(None, &extra);
+    let failed = || -> Option<Value> {
+        let doc: Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout).ok()?;
+        doc["backups"]
+            .as_array()?
+            .iter()
+            .find(|b| b["failures_total"].as_u64().unwrap_or(0) >= 1 && b["last_error"].is_string())
+            .cloned()
+    };
+    let b = util::wait_for(UP, "a failed upload counted", || {
+        failed().ok_or_else(|| c.cli(&["status", "--json"]).stdout)
+    });
+    let err = b["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("upload failed") && err.contains("no route to bucket"),
+        "{b}"
+    );
+    assert!(!backups_in(&bk).is_empty(), "the backup itself is kept");
+    let run = c.cli(&["status"]);
+    assert!(run.stdout.contains("failed, last: "), "{run}");
+}
