@@ -99,6 +99,24 @@ pub enum Verb {
         #[arg(long, value_name = "ADDR:PORT")]
         replicas_bind: Option<std::net::SocketAddr>,
     },
+    /// Take a snapshot now on a replica in sync (the master only when there is none),
+    /// verify it, and keep it as DIR/<cluster>-<UTC time>.rdb with a JSON file beside it.
+    Backup {
+        /// Where to keep it, on the host of the instance it is taken on (default:
+        /// `[backup] dir`).
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+    },
+    /// Replace the group's data with the snapshot FILE: stop every instance, set their
+    /// data aside (*.before-restore), give FILE to the master, start it, let the replicas
+    /// copy it.
+    Restore {
+        /// The snapshot (an RDB file, e.g. one `backup` kept), on the master's host.
+        file: PathBuf,
+        /// Required: every instance is stopped and the group's data replaced.
+        #[arg(long)]
+        force: bool,
+    },
     /// Validate the TOML and print the plan for a host.
     Check {
         /// The host whose plan to print (default: this machine's hostname).

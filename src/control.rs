@@ -3,11 +3,12 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backup::BackupStatus;
 use crate::status::InstanceStatus;
 
 /// The longest request line a daemon reads; anything longer is cut off.
@@ -37,6 +38,17 @@ pub enum Request {
     Resume,
     /// The changes of master this daemon recorded.
     History,
+    /// Take a backup on `instance` (run by this daemon) into `to` (default `[backup] dir`).
+    Backup {
+        instance: String,
+        to: Option<PathBuf>,
+    },
+    /// Report this daemon's backups.
+    BackupStatus,
+    /// Replace the data of this host's instances, which must all be stopped: set every
+    /// data file aside (`*.before-restore`) and give the snapshot `file` to `master` when
+    /// this daemon runs it.
+    Restore { file: PathBuf, master: String },
 }
 
 /// What a daemon answers.
@@ -61,6 +73,8 @@ pub enum Response {
         host: String,
         changes: Vec<crate::changes::Change>,
     },
+    /// This daemon's backups.
+    Backup { status: BackupStatus },
     /// The request was not understood or cannot be carried out.
     Error { message: String },
 }
@@ -158,6 +172,15 @@ mod tests {
             Request::Status,
             Request::Reload,
             Request::History,
+            Request::Backup {
+                instance: "r1".into(),
+                to: Some("/b".into()),
+            },
+            Request::BackupStatus,
+            Request::Restore {
+                file: "/b/x.rdb".into(),
+                master: "m".into(),
+            },
         ] {
             let text = serde_json::to_string(&req).unwrap();
             assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);

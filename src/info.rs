@@ -129,6 +129,22 @@ impl Info {
         self.fields.get(key).map(String::as_str)
     }
 
+    /// The keys of every database, from the keyspace section (`db0:keys=5,expires=0,...`).
+    pub fn keys(&self) -> i64 {
+        self.fields
+            .iter()
+            .filter(|(k, _)| {
+                k.len() > 2 && k.starts_with("db") && k[2..].bytes().all(|b| b.is_ascii_digit())
+            })
+            .filter_map(|(_, v)| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix("keys="))?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     /// A field as an integer (`None` when absent or not a number).
     pub fn int(&self, key: &str) -> Option<i64> {
         self.get(key)?.parse().ok()

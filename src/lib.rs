@@ -10,6 +10,7 @@
 //! the daemon's control socket (`control`) or reads the TOML alone (`commands`).
 
 pub mod backoff;
+pub mod backup;
 pub mod changes;
 pub mod cli;
 pub mod commands;

@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub pause_remaining_s: Option<u64>,
     /// How the `[hooks] on_role_change` runs ended: ok, failed, timeout.
     pub hook_runs: [u64; 3],
+    /// This daemon's backups.
+    pub backup: crate::backup::BackupStatus,
 }
 
 /// One local instance's numbers. Counters count since the daemon started.
@@ -255,6 +257,35 @@ pub fn encode(snapshot: &Snapshot) -> String {
         "The server and version the instance runs on (always 1)",
         server,
     );
+    // Backup numbers from a daemon that has a schedule or has taken or tried one.
+    let b = &snapshot.backup;
+    if !b.is_empty() {
+        let failures = Counter::<u64>::default();
+        failures.inc_by(b.failures_total);
+        registry.register(
+            "redisrepd_backup_failures",
+            "Backups this daemon tried that failed (save, copy, verify, prune or upload)",
+            failures,
+        );
+    }
+    if let Some(t) = b.last_success_unix {
+        let g = Gauge::<i64>::default();
+        g.set(t);
+        registry.register(
+            "redisrepd_backup_last_success_timestamp_seconds",
+            "When this daemon last took a backup that verified (Unix time)",
+            g,
+        );
+    }
+    if let Some(size) = b.last_size_bytes {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(size).unwrap_or(i64::MAX));
+        registry.register(
+            "redisrepd_backup_last_size_bytes",
+            "The size of the last backup this daemon took",
+            g,
+        );
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out, &registry);
@@ -332,6 +363,12 @@ mod tests {
             }],
             pause_remaining_s: Some(90),
             hook_runs: [2, 1, 0],
+            backup: crate::backup::BackupStatus {
+                last_success_unix: Some(1_796_000_000),
+                last_size_bytes: Some(4096),
+                failures_total: 2,
+                ..Default::default()
+            },
         }
     }
 
@@ -364,6 +401,9 @@ mod tests {
             r#"redisrepd_hook_runs_total{result="ok"} 2"#,
             r#"redisrepd_hook_runs_total{result="failed"} 1"#,
             r#"redisrepd_hook_runs_total{result="timeout"} 0"#,
+            "redisrepd_backup_failures_total 2",
+            "redisrepd_backup_last_success_timestamp_seconds 1796000000",
+            "redisrepd_backup_last_size_bytes 4096",
         ] {
             assert!(got.contains(&want), "missing {want}\n{text}");
         }
@@ -373,8 +413,8 @@ mod tests {
             "{text}"
         );
         // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info + 2
-        // pause + 3 hook results.
-        assert_eq!(got.len(), 25, "{text}");
+        // pause + 3 hook results + 3 backup.
+        assert_eq!(got.len(), 28, "{text}");
     }
 
     #[test]

@@ -175,6 +175,12 @@ impl Server {
         }
     }
 
+    /// Whether its AOF is a directory of parts with a manifest (`appenddirname`, Redis 7.0+,
+    /// every Valkey) rather than the one file `appendfilename` in the data dir (6.2).
+    pub fn multi_part_aof(&self) -> bool {
+        self.kind == Kind::Valkey || self.at_least(7, 0)
+    }
+
     /// Whether a master restarted from its RDB keeps its replication id (as
     /// `master_replid2`), so its replicas resume with a partial resync (Redis 7.0+, Valkey).
     pub fn master_restart_keeps_replid(&self) -> bool {

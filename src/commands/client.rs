@@ -59,7 +59,7 @@ pub fn act(config: &Path, action: Action, targets: &ForceTargets) -> Result<u8> 
                 eprintln!("redisrepd: host `{host}`: {message}");
                 ok = false;
             }
-            Response::Status { .. } | Response::History { .. } => {
+            Response::Status { .. } | Response::History { .. } | Response::Backup { .. } => {
                 bail!("host `{host}`: the daemon answered out of turn")
             }
         }
@@ -109,7 +109,7 @@ fn group_by_host(group: &Group, targets: &Targets) -> Result<BTreeMap<String, Ve
 }
 
 /// Sends one request to the daemon of `host`.
-fn ask(group: &Group, host: &str, request: &Request) -> Result<Response> {
+pub(crate) fn ask(group: &Group, host: &str, request: &Request) -> Result<Response> {
     let socket = group.socket_path(host);
     if !socket.exists() {
         bail!(
@@ -215,6 +215,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         };
         list.push(record);
     }
+    let backups = backup_status(&group);
     status::warn_mixed_servers(&mut list);
     let sentinels = sentinel_status(&group);
     let problem = status::replication_problem(&list);
@@ -238,6 +239,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         if let Some(s) = &sentinels {
             doc["sentinels"] = serde_json::to_value(s)?;
         }
+        doc["backups"] = serde_json::to_value(&backups)?;
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", status::table(&list));
@@ -250,6 +252,9 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         }
         if let Some(p) = &problem {
             println!("warning: {p}");
+        }
+        for b in &backups {
+            println!("{}", b.line());
         }
         print!("{}", status::endpoints_table(&endpoints));
         if let Some(s) = &sentinels {
@@ -269,6 +274,21 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         return Ok(crate::EXIT_DEGRADED);
     }
     Ok(code)
+}
+
+/// The backups of every daemon with a socket here that has a schedule or has taken or
+/// tried one.
+fn backup_status(group: &Group) -> Vec<crate::backup::BackupStatus> {
+    group
+        .hosts()
+        .into_iter()
+        .filter(|h| group.socket_path(h).exists())
+        .filter_map(|h| match ask(group, h, &Request::BackupStatus) {
+            Ok(Response::Backup { status }) => Some(status),
+            _ => None,
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Sentinel mode: every sentinel node asked directly (whom it names, its epoch, whom it
@@ -366,7 +386,7 @@ fn instance_host(group: &Group, name: &str) -> Result<String> {
 }
 
 /// Prints an operation's lines; its exit status.
-fn done(host: &str, response: Response) -> Result<u8> {
+pub(crate) fn done(host: &str, response: Response) -> Result<u8> {
     match response {
         Response::Done { ok, lines } => {
             for l in lines {
@@ -382,7 +402,7 @@ fn done(host: &str, response: Response) -> Result<u8> {
             eprintln!("redisrepd: host `{host}`: {message}");
             Ok(crate::EXIT_FAILED)
         }
-        Response::Status { .. } | Response::History { .. } => {
+        Response::Status { .. } | Response::History { .. } | Response::Backup { .. } => {
             bail!("host `{host}`: the daemon answered out of turn")
         }
     }
@@ -419,7 +439,9 @@ pub fn reload(config: &Path, host: Option<&str>) -> Result<u8> {
                 eprintln!("redisrepd: host `{host}`: {message}");
                 ok = false;
             }
-            Response::Status { .. } | Response::History { .. } => ok = false,
+            Response::Status { .. } | Response::History { .. } | Response::Backup { .. } => {
+                ok = false
+            }
         }
     }
     Ok(if ok {
@@ -462,7 +484,9 @@ pub fn pause(config: &Path, length: Option<Duration>) -> Result<u8> {
                 eprintln!("redisrepd: host `{host}`: {message}");
                 ok = false;
             }
-            Response::Status { .. } | Response::History { .. } => ok = false,
+            Response::Status { .. } | Response::History { .. } | Response::Backup { .. } => {
+                ok = false
+            }
         }
     }
     let verb = if length.is_some() { "pause" } else { "resume" };

@@ -1,5 +1,6 @@
 //! One function per verb: the glue between the command line and the library.
 
+mod backup;
 mod check;
 mod client;
 mod doctor;
@@ -91,6 +92,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             print!("{cfg}");
             Ok(crate::EXIT_OK)
         }
+        Verb::Backup { to } => backup::backup(&cli.config, to),
+        Verb::Restore { file, force } => backup::restore(&cli.config, &file, force),
     }
 }
 

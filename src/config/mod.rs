@@ -32,6 +32,8 @@ pub struct Group {
     pub sentinel: Option<Sentinel>,
     /// `[hooks]`.
     pub hooks: Hooks,
+    /// `[backup]`, with defaults when absent.
+    pub backup: Backup,
 }
 
 /// `[hooks]` with defaults applied: programs the daemon runs on events.
@@ -64,6 +66,34 @@ pub struct Hook {
     /// PATH.
     pub program: PathBuf,
     pub args: Vec<String>,
+}
+
+/// `[backup]` with defaults applied: where `redisrepd backup` keeps snapshots, and the
+/// daemon's schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backup {
+    /// Where backups are kept, on the host of the instance they are taken from.
+    pub dir: PathBuf,
+    /// Take one this often (`None`: only `redisrepd backup`).
+    pub every: Option<Duration>,
+    /// Scheduled backups keep this many of the newest of this cluster's backups in `dir`.
+    pub keep: u32,
+    /// The instance to take backups from (`None`: a replica in sync, else the master).
+    pub from: Option<String>,
+    /// A program and its arguments run after each backup, the file's path in place of `{}`
+    /// (appended when no argument is `{}`).
+    pub upload: Vec<String>,
+    /// How long `upload` may run before it is killed.
+    pub upload_timeout: Duration,
+}
+
+impl Backup {
+    /// The default `dir`.
+    pub const DEFAULT_DIR: &str = "/var/backups/redisrepd";
+    /// The default `keep`.
+    pub const DEFAULT_KEEP: u32 = 24;
+    /// The default `upload_timeout`.
+    pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 }
 
 /// `[sentinel]` with defaults applied: the sentinels that monitor the group under the

@@ -28,6 +28,8 @@ pub struct RawFile {
     pub sentinel: Option<RawSentinel>,
     #[serde(default)]
     pub hooks: RawHooks,
+    #[serde(default)]
+    pub backup: RawBackup,
 }
 
 /// `[hooks]`.
@@ -39,6 +41,20 @@ pub struct RawHooks {
     /// How long it may run before it is killed.
     #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
     pub timeout: Option<Duration>,
+}
+
+/// `[backup]`: where backups go, and when the daemon takes them by itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    pub dir: Option<PathBuf>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub every: Option<Duration>,
+    pub keep: Option<i64>,
+    pub from: Option<String>,
+    pub upload: Option<Vec<String>>,
+    #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
+    pub upload_timeout: Option<Duration>,
 }
 
 /// `[sentinel]`: Sentinel decides failover.

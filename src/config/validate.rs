@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::raw::{RawFile, RawInstance, RawSentinel};
 use super::{
@@ -207,6 +208,7 @@ impl Validator {
         let http = self.http(raw.http, raw.metrics, &instances);
         let sentinel = raw.sentinel.map(|s| self.sentinel(s));
         let hooks = self.hooks(raw.hooks, &resolve);
+        let backup = self.backup(raw.backup, &resolve);
         let group = Group {
             source: source.to_owned(),
             cluster,
@@ -216,8 +218,10 @@ impl Validator {
             http,
             sentinel,
             hooks,
+            backup,
         };
         self.tree(&group);
+        self.backup_source(&group);
         self.sentinel_nodes(&group);
         group
     }
@@ -323,6 +327,76 @@ impl Validator {
         };
         Http {
             listen: Some(listen),
+        }
+    }
+
+    fn backup(
+        &mut self,
+        raw: super::raw::RawBackup,
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+    ) -> super::Backup {
+        use super::Backup;
+        let keep = match raw.keep {
+            None => Backup::DEFAULT_KEEP,
+            Some(k) => u32::try_from(k)
+                .ok()
+                .filter(|k| *k >= 1)
+                .unwrap_or_else(|| {
+                    self.error(
+                        None,
+                        "backup.keep",
+                        format!("is {k}: keep at least 1 backup"),
+                    );
+                    Backup::DEFAULT_KEEP
+                }),
+        };
+        if raw.every.is_some_and(|d| d < Duration::from_secs(1)) {
+            self.error(
+                None,
+                "backup.every",
+                "is shorter than 1s: write e.g. \"1h\"",
+            );
+        }
+        let upload_empty = raw
+            .upload
+            .as_ref()
+            .is_some_and(|u| u.first().is_none_or(String::is_empty));
+        let upload = raw.upload.unwrap_or_default();
+        if upload_empty {
+            self.error(
+                None,
+                "backup.upload",
+                "names no program: write [\"PROGRAM\", \"ARG\", ...] or remove the key",
+            );
+        }
+        Backup {
+            dir: resolve(raw.dir.unwrap_or_else(|| Backup::DEFAULT_DIR.into())),
+            every: raw.every,
+            keep,
+            from: raw.from,
+            upload,
+            upload_timeout: raw.upload_timeout.unwrap_or(Backup::DEFAULT_UPLOAD_TIMEOUT),
+        }
+    }
+
+    /// `[backup] from` names an instance of the file.
+    fn backup_source(&mut self, g: &Group) {
+        if let Some(from) = &g.backup.from
+            && g.instance(from).is_none()
+        {
+            let names: Vec<String> = g
+                .instances
+                .iter()
+                .map(|i| format!("`{}`", i.name))
+                .collect();
+            self.error(
+                None,
+                "backup.from",
+                format!(
+                    "names no instance `{from}`; instances: {}",
+                    names.join(", ")
+                ),
+            );
         }
     }
 

@@ -11,6 +11,7 @@
 //! until the next event or the machine's next
 //! deadline.
 
+mod backup;
 mod claim;
 pub mod machine;
 mod prober;

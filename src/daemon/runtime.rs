@@ -21,11 +21,11 @@ use tracing::{error, info, warn};
 use super::Event;
 use super::claim::{self, ClaimHandle};
 use super::machine::{
-    Effect, Input, LaunchSpec, LiveFailure, Loaded, Machine, Notify, RequestId, Sig,
+    Effect, Input, Kind, LaunchSpec, LiveFailure, Loaded, Machine, Notify, RequestId, Sig,
 };
 use super::prober::ProbeTargets;
 use crate::config::{Group, Secret};
-use crate::control::Response;
+use crate::control::{Request, Response};
 use crate::files;
 use crate::process::{self, OutputTail, RunAs};
 use crate::redis_io::Endpoint;
@@ -66,6 +66,8 @@ pub struct Runtime {
     recorder: Option<super::recorder::Recorder>,
     /// systemd listens (NOTIFY_SOCKET is set).
     notify: bool,
+    /// Backups and restores on this host (`[backup]`), in workers.
+    backups: super::backup::Backups,
     /// Set by the machine's `Exit`: the daemon's exit status.
     pub exit_code: Option<u8>,
 }
@@ -158,6 +160,7 @@ impl Runtime {
             },
             None => None,
         };
+        let binary = setup.redis_server.clone();
         let mut machine = Machine::new(
             group,
             setup.host.clone(),
@@ -185,7 +188,10 @@ impl Runtime {
             );
             machine.restore_pause(now + remaining);
         }
+        let backups = super::backup::Backups::new(machine.group(), &setup.host, now)
+            .with_server(binary, machine.server());
         let mut rt = Runtime {
+            backups,
             machine,
             host: setup.host,
             config_path: setup.config_path,
@@ -213,11 +219,18 @@ impl Runtime {
 
     /// When the machine next has something to do.
     pub fn next_deadline(&self, now: Instant) -> Instant {
-        self.machine.next_deadline(now)
+        let machine = self.machine.next_deadline(now);
+        self.backups
+            .next_deadline()
+            .map_or(machine, |b| machine.min(b))
     }
 
     /// Turns one event into inputs and carries out what the machine makes of them.
     pub fn handle(&mut self, event: Event, now: Instant) {
+        // Probes arrive more often than the loop times out: a due backup starts here too.
+        let paused = self.machine.paused_for(now).is_some();
+        self.backups
+            .tick(self.machine.group(), &self.host, paused, now);
         match event {
             Event::ChildExited => {
                 for input in self.reap() {
@@ -290,6 +303,40 @@ impl Runtime {
                 self.feed(Input::SentinelReconfigured { name, result }, now)
             }
             Event::Control { request, reply } => {
+                // Backups and restores are file work in workers, not supervision: the
+                // machine never sees them.
+                let request = match request {
+                    Request::Backup { instance, to } => {
+                        let group = self.machine.group();
+                        return self.backups.manual(group, &self.host, &instance, to, reply);
+                    }
+                    Request::BackupStatus => {
+                        let status = self.backups.status();
+                        let _ = reply.send(Response::Backup { status });
+                        return;
+                    }
+                    Request::Restore { file, master } => {
+                        let stopped = |name: &str| {
+                            !self.procs.contains_key(name)
+                                && self.machine.state(name).is_none_or(|s| {
+                                    matches!(s.kind(), Kind::Stopped | Kind::Failed)
+                                })
+                        };
+                        self.backups.restore(
+                            self.machine.group(),
+                            super::backup::Here {
+                                host: &self.host,
+                                server: self.machine.server(),
+                                run_as: self.run_as.clone(),
+                            },
+                            (file, master),
+                            stopped,
+                            reply,
+                        );
+                        return;
+                    }
+                    other => other,
+                };
                 let id = self.next_request;
                 self.next_request += 1;
                 self.replies.insert(id, reply);
@@ -352,11 +399,15 @@ impl Runtime {
                 .as_ref()
                 .and_then(|r| r.counts.lock().ok().map(|n| [n.ok, n.failed, n.timeout]))
                 .unwrap_or_default(),
+            backup: self.backups.status(),
         }
     }
 
     /// Time passed: lets the machine act on its deadlines.
     pub fn tick(&mut self, now: Instant) {
+        let paused = self.machine.paused_for(now).is_some();
+        self.backups
+            .tick(self.machine.group(), &self.host, paused, now);
         self.feed(Input::Tick, now);
     }
 

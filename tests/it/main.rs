@@ -8,6 +8,7 @@
 //! three servers `.ci/servers` provides.
 
 mod adoption;
+mod backup;
 mod check;
 mod clients;
 mod cluster;

@@ -401,3 +401,42 @@ fn instance_directive_overrides_group_directive() {
     assert_eq!(value("r1"), ["1gb"]);
     assert_eq!(g.directive(g.instance("r1").unwrap(), "hz"), None);
 }
+
+#[test]
+fn backup_defaults_and_values() {
+    let g = ok(&format!("{CLUSTER}{}", trio())).group;
+    assert_eq!(g.backup.dir, PathBuf::from(Backup::DEFAULT_DIR));
+    assert_eq!(
+        (g.backup.every, g.backup.keep),
+        (None, Backup::DEFAULT_KEEP)
+    );
+    let text = format!(
+        "{CLUSTER}{}\n[backup]\ndir = \"backups\"\nevery = \"1h\"\nkeep = 3\nfrom = \"r2\"\n\
+         upload = [\"rclone\", \"copy\"]\nupload_timeout = \"2m\"\n",
+        trio()
+    );
+    let b = ok(&text).group.backup;
+    assert_eq!(b.dir, PathBuf::from(BASE).join("backups"));
+    assert_eq!(b.every, Some(Duration::from_secs(3600)));
+    assert_eq!((b.keep, b.from.as_deref()), (3, Some("r2")));
+    assert_eq!(b.upload, ["rclone", "copy"]);
+    assert_eq!(b.upload_timeout, Duration::from_secs(120));
+}
+
+#[test]
+fn backup_mistakes_are_reported_together() {
+    let text = format!(
+        "{CLUSTER}{}\n[backup]\nkeep = 0\nfrom = \"nobody\"\nupload = []\nevery = \"10ms\"\n",
+        trio()
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 4, "{p:?}");
+    for key in [
+        "backup.keep",
+        "backup.from",
+        "backup.upload",
+        "backup.every",
+    ] {
+        assert!(p.iter().any(|l| l.contains(key)), "{key}: {p:?}");
+    }
+}

@@ -151,6 +151,10 @@ impl Machine {
                 self.on_resume(Some(id), now, fx);
                 return;
             }
+            // Carried out by the runtime (file work in a worker), never handed here.
+            Request::Backup { .. } | Request::BackupStatus | Request::Restore { .. } => {
+                Err("this request is handled by the daemon's runtime".to_owned())
+            }
             Request::Failover { to, force } => self.failover_steps(to, force),
             Request::Promote { instance, force } => self.promote_steps(instance, force),
             Request::Start { instances } => {
