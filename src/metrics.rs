@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub gates: Vec<GateMetrics>,
     /// Seconds the maintenance pause still holds (`None`: not paused).
     pub pause_remaining_s: Option<u64>,
+    /// `doctor`'s checks of this host, each at its worst level: 0 ok, 1 warning, 2 problem.
+    pub doctor: Vec<(String, i64)>,
     /// How the `[hooks] on_role_change` runs ended: ok, failed, timeout.
     pub hook_runs: [u64; 3],
     /// This daemon's backups.
@@ -84,6 +86,11 @@ pub struct GateMetrics {
     pub upstream: String,
     /// This host's replicas waiting for a place in its gate.
     pub waiting: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabel {
+    check: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -197,6 +204,19 @@ pub fn encode(snapshot: &Snapshot) -> String {
     }
 
     let mut registry = Registry::default();
+    let doctor = Family::<CheckLabel, Gauge>::default();
+    for (check, level) in &snapshot.doctor {
+        doctor
+            .get_or_create(&CheckLabel {
+                check: check.clone(),
+            })
+            .set(*level);
+    }
+    registry.register(
+        "redisrepd_doctor_check",
+        "The host checks of `redisrepd doctor`, run every 10 minutes: 0 ok, 1 warning, 2 problem",
+        doctor,
+    );
     let paused = Gauge::<i64>::default();
     paused.set(i64::from(snapshot.pause_remaining_s.is_some()));
     let pause_left = Gauge::<i64>::default();
@@ -362,6 +382,7 @@ mod tests {
                 waiting: 1,
             }],
             pause_remaining_s: Some(90),
+            doctor: vec![("overcommit".into(), 1), ("disk".into(), 0)],
             hook_runs: [2, 1, 0],
             backup: crate::backup::BackupStatus {
                 last_success_unix: Some(1_796_000_000),
@@ -397,6 +418,7 @@ mod tests {
             r#"redisrepd_server_info{instance="replica-1",server="redis",version="7.0.15"} 1"#,
             r#"redisrepd_sync_mispredictions_total{instance="replica-1"} 1"#,
             "redisrepd_paused 1",
+            r#"redisrepd_doctor_check{check="overcommit"} 1"#,
             "redisrepd_pause_remaining_seconds 90",
             r#"redisrepd_hook_runs_total{result="ok"} 2"#,
             r#"redisrepd_hook_runs_total{result="failed"} 1"#,
@@ -413,8 +435,8 @@ mod tests {
             "{text}"
         );
         // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info + 2
-        // pause + 3 hook results + 3 backup.
-        assert_eq!(got.len(), 28, "{text}");
+        // pause + 3 hook results + 3 backup + 2 doctor checks.
+        assert_eq!(got.len(), 30, "{text}");
     }
 
     #[test]

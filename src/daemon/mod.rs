@@ -189,6 +189,29 @@ pub fn run(
     }
     info!(host = %host, socket = %socket_path.display(), "redisrepd daemon started");
     let config_abs = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
+    // `doctor`'s checks, for the metrics: at start and every 10 minutes, off the
+    // supervisor (they read /proc, /sys and the disks), on the file as it is then.
+    let doctor = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (doctor, path, host) = (doctor.clone(), config_path.to_owned(), host.clone());
+        std::thread::Builder::new()
+            .name("doctor".into())
+            .spawn(move || {
+                loop {
+                    if let Ok(checked) = crate::config::load(&path) {
+                        let worst = crate::doctor::worst_per_check(&crate::doctor::read::findings(
+                            &checked.group,
+                            &host,
+                        ));
+                        if let Ok(mut d) = doctor.lock() {
+                            *d = worst;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_secs(600));
+                }
+            })
+            .context("starting the doctor thread")?;
+    }
     let setup = runtime::Setup {
         config_path: config_abs,
         host,
@@ -200,6 +223,7 @@ pub fn run(
         wake_prober: wake_tx,
         view,
         http,
+        doctor,
     };
     let mut rt = runtime::Runtime::start(group, setup, Instant::now());
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);

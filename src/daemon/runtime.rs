@@ -56,6 +56,7 @@ pub struct Runtime {
     probe_targets: ProbeTargets,
     wake_prober: Sender<()>,
     view: super::SharedView,
+    doctor: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
     http: Option<crate::http::SharedListenState>,
     procs: HashMap<String, Proc>,
     claims: HashMap<String, ClaimHandle>,
@@ -86,6 +87,8 @@ pub struct Setup {
     pub view: super::SharedView,
     /// The HTTP listener's state, for `status`; `None` without one.
     pub http: Option<crate::http::SharedListenState>,
+    /// `doctor`'s checks of this host, refreshed by their own thread, for the metrics.
+    pub doctor: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
 }
 
 impl Runtime {
@@ -201,6 +204,7 @@ impl Runtime {
             wake_prober: setup.wake_prober,
             view: setup.view,
             http: setup.http,
+            doctor: setup.doctor,
             procs,
             claims: HashMap::new(),
             replies: HashMap::new(),
@@ -394,6 +398,7 @@ impl Runtime {
                 .collect(),
             gates,
             pause_remaining_s: self.machine.paused_for(Instant::now()).map(|d| d.as_secs()),
+            doctor: self.doctor.lock().map(|d| d.clone()).unwrap_or_default(),
             hook_runs: self
                 .recorder
                 .as_ref()

@@ -51,6 +51,14 @@ fn daemon_serves_metrics_from_the_flag_and_from_the_toml() {
     let (code, body) = wait_answering(flag);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("redisrepd_instance_up"), "{body}");
+    // `doctor`'s checks of this host, from the daemon's own thread.
+    util::wait_until(UP, "the doctor's checks in the metrics", || {
+        get(flag, "/metrics").is_ok_and(|(_, b)| {
+            ["overcommit", "open-files", "memory", "disk", "clock"]
+                .iter()
+                .all(|c| b.contains(&format!("redisrepd_doctor_check{{check=\"{c}\"}}")))
+        })
+    });
     let (code, _) = get(flag, "/").expect("GET /");
     assert_eq!(code, 404);
     c.stop_daemon("a");

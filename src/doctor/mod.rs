@@ -1,10 +1,12 @@
-//! `redisrepd doctor`: what a host must give its Redis servers, judged. Pure: the command
-//! (`commands::doctor`) reads /proc, /sys, the limits and the disks into [`Host`] and the
-//! TOML into [`Need`]s; every rule here is a function of those texts and numbers, so each is
+//! `redisrepd doctor`: what a host must give its Redis servers, judged. Pure: [`read`]
+//! reads /proc, /sys, the limits and the disks into [`Host`] and the TOML into [`Need`]s
+//! (for the command and the daemon's metrics); every rule here is a function of those texts and numbers, so each is
 //! tested on fixture contents.
 
 use std::fmt;
 use std::path::PathBuf;
+
+pub mod read;
 
 /// How a check came out; the order is the severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,6 +121,24 @@ pub fn judge(host: &Host, needs: &[Need]) -> Vec<Finding> {
     ));
     out.extend(disk(needs));
     out.push(clock(host.clock));
+    out
+}
+
+/// Each check at its worst level over its lines (`open-files` and `disk` have one per
+/// instance), as the metric `redisrepd_doctor_check` gives them: 0 ok, 1 warning, 2 problem.
+pub fn worst_per_check(findings: &[Finding]) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = Vec::new();
+    for f in findings {
+        let level = match f.level {
+            Level::Ok => 0,
+            Level::Warning => 1,
+            Level::Problem => 2,
+        };
+        match out.iter_mut().find(|(c, _)| c == f.check) {
+            Some((_, l)) => *l = (*l).max(level),
+            None => out.push((f.check.to_owned(), level)),
+        }
+    }
     out
 }
 
@@ -657,5 +677,12 @@ mod tests {
             ]
         );
         assert_eq!(exit_status(&f), 0, "{f:?}");
+        let mut full = need("r2");
+        full.disk_free = Some(1);
+        let f = judge(&host, &[need("m"), full]);
+        let worst = worst_per_check(&f);
+        assert_eq!(worst.len(), 7, "one per check: {worst:?}");
+        assert!(worst.contains(&("disk".to_owned(), 2)), "{worst:?}");
+        assert!(worst.contains(&("thp".to_owned(), 0)), "{worst:?}");
     }
 }
