@@ -728,6 +728,11 @@ impl Checker {
         let until = Instant::now() + SETTLE;
         let mut run = self.g.cli(args);
         while !run.ok() && run.stderr.contains("try again") && Instant::now() < until {
+            eprintln!(
+                "faults: `{}` refused for the moment, asked again: {}",
+                args.join(" "),
+                run.stderr.lines().next().unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(200));
             run = self.g.cli(args);
         }
