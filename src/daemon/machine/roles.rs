@@ -1084,9 +1084,7 @@ pub(super) fn target_reconnecting(
         .is_some_and(|l| l.is_online());
     let follows = target_info.is_some_and(|t| {
         t.role() == Some("replica")
-            && t.get("master_host")
-                .and_then(|h| h.parse::<std::net::IpAddr>().ok())
-                == Some(master.bind)
+            && t.get("master_host").and_then(|h| h.parse().ok()) == Some(master.bind)
             && t.int("master_port") == Some(i64::from(master.port))
             && t.master_link_up() == Some(true)
     });
