@@ -14,8 +14,9 @@
 //! The steps are a pure function of the seed (drawn before the run and printed as they
 //! run); what a step aims at ("the master", "the 2nd replica") is resolved against the
 //! group as it is then. After each step, with the writer paused and within a bound: exactly
-//! one instance answers as master, every other one replicates from it, link up, in sync;
-//! every acknowledged write is on it. The first broken promise stops the run with the
+//! one instance answers as master (the one the last role-changing verb made master: a
+//! crashed master's catch-up has handed the role back), every other one replicates from
+//! it, link up, in sync; every acknowledged write is on it. The first broken promise stops the run with the
 //! seed, the steps so far and the evidence, and exit status 1.
 //!
 //! Owns: its temp dir, its namespaces, its daemons and every server working under the dir;
@@ -690,6 +691,12 @@ struct Checker {
     /// How many acknowledged writes the last check found (those before it are on every
     /// instance).
     checked: usize,
+    /// The instance the group must settle on as master: the configured one at first,
+    /// then the one the last role-changing verb made master. A crash or a restart keeps
+    /// it: its daemon starts it as master again, after a catch-up from an instance that
+    /// is master for the moment when its replicas are ahead; the checks wait for that
+    /// hand-back, so that the next step aims at the group as it stays.
+    expected: usize,
     /// The steps done, as they ran (their targets resolved).
     done: Vec<String>,
     tally: BTreeMap<Kind, KindTally>,
@@ -721,6 +728,11 @@ impl Checker {
         let until = Instant::now() + SETTLE;
         let mut run = self.g.cli(args);
         while !run.ok() && run.stderr.contains("try again") && Instant::now() < until {
+            eprintln!(
+                "faults: `{}` refused for the moment, asked again: {}",
+                args.join(" "),
+                run.stderr.lines().next().unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(200));
             run = self.g.cli(args);
         }
@@ -814,11 +826,13 @@ impl Checker {
                 let m = self.master()?;
                 let to = Self::replicas_of(m)[p % 3];
                 self.verb(&["failover", "--to", NAMES[to]])?;
+                self.expected = to;
                 if step.kind == Kind::FailoverAndBack {
                     self.check()?;
                     self.wait_writes();
                 }
                 self.verb(&["failover", "--to", NAMES[m]])?;
+                self.expected = m;
                 Ok(format!(
                     "failover --to {} then --to {}{}",
                     NAMES[to],
@@ -925,6 +939,7 @@ impl Checker {
             .map(|(_, i)| i)
             .ok_or_else(|| fail("the fault applies", "no replica answers on the other host"))?;
         self.verb(&["promote", NAMES[best]])?;
+        self.expected = best;
         self.g
             .start_daemon(h)
             .map_err(|e| fail("the daemon starts", e))?;
@@ -944,23 +959,34 @@ impl Checker {
             .wait_writes_within(WRITES_BEFORE, Duration::from_secs(10));
     }
 
-    /// The promises, with the writer paused: within [`SETTLE`] exactly one master and
-    /// every other instance its replica, in sync; then every acknowledged write on it.
+    /// The promises, with the writer paused: within [`SETTLE`] exactly one master, the
+    /// expected one, and every other instance its replica, in sync; then every
+    /// acknowledged write on it.
     fn check(&mut self) -> Result<(), Failure> {
         let paused = self.load.pause();
         let until = Instant::now() + SETTLE;
         let m = loop {
             let infos = self.g.infos();
-            match shape(&infos, &self.g.addrs) {
-                Ok(m) => break m,
-                Err(f) if Instant::now() >= until || trio::interrupted() => {
-                    return Err(Failure {
-                        detail: format!("not so within {SETTLE:?}: {}", f.detail),
-                        ..f
-                    });
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            let f = match shape(&infos, &self.g.addrs) {
+                Ok(m) if m == self.expected => break m,
+                // A settled shape around another master: a role change still under way
+                // (a crashed master's catch-up not handed back yet), or one nobody asked.
+                Ok(m) => fail(
+                    "the master stays the one asked for",
+                    format!(
+                        "`{}` is master with every replica in sync, `{}` expected",
+                        NAMES[m], NAMES[self.expected]
+                    ),
+                ),
+                Err(f) => f,
+            };
+            if Instant::now() >= until || trio::interrupted() {
+                return Err(Failure {
+                    detail: format!("not so within {SETTLE:?}: {}", f.detail),
+                    ..f
+                });
             }
+            std::thread::sleep(Duration::from_millis(50));
         };
         let wanted: Vec<u64> = paused
             .log
@@ -1121,6 +1147,7 @@ fn run_group(
         excused: BTreeSet::new(),
         at_risk: BTreeSet::new(),
         checked: 0,
+        expected: 0,
         lost: 0,
         done: Vec::new(),
         tally: BTreeMap::new(),

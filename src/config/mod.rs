@@ -113,6 +113,9 @@ pub struct Sentinel {
 impl Sentinel {
     /// Sentinel's own default `down-after-milliseconds`.
     pub const DEFAULT_DOWN_AFTER: Duration = Duration::from_secs(30);
+    /// How often Sentinel PINGs an instance at most (`SENTINEL_PING_PERIOD`), and how long
+    /// after it learns of a new one it sends the first PING.
+    pub const PING_PERIOD: Duration = Duration::from_secs(1);
     /// Sentinel's own default `failover-timeout`.
     pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(180);
 }

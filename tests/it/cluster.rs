@@ -262,6 +262,15 @@ impl Cluster {
         // Every daemon test needs redis-server: fail first with how to install it.
         util::redis_server();
         let log = self.dir.join(format!("daemon-{host}.log"));
+        // An earlier daemon's log of this host is kept beside (`daemon-a.log.1`, `.2`...)
+        // for a post-mortem (REDISREPD_KEEP_TEST_DIRS); `daemon_log` reads the newest.
+        if log.exists() {
+            let kept = (1..)
+                .map(|n| self.dir.join(format!("daemon-{host}.log.{n}")))
+                .find(|p| !p.exists())
+                .expect("a free name");
+            let _ = std::fs::rename(&log, kept);
+        }
         let file = std::fs::File::create(&log).expect("daemon log");
         let mut inner = util::redisrepd(&self.config);
         inner.arg("daemon").arg("--host").arg(host);

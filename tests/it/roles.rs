@@ -1,6 +1,8 @@
 //! Roles that change, against real servers: failover and back under writes, a daemon
 //! restarted after a failover, promote with the master's host down and the old master back
-//! as a replica, each refusal, and a crashed master that loses nothing its replicas have.
+//! as a replica, each refusal, and a crashed master that loses nothing its replicas have
+//! (also after a rolling server upgrade: those tests use the matrix's servers from
+//! `.ci/servers`, whatever `REDISREPD_TEST_SERVER` selects).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -427,6 +429,10 @@ enum Before {
     CatchUp,
     /// The daemon SIGKILLed and a new one started (it adopts the instances).
     DaemonRestart,
+    /// The group runs the first server of the matrix (`.ci/servers` names) and is
+    /// upgraded to the second with the rolling server upgrade: `redis_server` changed,
+    /// `reload --host b` (the replicas' host), then `reload --host a` (the master's).
+    Upgrade(&'static str, &'static str),
 }
 
 /// Writes 2,000 keys acknowledged by both replicas (`WAIT 2`); their names.
@@ -478,6 +484,10 @@ fn crash_master(c: &Cluster) {
 /// whatever changed the master's replication id before (`before`).
 fn crashed_master_loses_nothing(redis: &str, before: Before, catch_up: bool) {
     let mut c = cluster::master_and_two_replicas().redis(redis).build();
+    if let Before::Upgrade(from, _) = before {
+        c.redis_server = crate::upgrade::matrix(from);
+        c.write_config();
+    }
     c.start_daemon("a");
     c.start_daemon("b");
     c.wait_healthy();
@@ -526,6 +536,35 @@ fn crashed_master_loses_nothing(redis: &str, before: Before, catch_up: bool) {
             old.proc.signal(Signal::SIGKILL);
             old.proc.wait_exit(UP);
             c.start_daemon("a");
+        }
+        Before::Upgrade(_, to) => {
+            let path = crate::upgrade::matrix(to);
+            let server = redisrepd::server::detect(&path)
+                .expect("the new server")
+                .to_string();
+            c.redis_server = path;
+            c.write_config();
+            for host in ["b", "a"] {
+                c.cli(&["reload", "--host", host]).expect_code(0);
+            }
+            util::wait_for(UP, &format!("every instance on {server}"), || {
+                let status = c.status();
+                let on: Vec<String> = ALL
+                    .iter()
+                    .map(|n| {
+                        status
+                            .get(*n)
+                            .and_then(|s| s["server"].as_str())
+                            .unwrap_or("?")
+                            .to_owned()
+                    })
+                    .collect();
+                if on.iter().all(|s| *s == server) {
+                    Ok(())
+                } else {
+                    Err(format!("{ALL:?} on {on:?}"))
+                }
+            });
         }
     }
     c.wait_healthy();
@@ -596,6 +635,36 @@ fn a_master_crashed_twice_loses_nothing_with_rdb() {
 #[test]
 fn a_master_crashed_after_a_daemon_crash_loses_nothing_with_rdb() {
     crashed_master_loses_nothing(RDB, Before::DaemonRestart, true);
+}
+
+#[test]
+fn a_master_crashed_after_an_upgrade_from_6_2_to_7_0_loses_nothing_with_rdb() {
+    crashed_master_loses_nothing(RDB, Before::Upgrade("redis-6.2", "redis-7.0"), true);
+}
+
+#[test]
+fn a_master_crashed_after_an_upgrade_from_6_2_to_7_0_loses_nothing_with_aof() {
+    crashed_master_loses_nothing(AOF, Before::Upgrade("redis-6.2", "redis-7.0"), true);
+}
+
+#[test]
+fn a_master_crashed_after_an_upgrade_from_7_0_to_8_0_loses_nothing_with_rdb() {
+    crashed_master_loses_nothing(RDB, Before::Upgrade("redis-7.0", "redis-8.0"), true);
+}
+
+#[test]
+fn a_master_crashed_after_an_upgrade_from_7_0_to_8_0_loses_nothing_with_aof() {
+    crashed_master_loses_nothing(AOF, Before::Upgrade("redis-7.0", "redis-8.0"), true);
+}
+
+#[test]
+fn a_master_crashed_after_an_upgrade_from_valkey_8_0_to_8_1_loses_nothing_with_rdb() {
+    crashed_master_loses_nothing(RDB, Before::Upgrade("valkey-8.0", "valkey-8.1"), true);
+}
+
+#[test]
+fn a_master_crashed_after_an_upgrade_from_valkey_8_0_to_8_1_loses_nothing_with_aof() {
+    crashed_master_loses_nothing(AOF, Before::Upgrade("valkey-8.0", "valkey-8.1"), true);
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub(crate) fn sentinel_group() -> (Cluster, Vec<SocketAddr>) {
         ));
     }
     let section = format!(
-        "\n[sentinel]\nquorum = 2\ndown_after = \"1s\"\nfailover_timeout = \"10s\"\nnodes = [\n{lines}]\n"
+        "\n[sentinel]\nquorum = 2\ndown_after = \"2s\"\nfailover_timeout = \"10s\"\nnodes = [\n{lines}]\n"
     );
     let mut c = cluster::master_and_two_replicas().build();
     c.extra_sections = section;
@@ -75,15 +75,17 @@ fn seed_like_group() -> (Cluster, Vec<SocketAddr>) {
         m.port = addr.port();
     }
     c.extra_sections = format!(
-        "\n[sentinel]\nquorum = 2\ndown_after = \"1s\"\nfailover_timeout = \"10s\"\nnodes = [\n{lines}]\n"
+        "\n[sentinel]\nquorum = 2\ndown_after = \"2s\"\nfailover_timeout = \"10s\"\nnodes = [\n{lines}]\n"
     );
     c.write_config();
     (c, nodes)
 }
 
 /// The longest the two sentinels left may take to name a new master after the master's
-/// host died: `down_after` (1 s) plus the election and promotion (~2 s measured), with room
-/// for a slow machine.
+/// host died: `down_after` (2 s) plus the election and promotion (~2 s measured), with room
+/// for a slow machine. (`down_after` is 2 s, not 1 s: with 1 s Sentinel judges every new
+/// master down before its first PING is answered, and once in ~30 runs the sentinels failed
+/// over a second time right after the first; `check` warns about it.)
 const FAILOVER: Duration = Duration::from_secs(30);
 
 /// What a sentinel names as master, by address.
@@ -464,7 +466,7 @@ fn a_reloaded_sentinel_section_applies_live_and_keeps_what_sentinel_learned() {
     c.extra_sections = c
         .extra_sections
         .replace("quorum = 2", "quorum = 3")
-        .replace("down_after = \"1s\"", "down_after = \"2s\"");
+        .replace("down_after = \"2s\"", "down_after = \"3s\"");
     c.write_config();
     let run = c.cli(&["reload"]);
     assert_eq!(run.status.code(), Some(0), "{}\n{}", run.stdout, run.stderr);
@@ -487,7 +489,7 @@ fn a_reloaded_sentinel_section_applies_live_and_keeps_what_sentinel_learned() {
             pairs.windows(2).any(|w| w[0] == "quorum" && w[1] == "3")
                 && pairs
                     .windows(2)
-                    .any(|w| w[0] == "down-after-milliseconds" && w[1] == "2000")
+                    .any(|w| w[0] == "down-after-milliseconds" && w[1] == "3000")
         });
     }
     assert_eq!(sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(), ids);
@@ -504,7 +506,7 @@ fn a_reloaded_sentinel_section_applies_live_and_keeps_what_sentinel_learned() {
         "{conf}"
     );
     assert!(
-        conf.contains("sentinel down-after-milliseconds test 2000"),
+        conf.contains("sentinel down-after-milliseconds test 3000"),
         "{conf}"
     );
 
@@ -559,10 +561,10 @@ fn paused_the_sentinels_do_not_fail_over_a_frozen_master_and_resume_restores_the
         held("31536000000")
     });
     // Frozen, the master answers nothing: unpaused, the sentinels fail it over after
-    // `down_after` (1 s) plus an election (~2 s measured). Five times that: still master.
+    // `down_after` (2 s) plus an election (~2 s measured). Twice that: still master.
     let master = c.pid("master");
     util::kill(master, Signal::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(8));
     let named_now: Vec<Option<SocketAddr>> = sentinels.iter().map(|s| named(*s)).collect();
     let flags: Vec<Option<String>> = sentinels.iter().map(|s| master_flags(*s)).collect();
     util::kill(master, Signal::SIGCONT);
@@ -578,7 +580,7 @@ fn paused_the_sentinels_do_not_fail_over_a_frozen_master_and_resume_restores_the
         "{flags:?}"
     );
     c.cli(&["resume"]).expect_code(0);
-    util::wait_for(UP, "every sentinel to fail over again", || held("1000"));
+    util::wait_for(UP, "every sentinel to fail over again", || held("2000"));
     c.wait_healthy();
     assert_eq!(masters(&c), ["master"]);
 }

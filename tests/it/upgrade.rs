@@ -19,7 +19,7 @@ use crate::util;
 
 /// The matrix's servers by name (`redis-6.2`, `redis-7.0`, `valkey-8.1`), from
 /// `.ci/servers`. Panics (never skips) when they cannot be had.
-fn matrix(name: &str) -> PathBuf {
+pub(crate) fn matrix(name: &str) -> PathBuf {
     static LIST: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     let list = LIST.get_or_init(|| {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/servers");

@@ -235,3 +235,20 @@ fn a_loopback_node_among_remote_hosts_is_warned_about() {
     // The seed's layout on two machines: each node on its host's own address.
     assert!(ok(&with_sentinel(2, THREE)).warnings.is_empty());
 }
+
+/// With `down_after` at Sentinel's ping period (1 s) or below, Sentinel judges every new
+/// master down before its first PING can be answered: warned about; 1.5 s is not.
+#[test]
+fn a_down_after_of_one_second_or_less_is_warned_about() {
+    for short in ["1s", "500ms"] {
+        let text = with_sentinel(2, THREE)
+            .replace("down_after = \"5s\"", &format!("down_after = \"{short}\""));
+        let w = one_warning(&text).to_string();
+        assert!(
+            w.contains("sentinel.down_after") && w.contains("use at least 2s"),
+            "{w}"
+        );
+    }
+    let text = with_sentinel(2, THREE).replace("down_after = \"5s\"", "down_after = \"1500ms\"");
+    assert!(ok(&text).warnings.is_empty(), "{:#?}", ok(&text).warnings);
+}

@@ -913,6 +913,9 @@ impl Machine {
                 ));
             }
         };
+        if let Some(why) = failover_running(&master, master_info) {
+            return Err(format!("failover refused: {why}; try again in a moment"));
+        }
         let replicas: Vec<&Instance> = self.group.replicas_of(&master).collect();
         let target = if to.is_empty() {
             // The most up-to-date replica the master lists online.
@@ -939,6 +942,15 @@ impl Machine {
                 "failover refused: `{}` is not a replica of the current master `{master}`",
                 target.name
             ));
+        }
+        let target_info = match self.infos.get(&target.name).map(|p| &p.result) {
+            Some(Ok(info)) => Some(info),
+            _ => None,
+        };
+        if let Some(master_inst) = self.group.instance(&master)
+            && let Some(why) = target_reconnecting(master_inst, master_info, &target, target_info)
+        {
+            return Err(format!("failover refused: {why}; try again in a moment"));
         }
         let line = master_info.replica(target.bind, target.port);
         let lag = line.map(|l| master_info.repl_offset().unwrap_or(0) - l.offset);
@@ -1185,4 +1197,50 @@ fn describe(why: Reason) -> &'static str {
         Reason::Learned => "the group says so",
         Reason::Start => "the daemon started",
     }
+}
+
+/// Whether a `FAILOVER` already runs on the master (`master_failover_state` other than
+/// `no-failover`): another daemon's, or a crashed master's catch-up handing the role
+/// back. Redis refuses a second one (`FAILOVER already in progress`) and the first ends
+/// within its timeout, so a failover asked meanwhile is refused with "try again". Judged
+/// on the master's INFO asked after the request.
+pub(super) fn failover_running(master: &str, master_info: &crate::info::Info) -> Option<String> {
+    let state = master_info
+        .get("master_failover_state")
+        .unwrap_or("no-failover");
+    (state != "no-failover").then(|| {
+        format!(
+            "`{master}` is in a FAILOVER already ({state}): another failover, or a crashed \
+             master's catch-up handing the role back"
+        )
+    })
+}
+
+/// Whether `target` has just reconnected to `master`: it replicates from it with its link
+/// up, while the master does not list it online (yet): after a restart or a role swap the
+/// master lists it once its resync is through (seen on Redis 6.2). That clears by itself,
+/// so a failover to it is refused with "try again", not "wait for it, or use --force".
+/// Judged on both INFOs asked after the request.
+pub(super) fn target_reconnecting(
+    master: &Instance,
+    master_info: &crate::info::Info,
+    target: &Instance,
+    target_info: Option<&crate::info::Info>,
+) -> Option<String> {
+    let listed_online = master_info
+        .replica(target.bind, target.port)
+        .is_some_and(|l| l.is_online());
+    let follows = target_info.is_some_and(|t| {
+        t.role() == Some("replica")
+            && t.get("master_host").and_then(|h| h.parse().ok()) == Some(master.bind)
+            && t.int("master_port") == Some(i64::from(master.port))
+            && t.master_link_up() == Some(true)
+    });
+    (!listed_online && follows).then(|| {
+        format!(
+            "`{}` has its link to `{}` up, but `{}` does not list it online yet (it has just \
+             reconnected)",
+            target.name, master.name, master.name
+        )
+    })
 }

@@ -174,8 +174,12 @@ fn failover_refuses_a_replica_out_of_sync_a_sub_replica_and_a_lost_quorum() {
             to: Some(to.into()),
             force: false,
         });
+        // r2's link is down: out of sync, not just reconnecting.
         h.probe("r1", &follower(201, M, "aaa", 1000));
-        h.probe("r2", &follower(202, M, "aaa", 1000));
+        h.probe(
+            "r2",
+            &follower(202, M, "aaa", 1000).replace("link_status:up", "link_status:down"),
+        );
         let fx = h.probe("master", &leader(100, "aaa", "0", 1000, master_online));
         assert!(failovers(&fx).is_empty());
         let (ok, lines) = done(&fx, id);
@@ -189,6 +193,88 @@ fn failover_refuses_a_replica_out_of_sync_a_sub_replica_and_a_lost_quorum() {
     assert!(why.contains("min_replicas_to_write = 2"), "{why}");
     let why = refused(&mut h, "master", &[R1, R2]);
     assert!(why.contains("the master already"), "{why}");
+}
+
+#[test]
+fn a_failover_asked_while_one_runs_or_while_the_target_reconnects_says_try_again() {
+    let group = group(SEED);
+    let inst = |n: &str| group.instance(n).expect("instance").clone();
+    let (master, r1) = (inst("master"), inst("r1"));
+    let plain = Info::parse(&leader(100, "aaa", "0", 1000, &[R1, R2]));
+    assert_eq!(
+        super::super::roles::failover_running("master", &plain),
+        None
+    );
+    for state in ["waiting-for-sync", "failover-in-progress"] {
+        let busy = Info::parse(&leader(100, "aaa", "0", 1000, &[R1, R2]).replace(
+            "failover_state:no-failover",
+            &format!("failover_state:{state}"),
+        ));
+        let why = super::super::roles::failover_running("master", &busy).expect(state);
+        assert!(why.contains(state), "{why}");
+    }
+    // No field (a server without FAILOVER): nothing runs.
+    assert_eq!(
+        super::super::roles::failover_running("master", &Info::parse("role:master\r\n")),
+        None
+    );
+
+    let unlisted = Info::parse(&leader(100, "aaa", "0", 1000, &[R2]));
+    let up = Info::parse(&follower(201, M, "aaa", 1000));
+    let down = Info::parse(&follower(201, M, "aaa", 1000).replace("status:up", "status:down"));
+    let elsewhere = Info::parse(&follower(201, R2, "aaa", 1000));
+    let rn =
+        |m: &Info, t: Option<&Info>| super::super::roles::target_reconnecting(&master, m, &r1, t);
+    // Link up, not listed: just reconnected.
+    assert!(rn(&unlisted, Some(&up)).is_some_and(|w| w.contains("not list it online yet")));
+    // Listed online: nothing to wait for. Link down, under another upstream, or its INFO
+    // unknown: not a moment's wait (the other refusals say why).
+    assert_eq!(rn(&plain, Some(&up)), None);
+    assert_eq!(rn(&unlisted, Some(&down)), None);
+    assert_eq!(rn(&unlisted, Some(&elsewhere)), None);
+    assert_eq!(rn(&unlisted, None), None);
+
+    // Through the machine: both refusals end with "try again".
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    let ask = |h: &mut H, master_info: String| {
+        h.now += S;
+        let (id, _) = h.request(Request::Failover {
+            to: Some("r1".into()),
+            force: false,
+        });
+        h.probe("r1", &follower(201, M, "aaa", 1000));
+        h.probe("r2", &follower(202, M, "aaa", 1000));
+        let fx = h.probe("master", &master_info);
+        assert!(failovers(&fx).is_empty());
+        let (ok, lines) = done(&fx, id);
+        assert!(!ok);
+        lines.join("\n")
+    };
+    let why = ask(
+        &mut h,
+        leader(100, "aaa", "0", 1000, &[R1, R2]).replace(
+            "failover_state:no-failover",
+            "failover_state:failover-in-progress",
+        ),
+    );
+    assert!(
+        why.contains("in a FAILOVER already") && why.contains("try again"),
+        "{why}"
+    );
+    let why = ask(&mut h, leader(100, "aaa", "0", 1000, &[R2]));
+    assert!(
+        why.contains("not list it online yet") && why.contains("try again"),
+        "{why}"
+    );
+    // Once listed, it goes.
+    h.now += S;
+    h.request(Request::Failover {
+        to: Some("r1".into()),
+        force: false,
+    });
+    let fx = probe_before(&mut h);
+    assert_eq!(failovers(&fx), ["r1"]);
 }
 
 #[test]
