@@ -48,21 +48,7 @@ pub fn act(config: &Path, action: Action, targets: &ForceTargets) -> Result<u8> 
                 force: targets.force,
             },
         };
-        match ask(&group, host, &request)? {
-            Response::Done { ok: done_ok, lines } => {
-                for l in lines {
-                    println!("{l}");
-                }
-                ok &= done_ok;
-            }
-            Response::Error { message } => {
-                eprintln!("redisrepd: host `{host}`: {message}");
-                ok = false;
-            }
-            Response::Status { .. } | Response::History { .. } | Response::Backup { .. } => {
-                bail!("host `{host}`: the daemon answered out of turn")
-            }
-        }
+        ok &= done(host, ask(&group, host, &request)?)? == crate::EXIT_OK;
         if !ok {
             break;
         }
@@ -473,21 +459,7 @@ pub fn pause(config: &Path, length: Option<Duration>) -> Result<u8> {
     };
     let mut ok = true;
     for host in here {
-        match ask(&group, host, &request)? {
-            Response::Done { ok: done, lines } => {
-                for l in lines {
-                    println!("{l}");
-                }
-                ok &= done;
-            }
-            Response::Error { message } => {
-                eprintln!("redisrepd: host `{host}`: {message}");
-                ok = false;
-            }
-            Response::Status { .. } | Response::History { .. } | Response::Backup { .. } => {
-                ok = false
-            }
-        }
+        ok &= done(host, ask(&group, host, &request)?)? == crate::EXIT_OK;
     }
     let verb = if length.is_some() { "pause" } else { "resume" };
     for host in elsewhere {

@@ -119,6 +119,11 @@ pub(crate) fn known(sentinel: SocketAddr) -> Option<(usize, usize)> {
 /// The flags a sentinel gives its master (`SENTINEL MASTER`: `master`, or with
 /// `s_down`, `o_down`, `disconnected`...).
 pub(crate) fn master_flags(sentinel: SocketAddr) -> Option<String> {
+    master_field(sentinel, "flags")
+}
+
+/// One field of `SENTINEL MASTER` for the group's master.
+fn master_field(sentinel: SocketAddr, field: &str) -> Option<String> {
     let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
     let pairs: Vec<String> = redis::cmd("SENTINEL")
         .arg("MASTER")
@@ -127,7 +132,7 @@ pub(crate) fn master_flags(sentinel: SocketAddr) -> Option<String> {
         .ok()?;
     pairs
         .chunks_exact(2)
-        .find(|kv| kv[0] == "flags")
+        .find(|kv| kv[0] == field)
         .map(|kv| kv[1].clone())
 }
 
@@ -529,16 +534,7 @@ fn a_reloaded_sentinel_section_applies_live_and_keeps_what_sentinel_learned() {
 
 /// `down-after-milliseconds` a sentinel holds for the group's master.
 fn down_after_ms(sentinel: SocketAddr) -> Option<String> {
-    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
-    let pairs: Vec<String> = redis::cmd("SENTINEL")
-        .arg("MASTER")
-        .arg("test")
-        .query(&mut con)
-        .ok()?;
-    pairs
-        .chunks_exact(2)
-        .find(|kv| kv[0] == "down-after-milliseconds")
-        .map(|kv| kv[1].clone())
+    master_field(sentinel, "down-after-milliseconds")
 }
 
 #[test]
