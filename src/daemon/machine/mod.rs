@@ -427,6 +427,8 @@ struct Probed {
     asked_at: Instant,
     at: Instant,
     result: Result<Info, String>,
+    /// When `result` is an error: the last answer before it, and when it came.
+    last_ok: Option<(Instant, Info)>,
 }
 
 /// A status request waiting for probes asked after it.

@@ -37,12 +37,22 @@ impl Machine {
             self.servers
                 .insert(name.to_owned(), (info.process_id(), server));
         }
+        // A failed probe keeps the last answer beside it: one reset connection must not
+        // pass for an instance that no longer says where it replicates from.
+        let last_ok = match &result {
+            Ok(info) => Some((now, info.clone())),
+            Err(_) => self.infos.get(name).and_then(|p| match &p.result {
+                Ok(info) => Some((p.at, info.clone())),
+                Err(_) => p.last_ok.clone(),
+            }),
+        };
         self.infos.insert(
             name.to_owned(),
             Probed {
                 asked_at,
                 at: now,
                 result,
+                last_ok,
             },
         );
         // What the replica's own log said of its sync is kept until its next launch: the
@@ -221,6 +231,22 @@ impl Machine {
     }
 
     /// The last successful probe of `name`, if recent enough to act on.
+    /// The last INFO the instance answered, even when its newest probe failed, if no
+    /// older than [`Machine::fresh_info`] allows: for decisions that one failed probe must
+    /// not flip (a live re-point is not turned into a restart by one reset connection).
+    pub(super) fn last_answer(&self, name: &str, now: Instant) -> Option<&Info> {
+        let max_age = self.group.supervise.health_interval * 3 + Duration::from_secs(2);
+        let probed = self.infos.get(name)?;
+        let (at, info) = match &probed.result {
+            Ok(info) => (probed.at, info),
+            Err(_) => {
+                let (at, info) = probed.last_ok.as_ref()?;
+                (*at, info)
+            }
+        };
+        (now.duration_since(at) <= max_age).then_some(info)
+    }
+
     pub(super) fn fresh_info(&self, name: &str, now: Instant) -> Option<&Info> {
         let max_age = self.group.supervise.health_interval * 3 + Duration::from_secs(2);
         match self.infos.get(name) {

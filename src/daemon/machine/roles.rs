@@ -1112,7 +1112,7 @@ impl Machine {
     pub(super) fn repoint_blocker(&self, name: &str, up: &str, now: Instant) -> Option<String> {
         // The last answer, also when the newest probe timed out (a busy machine): a
         // restart is not the answer to one slow INFO.
-        let latest = |n: &str| self.fresh_info(n, now);
+        let latest = |n: &str| self.last_answer(n, now);
         let Some(mine) = latest(name) else {
             return Some(format!(
                 "it did not answer INFO; its resync with `{up}` may be full"

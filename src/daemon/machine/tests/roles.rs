@@ -1052,3 +1052,39 @@ fn the_endpoint_view_lists_every_instance_with_its_last_probe_and_the_actual_mas
     assert_eq!(probe.at, h.now);
     assert_eq!(probe.result.as_ref().unwrap_err(), "connection refused");
 }
+
+#[test]
+fn one_failed_probe_of_a_replica_does_not_turn_its_live_re_point_into_a_restart() {
+    let mut h = H::new(SEED, "a");
+    up_all(&mut h);
+    h.now += S;
+    h.request(Request::Failover {
+        to: Some("r1".into()),
+        force: false,
+    });
+    probe_before(&mut h);
+    h.now += S / 10;
+    h.feed(Input::RoleChanged {
+        name: "r1".into(),
+        result: Ok(()),
+    });
+    h.probe("master", &follower(100, R1, "bbb", 1000));
+    h.probe("r2", &follower(202, M, "aaa", 1000));
+    // r2's newest probe met a reset connection (a client drop on the old master, a busy
+    // machine); its answer just before still says where it stands.
+    h.probe_err("r2", "Connection reset by peer");
+    let mut fx = h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[M]));
+    let mut changes = Vec::new();
+    while let Some((name, what)) = live(&fx).pop() {
+        changes.push((name.clone(), what));
+        fx = h.feed(Input::LiveApplied {
+            name,
+            result: Ok(()),
+        });
+    }
+    assert!(
+        changes.contains(&("r2".into(), "re-pointed to r1".into())),
+        "{changes:?}"
+    );
+    assert!(shutdowns(&fx).is_empty(), "no restart: {fx:?}");
+}
