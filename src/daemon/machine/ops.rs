@@ -595,8 +595,15 @@ impl Machine {
                         }
                     })?;
                 }
+                // Its INFO may be older than a stop of one of its replicas that ended since
+                // (stops back to back): a replica gone since is not waited for after.
+                let asked = self.infos.get(name).map(|p| p.asked_at);
                 let before = self.fresh_info(name, now).and_then(|info| {
-                    let online = info.replicas.iter().filter(|l| l.is_online()).count();
+                    let online = info
+                        .replicas
+                        .iter()
+                        .filter(|l| l.is_online() && !self.gone_since(&l.ip, l.port, asked))
+                        .count();
                     let role = info.get("role").unwrap_or_default().to_owned();
                     (online > 0).then_some((online, role))
                 });

@@ -231,6 +231,27 @@ impl Machine {
     }
 
     /// The last successful probe of `name`, if recent enough to act on.
+    /// Whether the instance at `ip:port` is known to be down since `since`: a local one
+    /// stopped (or not wanted), or any whose probe asked after `since` failed.
+    pub(super) fn gone_since(&self, ip: &str, port: u16, since: Option<Instant>) -> bool {
+        let Some(inst) = self
+            .group
+            .instances
+            .iter()
+            .find(|i| i.port == port && i.bind.to_string() == ip)
+        else {
+            return false;
+        };
+        if let Some(slot) = self.slots.get(&inst.name)
+            && (!slot.wanted || slot.state.pid().is_none())
+        {
+            return true;
+        }
+        self.infos
+            .get(&inst.name)
+            .is_some_and(|p| p.result.is_err() && since.is_none_or(|s| p.asked_at > s))
+    }
+
     /// The last INFO the instance answered, even when its newest probe failed, if no
     /// older than [`Machine::fresh_info`] allows: for decisions that one failed probe must
     /// not flip (a live re-point is not turned into a restart by one reset connection).

@@ -577,3 +577,36 @@ fn a_restart_waits_only_for_replicas_the_group_puts_under_it() {
     assert!(lines[1].starts_with("r1: running (pid 301)"), "{lines:?}");
     assert!(!lines[1].contains("back"), "{lines:?}");
 }
+
+/// A replica stopped just before its master's restart, while the master's last INFO still
+/// lists it online (stops back to back): the restart does not wait for it to come back.
+#[test]
+fn a_master_restart_does_not_wait_for_a_replica_stopped_just_before() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
+    h.replica_up("r1", 201, &both[..1]);
+    h.replica_up("r2", 202, &both);
+    h.stop("r2", true);
+    shutdown_ok(&mut h, "r2", 202);
+    assert_eq!(h.kind("r2"), Kind::Stopped);
+    // The master's INFO, asked before r2 went, still lists both.
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: true,
+    });
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)]);
+    let mut fx = shutdown_ok(&mut h, "master", 100);
+    h.now += S;
+    fx.extend(h.tick());
+    fx.extend(h.probe("r1", &replica_info(201, 1000)));
+    assert_eq!(launches(&fx), ["master"], "{fx:?}");
+    h.launched("master", 400);
+    let fx = h.probe("master", &master_info(400, &both[..1]));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines[1].starts_with("master: running (pid 400), 1 replica(s) back in"),
+        "{lines:?}"
+    );
+}
