@@ -618,14 +618,12 @@ fn logs_go_to_the_journal_with_the_instance_as_a_field() {
     .map(str::to_owned)
     .chain([fake_run.display().to_string()])
     .collect();
-    // The daemon's stderr is its log file (created again, so the same inode, by
-    // start_daemon_wrapped): that is the stream JOURNAL_STREAM names.
+    // The daemon's stderr is its log file, which start_daemon_wrapped has created when it
+    // calls this closure: that is the stream JOURNAL_STREAM names.
     let log = c.dir.join("daemon-a.log");
-    fs::write(&log, "").expect("daemon log");
-    let meta = fs::metadata(&log).expect("daemon log");
-    let stream = format!("{}:{}", meta.dev(), meta.ino());
     c.start_daemon_wrapped("a", &wrapper, |cmd| {
-        cmd.env("JOURNAL_STREAM", &stream);
+        let meta = fs::metadata(&log).expect("daemon log");
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
     });
     c.wait_socket("a");
     c.wait_state("master", "running");
