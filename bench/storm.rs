@@ -100,6 +100,25 @@ impl Layout {
     }
 }
 
+impl Watched {
+    /// Every instance, the configured master first.
+    fn all(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.master)
+            .chain(self.replicas.iter().copied())
+            .collect()
+    }
+}
+
+/// A connection to whichever instance says it is master now, trying each in turn: a
+/// client that follows the master, as one behind the generated HAProxy config does.
+fn connect_master(all: &[SocketAddr]) -> Option<redis::Connection> {
+    all.iter().find_map(|&addr| {
+        let mut c = connect(addr, Duration::from_millis(200)).ok()?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
+        matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master").then_some(c)
+    })
+}
+
 fn toml_text(l: &Layout, o: &Opts) -> String {
     let mut t = format!(
         "[cluster]\nname = \"bench\"\npassword = \"{PASSWORD}\"\nrun_dir = \"run\"\ndata_dir = \"data\"\nlog_dir = \"log\"\n\n\
@@ -178,12 +197,20 @@ struct Metrics {
     max_ms: f64,
     writes_refused: u64,
     writes_ok: u64,
+    /// The longest time between two acknowledged writes of the client that follows the
+    /// master.
+    longest_gap_ms: f64,
+    /// Acknowledged writes the master no longer had at the end.
+    lost: usize,
 }
 
 /// Runs `action` under a steady write load while watching the master; returns when every
 /// replica is online again.
 fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
     let before = info(l.master, "all").expect("master INFO");
+    // Full syncs are counted on every instance: a planned master restart serves them from
+    // the replica that holds the role meanwhile.
+    let syncs_before: Vec<Option<Info>> = l.all().iter().map(|a| info(*a, "all")).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let (peak_away, peak_full) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let n = l.replicas.len();
@@ -238,33 +265,40 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
     };
     let writer = {
         let stop = stop.clone();
+        let all = l.all();
         std::thread::spawn(move || {
             let (mut ok, mut refused) = (0u64, 0u64);
+            let mut acked: HashMap<u64, u64> = HashMap::new();
+            let (mut last_ok, mut longest) = (Instant::now(), Duration::ZERO);
             let mut con = None;
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(2));
                 i += 1;
                 if con.is_none() {
-                    con = connect(master, Duration::from_millis(500)).ok();
+                    con = connect_master(&all);
                 }
                 let Some(c) = con.as_mut() else {
                     refused += 1;
                     continue;
                 };
-                let r: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(format!("w:{}", i % 10000))
-                    .arg(i)
-                    .query(c);
+                let key = i % 10000;
+                let r: redis::RedisResult<()> =
+                    redis::cmd("SET").arg(format!("w:{key}")).arg(i).query(c);
                 match r {
-                    Ok(()) => ok += 1,
+                    Ok(()) => {
+                        ok += 1;
+                        acked.insert(key, i);
+                        longest = longest.max(last_ok.elapsed());
+                        last_ok = Instant::now();
+                    }
                     Err(_) => {
                         refused += 1;
                         con = None;
                     }
                 }
             }
-            (ok, refused)
+            (ok, refused, acked, longest)
         })
     };
     let start = Instant::now();
@@ -274,7 +308,25 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     let mut lat = pinger.join().unwrap_or_default();
-    let (writes_ok, writes_refused) = writer.join().unwrap_or((0, 0));
+    let (writes_ok, writes_refused, acked, longest) =
+        writer
+            .join()
+            .unwrap_or((0, 0, HashMap::new(), Duration::ZERO));
+    let lost = lost_writes(&l.all(), &acked);
+    let full_syncs = l
+        .all()
+        .iter()
+        .zip(&syncs_before)
+        .map(|(a, before)| {
+            let after = info(*a, "all").expect("INFO");
+            match before {
+                Some(b) if b.get("run_id") == after.get("run_id") => {
+                    int(&after, "sync_full") - int(b, "sync_full")
+                }
+                _ => int(&after, "sync_full"),
+            }
+        })
+        .sum();
     let after = info(l.master, "all").expect("master INFO");
     let restarted = before.get("run_id") != after.get("run_id");
     let delta = |k: &str| {
@@ -291,7 +343,7 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
             .unwrap_or(0.0)
     };
     Metrics {
-        full_syncs: delta("sync_full"),
+        full_syncs,
         forks: delta("total_forks"),
         peak_away: peak_away.load(Ordering::Relaxed) as usize,
         peak_full: peak_full.load(Ordering::Relaxed) as usize,
@@ -301,7 +353,25 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
         max_ms: lat.last().copied().unwrap_or(0.0),
         writes_refused,
         writes_ok,
+        longest_gap_ms: longest.as_secs_f64() * 1000.0,
+        lost,
     }
+}
+
+/// Acknowledged writes whose value the group's master no longer has (a later value is
+/// fine: a write that failed on the wire may still have been applied).
+fn lost_writes(all: &[SocketAddr], acked: &HashMap<u64, u64>) -> usize {
+    let mut c = connect_master(all).expect("a master at the end");
+    acked
+        .iter()
+        .filter(|&(key, &value)| {
+            let now: Option<u64> = redis::cmd("GET")
+                .arg(format!("w:{key}"))
+                .query(&mut c)
+                .expect("GET");
+            now.is_none_or(|v| v < value)
+        })
+        .count()
 }
 
 // ----- the naive way: redis-server processes started and stopped like init scripts do ---
@@ -636,9 +706,9 @@ fn main() {
 
 fn print_table(rows: &[(char, &str, Metrics)]) {
     println!(
-        "| scenario | way | full syncs | master forks | peak away | peak concurrent full syncs | s until all online | PING p50/p99/max ms | writes refused / ok |"
+        "| scenario | way | full syncs | master forks | peak away | peak concurrent full syncs | s until all online | PING p50/p99/max ms | writes refused / ok | longest write gap ms | lost |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (s, way, m) in rows {
         let name = match s {
             'a' => "(a) rolling restart of every replica",
@@ -648,7 +718,7 @@ fn print_table(rows: &[(char, &str, Metrics)]) {
             _ => "?",
         };
         println!(
-            "| {name} | {way} | {} | {} | {} | {} | {:.1} | {:.2}/{:.2}/{:.1} | {} / {} |",
+            "| {name} | {way} | {} | {} | {} | {} | {:.1} | {:.2}/{:.2}/{:.1} | {} / {} | {:.0} | {} |",
             m.full_syncs,
             m.forks,
             m.peak_away,
@@ -658,7 +728,9 @@ fn print_table(rows: &[(char, &str, Metrics)]) {
             m.p99_ms,
             m.max_ms,
             m.writes_refused,
-            m.writes_ok
+            m.writes_ok,
+            m.longest_gap_ms,
+            m.lost
         );
     }
     let time = |s: char, way: &str| {
