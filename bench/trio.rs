@@ -121,7 +121,8 @@ impl Layout {
              data_dir = \"data\"\nlog_dir = \"log\"\n\n\
              [supervise]\nhealth_interval = \"100ms\"\nrestart_delay = \"100ms\"\n\
              start_timeout = \"2m\"\nshutdown_timeout = \"1m\"\nsync_timeout = \"5m\"\n\n\
-             [redis]\nsave = [\"3600 1\"]\n{aof}enable-debug-command = \"local\"\n\n"
+             [redis]\nsave = [\"3600 1\"]\n{aof}{}\n",
+            debug_directive()
         );
         for (i, name) in NAMES.iter().enumerate() {
             let host = if i == 0 { "m" } else { "r" };
@@ -214,6 +215,16 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis:
 pub fn info(addr: SocketAddr, section: &str) -> Result<Info, String> {
     common::info(addr, PASSWORD, section, Duration::from_secs(1), IO_TIMEOUT)
         .map_err(|e| format!("{addr}: {e}"))
+}
+
+/// The directive that lets the bench send `DEBUG POPULATE` (Redis 7.0+ and Valkey refuse
+/// DEBUG without it); Redis 6.2 allows DEBUG already and does not know the directive.
+fn debug_directive() -> &'static str {
+    use redisrepd::server::{Kind, detect};
+    match detect(Path::new("redis-server")) {
+        Ok(s) if s.kind == Kind::Redis && s.version.major < 7 => "",
+        _ => "enable-debug-command = \"local\"\n",
+    }
 }
 
 /// `DEBUG POPULATE keys` on the master (not replicated: run it before the replicas
