@@ -291,10 +291,14 @@ impl Machine {
         };
         let new = crate::topology::effective(&configured, Some(&actual));
         let diff = plan::reload_diff(&self.group, &new, &self.host, &self.server, &server);
-        // What each instance runs now: its INFO, else what a remote one said when asked.
+        // What each instance runs now: a remote one's answer to the question asked for this
+        // reload first (the last probe may be from before its own host's reload restarted
+        // it on the new server), else its last probe.
         let running = |name: &str| {
-            self.running_server(name)
-                .or_else(|| remote_servers.get(name).copied())
+            remote_servers
+                .get(name)
+                .copied()
+                .or_else(|| self.running_server(name))
         };
         if let Err(e) =
             plan::check_servers(&new, &self.host, &diff, &self.server, &server, &running)

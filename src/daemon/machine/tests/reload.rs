@@ -360,3 +360,72 @@ fn a_reload_without_the_actual_master_records_the_change_as_reload() {
         [("r1".into(), "master".into(), crate::changes::Reason::Reload)]
     );
 }
+
+#[test]
+fn a_reload_judges_a_remote_replicas_server_by_the_answer_asked_for_it() {
+    // r1 and r2 run on host b, whose reload just moved them to Redis 8.0; this daemon's
+    // last probes of them, from before their restart, still say 7.0.
+    let text = SEED.replace(
+        "host = \"a\"\nbind = \"127.0.0.2\"",
+        "host = \"b\"\nbind = \"127.0.0.2\"",
+    );
+    let text = text.replace(
+        "host = \"a\"\nbind = \"127.0.0.3\"",
+        "host = \"b\"\nbind = \"127.0.0.3\"",
+    );
+    let mut h = master_with_remote_replicas_probed_on_7_0(&text);
+    let r80 = crate::server::Server {
+        kind: crate::server::Kind::Redis,
+        version: crate::server::Version {
+            major: 8,
+            minor: 0,
+            patch: 2,
+        },
+    };
+    let mut l = loaded(group(&text));
+    l.server = r80;
+    l.remote_servers = [("r1".to_owned(), r80), ("r2".to_owned(), r80)].into();
+    let fx = h.feed(Input::ConfigLoaded {
+        id: Some(4),
+        result: Ok(Box::new(l)),
+    });
+    if let Some(Response::Error { message }) = reply(&fx, 4) {
+        panic!("refused on a stale probe: {message}");
+    }
+    // Without that answer the stale probe decides, and refuses: the safe side.
+    let mut h = master_with_remote_replicas_probed_on_7_0(&text);
+    let mut l = loaded(group(&text));
+    l.server = r80;
+    let fx = h.feed(Input::ConfigLoaded {
+        id: Some(4),
+        result: Ok(Box::new(l)),
+    });
+    match reply(&fx, 4) {
+        Some(Response::Error { message }) => {
+            assert!(message.contains("upgrade `r1` first"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Host `a` of `text` (r1 and r2 on host b) with its master running, and r1 and r2
+/// probed as replicas on Redis 7.0.
+fn master_with_remote_replicas_probed_on_7_0(text: &str) -> H {
+    let mut h = H::new(text, "a");
+    let mut fx = h.tick();
+    for (name, pid) in [("r1", 201), ("r2", 202)] {
+        fx.extend(h.probe(
+            name,
+            &format!("{}redis_version:7.0.15\r\n", replica_info(pid, 1000)),
+        ));
+    }
+    fx.extend(h.tick());
+    assert!(launches(&fx).contains(&"master".to_owned()), "{fx:?}");
+    h.launched("master", 100);
+    h.probe(
+        "master",
+        &master_info(100, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]),
+    );
+    assert_eq!(h.kind("master"), Kind::Running);
+    h
+}
