@@ -60,7 +60,8 @@ pub struct Member {
 #[derive(Debug, Clone)]
 pub struct Probe {
     pub at: Instant,
-    pub result: Result<Info, String>,
+    /// Shared with the supervisor's own record (rebuilt after every event: no copies).
+    pub result: Result<std::sync::Arc<Info>, String>,
 }
 
 /// An HTTP answer: status code and one line of JSON.
@@ -235,7 +236,7 @@ impl<'a> Judged<'a> {
 
     /// Its INFO, whether fresh or not (for the JSON).
     fn info(&self) -> Option<&'a Info> {
-        self.member.probe.as_ref()?.result.as_ref().ok()
+        self.member.probe.as_ref()?.result.as_deref().ok()
     }
 
     /// Its INFO when fresh enough to decide on, or why not.
@@ -422,7 +423,7 @@ fn fresh<'a>(view: &View, member: &'a Member, now: Instant) -> Result<&'a Info, 
     }
     probe
         .result
-        .as_ref()
+        .as_deref()
         .map_err(|e| format!("does not answer: {e}"))
 }
 
@@ -474,7 +475,7 @@ mod tests {
             upstream: upstream.map(str::to_owned),
             probe: Some(Probe {
                 at,
-                result: Ok(Info::parse(info)),
+                result: Ok(std::sync::Arc::new(Info::parse(info))),
             }),
         }
     }

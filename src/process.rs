@@ -63,9 +63,11 @@ pub fn spawn(launch: &Launch<'_>, tail: &OutputTail) -> io::Result<Child> {
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .env_remove("REDISREPD_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
+    // One pipe for both streams, so one forwarding thread per instance rather than two (a
+    // host may run dozens of instances), and the lines keep the order they were written in.
+    let (output, writer) = io::pipe()?;
+    cmd.stdout(writer.try_clone()?).stderr(writer);
     // Servers rewrite config files with the password in them under their umask: a
     // sentinel its own file as it learns, an instance its redis.conf when Sentinel sends
     // CONFIG REWRITE. 077 keeps those 0600. (umask is async-signal-safe.)
@@ -87,13 +89,11 @@ pub fn spawn(launch: &Launch<'_>, tail: &OutputTail) -> io::Result<Child> {
             });
         }
     }
-    let mut child = cmd.spawn()?;
-    if let Some(out) = child.stdout.take() {
-        forward(launch.name, out, tail.clone());
-    }
-    if let Some(err) = child.stderr.take() {
-        forward(launch.name, err, tail.clone());
-    }
+    let child = cmd.spawn()?;
+    // `cmd` holds the pipe's write ends: the forwarder sees the end of the output only
+    // once they are closed here and the server has exited.
+    drop(cmd);
+    forward(launch.name, output, tail.clone());
     Ok(child)
 }
 

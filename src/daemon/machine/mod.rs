@@ -35,6 +35,7 @@ mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info};
@@ -426,9 +427,12 @@ pub struct Counters {
 struct Probed {
     asked_at: Instant,
     at: Instant,
-    result: Result<Info, String>,
+    /// Shared, not copied: the health endpoints' view is rebuilt after every event and
+    /// holds every instance's INFO, and a copy of each per event cost O(N²) per probe
+    /// round (the daemon's main idle cost with dozens of instances).
+    result: Result<Arc<Info>, String>,
     /// When `result` is an error: the last answer before it, and when it came.
-    last_ok: Option<(Instant, Info)>,
+    last_ok: Option<(Instant, Arc<Info>)>,
 }
 
 /// A status request waiting for probes asked after it.

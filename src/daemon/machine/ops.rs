@@ -696,13 +696,13 @@ impl Machine {
                 let was = self
                     .infos
                     .get(name)
-                    .and_then(|p| p.result.as_ref().ok())
+                    .and_then(|p| p.result.as_deref().ok())
                     .and_then(crate::info::Info::replication);
                 let target = match &change.repoint {
                     Some(Some(up)) => self.endpoint_of(&up.name).zip(
                         self.infos
                             .get(&up.name)
-                            .and_then(|p| p.result.as_ref().ok())
+                            .and_then(|p| p.result.as_deref().ok())
                             .and_then(crate::info::Info::replication),
                     ),
                     _ => None,

@@ -1,6 +1,7 @@
 //! Probes: what INFO says about an instance, and when it makes a starting instance
 //! running or a syncing replica in sync.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -37,6 +38,7 @@ impl Machine {
             self.servers
                 .insert(name.to_owned(), (info.process_id(), server));
         }
+        let result = result.map(Arc::new);
         // A failed probe keeps the last answer beside it: one reset connection must not
         // pass for an instance that no longer says where it replicates from.
         let last_ok = match &result {

@@ -944,7 +944,7 @@ impl Machine {
             ));
         }
         let target_info = match self.infos.get(&target.name).map(|p| &p.result) {
-            Some(Ok(info)) => Some(info),
+            Some(Ok(info)) => Some(&**info),
             _ => None,
         };
         if let Some(master_inst) = self.group.instance(&master)
