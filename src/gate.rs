@@ -466,6 +466,17 @@ mod tests {
         })
     }
 
+    /// (case, syncing, upstream, limit, host, admitted, words in the reason)
+    type Case = (
+        &'static str,
+        usize,
+        UpstreamMemory,
+        Option<ReplicaBufferLimit>,
+        Option<HostMemory>,
+        bool,
+        &'static str,
+    );
+
     #[test]
     fn auto_decides_from_headroom_and_buffers() {
         let limit = Some(ReplicaBufferLimit::DEFAULT);
@@ -490,7 +501,7 @@ mod tests {
             })
         };
         #[rustfmt::skip]
-        let table: Vec<(&str, usize, UpstreamMemory, Option<ReplicaBufferLimit>, Option<HostMemory>, bool, &str)> = vec![
+        let table: Vec<Case> = vec![
             ("nothing syncing: always, even without room",
                 0, mem(10 * GB), limit, local(0), true, "nothing else syncing"),
             ("empty master, shared buffer: one 256 MB buffer fits",
