@@ -289,6 +289,9 @@ impl Machine {
             return; // no longer asking (stopped meanwhile): the release was sent
         };
         let next = if granted {
+            // Why it was let in (with `auto`, the cost figures) is worth a line: the
+            // waiting ones say why they wait.
+            info!(instance = %name, "granted a place in the sync gate of `{up}`: {detail}");
             State::Waiting {
                 reason: format!("granted a place in the sync gate of `{up}`"),
                 not_before,
