@@ -96,6 +96,7 @@ pub struct UpstreamMemory {
     /// `used_memory_rss`.
     pub used_memory_rss: u64,
     /// `rdb_last_cow_size`: what the last finished fork copied; 0 before the first.
+    /// Counted only above half of `used_memory`: see `auto_cost`.
     pub last_cow: u64,
     /// A fork runs now (`rdb_bgsave_in_progress` or `aof_rewrite_in_progress`).
     pub fork_running: bool,
@@ -222,13 +223,16 @@ fn mb_floor(bytes: u64) -> String {
 fn auto_cost(input: &AutoInput) -> (u64, u64) {
     let up = &input.upstream;
     // No fork measured yet (the first since the server started): assume every page is
-    // copied. That is the worst case for a write load spread over the keyspace; the
-    // first fork's measurement replaces it.
+    // copied, the worst case for a write load spread over the keyspace. A measurement
+    // comes from another moment: maybe a quieter one, or a smaller data set (the first
+    // sync of a master that was empty then measures next to nothing), so it counts only
+    // above half of used_memory.
     let cow = if up.last_cow > 0 {
-        up.last_cow.max(up.current_cow)
+        up.last_cow.max(up.used_memory / 2)
     } else {
-        up.used_memory.max(up.current_cow)
-    };
+        up.used_memory
+    }
+    .max(up.current_cow);
     let cow = if up.fork_running {
         cow.saturating_sub(up.current_cow)
     } else {
@@ -513,11 +517,13 @@ mod tests {
             ("Redis 6.2: three fit in 1 GB",
                 2, old(mem(MB)), limit, local(GB), true, "769 MB"),
             ("a big data set's fork does not fit",
-                1, mem(4 * GB), limit, local(GB), false, "fork copy-on-write 1024 MB, replica buffers 256 MB"),
+                1, mem(4 * GB), limit, local(GB), false, "fork copy-on-write 2048 MB, replica buffers 256 MB"),
+            ("a measured fork counts above half of used_memory",
+                1, UpstreamMemory { last_cow: 3 * GB, ..mem(4 * GB) }, limit, local(GB), false, "fork copy-on-write 3072 MB"),
             ("no fork measured yet: all of used_memory",
                 1, unmeasured(mem(GB)), limit, local(GB), false, "fork copy-on-write 1024 MB"),
             ("a running fork shares: only what it has not copied yet",
-                1, forking(mem(4 * GB), 900 * MB), limit, local(GB), true, "fork copy-on-write 124 MB"),
+                1, forking(mem(4 * GB), 900 * MB), limit, local(2 * GB), true, "fork copy-on-write 1148 MB"),
             ("buffers in use are already in MemAvailable",
                 1, buffered(mem(MB), 20 * MB), limit, local(300 * MB), true, "replica buffers 236 MB"),
             ("buffers at half the soft limit: wait",
@@ -575,7 +581,7 @@ mod tests {
                     id=5 name=redisrepd-sync:10.0.0.3_6379\n\
                     id=7 name=redisrepd-sync:10.0.0.4_6379\n";
         let claims = parse_claims(list);
-        // Redis 6.2, 1 GB: three places (each 256 MB of buffer plus a 2 MB fork).
+        // Redis 6.2, 1 GB: three places (each 256 MB of buffer, plus a 4 MB fork).
         let input = AutoInput {
             syncing: 99,
             upstream: UpstreamMemory {
