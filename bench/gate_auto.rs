@@ -3,7 +3,7 @@
 //! full syncs of a master holding ~200 MB under a steady write load. See bench/README.md.
 //!
 //! `cargo bench --bench gate_auto -- [--keys N] [--replicas N] [--modes auto,1,8]
-//! [--server PATH]`
+//! [--server PATH] [--redis 'directive = "value"']...`
 
 mod common;
 
@@ -27,6 +27,8 @@ struct Opts {
     replicas: usize,
     modes: Vec<String>,
     server: String,
+    /// More `[redis]` lines (`--redis 'key = "value"'`, repeatable).
+    redis: Vec<String>,
 }
 
 fn opts() -> Opts {
@@ -35,6 +37,7 @@ fn opts() -> Opts {
         replicas: 8,
         modes: Vec::new(),
         server: "redis-server".to_owned(),
+        redis: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut args = args.iter();
@@ -45,6 +48,7 @@ fn opts() -> Opts {
             "--replicas" => o.replicas = value().parse().expect("--replicas N"),
             "--modes" => o.modes = value().split(',').map(str::to_owned).collect(),
             "--server" => o.server = value(),
+            "--redis" => o.redis.push(value()),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -78,6 +82,21 @@ fn mem_available() -> u64 {
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The major version `server --version` reports (`Redis server v=6.2.14 ...`; Valkey
+/// says `v=8.1.1`); 0 when it cannot be run.
+fn server_major(server: &str) -> u32 {
+    Command::new(server)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let v = text.split("v=").nth(1)?;
+            v.split('.').next()?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// `Pss` of a process from `/proc/<pid>/smaps_rollup`, in bytes (0 when gone).
@@ -143,8 +162,15 @@ impl Group {
              [supervise]\nmax_concurrent_syncs = {syncs}\nhealth_interval = \"100ms\"\n\
              start_timeout = \"2m\"\nshutdown_timeout = \"2m\"\nsync_timeout = \"10m\"\n\
              restart_delay = \"200ms\"\n\n\
-             [redis]\nsave = [\"3600 1\"]\nappendonly = \"no\"\nenable-debug-command = \"local\"\n\n",
-            o.server
+             [redis]\nsave = [\"3600 1\"]\nappendonly = \"no\"\n{}{}\n\n",
+            o.server,
+            // Redis 6.2 allows DEBUG without it and refuses the directive.
+            if server_major(&o.server) >= 7 {
+                "enable-debug-command = \"local\"\n"
+            } else {
+                ""
+            },
+            o.redis.join("\n")
         );
         t.push_str(&format!(
             "[[instance]]\nname = \"master\"\nhost = \"m\"\nbind = \"127.0.0.1\"\nport = {}\n\n",
@@ -400,8 +426,8 @@ fn run_mode(mode: &str, o: &Opts) -> Row {
 fn main() {
     let o = opts();
     eprintln!(
-        "bench: {} keys of 150 bytes, {} replicas, modes {:?}, server {}",
-        o.keys, o.replicas, o.modes, o.server
+        "bench: {} keys of 150 bytes, {} replicas, modes {:?}, server {}, [redis] {:?}",
+        o.keys, o.replicas, o.modes, o.server, o.redis
     );
     let mut rows = Vec::new();
     for mode in &o.modes {
