@@ -4,6 +4,10 @@
 //! upstream itself reports: its replicas that are connected but not yet online. To that
 //! each daemon adds the replicas it started itself that are not yet in sync (they may not
 //! have connected yet), taking care not to count one of its own twice.
+//!
+//! The limit is a number, or `auto` ([`auto_admits`]): one more full sync while the
+//! upstream's memory can afford it, judged from figures the caller reads (its INFO, its
+//! replica buffer limit, and this host's memory when the upstream runs here).
 
 use crate::info::{Info, ReplicaLine};
 

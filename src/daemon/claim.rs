@@ -4,7 +4,9 @@
 //! for as long as the replica (re)syncs and released by closing it — also when the
 //! daemon dies. Every daemon sees every claim in `CLIENT LIST`, and the upstream's client
 //! ids order them, so daemons on different hosts pace each other without a coordinator
-//! and without racing (see `gate::claim_admitted`).
+//! and without racing (see `gate::claim_admitted`). With `auto` the claim also reads what
+//! the cost check needs (the upstream's full INFO, its replica buffer limit, and this
+//! host's memory when the upstream runs here): `gate::claim_admitted_auto`.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;

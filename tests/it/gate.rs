@@ -521,3 +521,31 @@ fn auto_lets_replicas_of_two_daemons_sync_together() {
         c.logs()
     );
 }
+
+/// A reload from 1 to `auto` applies live: the master's diskless transfer now waits for
+/// its two replicas (they may be released together), and nothing restarts.
+#[test]
+fn a_reload_to_auto_applies_live() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let pids: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    c.supervise.push_str("max_concurrent_syncs = \"auto\"\n");
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    run.expect_code(0);
+    let now: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    assert_eq!(now, pids, "nothing restarted\n{run}");
+    // Redis 6.2 does not know the directive: nothing to set there.
+    if util::test_server().knows_diskless_sync_max_replicas() {
+        assert!(
+            run.stdout
+                .contains("master: set repl-diskless-sync-max-replicas live"),
+            "{run}"
+        );
+        let v = util::config_get(&mut c.con("master"), "repl-diskless-sync-max-replicas")
+            .expect("CONFIG GET");
+        assert_eq!(v, "2", "{run}");
+    }
+    c.wait_healthy();
+}
