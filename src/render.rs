@@ -82,7 +82,9 @@ pub fn render(group: &Group, inst: &Instance, server: &Server, secrets: Secrets)
     }
     // The sync gate releases up to max_concurrent_syncs replicas together; a diskless
     // transfer that starts as soon as that many wait serves them with one fork instead of
-    // idling through repl-diskless-sync-delay (5 s) for each one.
+    // idling through repl-diskless-sync-delay (5 s) for each one. With `auto` the gate may
+    // release every replica of the instance at once: as many as it has. When it releases
+    // fewer, the transfer waits out the delay for more to join its fork.
     // Redis 6.2 refuses the directive (`Bad directive`) and so never starts: it waits out
     // the delay instead.
     if server.knows_diskless_sync_max_replicas()
@@ -91,10 +93,14 @@ pub fn render(group: &Group, inst: &Instance, server: &Server, secrets: Secrets)
             .directive(inst, "repl-diskless-sync-max-replicas")
             .is_none()
     {
-        line(
-            "repl-diskless-sync-max-replicas",
-            &group.supervise.max_concurrent_syncs.to_string(),
-        );
+        let max = group
+            .supervise
+            .max_concurrent_syncs
+            .fixed()
+            .unwrap_or_else(|| {
+                u32::try_from(group.replicas_of(&inst.name).count()).unwrap_or(u32::MAX)
+            });
+        line("repl-diskless-sync-max-replicas", &max.to_string());
     }
     // A replica that lost its data set loads the copy straight from the socket while it
     // arrives, instead of writing it to disk and reading it back: its place in the sync

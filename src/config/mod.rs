@@ -225,6 +225,36 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `max_concurrent_syncs`: how many replicas of one upstream may (re)sync at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxSyncs {
+    /// At most this many (at least 1).
+    Fixed(u32),
+    /// As many as the upstream's memory headroom and replica output buffers allow, one
+    /// at least (`gate::auto_admits`).
+    Auto,
+}
+
+impl MaxSyncs {
+    /// The value Sentinel's `parallel-syncs` and Redis's `repl-diskless-sync-max-replicas`
+    /// get for a fixed limit; `None` for `auto`, where each renders its own choice.
+    pub fn fixed(self) -> Option<u32> {
+        match self {
+            MaxSyncs::Fixed(n) => Some(n),
+            MaxSyncs::Auto => None,
+        }
+    }
+}
+
+impl fmt::Display for MaxSyncs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxSyncs::Fixed(n) => write!(f, "{n}"),
+            MaxSyncs::Auto => f.write_str("auto"),
+        }
+    }
+}
+
 /// `[supervise]` with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Supervise {
@@ -234,7 +264,7 @@ pub struct Supervise {
     pub restart_delay_max: Duration,
     pub crash_loop_limit: u32,
     pub crash_loop_window: Duration,
-    pub max_concurrent_syncs: u32,
+    pub max_concurrent_syncs: MaxSyncs,
     pub sync_timeout: Duration,
     pub health_interval: Duration,
 }
@@ -248,7 +278,7 @@ impl Default for Supervise {
             restart_delay_max: Duration::from_secs(60),
             crash_loop_limit: 5,
             crash_loop_window: Duration::from_secs(300),
-            max_concurrent_syncs: 1,
+            max_concurrent_syncs: MaxSyncs::Fixed(1),
             sync_timeout: Duration::from_secs(600),
             health_interval: Duration::from_secs(1),
         }

@@ -170,7 +170,9 @@ pub struct RawSupervise {
     pub crash_loop_limit: Option<u32>,
     #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
     pub crash_loop_window: Option<Duration>,
-    pub max_concurrent_syncs: Option<u32>,
+    /// An integer or `"auto"`: any TOML value, so `validate` can name the key and say
+    /// what is allowed instead of serde's "data did not match any variant".
+    pub max_concurrent_syncs: Option<toml::Value>,
     #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]
     pub sync_timeout: Option<Duration>,
     #[serde(default, with = "jiff::fmt::serde::unsigned_duration::optional")]

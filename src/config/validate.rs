@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::raw::{RawFile, RawInstance, RawSentinel};
 use super::{
-    Checked, Cluster, ConfigError, Directive, Group, Http, HttpListen, Instance, PasswordSource,
-    Problem, Secret, Sentinel, SentinelNode, Supervise,
+    Checked, Cluster, ConfigError, Directive, Group, Http, HttpListen, Instance, MaxSyncs,
+    PasswordSource, Problem, Secret, Sentinel, SentinelNode, Supervise,
 };
 
 /// Directives redisrepd writes itself, with the TOML key to use instead.
@@ -402,14 +402,14 @@ impl Validator {
 
     fn supervise(&mut self, raw: super::raw::RawSupervise) -> Supervise {
         let d = Supervise::default();
-        let s = Supervise {
+        let mut s = Supervise {
             start_timeout: raw.start_timeout.unwrap_or(d.start_timeout),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(d.shutdown_timeout),
             restart_delay: raw.restart_delay.unwrap_or(d.restart_delay),
             restart_delay_max: raw.restart_delay_max.unwrap_or(d.restart_delay_max),
             crash_loop_limit: raw.crash_loop_limit.unwrap_or(d.crash_loop_limit),
             crash_loop_window: raw.crash_loop_window.unwrap_or(d.crash_loop_window),
-            max_concurrent_syncs: raw.max_concurrent_syncs.unwrap_or(d.max_concurrent_syncs),
+            max_concurrent_syncs: d.max_concurrent_syncs,
             sync_timeout: raw.sync_timeout.unwrap_or(d.sync_timeout),
             health_interval: raw.health_interval.unwrap_or(d.health_interval),
         };
@@ -438,14 +438,31 @@ impl Validator {
         if s.crash_loop_limit == 0 {
             self.error(None, "supervise.crash_loop_limit", "must be at least 1");
         }
-        if s.max_concurrent_syncs == 0 {
-            self.error(
-                None,
-                "supervise.max_concurrent_syncs",
-                "must be at least 1, or no replica could ever sync",
-            );
+        if let Some(v) = &raw.max_concurrent_syncs {
+            s.max_concurrent_syncs = self.max_syncs(v);
         }
         s
+    }
+
+    /// `max_concurrent_syncs`: an integer of at least 1, or `"auto"`. A bad value is
+    /// reported and replaced by the default, so the other checks still run.
+    fn max_syncs(&mut self, value: &toml::Value) -> MaxSyncs {
+        let allowed = "use an integer of at least 1 (how many replicas of one upstream may \
+                       sync at once), or \"auto\" (as many as its memory allows)";
+        let problem = match value {
+            toml::Value::Integer(n) => match u32::try_from(*n) {
+                Ok(n) if n >= 1 => return MaxSyncs::Fixed(n),
+                Ok(_) | Err(_) if *n <= 0 => {
+                    format!("is {n}: at least 1, or no replica could ever sync; {allowed}")
+                }
+                _ => format!("is {n}, too large; {allowed}"),
+            },
+            toml::Value::String(s) if s == "auto" => return MaxSyncs::Auto,
+            toml::Value::String(s) => format!("is \"{s}\"; {allowed}"),
+            other => format!("is a {}; {allowed}", other.type_str()),
+        };
+        self.error(None, "supervise.max_concurrent_syncs", problem);
+        Supervise::default().max_concurrent_syncs
     }
 
     /// `[sentinel]` on its own: quorum, durations, each node's host.

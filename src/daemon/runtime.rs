@@ -500,6 +500,7 @@ impl Runtime {
                 upstream,
                 replica,
                 max_concurrent_syncs,
+                upstream_local,
                 timeout,
             } => {
                 let handle = claim::request(
@@ -507,7 +508,7 @@ impl Runtime {
                     name.clone(),
                     upstream,
                     replica,
-                    max_concurrent_syncs,
+                    (max_concurrent_syncs, upstream_local),
                     timeout,
                 );
                 self.claims.insert(name, handle);

@@ -246,7 +246,7 @@ pub fn render_sentinel(
         ));
         line(format!(
             "sentinel parallel-syncs {name} {}",
-            group.supervise.max_concurrent_syncs
+            parallel_syncs(group)
         ));
         if let Some(e) = learned.config_epoch {
             line(format!("sentinel config-epoch {name} {e}"));
@@ -298,6 +298,16 @@ impl SentinelSet {
     }
 }
 
+/// Sentinel's `parallel-syncs`: `max_concurrent_syncs`, and 1 for `auto`. Sentinel
+/// re-points the replicas after a failover with no way to judge what a sync costs, at the
+/// moment least is known: the promoted master has never forked as a master (no measured
+/// copy-on-write) and may hold another replica's buffers. 1 never costs more than the
+/// default gate; the usual resync after a failover is partial (the promoted replica keeps
+/// the old history), so going one at a time costs seconds, not full copies.
+pub fn parallel_syncs(group: &Group) -> u32 {
+    group.supervise.max_concurrent_syncs.fixed().unwrap_or(1)
+}
+
 /// What a `reload` from `old` to `new` changes in a running sentinel's monitor, as the
 /// `SENTINEL SET` commands that apply it live (Sentinel then rewrites its file itself):
 /// `quorum`, `down-after-milliseconds`, `failover-timeout`, and `parallel-syncs` (from
@@ -333,8 +343,8 @@ pub fn live_changes(old: &Group, new: &Group) -> Vec<SentinelSet> {
     );
     push(
         "parallel-syncs",
-        old.supervise.max_concurrent_syncs.into(),
-        new.supervise.max_concurrent_syncs.into(),
+        parallel_syncs(old).into(),
+        parallel_syncs(new).into(),
     );
     out
 }

@@ -368,3 +368,19 @@ fn extra_bind_addresses_follow_bind() {
         .to_string();
     assert!(err.contains("key `extra_bind`: repeats `bind`"), "{err}");
 }
+
+/// With `max_concurrent_syncs = "auto"` the gate may release every replica of an instance
+/// at once: the diskless transfer starts when all of them wait.
+#[test]
+fn auto_syncs_let_every_replica_join_one_diskless_transfer() {
+    let mut group = seed();
+    group.supervise.max_concurrent_syncs = config::MaxSyncs::Auto;
+    let master = group.instance("master").unwrap();
+    let replicas = group.replicas_of("master").count();
+    assert!(replicas >= 2);
+    let text = render(&group, master, &Server::NEWEST_REDIS, Secrets::Mask);
+    assert!(
+        text.contains(&format!("repl-diskless-sync-max-replicas {replicas}\n")),
+        "{text}"
+    );
+}

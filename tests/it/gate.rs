@@ -390,3 +390,162 @@ fn replicas_restart_right_after_a_master_restart() {
     }
     c.wait_healthy();
 }
+
+/// Replays the daemon's own gate lines: the most replicas holding a place at once (from
+/// `granted a place` to `in sync`). The master's log is no measure of that on Redis 6.2
+/// with diskless sync: it logs a transfer's end a moment after it lists the replica
+/// online, so the next one's request may come first.
+fn max_admitted_in_log(log: &str) -> usize {
+    let mut holding: HashSet<String> = HashSet::new();
+    let mut max = 0;
+    for line in log.lines() {
+        let Some(name) = line
+            .split(" instance=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            continue;
+        };
+        if line.contains("granted a place in the sync gate") {
+            holding.insert(name.to_owned());
+            max = max.max(holding.len());
+        } else if line.contains(" in sync: ") {
+            holding.remove(name);
+        }
+    }
+    max
+}
+
+/// Issue 22: `max_concurrent_syncs = "auto"` admits by cost. Four replicas of a small
+/// master that all lost their data need full syncs: with 1 they go one at a time (one
+/// fork each), with `auto` the host's memory leaves room for all of them, so they sync
+/// together from shared forks, and the daemon says why it let them in.
+#[test]
+fn auto_admits_cheap_syncs_together_where_one_admits_one_at_a_time() {
+    let replicas = ["r1", "r2", "r3", "r4"];
+    for setting in ["1", "\"auto\""] {
+        // Diskless on every server (Redis 6.2's default is off): replicas waiting
+        // together share the transfer's fork.
+        let mut b = cluster::Builder::new()
+            .redis("save = [\"3600 1\"]\nappendonly = \"no\"\nrepl-diskless-sync = \"yes\"\n")
+            .instance("master", "a", None)
+            .supervise("max_concurrent_syncs", setting);
+        for r in replicas {
+            b = b.instance(r, "a", Some("master"));
+        }
+        let mut c = b.build();
+        c.start_daemon("a");
+        c.wait_healthy();
+        fill(&c, 1000);
+        c.wait_healthy();
+        let full_before = c.info_int("master", "stats", "sync_full");
+        let forks_before = c.info_int("master", "stats", "total_forks");
+        let log_before = c.daemon_log("a").len();
+        for r in replicas {
+            std::fs::remove_dir_all(c.data_dir(r)).unwrap();
+        }
+        let pids: Vec<u32> = replicas.iter().map(|r| c.pid(r)).collect();
+        for pid in pids {
+            util::kill(pid, Signal::SIGKILL);
+        }
+        util::wait_until(UP, "every replica restarted", || {
+            let s = c.status();
+            replicas.iter().all(|r| s[*r]["restarts"] == 1)
+        });
+        c.wait_healthy();
+        let log = c.daemon_log("a");
+        let since = &log[log_before.min(log.len())..];
+        let (max, _) = max_concurrent_syncs_in_log(since);
+        let admitted = max_admitted_in_log(since);
+        let full = c.info_int("master", "stats", "sync_full") - full_before;
+        let forks = c.info_int("master", "stats", "total_forks") - forks_before;
+        eprintln!(
+            "max_concurrent_syncs = {setting}: {admitted} admitted and {max} syncing at once, \
+             {full} full syncs, {forks} forks"
+        );
+        assert_eq!(full, 4, "{setting}: each copied everything\n{}", c.logs());
+        if setting == "1" {
+            assert_eq!(admitted, 1, "1: one place at a time\n{since}");
+            assert_eq!(forks, 4, "1: a fork each\n{}", c.logs());
+        } else {
+            assert!(
+                admitted >= 2 && max >= 2,
+                "auto: syncs together, at most {admitted} admitted, {max} syncing\n{since}"
+            );
+            assert!(
+                forks < 4,
+                "auto: replicas share forks, {forks} forks\n{}",
+                c.logs()
+            );
+            assert!(
+                since.contains("granted a place in the sync gate of `master`")
+                    && since.contains("auto: headroom"),
+                "auto says why it admits\n{since}"
+            );
+        }
+        for r in replicas {
+            let n: i64 = redis::cmd("DBSIZE").query(&mut c.con(r)).unwrap();
+            assert_eq!(n, 1000, "{setting}: {r}");
+        }
+    }
+}
+
+/// `auto` across daemons: the replicas of daemons b and c claim places in the gate of a
+/// master on host a, which is another host to them, so each judges from the master's
+/// INFO alone; that leaves room for both, and they sync together.
+#[test]
+fn auto_lets_replicas_of_two_daemons_sync_together() {
+    let mut c = cluster::Builder::new()
+        .supervise("max_concurrent_syncs", "\"auto\"")
+        .redis("save = [\"3600 1\"]\nappendonly = \"no\"\nrepl-diskless-sync = \"yes\"\n")
+        .instance("master", "a", None)
+        .instance("r1", "b", Some("master"))
+        .instance("r2", "c", Some("master"))
+        .build();
+    c.start_daemon("a");
+    c.wait_state("master", "running");
+    fill(&c, 5000);
+    c.start_daemon("b");
+    c.start_daemon("c");
+    c.wait_healthy();
+    let (max, full) = max_concurrent_syncs_in_log(&c.daemon_log("a"));
+    assert_eq!(full, 2, "{}", c.logs());
+    let grants = [c.daemon_log("b"), c.daemon_log("c")]
+        .iter()
+        .filter(|log| log.contains("auto: headroom (INFO only, another host)"))
+        .count();
+    assert_eq!(max, 2, "both synced at once\n{}", c.logs());
+    assert!(
+        grants >= 1,
+        "the second one was let in on the master's INFO\n{}",
+        c.logs()
+    );
+}
+
+/// A reload from 1 to `auto` applies live: the master's diskless transfer now waits for
+/// its two replicas (they may be released together), and nothing restarts.
+#[test]
+fn a_reload_to_auto_applies_live() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let pids: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    c.supervise.push_str("max_concurrent_syncs = \"auto\"\n");
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    run.expect_code(0);
+    let now: Vec<u32> = ["master", "r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    assert_eq!(now, pids, "nothing restarted\n{run}");
+    // Redis 6.2 does not know the directive: nothing to set there.
+    if util::test_server().knows_diskless_sync_max_replicas() {
+        assert!(
+            run.stdout
+                .contains("master: set repl-diskless-sync-max-replicas live"),
+            "{run}"
+        );
+        let v = util::config_get(&mut c.con("master"), "repl-diskless-sync-max-replicas")
+            .expect("CONFIG GET");
+        assert_eq!(v, "2", "{run}");
+    }
+    c.wait_healthy();
+}

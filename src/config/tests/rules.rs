@@ -172,6 +172,41 @@ fn supervise_problems_are_all_reported() {
     );
 }
 
+#[test]
+fn max_concurrent_syncs_is_a_count_or_auto() {
+    let with = |value: &str| {
+        format!(
+            "{CLUSTER}[supervise]\nmax_concurrent_syncs = {value}\n{}",
+            trio()
+        )
+    };
+    let syncs = |value: &str| ok(&with(value)).group.supervise.max_concurrent_syncs;
+    assert_eq!(syncs("\"auto\""), MaxSyncs::Auto);
+    assert_eq!(syncs("3"), MaxSyncs::Fixed(3));
+    assert_eq!(MaxSyncs::Auto.to_string(), "auto");
+    assert_eq!(MaxSyncs::Fixed(3).to_string(), "3");
+    for (value, says) in [
+        ("0", "is 0: at least 1"),
+        ("-2", "is -2: at least 1"),
+        ("4294967296", "is 4294967296, too large"),
+        ("\"Auto\"", "is \"Auto\""),
+        ("\"4\"", "is \"4\""),
+        ("2.5", "is a float"),
+        ("true", "is a boolean"),
+    ] {
+        let p = problems(&with(value));
+        assert_eq!(p.len(), 1, "{value}: {p:?}");
+        assert!(
+            p[0].starts_with("key `supervise.max_concurrent_syncs`: ") && p[0].contains(says),
+            "{value}: {p:?}"
+        );
+        assert!(
+            p[0].contains("an integer of at least 1") && p[0].contains("or \"auto\""),
+            "says what is allowed: {p:?}"
+        );
+    }
+}
+
 // ---- defaults and paths ----
 
 #[test]
@@ -192,7 +227,7 @@ fn defaults_are_applied() {
     assert_eq!(s.restart_delay_max, Duration::from_secs(60));
     assert_eq!(s.crash_loop_limit, 5);
     assert_eq!(s.crash_loop_window, Duration::from_secs(300));
-    assert_eq!(s.max_concurrent_syncs, 1);
+    assert_eq!(s.max_concurrent_syncs, MaxSyncs::Fixed(1));
     assert_eq!(s.sync_timeout, Duration::from_secs(600));
     assert_eq!(s.health_interval, Duration::from_secs(1));
 }
@@ -216,7 +251,7 @@ fn durations_in_human_form() {
             restart_delay_max: Duration::from_secs(3600),
             crash_loop_limit: 3,
             crash_loop_window: Duration::from_secs(300),
-            max_concurrent_syncs: 2,
+            max_concurrent_syncs: MaxSyncs::Fixed(2),
             sync_timeout: Duration::from_secs(90),
             health_interval: Duration::from_millis(250),
         }

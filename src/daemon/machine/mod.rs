@@ -220,7 +220,9 @@ pub enum Effect {
         name: String,
         upstream: Endpoint,
         replica: String,
-        max_concurrent_syncs: u32,
+        max_concurrent_syncs: crate::config::MaxSyncs,
+        /// The upstream runs on this daemon's host: `auto` may read the host's memory.
+        upstream_local: bool,
         timeout: Duration,
     },
     /// Give up `name`'s place in the sync gate (asked for or held).

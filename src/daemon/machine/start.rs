@@ -8,7 +8,7 @@ use tracing::{error, info};
 
 use super::{Effect, Gate, History, Launch, LaunchSpec, Machine, ResumeFromRdb, State, human};
 use crate::backoff;
-use crate::config::{Instance, Secret};
+use crate::config::{Instance, MaxSyncs, Secret};
 use crate::endpoint::Endpoint;
 use crate::gate::{self, Prediction};
 use crate::info::Info;
@@ -254,6 +254,7 @@ impl Machine {
             upstream,
             replica: inst.address(),
             max_concurrent_syncs: sup.max_concurrent_syncs,
+            upstream_local: up.host == self.host,
             timeout: sup.start_timeout.min(Duration::from_secs(5)),
         });
         if let Some(slot) = self.slots.get_mut(&inst.name)
@@ -288,6 +289,9 @@ impl Machine {
             return; // no longer asking (stopped meanwhile): the release was sent
         };
         let next = if granted {
+            // Why it was let in (with `auto`, the cost figures) is worth a line: the
+            // waiting ones say why they wait.
+            info!(instance = %name, "granted a place in the sync gate of `{up}`: {detail}");
             State::Waiting {
                 reason: format!("granted a place in the sync gate of `{up}`"),
                 not_before,
@@ -346,7 +350,12 @@ impl Machine {
 
     /// Why a replica that may need a full sync may not start now: its upstream's gate is
     /// full (replicas of ours on their way, and the upstream's other not-online ones).
+    /// With `auto` the claim decides alone: its cost check needs the upstream's memory
+    /// figures (and the host's), which the claim reads fresh.
     fn gate_blocker(&self, inst: &Instance, up: &Instance, now: Instant) -> Option<String> {
+        let MaxSyncs::Fixed(max) = self.group.supervise.max_concurrent_syncs else {
+            return None;
+        };
         let ours: Vec<&Instance> = self
             .group
             .replicas_of(&up.name)
@@ -356,7 +365,6 @@ impl Machine {
         let syncing = gate::syncing(ours.len(), self.fresh_info(&up.name, now), |line| {
             ours.iter().any(|r| line.is(r.bind, r.port)) || line.is(inst.bind, inst.port)
         });
-        let max = self.group.supervise.max_concurrent_syncs;
         if !gate::admits(syncing, max) {
             return Some(format!(
                 "waiting in the sync gate of `{}`: {syncing} replica(s) syncing, max_concurrent_syncs = {max}",

@@ -265,12 +265,24 @@ fn live_changes_are_sentinel_sets() {
         ]
     );
     let mut syncs = group();
-    syncs.supervise.max_concurrent_syncs = 2;
+    syncs.supervise.max_concurrent_syncs = config::MaxSyncs::Fixed(2);
     assert_eq!(
         live_changes(&old, &syncs),
         [SentinelSet {
             option: "parallel-syncs",
             value: "2".into()
+        }]
+    );
+    // `auto` is 1 to Sentinel, which cannot judge a sync's cost: no change from 1.
+    let mut auto = group();
+    auto.supervise.max_concurrent_syncs = config::MaxSyncs::Auto;
+    assert_eq!(parallel_syncs(&auto), 1);
+    assert!(live_changes(&old, &auto).is_empty());
+    assert_eq!(
+        live_changes(&syncs, &auto),
+        [SentinelSet {
+            option: "parallel-syncs",
+            value: "1".into()
         }]
     );
     let renamed = group_of(&toml(3, "1s").replace("name = \"shop\"", "name = \"x\""));
