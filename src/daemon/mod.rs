@@ -37,6 +37,13 @@ use crate::endpoint::ShutdownError;
 use crate::info::Info;
 use crate::process::RunAs;
 
+/// An INFO probe of instance `name`, asked at `asked_at`.
+pub struct ProbeAnswer {
+    pub name: String,
+    pub asked_at: Instant,
+    pub result: Result<Info, String>,
+}
+
 /// Everything the supervisor reacts to.
 pub enum Event {
     /// SIGCHLD: some child exited.
@@ -47,12 +54,8 @@ pub enum Event {
     Terminate,
     /// SIGHUP.
     Reload,
-    /// An INFO probe of an instance, asked at `asked_at`.
-    Probe {
-        name: String,
-        asked_at: Instant,
-        result: Result<Info, String>,
-    },
+    /// An INFO probe of an instance.
+    Probe(ProbeAnswer),
     /// The outcome of a SHUTDOWN sent to `pid`.
     ShutdownDone {
         name: String,
@@ -228,6 +231,8 @@ pub fn run(
     let mut rt = runtime::Runtime::start(group, setup, Instant::now());
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut last_watchdog = Instant::now();
+    // An event taken from the queue that ended a batch of probes: handled next.
+    let mut held: Option<Event> = None;
     loop {
         if let Some(code) = rt.exit_code {
             return Ok(code);
@@ -237,7 +242,28 @@ pub fn run(
         if let Some(w) = watchdog {
             deadline = deadline.min(last_watchdog + w);
         }
-        match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+        let event = match held.take() {
+            Some(ev) => Ok(ev),
+            None => rx.recv_timeout(deadline.saturating_duration_since(now)),
+        };
+        match event {
+            Ok(Event::Probe(first)) => {
+                // The probes already queued behind it go with it, as one batch: the
+                // machine's step over the whole group is taken once for them all, not once
+                // each (O(N²) per round with N instances). The first other event ends the
+                // batch and is handled next, so the order of events is kept.
+                let mut answers = vec![first];
+                while let Ok(ev) = rx.try_recv() {
+                    match ev {
+                        Event::Probe(a) => answers.push(a),
+                        other => {
+                            held = Some(other);
+                            break;
+                        }
+                    }
+                }
+                rt.handle_probes(answers, Instant::now());
+            }
             Ok(ev) => rt.handle(ev, Instant::now()),
             Err(RecvTimeoutError::Timeout) => rt.tick(Instant::now()),
             Err(RecvTimeoutError::Disconnected) => return Ok(crate::EXIT_FAILED),
