@@ -54,8 +54,8 @@ pub enum Event {
     Terminate,
     /// SIGHUP.
     Reload,
-    /// An INFO probe of an instance.
-    Probe(ProbeAnswer),
+    /// INFO probes of instances (answers of one round that came together).
+    Probes(Vec<ProbeAnswer>),
     /// The outcome of a SHUTDOWN sent to `pid`.
     ShutdownDone {
         name: String,
@@ -247,22 +247,21 @@ pub fn run(
             None => rx.recv_timeout(deadline.saturating_duration_since(now)),
         };
         match event {
-            Ok(Event::Probe(first)) => {
-                // The probes already queued behind it go with it, as one batch: the
+            Ok(Event::Probes(mut answers)) => {
+                // The probes already queued behind them go with them, as one batch: the
                 // machine's step over the whole group is taken once for them all, not once
                 // each (O(N²) per round with N instances). The first other event ends the
                 // batch and is handled next, so the order of events is kept.
-                let mut answers = vec![first];
                 while let Ok(ev) = rx.try_recv() {
                     match ev {
-                        Event::Probe(a) => answers.push(a),
+                        Event::Probes(more) => answers.extend(more),
                         other => {
                             held = Some(other);
                             break;
                         }
                     }
                 }
-                rt.handle_probes(answers, Instant::now());
+                rt.handle(Event::Probes(answers), Instant::now());
             }
             Ok(ev) => rt.handle(ev, Instant::now()),
             Err(RecvTimeoutError::Timeout) => rt.tick(Instant::now()),

@@ -108,13 +108,12 @@ fn probe(
 }
 
 /// A target's worker: probes it each time it is handed the target's endpoint (round
-/// `n`), sends the answer to the supervisor and `(n, supervisor gone)` to `done`. Ends
-/// when its target is dropped (its sender closed) or the prober is gone.
+/// `n`), and hands `(n, answer)` to the prober. Ends when its target is dropped (its
+/// sender closed) or the prober is gone.
 fn worker(
     name: String,
     asks: Receiver<(u64, Endpoint)>,
-    done: Sender<(u64, bool)>,
-    events: Sender<Event>,
+    answers: Sender<(u64, ProbeAnswer)>,
     cluster: String,
     timeout: Duration,
 ) {
@@ -126,8 +125,7 @@ fn worker(
             asked_at,
             result,
         };
-        let gone = events.send(Event::Probe(answer)).is_err();
-        if done.send((round, gone)).is_err() || gone {
+        if answers.send((round, answer)).is_err() {
             return;
         }
     }
@@ -138,6 +136,18 @@ fn worker(
 /// Only a worker that died mid-probe (a bug) is waited for this long.
 fn round_limit(timeout: Duration) -> Duration {
     timeout * 8 + Duration::from_secs(1)
+}
+
+/// How long the answers of a round are held back to go to the supervisor together: the
+/// supervisor weighs each batch against the whole group (O(N)), so a round sent as N
+/// single answers costs it O(N²). All answer within a few milliseconds as a rule; what
+/// comes later (a slow or unreachable target) is sent as it comes.
+const BATCH_GRACE: Duration = Duration::from_millis(50);
+
+/// When the answers held so far go to the supervisor: once every target answered, or
+/// the grace since the round began is over.
+fn send_now(waiting: usize, round_began: Instant, now: Instant) -> bool {
+    waiting == 0 || now >= round_began + BATCH_GRACE
 }
 
 /// Probes until the supervisor's side of `events` or `wake` is gone. A message on `wake`
@@ -152,21 +162,23 @@ pub fn run(
     cluster: String,
 ) {
     let timeout = probe_timeout(interval);
-    let (done_tx, done_rx) = mpsc::channel::<(u64, bool)>();
+    let (answers_tx, answers) = mpsc::channel::<(u64, ProbeAnswer)>();
     let mut workers: HashMap<String, Sender<(u64, Endpoint)>> = HashMap::new();
     let mut round: u64 = 0;
     loop {
         round += 1;
+        let began = Instant::now();
         let list = targets.lock().map(|t| t.clone()).unwrap_or_default();
         // A target no longer named: its worker ends, closing its connection.
         workers.retain(|name, _| list.iter().any(|(n, _)| n == name));
-        let mut asked = 0usize;
+        let mut waiting = 0usize;
+        let mut held: Vec<ProbeAnswer> = Vec::new();
         for (name, endpoint) in list {
             let mut ask = (round, endpoint);
             if let Some(w) = workers.get(&name) {
                 match w.send(ask) {
                     Ok(()) => {
-                        asked += 1;
+                        waiting += 1;
                         continue;
                     }
                     // Its worker is gone (it cannot be, short of a bug): a new one.
@@ -174,44 +186,58 @@ pub fn run(
                 }
             }
             let (tx, rx) = mpsc::channel();
-            let (done, to_supervisor, cluster, who) = (
-                done_tx.clone(),
-                events.clone(),
-                cluster.clone(),
-                name.clone(),
-            );
+            let (to_prober, cluster, who) = (answers_tx.clone(), cluster.clone(), name.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("probe-{name}"))
-                .spawn(move || worker(who, rx, done, to_supervisor, cluster, timeout));
+                .spawn(move || worker(who, rx, to_prober, cluster, timeout));
             match spawned {
                 Ok(_) if tx.send(ask).is_ok() => {
                     workers.insert(name, tx);
-                    asked += 1;
+                    waiting += 1;
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    // Said as the probe's failure, so status shows it.
-                    let answer = ProbeAnswer {
-                        name,
-                        asked_at: Instant::now(),
-                        result: Err(format!("cannot start a probe thread: {e}")),
-                    };
-                    if events.send(Event::Probe(answer)).is_err() {
-                        return;
-                    }
-                }
+                // Said as the probe's failure, so status shows it.
+                Err(e) => held.push(ProbeAnswer {
+                    name,
+                    asked_at: Instant::now(),
+                    result: Err(format!("cannot start a probe thread: {e}")),
+                }),
             }
         }
         // The round ends when every target answered (or timed out), as before: a wake
         // during it is answered by the next round, all of whose questions come after it.
-        let deadline = Instant::now() + round_limit(timeout);
-        while asked > 0 {
-            match done_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((_, true)) => return,
-                Ok((n, false)) if n == round => asked -= 1,
-                Ok(_) => {} // a late answer of an earlier round
+        let limit = began + round_limit(timeout);
+        loop {
+            let now = Instant::now();
+            if !held.is_empty() && send_now(waiting, began, now) {
+                let batch = std::mem::take(&mut held);
+                if events.send(Event::Probes(batch)).is_err() {
+                    return;
+                }
+            }
+            if waiting == 0 {
+                break;
+            }
+            let until = if held.is_empty() {
+                limit
+            } else {
+                limit.min(began + BATCH_GRACE)
+            };
+            match answers.recv_timeout(until.saturating_duration_since(now)) {
+                Ok((n, answer)) => {
+                    // A late answer of an earlier round is still an answer (its
+                    // `asked_at` says how old), but this round does not wait for it.
+                    if n == round {
+                        waiting -= 1;
+                    }
+                    held.push(answer);
+                }
+                Err(RecvTimeoutError::Timeout) if Instant::now() < limit => {}
                 Err(_) => break,
             }
+        }
+        if !held.is_empty() && events.send(Event::Probes(held)).is_err() {
+            return;
         }
         // Wakes that came during this round are all answered by the next one, at once.
         let mut woken = false;
@@ -258,6 +284,19 @@ mod tests {
             t0 + MAX_CONNECTION_AGE - Duration::from_millis(1)
         ));
         assert!(!reusable(&e, t0, &e, t0 + MAX_CONNECTION_AGE));
+    }
+
+    #[test]
+    fn a_round_is_sent_whole_unless_some_answers_are_late() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Everyone answered: at once.
+        assert!(send_now(0, t0, t0 + ms(1)));
+        // Some still to answer: held within the grace, sent as they come after it.
+        assert!(!send_now(3, t0, t0 + ms(1)));
+        assert!(!send_now(1, t0, t0 + BATCH_GRACE - ms(1)));
+        assert!(send_now(1, t0, t0 + BATCH_GRACE));
+        assert!(send_now(1, t0, t0 + ms(1500)));
     }
 
     #[test]

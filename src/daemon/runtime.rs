@@ -252,7 +252,7 @@ impl Runtime {
                     self.feed(exited(name, &p, how.to_owned()), now);
                 }
             }
-            Event::Probe(answer) => return self.handle_probes(vec![answer], now),
+            Event::Probes(answers) => self.feed_probes(answers, now),
             Event::ShutdownDone { name, pid, result } => {
                 self.feed(Input::ShutdownDone { name, pid, result }, now)
             }
@@ -335,13 +335,9 @@ impl Runtime {
         }
     }
 
-    /// Probe answers that queued up together: handed to the machine as one batch (one
-    /// step over the group for all of them, not one each), the effects carried out.
-    pub fn handle_probes(&mut self, answers: Vec<super::ProbeAnswer>, now: Instant) {
-        // Probes arrive more often than the loop times out: a due backup starts here too.
-        let paused = self.machine.paused_for(now).is_some();
-        self.backups
-            .tick(self.machine.group(), &self.host, paused, now);
+    /// Probe answers that came together: handed to the machine as one batch (one step
+    /// over the group for all of them, not one each), the effects carried out.
+    fn feed_probes(&mut self, answers: Vec<super::ProbeAnswer>, now: Instant) {
         let probes = answers
             .into_iter()
             .map(|a| {
