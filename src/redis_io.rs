@@ -357,13 +357,14 @@ pub fn info_or_sentinel_on(
     conn: &mut redis::Connection,
     cluster: &str,
 ) -> redis::RedisResult<Info> {
-    let mut text: String = redis::cmd("INFO").query(conn)?;
-    let info = Info::parse(&text);
+    let text: String = redis::cmd("INFO").query(conn)?;
+    let info = Info::parse_owned(text);
     let sentinel =
         info.get("redis_mode") == Some("sentinel") || info.get("server_mode") == Some("sentinel");
     if !sentinel {
         return Ok(info);
     }
+    let mut text = info.text().to_owned();
     let addr: Option<Vec<String>> = redis::cmd("SENTINEL")
         .arg("GET-MASTER-ADDR-BY-NAME")
         .arg(cluster)
