@@ -3,8 +3,8 @@
 //!
 //! Threads: the supervisor (this one) owns all state — the pure [`machine`] that decides,
 //! and the [`runtime`] that carries its effects out; the signal thread, the socket acceptor
-//! (one short thread per connection), the prober and the workers that talk to Redis only
-//! send [`Event`]s to it. The recorder thread takes the changes of master from it (the
+//! (one short thread per connection), the prober (with a worker per target) and the
+//! workers that talk to Redis only send [`Event`]s to it. The recorder thread takes the changes of master from it (the
 //! history file, the `[hooks]` program) and sends nothing back. The HTTP listener
 //! (`crate::http`) reads the view the runtime publishes after every event for the health
 //! endpoints, and asks the loop only for `/metrics`, with a bounded wait. The loop sleeps
