@@ -6,7 +6,8 @@
 //! the control socket under concurrent clients. See bench/README.md.
 //!
 //! `cargo bench --bench scale -- [--sizes 10,30,60] [--shapes groups,one] [--idle 30]
-//! [--keys N] [--server PATH] [--max-concurrent-syncs VALUE] [--health-interval D]`
+//! [--keys N] [--server PATH] [--max-concurrent-syncs VALUE] [--health-interval D]
+//! [--redisrepd PATH,PATH]`
 
 mod common;
 mod naive;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 
 const PASSWORD: &str = "bench-password";
+/// This build's redisrepd: the default of `--redisrepd`.
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
 const T: Duration = Duration::from_secs(5);
 /// Linux's USER_HZ: the unit of utime and stime in /proc/<pid>/stat.
@@ -66,6 +68,10 @@ struct Opts {
     /// anything else as a TOML string, e.g. `auto`); absent: the default.
     #[arg(long)]
     max_concurrent_syncs: Option<String>,
+    /// The redisrepd binaries to compare (default: this build's). Each size runs them
+    /// back to back, so that every build meets the same load; a row says which.
+    #[arg(long, value_delimiter = ',')]
+    redisrepd: Vec<PathBuf>,
     /// Skip the naive start.
     #[arg(long)]
     skip_naive: bool,
@@ -395,9 +401,9 @@ fn sample_peaks(pids: &[u32], peaks: &mut [Peaks]) {
 }
 
 /// `redisrepd --config C <args>`: wall time and whether it exited 0.
-fn verb(config: &Path, args: &[&str]) -> (Duration, bool, String) {
+fn verb(bin: &Path, config: &Path, args: &[&str]) -> (Duration, bool, String) {
     let t = Instant::now();
-    let out = Command::new(BIN)
+    let out = Command::new(bin)
         .arg("--config")
         .arg(config)
         .args(args)
@@ -440,6 +446,8 @@ fn info_calls(addr: SocketAddr) -> i64 {
 #[derive(Default)]
 struct Row {
     shape: String,
+    /// The redisrepd binary's file name.
+    build: String,
     n: usize,
     daemons: usize,
     naive_s: Option<f64>,
@@ -464,7 +472,7 @@ struct Row {
     restart_threads_max: u64,
 }
 
-fn run_daemons(layout: &Layout, o: &Opts, row: &mut Row) -> Result<(), String> {
+fn run_daemons(layout: &Layout, o: &Opts, bin: &Path, row: &mut Row) -> Result<(), String> {
     let started = Instant::now();
     let mut daemons = Daemons {
         children: Vec::new(),
@@ -473,7 +481,7 @@ fn run_daemons(layout: &Layout, o: &Opts, row: &mut Row) -> Result<(), String> {
     for g in &layout.groups {
         let gdir = g.config.parent().expect("group dir");
         let log = std::fs::File::create(gdir.join("daemon.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(BIN)
+        let child = Command::new(bin)
             .arg("--config")
             .arg(&g.config)
             .args(["daemon", "--host", "h"])
@@ -493,7 +501,7 @@ fn run_daemons(layout: &Layout, o: &Opts, row: &mut Row) -> Result<(), String> {
     // The daemons' own verdict: `status` exits 0 (every instance running, in sync).
     for g in &layout.groups {
         common::wait_for(Duration::from_secs(120), &stop, || {
-            let (_, ok, err) = verb(&g.config, &["status"]);
+            let (_, ok, err) = verb(bin, &g.config, &["status"]);
             ok.then_some(()).ok_or(err)
         })?;
     }
@@ -542,7 +550,7 @@ fn run_daemons(layout: &Layout, o: &Opts, row: &mut Row) -> Result<(), String> {
     let mut lat = Vec::new();
     for i in 0..o.status_calls {
         let g = &layout.groups[i % layout.groups.len()];
-        let (d, ok, err) = verb(&g.config, &["status"]);
+        let (d, ok, err) = verb(bin, &g.config, &["status"]);
         if !ok {
             row.status_failed += 1;
             eprintln!("  status failed: {err}");
@@ -556,10 +564,10 @@ fn run_daemons(layout: &Layout, o: &Opts, row: &mut Row) -> Result<(), String> {
     let config = layout.groups[0].config.clone();
     let handles: Vec<_> = (0..o.clients)
         .map(|_| {
-            let (barrier, config) = (barrier.clone(), config.clone());
+            let (barrier, config, bin) = (barrier.clone(), config.clone(), bin.to_owned());
             std::thread::spawn(move || {
                 barrier.wait();
-                verb(&config, &["status"])
+                verb(&bin, &config, &["status"])
             })
         })
         .collect();
@@ -591,8 +599,8 @@ fn run_daemons(layout: &Layout, o: &Opts, row: &mut Row) -> Result<(), String> {
             .groups
             .iter()
             .map(|g| {
-                let config = g.config.clone();
-                std::thread::spawn(move || verb(&config, &["restart", "--all"]))
+                let (config, bin) = (g.config.clone(), bin.to_owned());
+                std::thread::spawn(move || verb(&bin, &config, &["restart", "--all"]))
             })
             .collect();
         let mut peaks = vec![Peaks::default(); pids.len()];
@@ -653,17 +661,18 @@ fn main() {
         l.split_whitespace().next().unwrap_or("?").to_owned()
     };
     let load_start = load("at the start");
+    let bins = if o.redisrepd.is_empty() {
+        vec![PathBuf::from(BIN)]
+    } else {
+        o.redisrepd.clone()
+    };
     let mut rows = Vec::new();
     let mut failed = false;
     for &shape in &o.shapes {
         for &n in &o.sizes {
             let name = format!("{shape:?}").to_lowercase();
             eprintln!("{name}, N = {n}:");
-            let mut row = Row {
-                shape: name.clone(),
-                n,
-                ..Row::default()
-            };
+            let mut naive_s = None;
             if !o.skip_naive {
                 let layout = Layout::create(
                     base.join(format!("naive-{name}-{n}")),
@@ -675,26 +684,41 @@ fn main() {
                 match naive_start(&layout, &o) {
                     Ok(s) => {
                         eprintln!("  naive: all in sync after {s:.1}s");
-                        row.naive_s = Some(s);
+                        naive_s = Some(s);
                     }
                     Err(e) => eprintln!("  naive: {e}"),
                 }
                 let _ = std::fs::remove_dir_all(&layout.dir);
             }
-            let layout = Layout::create(
-                base.join(format!("daemon-{name}-{n}")),
-                shape,
-                n,
-                &o,
-                seed.as_deref(),
-            );
-            if let Err(e) = run_daemons(&layout, &o, &mut row) {
-                eprintln!("  redisrepd: {e} (logs in {})", layout.dir.display());
-                failed = true;
-            } else if !o.keep {
-                let _ = std::fs::remove_dir_all(&layout.dir);
+            for (k, bin) in bins.iter().enumerate() {
+                let build = bin
+                    .file_name()
+                    .map_or_else(|| bin.display().to_string(), |f| f.to_string_lossy().into());
+                if bins.len() > 1 {
+                    eprintln!(" {build}:");
+                }
+                let mut row = Row {
+                    shape: name.clone(),
+                    build,
+                    n,
+                    naive_s,
+                    ..Row::default()
+                };
+                let layout = Layout::create(
+                    base.join(format!("daemon-{name}-{n}-{k}")),
+                    shape,
+                    n,
+                    &o,
+                    seed.as_deref(),
+                );
+                if let Err(e) = run_daemons(&layout, &o, bin, &mut row) {
+                    eprintln!("  redisrepd: {e} (logs in {})", layout.dir.display());
+                    failed = true;
+                } else if !o.keep {
+                    let _ = std::fs::remove_dir_all(&layout.dir);
+                }
+                rows.push(row);
             }
-            rows.push(row);
         }
     }
     let load_end = load("at the end");
@@ -707,10 +731,10 @@ fn main() {
         o.idle
     );
     println!(
-        "| shape | N | daemons | cold start: by hand s | redisrepd s | ratio | status 0 s | status p50/max ms | {} at once p50/max ms, ok | idle CPU % max (mean) | RSS MB max | threads max | INFO/s per master | restart --all s | restart CPU % max | restart RSS MB | restart threads |",
+        "| shape | build | N | daemons | cold start: by hand s | redisrepd s | ratio | status 0 s | status p50/max ms | {} at once p50/max ms, ok | idle CPU % max (mean) | RSS MB max | threads max | INFO/s per master | restart --all s | restart CPU % max | restart RSS MB | restart threads |",
         o.clients
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let naive = r.naive_s.map_or("-".into(), |s| format!("{s:.1}"));
         let ratio = r
@@ -720,8 +744,9 @@ fn main() {
             format!("{s:.1}{}", if r.restart_ok { "" } else { " (failed)" })
         });
         println!(
-            "| {} | {} | {} | {naive} | {:.1} | {ratio} | {:.1} | {:.0} / {:.0}{} | {:.0} / {:.0}, {}/{} | {:.2} ({:.2}) | {:.1} | {} | {:.2} | {restart} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {naive} | {:.1} | {ratio} | {:.1} | {:.0} / {:.0}{} | {:.0} / {:.0}, {}/{} | {:.2} ({:.2}) | {:.1} | {} | {:.2} | {restart} | {:.1} | {:.1} | {} |",
             r.shape,
+            r.build,
             r.n,
             r.daemons,
             r.daemon_s,

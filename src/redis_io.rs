@@ -106,22 +106,7 @@ impl Endpoint {
     /// the old master).
     pub fn info_or_sentinel(&self, cluster: &str, timeout: Duration) -> Result<Info, String> {
         let mut conn = self.connect(timeout).map_err(describe)?;
-        let mut text: String = redis::cmd("INFO").query(&mut conn).map_err(describe)?;
-        let info = Info::parse(&text);
-        let sentinel = info.get("redis_mode") == Some("sentinel")
-            || info.get("server_mode") == Some("sentinel");
-        if !sentinel {
-            return Ok(info);
-        }
-        let addr: Option<Vec<String>> = redis::cmd("SENTINEL")
-            .arg("GET-MASTER-ADDR-BY-NAME")
-            .arg(cluster)
-            .query(&mut conn)
-            .map_err(describe)?;
-        if let Some([ip, port]) = addr.as_deref() {
-            text.push_str(&format!("\r\nsentinel_master_addr:{ip}:{port}\r\n"));
-        }
-        Ok(Info::parse(&text))
+        info_or_sentinel_on(&mut conn, cluster).map_err(describe)
     }
 
     /// Sends an authenticated `SHUTDOWN SAVE` (or `SHUTDOWN NOSAVE` when `nosave`) and
@@ -364,6 +349,30 @@ pub fn replicaof_cmd(to: Option<(&str, u16)>) -> redis::Cmd {
         None => cmd.arg("NO").arg("ONE"),
     };
     cmd
+}
+
+/// [`Endpoint::info_or_sentinel`] on a connection already open (the prober keeps one
+/// per instance).
+pub fn info_or_sentinel_on(
+    conn: &mut redis::Connection,
+    cluster: &str,
+) -> redis::RedisResult<Info> {
+    let text: String = redis::cmd("INFO").query(conn)?;
+    let info = Info::parse_owned(text);
+    let sentinel =
+        info.get("redis_mode") == Some("sentinel") || info.get("server_mode") == Some("sentinel");
+    if !sentinel {
+        return Ok(info);
+    }
+    let mut text = info.text().to_owned();
+    let addr: Option<Vec<String>> = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(cluster)
+        .query(conn)?;
+    if let Some([ip, port]) = addr.as_deref() {
+        text.push_str(&format!("\r\nsentinel_master_addr:{ip}:{port}\r\n"));
+    }
+    Ok(Info::parse(&text))
 }
 
 /// Whether an AOF rewrite is in progress on this connection's server.

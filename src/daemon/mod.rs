@@ -3,8 +3,8 @@
 //!
 //! Threads: the supervisor (this one) owns all state — the pure [`machine`] that decides,
 //! and the [`runtime`] that carries its effects out; the signal thread, the socket acceptor
-//! (one short thread per connection), the prober and the workers that talk to Redis only
-//! send [`Event`]s to it. The recorder thread takes the changes of master from it (the
+//! (one short thread per connection), the prober (with a worker per target) and the
+//! workers that talk to Redis only send [`Event`]s to it. The recorder thread takes the changes of master from it (the
 //! history file, the `[hooks]` program) and sends nothing back. The HTTP listener
 //! (`crate::http`) reads the view the runtime publishes after every event for the health
 //! endpoints, and asks the loop only for `/metrics`, with a bounded wait. The loop sleeps
@@ -37,6 +37,13 @@ use crate::endpoint::ShutdownError;
 use crate::info::Info;
 use crate::process::RunAs;
 
+/// An INFO probe of instance `name`, asked at `asked_at`.
+pub struct ProbeAnswer {
+    pub name: String,
+    pub asked_at: Instant,
+    pub result: Result<Info, String>,
+}
+
 /// Everything the supervisor reacts to.
 pub enum Event {
     /// SIGCHLD: some child exited.
@@ -47,12 +54,8 @@ pub enum Event {
     Terminate,
     /// SIGHUP.
     Reload,
-    /// An INFO probe of an instance, asked at `asked_at`.
-    Probe {
-        name: String,
-        asked_at: Instant,
-        result: Result<Info, String>,
-    },
+    /// INFO probes of instances (answers of one round that came together).
+    Probes(Vec<ProbeAnswer>),
     /// The outcome of a SHUTDOWN sent to `pid`.
     ShutdownDone {
         name: String,
@@ -229,6 +232,8 @@ pub fn run(
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut last_watchdog = Instant::now();
     let mut last_trim = Instant::now();
+    // An event taken from the queue that ended a batch of probes: handled next.
+    let mut held: Option<Event> = None;
     loop {
         if let Some(code) = rt.exit_code {
             return Ok(code);
@@ -238,7 +243,27 @@ pub fn run(
         if let Some(w) = watchdog {
             deadline = deadline.min(last_watchdog + w);
         }
-        match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+        let event = match held.take() {
+            Some(ev) => Ok(ev),
+            None => rx.recv_timeout(deadline.saturating_duration_since(now)),
+        };
+        match event {
+            Ok(Event::Probes(mut answers)) => {
+                // The probes already queued behind them go with them, as one batch: the
+                // machine's step over the whole group is taken once for them all, not once
+                // each (O(N²) per round with N instances). The first other event ends the
+                // batch and is handled next, so the order of events is kept.
+                while let Ok(ev) = rx.try_recv() {
+                    match ev {
+                        Event::Probes(more) => answers.extend(more),
+                        other => {
+                            held = Some(other);
+                            break;
+                        }
+                    }
+                }
+                rt.handle(Event::Probes(answers), Instant::now());
+            }
             Ok(ev) => rt.handle(ev, Instant::now()),
             Err(RecvTimeoutError::Timeout) => rt.tick(Instant::now()),
             Err(RecvTimeoutError::Disconnected) => return Ok(crate::EXIT_FAILED),

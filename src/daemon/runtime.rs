@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use super::Event;
 use super::claim::{self, ClaimHandle};
 use super::machine::{
-    Effect, Input, Kind, LaunchSpec, LiveFailure, Loaded, Machine, Notify, RequestId, Sig,
+    Effect, Input, Kind, LaunchSpec, LiveFailure, Loaded, Machine, Notify, Probe, RequestId, Sig,
 };
 use super::prober::ProbeTargets;
 use crate::config::{Group, Secret};
@@ -252,26 +252,7 @@ impl Runtime {
                     self.feed(exited(name, &p, how.to_owned()), now);
                 }
             }
-            Event::Probe {
-                name,
-                asked_at,
-                result,
-            } => {
-                if result.is_ok() {
-                    self.confirm_pid_file(&name);
-                }
-                let logged_sync = self
-                    .procs
-                    .get(&name)
-                    .and_then(|p| p.tail.lock().ok().and_then(|t| t.sync_kind));
-                let input = Input::Probe {
-                    name,
-                    asked_at,
-                    result,
-                    logged_sync,
-                };
-                self.feed(input, now);
-            }
+            Event::Probes(answers) => self.feed_probes(answers, now),
             Event::ShutdownDone { name, pid, result } => {
                 self.feed(Input::ShutdownDone { name, pid, result }, now)
             }
@@ -354,6 +335,31 @@ impl Runtime {
         }
     }
 
+    /// Probe answers that came together: handed to the machine as one batch (one step
+    /// over the group for all of them, not one each), the effects carried out.
+    fn feed_probes(&mut self, answers: Vec<super::ProbeAnswer>, now: Instant) {
+        let probes = answers
+            .into_iter()
+            .map(|a| {
+                if a.result.is_ok() {
+                    self.confirm_pid_file(&a.name);
+                }
+                let logged_sync = self
+                    .procs
+                    .get(&a.name)
+                    .and_then(|p| p.tail.lock().ok().and_then(|t| t.sync_kind));
+                Probe {
+                    name: a.name,
+                    asked_at: a.asked_at,
+                    result: a.result,
+                    logged_sync,
+                }
+            })
+            .collect();
+        let fx = self.machine.handle_probes(probes, now);
+        self.carry_out(fx, now);
+    }
+
     /// The metrics of this host's instances, from the machine's report.
     fn snapshot(&self) -> crate::metrics::Snapshot {
         use crate::metrics::{GateMetrics, InstanceMetrics, Snapshot, StopCounts};
@@ -419,7 +425,14 @@ impl Runtime {
     /// Hands `input` to the machine and carries out its effects, feeding the inputs they
     /// answer with back in, in order.
     fn feed(&mut self, input: Input, now: Instant) {
-        let mut queue = VecDeque::from([input]);
+        let fx = self.machine.handle(input, now);
+        self.carry_out(fx, now);
+    }
+
+    /// Carries out `fx`, feeding the inputs they answer with back in, in order; then
+    /// publishes the view.
+    fn carry_out(&mut self, fx: Vec<Effect>, now: Instant) {
+        let mut queue: VecDeque<Input> = fx.into_iter().filter_map(|e| self.perform(e)).collect();
         while let Some(input) = queue.pop_front() {
             for effect in self.machine.handle(input, now) {
                 queue.extend(self.perform(effect));

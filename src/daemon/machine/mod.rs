@@ -81,14 +81,8 @@ pub enum Input {
     },
     /// The answer to [`Effect::Launch`]: nothing was started, for `reason`.
     LaunchFailed { name: String, reason: String },
-    /// An INFO probe of `name`, asked at `asked_at`; for a local instance, the sync its own
-    /// log last named.
-    Probe {
-        name: String,
-        asked_at: Instant,
-        result: Result<Info, String>,
-        logged_sync: Option<SyncKind>,
-    },
+    /// An INFO probe.
+    Probe(Probe),
     /// The answer to [`Effect::ReadHistory`]: where the replica's RDB resumes, or `None`.
     HistoryRead {
         name: String,
@@ -149,6 +143,16 @@ pub enum Input {
     },
     /// SIGTERM or SIGINT.
     Terminate,
+}
+
+/// An INFO probe of `name`, asked at `asked_at`; for a local instance, the sync its own
+/// log last named.
+#[derive(Debug)]
+pub struct Probe {
+    pub name: String,
+    pub asked_at: Instant,
+    pub result: Result<Info, String>,
+    pub logged_sync: Option<SyncKind>,
 }
 
 /// A file read again by [`Effect::LoadConfig`], with what its `redis_server` is.
@@ -745,6 +749,28 @@ impl Machine {
         coming_up.then(|| self.last_fast_probe.map_or(now, |t| t + FAST_PROBE))
     }
 
+    /// Probes that came together (answers of a round that queued up while the
+    /// supervisor was busy), at `now`: the same as handing each to [`Machine::handle`] in
+    /// turn, but with the work over the whole group done once after the last rather than
+    /// after each — learning the topology from every instance's INFO, and the step. Both
+    /// are O(N), so a round of N probes costs O(N) instead of O(N²). The probes' own
+    /// effects (an instance now running, a demoted master's clients dropped) are the
+    /// same; the decisions over the group are taken on the newest answers of all.
+    #[must_use]
+    pub fn handle_probes(&mut self, probes: Vec<Probe>, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.exited {
+            return fx;
+        }
+        let probed: Vec<String> = probes
+            .into_iter()
+            .filter_map(|p| self.on_probe(p, now, &mut fx))
+            .collect();
+        self.after_probes(&probed, now, &mut fx);
+        self.step(now, &mut fx);
+        fx
+    }
+
     /// Reacts to one input at `now`, then takes a step; returns what to do.
     #[must_use]
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
@@ -767,12 +793,10 @@ impl Machine {
                 resumed_from_rdb,
             } => self.on_launched(&name, pid, resumed_from_rdb, now, &mut fx),
             Input::LaunchFailed { name, reason } => self.fail_attempt(&name, reason, now, &mut fx),
-            Input::Probe {
-                name,
-                asked_at,
-                result,
-                logged_sync,
-            } => self.on_probe(&name, asked_at, result, logged_sync, now, &mut fx),
+            Input::Probe(probe) => {
+                let probed = self.on_probe(probe, now, &mut fx);
+                self.after_probes(probed.as_slice(), now, &mut fx);
+            }
             Input::HistoryRead { name, position } => self.on_history(&name, position),
             Input::ShutdownDone { name, pid, result } => {
                 self.on_shutdown_done(&name, pid, result, now, &mut fx)

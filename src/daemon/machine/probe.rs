@@ -6,20 +6,27 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::{Effect, Machine, Probed, RATE_WINDOW, State};
+use super::{Effect, Machine, Probe, Probed, RATE_WINDOW, State};
 use crate::endpoint::Endpoint;
 use crate::info::{Info, SyncKind};
 
 impl Machine {
+    /// Takes in one probe, and what it says of that instance alone. Returns the name of
+    /// an instance (not a sentinel) whose probe [`Machine::after_probes`] must still
+    /// weigh with the rest of the group.
     pub(super) fn on_probe(
         &mut self,
-        name: &str,
-        asked_at: Instant,
-        result: Result<Info, String>,
-        logged_sync: Option<SyncKind>,
+        probe: Probe,
         now: Instant,
         fx: &mut Vec<Effect>,
-    ) {
+    ) -> Option<String> {
+        let Probe {
+            name,
+            asked_at,
+            result,
+            logged_sync,
+        } = probe;
+        let name = name.as_str();
         if let (Ok(info), Some(slot)) = (&result, self.slots.get_mut(name))
             && let Some(offset) = info.repl_offset()
         {
@@ -84,24 +91,35 @@ impl Machine {
         if self.is_sentinel(name) {
             self.sentinel_readiness(name, now, fx);
             self.obey_sentinels(now, fx);
-            return;
+            return None;
         }
         self.note_history(name, fx);
         self.note_demotion(name, fx);
         self.update_readiness(name, now, fx);
+        Some(name.to_owned())
+    }
+
+    /// After the probes of `names` (instances, in the order they came): who the group's
+    /// master is now, learned once from every instance's INFO, then the readiness of the
+    /// local replicas of each (an upstream's probe may be the one that shows them in sync).
+    pub(super) fn after_probes(&mut self, names: &[String], now: Instant, fx: &mut Vec<Effect>) {
+        if names.is_empty() {
+            return;
+        }
         // With Sentinel the sentinels say who the master is; without, the instances.
         if self.group.sentinel.is_none() {
             self.learn_topology(now, fx);
         }
-        // An upstream's probe may be the one that shows its local replicas in sync.
-        let replicas: Vec<String> = self
-            .group
-            .replicas_of(name)
-            .filter(|r| self.slots.contains_key(&r.name))
-            .map(|r| r.name.clone())
-            .collect();
-        for r in replicas {
-            self.update_readiness(&r, now, fx);
+        for name in names {
+            let replicas: Vec<String> = self
+                .group
+                .replicas_of(name)
+                .filter(|r| self.slots.contains_key(&r.name))
+                .map(|r| r.name.clone())
+                .collect();
+            for r in replicas {
+                self.update_readiness(&r, now, fx);
+            }
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::control::{Request, Response};
 
+mod batch;
 mod crashes;
 mod daemon;
 mod pause;
@@ -169,21 +170,60 @@ impl H {
         info: &str,
         logged: Option<SyncKind>,
     ) -> Vec<Effect> {
-        self.feed(Input::Probe {
+        self.feed(Input::Probe(Probe {
             name: name.into(),
             asked_at: self.now,
             result: Ok(Info::parse(info)),
             logged_sync: logged,
-        })
+        }))
     }
 
     pub(super) fn probe_err(&mut self, name: &str, err: &str) -> Vec<Effect> {
-        self.feed(Input::Probe {
+        self.feed(Input::Probe(Probe {
             name: name.into(),
             asked_at: self.now,
             result: Err(err.into()),
             logged_sync: None,
-        })
+        }))
+    }
+
+    /// Probes that queued up together, each asked `ago` before now (`Err`: the probe
+    /// failed so), handed to the machine as one batch the way the runtime does;
+    /// answers history reads as [`H::feed`] does.
+    pub(super) fn batch_asked(
+        &mut self,
+        ago: Duration,
+        probes: &[(&str, Result<String, &str>)],
+    ) -> Vec<Effect> {
+        let probes = probes
+            .iter()
+            .map(|(name, result)| Probe {
+                name: (*name).into(),
+                asked_at: self.now - ago,
+                result: result
+                    .as_ref()
+                    .map(|i| Info::parse(i))
+                    .map_err(|e| e.to_string()),
+                logged_sync: None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for effect in self.m.handle_probes(probes, self.now) {
+            if let Effect::ReadHistory { name, .. } = &effect {
+                let position = self.histories.get(name).cloned();
+                out.extend(self.feed(Input::HistoryRead {
+                    name: name.clone(),
+                    position,
+                }));
+            }
+            out.push(effect);
+        }
+        out
+    }
+
+    /// [`H::batch_asked`] of probes asked now.
+    pub(super) fn batch(&mut self, probes: &[(&str, Result<String, &str>)]) -> Vec<Effect> {
+        self.batch_asked(Duration::ZERO, probes)
     }
 
     pub(super) fn exited(&mut self, name: &str, pid: u32, how: &str) -> Vec<Effect> {

@@ -343,12 +343,12 @@ fn the_actual_master_is_learned_from_info_asked_after_the_last_change() {
     assert_eq!(saved(&fx), ["r1"]);
     assert_eq!(h.m.actual_master(), "r1");
     // INFO asked before the change says nothing: the old master still a master there.
-    let fx = h.feed(Input::Probe {
+    let fx = h.feed(Input::Probe(Probe {
         name: "master".into(),
         asked_at: h.now - S,
         result: Ok(Info::parse(&leader(100, "aaa", "0", 900, &[R2]))),
         logged_sync: None,
-    });
+    }));
     assert!(saved(&fx).is_empty());
     assert_eq!(h.m.actual_master(), "r1");
 }

@@ -475,12 +475,12 @@ fn no_prediction_from_an_old_upstream_info() {
     let asked = h.now;
     h.now += Duration::from_secs(3);
     // An answer to a probe asked three seconds ago: the backlog may have moved on since.
-    let fx = h.feed(Input::Probe {
+    let fx = h.feed(Input::Probe(Probe {
         name: "master".into(),
         asked_at: asked,
         result: Ok(Info::parse(&with_history(master_info(100, &[])))),
         logged_sync: None,
-    });
+    }));
     assert!(!launches(&fx).contains(&"r2".to_owned()), "{fx:?}");
     // A fresh probe, and it goes.
     let fx = h.probe("master", &with_history(master_info(100, &[])));
