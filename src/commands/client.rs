@@ -83,11 +83,7 @@ fn group_by_host(group: &Group, targets: &Targets) -> Result<BTreeMap<String, Ve
         let host = match (group.instance(name), group.sentinel_node(name)) {
             (Some(inst), _) => inst.host.clone(),
             (None, Some(node)) => node.host.clone(),
-            (None, None) => bail!(
-                "{}: no instance `{name}`; instances: {}",
-                group.source.display(),
-                super::names(group)
-            ),
+            (None, None) => return Err(super::no_instance(group, name, true)),
         };
         by_host.entry(host).or_default().push(name.clone());
     }
@@ -115,14 +111,8 @@ pub(crate) fn ask(group: &Group, host: &str, request: &Request) -> Result<Respon
 /// the rest.
 pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
     let group = super::load_for_client(config)?.group;
-    for name in only {
-        if group.instance(name).is_none() {
-            bail!(
-                "{}: no instance `{name}`; instances: {}",
-                config.display(),
-                super::names(&group)
-            );
-        }
+    if let Some(name) = only.iter().find(|n| group.instance(n).is_none()) {
+        return Err(super::no_instance(&group, name, false));
     }
     let mut from_daemons: BTreeMap<String, InstanceStatus> = BTreeMap::new();
     let mut paused: Vec<(String, Duration)> = Vec::new();
@@ -363,21 +353,15 @@ pub fn promote(config: &Path, instance: String, force: bool) -> Result<u8> {
 fn instance_host(group: &Group, name: &str) -> Result<String> {
     match group.instance(name) {
         Some(inst) => Ok(inst.host.clone()),
-        None => bail!(
-            "{}: no instance `{name}`; instances: {}",
-            group.source.display(),
-            super::names(group)
-        ),
+        None => Err(super::no_instance(group, name, false)),
     }
 }
 
 /// Prints an operation's lines; its exit status.
 pub(crate) fn done(host: &str, response: Response) -> Result<u8> {
     match response {
-        Response::Done { ok, lines } => {
-            for l in lines {
-                println!("{l}");
-            }
+        Response::Done { ok, lines, failed } => {
+            print_lines("", ok, &lines, &failed);
             Ok(if ok {
                 crate::EXIT_OK
             } else {
@@ -390,6 +374,21 @@ pub(crate) fn done(host: &str, response: Response) -> Result<u8> {
         }
         Response::Status { .. } | Response::History { .. } | Response::Backup { .. } => {
             bail!("host `{host}`: the daemon answered out of turn")
+        }
+    }
+}
+
+/// Prints the lines of a `Done` reply after `prefix`: those that say what failed on stderr
+/// as errors (`redisrepd: ...`), the others on stdout.
+pub(crate) fn print_lines(prefix: &str, ok: bool, lines: &[String], failed: &[usize]) {
+    // A daemon from before `failed` existed (still running across an upgrade of the
+    // package) ended a failed operation with the line that said why.
+    let last = (!ok && failed.is_empty()).then(|| lines.len().saturating_sub(1));
+    for (i, l) in lines.iter().enumerate() {
+        if failed.contains(&i) || last == Some(i) {
+            eprintln!("redisrepd: {prefix}{l}");
+        } else {
+            println!("{prefix}{l}");
         }
     }
 }
@@ -415,10 +414,12 @@ pub fn reload(config: &Path, host: Option<&str>) -> Result<u8> {
     let mut ok = true;
     for host in hosts {
         match ask(&group, &host, &Request::Reload)? {
-            Response::Done { ok: done, lines } => {
-                for l in lines {
-                    println!("{host}: {l}");
-                }
+            Response::Done {
+                ok: done,
+                lines,
+                failed,
+            } => {
+                print_lines(&format!("{host}: "), done, &lines, &failed);
                 ok &= done;
             }
             Response::Error { message } => {

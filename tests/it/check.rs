@@ -359,7 +359,7 @@ fn render_of_an_unknown_instance_lists_the_instances() {
     let dir = TestDir::new();
     let (_, config) = copy(&dir, "cascade");
     let out = run(redisrepd(&config).args(["render", "nosuch"]), QUICK);
-    out.expect_code(1);
+    out.expect_code(2);
     assert!(
         out.stderr
             .contains("no instance `nosuch`; instances: `master`, `relay`, `leaf`"),

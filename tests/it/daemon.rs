@@ -290,7 +290,7 @@ fn reload_adds_removes_and_changes_instances() {
     run.expect_code(0);
     assert!(
         run.stdout
-            .contains("1 added, 1 removed, 1 changed, 1 unchanged"),
+            .contains("reload: 0 changed live, 1 restarted, 1 added, 1 removed, 1 unchanged"),
         "{run}"
     );
     c.wait_healthy();

@@ -398,7 +398,9 @@ fn a_deleted_data_dir_fails_the_stop_and_keeps_the_data_until_forced() {
     let run = c.cli(&["stop", "master"]);
     run.expect_code(1);
     assert!(
-        run.stdout.contains("master: stop failed, left running") && run.stdout.contains("--force"),
+        run.stderr
+            .contains("redisrepd: master: stop failed, left running")
+            && run.stderr.contains("--force"),
         "{run}"
     );
     let s = record(&c, "master");
