@@ -124,10 +124,10 @@ impl Machine {
             fx.push(Effect::Reply {
                 id,
                 response: Response::Done {
-                ok: true,
-                lines,
-                failed: Vec::new(),
-            },
+                    ok: true,
+                    lines,
+                    failed: Vec::new(),
+                },
             });
         }
     }

@@ -237,7 +237,9 @@ fn a_failed_probe_does_not_forget_which_server_an_instance_runs() {
 
 /// SEED without `r2`: a master and one replica.
 fn one_replica() -> String {
-    let cut = SEED.find("[[instance]]\nname = \"r2\"").expect("r2 in SEED");
+    let cut = SEED
+        .find("[[instance]]\nname = \"r2\"")
+        .expect("r2 in SEED");
     SEED[..cut].to_owned()
 }
 
@@ -273,7 +275,10 @@ fn a_replicas_crash_note_goes_once_it_is_in_sync() {
     h.launched("r1", 202);
     h.probe("r1", SYNCING_202);
     assert_eq!(h.kind("r1"), Kind::Syncing);
-    assert!(last_error(&h, "r1").contains("exit code 1"), "still syncing");
+    assert!(
+        last_error(&h, "r1").contains("exit code 1"),
+        "still syncing"
+    );
     h.probe("r1", &replica_info(202, 1000));
     h.probe("master", &master_info(100, &[("127.0.0.2", 7001)]));
     assert_eq!(h.kind("r1"), Kind::Running);
