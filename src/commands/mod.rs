@@ -71,7 +71,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         ),
         Verb::Stop(t) => client::act(&cli.config, client::Action::Stop, &t),
         Verb::Restart(t) => client::act(&cli.config, client::Action::Restart, &t),
-        Verb::Status { instances, json } => client::status(&cli.config, &instances, json),
+        Verb::Status {
+            instances,
+            json,
+            wide,
+        } => client::status(&cli.config, &instances, json, wide),
         Verb::Reload { host } => client::reload(&cli.config, host.as_deref()),
         Verb::Pause { length } => client::pause(&cli.config, Some(length)),
         Verb::Resume => client::pause(&cli.config, None),
