@@ -372,6 +372,13 @@ fn usage_error_exits_2() {
     let dir = TestDir::new();
     let (_, config) = copy(&dir, "cascade");
     run(redisrepd(&config).arg("render"), QUICK).expect_code(2);
+    let out = run(redisrepd(&config).args(["status", "--bogus"]), QUICK);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .starts_with("redisrepd: unexpected argument '--bogus' found"),
+        "{out}"
+    );
 }
 
 /// The configuration the Debian package installs as /etc/redisrepd/redisrepd.toml (with
