@@ -48,6 +48,10 @@ pub enum Verb {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Every column (address, configured role, server, uptime, restarts, link,
+        /// offset) and whole notes, however wide.
+        #[arg(long, conflicts_with = "json")]
+        wide: bool,
     },
     /// Make the daemon(s) re-read the TOML and apply the difference.
     Reload {

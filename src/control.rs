@@ -55,8 +55,14 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Response {
-    /// The operation ended; `lines` say what happened, in order.
-    Done { ok: bool, lines: Vec<String> },
+    /// The operation ended; `lines` say what happened, in order; `failed` are the indices
+    /// of the lines that say what failed (the client prints them as errors).
+    Done {
+        ok: bool,
+        lines: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<usize>,
+    },
     /// The daemon's view of its instances.
     Status {
         host: String,
@@ -186,8 +192,9 @@ mod tests {
             assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
         }
         let resp = Response::Done {
-            ok: true,
-            lines: vec!["x".into()],
+            ok: false,
+            lines: vec!["x".into(), "y".into()],
+            failed: vec![1],
         };
         let text = serde_json::to_string(&resp).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), resp);

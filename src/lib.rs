@@ -52,6 +52,19 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit status of `status` when an instance is not running or a replica not in sync.
 pub const EXIT_DEGRADED: u8 = 3;
 
+/// A usage error found after parsing (an instance name the file does not have): exit
+/// status 2, as for the errors clap finds.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// Runs one verb and maps its outcome to an exit status, printing errors as
 /// `redisrepd: context: cause`.
 pub fn run(cli: cli::Cli) -> ExitCode {
@@ -71,8 +84,32 @@ pub fn run(cli: cli::Cli) -> ExitCode {
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("redisrepd: {err:#}");
-            ExitCode::from(EXIT_FAILED)
+            eprint!("{}", error_lines(&format!("{err:#}")));
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
         }
+    }
+}
+
+/// `message` with every line starting `redisrepd: `: an error of several lines (every
+/// problem of a file, toml's caret under a line) stays recognisable line by line.
+pub fn error_lines(message: &str) -> String {
+    message
+        .lines()
+        .map(|l| format!("redisrepd: {l}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_line_of_an_error_is_prefixed() {
+        assert_eq!(
+            super::error_lines("f: one\n  |\nf: two"),
+            "redisrepd: f: one\nredisrepd:   |\nredisrepd: f: two\n"
+        );
     }
 }

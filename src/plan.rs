@@ -346,6 +346,31 @@ pub struct ReloadDiff {
     pub unchanged: Vec<String>,
 }
 
+impl ReloadDiff {
+    /// The reply's first line: how many instances took the change live, restart, were added,
+    /// removed, or are unchanged (each instance counted once: a password set in place
+    /// before a restart counts as restarted).
+    pub fn summary(&self) -> String {
+        let mut live: Vec<&str> = self
+            .password_only
+            .iter()
+            .chain(self.live.iter().map(|(n, _)| n))
+            .map(String::as_str)
+            .filter(|n| !self.changed.iter().any(|c| c == n))
+            .collect();
+        live.sort_unstable();
+        live.dedup();
+        format!(
+            "reload: {} changed live, {} restarted, {} added, {} removed, {} unchanged",
+            live.len(),
+            self.changed.len(),
+            self.added.len(),
+            self.removed.len(),
+            self.unchanged.len()
+        )
+    }
+}
+
 /// Compares what each instance of `host` would run with: the server, the generated
 /// redis.conf (which carries address, password, upstream and directives) and where it
 /// lives. `old_server` is what runs now, `new_server` what the new file's `redis_server`
@@ -719,6 +744,10 @@ replica_of = "m"
         assert_eq!(diff.removed, ["leaf"]);
         assert_eq!(diff.changed, ["r2"]);
         assert_eq!(diff.unchanged, ["r1"]);
+        assert_eq!(
+            diff.summary(),
+            "reload: 0 changed live, 1 restarted, 1 added, 1 removed, 1 unchanged"
+        );
         let steps = reload(&old, &new, &diff);
         assert_eq!(
             steps[0],

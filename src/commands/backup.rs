@@ -241,10 +241,8 @@ pub fn restore(config: &Path, file: &Path, force: bool) -> Result<u8> {
 /// Prints what a daemon did; an error stops the restore with what to do.
 fn step(host: &str, response: Response, what: &str) -> Result<()> {
     match response {
-        Response::Done { ok, lines } => {
-            for l in &lines {
-                println!("{host}: {l}");
-            }
+        Response::Done { ok, lines, failed } => {
+            super::client::print_lines(&format!("{host}: "), ok, &lines, &failed);
             if !ok {
                 bail!(
                     "restore stopped while {what} on host `{host}` (see above); data set aside \

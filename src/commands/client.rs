@@ -83,11 +83,7 @@ fn group_by_host(group: &Group, targets: &Targets) -> Result<BTreeMap<String, Ve
         let host = match (group.instance(name), group.sentinel_node(name)) {
             (Some(inst), _) => inst.host.clone(),
             (None, Some(node)) => node.host.clone(),
-            (None, None) => bail!(
-                "{}: no instance `{name}`; instances: {}",
-                group.source.display(),
-                super::names(group)
-            ),
+            (None, None) => return Err(super::no_instance(group, name, true)),
         };
         by_host.entry(host).or_default().push(name.clone());
     }
@@ -113,20 +109,16 @@ pub(crate) fn ask(group: &Group, host: &str, request: &Request) -> Result<Respon
 
 /// `status`: daemons for the hosts that have a socket here, INFO straight from Redis for
 /// the rest.
-pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
+pub fn status(config: &Path, only: &[String], json: bool, wide: bool) -> Result<u8> {
     let group = super::load_for_client(config)?.group;
-    for name in only {
-        if group.instance(name).is_none() {
-            bail!(
-                "{}: no instance `{name}`; instances: {}",
-                config.display(),
-                super::names(&group)
-            );
-        }
+    if let Some(name) = only.iter().find(|n| group.instance(n).is_none()) {
+        return Err(super::no_instance(&group, name, false));
     }
     let mut from_daemons: BTreeMap<String, InstanceStatus> = BTreeMap::new();
     let mut paused: Vec<(String, Duration)> = Vec::new();
     let mut endpoints: Vec<status::HttpEndpoint> = Vec::new();
+    // The hosts whose daemon did not answer here, and why.
+    let mut silent: Vec<(String, DaemonAbsent)> = Vec::new();
     for host in group.hosts() {
         let configured = group.http.address(host).map(|a| status::HttpEndpoint {
             host: host.to_owned(),
@@ -134,6 +126,7 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
             error: Some("no daemon for this host here: not checked".to_owned()),
         });
         if !group.socket_path(host).exists() {
+            silent.push((host.to_owned(), DaemonAbsent::NoSocket));
             endpoints.extend(configured);
             continue;
         }
@@ -154,10 +147,13 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("redisrepd: {e:#}");
+                silent.push((host.to_owned(), DaemonAbsent::NoAnswer(format!("{e:#}"))));
                 endpoints.extend(configured);
             }
         }
+    }
+    for line in absent_daemons(&group, &crate::host::hostname(), &silent) {
+        eprintln!("redisrepd: {line}");
     }
     let timeout = Duration::from_secs(2);
     let mut infos: BTreeMap<String, Result<Info, String>> = BTreeMap::new();
@@ -228,7 +224,11 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         doc["backups"] = serde_json::to_value(&backups)?;
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        print!("{}", status::table(&list));
+        if wide {
+            print!("{}", status::wide_table(&list));
+        } else {
+            print!("{}", status::table(&list));
+        }
         if let Some(until) = paused_until {
             let hosts: Vec<&str> = paused.iter().map(|(h, _)| h.as_str()).collect();
             println!(
@@ -260,6 +260,67 @@ pub fn status(config: &Path, only: &[String], json: bool) -> Result<u8> {
         return Ok(crate::EXIT_DEGRADED);
     }
     Ok(code)
+}
+
+/// Why a host's daemon did not answer `status`.
+#[derive(Debug, Clone, PartialEq)]
+enum DaemonAbsent {
+    /// No socket in run_dir: not running (here).
+    NoSocket,
+    /// A socket, but no answer: the error.
+    NoAnswer(String),
+}
+
+/// What `status` says, before the table, about daemons that did not answer: in one line,
+/// this machine's own (the host named as its hostname; or, when none is, every host, if
+/// no daemon answered at all), whose instances are then read straight from Redis. Other
+/// hosts' daemons run on other machines: no socket here is normal for them, but a socket
+/// that does not answer is worth a line.
+fn absent_daemons(group: &Group, me: &str, silent: &[(String, DaemonAbsent)]) -> Vec<String> {
+    let hosts = group.hosts();
+    let local: Vec<&(String, DaemonAbsent)> = if hosts.contains(&me) {
+        silent.iter().filter(|(h, _)| h == me).collect()
+    } else if silent.len() == hosts.len() {
+        silent.iter().collect()
+    } else {
+        Vec::new()
+    };
+    let why = |host: &str, absent: &DaemonAbsent| match absent {
+        DaemonAbsent::NoSocket => format!("no socket at {}", group.socket_path(host).display()),
+        DaemonAbsent::NoAnswer(e) => e.clone(),
+    };
+    let read = "instances are read straight from Redis";
+    let mut lines = match local.as_slice() {
+        [] => Vec::new(),
+        [(host, DaemonAbsent::NoSocket)] => vec![format!(
+            "the daemon for host `{host}` is not running ({}; start it with `redisrepd daemon \
+             --host {host}`): {read}",
+            why(host, &DaemonAbsent::NoSocket)
+        )],
+        [(host, absent)] => vec![format!(
+            "the daemon for host `{host}` does not answer ({}): {read}",
+            why(host, absent)
+        )],
+        several => {
+            let each: Vec<String> = several
+                .iter()
+                .map(|(h, a)| format!("host `{h}`: {}", why(h, a)))
+                .collect();
+            vec![format!(
+                "no daemon of this group answers here ({}): {read}",
+                each.join("; ")
+            )]
+        }
+    };
+    // Another host's socket that is here but does not answer.
+    for (host, absent) in silent {
+        if let DaemonAbsent::NoAnswer(e) = absent
+            && !local.iter().any(|(h, _)| h == host)
+        {
+            lines.push(e.clone());
+        }
+    }
+    lines
 }
 
 /// The backups of every daemon with a socket here that has a schedule or has taken or
@@ -363,21 +424,15 @@ pub fn promote(config: &Path, instance: String, force: bool) -> Result<u8> {
 fn instance_host(group: &Group, name: &str) -> Result<String> {
     match group.instance(name) {
         Some(inst) => Ok(inst.host.clone()),
-        None => bail!(
-            "{}: no instance `{name}`; instances: {}",
-            group.source.display(),
-            super::names(group)
-        ),
+        None => Err(super::no_instance(group, name, false)),
     }
 }
 
 /// Prints an operation's lines; its exit status.
 pub(crate) fn done(host: &str, response: Response) -> Result<u8> {
     match response {
-        Response::Done { ok, lines } => {
-            for l in lines {
-                println!("{l}");
-            }
+        Response::Done { ok, lines, failed } => {
+            print_lines("", ok, &lines, &failed);
             Ok(if ok {
                 crate::EXIT_OK
             } else {
@@ -390,6 +445,21 @@ pub(crate) fn done(host: &str, response: Response) -> Result<u8> {
         }
         Response::Status { .. } | Response::History { .. } | Response::Backup { .. } => {
             bail!("host `{host}`: the daemon answered out of turn")
+        }
+    }
+}
+
+/// Prints the lines of a `Done` reply after `prefix`: those that say what failed on stderr
+/// as errors (`redisrepd: ...`), the others on stdout.
+pub(crate) fn print_lines(prefix: &str, ok: bool, lines: &[String], failed: &[usize]) {
+    // A daemon from before `failed` existed (still running across an upgrade of the
+    // package) ended a failed operation with the line that said why.
+    let last = (!ok && failed.is_empty()).then(|| lines.len().saturating_sub(1));
+    for (i, l) in lines.iter().enumerate() {
+        if failed.contains(&i) || last == Some(i) {
+            eprintln!("redisrepd: {prefix}{l}");
+        } else {
+            println!("{prefix}{l}");
         }
     }
 }
@@ -415,10 +485,12 @@ pub fn reload(config: &Path, host: Option<&str>) -> Result<u8> {
     let mut ok = true;
     for host in hosts {
         match ask(&group, &host, &Request::Reload)? {
-            Response::Done { ok: done, lines } => {
-                for l in lines {
-                    println!("{host}: {l}");
-                }
+            Response::Done {
+                ok: done,
+                lines,
+                failed,
+            } => {
+                print_lines(&format!("{host}: "), done, &lines, &failed);
                 ok &= done;
             }
             Response::Error { message } => {
@@ -532,4 +604,63 @@ pub fn history(config: &Path, json: bool) -> Result<u8> {
     } else {
         crate::EXIT_FAILED
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(hosts: &[&str]) -> Group {
+        let mut text = "[cluster]\nname=\"t\"\npassword=\"p\"\nrun_dir=\"/run/t\"\n".to_owned();
+        for (i, h) in hosts.iter().enumerate() {
+            text.push_str(&format!(
+                "[[instance]]\nname=\"i{i}\"\nhost=\"{h}\"\nbind=\"127.0.0.1\"\nport={}\n{}",
+                7000 + i,
+                if i > 0 { "replica_of=\"i0\"\n" } else { "" }
+            ));
+        }
+        crate::config::parse(&text, Path::new("/t.toml"), Path::new("/"))
+            .expect("test config")
+            .group
+    }
+
+    #[test]
+    fn the_local_daemons_absence_is_one_line() {
+        let g = group(&["a", "b"]);
+        let none = [
+            ("a".to_owned(), DaemonAbsent::NoSocket),
+            ("b".to_owned(), DaemonAbsent::NoSocket),
+        ];
+        // This machine is host `a`: only its daemon is named.
+        assert_eq!(
+            absent_daemons(&g, "a", &none),
+            [
+                "the daemon for host `a` is not running (no socket at /run/t/a.sock; start it \
+              with `redisrepd daemon --host a`): instances are read straight from Redis"
+            ]
+        );
+        // A machine that is no host of the file, and no daemon answers: all of them.
+        let lines = absent_daemons(&g, "elsewhere", &none);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("no daemon of this group answers here (host `a`: no socket")
+                && lines[0].ends_with("instances are read straight from Redis"),
+            "{lines:?}"
+        );
+        // Host `b`'s daemon runs elsewhere, `a`'s answered: nothing to say.
+        let b_only = [("b".to_owned(), DaemonAbsent::NoSocket)];
+        assert!(absent_daemons(&g, "a", &b_only).is_empty());
+        // A socket that does not answer is said, local or not.
+        let stale = [("b".to_owned(), DaemonAbsent::NoAnswer("cannot talk".into()))];
+        assert_eq!(absent_daemons(&g, "a", &stale), ["cannot talk"]);
+        let g = group(&["a"]);
+        let stale = [("a".to_owned(), DaemonAbsent::NoAnswer("cannot talk".into()))];
+        assert_eq!(
+            absent_daemons(&g, "x", &stale),
+            [
+                "the daemon for host `a` does not answer (cannot talk): instances are read \
+              straight from Redis"
+            ]
+        );
+    }
 }

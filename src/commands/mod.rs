@@ -37,13 +37,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 );
                 return Ok(crate::EXIT_OK);
             }
-            let inst = group.instance(&instance).with_context(|| {
-                format!(
-                    "{}: no instance `{instance}`; instances: {}",
-                    cli.config.display(),
-                    names(group)
-                )
-            })?;
+            let inst = group
+                .instance(&instance)
+                .ok_or_else(|| no_instance(group, &instance, true))?;
             let (server, note) = crate::server::configured_or_newest(group, &cli.config)
                 .map_err(anyhow::Error::msg)?;
             if let Some(note) = note {
@@ -75,7 +71,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         ),
         Verb::Stop(t) => client::act(&cli.config, client::Action::Stop, &t),
         Verb::Restart(t) => client::act(&cli.config, client::Action::Restart, &t),
-        Verb::Status { instances, json } => client::status(&cli.config, &instances, json),
+        Verb::Status {
+            instances,
+            json,
+            wide,
+        } => client::status(&cli.config, &instances, json, wide),
         Verb::Reload { host } => client::reload(&cli.config, host.as_deref()),
         Verb::Pause { length } => client::pause(&cli.config, Some(length)),
         Verb::Resume => client::pause(&cli.config, None),
@@ -124,4 +124,19 @@ pub(crate) fn names(group: &config::Group) -> String {
         .map(|i| format!("`{}`", i.name))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The usage error (exit status 2) for a name that is no instance of the file, listing the
+/// ones it has (and its sentinel nodes, for the verbs that take them too).
+pub(crate) fn no_instance(group: &config::Group, name: &str, sentinels: bool) -> anyhow::Error {
+    let mut message = format!(
+        "{}: no instance `{name}`; instances: {}",
+        group.source.display(),
+        names(group)
+    );
+    if let Some(s) = group.sentinel.as_ref().filter(|_| sentinels) {
+        let nodes: Vec<String> = s.nodes.iter().map(|n| format!("`{}`", n.name)).collect();
+        message.push_str(&format!("; sentinel nodes: {}", nodes.join(", ")));
+    }
+    crate::UsageError(message).into()
 }

@@ -118,6 +118,7 @@ impl Backups {
                 Ok((_, lines)) => Response::Done {
                     ok: true,
                     lines: lines.clone(),
+                    failed: Vec::new(),
                 },
                 Err(e) => Response::Error { message: e.clone() },
             };
@@ -246,7 +247,11 @@ impl Backups {
                 Ok::<_, String>(lines)
             })();
             let response = match result {
-                Ok(lines) => Response::Done { ok: true, lines },
+                Ok(lines) => Response::Done {
+                    ok: true,
+                    lines,
+                    failed: Vec::new(),
+                },
                 Err(message) => {
                     warn!("restore: {message}");
                     Response::Error { message }

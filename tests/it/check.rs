@@ -359,7 +359,7 @@ fn render_of_an_unknown_instance_lists_the_instances() {
     let dir = TestDir::new();
     let (_, config) = copy(&dir, "cascade");
     let out = run(redisrepd(&config).args(["render", "nosuch"]), QUICK);
-    out.expect_code(1);
+    out.expect_code(2);
     assert!(
         out.stderr
             .contains("no instance `nosuch`; instances: `master`, `relay`, `leaf`"),
@@ -372,6 +372,13 @@ fn usage_error_exits_2() {
     let dir = TestDir::new();
     let (_, config) = copy(&dir, "cascade");
     run(redisrepd(&config).arg("render"), QUICK).expect_code(2);
+    let out = run(redisrepd(&config).args(["status", "--bogus"]), QUICK);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .starts_with("redisrepd: unexpected argument '--bogus' found"),
+        "{out}"
+    );
 }
 
 /// The configuration the Debian package installs as /etc/redisrepd/redisrepd.toml (with
@@ -475,4 +482,61 @@ fn check_and_render_follow_the_configured_server() {
             && out.stderr.contains("redis 6.0.16 is not supported"),
         "{out}"
     );
+}
+
+/// Several independent problems in one file come at once, each at its own line, and
+/// every line of the error starts with `redisrepd: `.
+#[test]
+fn check_reports_two_unknown_keys_and_a_bad_port_at_once() {
+    let dir = TestDir::new();
+    let (_, config) = copy(&dir, "local");
+    let text = std::fs::read_to_string(&config).expect("the copy");
+    let text = text
+        .replacen("[cluster]\n", "[cluster]\ncolour = \"blue\"\n", 1)
+        .replacen("port = 17380", "port = 70000\nfrob = 1", 1);
+    std::fs::write(&config, text).expect("writing the file");
+    let out = check(&config, &["--host", "local"]);
+    out.expect_code(1);
+    for fragment in [
+        "unknown field `colour`",
+        "in instance `replica-a`",
+        "port 70000 is out of range",
+        "unknown field `frob`",
+    ] {
+        assert!(out.stderr.contains(fragment), "{fragment}: {out}");
+    }
+    assert!(!out.stderr.contains("missing field"), "{out}");
+    assert!(
+        out.stderr.lines().all(|l| l.starts_with("redisrepd: ")),
+        "{out}"
+    );
+}
+
+/// An instance name the file does not have is a usage error (exit 2) for every verb that
+/// takes one, and the message lists the instances there are.
+#[test]
+fn an_unknown_instance_is_a_usage_error_naming_the_known_ones() {
+    let dir = TestDir::new();
+    let (_, config) = copy(&dir, "local");
+    let verbs: [&[&str]; 8] = [
+        &["start", "nosuch"],
+        &["stop", "nosuch"],
+        &["restart", "nosuch"],
+        &["status", "nosuch"],
+        &["status", "--json", "nosuch"],
+        &["failover", "--to", "nosuch"],
+        &["promote", "nosuch"],
+        &["render", "nosuch"],
+    ];
+    for args in verbs {
+        let out = run(redisrepd(&config).args(args), QUICK);
+        out.expect_code(2);
+        assert!(
+            out.stderr.starts_with("redisrepd: ")
+                && out.stderr.contains(
+                    "no instance `nosuch`; instances: `master`, `replica-a`, `replica-b`"
+                ),
+            "{args:?}: {out}"
+        );
+    }
 }

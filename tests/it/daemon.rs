@@ -290,7 +290,7 @@ fn reload_adds_removes_and_changes_instances() {
     run.expect_code(0);
     assert!(
         run.stdout
-            .contains("1 added, 1 removed, 1 changed, 1 unchanged"),
+            .contains("reload: 0 changed live, 1 restarted, 1 added, 1 removed, 1 unchanged"),
         "{run}"
     );
     c.wait_healthy();
@@ -717,4 +717,56 @@ fn a_stop_during_the_initial_aof_rewrite_waits_for_it_and_succeeds() {
     // What it wrote is whole: it comes back from its own files, in sync at once.
     c.cli(&["start", "r1"]).expect_code(0);
     c.wait_healthy();
+}
+
+/// Without a daemon, `status` says so in one line first and still shows what the
+/// instances' INFO says, in a table that fits 100 columns (`--wide`: every column).
+#[test]
+fn status_without_the_daemon_says_so_and_reads_redis() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let mut d = c.take_daemon("a").expect("daemon");
+    d.proc.signal(Signal::SIGKILL);
+    d.proc.wait_exit(UP);
+    // Its socket is left behind: a daemon that does not answer.
+    let run = c.cli(&["status"]);
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("redisrepd: the daemon for host `a` does not answer (")
+            && first.ends_with("instances are read straight from Redis"),
+        "{run}"
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {run}");
+    // Gone: not running.
+    std::fs::remove_file(c.run_dir().join("a.sock")).expect("removing the socket");
+    let run = c.cli(&["status"]);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [format!(
+            "redisrepd: the daemon for host `a` is not running (no socket at {}; start it with \
+             `redisrepd daemon --host a`): instances are read straight from Redis",
+            c.run_dir().join("a.sock").display()
+        )],
+        "{run}"
+    );
+    // Read straight from Redis: running, replicas of `master`.
+    for name in ["master", "r1", "r2"] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {run}"));
+        assert!(line.contains("running"), "{line}\n{run}");
+    }
+    assert!(run.stdout.contains("replica of master"), "{run}");
+    assert!(
+        run.stdout.lines().all(|l| l.chars().count() <= 100),
+        "fits 100 columns: {run}"
+    );
+    let wide = c.cli(&["status", "--wide"]);
+    assert!(
+        wide.stdout.contains("ADDRESS") && wide.stdout.contains("UPTIME"),
+        "{wide}"
+    );
 }

@@ -304,7 +304,7 @@ fn a_frozen_replica_makes_the_master_refuse_writes_and_status_says_why() {
         },
     );
     assert_eq!(r["pid"], r1_pid, "a frozen replica is not restarted: {r}");
-    let run = c.cli(&["status"]);
+    let run = c.cli(&["status", "--wide"]);
     run.expect_code(3);
     assert!(run.stdout.contains("refusing writes"), "{run}");
 
@@ -366,7 +366,7 @@ fn a_taken_port_is_named_and_retried_until_released() {
         c.daemon_log("a").contains("is held by pid"),
         "the daemon logs the holder"
     );
-    let run = c.cli(&["status"]);
+    let run = c.cli(&["status", "--wide"]);
     run.expect_code(3);
     assert!(
         run.stdout.contains(&format!("is held by pid {me}")),
@@ -398,7 +398,9 @@ fn a_deleted_data_dir_fails_the_stop_and_keeps_the_data_until_forced() {
     let run = c.cli(&["stop", "master"]);
     run.expect_code(1);
     assert!(
-        run.stdout.contains("master: stop failed, left running") && run.stdout.contains("--force"),
+        run.stderr
+            .contains("redisrepd: master: stop failed, left running")
+            && run.stderr.contains("--force"),
         "{run}"
     );
     let s = record(&c, "master");

@@ -229,7 +229,9 @@ fn restart_that_breaks_min_replicas_is_refused_unless_forced() {
     let run = c.cli(&["restart", "r1"]);
     run.expect_code(1);
     assert!(
-        run.stdout.contains("min_replicas_to_write = 1") && run.stdout.contains("--force"),
+        run.stderr.contains("redisrepd: refused: ")
+            && run.stderr.contains("min_replicas_to_write = 1")
+            && run.stderr.contains("--force"),
         "{run}"
     );
     assert_eq!(c.pid("r1"), pid, "nothing was restarted");
@@ -314,8 +316,8 @@ fn the_min_replicas_guard_holds_for_one_command_and_for_stops_back_to_back() {
     let run = c.cli(&["stop", "r1", "r2"]);
     run.expect_code(1);
     assert!(
-        run.stdout.contains("min_replicas_to_write = 1")
-            && run.stdout.contains("stopped by the same command"),
+        run.stderr.contains("min_replicas_to_write = 1")
+            && run.stderr.contains("stopped by the same command"),
         "{run}"
     );
     let now: Vec<u32> = ["r1", "r2"].iter().map(|n| c.pid(n)).collect();
@@ -326,7 +328,7 @@ fn the_min_replicas_guard_holds_for_one_command_and_for_stops_back_to_back() {
     c.cli(&["stop", "r1"]).expect_code(0);
     let run = c.cli(&["stop", "r2"]);
     run.expect_code(1);
-    assert!(run.stdout.contains("0 good replica(s)"), "{run}");
+    assert!(run.stderr.contains("0 good replica(s)"), "{run}");
     assert_eq!(c.pid("r2"), pids[1]);
     c.set("master", "after-back-to-back", "1");
 

@@ -344,7 +344,7 @@ fn rolling_upgrade(from: &str, to: &str) {
     let took = started.elapsed();
     expect_code(&c, &run, 0);
     assert!(
-        run.stdout.contains("3 changed")
+        run.stdout.contains("0 changed live, 3 restarted")
             && run
                 .stdout
                 .contains(&format!("a: server: {from_server} -> {to_server}")),
@@ -563,7 +563,7 @@ fn a_half_upgraded_group_shows_mixed_servers() {
         "`r1` on {v81}, `master` on {r70}: {s:?}\n{}",
         context(&c)
     );
-    let run = c.cli(&["status"]);
+    let run = c.cli(&["status", "--wide"]);
     assert!(
         run.stdout.contains("mixed servers in the group")
             && run.stdout.contains(&format!("{v81} (r1)")),

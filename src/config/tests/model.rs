@@ -51,7 +51,67 @@ fn error_in_a_middle_instance_names_that_instance() {
         inst("r1", "h", "10.0.0.2", 6379, None),
         inst("r2", "h", "10.0.0.2", 6380, Some("m")),
     );
-    one_problem(&text, &["in instance `r1`: ", "unknown field `replca_of`"]);
+    // The misspelt key is gone from what the rules see, so `r1` lacks `replica_of` too.
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("in instance `r1`: ")
+            && problems[0].contains("unknown field `replca_of`"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].contains("key `replica_of`: is missing"),
+        "{problems:#?}"
+    );
+}
+
+/// toml stops at the first problem of shape; `check` goes on and reports each, in the
+/// file's order, each at its own line.
+#[test]
+fn every_problem_of_shape_is_reported_at_once() {
+    let text = format!(
+        "{CLUSTER}colour = \"blue\"\n{}frob = 1\n{}{}",
+        inst("m", "h", "10.0.0.1", 6379, None),
+        inst("r1", "h", "10.0.0.2", 6379, Some("m")).replace("6379", "70000"),
+        inst("r2", "h", "10.0.0.2", 6380, Some("m")).replace("name = \"r2\"", "nmae = \"r2\""),
+    );
+    let problems = problems(&text);
+    let expected = [
+        "unknown field `colour`",
+        "in instance `m`: ",
+        "port 70000 is out of range",
+        "unknown field `nmae`",
+        "missing field `name`",
+    ];
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    for (p, e) in problems.iter().zip(expected) {
+        assert!(p.contains(e), "{p:?} should contain {e:?}: {problems:#?}");
+    }
+    assert!(
+        problems[1].contains("unknown field `frob`"),
+        "{problems:#?}"
+    );
+    assert!(problems[2].contains("in instance `r1`"), "{problems:#?}");
+}
+
+/// A required key removed for its bad value is not reported missing as well, and a
+/// syntax error is the only problem (what follows it cannot be read).
+#[test]
+fn a_bad_required_value_is_one_problem_and_syntax_stops_the_rest() {
+    let text = format!(
+        "{CLUSTER}{}{}",
+        inst("m", "h", "10.0.0.1", 6379, None).replace("6379", "\"x\""),
+        inst("r1", "h", "10.0.0.2", 6379, Some("m")).replace("6379", "0"),
+    );
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].contains("invalid type"), "{problems:#?}");
+    assert!(
+        problems[1].contains("port 0 is out of range"),
+        "{problems:#?}"
+    );
+    let broken = format!("{CLUSTER}colour = \"blue\"\n{}[[instance\n", trio());
+    one_problem(&broken, &["TOML parse error"]);
 }
 
 #[test]

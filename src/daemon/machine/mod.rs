@@ -380,6 +380,10 @@ struct Slot {
     /// Starts in a row that failed before the process ran (port taken, cannot write).
     failed_starts: u32,
     last_error: Option<String>,
+    /// The `last_error` a crash or a failed start left: it goes once the instance is up
+    /// again (the crash stays in the log and the restart count), unless another note
+    /// replaced it meanwhile.
+    clears_when_up: Option<String>,
     last_sync: Option<String>,
     sync_timeouts: u32,
     /// Recent (time, master_repl_offset) samples, for the write rate.
@@ -653,6 +657,7 @@ impl Machine {
             restarts: 0,
             failed_starts: 0,
             last_error: None,
+            clears_when_up: None,
             last_sync: None,
             sync_timeouts: 0,
             offsets: VecDeque::new(),
@@ -682,6 +687,9 @@ impl Machine {
             return;
         }
         let released = slot.state.holds_gate_place() && !new.holds_gate_place();
+        if to == Kind::Running && matches!(from, Kind::Starting | Kind::Syncing) {
+            slot.forget_cleared_note();
+        }
         slot.state = new;
         if released {
             fx.push(Effect::Release {
@@ -956,6 +964,7 @@ impl Machine {
             return;
         };
         slot.last_error = Some(reason.clone());
+        slot.clears_when_up = Some(reason.clone());
         let crashes = slot.crashes.record(now, sup.crash_loop_window);
         let next = if inst.is_master() && !persists && has_replicas {
             let why = format!(

@@ -21,6 +21,8 @@ pub(super) struct Operation {
     current: Option<(Step, Instant)>,
     reply: Option<RequestId>,
     lines: Vec<String>,
+    /// The indices of the `lines` that say what failed.
+    failed: Vec<usize>,
     ok: bool,
     /// Daemon shutdown: a stop that fails does not abandon the others.
     keep_going: bool,
@@ -39,6 +41,7 @@ impl Operation {
             current: None,
             reply,
             lines,
+            failed: Vec::new(),
             ok: true,
             keep_going: false,
             generation: None,
@@ -65,6 +68,13 @@ impl Operation {
             self.current,
             Some((Step::Failover { .. } | Step::Promote { .. }, _))
         )
+    }
+
+    /// Adds `line`, which says what failed: the operation is not ok.
+    fn fail(&mut self, line: String) {
+        self.failed.push(self.lines.len());
+        self.lines.push(line);
+        self.ok = false;
     }
 
     /// Runs `steps` (planned for the change of roles `generation`) next, before the rest
@@ -350,16 +360,7 @@ impl Machine {
                 s.state = State::Stopped; // a new slot: nothing to leave
             }
         }
-        let mut lines = vec![format!(
-            "reload: {} added, {} removed, {} changed, {} unchanged",
-            diff.added.len(),
-            diff.removed.len(),
-            diff.changed.len(),
-            diff.unchanged.len()
-        )];
-        if !diff.live.is_empty() {
-            lines[0].push_str(&format!(", {} changed live", diff.live.len()));
-        }
+        let mut lines = vec![diff.summary()];
         lines.extend(server_change);
         for (name, why) in &diff.restart_reasons {
             lines.push(format!("{name}: restarting: {why}"));
@@ -449,6 +450,7 @@ impl Machine {
                     response: Response::Done {
                         ok: op.ok,
                         lines: op.lines,
+                        failed: op.failed,
                     },
                 });
             }
@@ -500,8 +502,7 @@ impl Machine {
                     continue;
                 }
                 if let Err(message) = self.begin_step(&step, &op.stopping, now, fx) {
-                    op.lines.push(message);
-                    op.ok = false;
+                    op.fail(message);
                     if !op.keep_going {
                         op.steps.clear();
                         return true;
@@ -526,11 +527,10 @@ impl Machine {
                     let name = step.name().to_owned();
                     op.current = None;
                     if let Some(hazard) = self.restart_hazard(&name) {
-                        op.lines.push(format!(
+                        op.fail(format!(
                             "{name}: the server refused the change live ({why}), and it is not \
                              restarted: {hazard}"
                         ));
-                        op.ok = false;
                         continue;
                     }
                     info!(instance = %name, "restarting: not applied live: {why}");
@@ -549,8 +549,7 @@ impl Machine {
                         // a learned change): the log must say it.
                         error!("{message}");
                     }
-                    op.lines.push(message);
-                    op.ok = false;
+                    op.fail(message);
                     op.current = None;
                     if !op.keep_going {
                         op.steps.clear();

@@ -85,7 +85,11 @@ impl Machine {
         lines.extend(self.hold_sentinels(true, fx));
         fx.push(Effect::Reply {
             id,
-            response: Response::Done { ok: true, lines },
+            response: Response::Done {
+                ok: true,
+                lines,
+                failed: Vec::new(),
+            },
         });
     }
 
@@ -119,7 +123,11 @@ impl Machine {
         if let Some(id) = id {
             fx.push(Effect::Reply {
                 id,
-                response: Response::Done { ok: true, lines },
+                response: Response::Done {
+                    ok: true,
+                    lines,
+                    failed: Vec::new(),
+                },
             });
         }
     }

@@ -48,6 +48,7 @@ impl Machine {
             restarts: 0,
             failed_starts: 0,
             last_error: None,
+            clears_when_up: None,
             last_sync: None,
             sync_timeouts: 0,
             offsets: Default::default(),

@@ -114,7 +114,9 @@ impl Machine {
             sup.restart_delay,
             sup.restart_delay_max,
         );
-        slot.last_error = Some(format!("{reason}; retrying in {}", human(delay)));
+        let note = format!("{reason}; retrying in {}", human(delay));
+        slot.clears_when_up = Some(note.clone());
+        slot.last_error = Some(note);
         self.set_state(
             name,
             State::Backoff {

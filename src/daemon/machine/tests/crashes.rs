@@ -234,3 +234,81 @@ fn a_failed_probe_does_not_forget_which_server_an_instance_runs() {
     h.probe("r1", &format!("{redis}{}", replica_info(301, 1000)));
     assert_eq!(server_of(&h, "r1").as_deref(), Some("redis 7.0.15"));
 }
+
+/// SEED without `r2`: a master and one replica.
+fn one_replica() -> String {
+    let cut = SEED
+        .find("[[instance]]\nname = \"r2\"")
+        .expect("r2 in SEED");
+    SEED[..cut].to_owned()
+}
+
+/// `status`'s note of a crash is news until the instance runs again: then only the
+/// restart count (and the log) keep it.
+#[test]
+fn a_crash_note_goes_once_the_instance_is_up_again_and_the_count_stays() {
+    let mut h = H::new(SEED, "a");
+    h.master_up();
+    h.exited("master", 100, "killed by SIGKILL");
+    assert!(last_error(&h, "master").contains("killed by SIGKILL"));
+    assert_eq!(launches(&h.advance(S)), ["master"]);
+    h.launched("master", 101);
+    assert!(
+        last_error(&h, "master").contains("killed by SIGKILL"),
+        "still news while it starts"
+    );
+    h.probe("master", &master_info(101, &[]));
+    assert_eq!(h.kind("master"), Kind::Running);
+    assert_eq!(last_error(&h, "master"), "", "gone once it runs");
+    assert_eq!(h.m.status(h.now)[0].restarts, 1, "the count stays");
+}
+
+/// A replica's crash note stays while it syncs and goes once it is in sync.
+#[test]
+fn a_replicas_crash_note_goes_once_it_is_in_sync() {
+    let mut h = H::new(&one_replica(), "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.exited("r1", 201, "exit code 1");
+    h.advance(S);
+    h.grant("r1");
+    h.launched("r1", 202);
+    h.probe("r1", SYNCING_202);
+    assert_eq!(h.kind("r1"), Kind::Syncing);
+    assert!(
+        last_error(&h, "r1").contains("exit code 1"),
+        "still syncing"
+    );
+    h.probe("r1", &replica_info(202, 1000));
+    h.probe("master", &master_info(100, &[("127.0.0.2", 7001)]));
+    assert_eq!(h.kind("r1"), Kind::Running);
+    assert_eq!(last_error(&h, "r1"), "");
+    let r1 = h.m.status(h.now).into_iter().find(|s| s.name == "r1");
+    assert_eq!(r1.map(|s| s.restarts), Some(1));
+}
+
+/// INFO of replica pid 202 in a full sync.
+const SYNCING_202: &str = "role:slave\r\nprocess_id:202\r\nloading:0\r\n\
+                           master_link_status:down\r\nmaster_sync_in_progress:1\r\n\
+                           master_repl_offset:0\r\n";
+
+/// A note written after the crash (here: not in sync within sync_timeout) is not the
+/// crash's: it stays when the instance counts as running.
+#[test]
+fn a_later_note_than_the_crash_stays() {
+    let mut h = H::new(&one_replica(), "a");
+    h.master_up();
+    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
+    h.exited("r1", 201, "exit code 1");
+    h.advance(S);
+    h.grant("r1");
+    h.launched("r1", 202);
+    h.probe("r1", SYNCING_202);
+    assert_eq!(h.kind("r1"), Kind::Syncing);
+    h.advance(Duration::from_secs(31));
+    assert_eq!(h.kind("r1"), Kind::Running, "released after sync_timeout");
+    assert_eq!(
+        last_error(&h, "r1"),
+        "did not come in sync within sync_timeout"
+    );
+}

@@ -402,7 +402,7 @@ pub(super) fn reply(fx: &[Effect], id: RequestId) -> Option<&Response> {
 
 pub(super) fn done(fx: &[Effect], id: RequestId) -> (bool, Vec<String>) {
     match reply(fx, id) {
-        Some(Response::Done { ok, lines }) => (*ok, lines.clone()),
+        Some(Response::Done { ok, lines, .. }) => (*ok, lines.clone()),
         other => panic!("no Done reply for {id}: {other:?} in {fx:?}"),
     }
 }

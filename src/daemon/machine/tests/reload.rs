@@ -52,7 +52,7 @@ fn reload_applies_the_diff_and_leaves_the_rest_running() {
     assert!(ok, "{lines:?}");
     assert_eq!(
         lines[0],
-        "reload: 1 added, 1 removed, 1 changed, 1 unchanged"
+        "reload: 0 changed live, 1 restarted, 1 added, 1 removed, 1 unchanged"
     );
     assert_eq!(h.pid("master"), Some(100), "unchanged: same process");
 }
@@ -170,6 +170,10 @@ fn reload_applies_what_the_server_can_change_live_without_a_restart() {
     }));
     let (ok, lines) = done(&fx, 4);
     assert!(ok, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        "reload: 3 changed live, 0 restarted, 1 added, 0 removed, 0 unchanged"
+    );
     assert!(
         lines.contains(&"master: set maxmemory live".to_owned()),
         "{lines:?}"
