@@ -267,7 +267,7 @@ fn backups(dir: &Path) -> Vec<String> {
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| redisrepd::backup::is_backup_of("bench", n))
+                .filter(|n| redisrepd_core::backup::is_backup_of("bench", n))
                 .collect()
         })
         .unwrap_or_default();

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use redisrepd::config::Secret;
-use redisrepd::info::Info;
-use redisrepd::redis_io::Endpoint;
+use redisrepd_core::config::Secret;
+use redisrepd_core::endpoint::Endpoint;
+use redisrepd_core::info::Info;
+use redisrepd_io::redis_io::Client as _;
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {

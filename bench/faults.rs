@@ -40,7 +40,7 @@ use clap::{Parser, ValueEnum};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redisrepd::info::Info;
+use redisrepd_core::info::Info;
 
 use load::Load;
 use trio::{PASSWORD, Run};

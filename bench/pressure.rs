@@ -17,6 +17,8 @@ mod naive;
 mod redislog;
 
 use std::fs::File;
+
+use redisrepd_io::redis_io::Client as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use redisrepd::info::Info;
+use redisrepd_core::info::Info;
 
 const PASSWORD: &str = "bench-password";
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
@@ -268,10 +270,10 @@ fn replica(i: usize) -> SocketAddr {
 }
 
 fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let c = redisrepd::endpoint::Endpoint {
+    let c = redisrepd_core::endpoint::Endpoint {
         bind: addr.ip(),
         port: addr.port(),
-        password: Some(redisrepd::config::Secret::new(PASSWORD)),
+        password: Some(redisrepd_core::config::Secret::new(PASSWORD)),
     }
     .connect(timeout)?;
     c.set_read_timeout(Some(Duration::from_secs(120)))?;
@@ -549,11 +551,11 @@ fn episode(
 
 // ----- the two ways --------------------------------------------------------------------
 
-fn group(dir: &Path, o: &Opts) -> redisrepd::config::Group {
+fn group(dir: &Path, o: &Opts) -> redisrepd_core::config::Group {
     std::fs::create_dir_all(dir).expect("dir");
     let toml = dir.join("group.toml");
     std::fs::write(&toml, toml_text(o)).expect("toml");
-    redisrepd::config::load(&toml)
+    redisrepd_io::config_file::load(&toml)
         .expect("valid bench TOML")
         .group
 }

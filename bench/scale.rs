@@ -268,7 +268,7 @@ fn all_in_sync(layout: &Layout) -> Result<(), String> {
 fn naive_start(layout: &Layout, o: &Opts) -> Result<f64, String> {
     let mut confs = Vec::new();
     for g in &layout.groups {
-        let group = redisrepd::config::load(&g.config)
+        let group = redisrepd_io::config_file::load(&g.config)
             .map_err(|e| e.to_string())?
             .group;
         for inst in group.start_order_all() {
@@ -339,8 +339,8 @@ impl Drop for Daemons {
             };
             for e in entries.flatten() {
                 if e.path().extension().is_some_and(|x| x == "pid")
-                    && let Some(rec) = redisrepd::process::read_pid_file(&e.path())
-                    && redisrepd::process::start_time(rec.pid) == Some(rec.start_time)
+                    && let Some(rec) = redisrepd_io::process::read_pid_file(&e.path())
+                    && redisrepd_io::process::start_time(rec.pid) == Some(rec.start_time)
                 {
                     let _ = kill(Pid::from_raw(rec.pid as i32), Signal::SIGKILL);
                 }

@@ -26,7 +26,7 @@ use common::{free_port, int};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redisrepd::info::Info;
+use redisrepd_core::info::Info;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");

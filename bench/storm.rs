@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{free_port, int};
-use redisrepd::info::Info;
+use redisrepd_core::info::Info;
 
 mod naive;
 mod redislog;
@@ -385,7 +385,7 @@ struct Naive {
 impl Naive {
     fn setup(o: &Opts) -> Naive {
         let (layout, toml) = Layout::create("naive", o);
-        let checked = redisrepd::config::load(&toml).expect("valid bench TOML");
+        let checked = redisrepd_io::config_file::load(&toml).expect("valid bench TOML");
         let g = checked.group;
         let mut confs = Vec::new();
         for inst in g.start_order_all() {

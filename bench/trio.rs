@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use redisrepd::info::{Info, SyncKind};
+use redisrepd_core::info::{Info, SyncKind};
 
 use crate::common::{self, free_port, int};
 use crate::naive;
@@ -220,7 +220,8 @@ pub fn info(addr: SocketAddr, section: &str) -> Result<Info, String> {
 /// The directive that lets the bench send `DEBUG POPULATE` (Redis 7.0+ and Valkey refuse
 /// DEBUG without it); Redis 6.2 allows DEBUG already and does not know the directive.
 fn debug_directive() -> &'static str {
-    use redisrepd::server::{Kind, detect};
+    use redisrepd_core::server::Kind;
+    use redisrepd_io::server_detect::detect;
     match detect(Path::new("redis-server")) {
         Ok(s) if s.kind == Kind::Redis && s.version.major < 7 => "",
         _ => "enable-debug-command = \"local\"\n",
@@ -464,7 +465,7 @@ pub fn syncs_logged(l: &Layout, marks: [u64; 3]) -> [(u32, u32); 3] {
             let _ = f.read_to_string(&mut text);
         }
         text.lines()
-            .filter_map(redisrepd::info::sync_kind_of)
+            .filter_map(redisrepd_core::info::sync_kind_of)
             .fold((0, 0), |(f, p), k| match k {
                 SyncKind::Full => (f + 1, p),
                 SyncKind::Partial => (f, p + 1),
@@ -485,7 +486,7 @@ pub struct Naive {
 impl Naive {
     pub fn setup(tag: &str, p: Persistence) -> Naive {
         let layout = Layout::create(tag, p);
-        let checked = redisrepd::config::load(&layout.toml).expect("valid bench TOML");
+        let checked = redisrepd_io::config_file::load(&layout.toml).expect("valid bench TOML");
         let g = checked.group;
         let mut confs = Vec::new();
         for name in NAMES {

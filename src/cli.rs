@@ -97,7 +97,7 @@ pub enum Verb {
     /// host's daemon over HTTP), and optionally a second one over its in-sync replicas.
     Haproxy {
         /// Where clients connect for writes.
-        #[arg(long, value_name = "ADDR:PORT", default_value = crate::haproxy::DEFAULT_BIND)]
+        #[arg(long, value_name = "ADDR:PORT", default_value = redisrepd_core::haproxy::DEFAULT_BIND)]
         bind: std::net::SocketAddr,
         /// Also a frontend here over the replicas that are online and in sync.
         #[arg(long, value_name = "ADDR:PORT")]

@@ -1,56 +1,18 @@
 //! redisrepd: run a Redis master/replica group from one TOML file.
 //!
-//! Theory of operation. The TOML is read into a validated model (`config`); everything a
-//! verb needs to *decide* is pure and lives in modules that do no IO (`config`, `render`,
-//! `info`, `plan`, `gate`, `backoff`, `status`, `changes`, and the daemon's state machine
-//! `daemon::machine`). The daemon (`daemon`) owns the processes: one supervisor thread
-//! holds all instance state in the machine, which turns inputs (child exits, probe
-//! results, control requests, signals, the time) into effects, and a runtime that carries
-//! them out; small threads at the edges only send events. Every other verb is a client of
-//! the daemon's control socket (`control`) or reads the TOML alone (`commands`).
+//! Theory of operation. Three crates: `redisrepd-core` decides (the config model,
+//! rendering, plans, the sync gate, INFO and RDB parsing, the daemon's state machine) and
+//! does no IO; `redisrepd-io` carries out (processes, files, Redis and Sentinel clients,
+//! the control socket, HTTP, metrics, and the daemon's runtime around the machine); this
+//! package is the binary: the command line ([`cli`]) and the verbs ([`commands`]), each a
+//! client of the daemons' control socket, a reader of the TOML, or the daemon itself.
 
-pub mod backoff;
-pub mod backup;
-pub mod changes;
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod control;
-pub mod daemon;
-pub mod doctor;
-pub mod endpoint;
-pub mod endpoints;
-pub mod files;
-pub mod gate;
-pub mod haproxy;
-pub mod history;
-pub mod host;
-pub mod http;
-pub mod info;
-pub mod logging;
-pub mod metrics;
-pub mod plan;
-pub mod process;
-pub mod rdb;
-pub mod redis_io;
-pub mod render;
-pub mod sentinel;
-pub mod server;
-pub mod server_check;
-pub mod status;
-pub mod switchover;
-pub mod topology;
 
 use std::process::ExitCode;
 
-/// Exit status: done.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: failed; the message says what and why.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit status: usage error (clap uses it too).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit status of `status` when an instance is not running or a replica not in sync.
-pub const EXIT_DEGRADED: u8 = 3;
+pub use redisrepd_core::{EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 /// A usage error found after parsing (an instance name the file does not have): exit
 /// status 2, as for the errors clap finds.
@@ -69,7 +31,7 @@ impl std::error::Error for UsageError {}
 /// `redisrepd: context: cause`.
 pub fn run(cli: cli::Cli) -> ExitCode {
     let daemon = matches!(cli.verb, cli::Verb::Daemon { .. });
-    logging::init(daemon);
+    redisrepd_io::logging::init(daemon);
     if !daemon {
         // A client piped into `head` should end quietly, as other CLI tools do. (Not the
         // daemon: a client hanging up on the control socket must not kill it.)

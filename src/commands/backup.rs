@@ -3,6 +3,7 @@
 //! then drives every daemon: stop all, set the data aside and give the file to the master,
 //! start the master, then the replicas (which copy it through the sync gate).
 
+use redisrepd_io::redis_io::Client as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,12 +11,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::client::{ask, done};
-use crate::backup;
-use crate::config::Group;
-use crate::control::{Request, Response};
-use crate::info::Info;
-use crate::redis_io::Endpoint;
-use crate::server::Server;
+use redisrepd_core::backup;
+use redisrepd_core::config::Group;
+use redisrepd_core::control::{Request, Response};
+use redisrepd_core::info::Info;
+use redisrepd_core::server::Server;
+use redisrepd_io::redis_io::Endpoint;
 
 /// INFO of every instance that answers.
 fn ask_all(group: &Group) -> HashMap<String, Info> {
@@ -67,7 +68,7 @@ fn actual_master(group: &Group, infos: &HashMap<String, Info>) -> String {
                 };
                 u16::try_from(p)
                     .ok()
-                    .and_then(|p| crate::topology::instance_at(group, h, p))
+                    .and_then(|p| redisrepd_core::topology::instance_at(group, h, p))
                     .is_some_and(|u| u.name == m)
             })
             .count()
@@ -82,7 +83,7 @@ fn actual_master(group: &Group, infos: &HashMap<String, Info>) -> String {
     }
     for host in group.hosts() {
         if let Ok(text) = std::fs::read_to_string(group.topology_path(host))
-            && let Ok(m) = crate::topology::parse_file(&text, group)
+            && let Ok(m) = redisrepd_core::topology::parse_file(&text, group)
         {
             return m;
         }
@@ -95,11 +96,11 @@ pub fn restore(config: &Path, file: &Path, force: bool) -> Result<u8> {
     let group = super::load_for_client(config)?.group;
     let file = std::path::absolute(file).with_context(|| file.display().to_string())?;
     // Nothing is touched before the file passed.
-    let verified = backup::take::verify_file(&file)
+    let verified = redisrepd_io::backup::take::verify_file(&file)
         .map_err(|e| anyhow::anyhow!("restore refused, nothing changed: {e}"))?;
     let infos = ask_all(&group);
     let mut servers: Vec<Server> = infos.values().filter_map(Server::from_info).collect();
-    match crate::server::configured(&group, config) {
+    match redisrepd_io::server_detect::configured(&group, config) {
         Ok((_, s)) => servers.push(s),
         Err(e) => eprintln!("redisrepd: note: {e}; checked against the running servers only"),
     }
@@ -180,7 +181,11 @@ pub fn restore(config: &Path, file: &Path, force: bool) -> Result<u8> {
         let until = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < until {
             match ep.info(Duration::from_secs(2)) {
-                Ok(i) if i.replicas.iter().any(crate::info::ReplicaLine::is_online) => {
+                Ok(i)
+                    if i.replicas
+                        .iter()
+                        .any(redisrepd_core::info::ReplicaLine::is_online) =>
+                {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 _ => break,

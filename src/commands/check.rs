@@ -5,14 +5,14 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::config::{ConfigError, Group};
+use redisrepd_core::config::{ConfigError, Group};
 
 /// Validates the TOML and prints the start plan for `host` (default: this machine).
 pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let checked = super::load(config)?;
     let group = &checked.group;
-    crate::config::check_hooks(group, config)?;
-    let server = match crate::process::find_redis_server(&group.cluster.redis_server) {
+    redisrepd_io::config_file::check_hooks(group, config)?;
+    let server = match redisrepd_io::process::find_redis_server(&group.cluster.redis_server) {
         Err(_) => {
             eprintln!(
                 "redisrepd: warning: {}: key `redis_server`: `{}` is not found or not executable \
@@ -24,9 +24,9 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
             None
         }
         Ok(binary) => {
-            let (_, server) =
-                crate::server::configured(group, config).map_err(anyhow::Error::msg)?;
-            match crate::server_check::ask_server(group, &binary) {
+            let (_, server) = redisrepd_io::server_detect::configured(group, config)
+                .map_err(anyhow::Error::msg)?;
+            match redisrepd_io::server_check::ask_server(group, &binary) {
                 Ok(problems) if problems.is_empty() => {}
                 Ok(problems) => {
                     return Err(ConfigError {
@@ -49,7 +49,7 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let hosts: Vec<String> = match host {
         Some(h) => vec![h.to_owned()],
         None => {
-            let me = crate::host::hostname();
+            let me = redisrepd_io::host::hostname();
             if group.hosts().contains(&me.as_str()) {
                 vec![me]
             } else {

@@ -2,6 +2,7 @@
 //! status, reload, history. Each instance names its host, and each host's daemon listens on
 //! `run_dir/<host>.sock`, so the client knows whom to ask.
 
+use redisrepd_io::redis_io::Client as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -9,11 +10,11 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use crate::cli::{ForceTargets, Targets};
-use crate::config::Group;
-use crate::control::{self, Request, Response};
-use crate::info::Info;
-use crate::redis_io::Endpoint;
-use crate::status::{self, InstanceStatus};
+use redisrepd_core::config::Group;
+use redisrepd_core::control::{Request, Response};
+use redisrepd_core::info::Info;
+use redisrepd_core::status::{self, InstanceStatus};
+use redisrepd_io::redis_io::Endpoint;
 
 /// Which verb.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +100,7 @@ pub(crate) fn ask(group: &Group, host: &str, request: &Request) -> Result<Respon
             socket.display()
         );
     }
-    control::call(&socket, request).map_err(|e| {
+    redisrepd_io::control_socket::call(&socket, request).map_err(|e| {
         anyhow::anyhow!(
             "cannot talk to the daemon for host `{host}` at {}: {e}",
             socket.display()
@@ -152,7 +153,7 @@ pub fn status(config: &Path, only: &[String], json: bool, wide: bool) -> Result<
             }
         }
     }
-    for line in absent_daemons(&group, &crate::host::hostname(), &silent) {
+    for line in absent_daemons(&group, &redisrepd_io::host::hostname(), &silent) {
         eprintln!("redisrepd: {line}");
     }
     let timeout = Duration::from_secs(2);
@@ -180,7 +181,7 @@ pub fn status(config: &Path, only: &[String], json: bool, wide: bool) -> Result<
                 match info_of(&inst.name) {
                     Some(info) => {
                         let upstream = inst.replica_of.as_deref().and_then(&mut info_of);
-                        s.state = crate::status::StateLabel::Running;
+                        s.state = redisrepd_core::status::StateLabel::Running;
                         s.apply_info(&info, upstream.as_ref());
                         s.upstream = status::upstream_name(&group, &info);
                         s.last_error = Some(format!(
@@ -325,7 +326,7 @@ fn absent_daemons(group: &Group, me: &str, silent: &[(String, DaemonAbsent)]) ->
 
 /// The backups of every daemon with a socket here that has a schedule or has taken or
 /// tried one.
-fn backup_status(group: &Group) -> Vec<crate::backup::BackupStatus> {
+fn backup_status(group: &Group) -> Vec<redisrepd_core::backup::BackupStatus> {
     group
         .hosts()
         .into_iter()
@@ -350,7 +351,7 @@ fn sentinel_status(group: &Group) -> Option<status::SentinelSummary> {
             .iter()
             .map(|node| {
                 scope.spawn(move || {
-                    let ep = crate::sentinel::endpoint(group, node);
+                    let ep = redisrepd_core::sentinel::endpoint(group, node);
                     let mut record = status::SentinelStatus {
                         name: node.name.clone(),
                         host: node.host.clone(),
@@ -362,17 +363,17 @@ fn sentinel_status(group: &Group) -> Option<status::SentinelSummary> {
                         other_sentinels: None,
                         error: None,
                     };
-                    match crate::sentinel::get_master_addr(&ep, name, timeout) {
+                    match redisrepd_io::sentinel_client::get_master_addr(&ep, name, timeout) {
                         Ok(addr) => {
                             record.reachable = true;
                             record.master = addr.map(|(ip, port)| {
-                                crate::topology::instance_at(group, &ip.to_string(), port)
+                                redisrepd_core::topology::instance_at(group, &ip.to_string(), port)
                                     .map_or_else(|| format!("{ip}:{port}"), |i| i.name.clone())
                             });
                         }
                         Err(e) => record.error = Some(e),
                     }
-                    if let Ok(m) = crate::sentinel::master_state(&ep, name, timeout) {
+                    if let Ok(m) = redisrepd_io::sentinel_client::master_state(&ep, name, timeout) {
                         record.config_epoch = Some(m.config_epoch);
                         record.replicas = Some(m.num_replicas);
                         record.other_sentinels = Some(m.num_other_sentinels);
@@ -556,7 +557,7 @@ pub fn history(config: &Path, json: bool) -> Result<u8> {
     for host in group.hosts() {
         let socket = group.socket_path(host);
         if socket.exists() {
-            match control::call(&socket, &Request::History) {
+            match redisrepd_io::control_socket::call(&socket, &Request::History) {
                 Ok(Response::History { changes, .. }) => {
                     records.push(changes);
                     continue;
@@ -574,7 +575,7 @@ pub fn history(config: &Path, json: bool) -> Result<u8> {
         }
         let path = group.history_path(host);
         match std::fs::read_to_string(&path) {
-            Ok(text) => records.push(crate::changes::parse_file(&text).0),
+            Ok(text) => records.push(redisrepd_core::changes::parse_file(&text).0),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 eprintln!("redisrepd: cannot read {}: {e}", path.display());
@@ -589,7 +590,7 @@ pub fn history(config: &Path, json: bool) -> Result<u8> {
             group.cluster.run_dir.display()
         );
     }
-    let merged = crate::changes::merge(records);
+    let merged = redisrepd_core::changes::merge(records);
     if json {
         let doc = serde_json::json!({
             "cluster": group.cluster.name,
@@ -597,7 +598,7 @@ pub fn history(config: &Path, json: bool) -> Result<u8> {
         });
         println!("{doc}");
     } else {
-        print!("{}", crate::changes::render_table(&merged));
+        print!("{}", redisrepd_core::changes::render_table(&merged));
     }
     Ok(if ok {
         crate::EXIT_OK
@@ -619,7 +620,7 @@ mod tests {
                 if i > 0 { "replica_of=\"i0\"\n" } else { "" }
             ));
         }
-        crate::config::parse(&text, Path::new("/t.toml"), Path::new("/"))
+        redisrepd_core::config::parse(&text, Path::new("/t.toml"), Path::new("/"))
             .expect("test config")
             .group
     }

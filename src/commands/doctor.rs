@@ -1,17 +1,17 @@
-//! `redisrepd doctor`: what [`crate::doctor`] judges on this host (read by
-//! [`crate::doctor::read`]), one line per check, and the exit status.
+//! `redisrepd doctor`: what [`redisrepd_core::doctor`] judges on this host (read by
+//! [`redisrepd_io::doctor`]), one line per check, and the exit status.
 
 use std::path::Path;
 
 use anyhow::Result;
 
-use crate::doctor;
+use redisrepd_core::doctor;
 
 /// Checks this host (or `host`) for what its instances need; exit 0, 1 or 3 (cli.md).
 pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let checked = super::load(config)?;
     let group = &checked.group;
-    let host = host.map_or_else(crate::host::hostname, str::to_owned);
+    let host = host.map_or_else(redisrepd_io::host::hostname, str::to_owned);
     let local = group.start_order(&host);
     if local.is_empty() {
         println!(
@@ -20,7 +20,7 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
             group.hosts().join(", ")
         );
     }
-    let findings = doctor::read::findings(group, &host);
+    let findings = redisrepd_io::doctor::findings(group, &host);
     for f in &findings {
         match &f.fix {
             Some(fix) => println!(

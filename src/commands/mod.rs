@@ -8,8 +8,8 @@ mod doctor;
 use anyhow::{Context, Result};
 
 use crate::cli::{Cli, Verb};
-use crate::config::{self, Checked};
-use crate::render::{self, Secrets};
+use redisrepd_core::config::{self, Checked};
+use redisrepd_core::render::{self, Secrets};
 
 /// Runs the verb and returns its exit status.
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -40,8 +40,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let inst = group
                 .instance(&instance)
                 .ok_or_else(|| no_instance(group, &instance, true))?;
-            let (server, note) = crate::server::configured_or_newest(group, &cli.config)
-                .map_err(anyhow::Error::msg)?;
+            let (server, note) =
+                redisrepd_io::server_detect::configured_or_newest(group, &cli.config)
+                    .map_err(anyhow::Error::msg)?;
             if let Some(note) = note {
                 eprintln!("redisrepd: note: {note}");
             }
@@ -60,7 +61,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 .context("writing the man page")?;
             Ok(crate::EXIT_OK)
         }
-        Verb::Daemon { host, metrics } => crate::daemon::run(&cli.config, host, metrics),
+        Verb::Daemon { host, metrics } => redisrepd_io::daemon::run(&cli.config, host, metrics),
         Verb::Start(t) => client::act(
             &cli.config,
             client::Action::Start,
@@ -87,7 +88,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             replicas_bind,
         } => {
             let group = load_for_client(&cli.config)?.group;
-            let cfg = crate::haproxy::render(&group, bind, replicas_bind)
+            let cfg = redisrepd_core::haproxy::render(&group, bind, replicas_bind)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
             print!("{cfg}");
             Ok(crate::EXIT_OK)
@@ -99,17 +100,17 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 
 /// Loads the TOML and prints its warnings on stderr.
 pub(crate) fn load(path: &std::path::Path) -> Result<Checked> {
-    let checked = config::load(path)?;
+    let checked = redisrepd_io::config_file::load(path)?;
     for w in &checked.warnings {
         eprintln!("redisrepd: warning: {}: {w}", path.display());
     }
     Ok(checked)
 }
 
-/// [`config::load_for_client`], printing its warnings on stderr: for the verbs that ask
+/// [`redisrepd_io::config_file::load_for_client`], printing its warnings on stderr: for the verbs that ask
 /// daemons to act, which must work while the password file is unusable.
 pub(crate) fn load_for_client(path: &std::path::Path) -> Result<Checked> {
-    let checked = config::load_for_client(path)?;
+    let checked = redisrepd_io::config_file::load_for_client(path)?;
     for w in &checked.warnings {
         eprintln!("redisrepd: warning: {}: {w}", path.display());
     }

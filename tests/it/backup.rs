@@ -60,7 +60,7 @@ fn backups_in(dir: &Path) -> Vec<PathBuf> {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     v.retain(|p| {
-        redisrepd::backup::is_backup_of("test", &p.file_name().unwrap().to_string_lossy())
+        redisrepd_core::backup::is_backup_of("test", &p.file_name().unwrap().to_string_lossy())
     });
     v.sort();
     v
@@ -99,7 +99,7 @@ fn a_manual_backup_comes_from_a_replica_and_verifies() {
         0
     );
     let bytes = std::fs::read(rdb).unwrap();
-    let verified = redisrepd::rdb::verify(&bytes).expect("the backup verifies");
+    let verified = redisrepd_core::rdb::verify(&bytes).expect("the backup verifies");
     let record: Value =
         serde_json::from_str(&std::fs::read_to_string(rdb.with_extension("json")).unwrap())
             .unwrap();
@@ -321,7 +321,7 @@ fn restore_brings_every_instance_to_the_backup_with_aof() {
 
 #[test]
 fn the_load_test_runs_the_server_on_the_file() {
-    use redisrepd::backup::take::load_test;
+    use redisrepd_io::backup::take::load_test;
     let dir = util::TestDir::new();
     let server = util::redis_server();
     let t = std::time::Duration::from_secs(30);

@@ -211,7 +211,7 @@ fn check_rejects_a_managed_directive() {
 /// directive for a module's and reports it once it has read the whole file.
 fn unknown_directive_reason() -> &'static str {
     let server = super::util::test_server();
-    if server.kind == redisrepd::server::Kind::Redis && server.version.major >= 8 {
+    if server.kind == redisrepd_core::server::Kind::Redis && server.version.major >= 8 {
         "unknown directive (it reports it as a module configuration"
     } else {
         "Bad directive or wrong number of arguments"
@@ -267,7 +267,7 @@ fn check_rejects_a_typo_in_redis_on_every_server() {
     }
     // `nothing` exists from Redis 7.0 on (6.2 rejects the value itself).
     let server = super::util::test_server();
-    if server.kind == redisrepd::server::Kind::Valkey || server.version.major >= 7 {
+    if server.kind == redisrepd_core::server::Kind::Valkey || server.version.major >= 7 {
         rejected(
             |ex| {
                 let group = ex.toml["redis"].as_table_mut().unwrap();

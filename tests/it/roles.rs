@@ -539,7 +539,7 @@ fn crashed_master_loses_nothing(redis: &str, before: Before, catch_up: bool) {
         }
         Before::Upgrade(_, to) => {
             let path = crate::upgrade::matrix(to);
-            let server = redisrepd::server::detect(&path)
+            let server = redisrepd_io::server_detect::detect(&path)
                 .expect("the new server")
                 .to_string();
             c.redis_server = path;
@@ -785,8 +785,9 @@ fn a_master_crashed_after_a_daemon_crash_loses_nothing_with_aof() {
 /// connect reaches this path.)
 #[test]
 fn a_switchover_whose_target_freezes_mid_way_aborts_unpaused_with_roles_unchanged() {
-    use redisrepd::config::Secret;
-    use redisrepd::redis_io::Endpoint;
+    use redisrepd_core::config::Secret;
+    use redisrepd_core::endpoint::Endpoint;
+    use redisrepd_io::redis_io::Client as _;
     let mut c = cluster::master_and_two_replicas().build();
     c.start_daemon("a");
     c.start_daemon("b");

@@ -1,5 +1,5 @@
 //! Sentinel without the daemon: a master, a replica and three sentinels whose files
-//! `render::sentinel` wrote, asked through `redisrepd::sentinel`. Checks that the rendered
+//! `render::sentinel` wrote, asked through `redisrepd_core::sentinel`. Checks that the rendered
 //! files make a working Sentinel group, that it fails over when the master dies, that
 //! Sentinel's own rewrites name the new master, and that a re-render over them keeps the
 //! new master and the learned state (a restarted sentinel comes back as itself).
@@ -9,10 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redisrepd::config::{Group, Secret, SentinelNode};
-use redisrepd::render::sentinel::{learned, render_sentinel, split_args};
-use redisrepd::render::{self, Secrets};
-use redisrepd::{files, sentinel};
+use redisrepd_core::config::{Group, Secret, SentinelNode};
+use redisrepd_core::render::sentinel::{learned, render_sentinel, split_args};
+use redisrepd_core::render::{self, Secrets};
+use redisrepd_core::sentinel;
+use redisrepd_io::files;
+use redisrepd_io::redis_io::Client as _;
+use redisrepd_io::sentinel_client;
 
 use crate::util::*;
 
@@ -83,7 +86,7 @@ struct Setup {
     group: Group,
     old_master: (IpAddr, u16),
     new_master: (IpAddr, u16),
-    eps: Vec<redisrepd::endpoint::Endpoint>,
+    eps: Vec<redisrepd_core::endpoint::Endpoint>,
     ids: Vec<String>,
     // Dropped in this order: sentinels first, so that none fails over while the
     // instances go.
@@ -128,7 +131,7 @@ impl Setup {
             rp = free_port(r_ip),
         );
         let toml_path = dir.write("g.toml", &text);
-        let group = redisrepd::config::parse(&text, &toml_path, dir.path())
+        let group = redisrepd_core::config::parse(&text, &toml_path, dir.path())
             .unwrap_or_else(|e| panic!("{e}"))
             .group;
         let (old_master, new_master) = (addr_of(&group, "m"), addr_of(&group, "r"));
@@ -161,8 +164,8 @@ impl Setup {
                 node.name
             );
             wait_for(Duration::from_secs(30), &what, || {
-                let m = sentinel::master_state(ep, "shop", ASK)?;
-                let named = sentinel::get_master_addr(ep, "shop", ASK)?;
+                let m = sentinel_client::master_state(ep, "shop", ASK)?;
+                let named = sentinel_client::get_master_addr(ep, "shop", ASK)?;
                 if m.num_other_sentinels == 2 && m.num_replicas == 1 && named == Some(old_master) {
                     Ok(m)
                 } else {
@@ -171,11 +174,11 @@ impl Setup {
             });
         }
         eprintln!("sentinels agreed after {:?}", started.elapsed());
-        let q = sentinel::ckquorum(&eps[0], "shop", ASK).expect("CKQUORUM");
+        let q = sentinel_client::ckquorum(&eps[0], "shop", ASK).expect("CKQUORUM");
         assert!(q.ok && q.usable == Some(3), "{q:?}");
         let ids: Vec<String> = eps
             .iter()
-            .map(|ep| sentinel::myid(ep, ASK).expect("SENTINEL MYID"))
+            .map(|ep| sentinel_client::myid(ep, ASK).expect("SENTINEL MYID"))
             .collect();
         Setup {
             group,
@@ -217,7 +220,7 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
     for (node, ep) in nodes.iter().zip(&eps) {
         let what = format!("{} to name the replica as master", node.name);
         wait_for(within, &what, || {
-            match sentinel::get_master_addr(ep, "shop", ASK) {
+            match sentinel_client::get_master_addr(ep, "shop", ASK) {
                 Ok(Some(a)) if a == new_master => Ok(()),
                 other => Err(format!("{other:?}\n{}", logs(&sentinels))),
             }
@@ -274,8 +277,8 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
         Duration::from_secs(30),
         "s1 to come back as itself on the new master",
         || {
-            let id = sentinel::myid(&eps[0], ASK)?;
-            let m = sentinel::master_state(&eps[0], "shop", ASK)?;
+            let id = sentinel_client::myid(&eps[0], ASK)?;
+            let m = sentinel_client::master_state(&eps[0], "shop", ASK)?;
             if id == ids[0] && m.addr() == Some(new_master) && m.num_other_sentinels == 2 {
                 Ok(())
             } else {
@@ -284,7 +287,7 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
         },
     );
     for ep in &eps[1..] {
-        let m = sentinel::master_state(ep, "shop", ASK).expect("SENTINEL MASTER");
+        let m = sentinel_client::master_state(ep, "shop", ASK).expect("SENTINEL MASTER");
         assert_eq!(
             m.num_other_sentinels, 2,
             "no duplicate of the restarted sentinel: {m:?}"
@@ -293,14 +296,16 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
     // A new password reaches a running sentinel live: its own, the one it gives its peers
     // and the one it gives the instances.
     let new = Secret::new("sentinel-it-pw2");
-    sentinel::change_password(&eps[0], "shop", Some(&new), ASK).expect("changing the password");
+    sentinel_client::change_password(&eps[0], "shop", Some(&new), ASK)
+        .expect("changing the password");
     let mut with_new = eps[0].clone();
     with_new.password = Some(new);
     assert_eq!(
-        sentinel::myid(&with_new, ASK).as_deref(),
+        sentinel_client::myid(&with_new, ASK).as_deref(),
         Ok(ids[0].as_str())
     );
-    let refused = sentinel::myid(&eps[0], ASK).expect_err("the old password must be refused");
+    let refused =
+        sentinel_client::myid(&eps[0], ASK).expect_err("the old password must be refused");
     assert!(refused.contains("authentication failed"), "{refused}");
     let path = group.sentinel_conf_path(node);
     wait_until(
@@ -323,7 +328,7 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
 #[test]
 fn switchover_loses_no_acknowledged_write() {
     let setup = Setup::start();
-    let old = redisrepd::endpoint::Endpoint {
+    let old = redisrepd_core::endpoint::Endpoint {
         bind: setup.old_master.0,
         port: setup.old_master.1,
         password: Some(Secret::new(PASSWORD)),
@@ -347,7 +352,7 @@ fn switchover_loses_no_acknowledged_write() {
         acked.load(std::sync::atomic::Ordering::SeqCst) > 100
     });
     let started = Instant::now();
-    let new = sentinel::switchover(
+    let new = sentinel_client::switchover(
         &old,
         &setup.eps,
         "shop",

@@ -233,7 +233,7 @@ impl Watcher {
                 let text = util::connect(addr, Some(PASSWORD))
                     .and_then(|mut c| redis::cmd("INFO").query::<String>(&mut c));
                 if let Ok(text) = text {
-                    let info = redisrepd::info::Info::parse(&text);
+                    let info = redisrepd_core::info::Info::parse(&text);
                     if info.process_id() == Some(pid) && info.role() == Some("master") {
                         let online = info.replicas.iter().filter(|r| r.is_online()).count();
                         let away = replicas.saturating_sub(online);
@@ -318,8 +318,8 @@ fn syncs_in(log: &str, name: &str) -> (usize, usize) {
 /// and shows the group's [`context`].
 fn rolling_upgrade(from: &str, to: &str) {
     let (from_path, to_path) = (matrix(from), matrix(to));
-    let from_server = redisrepd::server::detect(&from_path).expect("from server");
-    let to_server = redisrepd::server::detect(&to_path).expect("to server");
+    let from_server = redisrepd_io::server_detect::detect(&from_path).expect("from server");
+    let to_server = redisrepd_io::server_detect::detect(&to_path).expect("to server");
     let mut c = cluster::one_host().build();
     c.redis_server = from_path;
     c.write_config();
@@ -488,7 +488,7 @@ fn a_downgrade_to_an_older_rdb_version_is_refused() {
         context(&c)
     );
     same_pids(&c, "by the refused reload");
-    let r70 = redisrepd::server::detect(&matrix("redis-7.0")).expect("7.0");
+    let r70 = redisrepd_io::server_detect::detect(&matrix("redis-7.0")).expect("7.0");
     let s = servers(&c);
     assert!(
         s.values().all(|v| *v == r70.to_string()),
@@ -544,8 +544,8 @@ fn a_half_upgraded_group_shows_mixed_servers() {
     c.write_config();
     c.start_daemon("a");
     wait_healthy(&c);
-    let r70 = redisrepd::server::detect(&matrix("redis-7.0")).expect("7.0");
-    let v81 = redisrepd::server::detect(&matrix("valkey-8.1")).expect("valkey");
+    let r70 = redisrepd_io::server_detect::detect(&matrix("redis-7.0")).expect("7.0");
+    let v81 = redisrepd_io::server_detect::detect(&matrix("valkey-8.1")).expect("valkey");
     let s = servers(&c);
     assert!(
         s.values().all(|v| *v == r70.to_string()),

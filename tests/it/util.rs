@@ -440,10 +440,11 @@ pub fn redis_server() -> PathBuf {
 
 /// What `redis_server()` is (asked once): tests predict version-dependent behaviour
 /// (full syncs after a master restart) from it.
-pub fn test_server() -> redisrepd::server::Server {
-    static SERVER: std::sync::OnceLock<redisrepd::server::Server> = std::sync::OnceLock::new();
+pub fn test_server() -> redisrepd_core::server::Server {
+    static SERVER: std::sync::OnceLock<redisrepd_core::server::Server> = std::sync::OnceLock::new();
     *SERVER.get_or_init(|| {
-        redisrepd::server::detect(&redis_server()).unwrap_or_else(|e| panic!("test server: {e}"))
+        redisrepd_io::server_detect::detect(&redis_server())
+            .unwrap_or_else(|e| panic!("test server: {e}"))
     })
 }
 

@@ -1,0 +1,435 @@
+//! The machine on scripted inputs and a fake clock (`t0 + Duration`): no processes, no
+//! sockets, no sleeping. Each test plays the runtime's part by hand.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::control::{Request, Response};
+
+mod batch;
+mod crashes;
+mod daemon;
+mod pause;
+mod reload;
+mod roles;
+mod sentinel;
+mod startup;
+mod stopping;
+
+pub(super) const S: Duration = Duration::from_secs(1);
+
+/// The seed layout on one host `a`: a master and two replicas, with short timeouts.
+pub(super) const SEED: &str = r#"
+[cluster]
+name = "t"
+password = "pw"
+run_dir = "run"
+data_dir = "data"
+
+[supervise]
+start_timeout = "10s"
+shutdown_timeout = "5s"
+restart_delay = "1s"
+restart_delay_max = "8s"
+crash_loop_limit = 3
+crash_loop_window = "1m"
+sync_timeout = "30s"
+health_interval = "1s"
+
+[redis]
+save = ["3600 1"]
+
+[[instance]]
+name = "master"
+host = "a"
+bind = "127.0.0.1"
+port = 7000
+
+[[instance]]
+name = "r1"
+host = "a"
+bind = "127.0.0.2"
+port = 7001
+replica_of = "master"
+
+[[instance]]
+name = "r2"
+host = "a"
+bind = "127.0.0.3"
+port = 7002
+replica_of = "master"
+"#;
+
+/// The server the tests' machines run: Debian 12's.
+pub(super) const R70: Server = Server {
+    kind: crate::server::Kind::Redis,
+    version: crate::server::Version {
+        major: 7,
+        minor: 0,
+        patch: 15,
+    },
+};
+
+/// A reloaded file on the same server.
+pub(super) fn loaded(group: Group) -> Loaded {
+    Loaded {
+        group,
+        binary: PathBuf::from("/usr/bin/redis-server"),
+        server: R70,
+        remote_servers: Default::default(),
+    }
+}
+
+pub(super) fn group(text: &str) -> Group {
+    crate::config::parse(text, Path::new("/t/group.toml"), Path::new("/t"))
+        .map(|c| c.group)
+        .unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+/// A machine, a fake clock and the last effects.
+pub(super) struct H {
+    pub(super) m: Machine,
+    pub(super) now: Instant,
+    next_id: RequestId,
+    /// What each replica's RDB resumes from, as the runtime would read it (default: no
+    /// history, so its sync may be full).
+    pub(super) histories: std::collections::HashMap<String, ReplPosition>,
+}
+
+impl H {
+    pub(super) fn new(text: &str, host: &str) -> H {
+        Self::adopting(text, host, &[])
+    }
+
+    pub(super) fn adopting(text: &str, host: &str, adopted: &[(&str, u32)]) -> H {
+        let t0 = Instant::now();
+        let adopted: Vec<(String, u32)> =
+            adopted.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+        H {
+            m: Machine::new(
+                group(text),
+                host.to_owned(),
+                (PathBuf::from("/usr/bin/redis-server"), R70),
+                &adopted,
+                t0,
+            ),
+            now: t0,
+            next_id: 0,
+            histories: Default::default(),
+        }
+    }
+
+    /// Hands the machine an input; answers its history reads the way the runtime does
+    /// (at once, before anything else), and returns every effect.
+    pub(super) fn feed(&mut self, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            for effect in self.m.handle(input, self.now) {
+                if let Effect::ReadHistory { name, .. } = &effect {
+                    let position = self.histories.get(name).cloned();
+                    queue.push_back(Input::HistoryRead {
+                        name: name.clone(),
+                        position,
+                    });
+                }
+                out.push(effect);
+            }
+        }
+        out
+    }
+
+    pub(super) fn tick(&mut self) -> Vec<Effect> {
+        self.feed(Input::Tick)
+    }
+
+    pub(super) fn advance(&mut self, by: Duration) -> Vec<Effect> {
+        self.now += by;
+        self.tick()
+    }
+
+    /// The runtime's answer to a launch, a moment later (so probes asked before it are
+    /// older than the process).
+    pub(super) fn launched(&mut self, name: &str, pid: u32) -> Vec<Effect> {
+        self.now += Duration::from_millis(1);
+        self.feed(Input::Launched {
+            name: name.into(),
+            pid,
+            resumed_from_rdb: false,
+        })
+    }
+
+    pub(super) fn probe(&mut self, name: &str, info: &str) -> Vec<Effect> {
+        self.probe_logged(name, info, None)
+    }
+
+    pub(super) fn probe_logged(
+        &mut self,
+        name: &str,
+        info: &str,
+        logged: Option<SyncKind>,
+    ) -> Vec<Effect> {
+        self.feed(Input::Probe(Probe {
+            name: name.into(),
+            asked_at: self.now,
+            result: Ok(Info::parse(info)),
+            logged_sync: logged,
+        }))
+    }
+
+    pub(super) fn probe_err(&mut self, name: &str, err: &str) -> Vec<Effect> {
+        self.feed(Input::Probe(Probe {
+            name: name.into(),
+            asked_at: self.now,
+            result: Err(err.into()),
+            logged_sync: None,
+        }))
+    }
+
+    /// Probes that queued up together, each asked `ago` before now (`Err`: the probe
+    /// failed so), handed to the machine as one batch the way the runtime does;
+    /// answers history reads as [`H::feed`] does.
+    pub(super) fn batch_asked(
+        &mut self,
+        ago: Duration,
+        probes: &[(&str, Result<String, &str>)],
+    ) -> Vec<Effect> {
+        let probes = probes
+            .iter()
+            .map(|(name, result)| Probe {
+                name: (*name).into(),
+                asked_at: self.now - ago,
+                result: result
+                    .as_ref()
+                    .map(|i| Info::parse(i))
+                    .map_err(|e| e.to_string()),
+                logged_sync: None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for effect in self.m.handle_probes(probes, self.now) {
+            if let Effect::ReadHistory { name, .. } = &effect {
+                let position = self.histories.get(name).cloned();
+                out.extend(self.feed(Input::HistoryRead {
+                    name: name.clone(),
+                    position,
+                }));
+            }
+            out.push(effect);
+        }
+        out
+    }
+
+    /// [`H::batch_asked`] of probes asked now.
+    pub(super) fn batch(&mut self, probes: &[(&str, Result<String, &str>)]) -> Vec<Effect> {
+        self.batch_asked(Duration::ZERO, probes)
+    }
+
+    pub(super) fn exited(&mut self, name: &str, pid: u32, how: &str) -> Vec<Effect> {
+        self.feed(Input::Exited {
+            name: name.into(),
+            pid,
+            how: how.into(),
+            last_output: vec!["some line".into()],
+            port_holder: None,
+        })
+    }
+
+    pub(super) fn request(&mut self, request: Request) -> (RequestId, Vec<Effect>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        (id, self.feed(Input::Request { id, request }))
+    }
+
+    pub(super) fn kind(&self, name: &str) -> Kind {
+        self.m
+            .state(name)
+            .map(State::kind)
+            .expect("no such instance")
+    }
+
+    pub(super) fn pid(&self, name: &str) -> Option<u32> {
+        self.m.state(name).and_then(State::pid)
+    }
+
+    /// `redisrepd stop [--force] NAME`.
+    pub(super) fn stop(&mut self, name: &str, force: bool) -> (RequestId, Vec<Effect>) {
+        self.request(Request::Stop {
+            instances: vec![name.into()],
+            force,
+        })
+    }
+
+    /// `name` (as `pid`) answers SHUTDOWN that its final save failed.
+    pub(super) fn save_refused(&mut self, name: &str, pid: u32) -> Vec<Effect> {
+        self.feed(Input::ShutdownDone {
+            name: name.into(),
+            pid,
+            result: Err(ShutdownError::Refused(
+                "ERR Errors trying to SHUTDOWN".into(),
+            )),
+        })
+    }
+
+    /// The upstream grants `name` a place in its sync gate.
+    pub(super) fn grant(&mut self, name: &str) -> Vec<Effect> {
+        self.feed(Input::ClaimResult {
+            name: name.into(),
+            granted: true,
+            detail: String::new(),
+            retry_after: Duration::ZERO,
+        })
+    }
+
+    /// Brings the master up: launched as pid 100, answering; returns what its probe
+    /// made the machine do.
+    pub(super) fn master_up(&mut self) -> Vec<Effect> {
+        let fx = self.tick();
+        assert!(launches(&fx).contains(&"master".to_owned()), "{fx:?}");
+        self.launched("master", 100);
+        let fx = self.probe("master", &master_info(100, &[]));
+        assert_eq!(self.kind("master"), Kind::Running);
+        fx
+    }
+
+    /// Takes replica `name` from waiting to running as `pid` (gate granted, launched,
+    /// answering, listed online by the master with pid 100).
+    pub(super) fn replica_up(&mut self, name: &str, pid: u32, online: &[(&str, u16)]) {
+        self.tick();
+        self.feed(Input::ClaimResult {
+            name: name.into(),
+            granted: true,
+            detail: String::new(),
+            retry_after: Duration::ZERO,
+        });
+        self.launched(name, pid);
+        self.probe(name, &replica_info(pid, 1000));
+        self.probe("master", &master_info(100, online));
+        assert_eq!(self.kind(name), Kind::Running, "{:?}", self.m.state(name));
+    }
+}
+
+pub(super) fn master_info(pid: u32, online: &[(&str, u16)]) -> String {
+    master_info_with(pid, online, "online", 0)
+}
+
+pub(super) fn master_info_with(
+    pid: u32,
+    replicas: &[(&str, u16)],
+    state: &str,
+    sync_full: i64,
+) -> String {
+    let mut s = format!(
+        "role:master\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_repl_offset:1000\r\nsync_full:{sync_full}\r\n"
+    );
+    for (i, (ip, port)) in replicas.iter().enumerate() {
+        s.push_str(&format!(
+            "slave{i}:ip={ip},port={port},state={state},offset=1000,lag=0\r\n"
+        ));
+    }
+    s
+}
+
+pub(super) fn replica_info(pid: u32, offset: i64) -> String {
+    format!(
+        "role:slave\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_link_status:up\r\n\
+         master_sync_in_progress:0\r\nmaster_repl_offset:{offset}\r\n"
+    )
+}
+
+pub(super) fn launches(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Launch(spec) => Some(spec.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The actual masters the machine asked to keep (`SaveTopology`).
+pub(super) fn saved(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::SaveTopology { master } => Some(master.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn claims(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Claim { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn releases(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Release { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn shutdowns(fx: &[Effect]) -> Vec<(String, bool)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Shutdown { name, nosave, .. } => Some((name.clone(), *nosave)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn signals(fx: &[Effect]) -> Vec<(String, Sig)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Signal { name, sig, .. } => Some((name.clone(), *sig)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn reply(fx: &[Effect], id: RequestId) -> Option<&Response> {
+    fx.iter().find_map(|e| match e {
+        Effect::Reply { id: i, response } if *i == id => Some(response),
+        _ => None,
+    })
+}
+
+pub(super) fn done(fx: &[Effect], id: RequestId) -> (bool, Vec<String>) {
+    match reply(fx, id) {
+        Some(Response::Done { ok, lines, .. }) => (*ok, lines.clone()),
+        other => panic!("no Done reply for {id}: {other:?} in {fx:?}"),
+    }
+}
+
+pub(super) fn notifies(fx: &[Effect]) -> Vec<Notify> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Notify(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn last_error(h: &H, name: &str) -> String {
+    h.m.status(h.now)
+        .into_iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.last_error)
+        .unwrap_or_default()
+}
+
+pub(super) fn shutdown_ok(h: &mut H, name: &str, pid: u32) -> Vec<Effect> {
+    let mut fx = h.feed(Input::ShutdownDone {
+        name: name.into(),
+        pid,
+        result: Ok(()),
+    });
+    fx.extend(h.exited(name, pid, "exit code 0"));
+    fx
+}

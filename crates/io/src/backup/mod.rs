@@ -1,0 +1,2 @@
+pub mod place;
+pub mod take;
