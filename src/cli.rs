@@ -1,4 +1,4 @@
-//! The command line (`spec/cli.md`): clap definitions only; each verb's work is elsewhere.
+//! The command line (`docs/reference/cli.md`): clap definitions only; each verb's work is elsewhere.
 
 use std::path::PathBuf;
 

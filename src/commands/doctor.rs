@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use redisrepd_core::doctor;
 
-/// Checks this host (or `host`) for what its instances need; exit 0, 1 or 3 (cli.md).
+/// Checks this host (or `host`) for what its instances need; exit 0, 1 or 3 (docs/reference/cli.md).
 pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let checked = super::load(config)?;
     let group = &checked.group;

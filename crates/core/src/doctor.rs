@@ -140,7 +140,7 @@ pub fn worst_per_check(findings: &[Finding]) -> Vec<(String, i64)> {
     out
 }
 
-/// The exit status cli.md gives `doctor`: 0 all ok, 1 a problem, 3 only warnings.
+/// The exit status docs/reference/cli.md gives `doctor`: 0 all ok, 1 a problem, 3 only warnings.
 pub fn exit_status(findings: &[Finding]) -> u8 {
     match findings.iter().map(|f| f.level).max() {
         Some(Level::Problem) => 1,
