@@ -1,5 +1,5 @@
 //! The daemon's own death never bounces Redis: a new daemon adopts the running instances
-//! (this is also how the binary is upgraded: see README "Upgrading").
+//! (this is also how the binary is upgraded: see docs/behaviour.md, "Adoption").
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::util::{Example, QUICK, Run, TestDir, chmod, redis_server, redisrepd, run};
 
-const EXAMPLES: [&str; 3] = ["seed", "local", "cascade"];
+const EXAMPLES: [&str; 4] = ["seed", "local", "cascade", "sentinel"];
 
 /// An example copied unchanged (paths stay relative to the copy) into `dir`.
 fn copy(dir: &TestDir, name: &str) -> (Example, PathBuf) {
@@ -36,6 +36,7 @@ fn check_accepts_every_example_and_prints_each_hosts_start_order() {
         ("local", "local", &["master", "replica-a", "replica-b"]),
         ("cascade", "east", &["master"]),
         ("cascade", "west", &["relay", "leaf"]),
+        ("sentinel", "local", &["master", "replica-a", "replica-b"]),
     ];
     for name in EXAMPLES {
         let dir = TestDir::new();

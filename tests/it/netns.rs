@@ -314,7 +314,7 @@ fn seed_layout_on_two_hosts_survives_a_cut_link_and_a_master_reboot() {
     let back = rebooted.elapsed();
     assert_ne!(status_in(&c, &nb)["master"]["pid"], master_pid);
     // Before Redis 7.0 a restarted master takes a new replication id: every replica
-    // full-syncs (redis-facts.md).
+    // full-syncs (docs/reference/redis-facts.md).
     let server = util::test_server();
     let (full, partial) = if server.master_restart_keeps_replid() {
         (0, 2)
