@@ -1,8 +1,8 @@
-//! What the selected server (`REDISREPD_TEST_SERVER`) does, measured on a bare master and
-//! replica without redisrepd, against what `redisrepd_core::server::Server` says of it: partial
-//! resync after a replica restart from RDB, after a restart from AOF, after a master
-//! restart; FAILOVER; SHUTDOWN flags. Prints one `server-table:` line (the table in docs/servers.md
-//! is made of these lines, one per server).
+//! What the selected server (`REDISREPD_TEST_SERVER`) does, measured on a bare master and replica
+//! without redisrepd, against what `redisrepd_core::server::Server` says of it: partial resync
+//! after a replica restart from RDB, after a restart from AOF, after a master restart; FAILOVER;
+//! SHUTDOWN flags. Prints one `server-table:` line (the table in docs/servers.md is made of these
+//! lines, one per server).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
