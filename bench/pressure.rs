@@ -30,6 +30,7 @@ use nix::sys::signal::Signal;
 use redisrepd::info::Info;
 
 use common::{int, wait_some as wait};
+use redisrepd_testkit::netns::remove_netns;
 
 const PASSWORD: &str = "bench-password";
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
@@ -118,49 +119,6 @@ fn run(cmd: &str, args: &[&str]) {
     );
 }
 
-/// Kills every process in namespace `ns` but this one, and deletes it; quiet when it does
-/// not exist.
-fn remove_netns(ns: &str) {
-    let pids = Command::new("ip")
-        .args(["netns", "pids", ns])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let me = std::process::id() as i32;
-    for pid in pids
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-        .filter(|p| *p != me)
-    {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-    let _ = Command::new("ip")
-        .args(["netns", "del", ns])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Removes the namespaces of earlier runs that died without cleaning up (SIGKILL).
-fn remove_orphans() {
-    let list = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let owner = name
-            .strip_prefix("rrdp-")
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if let Some(pid) = owner
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            remove_netns(name);
-        }
-    }
-}
-
 /// Kills everything in the namespaces, deletes them, and removes the data sets (up to
 /// 9 GB; the logs are kept).
 fn cleanup() {
@@ -184,7 +142,7 @@ struct Lab {
 
 impl Lab {
     fn create() -> Lab {
-        remove_orphans();
+        redisrepd_testkit::netns::remove_orphans_with("rrdp-");
         let pid = std::process::id();
         let (m, r) = (format!("rrdp-{pid}-m"), format!("rrdp-{pid}-r"));
         let _ = NAMESPACES.set(vec![m.clone(), r.clone()]);

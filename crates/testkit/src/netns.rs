@@ -59,6 +59,11 @@ impl Drop for Netns {
 /// Removes the namespaces of earlier processes that died without cleaning up (a SIGKILL,
 /// a CI timeout): `rrd-<pid>-...` whose pid no longer exists.
 pub fn remove_orphans() {
+    remove_orphans_with("rrd-");
+}
+
+/// [`remove_orphans`] for namespaces named `<prefix><pid>-...`.
+pub fn remove_orphans_with(prefix: &str) {
     let list = Command::new("ip")
         .args(["netns", "list"])
         .output()
@@ -66,7 +71,7 @@ pub fn remove_orphans() {
         .unwrap_or_default();
     for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
         let owner = name
-            .strip_prefix("rrd-")
+            .strip_prefix(prefix)
             .and_then(|rest| rest.split_once('-'))
             .and_then(|(pid, _)| pid.parse::<u32>().ok());
         if let Some(pid) = owner
@@ -77,7 +82,8 @@ pub fn remove_orphans() {
     }
 }
 
-/// Kills every process in namespace `ns` and deletes it; quiet when it does not exist.
+/// Kills every process in namespace `ns` but this one (which may have joined it), and
+/// deletes it; quiet when it does not exist.
 pub fn remove_netns(ns: &str) {
     let pids = Command::new("ip")
         .args(["netns", "pids", ns])
@@ -85,9 +91,11 @@ pub fn remove_netns(ns: &str) {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
+    let me = i32::try_from(std::process::id()).unwrap_or(-1);
     for pid in pids
         .split_whitespace()
         .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|p| *p != me)
     {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
