@@ -1,33 +1,20 @@
-//! What the two benchmarks share (each includes this file as `mod common`): free ports,
-//! their temp dir, and talking to Redis through the library's own [`Endpoint`] and
-//! [`Info`], so that they connect and read INFO exactly as the daemon does.
+//! The benches' own layer over the testkit (crates/testkit; each bench includes this file
+//! as `mod common`): talking to Redis through the library's own [`Endpoint`] and [`Info`],
+//! so that they connect and read INFO exactly as the daemon does, and waits.
+
+#![allow(dead_code)] // each bench uses part of it
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use redisrepd_core::config::Secret;
 use redisrepd_core::endpoint::Endpoint;
 use redisrepd_core::info::Info;
 use redisrepd_io::redis_io::Client as _;
 
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// An empty `redisrepd-<what>-<pid>` in the temp dir (a leftover of an earlier run with
-/// the same pid is removed).
-pub fn fresh_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("redisrepd-{what}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("bench dir");
-    dir
-}
+#[allow(unused_imports)] // not every bench uses them
+pub use redisrepd_testkit::{free_local_port as free_port, fresh_dir};
 
 /// An authenticated connection to `addr` within `timeout`, then `io` as its read and
 /// write timeout (room for slow replies).
@@ -57,10 +44,7 @@ pub fn info(
     io: Duration,
 ) -> Result<Info, String> {
     let mut c = connect(addr, password, timeout, io).map_err(|e| e.to_string())?;
-    let text: String = redis::cmd("INFO")
-        .arg(section)
-        .query(&mut c)
-        .map_err(|e| e.to_string())?;
+    let text = redisrepd_testkit::info_text(&mut c, section).map_err(|e| e.to_string())?;
     Ok(Info::parse(&text))
 }
 
@@ -69,25 +53,18 @@ pub fn int(info: &Info, key: &str) -> i64 {
     info.int(key).unwrap_or(0)
 }
 
-/// Calls `f` every 20 ms until it succeeds, `within` passes or `stop` is set; the error
-/// carries `f`'s last complaint.
+/// [`redisrepd_testkit::try_wait_for`] a condition: polls `f` until it succeeds, `within`
+/// passes or `stop` is set; the error carries `f`'s last complaint.
 pub fn wait_for<T>(
     within: Duration,
     stop: &AtomicBool,
-    mut f: impl FnMut() -> Result<T, String>,
+    f: impl FnMut() -> Result<T, String>,
 ) -> Result<T, String> {
-    let until = Instant::now() + within;
-    loop {
-        let last = match f() {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        if Instant::now() >= until {
-            return Err(format!("still not so after {within:?}: {last}"));
-        }
-        if stop.load(Ordering::Relaxed) {
-            return Err(format!("interrupted while waiting: {last}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    redisrepd_testkit::try_wait_for("the condition", within, stop, f)
+}
+
+/// Polls `f` until it gives a value; panics naming `what` after `within`.
+#[track_caller]
+pub fn wait_some<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    redisrepd_testkit::wait_for(within, what, || f().ok_or("not yet"))
 }

@@ -13,6 +13,7 @@ mod load;
 mod naive;
 mod trio;
 
+use clap::Parser;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,38 +27,36 @@ struct Opts {
     operator_delay: Duration,
 }
 
+/// The command line (`cargo bench --bench failover -- --help`).
+#[derive(Parser)]
+#[command(
+    about = "Failover of a master and two replicas: redisrepd's `failover` against a naive switchover by hand"
+)]
+struct Args {
+    /// Keys in the group before the run.
+    #[arg(long, default_value_t = 200_000)]
+    keys: u64,
+    /// Only one way (manual, failover-cmd or redisrepd).
+    #[arg(long)]
+    only: Option<String>,
+    /// Between the hand-typed commands of the manual way, in ms.
+    #[arg(long, default_value_t = 0)]
+    operator_delay_ms: u64,
+    /// Keep the temp dirs (read by the shared trio code).
+    #[arg(long)]
+    keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn opts() -> Opts {
-    let mut o = Opts {
-        keys: 200_000,
-        only: None,
-        operator_delay: Duration::ZERO,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |i: usize, name: &str| -> u64 {
-        args.get(i)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} needs a number"))
-    };
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--keys" => {
-                i += 1;
-                o.keys = value(i, "--keys");
-            }
-            "--operator-delay-ms" => {
-                i += 1;
-                o.operator_delay = Duration::from_millis(value(i, "--operator-delay-ms"));
-            }
-            "--only" => {
-                i += 1;
-                o.only = args.get(i).cloned();
-            }
-            _ => {} // cargo bench passes --bench; --keep is read by trio
-        }
-        i += 1;
+    let a = Args::parse();
+    Opts {
+        keys: a.keys,
+        only: a.only,
+        operator_delay: Duration::from_millis(a.operator_delay_ms),
     }
-    o
 }
 
 /// Longest the group may take to reach its new shape after the action.

@@ -26,8 +26,6 @@ mod common;
 mod load;
 mod naive;
 mod trio;
-#[path = "../tests/it/util.rs"]
-mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -254,7 +252,7 @@ fn plan(seed: u64, steps: usize, kinds: &[Kind]) -> Vec<Step> {
 struct Hosts {
     ips: [IpAddr; 2],
     /// The namespaces, host `a`'s then host `b`'s; `None` on loopback.
-    netns: Option<([String; 2], util::Netns)>,
+    netns: Option<([String; 2], redisrepd_testkit::netns::Netns)>,
 }
 
 impl Hosts {
@@ -273,7 +271,11 @@ impl Hosts {
         let names = [format!("rrd-{pid}-fa"), format!("rrd-{pid}-fb")];
         let veths = [format!("rrd{pid}fa"), format!("rrd{pid}fb")];
         let ips = ["192.168.77.101", "192.168.77.102"];
-        let ns = util::Netns::pair([&names[0], &names[1]], [&veths[0], &veths[1]], ips);
+        let ns = redisrepd_testkit::netns::Netns::pair(
+            [&names[0], &names[1]],
+            [&veths[0], &veths[1]],
+            ips,
+        );
         Hosts {
             ips: ips.map(|i| i.parse().expect("an IP")),
             netns: Some((names, ns)),
@@ -294,7 +296,7 @@ impl Hosts {
     /// there are in it too), or here.
     fn run_in_b<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         match &self.netns {
-            Some((names, _)) => util::in_ns(&names[1], f),
+            Some((names, _)) => redisrepd_testkit::netns::in_ns(&names[1], f),
             None => f(),
         }
     }
@@ -329,13 +331,13 @@ impl Group {
             // In a namespace the addresses are the group's own; on loopback, free ports.
             let port = match hosts.netns {
                 Some(_) => 6379 + (i % 2) as u16,
-                None => util::free_port(ip),
+                None => redisrepd_testkit::free_port(ip),
             };
             SocketAddr::new(ip, port)
         });
         let password = dir.join("password");
         std::fs::write(&password, format!("{PASSWORD}\n")).expect("writing the password file");
-        util::chmod(&password, 0o600);
+        redisrepd_testkit::chmod(&password, 0o600);
         std::fs::create_dir_all(dir.join("log")).expect("creating the log dir");
         let g = Group {
             toml: dir.join("group.toml"),
@@ -500,7 +502,7 @@ impl Group {
             .pid(i)
             .ok_or_else(|| format!("no pid file for `{}`", NAMES[i]))?;
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if !util::is_server_comm(&comm) {
+        if !redisrepd_testkit::is_server_comm(&comm) {
             return Err(format!("`{}`'s pid {pid} is not a server", NAMES[i]));
         }
         trio::kill_pid(pid, Signal::SIGKILL);
@@ -563,12 +565,14 @@ impl Drop for Group {
         for h in 0..2 {
             self.kill_daemon(h);
         }
-        for pid in trio::redis_under(&self.dir) {
+        for pid in redisrepd_testkit::redis_and_forks_under(&self.dir) {
             trio::kill_pid(pid, Signal::SIGKILL);
         }
         // Gone before the next group takes the same ports.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !trio::redis_under(&self.dir).is_empty() && Instant::now() < deadline {
+        while !redisrepd_testkit::redis_and_forks_under(&self.dir).is_empty()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         if self.keep {

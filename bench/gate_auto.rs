@@ -7,6 +7,7 @@
 
 mod common;
 
+use clap::Parser;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{free_port, int};
+use common::{free_port, int, wait_some as wait};
 use redisrepd_core::info::Info;
 
 const PASSWORD: &str = "bench-password";
@@ -31,31 +32,46 @@ struct Opts {
     redis: Vec<String>,
 }
 
+/// The command line (`cargo bench --bench gate_auto -- --help`).
+#[derive(Parser)]
+#[command(
+    about = "The sync gate's auto mode against fixed limits: replicas resyncing after a master restart"
+)]
+struct Args {
+    /// Keys in the group.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Replicas of the master.
+    #[arg(long, default_value_t = 8)]
+    replicas: usize,
+    /// Gate modes to run, comma-separated (default: auto,1,<replicas>).
+    #[arg(long, value_delimiter = ',')]
+    modes: Vec<String>,
+    /// The server the instances run.
+    #[arg(long, default_value = "redis-server")]
+    server: String,
+    /// More `[redis]` lines (`--redis 'key = "value"'`, repeatable).
+    #[arg(long)]
+    redis: Vec<String>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn opts() -> Opts {
-    let mut o = Opts {
-        keys: 1_000_000,
-        replicas: 8,
-        modes: Vec::new(),
-        server: "redis-server".to_owned(),
-        redis: Vec::new(),
+    let a = Args::parse();
+    let modes = if a.modes.is_empty() {
+        vec!["auto".into(), "1".into(), a.replicas.to_string()]
+    } else {
+        a.modes
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().cloned().unwrap_or_default();
-        match arg.as_str() {
-            "--keys" => o.keys = value().parse().expect("--keys N"),
-            "--replicas" => o.replicas = value().parse().expect("--replicas N"),
-            "--modes" => o.modes = value().split(',').map(str::to_owned).collect(),
-            "--server" => o.server = value(),
-            "--redis" => o.redis.push(value()),
-            _ => {} // cargo bench passes --bench
-        }
+    Opts {
+        keys: a.keys,
+        replicas: a.replicas,
+        modes,
+        server: a.server,
+        redis: a.redis,
     }
-    if o.modes.is_empty() {
-        o.modes = vec!["auto".into(), "1".into(), o.replicas.to_string()];
-    }
-    o
 }
 
 fn connect(addr: SocketAddr) -> redis::RedisResult<redis::Connection> {
@@ -64,13 +80,6 @@ fn connect(addr: SocketAddr) -> redis::RedisResult<redis::Connection> {
 
 fn info(addr: SocketAddr, section: &str) -> Option<Info> {
     common::info(addr, PASSWORD, section, Duration::from_secs(1), IO_TIMEOUT).ok()
-}
-
-fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    common::wait_for(within, &AtomicBool::new(false), || {
-        f().ok_or_else(|| "not yet".to_owned())
-    })
-    .unwrap_or_else(|e| panic!("timed out waiting for {what}: {e}"))
 }
 
 /// `MemAvailable` of this host, in bytes.

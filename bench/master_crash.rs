@@ -10,6 +10,7 @@ mod common;
 mod naive;
 mod trio;
 
+use clap::Parser;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,40 +26,47 @@ struct Opts {
     only: Option<String>,
 }
 
+/// The command line (`cargo bench --bench master_crash -- --help`).
+#[derive(Parser)]
+#[command(
+    about = "A crashed master, restarted by hand (the naive way) and by redisrepd: what its replicas lose and resync"
+)]
+struct Args {
+    /// AOF (appendfsync everysec) besides `save 3600 1`; default RDB only.
+    #[arg(long)]
+    aof: bool,
+    /// Keys in the group before the run.
+    #[arg(long, default_value_t = 200_000)]
+    keys: u64,
+    /// Acknowledged writes before the crash.
+    #[arg(long, default_value_t = 2000)]
+    writes: u64,
+    /// Only one way (naive or redisrepd).
+    #[arg(long)]
+    only: Option<String>,
+    /// The master's RDB from before its replicas connected (no replication id).
+    #[arg(long)]
+    no_resave: bool,
+    /// Keep the temp dirs (read by the shared trio code).
+    #[arg(long)]
+    keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn opts() -> Opts {
-    let mut o = Opts {
-        persistence: Persistence::Rdb,
-        keys: 200_000,
-        writes: 2000,
-        only: None,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |i: usize, name: &str| -> u64 {
-        args.get(i)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} needs a number"))
-    };
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--aof" => o.persistence = Persistence::Aof,
-            "--keys" => {
-                i += 1;
-                o.keys = value(i, "--keys");
-            }
-            "--writes" => {
-                i += 1;
-                o.writes = value(i, "--writes");
-            }
-            "--only" => {
-                i += 1;
-                o.only = args.get(i).cloned();
-            }
-            _ => {} // cargo bench passes --bench; --keep is read by trio
-        }
-        i += 1;
+    let a = Args::parse();
+    Opts {
+        persistence: if a.aof {
+            Persistence::Aof
+        } else {
+            Persistence::Rdb
+        },
+        keys: a.keys,
+        writes: a.writes,
+        only: a.only,
     }
-    o
 }
 
 /// What one way measured.

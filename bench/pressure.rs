@@ -13,12 +13,12 @@
 //! `cargo bench --bench pressure -- [--keys N] [--value BYTES] [--replicas N] [--mbit M]
 //!  [--write-kb K] [--limit "replica 64mb 32mb 10"] [--naive-minutes M] [--only naive|redisrepd]`
 
+mod common;
 mod naive;
 mod redislog;
 
+use clap::Parser;
 use std::fs::File;
-
-use redisrepd_io::redis_io::Client as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use redisrepd_core::info::Info;
+
+use common::{int, wait_some as wait};
+use redisrepd_testkit::netns::remove_netns;
 
 const PASSWORD: &str = "bench-password";
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
@@ -46,42 +49,56 @@ struct Opts {
     ways: Vec<String>,
 }
 
+/// The command line (`cargo bench --bench pressure -- --help`).
+#[derive(Parser)]
+#[command(
+    about = "Replicas resyncing over a slow link under writes: naive against redisrepd's gate"
+)]
+struct Args {
+    /// Keys in the group.
+    #[arg(long, default_value_t = 250_000)]
+    keys: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 1000)]
+    value: u64,
+    /// Replicas of the master.
+    #[arg(long, default_value_t = 4)]
+    replicas: usize,
+    /// The link's bandwidth, Mbit/s.
+    #[arg(long, default_value_t = 150)]
+    mbit: u64,
+    /// Writes to the master, KiB/s.
+    #[arg(long, default_value_t = 1024)]
+    write_kb: u64,
+    /// `client-output-buffer-limit` for replicas.
+    #[arg(long, default_value = "replica 64mb 32mb 10")]
+    limit: String,
+    /// How long the naive way may take, in minutes.
+    #[arg(long, default_value_t = 4)]
+    naive_minutes: u64,
+    /// Only one way (naive or redisrepd).
+    #[arg(long)]
+    only: Option<String>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn opts() -> Opts {
-    let mut o = Opts {
-        keys: 250_000,
-        value: 1000,
-        replicas: 4,
-        mbit: 150,
-        write_kb: 1024,
-        limit: "replica 64mb 32mb 10".to_owned(),
-        naive_minutes: 4,
-        ways: vec!["naive".to_owned(), "redisrepd".to_owned()],
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    let next = |i: &mut usize, what: &str| -> String {
-        *i += 1;
-        args.get(*i)
-            .cloned()
-            .unwrap_or_else(|| panic!("{what} needs a value"))
-    };
-    while i < args.len() {
-        match args[i].as_str() {
-            "--keys" => o.keys = next(&mut i, "--keys").parse().expect("--keys N"),
-            "--value" => o.value = next(&mut i, "--value").parse().expect("--value BYTES"),
-            "--replicas" => o.replicas = next(&mut i, "--replicas").parse().expect("--replicas N"),
-            "--mbit" => o.mbit = next(&mut i, "--mbit").parse().expect("--mbit M"),
-            "--write-kb" => o.write_kb = next(&mut i, "--write-kb").parse().expect("--write-kb K"),
-            "--limit" => o.limit = next(&mut i, "--limit"),
-            "--naive-minutes" => {
-                o.naive_minutes = next(&mut i, "--naive-minutes").parse().expect("minutes")
-            }
-            "--only" => o.ways = vec![next(&mut i, "--only")],
-            _ => {} // cargo bench passes --bench
-        }
-        i += 1;
+    let a = Args::parse();
+    Opts {
+        keys: a.keys,
+        value: a.value,
+        replicas: a.replicas,
+        mbit: a.mbit,
+        write_kb: a.write_kb,
+        limit: a.limit,
+        naive_minutes: a.naive_minutes,
+        ways: match a.only {
+            Some(way) => vec![way],
+            None => vec!["naive".to_owned(), "redisrepd".to_owned()],
+        },
     }
-    o
 }
 
 // ----- the lab: two namespaces, a veth pair, a rate limit ------------------------------
@@ -100,49 +117,6 @@ fn run(cmd: &str, args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Kills every process in namespace `ns` but this one, and deletes it; quiet when it does
-/// not exist.
-fn remove_netns(ns: &str) {
-    let pids = Command::new("ip")
-        .args(["netns", "pids", ns])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let me = std::process::id() as i32;
-    for pid in pids
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-        .filter(|p| *p != me)
-    {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-    let _ = Command::new("ip")
-        .args(["netns", "del", ns])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Removes the namespaces of earlier runs that died without cleaning up (SIGKILL).
-fn remove_orphans() {
-    let list = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let owner = name
-            .strip_prefix("rrdp-")
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if let Some(pid) = owner
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            remove_netns(name);
-        }
-    }
 }
 
 /// Kills everything in the namespaces, deletes them, and removes the data sets (up to
@@ -168,7 +142,7 @@ struct Lab {
 
 impl Lab {
     fn create() -> Lab {
-        remove_orphans();
+        redisrepd_testkit::netns::remove_orphans_with("rrdp-");
         let pid = std::process::id();
         let (m, r) = (format!("rrdp-{pid}-m"), format!("rrdp-{pid}-r"));
         let _ = NAMESPACES.set(vec![m.clone(), r.clone()]);
@@ -269,36 +243,21 @@ fn replica(i: usize) -> SocketAddr {
     SocketAddr::from((REPLICA_IP, 6380 + i as u16))
 }
 
+/// An authenticated connection within `timeout`; 120 s for replies (a forking master).
 fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let c = redisrepd_core::endpoint::Endpoint {
-        bind: addr.ip(),
-        port: addr.port(),
-        password: Some(redisrepd_core::config::Secret::new(PASSWORD)),
-    }
-    .connect(timeout)?;
-    c.set_read_timeout(Some(Duration::from_secs(120)))?;
-    Ok(c)
+    common::connect(addr, PASSWORD, timeout, Duration::from_secs(120))
 }
 
+/// `INFO section`; `None` while the instance does not answer.
 fn info(addr: SocketAddr, section: &str) -> Option<Info> {
-    let mut c = connect(addr, Duration::from_secs(1)).ok()?;
-    let text: String = redis::cmd("INFO").arg(section).query(&mut c).ok()?;
-    Some(Info::parse(&text))
-}
-
-fn int(i: &Info, k: &str) -> i64 {
-    i.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::info(
+        addr,
+        PASSWORD,
+        section,
+        Duration::from_secs(1),
+        Duration::from_secs(120),
+    )
+    .ok()
 }
 
 /// Every replica online at the master, linked, not loading: the time it took, or `None`

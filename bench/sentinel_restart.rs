@@ -13,6 +13,7 @@ mod naive;
 mod redislog;
 mod trio;
 
+use clap::Parser;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::net::SocketAddr;
@@ -27,31 +28,30 @@ struct Opts {
     only: Option<String>,
 }
 
+/// The command line (`cargo bench --bench sentinel_restart -- --help`).
+#[derive(Parser)]
+#[command(about = "A master restart with Sentinel watching, plain and in sentinel mode")]
+struct Args {
+    /// Keys in the group before the run.
+    #[arg(long, default_value_t = 200_000)]
+    keys: u64,
+    /// Only one way (plain or sentinel).
+    #[arg(long)]
+    only: Option<String>,
+    /// Keep the temp dirs (read by the shared trio code).
+    #[arg(long)]
+    keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn opts() -> Opts {
-    let mut o = Opts {
-        keys: 200_000,
-        only: None,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--keys" => {
-                i += 1;
-                o.keys = args
-                    .get(i)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| panic!("--keys needs a number"));
-            }
-            "--only" => {
-                i += 1;
-                o.only = args.get(i).cloned();
-            }
-            _ => {} // cargo bench passes --bench; --keep is read by trio
-        }
-        i += 1;
+    let a = Args::parse();
+    Opts {
+        keys: a.keys,
+        only: a.only,
     }
-    o
 }
 
 /// Longest `restart --all` may run.

@@ -11,11 +11,12 @@
 
 mod common;
 
+use clap::Parser;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redisrepd_core::info::Info;
+use redisrepd_testkit::redis_and_forks_under as redis_under;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
@@ -53,48 +55,44 @@ struct Opts {
     keep: bool,
 }
 
+/// The command line (`cargo bench --bench soak -- --help`).
+#[derive(Parser)]
+#[command(about = "Random operator steps against one redisrepd group under writes")]
+struct Args {
+    /// Steps to take.
+    #[arg(long, default_value_t = 500)]
+    steps: u64,
+    /// The seed of the steps (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Writes per second.
+    #[arg(long, default_value_t = 300)]
+    rate: u64,
+    /// Stop stepping after this many minutes.
+    #[arg(long, default_value_t = 40)]
+    max_minutes: u64,
+    /// Keep the temp dir and the daemon's log.
+    #[arg(long)]
+    keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn opts() -> Opts {
-    let mut o = Opts {
-        steps: 500,
-        seed: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1),
-        rate: 300,
-        max_minutes: 40,
-        keep: false,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    let value = |i: usize, name: &str| -> u64 {
-        args.get(i)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} needs a number"))
-    };
-    while i < args.len() {
-        match args[i].as_str() {
-            "--steps" => {
-                i += 1;
-                o.steps = value(i, "--steps");
-            }
-            "--seed" => {
-                i += 1;
-                o.seed = value(i, "--seed");
-            }
-            "--rate" => {
-                i += 1;
-                o.rate = value(i, "--rate");
-            }
-            "--max-minutes" => {
-                i += 1;
-                o.max_minutes = value(i, "--max-minutes");
-            }
-            "--keep" => o.keep = true,
-            _ => {} // cargo bench passes --bench
-        }
-        i += 1;
+    let a = Args::parse();
+    Opts {
+        steps: a.steps,
+        seed: a.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        }),
+        rate: a.rate,
+        max_minutes: a.max_minutes,
+        keep: a.keep,
     }
-    o
 }
 
 // ----- faults --------------------------------------------------------------------------
@@ -372,26 +370,6 @@ impl Drop for Group {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// Pids of redis-server processes working under `dir` (Redis runs in its data dir).
-fn redis_under(dir: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "redis-server"
-            && std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
-        {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// One CLI run.

@@ -5,6 +5,7 @@
 
 mod common;
 
+use clap::Parser;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{free_port, int};
+use common::{free_port, int, wait_some as wait};
 use redisrepd_core::info::Info;
 
 mod naive;
@@ -29,39 +30,38 @@ struct Opts {
     only: Vec<char>,
 }
 
+/// The command line (`cargo bench --bench storm -- --help`).
+#[derive(Parser)]
+#[command(about = "A restart storm: every replica resyncing at once, naive against redisrepd")]
+struct Args {
+    /// Keys in the group.
+    #[arg(long, default_value_t = 1_200_000)]
+    keys: u64,
+    /// Replicas of the master.
+    #[arg(long, default_value_t = 4)]
+    replicas: usize,
+    /// Only these episodes (comma-separated letters).
+    #[arg(long, default_value = "a,b,c,d")]
+    only: String,
+    /// AOF + RDB (the default).
+    #[arg(long, overrides_with = "rdb")]
+    aof: bool,
+    /// RDB only (the last of --aof and --rdb counts).
+    #[arg(long, overrides_with = "aof")]
+    rdb: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn opts() -> Opts {
-    let mut o = Opts {
-        keys: 1_200_000,
-        aof: true,
-        replicas: 4,
-        only: vec!['a', 'b', 'c', 'd'],
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--keys" => {
-                i += 1;
-                o.keys = args[i].parse().expect("--keys N");
-            }
-            "--replicas" => {
-                i += 1;
-                o.replicas = args[i].parse().expect("--replicas N");
-            }
-            "--only" => {
-                i += 1;
-                o.only = args[i]
-                    .split(',')
-                    .filter_map(|s| s.chars().next())
-                    .collect();
-            }
-            "--aof" => o.aof = true,
-            "--rdb" => o.aof = false,
-            _ => {} // cargo bench passes --bench
-        }
-        i += 1;
+    let a = Args::parse();
+    Opts {
+        keys: a.keys,
+        aof: !a.rdb,
+        replicas: a.replicas,
+        only: a.only.split(',').filter_map(|s| s.chars().next()).collect(),
     }
-    o
 }
 
 /// One group's addresses and files.
@@ -112,11 +112,7 @@ impl Watched {
 /// A connection to whichever instance says it is master now, trying each in turn: a
 /// client that follows the master, as one behind the generated HAProxy config does.
 fn connect_master(all: &[SocketAddr]) -> Option<redis::Connection> {
-    all.iter().find_map(|&addr| {
-        let mut c = connect(addr, Duration::from_millis(200)).ok()?;
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
-        matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master").then_some(c)
-    })
+    redisrepd_testkit::connect_master(all, |addr| connect(addr, Duration::from_millis(200)))
 }
 
 fn toml_text(l: &Layout, o: &Opts) -> String {
@@ -152,14 +148,6 @@ fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Con
 /// `INFO section`; `None` while the instance does not answer.
 fn info(addr: SocketAddr, section: &str) -> Option<Info> {
     common::info(addr, PASSWORD, section, Duration::from_secs(1), IO_TIMEOUT).ok()
-}
-
-/// Waits until `f` gives a value; panics after `within`.
-fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    common::wait_for(within, &AtomicBool::new(false), || {
-        f().ok_or_else(|| "not yet".to_owned())
-    })
-    .unwrap_or_else(|e| panic!("timed out waiting for {what}: {e}"))
 }
 
 /// Replicas the master lists as online.

@@ -160,26 +160,7 @@ impl Layout {
     }
 }
 
-/// Pids of redis-server (or valkey-server) processes working under `dir` (a server runs
-/// in its data dir).
-pub fn redis_under(dir: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if matches!(comm.trim(), "redis-server" | "valkey-server")
-            && std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
-        {
-            pids.push(pid);
-        }
-    }
-    pids
-}
+pub use redisrepd_testkit::redis_and_forks_under as redis_under;
 
 pub fn kill_pid(pid: u32, sig: Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);

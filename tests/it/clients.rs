@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,24 +19,15 @@ use serde_json::Value;
 use crate::cluster::{self, Cluster, PASSWORD, UP};
 use crate::roles::{masters, wait_all_have, wait_master};
 use crate::util::{self, ProcGuard};
+use redisrepd_testkit::{Target, Writer, WriterOpts};
 
 /// Where Debian's haproxy package puts it (`.ci/run` installs it).
 const HAPROXY: &str = "/usr/sbin/haproxy";
 
 /// `GET path` over HTTP/1.1: the status code and the body as JSON (`Null` when not JSON).
 fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Value)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let code = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((code, serde_json::from_str(body).unwrap_or(Value::Null)))
+    let (code, body) = redisrepd_testkit::http_get(addr, path)?;
+    Ok((code, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 /// Gives every host's daemon an HTTP endpoint (`[http] listen` as a table: each host on
@@ -279,6 +270,18 @@ fn check_names_a_host_missing_from_the_http_table() {
     );
 }
 
+/// A master and two replicas on two hosts whose daemons serve HTTP, both running and
+/// healthy, and HAProxy in front of them.
+fn haproxy_group() -> (Cluster, Haproxy) {
+    let mut c = cluster::master_and_two_replicas().build();
+    with_http(&mut c);
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    let hp = Haproxy::start(&c);
+    (c, hp)
+}
+
 /// A real HAProxy on the generated config; killed (and reaped) on drop.
 struct Haproxy {
     _proc: ProcGuard,
@@ -339,133 +342,18 @@ impl Haproxy {
     }
 }
 
-/// What the writer saw.
-#[derive(Default)]
-struct Seen {
-    /// Acknowledged keys, with when each was acknowledged.
-    acked: Vec<(Instant, String)>,
-    /// Refused or failed writes, by the first word of the error.
-    errors: Vec<(Instant, String)>,
-}
-
-/// A writer's pause after a failed write, doubled after each failure in a row up to
-/// [`BACKOFF_MAX`], as client libraries back off (so a second without a master costs a
-/// handful of failed attempts, not fifty).
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_millis(160);
-
 /// A client that writes `w:<n>` through HAProxy, one at a time: a write counts as
-/// acknowledged on OK (and, with `wait` > 0, when WAIT says that many replicas have it).
-/// On any error it reconnects after a backoff, as a pooled client would.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    /// Replicas a write must reach (WAIT) to count; 0: OK is enough.
-    wait: Arc<AtomicI64>,
-    seen: Arc<Mutex<Seen>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(addr: SocketAddr, wait: i64) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let wait = Arc::new(AtomicI64::new(wait));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let (s, seen2, k) = (stop.clone(), seen.clone(), wait.clone());
-        let thread = std::thread::spawn(move || {
-            let mut con: Option<redis::Connection> = None;
-            let mut n = 0u64;
-            let mut backoff = BACKOFF_MIN;
-            while !s.load(Ordering::Relaxed) {
-                let wait = Some(k.load(Ordering::Relaxed)).filter(|k| *k > 0);
-                let result = match con.as_mut() {
-                    Some(c) => write_one(c, n, wait),
-                    None => util::connect(addr, Some(PASSWORD))
-                        .map_err(|e| e.to_string())
-                        .and_then(|mut c| write_one(&mut c, n, wait).map(|()| con = Some(c))),
-                };
-                let now = Instant::now();
-                match result {
-                    Ok(()) => {
-                        seen2.lock().unwrap().acked.push((now, format!("w:{n}")));
-                        n += 1;
-                        backoff = BACKOFF_MIN;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(e) => {
-                        seen2.lock().unwrap().errors.push((now, e));
-                        con = None;
-                        n += 1; // a write that may or may not have happened: not reused
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                    }
-                }
-            }
-        });
-        Writer {
-            stop,
-            wait,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits until `n` more writes were acknowledged.
-    fn wait_more(&self, n: usize) {
-        let from = self.seen.lock().unwrap().acked.len();
-        util::wait_until(UP, "acknowledged writes through HAProxy", || {
-            self.seen.lock().unwrap().acked.len() >= from + n
-        });
-    }
-
-    /// The longest time without an acknowledgement between `from` and `to`.
-    fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
-        let seen = self.seen.lock().unwrap();
-        let mut last = from;
-        let mut longest = Duration::ZERO;
-        for (at, _) in seen.acked.iter().filter(|(at, _)| *at >= from && *at <= to) {
-            longest = longest.max(at.duration_since(last));
-            last = *at;
-        }
-        longest.max(to.saturating_duration_since(last))
-    }
-
-    /// Errors between `from` and `to`.
-    fn errors(&self, from: Instant, to: Instant) -> Vec<String> {
-        let seen = self.seen.lock().unwrap();
-        seen.errors
-            .iter()
-            .filter(|(at, _)| *at >= from && *at <= to)
-            .map(|(_, e)| e.clone())
-            .collect()
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        let seen = self.seen.lock().unwrap();
-        seen.acked.iter().map(|(_, k)| k.clone()).collect()
-    }
-}
-
-fn write_one(c: &mut redis::Connection, n: u64, wait: Option<i64>) -> Result<(), String> {
-    redis::cmd("SET")
-        .arg(format!("w:{n}"))
-        .arg(n)
-        .query::<()>(c)
-        .map_err(|e| e.to_string())?;
-    if let Some(k) = wait {
-        let got: i64 = redis::cmd("WAIT")
-            .arg(k)
-            .arg(2000)
-            .query(c)
-            .map_err(|e| e.to_string())?;
-        if got < k {
-            return Err(format!("WAIT: {got} of {k} replicas"));
-        }
-    }
-    Ok(())
+/// acknowledged on OK (and, with `wait` > 0, when `WAIT wait 2000` says that many replicas
+/// have it). On any error it reconnects after a backoff (10 ms, doubled after each failure
+/// in a row up to 160 ms), as a pooled client would: a second without a master costs a
+/// handful of failed attempts, not fifty.
+fn writer(hp: &Haproxy, wait: i64) -> Writer {
+    let opts = WriterOpts {
+        wait: (wait, Duration::from_millis(2000)),
+        backoff: (Duration::from_millis(10), Duration::from_millis(160)),
+        ..cluster::writer_opts()
+    };
+    Writer::start(Target::Fixed(hp.writes), opts)
 }
 
 /// After an event that began at `began`: no stretch without an acknowledged write longer
@@ -473,7 +361,7 @@ fn write_one(c: &mut redis::Connection, n: u64, wait: Option<i64>) -> Result<(),
 /// handful of failed writes; prints what it measured.
 #[track_caller]
 fn check_resumed(w: &Writer, what: &str, began: Instant, limit: Duration) {
-    w.wait_more(50);
+    w.wait_more(50, UP);
     let end = Instant::now();
     let gap = w.longest_gap(began, end);
     let errors = w.errors(began, end);
@@ -504,14 +392,9 @@ const ALL: [&str; 3] = ["master", "r1", "r2"];
 
 #[test]
 fn writes_through_haproxy_follow_a_failover_and_back() {
-    let mut c = cluster::master_and_two_replicas().build();
-    with_http(&mut c);
-    c.start_daemon("a");
-    c.start_daemon("b");
-    c.wait_healthy();
-    let hp = Haproxy::start(&c);
-    let w = Writer::start(hp.writes, 0);
-    w.wait_more(100);
+    let (c, hp) = haproxy_group();
+    let w = writer(&hp, 0);
+    w.wait_more(100, UP);
     for to in ["r1", "master"] {
         let began = Instant::now();
         c.cli(&["failover", "--to", to]).expect_code(0);
@@ -530,22 +413,17 @@ fn writes_through_haproxy_follow_a_failover_and_back() {
         matches!(&role[0], redis::Value::BulkString(b) if b == b"slave"),
         "{role:?}"
     );
-    let acked = w.finish();
+    let acked = w.finish().acked_keys();
     wait_master(&c, "master");
     nothing_lost(&c, &ALL, &acked);
 }
 
 #[test]
 fn writes_through_haproxy_follow_a_promote_after_the_masters_host_died() {
-    let mut c = cluster::master_and_two_replicas().build();
-    with_http(&mut c);
-    c.start_daemon("a");
-    c.start_daemon("b");
-    c.wait_healthy();
-    let hp = Haproxy::start(&c);
+    let (mut c, hp) = haproxy_group();
     // WAIT 2: a write counts once both replicas have it, so the master's death loses none.
-    let w = Writer::start(hp.writes, 2);
-    w.wait_more(100);
+    let w = writer(&hp, 2);
+    w.wait_more(100, UP);
     let master_pid = c.pid("master");
     let mut daemon = c.take_daemon("a").expect("daemon a");
     daemon.proc.signal(Signal::SIGKILL);
@@ -560,7 +438,7 @@ fn writes_through_haproxy_follow_a_promote_after_the_masters_host_died() {
     });
     // Writes to the new master count on its OK: what is measured is how soon HAProxy
     // sends them there, not how soon the other replica follows it.
-    w.wait.store(0, Ordering::Relaxed);
+    w.set_wait(0);
     // The replica with the most (a write in flight may have reached only one): promote
     // refuses the other, rightly.
     let offset = |n: &str| c.info_int(n, "replication", "master_repl_offset");
@@ -572,7 +450,7 @@ fn writes_through_haproxy_follow_a_promote_after_the_masters_host_died() {
     let began = Instant::now();
     c.cli(&["promote", new]).expect_code(0);
     check_resumed(&w, &format!("promote {new}"), began, Duration::from_secs(2));
-    let acked = w.finish();
+    let acked = w.finish().acked_keys();
     assert_eq!(masters(&c, &[new, other]), [new]);
     nothing_lost(&c, &[new, other], &acked);
     // The old master's host comes back: it rejoins as a replica, and stays out of HAProxy.
@@ -583,15 +461,10 @@ fn writes_through_haproxy_follow_a_promote_after_the_masters_host_died() {
 
 #[test]
 fn writes_through_haproxy_follow_a_crashed_masters_catch_up() {
-    let mut c = cluster::master_and_two_replicas().build();
-    with_http(&mut c);
-    c.start_daemon("a");
-    c.start_daemon("b");
-    c.wait_healthy();
-    let hp = Haproxy::start(&c);
+    let (c, hp) = haproxy_group();
     // WAIT 1: a write counts once a replica has it; the catch-up keeps those.
-    let w = Writer::start(hp.writes, 1);
-    w.wait_more(100);
+    let w = writer(&hp, 1);
+    w.wait_more(100, UP);
     let began = Instant::now();
     util::kill(c.pid("master"), Signal::SIGKILL);
     // The catch-up ends with the role handed back to the master: writes follow it.
@@ -602,7 +475,7 @@ fn writes_through_haproxy_follow_a_crashed_masters_catch_up() {
         began,
         Duration::from_secs(2),
     );
-    let acked = w.finish();
+    let acked = w.finish().acked_keys();
     nothing_lost(&c, &ALL, &acked);
 }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -408,7 +408,7 @@ impl Cluster {
 
     /// Every redis-server process of this test.
     pub fn redis_pids(&self) -> Vec<u32> {
-        redis_under(self.dir.path())
+        util::redis_under(self.dir.path())
     }
 }
 
@@ -422,41 +422,13 @@ impl Drop for Cluster {
     }
 }
 
-/// Pids of redis-server (or valkey-server) instances working under `dir` (not their forks).
-/// Redis rewrites its command line (to "redis-server ip:port") but runs in its data dir, so
-/// the cwd tells whose it is.
-pub fn redis_under(dir: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if !util::is_server_comm(&comm) {
-            continue;
-        }
-        // A fork of an instance (a BGSAVE or an AOF rewrite, e.g. after the AOF is switched
-        // back on) has the same name and directory: it is not an instance.
-        let parent_is_server = std::fs::read_to_string(e.path().join("status"))
-            .ok()
-            .and_then(|st| {
-                st.lines()
-                    .find_map(|l| l.strip_prefix("PPid:"))
-                    .map(|p| p.trim().to_owned())
-            })
-            .and_then(|ppid| std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok())
-            .is_some_and(|c| util::is_server_comm(&c));
-        if parent_is_server {
-            continue;
-        }
-        if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
-            pids.push(pid);
-        }
+/// The testkit writer's options for a test cluster: its password, `w:<n>` keys, 2 ms
+/// between writes.
+pub fn writer_opts() -> redisrepd_testkit::WriterOpts {
+    redisrepd_testkit::WriterOpts {
+        password: Some(PASSWORD.to_owned()),
+        ..redisrepd_testkit::WriterOpts::default()
     }
-    pids
 }
 
 /// The instances of a `status --json` run, by name.

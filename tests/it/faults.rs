@@ -8,10 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use serde_json::Value;
 
 use crate::cluster::{self, Cluster, PASSWORD, UP};
 use crate::util;
+use redisrepd_testkit::{Target, Writer, WriterOpts};
 
 /// Persistence under which an acknowledged write survives a SIGKILL of its master.
 const AOF_ALWAYS: &str = "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"\n";
@@ -140,47 +140,6 @@ fn wait_restarted(c: &Cluster, name: &str, old: u32) -> Value {
     })
 }
 
-/// A thread that writes `key:i` to the master as fast as it can, from `from` on, until a
-/// write fails (or `cap` writes); it remembers which writes were acknowledged.
-struct Writer {
-    acked: Arc<AtomicUsize>,
-    handle: std::thread::JoinHandle<(Vec<u32>, Option<String>)>,
-}
-
-impl Writer {
-    fn start(addr: SocketAddr, from: u32, cap: u32) -> Writer {
-        let acked = Arc::new(AtomicUsize::new(0));
-        let count = acked.clone();
-        let handle = std::thread::spawn(move || {
-            let mut done = Vec::new();
-            let mut con = match util::connect(addr, Some(PASSWORD)) {
-                Ok(con) => con,
-                Err(e) => return (done, Some(e.to_string())),
-            };
-            for i in from..from + cap {
-                if let Err(e) = set(&mut con, i) {
-                    return (done, Some(e.to_string()));
-                }
-                done.push(i);
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            (done, None)
-        });
-        Writer { acked, handle }
-    }
-
-    fn wait_acked(&self, n: usize) {
-        util::wait_until(UP, &format!("{n} acknowledged writes"), || {
-            self.acked.load(Ordering::Relaxed) >= n
-        });
-    }
-
-    /// The acknowledged writes and the error that ended the thread.
-    fn finish(self) -> (Vec<u32>, Option<String>) {
-        self.handle.join().expect("the writer thread panicked")
-    }
-}
-
 #[test]
 fn sigkill_of_the_master_loses_no_acknowledged_write() {
     let mut c = cluster::one_host().redis(AOF_ALWAYS).build();
@@ -189,14 +148,27 @@ fn sigkill_of_the_master_loses_no_acknowledged_write() {
     let pid = c.pid("master");
 
     // Kill it in the middle of a stream of writes: some SETs are in flight.
-    let writer = Writer::start(c.addr("master"), 0, 1_000_000);
-    writer.wait_acked(300);
+    // As fast as the master answers (the keys of `set`), ending at the first failure.
+    let opts = WriterOpts {
+        prefix: "key:".to_owned(),
+        value_prefix: "value-".to_owned(),
+        pause: Duration::ZERO,
+        stop_on_error: true,
+        ..cluster::writer_opts()
+    };
+    let writer = Writer::start(Target::Fixed(c.addr("master")), opts);
+    writer.wait_acked(300, UP);
     kill(pid, Signal::SIGKILL);
-    let (mut acked, error) = writer.finish();
+    let report = writer.finish();
     assert!(
-        error.is_some(),
+        report.last_error().is_some(),
         "the writer must have seen the master go away"
     );
+    let mut acked: Vec<u32> = report
+        .acked()
+        .into_iter()
+        .map(|n| u32::try_from(n).expect("fewer than 2^32 writes"))
+        .collect();
 
     let s = wait_restarted(&c, "master", pid);
     assert_eq!(s["restarts"], 1, "{s}");

@@ -1,30 +1,13 @@
 //! `daemon --metrics` / `[metrics] listen`: the Prometheus endpoint over a real socket, and
 //! what a scrape shows after a crash and a restart.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use nix::sys::signal::Signal;
 
 use crate::cluster::{self, UP};
 use crate::util;
-
-/// `GET path` over plain HTTP/1.1: the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let code = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((code, body.to_owned()))
-}
+use redisrepd_testkit::http_get as get;
 
 /// Waits until the endpoint answers HTTP at all.
 fn wait_answering(addr: SocketAddr) -> (u16, String) {

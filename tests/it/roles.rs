@@ -4,16 +4,13 @@
 //! (also after a rolling server upgrade: those tests use the matrix's servers from
 //! `.ci/servers`, whatever `REDISREPD_TEST_SERVER` selects).
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::cluster::{self, Cluster, PASSWORD, UP};
 use crate::util;
+use redisrepd_testkit::{Target, Writer, WriterOpts};
 
 /// Sum of `sync_full` over every instance that answers.
 fn full_syncs(c: &Cluster, names: &[&str]) -> i64 {
@@ -55,94 +52,16 @@ pub(crate) fn wait_master(c: &Cluster, master: &str) {
     );
 }
 
-/// A client that writes `w:<n>` keys to whichever instance is master, counting each
-/// write the server acknowledged; refused writes are retried on the master it finds next.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
-    refused: Arc<Mutex<u64>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(addrs: Vec<SocketAddr>, wait_replicas: Option<i64>) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let refused = Arc::new(Mutex::new(0));
-        let (s, a, r) = (stop.clone(), acked.clone(), refused.clone());
-        let thread = std::thread::spawn(move || {
-            let mut n = 0u64;
-            let mut con: Option<redis::Connection> = None;
-            while !s.load(Ordering::Relaxed) {
-                if con.is_none() {
-                    con = addrs.iter().find_map(|addr| {
-                        let mut c = util::connect(*addr, Some(PASSWORD)).ok()?;
-                        let role: String = redis::cmd("ROLE")
-                            .query::<Vec<redis::Value>>(&mut c)
-                            .ok()
-                            .and_then(|v| match v.first() {
-                                Some(redis::Value::BulkString(b)) => {
-                                    Some(String::from_utf8_lossy(b).into_owned())
-                                }
-                                _ => None,
-                            })?;
-                        (role == "master").then_some(c)
-                    });
-                    if con.is_none() {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                }
-                let Some(c) = con.as_mut() else { continue };
-                let key = format!("w:{n}");
-                let set: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(n).query(c);
-                let ok = match (set, wait_replicas) {
-                    (Ok(()), None) => true,
-                    (Ok(()), Some(k)) => redis::cmd("WAIT")
-                        .arg(k)
-                        .arg(1000)
-                        .query::<i64>(c)
-                        .is_ok_and(|got| got >= k),
-                    (Err(_), _) => false,
-                };
-                if ok {
-                    if let Ok(mut a) = a.lock() {
-                        a.push(key);
-                    }
-                    n += 1;
-                } else {
-                    if let Ok(mut r) = r.lock() {
-                        *r += 1;
-                    }
-                    con = None;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Writer {
-            stop,
-            acked,
-            refused,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits until at least `n` writes were acknowledged.
-    fn wait_acked(&self, n: usize) {
-        util::wait_until(UP, "acknowledged writes", || {
-            self.acked.lock().map(|a| a.len()).unwrap_or(0) >= n
-        });
-    }
-
-    fn finish(mut self) -> (Vec<String>, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let acked = self.acked.lock().map(|a| a.clone()).unwrap_or_default();
-        let refused = self.refused.lock().map(|r| *r).unwrap_or(0);
-        (acked, refused)
-    }
+/// The testkit's writer on the group's `w:<n>` keys, following the master (ROLE) after
+/// any error; with `wait` > 0 a write counts only when `WAIT wait 1000` reports that many
+/// replicas.
+fn writer(c: &Cluster, wait: i64) -> Writer {
+    let addrs = ALL.iter().map(|n| c.addr(n)).collect();
+    let opts = WriterOpts {
+        wait: (wait, Duration::from_millis(1000)),
+        ..cluster::writer_opts()
+    };
+    Writer::start(Target::Master(addrs), opts)
 }
 
 /// Every key in `keys` that `name` does not have.
@@ -192,8 +111,8 @@ fn failover_and_back_under_writes_loses_nothing_and_costs_no_full_sync() {
     c.wait_healthy();
     let pids: Vec<u32> = ALL.iter().map(|n| c.pid(n)).collect();
     let full_before = full_syncs(&c, &ALL);
-    let writer = Writer::start(ALL.iter().map(|n| c.addr(n)).collect(), None);
-    writer.wait_acked(100);
+    let writer = writer(&c, 0);
+    writer.wait_acked(100, UP);
 
     let run = c.cli(&["failover", "--to", "r1"]);
     assert_eq!(
@@ -207,8 +126,7 @@ fn failover_and_back_under_writes_loses_nothing_and_costs_no_full_sync() {
     assert!(run.stdout.contains("r1: master now"), "{}", run.stdout);
     wait_master(&c, "r1");
     assert_eq!(masters(&c, &ALL), ["r1"], "one master");
-    let n = writer.acked.lock().map(|a| a.len()).unwrap_or(0);
-    writer.wait_acked(n + 100);
+    writer.wait_more(100, UP);
 
     // Back to the configured master.
     let run = c.cli(&["failover", "--to", "master"]);
@@ -221,9 +139,8 @@ fn failover_and_back_under_writes_loses_nothing_and_costs_no_full_sync() {
         c.logs()
     );
     wait_master(&c, "master");
-    let n = writer.acked.lock().map(|a| a.len()).unwrap_or(0);
-    writer.wait_acked(n + 100);
-    let (acked, _refused) = writer.finish();
+    writer.wait_more(100, UP);
+    let acked = writer.finish().acked_keys();
 
     assert_eq!(masters(&c, &ALL), ["master"]);
     wait_all_have(&c, &ALL, &acked);
@@ -831,20 +748,19 @@ fn a_failover_to_a_frozen_replica_fails_saying_why_and_writes_go_on() {
     c.start_daemon("a");
     c.start_daemon("b");
     c.wait_healthy();
-    let writer = Writer::start(ALL.iter().map(|n| c.addr(n)).collect(), None);
-    writer.wait_acked(100);
+    let writer = writer(&c, 0);
+    writer.wait_acked(100, UP);
     let r1 = c.pid("r1");
     util::kill(r1, Signal::SIGSTOP);
     let run = c.cli(&["failover", "--to", "r1"]);
-    let n = writer.acked.lock().map(|a| a.len()).unwrap_or(0);
-    writer.wait_acked(n + 100);
+    writer.wait_more(100, UP);
     util::kill(r1, Signal::SIGCONT);
     assert_eq!(run.status.code(), Some(1), "{run}");
     assert!(
         run.stderr.contains("the target") || run.stdout.contains("the target"),
         "{run}"
     );
-    let (acked, _) = writer.finish();
+    let acked = writer.finish().acked_keys();
     assert_eq!(masters(&c, &ALL), ["master"], "roles unchanged");
     c.wait_healthy();
     wait_all_have(&c, &ALL, &acked);
@@ -867,8 +783,8 @@ fn a_planned_master_restart_with_aof_costs_no_full_sync_and_returns_when_whole()
         c.wait_healthy();
         // The replicas' counters (they are not restarted); the master's starts at 0 again.
         let full_before = full_syncs(&c, &["r1", "r2"]);
-        let writer = Writer::start(ALL.iter().map(|n| c.addr(n)).collect(), Some(2));
-        writer.wait_acked(100);
+        let writer = writer(&c, 2);
+        writer.wait_acked(100, UP);
         let run = c.cli(&["restart", "master"]);
         assert_eq!(run.status.code(), Some(0), "aof {aof}: {run}\n{}", c.logs());
         assert!(
@@ -882,9 +798,8 @@ fn a_planned_master_restart_with_aof_costs_no_full_sync_and_returns_when_whole()
             Some(0),
             "aof {aof}: status right after the verb\n{status}"
         );
-        let n = writer.acked.lock().map(|a| a.len()).unwrap_or(0);
-        writer.wait_acked(n + 100);
-        let (acked, _) = writer.finish();
+        writer.wait_more(100, UP);
+        let acked = writer.finish().acked_keys();
         assert_eq!(masters(&c, &ALL), ["master"], "the role came back");
         wait_all_have(&c, &ALL, &acked);
         assert_eq!(

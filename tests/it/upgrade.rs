@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{self, Cluster, PASSWORD, UP};
 use crate::util;
+use redisrepd_testkit::{Target, Writer, WriterOpts};
 
 /// The matrix's servers by name (`redis-6.2`, `redis-7.0`, `valkey-8.1`), from
 /// `.ci/servers`. Panics (never skips) when they cannot be had.
@@ -43,7 +44,7 @@ pub(crate) fn matrix(name: &str) -> PathBuf {
         .clone()
 }
 
-fn key(i: u32) -> String {
+fn key(i: u64) -> String {
     format!("key:{i}")
 }
 
@@ -106,109 +107,28 @@ fn expect_code(c: &Cluster, run: &util::Run, code: i32) {
     );
 }
 
-/// A thread that writes `key:i` to the master without pause until told to stop,
-/// reconnecting after an error (the master is restarted last); it remembers the
-/// acknowledged writes and counts the failed ones.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    /// How many writes were acknowledged so far.
-    count: Arc<std::sync::atomic::AtomicUsize>,
-    /// The last error and how many so far, for a failure message.
-    last_error: Arc<std::sync::Mutex<(u32, String)>>,
-    handle: std::thread::JoinHandle<(Vec<u32>, u32, Duration)>,
+/// The testkit's writer on `key:<n>` to the master until told to stop, reconnecting
+/// after an error (the master is restarted last): a steady load, not a flood (5 ms after
+/// every 50 writes: the 2-core machine also runs the servers), 20 ms between failed
+/// attempts.
+fn writer(c: &Cluster) -> Writer {
+    let opts = WriterOpts {
+        prefix: "key:".to_owned(),
+        pause: Duration::from_millis(5),
+        pause_every: 50,
+        backoff: (Duration::from_millis(20), Duration::from_millis(20)),
+        ..cluster::writer_opts()
+    };
+    Writer::start(Target::Fixed(c.addr("master")), opts)
 }
 
-impl Writer {
-    fn start(addr: SocketAddr) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = count.clone();
-        let last_error = Arc::new(std::sync::Mutex::new((0, String::new())));
-        let noted = last_error.clone();
-        let note = move |errors: u32, e: String| {
-            if let Ok(mut n) = noted.lock() {
-                *n = (errors, e);
-            }
-        };
-        let handle = std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            let mut errors = 0u32;
-            // The longest time between two acknowledged writes: how long writes stopped.
-            let mut last_ok = Instant::now();
-            let mut longest_gap = Duration::ZERO;
-            let mut con = None;
-            let mut i = 0u32;
-            // Bounded: a test that hangs elsewhere does not write forever.
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                if con.is_none() {
-                    match util::connect(addr, Some(PASSWORD)) {
-                        Ok(c) => con = Some(c),
-                        Err(e) => {
-                            errors += 1;
-                            note(errors, format!("connecting: {e}"));
-                            std::thread::sleep(Duration::from_millis(20));
-                            continue;
-                        }
-                    }
-                }
-                let Some(c) = con.as_mut() else { continue };
-                let r: redis::RedisResult<()> = redis::cmd("SET").arg(key(i)).arg(i).query(c);
-                match r {
-                    Ok(()) => {
-                        acked.push(i);
-                        counted.store(acked.len(), Ordering::Relaxed);
-                        longest_gap = longest_gap.max(last_ok.elapsed());
-                        last_ok = Instant::now();
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        note(errors, format!("SET {}: {e}", key(i)));
-                        con = None;
-                    }
-                }
-                i += 1;
-                // A steady load, not a flood: the 2-core machine also runs the servers.
-                if i.is_multiple_of(50) {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            (acked, errors, longest_gap)
-        });
-        Writer {
-            stop,
-            count,
-            last_error,
-            handle,
-        }
-    }
-
-    /// Waits until `more` writes beyond those acknowledged now are acknowledged.
-    #[track_caller]
-    fn wait_for_more(&self, c: &Cluster, more: usize) {
-        let target = self.count.load(Ordering::Relaxed) + more;
-        let what = format!("{more} more writes to be acknowledged by `master`");
-        wait_for(c, &what, || {
-            let count = self.count.load(Ordering::Relaxed);
-            if count >= target {
-                return Ok(());
-            }
-            let (errors, last) = self
-                .last_error
-                .lock()
-                .map(|e| e.clone())
-                .unwrap_or_default();
-            Err(format!(
-                "{count} of {target} acknowledged, {errors} failed, the last with: {last}"
-            ))
-        });
-    }
-
-    fn finish(self) -> (Vec<u32>, u32, Duration) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("the writer thread panicked")
-    }
+/// Waits until `more` writes beyond those acknowledged now are acknowledged, failing with
+/// the [`context`].
+#[track_caller]
+fn wait_for_more(c: &Cluster, writer: &Writer, more: usize) {
+    let target = writer.acked() + more;
+    let what = format!("{more} more writes to be acknowledged by `master`");
+    wait_for(c, &what, || writer.reached(target));
 }
 
 /// Samples the master's INFO every 20 ms until stopped: the most replicas that were not
@@ -333,9 +253,9 @@ fn rolling_upgrade(from: &str, to: &str) {
     );
     let pids: BTreeMap<&str, u32> = ["master", "r1", "r2"].map(|n| (n, c.pid(n))).into();
 
-    let writer = Writer::start(c.addr("master"));
+    let writer = writer(&c);
     let watcher = Watcher::start(c.addr("master"), pids["master"], 2);
-    writer.wait_for_more(&c, 500);
+    wait_for_more(&c, &writer, 500);
     let log_before = c.daemon_log("a").len();
     c.redis_server = to_path;
     c.write_config();
@@ -352,8 +272,13 @@ fn rolling_upgrade(from: &str, to: &str) {
         context(&c)
     );
     // More writes on the upgraded group, then stop.
-    writer.wait_for_more(&c, 500);
-    let (acked, write_errors, longest_gap) = writer.finish();
+    wait_for_more(&c, &writer, 500);
+    let report = writer.finish();
+    let (acked, write_errors, longest_gap) = (
+        report.acked(),
+        report.seen.errors.len(),
+        report.longest_gap(),
+    );
     let (most_away, worst) = watcher.finish();
     wait_healthy(&c);
 
@@ -388,7 +313,7 @@ fn rolling_upgrade(from: &str, to: &str) {
             let mut missing = Vec::new();
             for chunk in acked.chunks(1000) {
                 let keys: Vec<String> = chunk.iter().map(|i| key(*i)).collect();
-                let got: Vec<Option<u32>> = redis::cmd("MGET")
+                let got: Vec<Option<u64>> = redis::cmd("MGET")
                     .arg(&keys)
                     .query(&mut con)
                     .map_err(|e| format!("MGET on `{name}`: {e}"))?;
