@@ -411,17 +411,21 @@ fn spawn_signal_thread(tx: Sender<Event>) -> Result<()> {
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                let ev = match sig {
-                    SIGCHLD => Event::ChildExited,
-                    SIGHUP => Event::Reload,
-                    _ => Event::Terminate,
-                };
-                if tx.send(ev).is_err() {
+                if tx.send(signal_event(sig)).is_err() {
                     return;
                 }
             }
         })?;
     Ok(())
+}
+
+/// The event for a signal the daemon listens to (SIGTERM, SIGINT, SIGHUP, SIGCHLD).
+fn signal_event(sig: i32) -> Event {
+    match sig {
+        SIGCHLD => Event::ChildExited,
+        SIGHUP => Event::Reload,
+        _ => Event::Terminate,
+    }
 }
 
 fn spawn_acceptor(listener: UnixListener, tx: Sender<Event>) {
@@ -477,4 +481,17 @@ fn serve_client(stream: UnixStream, tx: Sender<Event>) {
         }
     };
     let _ = crate::control_socket::write_response(&stream, &response);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_signal_is_its_event() {
+        assert!(matches!(signal_event(SIGCHLD), Event::ChildExited));
+        assert!(matches!(signal_event(SIGHUP), Event::Reload));
+        assert!(matches!(signal_event(SIGTERM), Event::Terminate));
+        assert!(matches!(signal_event(SIGINT), Event::Terminate));
+    }
 }
