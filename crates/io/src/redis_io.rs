@@ -1,11 +1,14 @@
-//! Talking to a Redis instance: INFO probes and the authenticated SHUTDOWN. Blocking calls
-//! with timeouts; run them off the supervisor thread.
+//! Talking to a Redis instance: INFO probes, the authenticated SHUTDOWN, role and config
+//! changes, and the few commands the sync-gate claims and backups send. Every Redis
+//! command redisrepd sends to an instance is built here (Sentinel's are in
+//! `sentinel_client`). Blocking calls with timeouts; run them off the supervisor thread.
 
 use std::time::Duration;
 
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
-use redisrepd_core::info::Info;
+use redisrepd_core::config::Secret;
+use redisrepd_core::info::{Info, Replication};
 
 pub use redisrepd_core::endpoint::{Endpoint, ShutdownError};
 
@@ -70,6 +73,16 @@ pub trait Client {
     /// `REPLICAOF host port`, or `REPLICAOF NO ONE` when `to` is `None`.
     fn replicaof(&self, to: Option<(&str, u16)>, timeout: Duration) -> Result<(), String>;
 
+    /// `CONFIG SET key value` on a connection of its own.
+    fn config_set(&self, key: &str, value: &str, timeout: Duration) -> redis::RedisResult<()>;
+
+    /// `CONFIG SET masterauth` then `requirepass` to `new` (none: empty), over a
+    /// connection made with the password this endpoint holds (the old one).
+    fn set_password(&self, new: Option<&Secret>, timeout: Duration) -> redis::RedisResult<()>;
+
+    /// Where the instance replicates from now (`INFO replication`).
+    fn replication(&self, timeout: Duration) -> redis::RedisResult<Option<Replication>>;
+
     /// Coordinated switchover (Redis 6.2+): `FAILOVER TO <target> TIMEOUT <ms>` on this
     /// master, then waits until `target` reports itself master and this one replicates.
     /// Redis pauses writes meanwhile and aborts by itself (writes resume here) when the
@@ -133,12 +146,7 @@ impl Client for Endpoint {
         let mut conn = self.connect(timeout)?;
         let mut ids = Vec::new();
         for kind in ["normal", "pubsub"] {
-            let list: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .arg("TYPE")
-                .arg(kind)
-                .query(&mut conn)?;
-            ids.extend(clients_to_drop(&list));
+            ids.extend(clients_to_drop(&client_list_on(&mut conn, kind)?));
         }
         let mut pipe = redis::pipe();
         for id in &ids {
@@ -202,7 +210,33 @@ impl Client for Endpoint {
     /// `REPLICAOF host port`, or `REPLICAOF NO ONE` when `to` is `None`.
     fn replicaof(&self, to: Option<(&str, u16)>, timeout: Duration) -> Result<(), String> {
         let mut conn = self.connect(timeout).map_err(describe)?;
-        replicaof_cmd(to).query::<()>(&mut conn).map_err(describe)
+        replicaof_on(&mut conn, to).map_err(describe)
+    }
+
+    fn config_set(&self, key: &str, value: &str, timeout: Duration) -> redis::RedisResult<()> {
+        let mut c = self.connect(timeout)?;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(&mut c)
+    }
+
+    fn set_password(&self, new: Option<&Secret>, timeout: Duration) -> redis::RedisResult<()> {
+        let value = new.map(|s| s.expose()).unwrap_or_default();
+        let mut c = self.connect(timeout)?;
+        for key in ["masterauth", "requirepass"] {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(key)
+                .arg(value)
+                .query::<()>(&mut c)?;
+        }
+        Ok(())
+    }
+
+    fn replication(&self, timeout: Duration) -> redis::RedisResult<Option<Replication>> {
+        replication_on(&mut self.connect(timeout)?)
     }
 
     /// Coordinated switchover (Redis 6.2+): `FAILOVER TO <target> TIMEOUT <ms>` on this
@@ -306,7 +340,7 @@ impl Client for Endpoint {
             .map_err(|e| format!("CLIENT PAUSE on the master: {}", describe(e)))?;
         let paused_at = Instant::now();
         let unpause = |m: &mut redis::Connection| {
-            let _ = redis::cmd("CLIENT").arg("UNPAUSE").query::<()>(m);
+            let _ = client_unpause_on(m);
         };
         let abort = |m: &mut redis::Connection, why: String| -> Result<Timings, String> {
             unpause(m);
@@ -314,11 +348,7 @@ impl Client for Endpoint {
                 "{why}; switchover aborted: writes go on at the old master, roles unchanged"
             ))
         };
-        let offset = match redis::cmd("INFO")
-            .arg("replication")
-            .query::<String>(&mut m)
-            .map(|t| Info::parse(&t).repl_offset())
-        {
+        let offset = match info_on(&mut m, Some("replication")).map(|i| i.repl_offset()) {
             Ok(Some(o)) => o,
             Ok(None) => return abort(&mut m, "the master reports no replication offset".into()),
             Err(e) => return abort(&mut m, format!("INFO on the master: {}", describe(e))),
@@ -338,11 +368,8 @@ impl Client for Endpoint {
                 );
             }
             let _ = t.set_read_timeout(Some(left.max(Duration::from_millis(1))));
-            let info = match redis::cmd("INFO")
-                .arg("replication")
-                .query::<String>(&mut t)
-            {
-                Ok(text) => Info::parse(&text),
+            let info = match info_on(&mut t, Some("replication")) {
+                Ok(info) => info,
                 Err(e) => return abort(&mut m, format!("the target: {}", describe(e))),
             };
             match catch_up(&info, (&master_host, self.port), offset) {
@@ -353,7 +380,7 @@ impl Client for Endpoint {
         }
         let caught_up = paused_at.elapsed();
         let _ = t.set_read_timeout(Some(io));
-        if let Err(e) = replicaof_cmd(None).query::<()>(&mut t) {
+        if let Err(e) = replicaof_on(&mut t, None) {
             // It may still run it (a frozen target answers late): point it back at the
             // master on a fresh connection, which it reads after the first.
             let _ = target.replicaof(Some((&master_host, self.port)), io);
@@ -367,7 +394,7 @@ impl Client for Endpoint {
         // pause outlasts this by PAUSE_MARGIN): a write here would be lost.
         let mut last = String::new();
         for _ in 0..3 {
-            match replicaof_cmd(Some((&target_host, target.port))).query::<()>(&mut m) {
+            match replicaof_on(&mut m, Some((&target_host, target.port))) {
                 Ok(()) => {
                     unpause(&mut m);
                     return Ok(Timings {
@@ -392,14 +419,122 @@ impl Client for Endpoint {
     }
 }
 
-/// The `REPLICAOF` command: `host port`, or `NO ONE` when `to` is `None`.
-pub fn replicaof_cmd(to: Option<(&str, u16)>) -> redis::Cmd {
+/// `REPLICAOF host port`, or `REPLICAOF NO ONE` when `to` is `None`, on a connection
+/// already open.
+pub fn replicaof_on(
+    conn: &mut redis::Connection,
+    to: Option<(&str, u16)>,
+) -> redis::RedisResult<()> {
     let mut cmd = redis::cmd("REPLICAOF");
     match to {
         Some((host, port)) => cmd.arg(host).arg(port),
         None => cmd.arg("NO").arg("ONE"),
     };
-    cmd
+    cmd.query(conn)
+}
+
+/// `INFO` (its default sections) or `INFO <section>`, on a connection already open.
+pub fn info_on(conn: &mut redis::Connection, section: Option<&str>) -> redis::RedisResult<Info> {
+    let mut cmd = redis::cmd("INFO");
+    if let Some(section) = section {
+        cmd.arg(section);
+    }
+    let text: String = cmd.query(conn)?;
+    Ok(Info::parse_owned(text))
+}
+
+/// Where the instance replicates from now (`INFO replication`), on a connection already
+/// open.
+pub fn replication_on(conn: &mut redis::Connection) -> redis::RedisResult<Option<Replication>> {
+    info_on(conn, Some("replication")).map(|i| i.replication())
+}
+
+/// `CLIENT UNPAUSE`.
+pub fn client_unpause_on(conn: &mut redis::Connection) -> redis::RedisResult<()> {
+    redis::cmd("CLIENT").arg("UNPAUSE").query(conn)
+}
+
+/// `CLIENT SETNAME name`.
+pub fn client_setname_on(conn: &mut redis::Connection, name: &str) -> redis::RedisResult<()> {
+    redis::cmd("CLIENT").arg("SETNAME").arg(name).query(conn)
+}
+
+/// `CLIENT ID`: this connection's id, which orders it among the server's clients.
+pub fn client_id_on(conn: &mut redis::Connection) -> redis::RedisResult<u64> {
+    redis::cmd("CLIENT").arg("ID").query(conn)
+}
+
+/// `CLIENT LIST TYPE kind` (`normal`, `pubsub`...): the raw text, one client a line.
+pub fn client_list_on(conn: &mut redis::Connection, kind: &str) -> redis::RedisResult<String> {
+    redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg(kind)
+        .query(conn)
+}
+
+/// `CONFIG GET key`: the `[key, value]` pairs the server answers.
+pub fn config_get_on(conn: &mut redis::Connection, key: &str) -> redis::RedisResult<Vec<String>> {
+    redis::cmd("CONFIG").arg("GET").arg(key).query(conn)
+}
+
+/// Why `CONFIG SET` did not take a setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigSetError {
+    /// The server answered with an error: it will not take this setting at runtime.
+    #[error("`{key}`: {why}")]
+    Refused { key: String, why: String },
+    /// It could not be asked (connection lost, timed out): nothing follows from that.
+    #[error("`{key}`: {why}")]
+    Failed { key: String, why: String },
+}
+
+/// `CONFIG SET key value`, on a connection already open, telling a refusal by the server
+/// from a failure to ask it.
+pub fn config_set_on(
+    conn: &mut redis::Connection,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigSetError> {
+    let set = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query::<()>(conn);
+    match set {
+        Ok(()) => Ok(()),
+        // An error reply: the server will not take it at runtime.
+        Err(e) if e.code().is_some() => Err(ConfigSetError::Refused {
+            key: key.to_owned(),
+            why: e.detail().unwrap_or("refused").to_owned(),
+        }),
+        Err(e) => Err(ConfigSetError::Failed {
+            key: key.to_owned(),
+            why: e.to_string(),
+        }),
+    }
+}
+
+/// Why `BGSAVE` did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BgsaveError {
+    /// A save or an AOF rewrite is under way: ask again once it has ended.
+    #[error("{0}")]
+    InProgress(redis::RedisError),
+    /// Anything else.
+    #[error("{0}")]
+    Failed(redis::RedisError),
+}
+
+/// `BGSAVE`, on a connection already open.
+pub fn bgsave_on(conn: &mut redis::Connection) -> Result<(), BgsaveError> {
+    match redis::cmd("BGSAVE").query::<String>(conn) {
+        Ok(_) => Ok(()),
+        // Redis says it only in words: "Background save already in progress",
+        // "Background append only file rewriting in progress"...
+        Err(e) if e.to_string().contains("in progress") => Err(BgsaveError::InProgress(e)),
+        Err(e) => Err(BgsaveError::Failed(e)),
+    }
 }
 
 /// [`Endpoint::info_or_sentinel`] on a connection already open (the prober keeps one

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis_io::Endpoint;
+use crate::redis_io::{BgsaveError, Endpoint};
 use redisrepd_core::backup::Record;
 use redisrepd_core::config::{Group, Instance};
 use redisrepd_core::info::Info;
@@ -135,9 +135,9 @@ fn bgsave(ep: &Endpoint, before: &Info, deadline: Duration) -> Result<(), String
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        match redis::cmd("BGSAVE").query::<String>(&mut conn) {
-            Ok(_) => break,
-            Err(e) if e.to_string().contains("in progress") && Instant::now() < until => {
+        match crate::redis_io::bgsave_on(&mut conn) {
+            Ok(()) => break,
+            Err(BgsaveError::InProgress(_)) if Instant::now() < until => {
                 std::thread::sleep(Duration::from_millis(200));
                 before = ep.info(t)?;
             }

@@ -13,10 +13,12 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use super::Event;
-use crate::redis_io::Endpoint;
+use crate::redis_io::{
+    Endpoint, client_id_on, client_list_on, client_setname_on, config_get_on, info_on,
+};
 use redisrepd_core::config::MaxSyncs;
 use redisrepd_core::gate::{self, AutoInput, HostMemory, ReplicaBufferLimit, UpstreamMemory};
-use redisrepd_core::info::Info;
+use redisrepd_core::machine::Input;
 
 /// A pending or granted claim; dropping it releases the place.
 pub struct ClaimHandle {
@@ -25,7 +27,7 @@ pub struct ClaimHandle {
 
 /// Asks `upstream` for a place for `replica` (`ip:port`) under `max_concurrent_syncs`
 /// (`upstream_local`: it runs on this host, whose memory `auto` may read); the answer
-/// arrives as [`Event::ClaimResult`] for instance `name`.
+/// arrives as [`Input::ClaimResult`] for instance `name`.
 pub fn request(
     events: Sender<Event>,
     name: String,
@@ -49,11 +51,14 @@ pub fn request(
                 Ok((false, detail, _)) => (false, detail, None),
                 Err(e) => (false, format!("cannot ask the upstream: {e}"), None),
             };
-            let _ = events.send(Event::ClaimResult {
+            // Jitter, so that daemons on different hosts do not ask again in lockstep.
+            let retry_after = Duration::from_millis(rand::random_range(100..400));
+            let _ = events.send(Event::Machine(Input::ClaimResult {
                 name,
                 granted,
                 detail,
-            });
+                retry_after,
+            }));
             if let Some(conn) = conn {
                 hold(conn, released);
             }
@@ -74,25 +79,14 @@ fn claim(
     timeout: Duration,
 ) -> redis::RedisResult<(bool, String, redis::Connection)> {
     let mut conn = upstream.connect(timeout)?;
-    redis::cmd("CLIENT")
-        .arg("SETNAME")
-        .arg(gate::claim_name(replica))
-        .query::<()>(&mut conn)?;
-    let my_id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut conn)?;
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .arg("TYPE")
-        .arg("normal")
-        .query(&mut conn)?;
+    client_setname_on(&mut conn, &gate::claim_name(replica))?;
+    let my_id = client_id_on(&mut conn)?;
+    let list = client_list_on(&mut conn, "normal")?;
     // `auto` needs the memory, persistence, stats and server sections too: the default
     // set has them all.
-    let mut info_cmd = redis::cmd("INFO");
-    if max != MaxSyncs::Auto {
-        info_cmd.arg("replication");
-    }
-    let info_text: String = info_cmd.query(&mut conn)?;
+    let section = (max != MaxSyncs::Auto).then_some("replication");
+    let info = info_on(&mut conn, section)?;
     let claims = gate::parse_claims(&list);
-    let info = Info::parse(&info_text);
     let unclaimed = info.syncing_replicas(|line| {
         claims
             .iter()
@@ -143,11 +137,7 @@ fn claim(
 /// The replica class of the upstream's `client-output-buffer-limit`; `None` when it
 /// cannot be read (a renamed CONFIG): the gate assumes Redis's default.
 fn buffer_limit(conn: &mut redis::Connection) -> Option<ReplicaBufferLimit> {
-    let pair: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("client-output-buffer-limit")
-        .query(conn)
-        .ok()?;
+    let pair = config_get_on(conn, "client-output-buffer-limit").ok()?;
     ReplicaBufferLimit::parse(pair.get(1)?)
 }
 

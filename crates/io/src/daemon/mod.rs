@@ -4,7 +4,8 @@
 //! Threads: the supervisor (this one) owns all state — the pure [`machine`] that decides,
 //! and the [`runtime`] that carries its effects out; the signal thread, the socket acceptor
 //! (one short thread per connection), the prober (with a worker per target) and the
-//! workers that talk to Redis only send [`Event`]s to it. The recorder thread takes the changes of master from it (the
+//! workers that talk to Redis only send [`Event`]s to it (the workers' outcomes as the
+//! machine's own inputs, [`Event::Machine`]). The recorder thread takes the changes of master from it (the
 //! history file, the `[hooks]` program) and sends nothing back. The HTTP listener
 //! (`redisrepd_core::http`) reads the view the runtime publishes after every event for the health
 //! endpoints, and asks the loop only for `/metrics`, with a bounded wait. The loop sleeps
@@ -33,7 +34,6 @@ use tracing::{info, warn};
 use crate::process::RunAs;
 use redisrepd_core::config::Group;
 use redisrepd_core::control::{Request, Response};
-use redisrepd_core::endpoint::ShutdownError;
 use redisrepd_core::info::Info;
 use redisrepd_core::machine;
 
@@ -44,8 +44,14 @@ pub struct ProbeAnswer {
     pub result: Result<Info, String>,
 }
 
-/// Everything the supervisor reacts to.
+/// Everything the supervisor reacts to: what the OS and the control and HTTP threads
+/// bring, which the runtime turns into the machine's inputs (or answers itself), and the
+/// inputs the worker threads already made.
 pub enum Event {
+    /// An input for the machine as it is: the outcome of a worker's Redis, Sentinel or
+    /// claim call (`ShutdownDone`, `ClaimResult`, `PasswordSet`, `LiveApplied`,
+    /// `RoleChanged`, `AofRestored`, `SentinelAsked`, `SentinelReconfigured`).
+    Machine(machine::Input),
     /// SIGCHLD: some child exited.
     ChildExited,
     /// An adopted instance (started by an earlier daemon) exited.
@@ -54,47 +60,10 @@ pub enum Event {
     Terminate,
     /// SIGHUP.
     Reload,
-    /// INFO probes of instances (answers of one round that came together).
+    /// INFO probes of instances (answers of one round that came together). Not inputs
+    /// yet: the runtime adds what only it knows (the sync the instance's log named) and
+    /// batches them.
     Probes(Vec<ProbeAnswer>),
-    /// The outcome of a SHUTDOWN sent to `pid`.
-    ShutdownDone {
-        name: String,
-        pid: u32,
-        result: Result<(), ShutdownError>,
-    },
-    /// The upstream's answer to a claim on a place in its sync gate.
-    ClaimResult {
-        name: String,
-        granted: bool,
-        detail: String,
-    },
-    /// The outcome of a password change in place: the new password, now in force.
-    PasswordSet {
-        name: String,
-        result: Result<Option<redisrepd_core::config::Secret>, String>,
-    },
-    /// Whether a running sentinel took a reloaded `[sentinel]`.
-    SentinelReconfigured {
-        name: String,
-        result: Result<(), String>,
-    },
-    /// Whether a sentinel started the failover asked of it.
-    SentinelAsked { result: Result<(), String> },
-    /// The outcome of a failover or a `REPLICAOF NO ONE`.
-    RoleChanged {
-        name: String,
-        result: Result<(), String>,
-    },
-    /// The outcome of a config change applied live: done, or what was refused.
-    LiveApplied {
-        name: String,
-        result: Result<(), machine::LiveFailure>,
-    },
-    /// The outcome of switching AOF back on after a resume from the RDB.
-    AofRestored {
-        name: String,
-        result: Result<(), String>,
-    },
     /// A scrape of the metrics endpoint: what only the supervisor knows, now.
     Metrics {
         reply: Sender<crate::metrics::Snapshot>,
@@ -442,17 +411,21 @@ fn spawn_signal_thread(tx: Sender<Event>) -> Result<()> {
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                let ev = match sig {
-                    SIGCHLD => Event::ChildExited,
-                    SIGHUP => Event::Reload,
-                    _ => Event::Terminate,
-                };
-                if tx.send(ev).is_err() {
+                if tx.send(signal_event(sig)).is_err() {
                     return;
                 }
             }
         })?;
     Ok(())
+}
+
+/// The event for a signal the daemon listens to (SIGTERM, SIGINT, SIGHUP, SIGCHLD).
+fn signal_event(sig: i32) -> Event {
+    match sig {
+        SIGCHLD => Event::ChildExited,
+        SIGHUP => Event::Reload,
+        _ => Event::Terminate,
+    }
 }
 
 fn spawn_acceptor(listener: UnixListener, tx: Sender<Event>) {
@@ -508,4 +481,17 @@ fn serve_client(stream: UnixStream, tx: Sender<Event>) {
         }
     };
     let _ = crate::control_socket::write_response(&stream, &response);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_signal_is_its_event() {
+        assert!(matches!(signal_event(SIGCHLD), Event::ChildExited));
+        assert!(matches!(signal_event(SIGHUP), Event::Reload));
+        assert!(matches!(signal_event(SIGTERM), Event::Terminate));
+        assert!(matches!(signal_event(SIGINT), Event::Terminate));
+    }
 }
