@@ -2,7 +2,7 @@
 //! that carry a reload out.
 
 use super::live::{LiveChange, live_change};
-use super::{Step, parents_first, restart, start, stop};
+use super::steps::{Step, parents_first, restart, start, stop};
 use crate::config::Group;
 use crate::render::{self, Secrets};
 use crate::server::Server;

@@ -1,7 +1,7 @@
 //! The text forms of `status`: the default table (at most [`NARROW_WIDTH`] columns), the
 //! wide one, and the lines that name each host's HTTP endpoint.
 
-use super::{HttpEndpoint, InstanceStatus};
+use super::record::{HttpEndpoint, InstanceStatus};
 
 /// The lines under the table: each host's endpoint and whether it listens.
 pub fn endpoints_table(list: &[HttpEndpoint]) -> String {
@@ -219,8 +219,8 @@ pub fn wide_table(list: &[InstanceStatus]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::StateLabel;
-    use super::super::tests::group;
+    use super::super::record::StateLabel;
+    use super::super::record::tests::group;
     use super::*;
     use crate::config::Group;
 
