@@ -2,6 +2,8 @@
 //! (reading the file and the password file is tested in `redisrepd_io::config_file`).
 
 use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
 
 mod model;
 mod rules;

@@ -9,10 +9,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawFile, RawInstance};
-use super::{
+use super::model::{
     Checked, Cluster, ConfigError, Directive, Group, Instance, PasswordSource, Problem, Secret,
 };
+use super::raw::{RawFile, RawInstance};
 
 /// Directives redisrepd writes itself, with the TOML key to use instead.
 pub const MANAGED_DIRECTIVES: &[(&str, &str)] = &[
@@ -124,7 +124,7 @@ impl Validator {
                 );
                 PasswordSource::None
             }
-            (Some(p), None) if p.chars().any(super::breaks_redis_conf) => {
+            (Some(p), None) if p.chars().any(super::model::breaks_redis_conf) => {
                 self.error(
                     None,
                     "password",

@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::Validator;
+use crate::config::model::{Group, Sentinel, SentinelNode};
 use crate::config::raw::RawSentinel;
-use crate::config::{Group, Sentinel, SentinelNode};
 impl Validator {
     /// `[sentinel]` on its own: quorum, durations, each node's host.
     pub(super) fn sentinel(&mut self, raw: RawSentinel) -> Sentinel {

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Validator;
+use crate::config::model::{
+    Backup, Group, Hook, Hooks, Http, HttpListen, Instance, MaxSyncs, Supervise,
+};
 use crate::config::raw;
-use crate::config::{Backup, Group, Hook, Hooks, Http, HttpListen, Instance, MaxSyncs, Supervise};
 impl Validator {
     pub(super) fn hooks(
         &mut self,
