@@ -26,7 +26,7 @@ pub fn check_servers(
     old_server: &Server,
     new_server: &Server,
     running: &dyn Fn(&str) -> Option<Server>,
-) -> Result<(), String> {
+) -> Result<(), RdbRefusal> {
     let restarted: HashSet<&str> = diff
         .changed
         .iter()
@@ -39,13 +39,6 @@ pub fn check_servers(
     let now = |name: &str, local_before: bool| {
         running(name).or_else(|| local_before.then_some(*old_server))
     };
-    let cannot_load = |who: &str, server: &Server| {
-        format!(
-            "{who} runs {server}, which writes RDB version {}; {new_server} (the configured \
-             `redis_server`) reads RDB versions up to {new_rdb} only",
-            server.rdb_version()
-        )
-    };
     for inst in new.start_order(host) {
         if !restarted.contains(inst.name.as_str()) {
             continue;
@@ -55,24 +48,23 @@ pub fn check_servers(
             && let Some(cur) = now(name, true)
             && cur.rdb_version() > new_rdb
         {
-            return Err(format!(
-                "`{name}` would restart on {new_server} and could not load its own data: {}; \
-                 a downgrade to an older RDB version is not possible by restart",
-                cannot_load(&format!("`{name}`"), &cur)
-            ));
+            return Err(RdbRefusal::OwnData {
+                name: name.clone(),
+                current: cur,
+                new_server: *new_server,
+            });
         }
         if let Some(up) = new.upstream(inst) {
             let local_before = up.host == host && !diff.added.contains(&up.name);
             if let Some(cur) = now(&up.name, local_before)
                 && cur.rdb_version() > new_rdb
             {
-                return Err(format!(
-                    "replica `{name}` would run {new_server} under its upstream `{}`, which \
-                     {}; never put an older replica under a newer upstream: upgrade replicas \
-                     first, the master last",
-                    up.name,
-                    cannot_load("", &cur).trim_start()
-                ));
+                return Err(RdbRefusal::UnderNewerUpstream {
+                    name: name.clone(),
+                    upstream: up.name.clone(),
+                    current: cur,
+                    new_server: *new_server,
+                });
             }
         }
         for r in new.replicas_of(name) {
@@ -82,19 +74,69 @@ pub fn check_servers(
             if let Some(cur) = running(&r.name)
                 && cur.rdb_version() < new_rdb
             {
-                return Err(format!(
-                    "`{name}` would run {new_server} (RDB version {new_rdb}), but its replica \
-                     `{}` on host `{}` runs {cur}, which reads RDB versions up to {} only: \
-                     upgrade `{}` first (reload its host), then this one",
-                    r.name,
-                    r.host,
-                    cur.rdb_version(),
-                    r.name
-                ));
+                return Err(RdbRefusal::ReplicaCannotLoad {
+                    name: name.clone(),
+                    replica: r.name.clone(),
+                    replica_host: r.host.clone(),
+                    current: cur,
+                    new_server: *new_server,
+                });
             }
         }
     }
     Ok(())
+}
+
+/// Why [`check_servers`] refuses: which RDB could not be loaded, by whom. `current` is the
+/// server that runs now (the one writing, or for a replica elsewhere, the one reading);
+/// `new_server` the configured `redis_server`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RdbRefusal {
+    /// `name` would restart on a server older than the RDB its current server wrote.
+    #[error(
+        "`{name}` would restart on {new_server} and could not load its own data: `{name}` runs \
+         {current}, which writes RDB version {}; {new_server} (the configured `redis_server`) \
+         reads RDB versions up to {} only; a downgrade to an older RDB version is not \
+         possible by restart",
+        .current.rdb_version(),
+        .new_server.rdb_version()
+    )]
+    OwnData {
+        name: String,
+        current: Server,
+        new_server: Server,
+    },
+    /// Replica `name` would run a server older than its upstream's (it would fail only
+    /// after the whole full-sync transfer).
+    #[error(
+        "replica `{name}` would run {new_server} under its upstream `{upstream}`, which runs \
+         {current}, which writes RDB version {}; {new_server} (the configured `redis_server`) \
+         reads RDB versions up to {} only; never put an older replica under a newer upstream: \
+         upgrade replicas first, the master last",
+        .current.rdb_version(),
+        .new_server.rdb_version()
+    )]
+    UnderNewerUpstream {
+        name: String,
+        upstream: String,
+        current: Server,
+        new_server: Server,
+    },
+    /// `name` would run a server newer than its `replica` on another host can follow.
+    #[error(
+        "`{name}` would run {new_server} (RDB version {}), but its replica `{replica}` on host \
+         `{replica_host}` runs {current}, which reads RDB versions up to {} only: upgrade \
+         `{replica}` first (reload its host), then this one",
+        .new_server.rdb_version(),
+        .current.rdb_version()
+    )]
+    ReplicaCannotLoad {
+        name: String,
+        replica: String,
+        replica_host: String,
+        current: Server,
+        new_server: Server,
+    },
 }
 
 /// Refuses taking `name` down when its upstream would be left with fewer good replicas
@@ -137,13 +179,27 @@ mod tests {
         let none = |_: &str| None;
         let diff = reload_diff(&g, &g, "a", &R70, &r62);
         let err = check_servers(&g, "a", &diff, &R70, &r62, &none).unwrap_err();
-        assert!(
-            err.contains("RDB version 10") && err.contains("up to 9"),
-            "{err}"
+        assert_eq!(
+            err,
+            RdbRefusal::OwnData {
+                name: "m".into(),
+                current: R70,
+                new_server: r62
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "`m` would restart on redis 6.2.0 and could not load its own data: `m` runs redis \
+             7.0.15, which writes RDB version 10; redis 6.2.0 (the configured `redis_server`) \
+             reads RDB versions up to 9 only; a downgrade to an older RDB version is not \
+             possible by restart"
         );
         // Redis 7.4 (RDB 12) to Valkey 8.1 (RDB 11): refused too.
         let diff = reload_diff(&g, &g, "a", &r74, &v81);
-        assert!(check_servers(&g, "a", &diff, &r74, &v81, &none).is_err());
+        assert!(matches!(
+            check_servers(&g, "a", &diff, &r74, &v81, &none),
+            Err(RdbRefusal::OwnData { .. })
+        ));
         // Valkey 8.1 to Redis 7.2 (both RDB 11): allowed.
         let r72 = server(Kind::Redis, 7, 2);
         let diff = reload_diff(&g, &g, "a", &v81, &r72);
@@ -168,11 +224,21 @@ mod tests {
         let diff = reload_diff(&g, &g, "b", &r62, &R70);
         assert_eq!(diff.changed, ["r1"]);
         let err = check_servers(&g, "b", &diff, &r62, &R70, &running).unwrap_err();
-        assert!(
-            err.contains("replica `r1`")
-                && err.contains("upstream `m`")
-                && err.contains("valkey 8.1.0"),
-            "{err}"
+        assert_eq!(
+            err,
+            RdbRefusal::UnderNewerUpstream {
+                name: "r1".into(),
+                upstream: "m".into(),
+                current: v81,
+                new_server: R70
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "replica `r1` would run redis 7.0.15 under its upstream `m`, which runs valkey \
+             8.1.0, which writes RDB version 11; redis 7.0.15 (the configured `redis_server`) \
+             reads RDB versions up to 10 only; never put an older replica under a newer \
+             upstream: upgrade replicas first, the master last"
         );
         // The master's host upgrading first while its replica on b still runs 6.2.
         let diff = reload_diff(&g, &g, "a", &r62, &R70);
@@ -182,10 +248,21 @@ mod tests {
             _ => None,
         };
         let err = check_servers(&g, "a", &diff, &r62, &R70, &running).unwrap_err();
-        assert!(
-            err.contains("its replica `r1` on host `b` runs redis 6.2.0")
-                && err.contains("upgrade `r1` first"),
-            "{err}"
+        assert_eq!(
+            err,
+            RdbRefusal::ReplicaCannotLoad {
+                name: "m".into(),
+                replica: "r1".into(),
+                replica_host: "b".into(),
+                current: r62,
+                new_server: R70
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "`m` would run redis 7.0.15 (RDB version 10), but its replica `r1` on host `b` runs \
+             redis 6.2.0, which reads RDB versions up to 9 only: upgrade `r1` first (reload its \
+             host), then this one"
         );
         // Once r1 runs 7.0, the master's host may follow.
         let running = |name: &str| match name {

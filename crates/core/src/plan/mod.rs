@@ -16,7 +16,7 @@ pub mod live;
 pub mod reload;
 pub mod steps;
 
-pub use checks::{check_quorum, check_servers};
+pub use checks::{RdbRefusal, check_quorum, check_servers};
 pub use live::{LiveChange, Upstream, live_change};
 pub use reload::{ReloadDiff, reload, reload_diff};
 pub use steps::{Step, restart, restart_master_away, start, stop};
