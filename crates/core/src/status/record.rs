@@ -7,7 +7,7 @@ use crate::config::{Group, Instance};
 use crate::info::Info;
 use crate::server::Server;
 
-/// One instance as `status --json` lists it (`spec/cli.md`).
+/// One instance as `status --json` lists it (`docs/reference/cli.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     pub name: String,
@@ -61,7 +61,7 @@ pub struct HttpEndpoint {
     pub error: Option<String>,
 }
 
-/// An instance's state as `status` names it (spec/cli.md).
+/// An instance's state as `status` names it (docs/reference/cli.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StateLabel {

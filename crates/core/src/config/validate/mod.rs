@@ -1,5 +1,5 @@
 //! Turns the raw file into a [`Group`]: defaults, paths, the replication tree, and every
-//! rule of `spec/config.md`. All problems are collected before reporting.
+//! rule of `docs/reference/config.md`. All problems are collected before reporting.
 
 //!
 //! - this module: the entry point, the instances, their directives and the replication tree;
