@@ -1,4 +1,4 @@
-//! The health endpoints for load balancers and probes (`spec/cli.md`, "HTTP endpoints"):
+//! The health endpoints for load balancers and probes (`docs/reference/cli.md`, "HTTP endpoints"):
 //! `/master/<instance>`, `/replica/<instance>[?max_lag=BYTES]`, `/health/<instance>`.
 //! Pure: a [`View`] (what the supervisor last knew of every instance of the group) and a
 //! request path in, a status and one line of JSON out.

@@ -11,18 +11,57 @@ use redisrepd_core::server::Server;
 /// How long `--version` may take before the binary is given up on.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why [`detect`] could not tell what a binary is, or refuses it. Each message is a
+/// sentence about the binary; callers add the file and the `redis_server` key.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// It could not be started.
+    #[error("cannot run `{} --version`: {source}", .binary.display())]
+    CannotRun {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    /// It did not exit within [`VERSION_TIMEOUT`] (it was killed).
+    #[error("`{} --version` did not answer within {} s", .binary.display(), VERSION_TIMEOUT.as_secs())]
+    Timeout { binary: PathBuf },
+    /// Waiting for it failed.
+    #[error("waiting for `{} --version`: {source}", .binary.display())]
+    Wait {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    /// It exited unsuccessfully.
+    #[error("`{} --version` failed ({status})", .binary.display())]
+    Failed {
+        binary: PathBuf,
+        status: std::process::ExitStatus,
+    },
+    /// Its output names no Redis or Valkey version.
+    #[error("`{}`: {reason}", .binary.display())]
+    Unrecognized { binary: PathBuf, reason: String },
+    /// A server redisrepd does not support (too old).
+    #[error("`{}`: {reason}", .binary.display())]
+    Unsupported {
+        binary: PathBuf,
+        server: Server,
+        reason: String,
+    },
+}
+
 /// Asks `binary` what it is (`<binary> --version`, killed after 10 s) and checks that
-/// redisrepd supports it. Errors are sentences about the binary; callers add the file and
-/// the `redis_server` key.
-pub fn detect(binary: &Path) -> Result<Server, String> {
-    let shown = binary.display();
+/// redisrepd supports it.
+pub fn detect(binary: &Path) -> Result<Server, DetectError> {
+    let path = || binary.to_path_buf();
     let mut child = Command::new(binary)
         .arg("--version")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run `{shown} --version`: {e}"))?;
+        .map_err(|source| DetectError::CannotRun {
+            binary: path(),
+            source,
+        })?;
     let deadline = Instant::now() + VERSION_TIMEOUT;
     let status = loop {
         match child.try_wait() {
@@ -31,12 +70,14 @@ pub fn detect(binary: &Path) -> Result<Server, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "`{shown} --version` did not answer within {} s",
-                    VERSION_TIMEOUT.as_secs()
-                ));
+                return Err(DetectError::Timeout { binary: path() });
             }
-            Err(e) => return Err(format!("waiting for `{shown} --version`: {e}")),
+            Err(source) => {
+                return Err(DetectError::Wait {
+                    binary: path(),
+                    source,
+                });
+            }
         }
     };
     let mut out = String::new();
@@ -44,12 +85,23 @@ pub fn detect(binary: &Path) -> Result<Server, String> {
         let _ = stdout.read_to_string(&mut out);
     }
     if !status.success() {
-        return Err(format!("`{shown} --version` failed ({status})"));
+        return Err(DetectError::Failed {
+            binary: path(),
+            status,
+        });
     }
-    let server = Server::parse_version_output(&out).map_err(|e| format!("`{shown}`: {e}"))?;
+    let server =
+        Server::parse_version_output(&out).map_err(|reason| DetectError::Unrecognized {
+            binary: path(),
+            reason,
+        })?;
     server
         .check_supported()
-        .map_err(|e| format!("`{shown}`: {e}"))?;
+        .map_err(|reason| DetectError::Unsupported {
+            binary: path(),
+            server,
+            reason,
+        })?;
     Ok(server)
 }
 
@@ -114,15 +166,30 @@ mod tests {
             "good",
             "echo 'Valkey server v=8.1.8 sha=0 malloc=libc bits=64'",
         );
-        assert_eq!(detect(&good), Ok(valkey("8.1.8")));
+        assert_eq!(detect(&good).ok(), Some(valkey("8.1.8")));
         let old = script("old", "echo 'Redis server v=5.0.7 sha=0'");
-        assert!(detect(&old).unwrap_err().contains("not supported"));
-        let failing = script("failing", "exit 3");
-        assert!(detect(&failing).unwrap_err().contains("failed"));
-        assert!(
-            detect(&dir.path().join("missing"))
-                .unwrap_err()
-                .contains("cannot run")
+        let err = detect(&old).unwrap_err();
+        assert!(matches!(err, DetectError::Unsupported { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "`{}`: redis 5.0.7 is not supported: redisrepd needs Redis 6.2 or newer, or \
+                 Valkey 7.2 or newer",
+                old.display()
+            )
         );
+        let failing = script("failing", "exit 3");
+        let err = detect(&failing).unwrap_err();
+        assert!(matches!(err, DetectError::Failed { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("`{} --version` failed (exit status: 3)", failing.display())
+        );
+        let other = script("other", "echo 'KeyDB server v=6.3.4'");
+        let err = detect(&other).unwrap_err();
+        assert!(matches!(err, DetectError::Unrecognized { .. }), "{err:?}");
+        let err = detect(&dir.path().join("missing")).unwrap_err();
+        assert!(matches!(err, DetectError::CannotRun { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("cannot run `"), "{err}");
     }
 }

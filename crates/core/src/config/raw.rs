@@ -1,4 +1,4 @@
-//! The serde mirror of the TOML file: field names are the contract of `spec/config.md`.
+//! The serde mirror of the TOML file: field names are the contract of `docs/reference/config.md`.
 //!
 //! Only shape lives here (types, unknown keys, single-field rules such as name syntax).
 //! Cross-field rules belong to `validate`, which turns these types into the model.

@@ -313,7 +313,7 @@ impl Machine {
         if let Err(e) =
             plan::check_servers(&new, &self.host, &diff, &self.server, &server, &running)
         {
-            return refuse(fx, &e);
+            return refuse(fx, &e.to_string());
         }
         let server_change = (server != self.server || binary != self.binary).then(|| {
             format!(

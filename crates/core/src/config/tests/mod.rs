@@ -1,7 +1,10 @@
-//! Unit tests of the config model: [`parse`] on strings for every rule of `spec/config.md`,
-//! (reading the file and the password file is tested in `redisrepd_io::config_file`).
+//! Unit tests of the config model: [`parse`] on strings for every rule of
+//! `docs/reference/config.md` (reading the file and the password file is tested in
+//! `redisrepd_io::config_file`).
 
 use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
 
 mod model;
 mod rules;

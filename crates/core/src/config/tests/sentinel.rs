@@ -1,4 +1,4 @@
-//! `[sentinel]`: parsing, defaults, the rules of `spec/config.md`, the sentinels' paths.
+//! `[sentinel]`: parsing, defaults, the rules of `docs/reference/config.md`, the sentinels' paths.
 
 use super::*;
 

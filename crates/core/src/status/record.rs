@@ -1,5 +1,5 @@
-//! What `status` shows: one record per instance, the table, the JSON and the exit status.
-//! Building records is pure; the client and daemon fill in what they know.
+//! One record per instance, its state label, and what the records say about the group
+//! (its actual master, a replication loop, mixed servers, the exit status).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,7 +7,7 @@ use crate::config::{Group, Instance};
 use crate::info::Info;
 use crate::server::Server;
 
-/// One instance as `status --json` lists it (`spec/cli.md`).
+/// One instance as `status --json` lists it (`docs/reference/cli.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     pub name: String,
@@ -61,23 +61,7 @@ pub struct HttpEndpoint {
     pub error: Option<String>,
 }
 
-/// The lines under the table: each host's endpoint and whether it listens.
-pub fn endpoints_table(list: &[HttpEndpoint]) -> String {
-    let mut out = String::new();
-    for e in list {
-        let state = match &e.error {
-            None => "listening".to_owned(),
-            Some(why) => why.clone(),
-        };
-        out.push_str(&format!(
-            "http endpoint of host {}: http://{} ({state})\n",
-            e.host, e.address
-        ));
-    }
-    out
-}
-
-/// An instance's state as `status` names it (spec/cli.md).
+/// An instance's state as `status` names it (docs/reference/cli.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StateLabel {
@@ -310,211 +294,13 @@ pub fn exit_code(list: &[InstanceStatus]) -> u8 {
         crate::EXIT_DEGRADED
     }
 }
-
-/// The width the default table fits in.
-pub const NARROW_WIDTH: usize = 100;
-
-/// Spaces between two columns of the default table.
-const GAP: usize = 2;
-
-/// The file's role: `master` or `replica of UPSTREAM`.
-fn configured_role(s: &InstanceStatus) -> String {
-    match &s.replica_of {
-        Some(up) => format!("replica of {up}"),
-        None => "master".to_owned(),
-    }
-}
-
-/// What it runs as, by its INFO: `master`, `replica of UPSTREAM` (`replica` when the
-/// upstream is no instance of the file); `None` when it does not answer.
-fn actual_role(s: &InstanceStatus) -> Option<String> {
-    match (&s.role, &s.upstream) {
-        (Some(role), Some(up)) if role == "replica" => Some(format!("replica of {up}")),
-        (Some(role), _) => Some(role.clone()),
-        (None, _) => None,
-    }
-}
-
-/// The default table's role: the actual one, `*` when it differs from the file's (a
-/// failover, a promotion), the file's in parentheses when the instance does not answer.
-/// The second value says whether it differs.
-fn role_cell(s: &InstanceStatus) -> (String, bool) {
-    let configured = configured_role(s);
-    match actual_role(s) {
-        None => (format!("({configured})"), false),
-        // A replica of an upstream the file does not name: the same role, as far as the
-        // file goes.
-        Some(actual) if actual == configured || (actual == "replica" && s.replica_of.is_some()) => {
-            (actual, false)
-        }
-        Some(actual) => (format!("{actual}*"), true),
-    }
-}
-
-/// The default table's note: the instance's last error, then warnings, then how its last
-/// sync went (`full sync, in sync 1.0s after start` says what it is without a label).
-fn note(s: &InstanceStatus) -> String {
-    let mut note: Vec<String> = Vec::new();
-    note.extend(s.last_error.iter().cloned());
-    note.extend(s.warnings.iter().cloned());
-    note.extend(s.last_sync.iter().cloned());
-    note.join("; ")
-}
-
-/// `text` cut to `width` characters, the last one `…` when anything was cut.
-fn cut(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
-    if width > 0 {
-        out.push('…');
-    }
-    out
-}
-
-/// Column widths that fit `max`: the natural ones when they do; else the note (the last
-/// column) gives way down to `note_min`, then the widest of `shrinkable` (column, least
-/// width) one character at a time, then the note down to its header.
-fn fit(
-    natural: &[usize],
-    max: usize,
-    note_min: usize,
-    shrinkable: &[(usize, usize)],
-) -> Vec<usize> {
-    let mut w = natural.to_vec();
-    let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * w.len().saturating_sub(1);
-    let last = w.len() - 1;
-    let others = total(&w) - w[last];
-    if total(&w) > max {
-        w[last] = max.saturating_sub(others).max(note_min.min(natural[last]));
-    }
-    while total(&w) > max {
-        let Some(&(col, _)) = shrinkable
-            .iter()
-            .filter(|(c, least)| w[*c] > *least)
-            .max_by_key(|(c, _)| w[*c])
-        else {
-            break;
-        };
-        w[col] -= 1;
-    }
-    if total(&w) > max {
-        let over = total(&w) - max;
-        w[last] = w[last].saturating_sub(over).max("NOTE".len());
-    }
-    w
-}
-
-/// The default table, at most [`NARROW_WIDTH`] columns wide: name, host, role (actual),
-/// state, pid, a replica's lag or a master's offset, and the note, cut with `…`
-/// ([`wide_table`] has every column and the whole note).
-pub fn table(list: &[InstanceStatus]) -> String {
-    let header = ["NAME", "HOST", "ROLE", "STATE", "PID", "LAG/OFFSET", "NOTE"];
-    let mut differs = false;
-    let rows: Vec<[String; 7]> = list
-        .iter()
-        .map(|s| {
-            let (role, d) = role_cell(s);
-            differs |= d;
-            let position = match (s.role.as_deref(), s.lag_bytes, s.repl_offset) {
-                (Some("replica"), Some(lag), _) => format!("lag {lag}"),
-                (Some("master"), _, Some(offset)) => format!("offset {offset}"),
-                _ => "-".to_owned(),
-            };
-            [
-                s.name.clone(),
-                s.host.clone(),
-                role,
-                s.state.as_str().to_owned(),
-                s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
-                position,
-                note(s),
-            ]
-        })
-        .collect();
-    let natural: Vec<usize> = (0..header.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count())
-                .chain([header[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let widths = fit(&natural, NARROW_WIDTH, 24, &[(0, 12), (1, 8), (2, 14)]);
-    let line = |cells: &[String]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{:<w$}", cut(cell, *w)))
-            .collect();
-        let mut l = padded.join(&" ".repeat(GAP)).trim_end().to_owned();
-        l.push('\n');
-        l
-    };
-    let mut out = line(&header.map(str::to_owned));
-    for r in &rows {
-        out.push_str(&line(r));
-    }
-    if differs {
-        out.push_str("* not the role the file gives it (`status --wide` shows both)\n");
-    }
-    out
-}
-
-/// The table of `status --wide`: every column, and the whole note.
-pub fn wide_table(list: &[InstanceStatus]) -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::NOTHING);
-    t.set_header([
-        "NAME", "HOST", "ADDRESS", "ROLE", "ACTUAL", "STATE", "SERVER", "PID", "UPTIME",
-        "RESTARTS", "LINK", "OFFSET", "LAG", "NOTE",
-    ]);
-    let dash = || "-".to_owned();
-    for s in list {
-        let role = match &s.replica_of {
-            Some(up) => format!("replica of {up}"),
-            None => "master".to_owned(),
-        };
-        let mut note: Vec<String> = Vec::new();
-        if let Some(e) = &s.last_error {
-            note.push(e.clone());
-        }
-        if let Some(sync) = &s.last_sync {
-            note.push(format!("last sync: {sync}"));
-        }
-        note.extend(s.warnings.iter().cloned());
-        t.add_row([
-            s.name.clone(),
-            s.host.clone(),
-            format!("{}:{}", s.bind, s.port),
-            role,
-            match (&s.role, &s.upstream) {
-                (Some(role), Some(up)) if role == "replica" => format!("replica of {up}"),
-                (Some(role), _) => role.clone(),
-                (None, _) => dash(),
-            },
-            s.state.as_str().to_owned(),
-            s.server.clone().unwrap_or_else(dash),
-            s.pid.map_or_else(dash, |p| p.to_string()),
-            s.uptime_s.map_or_else(dash, |u| format!("{u}s")),
-            s.restarts.to_string(),
-            s.master_link_status.clone().unwrap_or_else(dash),
-            s.repl_offset.map_or_else(dash, |o| o.to_string()),
-            s.lag_bytes.map_or_else(dash, |l| l.to_string()),
-            note.join("; "),
-        ]);
-    }
-    format!("{t}\n")
-}
-
 #[cfg(test)]
-mod tests {
+pub(in crate::status) mod tests {
     use super::*;
+    use crate::status::tables::wide_table;
     use std::path::Path;
 
-    fn group() -> Group {
+    pub(in crate::status) fn group() -> Group {
         crate::config::parse(
             "[cluster]\nname=\"t\"\npassword=\"p\"\n[[instance]]\nname=\"m\"\nhost=\"a\"\n\
              bind=\"127.0.0.1\"\nport=1\n[[instance]]\nname=\"r\"\nhost=\"a\"\nbind=\"127.0.0.1\"\n\
@@ -580,29 +366,6 @@ mod tests {
     }
 
     #[test]
-    fn each_hosts_endpoint_is_a_line_with_its_state() {
-        let list = [
-            HttpEndpoint {
-                host: "a".into(),
-                address: "127.0.0.1:9765".into(),
-                error: None,
-            },
-            HttpEndpoint {
-                host: "b".into(),
-                address: "127.0.0.2:9765".into(),
-                error: Some("cannot listen on 127.0.0.2:9765: Address in use".into()),
-            },
-        ];
-        assert_eq!(
-            endpoints_table(&list),
-            "http endpoint of host a: http://127.0.0.1:9765 (listening)\n\
-             http endpoint of host b: http://127.0.0.2:9765 (cannot listen on 127.0.0.2:9765: \
-             Address in use)\n"
-        );
-        assert_eq!(endpoints_table(&[]), "");
-    }
-
-    #[test]
     fn a_master_short_of_good_replicas_says_it_refuses_writes() {
         let mut g = group();
         g.instances[0].min_replicas_to_write = Some(1);
@@ -661,105 +424,6 @@ mod tests {
     }
 
     #[test]
-    fn table_lists_every_instance() {
-        let g = group();
-        let list: Vec<_> = g
-            .instances
-            .iter()
-            .map(InstanceStatus::from_config)
-            .collect();
-        let t = wide_table(&list);
-        assert!(
-            t.contains("replica of m") && t.contains("127.0.0.1:2"),
-            "{t}"
-        );
-        let t = table(&list);
-        assert!(
-            t.contains("(replica of m)") && t.contains("unreachable"),
-            "{t}"
-        );
-    }
-
-    /// A record as a daemon fills it in, with a long name and a long note.
-    fn long(g: &Group, at: usize, name: &str, note_len: usize) -> InstanceStatus {
-        let mut s = InstanceStatus::from_config(&g.instances[at]);
-        s.name = name.to_owned();
-        s.host = "a-host-with-a-rather-long-name.example.org".to_owned();
-        s.state = StateLabel::Running;
-        s.pid = Some(4_194_304);
-        s.last_error = Some("x".repeat(note_len));
-        s.warnings
-            .push("mixed servers in the group: redis 7.0.15 (m), valkey 8.1.8 (r)".into());
-        s.last_sync = Some("full sync, in sync 1.1s after start".into());
-        s
-    }
-
-    #[test]
-    fn the_default_table_fits_100_columns_and_cuts_long_notes() {
-        let g = group();
-        let mut m = long(&g, 0, &"m".repeat(60), 300);
-        let mut r = long(&g, 1, "r", 10);
-        m.role = Some("master".into());
-        m.repl_offset = Some(123_456_789_012);
-        r.role = Some("replica".into());
-        r.upstream = Some("m".into());
-        r.lag_bytes = Some(1_048_576);
-        let t = table(&[m.clone(), r.clone()]);
-        for line in t.lines() {
-            assert!(
-                line.chars().count() <= NARROW_WIDTH,
-                "{} columns: {line}\n{t}",
-                line.chars().count()
-            );
-        }
-        assert!(
-            t.lines().any(|l| l.ends_with('…')),
-            "a cut note ends with …:\n{t}"
-        );
-        assert!(
-            t.contains("offset 123456789012") && t.contains("lag 1048576"),
-            "{t}"
-        );
-        assert!(t.contains("4194304"), "{t}");
-        // The wide form keeps every column and the whole note.
-        let wide = wide_table(&[m.clone(), r.clone()]);
-        assert!(
-            wide.contains(&"x".repeat(300)) && wide.contains("UPTIME"),
-            "{wide}"
-        );
-        // Short records: nothing cut.
-        m.name = "m".into();
-        m.host = "a".into();
-        m.last_error = None;
-        m.warnings.clear();
-        m.pid = Some(4242);
-        m.repl_offset = Some(0);
-        let t = table(&[m]);
-        assert!(!t.contains('…'), "{t}");
-        assert!(t.contains("  full sync, in sync 1.1s after start"), "{t}");
-    }
-
-    #[test]
-    fn a_role_other_than_the_files_is_marked() {
-        let g = group();
-        let mut m = InstanceStatus::from_config(&g.instances[0]);
-        let mut r = InstanceStatus::from_config(&g.instances[1]);
-        m.role = Some("master".into());
-        r.role = Some("replica".into());
-        r.upstream = Some("m".into());
-        let t = table(&[m.clone(), r.clone()]);
-        assert!(!t.contains('*'), "{t}");
-        // After a failover to r: both differ from the file.
-        m.role = Some("replica".into());
-        m.upstream = Some("r".into());
-        r.role = Some("master".into());
-        r.upstream = None;
-        let t = table(&[m, r]);
-        assert!(t.contains("replica of r*") && t.contains("master*"), "{t}");
-        assert!(t.contains("* not the role the file gives it"), "{t}");
-    }
-
-    #[test]
     fn upstream_is_named_by_the_address_a_replica_reports() {
         let g = group();
         let replica = Info::parse("role:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:1\r\n");
@@ -785,155 +449,5 @@ mod tests {
         r.role = Some("master".into());
         r.upstream = None;
         assert_eq!(actual_master(&[m, r]).as_deref(), Some("r"));
-    }
-}
-
-/// One sentinel node as `status` shows it (Sentinel mode).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SentinelStatus {
-    pub name: String,
-    pub host: String,
-    pub address: String,
-    /// It answered.
-    pub reachable: bool,
-    /// The instance it names as master (its address when that is no instance).
-    pub master: Option<String>,
-    /// The configuration epoch of the master it monitors.
-    pub config_epoch: Option<u64>,
-    /// Replicas and other sentinels it knows.
-    pub replicas: Option<u32>,
-    pub other_sentinels: Option<u32>,
-    pub error: Option<String>,
-}
-
-/// What the sentinels say together: how many answer, what most of them name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SentinelSummary {
-    pub quorum: u32,
-    pub reachable: usize,
-    pub master: Option<String>,
-    /// How many name `master`.
-    pub agree: usize,
-    pub nodes: Vec<SentinelStatus>,
-}
-
-impl SentinelSummary {
-    /// Sums the nodes up.
-    pub fn of(quorum: u32, nodes: Vec<SentinelStatus>) -> SentinelSummary {
-        let reachable = nodes.iter().filter(|n| n.reachable).count();
-        let mut counts: Vec<(String, usize)> = Vec::new();
-        for m in nodes.iter().filter_map(|n| n.master.clone()) {
-            match counts.iter_mut().find(|(k, _)| *k == m) {
-                Some((_, c)) => *c += 1,
-                None => counts.push((m, 1)),
-            }
-        }
-        let best = counts.iter().max_by_key(|(_, c)| *c).cloned();
-        SentinelSummary {
-            quorum,
-            reachable,
-            agree: best.as_ref().map_or(0, |(_, c)| *c),
-            master: best.map(|(m, _)| m),
-            nodes,
-        }
-    }
-
-    /// Fewer than `quorum` sentinels answer: no failover could be authorised.
-    pub fn degraded(&self) -> bool {
-        self.reachable < self.quorum as usize
-    }
-
-    /// The sentinels' lines of the human table.
-    pub fn table(&self) -> String {
-        let mut t = comfy_table::Table::new();
-        t.load_preset(comfy_table::presets::NOTHING);
-        t.set_header([
-            "SENTINEL",
-            "HOST",
-            "ADDRESS",
-            "STATE",
-            "NAMES MASTER",
-            "EPOCH",
-            "KNOWS",
-        ]);
-        let dash = || "-".to_owned();
-        for n in &self.nodes {
-            t.add_row([
-                n.name.clone(),
-                n.host.clone(),
-                n.address.clone(),
-                if n.reachable {
-                    "running".to_owned()
-                } else {
-                    format!("unreachable: {}", n.error.clone().unwrap_or_default())
-                },
-                n.master.clone().unwrap_or_else(dash),
-                n.config_epoch.map_or_else(dash, |e| e.to_string()),
-                match (n.replicas, n.other_sentinels) {
-                    (Some(r), Some(s)) => format!("{r} replicas, {s} sentinels"),
-                    _ => dash(),
-                },
-            ]);
-        }
-        let mut out = format!("{t}\n");
-        out.push_str(&format!(
-            "sentinels: {}/{} answer (quorum {}); {} name {}\n",
-            self.reachable,
-            self.nodes.len(),
-            self.quorum,
-            self.agree,
-            self.master.as_deref().unwrap_or("no master"),
-        ));
-        if self.degraded() {
-            out.push_str(
-                "warning: fewer sentinels answer than the quorum: no failover can happen\n",
-            );
-        }
-        out
-    }
-}
-
-#[cfg(test)]
-mod sentinel_tests {
-    use super::*;
-
-    fn node(name: &str, master: Option<&str>) -> SentinelStatus {
-        SentinelStatus {
-            name: name.into(),
-            host: "h".into(),
-            address: "127.0.0.1:1".into(),
-            reachable: master.is_some(),
-            master: master.map(str::to_owned),
-            config_epoch: Some(1),
-            replicas: Some(2),
-            other_sentinels: Some(2),
-            error: master.is_none().then(|| "connection refused".to_owned()),
-        }
-    }
-
-    #[test]
-    fn the_summary_counts_who_answers_and_what_most_name() {
-        let s = SentinelSummary::of(
-            2,
-            vec![
-                node("s1", Some("r1")),
-                node("s2", Some("r1")),
-                node("s3", None),
-            ],
-        );
-        assert_eq!((s.reachable, s.agree), (2, 2));
-        assert_eq!(s.master.as_deref(), Some("r1"));
-        assert!(!s.degraded());
-        assert!(
-            s.table().contains("2/3 answer (quorum 2); 2 name r1"),
-            "{}",
-            s.table()
-        );
-        let s = SentinelSummary::of(
-            2,
-            vec![node("s1", Some("m")), node("s2", None), node("s3", None)],
-        );
-        assert!(s.degraded());
-        assert!(s.table().contains("fewer sentinels answer than the quorum"));
     }
 }
