@@ -49,7 +49,7 @@ use crate::rdb::ReplPosition;
 use crate::server::Server;
 
 use ops::Operation;
-pub use state::{AofWait, Gate, History, Kind, Launch, State};
+pub use state::{AofWait, Gate, History, Kind, Launch, State, diagram};
 
 /// The reason of a waiting instance that nothing holds back.
 const STARTING: &str = "starting";
