@@ -20,6 +20,7 @@
 //! requests whose probes are in, tell systemd. [`Machine::next_deadline`] says when the
 //! next step is due if nothing happens before.
 
+mod blocker;
 mod ops;
 mod pause;
 mod probe;
@@ -48,11 +49,9 @@ use crate::info::{Info, SyncKind};
 use crate::rdb::ReplPosition;
 use crate::server::Server;
 
+pub use blocker::Blocker;
 use ops::Operation;
 pub use state::{AofWait, Gate, History, Kind, Launch, State, diagram};
-
-/// The reason of a waiting instance that nothing holds back.
-const STARTING: &str = "starting";
 
 /// Names a control request, so its reply can find the client.
 pub type RequestId = u64;
@@ -650,7 +649,7 @@ impl Machine {
             return;
         };
         let slot = Slot {
-            state: State::waiting(STARTING, now, false),
+            state: State::waiting(Blocker::Starting, now, false),
             wanted: true,
             endpoint: Endpoint::of(&self.group, inst),
             crashes: CrashHistory::default(),

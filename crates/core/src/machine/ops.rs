@@ -638,7 +638,7 @@ impl Machine {
                 {
                     slot.crashes.clear();
                     slot.last_error = None;
-                    let waiting = State::waiting(super::STARTING, now, false);
+                    let waiting = State::waiting(super::Blocker::Starting, now, false);
                     self.set_state(name, waiting, fx);
                 }
                 self.start_waiting(now, fx);

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{Counters, Effect, Gate, Kind, Machine, Notify, Slot, State};
+use super::{Blocker, Counters, Effect, Gate, Kind, Machine, Notify, Slot, State};
 use crate::server::Server;
 use crate::status::InstanceStatus;
 
@@ -45,7 +45,7 @@ impl Machine {
                 let upstream = self.group.instance(name).and_then(|i| i.replica_of.clone());
                 let in_gate = match &slot.state {
                     State::Waiting { gate, reason, .. } => {
-                        *gate == Gate::Asking || reason.starts_with("waiting in the sync gate")
+                        *gate == Gate::Asking || reason.in_gate()
                     }
                     _ => false,
                 };
@@ -82,11 +82,9 @@ impl Machine {
             // why its last attempt failed (a port still taken).
             s.last_error = match &slot.state {
                 State::Failed { reason } => Some(reason.clone()),
-                State::Waiting { reason, .. } if reason.starts_with("waiting ") => {
-                    Some(reason.clone())
-                }
-                State::Waiting { reason, .. } if reason != super::STARTING => {
-                    slot.last_error.clone().or_else(|| Some(reason.clone()))
+                State::Waiting { reason, .. } if reason.is_news() => Some(reason.to_string()),
+                State::Waiting { reason, .. } if *reason != Blocker::Starting => {
+                    slot.last_error.clone().or_else(|| Some(reason.to_string()))
                 }
                 _ => slot.last_error.clone(),
             };

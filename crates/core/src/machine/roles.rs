@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::ops::Operation;
-use super::{Effect, History, Kind, Machine, MasterChange, State, human};
+use super::{Blocker, Effect, History, Kind, Machine, MasterChange, State, human};
 use crate::changes::Reason;
 use crate::config::Instance;
 use crate::endpoint::Endpoint;
@@ -296,9 +296,9 @@ impl Machine {
         history: &History,
         now: Instant,
         fx: &mut Vec<Effect>,
-    ) -> Option<String> {
+    ) -> Option<Blocker> {
         if self.catch_up.is_some() {
-            return Some("catching up from a replica that is ahead of it".to_owned());
+            return Some(Blocker::CatchingUp);
         }
         let Some(State::Waiting {
             not_before,
@@ -337,7 +337,7 @@ impl Machine {
                 fx.push(Effect::ProbeNow);
                 self.last_fast_probe = Some(now);
             }
-            return Some("asking the group who its master is before starting it as master".into());
+            return Some(Blocker::AskingWhoIsMaster);
         }
         if self.group.sentinel.is_some()
             && let Some(hold) = self.sentinel_start_hold(&inst.name, since, now)
@@ -352,7 +352,7 @@ impl Machine {
                     rdb,
                     aof_dir,
                 });
-                return Some("reading the replication history in its RDB".to_owned());
+                return Some(Blocker::ReadingHistory);
             }
             History::Read(position) => position.clone(),
         };
@@ -382,9 +382,7 @@ impl Machine {
             name: source.clone(),
             endpoint,
         });
-        Some(format!(
-            "catching up: making `{source}` master for the moment"
-        ))
+        Some(Blocker::CatchUpBegins { source })
     }
 
     /// The replica that is furthest ahead of what `master` will load from its RDB, on the

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use super::{Effect, LaunchSpec, Machine, STARTING, Slot, State};
+use super::{Blocker, Effect, LaunchSpec, Machine, Slot, State};
 use crate::backoff::{self, CrashHistory};
 use crate::config::Secret;
 use crate::endpoint::Endpoint;
@@ -41,7 +41,7 @@ impl Machine {
         };
         let endpoint = crate::sentinel::endpoint(&self.group, node);
         let slot = Slot {
-            state: State::waiting(STARTING, now, false),
+            state: State::waiting(Blocker::Starting, now, false),
             wanted: true,
             endpoint,
             crashes: CrashHistory::default(),
@@ -227,7 +227,7 @@ impl Machine {
         name: &str,
         since: Instant,
         now: Instant,
-    ) -> Option<String> {
+    ) -> Option<Blocker> {
         let s = self.group.sentinel.as_ref()?;
         let answering = s
             .nodes
@@ -245,7 +245,7 @@ impl Machine {
             warn!(instance = %name, "the sentinels did not agree on a master within down_after + failover_timeout: starting it as the last known master");
             return None;
         }
-        Some("waiting for the sentinels to agree on the master".to_owned())
+        Some(Blocker::SentinelsDisagree)
     }
 
     /// In Sentinel mode, before a master that crashed with replicas ahead of its files
@@ -256,7 +256,7 @@ impl Machine {
         &self,
         waiting_since: Instant,
         now: Instant,
-    ) -> Option<String> {
+    ) -> Option<Blocker> {
         let s = self.group.sentinel.as_ref()?;
         let limit = s.down_after + s.failover_timeout;
         if now >= waiting_since + limit {
@@ -265,10 +265,7 @@ impl Machine {
             );
             return None;
         }
-        Some(
-            "its replicas have writes its files lack: waiting for the sentinels to fail over"
-                .to_owned(),
-        )
+        Some(Blocker::SentinelFailover)
     }
 
     /// Begins `SENTINEL FAILOVER` away from `master`.

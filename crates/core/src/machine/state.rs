@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::Blocker;
 use crate::rdb::ReplPosition;
 use crate::status::StateLabel;
 
@@ -14,7 +15,8 @@ pub enum State {
     Stopped,
     /// Wanted, not started yet: waiting for its upstream, the sync gate or its port.
     Waiting {
-        reason: String,
+        /// Why it has not started yet.
+        reason: Blocker,
         not_before: Instant,
         /// This replica's place in its upstream's sync gate.
         gate: Gate,
@@ -129,9 +131,9 @@ pub enum Kind {
 
 impl State {
     /// Waiting to start, nothing asked or read yet.
-    pub fn waiting(reason: &str, not_before: Instant, after_crash: bool) -> State {
+    pub fn waiting(reason: Blocker, not_before: Instant, after_crash: bool) -> State {
         State::Waiting {
-            reason: reason.to_owned(),
+            reason,
             not_before,
             gate: Gate::NotAsked,
             after_crash,
@@ -256,9 +258,8 @@ pub fn allowed(from: Kind, to: Kind) -> bool {
 pub fn diagram() -> String {
     // A new machine's instances wait to start; those an earlier daemon left running are
     // adopted as starting (`Machine::new`).
-    let mut out = String::from(
-        "stateDiagram-v2\n    [*] --> Waiting\n    [*] --> Starting: adopted\n",
-    );
+    let mut out =
+        String::from("stateDiagram-v2\n    [*] --> Waiting\n    [*] --> Starting: adopted\n");
     for (from, tos) in TRANSITIONS {
         for to in tos.iter().filter(|to| *to != from) {
             out.push_str(&format!("    {from:?} --> {to:?}\n"));

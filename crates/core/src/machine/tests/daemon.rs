@@ -72,7 +72,7 @@ fn ready_is_not_held_back_by_a_replica_whose_upstream_host_is_down() {
     assert!(launches(&fx).is_empty());
     fx.extend(h.probe_err("master", "connection refused"));
     assert!(notifies(&fx).contains(&Notify::Ready), "{fx:?}");
-    assert!(last_error(&h, "r1").contains("waiting for upstream `master`"));
+    assert!(h.waits_for_upstream("r1", "master"));
 }
 
 #[test]

@@ -249,6 +249,19 @@ impl H {
             .expect("no such instance")
     }
 
+    /// Why the waiting instance `name` has not started (it must be waiting).
+    pub(super) fn blocker(&self, name: &str) -> Blocker {
+        match self.m.state(name) {
+            Some(State::Waiting { reason, .. }) => reason.clone(),
+            other => panic!("{name} is not waiting: {other:?}"),
+        }
+    }
+
+    /// Whether `name` waits for its upstream `up` to come up.
+    pub(super) fn waits_for_upstream(&self, name: &str, up: &str) -> bool {
+        matches!(self.blocker(name), Blocker::Upstream { upstream, .. } if upstream == up)
+    }
+
     pub(super) fn pid(&self, name: &str) -> Option<u32> {
         self.m.state(name).and_then(State::pid)
     }

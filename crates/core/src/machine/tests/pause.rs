@@ -25,13 +25,6 @@ fn saved_pause(fx: &[Effect]) -> Vec<Option<Duration>> {
         .collect()
 }
 
-fn waiting_reason(h: &H, name: &str) -> String {
-    match h.m.state(name) {
-        Some(State::Waiting { reason, .. }) => reason.clone(),
-        other => panic!("{name}: {other:?}"),
-    }
-}
-
 #[test]
 fn a_crash_while_paused_waits_for_resume_and_the_pause_is_kept() {
     let mut h = H::new(SEED, "a");
@@ -41,7 +34,7 @@ fn a_crash_while_paused_waits_for_resume_and_the_pause_is_kept() {
     h.exited("master", 100, "killed by SIGKILL");
     let fx = h.advance(60 * S);
     assert!(launches(&fx).is_empty(), "{fx:?}");
-    assert!(waiting_reason(&h, "master").contains("paused"));
+    assert_eq!(h.blocker("master"), Blocker::Paused);
     let (id, fx) = h.request(Request::Status);
     let _ = fx;
     let fx = h.advance(5 * S);
@@ -84,7 +77,7 @@ fn a_daemon_started_into_a_kept_pause_adopts_but_starts_nothing_until_resume() {
     h.probe("master", &master_info(100, &[]));
     assert_eq!(h.kind("master"), Kind::Running, "adopted");
     assert!(launches(&h.advance(10 * S)).is_empty());
-    assert!(waiting_reason(&h, "r1").contains("paused"));
+    assert_eq!(h.blocker("r1"), Blocker::Paused);
     let (id, fx) = h.request(Request::Resume);
     let (_, lines) = done(&fx, id);
     assert_eq!(

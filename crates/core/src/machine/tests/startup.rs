@@ -11,7 +11,12 @@ fn the_master_is_launched_first_and_replicas_wait_for_it() {
     let fx = h.tick();
     assert_eq!(launches(&fx), ["master"]);
     assert!(claims(&fx).is_empty());
-    assert!(last_error(&h, "r1").contains("waiting for upstream `master`"));
+    assert!(h.waits_for_upstream("r1", "master"));
+    // `status` shows why it waits, in these words.
+    assert_eq!(
+        last_error(&h, "r1"),
+        "waiting for upstream `master` at 127.0.0.1:7000: not running yet"
+    );
     // Launching until the runtime answers; nothing is launched twice meanwhile.
     assert_eq!(h.kind("master"), Kind::Launching);
     assert!(launches(&h.tick()).is_empty());
@@ -78,7 +83,13 @@ fn a_refused_claim_asks_again_after_the_jitter() {
         detail: "1 replica(s) syncing".into(),
         retry_after: Duration::from_millis(300),
     });
-    assert!(last_error(&h, "r1").contains("waiting in the sync gate of `master`"));
+    assert_eq!(
+        h.blocker("r1"),
+        Blocker::GateRefused {
+            upstream: "master".into(),
+            detail: "1 replica(s) syncing".into()
+        }
+    );
     assert!(claims(&h.advance(Duration::from_millis(100))).is_empty());
     let fx = h.advance(Duration::from_millis(250));
     assert!(claims(&fx).contains(&"r1".to_owned()), "{fx:?}");
@@ -119,7 +130,11 @@ fn a_replica_of_another_daemon_syncing_from_the_upstream_counts_in_the_gate() {
     );
     let fx = h.tick();
     assert!(claims(&fx).is_empty(), "{fx:?}");
-    assert!(last_error(&h, "r1").contains("1 replica(s) syncing"));
+    assert!(
+        matches!(h.blocker("r1"), Blocker::GateFull { syncing: 1, .. }),
+        "{:?}",
+        h.blocker("r1")
+    );
 }
 
 #[test]
@@ -398,7 +413,11 @@ fn a_wrong_prediction_is_counted_and_then_holds_the_gate() {
     });
     let fx = h.advance(Duration::from_millis(300));
     assert!(claims(&fx).is_empty(), "{fx:?}");
-    assert!(last_error(&h, "r2").contains("1 replica(s) syncing"));
+    assert!(
+        matches!(h.blocker("r2"), Blocker::GateFull { syncing: 1, .. }),
+        "{:?}",
+        h.blocker("r2")
+    );
     let status = h.m.status(h.now);
     assert_eq!(
         status
