@@ -27,6 +27,7 @@ mod probe;
 mod report;
 mod roles;
 mod sentinel;
+mod slot;
 mod start;
 mod state;
 mod stop;
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
-use crate::backoff::{self, CrashHistory};
+use crate::backoff;
 use crate::config::{Group, Secret};
 use crate::control::{Request, Response};
 use crate::endpoint::{Endpoint, ShutdownError};
@@ -51,6 +52,8 @@ use crate::server::Server;
 
 pub use blocker::Blocker;
 use ops::Operation;
+pub use slot::Counters;
+use slot::Slot;
 pub use state::{AofWait, Gate, History, Kind, Launch, State, diagram};
 
 /// Names a control request, so its reply can find the client.
@@ -366,72 +369,6 @@ pub struct ResumeFromRdb {
     pub aof_dir: PathBuf,
 }
 
-/// One local instance.
-struct Slot {
-    state: State,
-    /// What the operator wants: running or not.
-    wanted: bool,
-    /// How to reach it, with the password it was started with (a password file changed
-    /// on disk must not lock us out of stopping it).
-    endpoint: Endpoint,
-    crashes: CrashHistory,
-    restarts: u32,
-    /// Starts in a row that failed before the process ran (port taken, cannot write).
-    failed_starts: u32,
-    last_error: Option<String>,
-    /// The `last_error` a crash or a failed start left: it goes once the instance is up
-    /// again (the crash stays in the log and the restart count), unless another note
-    /// replaced it meanwhile.
-    clears_when_up: Option<String>,
-    last_sync: Option<String>,
-    sync_timeouts: u32,
-    /// Recent (time, master_repl_offset) samples, for the write rate.
-    offsets: VecDeque<(Instant, i64)>,
-    /// A change in place from a reload (password, live config): `None` while under way.
-    in_place: Option<Result<(), LiveFailure>>,
-    /// The sync its own log last named, since its last launch.
-    logged_sync: Option<SyncKind>,
-    /// As a master, the replication id and offset its last INFO reported: what its
-    /// replicas share with it after it crashed.
-    last_history: Option<(String, i64)>,
-    /// Its AOF may lack acknowledged writes: after a full sync Redis writes a new AOF from
-    /// scratch, and writes made before that rewrite ends are in no file the next start
-    /// loads. Set by a logged full sync or a rewrite seen under way, cleared by a probe
-    /// that shows none.
-    aof_incomplete: bool,
-    /// How many replicas were online (per its own INFO) when an operation stopped it, and
-    /// its role then: a restart in the same role is done when they are back, so that the
-    /// next step (a replica's restart, with its min-replicas check) does not find them
-    /// still reconnecting. (In another role, as after a switchover, they went elsewhere.)
-    replicas_before_stop: Option<(usize, String)>,
-    /// Not running when a daemon started into a kept pause: it waits for `resume` (or an
-    /// operator's `start`), as a crash during the pause would.
-    held_by_pause: bool,
-    /// Its last INFO said `role:master` (since its launch or adoption): a later one that
-    /// says replica means it was demoted, and its clients are dropped.
-    seen_as_master: bool,
-    counters: Counters,
-}
-
-/// What happened to one instance since the daemon started: what only the supervisor
-/// knows, for metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Syncs of this replica after a launch, by kind.
-    pub full_syncs: u64,
-    pub partial_syncs: u64,
-    /// Stops that ended with a saved exit (SHUTDOWN SAVE, or SIGTERM, on which Redis saves).
-    pub stops_saved: u64,
-    /// Stops that ended with `SHUTDOWN NOSAVE` after a refused save (`--force`).
-    pub stops_nosave: u64,
-    /// Stops refused because the final save failed: left running.
-    pub stops_refused: u64,
-    /// Stops that needed SIGKILL.
-    pub stops_killed: u64,
-    /// Replicas admitted as a sure partial resync that needed a full sync after all.
-    pub mispredicted_syncs: u64,
-}
-
 /// The last probe of one instance.
 struct Probed {
     asked_at: Instant,
@@ -648,27 +585,7 @@ impl Machine {
         let Some(inst) = self.group.instance(name) else {
             return;
         };
-        let slot = Slot {
-            state: State::waiting(Blocker::Starting, now, false),
-            wanted: true,
-            endpoint: Endpoint::of(&self.group, inst),
-            crashes: CrashHistory::default(),
-            restarts: 0,
-            failed_starts: 0,
-            last_error: None,
-            clears_when_up: None,
-            last_sync: None,
-            sync_timeouts: 0,
-            offsets: VecDeque::new(),
-            in_place: Some(Ok(())),
-            logged_sync: None,
-            last_history: None,
-            aof_incomplete: false,
-            replicas_before_stop: None,
-            held_by_pause: false,
-            seen_as_master: false,
-            counters: Counters::default(),
-        };
+        let slot = Slot::new(Endpoint::of(&self.group, inst), now);
         self.slots.insert(name.to_owned(), slot);
     }
 

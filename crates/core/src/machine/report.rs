@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{Blocker, Counters, Effect, Gate, Kind, Machine, Notify, Slot, State};
+use super::{Blocker, Counters, Effect, Gate, Kind, Machine, Notify, State};
 use crate::server::Server;
 use crate::status::InstanceStatus;
 
@@ -21,18 +21,6 @@ pub struct InstanceReport {
     pub waiting_in_gate_of: Option<String>,
     /// The server it runs, as its last INFO said.
     pub server: Option<Server>,
-}
-
-impl Slot {
-    /// Up again (running, in sync for a replica): the note its crash or failed start left
-    /// is no news any more, unless a later note replaced it (kept, then).
-    pub(super) fn forget_cleared_note(&mut self) {
-        if let Some(note) = self.clears_when_up.take()
-            && self.last_error.as_ref() == Some(&note)
-        {
-            self.last_error = None;
-        }
-    }
 }
 
 impl Machine {

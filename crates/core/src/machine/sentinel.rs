@@ -14,7 +14,7 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use super::{Blocker, Effect, LaunchSpec, Machine, Slot, State};
-use crate::backoff::{self, CrashHistory};
+use crate::backoff;
 use crate::config::Secret;
 use crate::endpoint::Endpoint;
 use crate::info::Info;
@@ -40,27 +40,7 @@ impl Machine {
             return;
         };
         let endpoint = crate::sentinel::endpoint(&self.group, node);
-        let slot = Slot {
-            state: State::waiting(Blocker::Starting, now, false),
-            wanted: true,
-            endpoint,
-            crashes: CrashHistory::default(),
-            restarts: 0,
-            failed_starts: 0,
-            last_error: None,
-            clears_when_up: None,
-            last_sync: None,
-            sync_timeouts: 0,
-            offsets: Default::default(),
-            in_place: Some(Ok(())),
-            logged_sync: None,
-            last_history: None,
-            aof_incomplete: false,
-            replicas_before_stop: None,
-            held_by_pause: false,
-            seen_as_master: false,
-            counters: Default::default(),
-        };
+        let slot = Slot::new(endpoint, now);
         self.slots.insert(name.to_owned(), slot);
     }
 
