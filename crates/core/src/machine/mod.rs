@@ -21,11 +21,13 @@
 //! next step is due if nothing happens before.
 
 mod blocker;
+mod life;
 mod ops;
 mod pause;
 mod probe;
 mod report;
 mod roles;
+mod seen;
 mod sentinel;
 mod slot;
 mod start;
@@ -37,7 +39,6 @@ mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info};
@@ -52,6 +53,7 @@ use crate::server::Server;
 
 pub use blocker::Blocker;
 use ops::Operation;
+use roles::Asked;
 pub use slot::Counters;
 use slot::Slot;
 pub use state::{AofWait, Gate, History, Kind, Launch, State, diagram};
@@ -369,18 +371,6 @@ pub struct ResumeFromRdb {
     pub aof_dir: PathBuf,
 }
 
-/// The last probe of one instance.
-struct Probed {
-    asked_at: Instant,
-    at: Instant,
-    /// Shared, not copied: the health endpoints' view is rebuilt after every event and
-    /// holds every instance's INFO, and a copy of each per event cost O(N²) per probe
-    /// round (the daemon's main idle cost with dozens of instances).
-    result: Result<Arc<Info>, String>,
-    /// When `result` is an error: the last answer before it, and when it came.
-    last_ok: Option<(Instant, Arc<Info>)>,
-}
-
 /// A status request waiting for probes asked after it.
 struct PendingStatus {
     id: RequestId,
@@ -404,57 +394,19 @@ pub struct Machine {
     /// The group as it runs: `configured` with the actual master's roles
     /// (`topology::effective`). Everything that renders, starts and orders follows it.
     group: Group,
-    /// The group's actual master.
-    actual: String,
-    /// A failover or promotion under way (`Some(None)`), or how the last one ended.
-    role_change: Option<Option<Result<(), String>>>,
-    /// What the role change under way is, for the history: failover, promote or repair.
-    role_change_why: crate::changes::Reason,
-    /// The master a `FAILOVER` under way demotes: once it is done, a local one drops its
-    /// clients at once (its INFO would say so only at the next probe).
-    failover_from: Option<String>,
-    /// A crashed master catching up from a replica that is ahead of it.
-    catch_up: Option<roles::CatchUp>,
-    /// A master whose catch-up could not begin: it starts from its own files this time.
-    no_catch_up: Option<String>,
-    /// When the actual master last changed: INFO asked before says nothing of the new
-    /// roles.
-    roles_changed_at: Option<Instant>,
-    /// Sentinel mode: how the last `SENTINEL FAILOVER` request went (`None` while asked).
-    sentinel_asked: Option<Result<(), String>>,
     host: String,
     /// The `redis_server` binary and what it is: launches and rendering follow it.
     binary: PathBuf,
     server: Server,
     slots: BTreeMap<String, Slot>,
-    infos: HashMap<String, Probed>,
-    /// The server each instance last reported in INFO, with the `process_id` it reported:
-    /// kept when a probe fails (a busy machine), since only a new process runs another
-    /// server. See [`Machine::running_server`].
-    servers: HashMap<String, (Option<u32>, Server)>,
+    /// The group's roles as this daemon knows them, and the changes under way.
+    roles: roles::Roles,
+    /// What the probes said.
+    seen: seen::Seen,
     ops: VecDeque<Operation>,
     pending_status: Vec<PendingStatus>,
-    probe_targets: Vec<(String, Endpoint)>,
-    shutting_down: bool,
-    exited: bool,
-    ready_sent: bool,
-    last_status_line: String,
-    /// When the last probe round for an instance on its way up was asked for.
-    last_fast_probe: Option<Instant>,
-    /// The changes of replication id seen in any instance's INFO (and kept across
-    /// restarts): a crashed master's RDB is placed on its replicas' histories through them.
-    lineage: crate::history::Lineage,
-    /// Each local master's last replication id, as its INFO or the topology file said.
-    last_ids: BTreeMap<String, String>,
-    /// Counts the changes of the group's master this daemon made or followed: every
-    /// re-point carries the one it was planned for.
-    generation: u64,
-    /// Since when every instance answers and none is master (a loop, most likely).
-    no_master_since: Option<Instant>,
-    /// Since when a local replica runs under another upstream than the group's.
-    drift_since: Option<Instant>,
-    /// Maintenance pause (`redisrepd pause`): until then nothing happens by itself.
-    paused_until: Option<Instant>,
+    pause: pause::Pause,
+    life: life::Life,
 }
 
 impl Machine {
@@ -469,35 +421,17 @@ impl Machine {
     ) -> Machine {
         let mut m = Machine {
             configured: group.clone(),
-            actual: group.master().name.clone(),
+            roles: roles::Roles::new(group.master().name.clone()),
             group,
-            role_change: None,
-            role_change_why: crate::changes::Reason::Failover,
-            failover_from: None,
-            catch_up: None,
-            no_catch_up: None,
-            roles_changed_at: None,
-            sentinel_asked: None,
             host,
             binary,
             server,
             slots: BTreeMap::new(),
-            infos: HashMap::new(),
-            servers: HashMap::new(),
+            seen: seen::Seen::default(),
             ops: VecDeque::new(),
             pending_status: Vec::new(),
-            probe_targets: Vec::new(),
-            shutting_down: false,
-            exited: false,
-            ready_sent: false,
-            last_status_line: String::new(),
-            last_fast_probe: None,
-            lineage: crate::history::Lineage::default(),
-            last_ids: BTreeMap::new(),
-            generation: 0,
-            no_master_since: None,
-            drift_since: None,
-            paused_until: None,
+            pause: pause::Pause::default(),
+            life: life::Life::default(),
         };
         for name in m.local_names() {
             m.add_slot(&name, now);
@@ -532,14 +466,14 @@ impl Machine {
 
     /// The group's actual master.
     pub fn actual_master(&self) -> &str {
-        &self.actual
+        &self.roles.actual
     }
 
     /// Takes the actual master an earlier daemon kept (`run_dir/<host>.topology`), before
     /// the first input: instances start per the roles the group had, not the TOML's.
     pub fn restore_topology(&mut self, master: &str) {
         if self.configured.instance(master).is_some() {
-            self.actual = master.to_owned();
+            self.roles.actual = master.to_owned();
             self.group = crate::topology::effective(&self.configured, Some(master));
         }
     }
@@ -550,17 +484,13 @@ impl Machine {
         last_ids: BTreeMap<String, String>,
         lineage: crate::history::Lineage,
     ) {
-        self.last_ids = last_ids;
-        self.lineage = lineage;
+        self.roles.last_ids = last_ids;
+        self.roles.lineage = lineage;
     }
 
     /// What the topology file keeps: the actual master and the replication history seen.
     pub fn kept(&self) -> crate::topology::Kept {
-        crate::topology::Kept {
-            master: self.actual.clone(),
-            last_ids: self.last_ids.clone(),
-            lineage: self.lineage.clone(),
-        }
+        self.roles.kept()
     }
 
     /// The server the machine runs its instances on now (after reloads).
@@ -655,7 +585,7 @@ impl Machine {
         if let Some(at) = self.next_fast_probe(now) {
             next = next.min(at.max(now));
         }
-        if let Some(until) = self.paused_until {
+        if let Some(until) = self.pause.until {
             next = next.min(until.max(now));
         }
         next
@@ -670,7 +600,7 @@ impl Machine {
             .slots
             .values()
             .any(|s| matches!(s.state.kind(), Kind::Starting | Kind::Syncing));
-        coming_up.then(|| self.last_fast_probe.map_or(now, |t| t + FAST_PROBE))
+        coming_up.then(|| self.seen.next_fast_probe(now, FAST_PROBE))
     }
 
     /// Probes that came together (answers of a round that queued up while the
@@ -683,7 +613,7 @@ impl Machine {
     #[must_use]
     pub fn handle_probes(&mut self, probes: Vec<Probe>, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        if self.exited {
+        if self.life.exited {
             return fx;
         }
         let probed: Vec<String> = probes
@@ -699,7 +629,7 @@ impl Machine {
     #[must_use]
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        if self.exited {
+        if self.life.exited {
             return fx;
         }
         match input {
@@ -771,7 +701,7 @@ impl Machine {
             Input::RoleChanged { name, result } => {
                 self.on_role_changed(&name, result, now, &mut fx)
             }
-            Input::SentinelAsked { result } => self.sentinel_asked = Some(result),
+            Input::SentinelAsked { result } => self.roles.sentinel_failover = Asked::Ended(result),
             Input::SentinelReconfigured { name, result } => {
                 self.on_sentinel_reconfigured(&name, result)
             }
@@ -789,7 +719,7 @@ impl Machine {
         self.expire_pause(now, fx);
         self.escalate_and_expire(now, fx);
         self.forget_removed(fx);
-        if !self.shutting_down {
+        if !self.life.shutting_down {
             self.start_waiting(now, fx);
             self.start_sentinels(now, fx);
         }
@@ -799,7 +729,7 @@ impl Machine {
         self.update_probe_targets(fx);
         if self.next_fast_probe(now).is_some_and(|at| at <= now) {
             fx.push(Effect::ProbeNow);
-            self.last_fast_probe = Some(now);
+            self.seen.last_fast_probe = Some(now);
         }
         self.notify_systemd(now, fx);
     }
@@ -854,7 +784,7 @@ impl Machine {
             self.set_state(name, State::Stopped, fx);
             return;
         }
-        if self.shutting_down || !slot.wanted {
+        if self.life.shutting_down || !slot.wanted {
             self.set_state(name, State::Stopped, fx);
             return;
         }

@@ -104,7 +104,7 @@ impl Machine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        if self.shutting_down && !matches!(request, Request::Status | Request::History) {
+        if self.life.shutting_down && !matches!(request, Request::Status | Request::History) {
             fx.push(error_reply(id, "the daemon is shutting down"));
             return;
         }
@@ -246,14 +246,14 @@ impl Machine {
     }
 
     pub(super) fn on_reload_requested(&mut self, id: Option<RequestId>, fx: &mut Vec<Effect>) {
-        if self.shutting_down {
+        if self.life.shutting_down {
             if let Some(id) = id {
                 fx.push(error_reply(id, "the daemon is shutting down"));
             }
             return;
         }
         // Not before start-up is over: READY=1 would end systemd's wait for it early.
-        if self.ready_sent {
+        if self.life.ready_sent {
             fx.push(Effect::Notify(Notify::Reloading));
         }
         fx.push(Effect::LoadConfig {
@@ -269,7 +269,7 @@ impl Machine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        if self.ready_sent {
+        if self.life.ready_sent {
             fx.push(Effect::Notify(Notify::Ready));
         }
         let refuse = |fx: &mut Vec<Effect>, why: &str| {
@@ -294,8 +294,8 @@ impl Machine {
         // Nothing of the machine changes before every check passed: a refused reload leaves
         // the daemon's idea of the group as it was.
         let configured = new;
-        let actual = if configured.instance(&self.actual).is_some() {
-            self.actual.clone()
+        let actual = if configured.instance(&self.roles.actual).is_some() {
+            self.roles.actual.clone()
         } else {
             configured.master().name.clone()
         };
@@ -325,7 +325,7 @@ impl Machine {
         if let Some(change) = &server_change {
             info!("reload: {change}");
         }
-        let old_actual = std::mem::replace(&mut self.actual, actual);
+        let old_actual = std::mem::replace(&mut self.roles.actual, actual);
         self.binary = binary;
         self.server = server;
         let steps = plan::reload(&self.group, &new, &diff);
@@ -333,9 +333,9 @@ impl Machine {
         info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "reload");
         let old = std::mem::replace(&mut self.group, new);
         self.configured = configured;
-        if old_actual != self.actual {
+        if old_actual != self.roles.actual {
             // The file no longer has the actual master: its own master takes over.
-            let new_actual = self.actual.clone();
+            let new_actual = self.roles.actual.clone();
             self.record_change(
                 &old_actual,
                 &new_actual,
@@ -374,7 +374,7 @@ impl Machine {
     }
 
     pub(super) fn begin_daemon_shutdown(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        if self.shutting_down {
+        if self.life.shutting_down {
             // Second signal: stop everything still up at once (each still saves).
             info!("second stop signal: shutting down every remaining instance at once");
             let names: Vec<String> = self.slots.keys().cloned().collect();
@@ -385,7 +385,7 @@ impl Machine {
         }
         info!("stop signal: shutting down every instance, replicas first");
         fx.push(Effect::Notify(Notify::Stopping));
-        self.shutting_down = true;
+        self.life.shutting_down = true;
         for op in self.ops.drain(..) {
             if let Some(id) = op.reply {
                 fx.push(error_reply(id, "the daemon is shutting down"));
@@ -455,7 +455,7 @@ impl Machine {
                 });
             }
         }
-        if self.shutting_down && !self.exited {
+        if self.life.shutting_down && !self.life.exited {
             let left: Vec<String> = self
                 .slots
                 .iter()
@@ -472,7 +472,7 @@ impl Machine {
                 );
                 crate::EXIT_FAILED
             };
-            self.exited = true;
+            self.life.exited = true;
             fx.push(Effect::Exit(code));
         }
     }
@@ -484,7 +484,7 @@ impl Machine {
                 let Some(step) = op.steps.pop_front() else {
                     return true;
                 };
-                if let Some(g) = op.generation.filter(|g| *g != self.generation)
+                if let Some(g) = op.generation.filter(|g| *g != self.roles.generation)
                     && let Step::ApplyLive { name, change } = &step
                     && change.repoint.is_some()
                 {
@@ -494,7 +494,7 @@ impl Machine {
                         instance = %name,
                         "re-point dropped: planned for change of roles {g}, the group's master \
                          changed since (now {}, `{}`)",
-                        self.generation, self.actual
+                        self.roles.generation, self.roles.actual
                     );
                     op.lines.push(format!(
                         "{name}: not re-pointed: the group's master changed meanwhile"
@@ -580,7 +580,7 @@ impl Machine {
                     .instance(name)
                     .and_then(|i| i.replica_of.as_ref())
                     .is_some_and(|up| stopping.contains(up));
-                if running && !force && !self.shutting_down && !upstream_stops {
+                if running && !force && !self.life.shutting_down && !upstream_stops {
                     let good = self.good_siblings(name, stopping, now);
                     plan::check_quorum(&self.group, name, good).map_err(|e| {
                         let others: Vec<String> = stopping
@@ -600,7 +600,7 @@ impl Machine {
                 }
                 // Its INFO may be older than a stop of one of its replicas that ended since
                 // (stops back to back): a replica gone since is not waited for after.
-                let asked = self.infos.get(name).map(|p| p.asked_at);
+                let asked = self.seen.infos.get(name).map(|p| p.asked_at);
                 let before = self.fresh_info(name, now).and_then(|info| {
                     let online = info
                         .replicas
@@ -693,15 +693,13 @@ impl Machine {
                 };
                 slot.in_place = None;
                 let was = self
-                    .infos
-                    .get(name)
-                    .and_then(|p| p.result.as_deref().ok())
+                    .seen
+                    .info(name)
                     .and_then(crate::info::Info::replication);
                 let target = match &change.repoint {
                     Some(Some(up)) => self.endpoint_of(&up.name).zip(
-                        self.infos
-                            .get(&up.name)
-                            .and_then(|p| p.result.as_deref().ok())
+                        self.seen
+                            .info(&up.name)
                             .and_then(crate::info::Info::replication),
                     ),
                     _ => None,
@@ -770,9 +768,10 @@ impl Machine {
             Step::Start { .. } => Some(Ok(None)),
             Step::AwaitProbes { .. } => {
                 let fresh = self
-                    .probe_targets
+                    .seen
+                    .targets
                     .iter()
-                    .all(|(n, _)| self.infos.get(n).is_some_and(|p| p.asked_at >= started));
+                    .all(|(n, _)| self.seen.asked_since(n, started));
                 (fresh || now >= started + super::STATUS_WAIT).then_some(Ok(None))
             }
             Step::Failover { force, .. } => self.role_change_outcome(if *force {
@@ -844,6 +843,7 @@ impl Machine {
                         // later, then a resync): asked of INFO probed since this step began,
                         // which the new process answered.
                         let info = self
+                            .seen
                             .infos
                             .get(name)
                             .filter(|p| p.asked_at >= started)
@@ -968,11 +968,8 @@ impl Machine {
         }
         let pending = std::mem::take(&mut self.pending_status);
         for p in pending {
-            let all_fresh = self.probe_targets.iter().all(|(name, _)| {
-                self.infos
-                    .get(name)
-                    .is_some_and(|probed| probed.asked_at >= p.asked_at)
-            });
+            let all_fresh =
+                (self.seen.targets.iter()).all(|(name, _)| self.seen.asked_since(name, p.asked_at));
             if all_fresh || now >= p.asked_at + super::STATUS_WAIT {
                 fx.push(Effect::Reply {
                     id: p.id,

@@ -100,7 +100,7 @@ impl Machine {
                 s.server = self.running_server(&inst.name).map(|v| v.to_string());
             }
             if matches!(slot.state.kind(), Kind::Running | Kind::Syncing)
-                && let Some(Err(e)) = self.infos.get(&inst.name).map(|p| &p.result)
+                && let Some(Err(e)) = self.seen.infos.get(&inst.name).map(|p| &p.result)
             {
                 s.note_unanswered(e);
             }
@@ -142,16 +142,15 @@ impl Machine {
             line.push_str("; ");
             line.push_str(&notes.join(", "));
         }
-        if line != self.last_status_line {
-            fx.push(Effect::Notify(Notify::Status(line.clone())));
-            self.last_status_line = line;
+        if self.life.status_line_changed(&line) {
+            fx.push(Effect::Notify(Notify::Status(line)));
         }
-        if !self.ready_sent && masters_up && replicas_started && !self.shutting_down {
+        if !self.life.ready_sent && masters_up && replicas_started && !self.life.shutting_down {
             fx.push(Effect::Notify(Notify::Ready));
-            self.ready_sent = true;
+            self.life.ready_sent = true;
             // The hook runs once now (no history entry): what it keeps in place with the
             // master (a virtual IP) is put there after a reboot too.
-            let master = self.actual.clone();
+            let master = self.roles.actual.clone();
             self.record_change(&master, &master, crate::changes::Reason::Start, now, fx);
         }
     }

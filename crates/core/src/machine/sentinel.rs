@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
+use super::roles::Asked;
 use super::{Blocker, Effect, LaunchSpec, Machine, Slot, State};
 use crate::backoff;
 use crate::config::Secret;
@@ -106,7 +107,7 @@ impl Machine {
         let Some(slot) = self.slots.get_mut(name) else {
             return;
         };
-        if slot.state.stopping() || !slot.wanted || self.shutting_down {
+        if slot.state.stopping() || !slot.wanted || self.life.shutting_down {
             info!(instance = %name, status = %how, "sentinel stopped");
             self.set_state(name, State::Stopped, fx);
             return;
@@ -157,10 +158,10 @@ impl Machine {
         let sentinel = self.group.sentinel.as_ref()?;
         let mut votes: Vec<(String, usize)> = Vec::new();
         for node in &sentinel.nodes {
-            let Some(probed) = self.infos.get(&node.name) else {
+            let Some(probed) = self.seen.infos.get(&node.name) else {
                 continue;
             };
-            if self.roles_changed_at.is_some_and(|at| probed.asked_at < at) {
+            if self.roles.changed_at.is_some_and(|at| probed.asked_at < at) {
                 continue;
             }
             let Some(info) = self.fresh_info(&node.name, now) else {
@@ -188,13 +189,13 @@ impl Machine {
         let Some(named) = self.sentinels_master(now) else {
             return;
         };
-        if named == self.actual {
+        if named == self.roles.actual {
             return;
         }
         // Also while the daemon stops: its failover step waits for this. Nothing is
         // re-pointed then; everything here is on its way down.
         let steps = self.set_actual(&named, crate::changes::Reason::Sentinel, now, fx);
-        if !self.shutting_down && !self.paused(now) {
+        if !self.life.shutting_down && !self.paused(now) {
             self.push_steps(steps);
         }
     }
@@ -257,7 +258,7 @@ impl Machine {
         let Some(s) = &self.group.sentinel else {
             return Err("no [sentinel] in the file".to_owned());
         };
-        if self.actual != master {
+        if self.roles.actual != master {
             return Ok(()); // moved already
         }
         let sentinels = s
@@ -269,7 +270,7 @@ impl Machine {
             return Err(format!("no instance `{master}`"));
         };
         info!(master = %master, "asking the sentinels to fail over (writes paused meanwhile, SENTINEL FAILOVER)");
-        self.sentinel_asked = None;
+        self.roles.sentinel_failover = Asked::UnderWay;
         fx.push(Effect::SentinelFailover {
             master: endpoint,
             sentinels,
@@ -285,13 +286,13 @@ impl Machine {
         started: Instant,
         now: Instant,
     ) -> Option<Result<Option<String>, String>> {
-        if self.actual != master {
+        if self.roles.actual != master {
             return Some(Ok(Some(format!(
                 "{}: master now (SENTINEL FAILOVER away from {master})",
-                self.actual
+                self.roles.actual
             ))));
         }
-        if let Some(Err(e)) = &self.sentinel_asked {
+        if let Asked::Ended(Err(e)) = &self.roles.sentinel_failover {
             return Some(Err(format!("the sentinels did not fail over: {e}")));
         }
         let limit = self.group.sentinel.as_ref()?.failover_timeout;

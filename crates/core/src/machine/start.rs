@@ -28,7 +28,7 @@ impl Machine {
         fx: &mut Vec<Effect>,
     ) {
         let start_timeout = self.group.supervise.start_timeout;
-        let shutting_down = self.shutting_down;
+        let shutting_down = self.life.shutting_down;
         let endpoint = match self.group.instance(name) {
             Some(inst) => Some(Endpoint::of(&self.group, inst)),
             None => self
@@ -47,8 +47,8 @@ impl Machine {
             return;
         };
         info!(instance = %name, pid, "started");
-        if self.no_catch_up.as_deref() == Some(name) {
-            self.no_catch_up = None;
+        if self.roles.no_catch_up.as_deref() == Some(name) {
+            self.roles.no_catch_up = None;
         }
         launch.at = Some(now);
         launch.aof_to_restore = resumed_from_rdb;
@@ -100,7 +100,7 @@ impl Machine {
             State::Launching { after_crash, .. } => *after_crash,
             _ => return,
         };
-        if !slot.wanted || self.shutting_down {
+        if !slot.wanted || self.life.shutting_down {
             // Stopped meanwhile: nothing ran, nothing to retry.
             slot.last_error = Some(reason);
             self.set_state(name, State::Stopped, fx);
@@ -318,7 +318,7 @@ impl Machine {
     /// and from an upstream that is steady — running, and if it is a replica itself, linked
     /// and not syncing (a replica drops its backlog when it completes a full sync).
     fn steady_upstream_info(&self, up: &Instance, now: Instant) -> Option<&Info> {
-        let probed = self.infos.get(&up.name)?;
+        let probed = self.seen.infos.get(&up.name)?;
         let recent = now.saturating_duration_since(probed.asked_at)
             <= self.group.supervise.health_interval + Duration::from_millis(500);
         let info = probed.result.as_ref().ok()?;
@@ -340,7 +340,7 @@ impl Machine {
         if up_ready {
             return None;
         }
-        let why = match self.infos.get(&up.name).map(|p| &p.result) {
+        let why = match self.seen.infos.get(&up.name).map(|p| &p.result) {
             Some(Err(e)) => e.clone(),
             _ => "not running yet".to_owned(),
         };

@@ -39,6 +39,95 @@ const DRIFT_REPAIR: Duration = Duration::from_secs(2);
 const HAND_BACK_RETRY: Duration = Duration::from_secs(5);
 const HAND_BACK_TRIES: u32 = 3;
 
+/// A role change the machine asked for (a `FAILOVER`, `REPLICAOF NO ONE`, `SENTINEL
+/// FAILOVER`): under way, or how the last one ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Asked {
+    /// None asked since the daemon started.
+    Never,
+    /// Asked; the answer is pending.
+    UnderWay,
+    /// How the last one ended.
+    Ended(Result<(), String>),
+}
+
+/// The group's roles as this daemon knows them: the actual master, the replication history
+/// seen, and the changes of role under way (a failover, a promotion, a catch-up, a
+/// repair).
+pub(super) struct Roles {
+    /// The group's actual master.
+    pub(super) actual: String,
+    /// A failover or promotion under way, or how the last one ended.
+    pub(super) change: Asked,
+    /// What the role change under way is, for the history: failover, promote or repair.
+    pub(super) change_why: Reason,
+    /// The master a `FAILOVER` under way demotes: once it is done, a local one drops its
+    /// clients at once (its INFO would say so only at the next probe).
+    pub(super) failover_from: Option<String>,
+    /// Sentinel mode: how the last `SENTINEL FAILOVER` request went.
+    pub(super) sentinel_failover: Asked,
+    /// A crashed master catching up from a replica that is ahead of it.
+    pub(super) catch_up: Option<CatchUp>,
+    /// A master whose catch-up could not begin: it starts from its own files this time.
+    pub(super) no_catch_up: Option<String>,
+    /// When the actual master last changed: INFO asked before says nothing of the new
+    /// roles.
+    pub(super) changed_at: Option<Instant>,
+    /// Counts the changes of the group's master this daemon made or followed: every
+    /// re-point carries the one it was planned for.
+    pub(super) generation: u64,
+    /// The changes of replication id seen in any instance's INFO (and kept across
+    /// restarts): a crashed master's RDB is placed on its replicas' histories through them.
+    pub(super) lineage: crate::history::Lineage,
+    /// Each local master's last replication id, as its INFO or the topology file said.
+    pub(super) last_ids: std::collections::BTreeMap<String, String>,
+    /// Since when every instance answers and none is master (a loop, most likely).
+    pub(super) no_master_since: Option<Instant>,
+    /// Since when a local replica runs under another upstream than the group's.
+    pub(super) drift_since: Option<Instant>,
+}
+
+impl Roles {
+    /// The roles of a new machine: `actual` is master, nothing under way, no history.
+    pub(super) fn new(actual: String) -> Roles {
+        Roles {
+            actual,
+            change: Asked::Never,
+            change_why: Reason::Failover,
+            failover_from: None,
+            sentinel_failover: Asked::Never,
+            catch_up: None,
+            no_catch_up: None,
+            changed_at: None,
+            generation: 0,
+            lineage: crate::history::Lineage::default(),
+            last_ids: std::collections::BTreeMap::new(),
+            no_master_since: None,
+            drift_since: None,
+        }
+    }
+
+    /// A failover, promotion or repair was asked for `why`; its answer is pending.
+    pub(super) fn begin_change(&mut self, why: Reason) {
+        self.change = Asked::UnderWay;
+        self.change_why = why;
+    }
+
+    /// Whether a role change or a catch-up is under way.
+    pub(super) fn busy(&self) -> bool {
+        self.change == Asked::UnderWay || self.catch_up.is_some()
+    }
+
+    /// What the topology file keeps: the actual master and the replication history seen.
+    pub(super) fn kept(&self) -> crate::topology::Kept {
+        crate::topology::Kept {
+            master: self.actual.clone(),
+            last_ids: self.last_ids.clone(),
+            lineage: self.lineage.clone(),
+        }
+    }
+}
+
 /// A crashed master catching up from the replica that is ahead of it.
 pub(super) struct CatchUp {
     /// The crashed master.
@@ -80,19 +169,19 @@ impl Machine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Vec<Step> {
-        if name == self.actual || self.configured.instance(name).is_none() {
+        if name == self.roles.actual || self.configured.instance(name).is_none() {
             return Vec::new();
         }
-        let old_master = self.actual.clone();
+        let old_master = self.roles.actual.clone();
         self.record_change(&old_master, name, why, now, fx);
-        self.roles_changed_at = Some(now);
-        self.generation += 1;
-        info!(master = %name, generation = self.generation, "the group's master is now `{name}` ({})", describe(why));
+        self.roles.changed_at = Some(now);
+        self.roles.generation += 1;
+        info!(master = %name, generation = self.roles.generation, "the group's master is now `{name}` ({})", describe(why));
         let old = std::mem::replace(
             &mut self.group,
             topology::effective(&self.configured, Some(name)),
         );
-        self.actual = name.to_owned();
+        self.roles.actual = name.to_owned();
         fx.push(Effect::SaveTopology {
             master: name.to_owned(),
         });
@@ -132,9 +221,10 @@ impl Machine {
             return;
         };
         let repl_id = self
+            .seen
             .infos
             .get(new)
-            .filter(|p| self.roles_changed_at.is_none_or(|at| p.asked_at >= at))
+            .filter(|p| self.roles.changed_at.is_none_or(|at| p.asked_at >= at))
             .and_then(|p| p.result.as_ref().ok())
             .filter(|info| info.role() == Some("master"))
             .and_then(|info| info.get("master_replid"))
@@ -152,18 +242,18 @@ impl Machine {
     /// After a probe: whether the group now says another instance is its master (a
     /// failover or promotion made by another daemon, by hand, or by Sentinel).
     pub(super) fn learn_topology(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        let busy = matches!(self.role_change, Some(None)) || self.catch_up.is_some();
-        if busy || self.shutting_down {
+        let busy = self.roles.busy();
+        if busy || self.life.shutting_down {
             return;
         }
         // Right after a change, INFO asked before it still shows the old roles: wait
         // until every instance was asked again.
-        if let Some(at) = self.roles_changed_at
+        if let Some(at) = self.roles.changed_at
             && self
                 .group
                 .instances
                 .iter()
-                .any(|i| self.infos.get(&i.name).is_none_or(|p| p.asked_at < at))
+                .any(|i| self.seen.infos.get(&i.name).is_none_or(|p| p.asked_at < at))
         {
             return;
         }
@@ -179,17 +269,17 @@ impl Machine {
         let paused = self.paused(now);
         if let Some(nm) = topology::no_master(&self.group, &seen) {
             if paused {
-                self.no_master_since = None;
+                self.roles.no_master_since = None;
             } else {
                 self.repair_no_master(&nm, now, fx);
             }
             return;
         }
-        let new = topology::learn(&self.group, &self.actual, &seen);
-        self.no_master_since = None;
+        let new = topology::learn(&self.group, &self.roles.actual, &seen);
+        self.roles.no_master_since = None;
         let Some(new) = new else {
             if paused {
-                self.drift_since = None;
+                self.roles.drift_since = None;
             } else {
                 self.repair_drift(now);
             }
@@ -210,7 +300,7 @@ impl Machine {
     /// for `DRIFT_REPAIR` with nothing else under way.
     fn repair_drift(&mut self, now: Instant) {
         if !self.ops.is_empty() {
-            self.drift_since = None;
+            self.roles.drift_since = None;
             return;
         }
         let drifted: Vec<(String, Instance, String)> = self
@@ -227,14 +317,14 @@ impl Machine {
             })
             .collect();
         if drifted.is_empty() {
-            self.drift_since = None;
+            self.roles.drift_since = None;
             return;
         }
-        let since = *self.drift_since.get_or_insert(now);
+        let since = *self.roles.drift_since.get_or_insert(now);
         if now < since + DRIFT_REPAIR {
             return;
         }
-        self.drift_since = None;
+        self.roles.drift_since = None;
         let steps: Vec<Step> = drifted
             .into_iter()
             .map(|(name, want, actual)| {
@@ -261,7 +351,7 @@ impl Machine {
     /// advanced instance is made master by the daemon that runs it; the others follow it
     /// as after any promotion. Said in the log (and by `status`) meanwhile.
     fn repair_no_master(&mut self, nm: &topology::NoMaster, now: Instant, fx: &mut Vec<Effect>) {
-        let since = *self.no_master_since.get_or_insert_with(|| {
+        let since = *self.roles.no_master_since.get_or_insert_with(|| {
             warn!(
                 "{}: `{}` is made master in {} unless the group recovers by itself",
                 nm.what,
@@ -277,9 +367,8 @@ impl Machine {
             return;
         };
         error!(instance = %nm.choose, "{}: making `{}` master, the most advanced", nm.what, nm.choose);
-        self.no_master_since = None;
-        self.role_change = Some(None);
-        self.role_change_why = Reason::Repair;
+        self.roles.no_master_since = None;
+        self.roles.begin_change(Reason::Repair);
         fx.push(Effect::MakeMaster {
             name: nm.choose.clone(),
             endpoint,
@@ -297,7 +386,7 @@ impl Machine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Option<Blocker> {
-        if self.catch_up.is_some() {
+        if self.roles.catch_up.is_some() {
             return Some(Blocker::CatchingUp);
         }
         let Some(State::Waiting {
@@ -328,14 +417,15 @@ impl Machine {
                     .map(|(n, _)| n)
                     .filter(|n| self.slots.get(n).is_none_or(|s| s.state.pid().is_some())),
             )
-            .any(|n| self.infos.get(&n).is_none_or(|p| p.asked_at < since));
+            .any(|n| self.seen.infos.get(&n).is_none_or(|p| p.asked_at < since));
         if stale {
             if self
+                .seen
                 .last_fast_probe
                 .is_none_or(|t| now >= t + super::FAST_PROBE)
             {
                 fx.push(Effect::ProbeNow);
-                self.last_fast_probe = Some(now);
+                self.seen.last_fast_probe = Some(now);
             }
             return Some(Blocker::AskingWhoIsMaster);
         }
@@ -356,7 +446,7 @@ impl Machine {
             }
             History::Read(position) => position.clone(),
         };
-        if self.no_catch_up.as_deref() == Some(inst.name.as_str()) {
+        if self.roles.no_catch_up.as_deref() == Some(inst.name.as_str()) {
             return None;
         }
         let source = self.catch_up_source(inst, position.as_ref(), after_crash, now)?;
@@ -371,7 +461,7 @@ impl Machine {
              moment, `{}` starts as its replica and takes the role back once in sync",
             inst.name
         );
-        self.catch_up = Some(CatchUp {
+        self.roles.catch_up = Some(CatchUp {
             master: inst.name.clone(),
             source: source.clone(),
             phase: Phase::Promoting,
@@ -437,7 +527,7 @@ impl Machine {
         let last = self.slots.get(name)?.last_history.clone();
         // The history the master served last: its INFO since this daemon started, else
         // what the topology file kept.
-        let (last_id, last_from) = match (&last, self.last_ids.get(name)) {
+        let (last_id, last_from) = match (&last, self.roles.last_ids.get(name)) {
             (Some((id, _)), _) => (Some(id.clone()), "its last INFO"),
             (None, Some(id)) => (Some(id.clone()), "the topology file"),
             (None, None) => (None, ""),
@@ -471,7 +561,7 @@ impl Machine {
             let Some(ids) = Ids::of(info) else {
                 continue;
             };
-            let why = match history::judge(&base, &ids, &self.lineage) {
+            let why = match history::judge(&base, &ids, &self.roles.lineage) {
                 Verdict::Ahead(why) => format!("{from}: {why}"),
                 Verdict::NotAhead(why) => {
                     info!(instance = %name, "replica `{}` has nothing its RDB lacks ({from}: {why})", r.name);
@@ -485,7 +575,7 @@ impl Machine {
                         };
                         *id != base.repl_id
                             && matches!(
-                                history::judge(&last_pos, &ids, &self.lineage),
+                                history::judge(&last_pos, &ids, &self.roles.lineage),
                                 Verdict::Ahead(_)
                             )
                     });
@@ -520,7 +610,7 @@ impl Machine {
 
     /// The catch-up's next move: hand the role back once the master runs in sync.
     pub(super) fn advance_catch_up(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(cu) = &self.catch_up else {
+        let Some(cu) = &self.roles.catch_up else {
             return;
         };
         let (master, source, phase, began) =
@@ -541,17 +631,18 @@ impl Machine {
             .slots
             .get(&master)
             .is_none_or(|s| !s.wanted || s.state.kind() == Kind::Failed);
-        if self.shutting_down || failed {
+        if self.life.shutting_down || failed {
             // Stopped (or given up on) meanwhile: the source stays master; the group
             // follows it.
             info!(instance = %master, "catch-up ended: `{source}` stays master");
-            self.catch_up = None;
+            self.roles.catch_up = None;
             return;
         }
         // The group moved on without us (the source went away, someone failed over, the
         // master is master already): end it, and learn the roles from the group again.
         let answers_as_master = |name: &str, since: Instant| {
-            self.infos
+            self.seen
+                .infos
                 .get(name)
                 .filter(|p| p.asked_at > since)
                 .map(|p| match &p.result {
@@ -564,7 +655,7 @@ impl Machine {
         {
             let steps = self.set_actual(&master, Reason::CatchUp, now, fx);
             self.push_steps(steps);
-            self.catch_up = None;
+            self.roles.catch_up = None;
             return;
         }
         // After a failed hand-back: is the source master still?
@@ -572,31 +663,32 @@ impl Machine {
             && answers_as_master(&source, at - HAND_BACK_RETRY) == Some(false)
         {
             warn!(instance = %master, "catch-up ended: `{source}` is no master any more; following the group");
-            self.catch_up = None;
+            self.roles.catch_up = None;
             return;
         }
         if let Phase::Retry(_) = phase
             && self
+                .roles
                 .catch_up
                 .as_ref()
                 .is_some_and(|c| c.retries >= HAND_BACK_TRIES)
         {
             warn!(instance = %master, "catch-up ended: `{source}` stays master (the role could not be handed back; `redisrepd failover --to {master}` moves it)");
-            self.catch_up = None;
+            self.roles.catch_up = None;
             return;
         }
         if !due {
             return;
         }
         let (Some(from), Some(to)) = (self.endpoint_of(&source), self.endpoint_of(&master)) else {
-            self.catch_up = None;
+            self.roles.catch_up = None;
             return;
         };
         info!(instance = %master, "in sync with `{source}`: taking the master role back (switchover)");
-        if let Some(cu) = &mut self.catch_up {
+        if let Some(cu) = &mut self.roles.catch_up {
             cu.phase = Phase::HandingBack;
         }
-        self.failover_from = Some(source.clone());
+        self.roles.failover_from = Some(source.clone());
         fx.push(Effect::Failover {
             name: master,
             master: from,
@@ -629,16 +721,16 @@ impl Machine {
     ) {
         // A FAILOVER that returned made the old master a replica already: a local one
         // drops its clients now, not at its next probe.
-        if let (Some(from), Ok(())) = (self.failover_from.take(), &result) {
+        if let (Some(from), Ok(())) = (self.roles.failover_from.take(), &result) {
             self.drop_clients(&from, fx);
         }
-        if let Some(cu) = &self.catch_up {
+        if let Some(cu) = &self.roles.catch_up {
             let (master, source, phase) = (cu.master.clone(), cu.source.clone(), cu.phase);
             match (phase, &result) {
                 (Phase::Promoting, Ok(())) if name == source => {
                     let steps = self.set_actual(&source, Reason::CatchUp, now, fx);
                     self.push_steps(steps);
-                    if let Some(cu) = &mut self.catch_up {
+                    if let Some(cu) = &mut self.roles.catch_up {
                         cu.phase = Phase::Following(now);
                     }
                     return;
@@ -647,20 +739,20 @@ impl Machine {
                     // Nothing changed: the master starts from its own files (not asked
                     // again for this start).
                     error!(instance = %master, "cannot make `{source}` master for the catch-up ({e}); starting from its own files");
-                    self.catch_up = None;
-                    self.no_catch_up = Some(master);
+                    self.roles.catch_up = None;
+                    self.roles.no_catch_up = Some(master);
                     return;
                 }
                 (Phase::HandingBack, Ok(())) if name == master => {
                     let steps = self.set_actual(&master, Reason::CatchUp, now, fx);
                     self.push_steps(steps);
                     info!(instance = %master, "caught up and master again");
-                    self.catch_up = None;
+                    self.roles.catch_up = None;
                     return;
                 }
                 (Phase::HandingBack, Err(e)) if name == master => {
                     warn!(instance = %master, "taking the role back from `{source}` failed ({e}); trying again");
-                    if let Some(cu) = &mut self.catch_up {
+                    if let Some(cu) = &mut self.roles.catch_up {
                         cu.phase = Phase::Retry(now + HAND_BACK_RETRY);
                         cu.retries += 1;
                     }
@@ -672,15 +764,15 @@ impl Machine {
         // A failover or promotion of a control request: its operation re-points the local
         // instances next (never during the daemon's shutdown: all is on its way down).
         if let Ok(()) = &result {
-            let steps = self.set_actual(name, self.role_change_why, now, fx);
-            if !self.shutting_down {
+            let steps = self.set_actual(name, self.roles.change_why, now, fx);
+            if !self.life.shutting_down {
                 match self.ops.front_mut() {
-                    Some(op) if op.changes_roles() => op.splice(steps, self.generation),
+                    Some(op) if op.changes_roles() => op.splice(steps, self.roles.generation),
                     _ => self.push_steps(steps),
                 }
             }
         }
-        self.role_change = Some(Some(result));
+        self.roles.change = Asked::Ended(result);
     }
 
     /// Closes the client connections of the local instance `name`, which is no master any
@@ -703,6 +795,7 @@ impl Machine {
     /// back from a partition), so its clients are dropped; never while it is master.
     pub(super) fn note_demotion(&mut self, name: &str, fx: &mut Vec<Effect>) {
         let Some(role) = self
+            .seen
             .infos
             .get(name)
             .and_then(|p| p.result.as_ref().ok())
@@ -725,7 +818,7 @@ impl Machine {
     pub(super) fn push_steps(&mut self, steps: Vec<Step>) {
         if !steps.is_empty() {
             self.ops
-                .push_back(Operation::for_generation(steps, self.generation));
+                .push_back(Operation::for_generation(steps, self.roles.generation));
         }
     }
 
@@ -753,7 +846,7 @@ impl Machine {
             }
             return Ok(vec![
                 Step::SentinelFailover {
-                    name: self.actual.clone(),
+                    name: self.roles.actual.clone(),
                     force: false,
                 },
                 Step::AwaitTopology {
@@ -818,7 +911,7 @@ impl Machine {
         steps: Vec<Step>,
         now: Instant,
     ) -> (Vec<Step>, Option<String>) {
-        let master = &self.actual;
+        let master = &self.roles.actual;
         let restarts = steps
             .iter()
             .any(|s| matches!(s, Step::Stop { name, force: false } if name == master));
@@ -848,18 +941,20 @@ impl Machine {
     }
 
     pub(super) fn sentinel_first(&self, mut steps: Vec<Step>) -> Vec<Step> {
-        if self.group.sentinel.is_none() || self.group.replicas_of(&self.actual).next().is_none() {
+        if self.group.sentinel.is_none()
+            || self.group.replicas_of(&self.roles.actual).next().is_none()
+        {
             return steps;
         }
         let stop = steps.iter().enumerate().find_map(|(i, s)| match s {
-            Step::Stop { name, force } if *name == self.actual => Some((i, *force)),
+            Step::Stop { name, force } if *name == self.roles.actual => Some((i, *force)),
             _ => None,
         });
         if let Some((i, force)) = stop {
             steps.insert(
                 i,
                 Step::SentinelFailover {
-                    name: self.actual.clone(),
+                    name: self.roles.actual.clone(),
                     force,
                 },
             );
@@ -870,7 +965,7 @@ impl Machine {
     /// As [`Self::refuse_when_busy`], when the step begins (a request queued behind
     /// another may find a catch-up under way by then).
     fn refuse_when_busy_now(&self) -> Result<(), String> {
-        match &self.catch_up {
+        match &self.roles.catch_up {
             Some(cu) => Err(format!(
                 "`{}` is catching up from `{}` after a crash; try again once it is master again",
                 cu.master, cu.source
@@ -880,10 +975,10 @@ impl Machine {
     }
 
     fn refuse_when_busy(&self) -> Result<(), String> {
-        if matches!(self.role_change, Some(None)) {
+        if matches!(self.roles.change, Asked::UnderWay) {
             return Err("a failover or promotion is under way".to_owned());
         }
-        if let Some(cu) = &self.catch_up {
+        if let Some(cu) = &self.roles.catch_up {
             return Err(format!(
                 "`{}` is catching up from `{}` after a crash; try again once it is master again",
                 cu.master, cu.source
@@ -901,8 +996,8 @@ impl Machine {
         fx: &mut Vec<Effect>,
     ) -> Result<(), String> {
         self.refuse_when_busy_now()?;
-        let master = self.actual.clone();
-        let master_info = match self.infos.get(&master).map(|p| &p.result) {
+        let master = self.roles.actual.clone();
+        let master_info = match self.seen.infos.get(&master).map(|p| &p.result) {
             Some(Ok(info)) if info.role() == Some("master") => info,
             _ => {
                 return Err(format!(
@@ -941,7 +1036,7 @@ impl Machine {
                 target.name
             ));
         }
-        let target_info = match self.infos.get(&target.name).map(|p| &p.result) {
+        let target_info = match self.seen.infos.get(&target.name).map(|p| &p.result) {
             Some(Ok(info)) => Some(&**info),
             _ => None,
         };
@@ -992,9 +1087,8 @@ impl Machine {
             return Err("cannot reach the instances".to_owned());
         };
         info!(master = %master, target = %target.name, "failover: FAILOVER TO {}", target.address());
-        self.role_change = Some(None);
-        self.role_change_why = Reason::Failover;
-        self.failover_from = Some(master.clone());
+        self.roles.begin_change(Reason::Failover);
+        self.roles.failover_from = Some(master.clone());
         fx.push(Effect::Failover {
             name: target.name.clone(),
             master: from,
@@ -1014,11 +1108,11 @@ impl Machine {
         fx: &mut Vec<Effect>,
     ) -> Result<(), String> {
         self.refuse_when_busy_now()?;
-        let master = self.actual.clone();
+        let master = self.roles.actual.clone();
         if name == master {
             return Err(format!("`{name}` is the master already"));
         }
-        let latest = |n: &str| match self.infos.get(n).map(|p| &p.result) {
+        let latest = |n: &str| match self.seen.infos.get(n).map(|p| &p.result) {
             Some(Ok(info)) => Some(info),
             _ => None,
         };
@@ -1057,8 +1151,7 @@ impl Machine {
             .endpoint_of(name)
             .ok_or_else(|| format!("cannot reach `{name}`"))?;
         info!(instance = %name, "promote: REPLICAOF NO ONE (the master `{master}` does not answer)");
-        self.role_change = Some(None);
-        self.role_change_why = Reason::Promote;
+        self.roles.begin_change(Reason::Promote);
         fx.push(Effect::MakeMaster {
             name: name.to_owned(),
             endpoint,
@@ -1068,9 +1161,12 @@ impl Machine {
 
     /// The outcome of a failover or promotion step.
     pub(super) fn role_change_outcome(&self, what: &str) -> Option<Result<Option<String>, String>> {
-        match &self.role_change {
-            Some(Some(Ok(()))) => Some(Ok(Some(format!("{}: master now ({what})", self.actual)))),
-            Some(Some(Err(e))) => Some(Err(format!("{what} failed: {e}"))),
+        match &self.roles.change {
+            Asked::Ended(Ok(())) => Some(Ok(Some(format!(
+                "{}: master now ({what})",
+                self.roles.actual
+            )))),
+            Asked::Ended(Err(e)) => Some(Err(format!("{what} failed: {e}"))),
             _ => None,
         }
     }
@@ -1080,7 +1176,7 @@ impl Machine {
     pub(super) fn topology_settled(&self, started: Instant) -> Option<Vec<String>> {
         let mut lines = Vec::new();
         for inst in self.group.start_order_all() {
-            let probed = self.infos.get(&inst.name)?;
+            let probed = self.seen.infos.get(&inst.name)?;
             if probed.asked_at < started {
                 return None;
             }
@@ -1145,7 +1241,7 @@ impl Machine {
         name: &str,
         repoint: Option<&Option<plan::Upstream>>,
     ) -> bool {
-        let Some(Ok(info)) = self.infos.get(name).map(|p| &p.result) else {
+        let Some(info) = self.seen.info(name) else {
             return false;
         };
         match repoint {
@@ -1161,19 +1257,19 @@ impl Machine {
     /// shows (the lineage), and a local master's id and offset. What is new is kept in the
     /// topology file, for the judgement of a crashed master's RDB after a daemon restart.
     pub(super) fn note_history(&mut self, name: &str, fx: &mut Vec<Effect>) {
-        let Some(Ok(info)) = self.infos.get(name).map(|p| &p.result) else {
+        let Some(info) = self.seen.info(name) else {
             return;
         };
         let Some(ids) = crate::history::Ids::of(info) else {
             return;
         };
-        let mut changed = self.lineage.learn(&ids);
+        let mut changed = self.roles.lineage.learn(&ids);
         if info.role() == Some("master")
             && let Some(slot) = self.slots.get_mut(name)
         {
             slot.last_history = Some((ids.id.clone(), ids.offset));
-            if self.last_ids.get(name) != Some(&ids.id) {
-                self.last_ids.insert(name.to_owned(), ids.id);
+            if self.roles.last_ids.get(name) != Some(&ids.id) {
+                self.roles.last_ids.insert(name.to_owned(), ids.id);
                 changed = true;
             }
         }
