@@ -32,6 +32,7 @@ mod sentinel;
 mod slot;
 mod start;
 mod state;
+mod steps;
 mod stop;
 #[cfg(test)]
 mod tests;

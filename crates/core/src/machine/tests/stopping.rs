@@ -517,7 +517,7 @@ fn a_master_restart_is_done_when_its_replicas_are_back() {
 
 #[test]
 fn replicas_back_waits_within_the_limit_then_says_how_many_are_missing() {
-    use super::super::ops::{ReplicasBack, replicas_back};
+    use super::super::steps::{ReplicasBack, replicas_back};
     let limit = 10 * S;
     for (before, back, waited, want) in [
         (2, Some(2), S, ReplicasBack::Back),
