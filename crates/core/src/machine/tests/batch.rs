@@ -1,7 +1,6 @@
 //! Probes handed over as one batch (`Machine::handle_probes`, as the runtime does with
 //! the answers of a round that queued up): the same outcome as one by one, with one step.
 
-use super::roles::{R1, R2, follower, leader, up_all};
 use super::*;
 
 /// A machine with the master running and `r1` just launched (its gate place granted).

@@ -8,6 +8,8 @@ use super::*;
 use crate::control::{Request, Response};
 
 mod batch;
+mod catch_up;
+mod changes;
 mod crashes;
 mod daemon;
 mod pause;
@@ -445,4 +447,118 @@ pub(super) fn shutdown_ok(h: &mut H, name: &str, pid: u32) -> Vec<Effect> {
     });
     fx.extend(h.exited(name, pid, "exit code 0"));
     fx
+}
+
+// ----- INFO of a group in roles: the master at M, replicas at R1 and R2 --------------
+
+/// A replica's INFO that names its upstream and history.
+pub(super) fn follower(pid: u32, up: (&str, u16), replid: &str, offset: i64) -> String {
+    format!(
+        "role:slave\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_host:{}\r\nmaster_port:{}\r\n\
+         master_link_status:up\r\nmaster_sync_in_progress:0\r\nmaster_replid:{replid}\r\n\
+         master_repl_offset:{offset}\r\n",
+        up.0, up.1
+    )
+}
+
+/// A master's INFO with its history and backlog, listing `online` replicas.
+pub(super) fn leader(
+    pid: u32,
+    replid: &str,
+    replid2: &str,
+    offset: i64,
+    online: &[(&str, u16)],
+) -> String {
+    let mut s = format!(
+        "role:master\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_replid:{replid}\r\n\
+         master_replid2:{replid2}\r\nsecond_repl_offset:{}\r\nmaster_repl_offset:{offset}\r\n\
+         repl_backlog_active:1\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:1\r\n\
+         repl_backlog_histlen:{offset}\r\nmaster_failover_state:no-failover\r\n",
+        offset + 1
+    );
+    for (i, (ip, port)) in online.iter().enumerate() {
+        s.push_str(&format!(
+            "slave{i}:ip={ip},port={port},state=online,offset={offset},lag=0\r\n"
+        ));
+    }
+    s
+}
+
+pub(super) const M: (&str, u16) = ("127.0.0.1", 7000);
+pub(super) const R1: (&str, u16) = ("127.0.0.2", 7001);
+pub(super) const R2: (&str, u16) = ("127.0.0.3", 7002);
+
+pub(super) fn up_all(h: &mut H) {
+    h.master_up();
+    h.replica_up("r1", 201, &[R1]);
+    h.replica_up("r2", 202, &[R1, R2]);
+}
+
+pub(super) fn failovers(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Failover { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn made_master(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::MakeMaster { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn live(fx: &[Effect]) -> Vec<(String, String)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::ApplyLive { name, change, .. } => Some((name.clone(), change.describe())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The config of the next launch of `name`: from `fx`, or after its gate place is
+/// granted.
+pub(super) fn launch_conf(h: &mut H, fx: Vec<Effect>, name: &str) -> String {
+    let find = |fx: &[Effect]| {
+        fx.iter().find_map(|e| match e {
+            Effect::Launch(spec) if spec.name == name => Some(spec.conf.expose().to_owned()),
+            _ => None,
+        })
+    };
+    if let Some(conf) = find(&fx) {
+        return conf;
+    }
+    let fx = h.grant(name);
+    find(&fx).unwrap_or_else(|| panic!("{name} not launched: {fx:?}"))
+}
+
+/// Every instance answers as in the group before any change: the master with both.
+pub(super) fn probe_before(h: &mut H) -> Vec<Effect> {
+    let mut fx = h.probe("r1", &follower(201, M, "aaa", 1000));
+    fx.extend(h.probe("r2", &follower(202, M, "aaa", 1000)));
+    fx.extend(h.probe("master", &leader(100, "aaa", "0", 1000, &[R1, R2])));
+    fx
+}
+
+/// The master crashes with its RDB at `aaa`/500 (an AOF master ignores it) and the
+/// replicas then report `r1` and `r2`: the effects of the last probe.
+pub(super) fn crash(h: &mut H, r1: &str, r2: &str) -> Vec<Effect> {
+    h.histories.insert(
+        "master".into(),
+        ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 500,
+        },
+    );
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", r1);
+    h.probe("r2", r2)
 }

@@ -1,7 +1,6 @@
 //! Maintenance pause: nothing automatic until `resume` or the deadline; operators' verbs
 //! still work; kept across restarts by the runtime (`SavePause`).
 
-use super::roles::{M, R1, follower, leader, live, up_all};
 use super::*;
 use crate::control::Request;
 
