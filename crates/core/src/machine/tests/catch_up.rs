@@ -24,10 +24,7 @@ fn a_crashed_master_catches_up_from_the_replica_ahead_then_takes_the_role_back()
     );
     assert_eq!(made_master(&fx), ["r2"], "the most advanced one");
     assert!(launches(&fx).is_empty());
-    let fx = h.feed(Input::RoleChanged {
-        name: "r2".into(),
-        result: Ok(()),
-    });
+    let fx = h.role_changed("r2", Ok(()));
     assert_eq!(saved(&fx), ["r2"]);
     // The master now starts as r2's replica.
     h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[]));
@@ -45,10 +42,7 @@ fn a_crashed_master_catches_up_from_the_replica_ahead_then_takes_the_role_back()
     let mut fx = h.probe("r1", &follower(201, R2, "ccc", 1200));
     fx.extend(h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[M, R1])));
     assert_eq!(failovers(&fx), ["master"]);
-    let fx = h.feed(Input::RoleChanged {
-        name: "master".into(),
-        result: Ok(()),
-    });
+    let fx = h.role_changed("master", Ok(()));
     assert_eq!(saved(&fx), ["master"]);
     assert_eq!(h.m.actual_master(), "master");
 }
@@ -133,10 +127,7 @@ fn a_catch_up_that_cannot_begin_starts_the_master_from_its_files_once() {
     let mut h = H::new(SEED, "a");
     let fx = crash_with_r2_ahead(&mut h);
     assert_eq!(made_master(&fx), ["r2"]);
-    let mut fx = h.feed(Input::RoleChanged {
-        name: "r2".into(),
-        result: Err("ERR unknown command 'REPLICAOF'".into()),
-    });
+    let mut fx = h.role_changed("r2", Err("ERR unknown command 'REPLICAOF'"));
     fx.extend(h.tick());
     assert!(made_master(&fx).is_empty(), "not asked again");
     assert_eq!(launches(&fx), ["master"]);
@@ -147,10 +138,7 @@ fn a_catch_up_that_cannot_begin_starts_the_master_from_its_files_once() {
 fn a_catch_up_whose_source_is_gone_ends_and_the_group_is_followed_again() {
     let mut h = H::new(SEED, "a");
     crash_with_r2_ahead(&mut h);
-    h.feed(Input::RoleChanged {
-        name: "r2".into(),
-        result: Ok(()),
-    });
+    h.role_changed("r2", Ok(()));
     h.now += S / 10;
     h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[]));
     let mut fx = h.tick();
@@ -164,10 +152,10 @@ fn a_catch_up_whose_source_is_gone_ends_and_the_group_is_followed_again() {
     let fx = h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[M, R1]));
     assert_eq!(failovers(&fx), ["master"]);
     // The hand-back fails, and r2 stops being master (someone failed over to r1).
-    h.feed(Input::RoleChanged {
-        name: "master".into(),
-        result: Err("ERR FAILOVER is not valid when server is a replica.".into()),
-    });
+    h.role_changed(
+        "master",
+        Err("ERR FAILOVER is not valid when server is a replica."),
+    );
     h.now += S;
     h.probe("r2", &follower(202, R1, "ddd", 1300));
     h.probe("master", &follower(101, R1, "ddd", 1300));

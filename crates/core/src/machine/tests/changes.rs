@@ -28,10 +28,7 @@ fn a_replication_loop_is_repaired_by_making_the_most_advanced_master() {
         ["master"],
         "as advanced as r1, and the configured master"
     );
-    let fx = h.feed(Input::RoleChanged {
-        name: "master".into(),
-        result: Ok(()),
-    });
+    let fx = h.role_changed("master", Ok(()));
     assert!(made_master(&fx).is_empty());
     assert_eq!(h.m.actual_master(), "master");
 }
@@ -57,10 +54,7 @@ fn a_re_point_planned_before_the_master_changed_again_is_dropped_or_guarded() {
     // The first change's steps go on (r1's settings applied), up to `master`'s re-point.
     for _ in 0..3 {
         for n in ["r1", "r2", "master"] {
-            fx.extend(h.feed(Input::LiveApplied {
-                name: n.into(),
-                result: Ok(()),
-            }));
+            fx.extend(h.live_applied(n, Ok(())));
         }
         h.now += S;
         fx.extend(h.tick());
@@ -145,10 +139,7 @@ fn a_failover_is_recorded_once_and_the_demoted_master_drops_its_clients_at_once(
     assert_eq!(failovers(&fx), ["r1"]);
     assert!(dropped(&fx).is_empty(), "not while it is master");
     h.now += S / 10;
-    let fx = h.feed(Input::RoleChanged {
-        name: "r1".into(),
-        result: Ok(()),
-    });
+    let fx = h.role_changed("r1", Ok(()));
     // INFO asked before FAILOVER knows nothing of r1's new id: the runtime asks it.
     assert_eq!(
         changes(&fx),
@@ -209,10 +200,7 @@ fn a_promotion_and_a_catch_up_are_recorded_with_their_reasons() {
     h.probe_err("master", "connection refused");
     h.probe("r1", &follower(201, M, "aaa", 900));
     h.probe("r2", &follower(202, M, "aaa", 1000));
-    let fx = h.feed(Input::RoleChanged {
-        name: "r2".into(),
-        result: Ok(()),
-    });
+    let fx = h.role_changed("r2", Ok(()));
     assert_eq!(
         changes(&fx),
         [("master".into(), "r2".into(), Reason::Promote, None)]
@@ -233,10 +221,7 @@ fn a_promotion_and_a_catch_up_are_recorded_with_their_reasons() {
         &follower(202, M, "aaa", 1200),
     );
     assert_eq!(made_master(&fx), ["r2"]);
-    let mut all = h.feed(Input::RoleChanged {
-        name: "r2".into(),
-        result: Ok(()),
-    });
+    let mut all = h.role_changed("r2", Ok(()));
     h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[]));
     let fx = h.tick();
     launch_conf(&mut h, fx, "master");
@@ -245,10 +230,7 @@ fn a_promotion_and_a_catch_up_are_recorded_with_their_reasons() {
     h.probe("r1", &follower(201, R2, "ccc", 1200));
     let fx = h.probe("r2", &leader(202, "ccc", "aaa", 1200, &[M, R1]));
     assert_eq!(failovers(&fx), ["master"]);
-    all.extend(h.feed(Input::RoleChanged {
-        name: "master".into(),
-        result: Ok(()),
-    }));
+    all.extend(h.role_changed("master", Ok(())));
     let got: Vec<(String, String, Reason)> = changes(&all)
         .into_iter()
         .map(|(o, n, r, _)| (o, n, r))

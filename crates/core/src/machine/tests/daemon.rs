@@ -33,12 +33,7 @@ fn ready_is_sent_once_when_the_masters_run_and_the_replicas_were_started() {
         ("r2", 202, vec![("127.0.0.2", 7001), ("127.0.0.3", 7002)]),
     ] {
         all.extend(notifies(&h2.tick()));
-        all.extend(notifies(&h2.feed(Input::ClaimResult {
-            name: name.into(),
-            granted: true,
-            detail: String::new(),
-            retry_after: Duration::ZERO,
-        })));
+        all.extend(notifies(&h2.grant(name)));
         all.extend(notifies(&h2.launched(name, pid)));
         all.extend(notifies(&h2.probe(name, &replica_info(pid, 1000))));
         all.extend(notifies(&h2.probe("master", &master_info(100, &online))));

@@ -276,15 +276,24 @@ impl H {
         })
     }
 
-    /// `name` (as `pid`) answers SHUTDOWN that its final save failed.
-    pub(super) fn save_refused(&mut self, name: &str, pid: u32) -> Vec<Effect> {
+    /// The outcome of the SHUTDOWN of `name` (as `pid`).
+    pub(super) fn shutdown_done(
+        &mut self,
+        name: &str,
+        pid: u32,
+        result: Result<(), ShutdownError>,
+    ) -> Vec<Effect> {
         self.feed(Input::ShutdownDone {
             name: name.into(),
             pid,
-            result: Err(ShutdownError::Refused(
-                "ERR Errors trying to SHUTDOWN".into(),
-            )),
+            result,
         })
+    }
+
+    /// `name` (as `pid`) answers SHUTDOWN that its final save failed.
+    pub(super) fn save_refused(&mut self, name: &str, pid: u32) -> Vec<Effect> {
+        let refused = ShutdownError::Refused("ERR Errors trying to SHUTDOWN".into());
+        self.shutdown_done(name, pid, Err(refused))
     }
 
     /// The upstream grants `name` a place in its sync gate.
@@ -294,6 +303,52 @@ impl H {
             granted: true,
             detail: String::new(),
             retry_after: Duration::ZERO,
+        })
+    }
+
+    /// The upstream refuses `name` a place in its sync gate, saying `detail`; it may ask
+    /// again after `retry_after`.
+    pub(super) fn refuse(
+        &mut self,
+        name: &str,
+        detail: &str,
+        retry_after: Duration,
+    ) -> Vec<Effect> {
+        self.feed(Input::ClaimResult {
+            name: name.into(),
+            granted: false,
+            detail: detail.into(),
+            retry_after,
+        })
+    }
+
+    /// The answer to `Failover` or `MakeMaster` for `name`.
+    pub(super) fn role_changed(&mut self, name: &str, result: Result<(), &str>) -> Vec<Effect> {
+        self.feed(Input::RoleChanged {
+            name: name.into(),
+            result: result.map_err(str::to_owned),
+        })
+    }
+
+    /// The answer to `ApplyLive` for `name`.
+    pub(super) fn live_applied(
+        &mut self,
+        name: &str,
+        result: Result<(), LiveFailure>,
+    ) -> Vec<Effect> {
+        self.feed(Input::LiveApplied {
+            name: name.into(),
+            result,
+        })
+    }
+
+    /// `reload` as request `id`, the file now reading `text` (same server): the effects of
+    /// the loaded file.
+    pub(super) fn reload(&mut self, id: RequestId, text: &str) -> Vec<Effect> {
+        self.feed(Input::ReloadRequested { id: Some(id) });
+        self.feed(Input::ConfigLoaded {
+            id: Some(id),
+            result: Ok(Box::new(loaded(group(text)))),
         })
     }
 
@@ -312,12 +367,7 @@ impl H {
     /// answering, listed online by the master with pid 100).
     pub(super) fn replica_up(&mut self, name: &str, pid: u32, online: &[(&str, u16)]) {
         self.tick();
-        self.feed(Input::ClaimResult {
-            name: name.into(),
-            granted: true,
-            detail: String::new(),
-            retry_after: Duration::ZERO,
-        });
+        self.grant(name);
         self.launched(name, pid);
         self.probe(name, &replica_info(pid, 1000));
         self.probe("master", &master_info(100, online));
@@ -440,11 +490,7 @@ pub(super) fn last_error(h: &H, name: &str) -> String {
 }
 
 pub(super) fn shutdown_ok(h: &mut H, name: &str, pid: u32) -> Vec<Effect> {
-    let mut fx = h.feed(Input::ShutdownDone {
-        name: name.into(),
-        pid,
-        result: Ok(()),
-    });
+    let mut fx = h.shutdown_done(name, pid, Ok(()));
     fx.extend(h.exited(name, pid, "exit code 0"));
     fx
 }

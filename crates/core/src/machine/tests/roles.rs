@@ -16,10 +16,7 @@ fn failover_swaps_roles_re_points_the_others_live_and_keeps_the_new_master() {
     let fx = probe_before(&mut h);
     assert_eq!(failovers(&fx), ["r1"]);
     h.now += S / 10;
-    let fx = h.feed(Input::RoleChanged {
-        name: "r1".into(),
-        result: Ok(()),
-    });
+    let fx = h.role_changed("r1", Ok(()));
     assert_eq!(saved(&fx), ["r1"]);
     assert_eq!(h.m.actual_master(), "r1");
     // After FAILOVER: r1 master (new id bbb, old aaa as replid2), the old master follows
@@ -222,10 +219,7 @@ fn promote_is_refused_while_the_master_answers_or_another_replica_is_ahead() {
     h.probe("r1", &follower(201, M, "aaa", 900));
     let fx = h.probe("r2", &follower(202, M, "aaa", 1000));
     assert_eq!(made_master(&fx), ["r2"]);
-    let fx = h.feed(Input::RoleChanged {
-        name: "r2".into(),
-        result: Ok(()),
-    });
+    let fx = h.role_changed("r2", Ok(()));
     assert_eq!(saved(&fx), ["r2"]);
 }
 
@@ -364,10 +358,7 @@ fn one_failed_probe_of_a_replica_does_not_turn_its_live_re_point_into_a_restart(
     });
     probe_before(&mut h);
     h.now += S / 10;
-    h.feed(Input::RoleChanged {
-        name: "r1".into(),
-        result: Ok(()),
-    });
+    h.role_changed("r1", Ok(()));
     h.probe("master", &follower(100, R1, "bbb", 1000));
     h.probe("r2", &follower(202, M, "aaa", 1000));
     // r2's newest probe met a reset connection (a client drop on the old master, a busy

@@ -77,12 +77,7 @@ fn a_refused_claim_asks_again_after_the_jitter() {
     let one_replica = SEED[..SEED.find("[[instance]]\nname = \"r2\"").unwrap()].to_owned();
     let mut h = H::new(&one_replica, "a");
     assert_eq!(claims(&h.master_up()), ["r1"]);
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: false,
-        detail: "1 replica(s) syncing".into(),
-        retry_after: Duration::from_millis(300),
-    });
+    h.refuse("r1", "1 replica(s) syncing", Duration::from_millis(300));
     assert_eq!(
         h.blocker("r1"),
         Blocker::GateRefused {
@@ -405,12 +400,7 @@ fn a_wrong_prediction_is_counted_and_then_holds_the_gate() {
         "it counts against the gate now"
     );
     // r2 is refused its place; r3 may not even ask while r1 and r2's claim are in flight.
-    h.feed(Input::ClaimResult {
-        name: "r2".into(),
-        granted: false,
-        detail: "1 replica(s) syncing".into(),
-        retry_after: Duration::from_millis(200),
-    });
+    h.refuse("r2", "1 replica(s) syncing", Duration::from_millis(200));
     let fx = h.advance(Duration::from_millis(300));
     assert!(claims(&fx).is_empty(), "{fx:?}");
     assert!(

@@ -31,11 +31,11 @@ fn an_unreachable_instance_gets_sigterm_at_once() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.stop("master", false);
-    let fx = h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 100,
-        result: Err(ShutdownError::Unreachable("connection refused".into())),
-    });
+    let fx = h.shutdown_done(
+        "master",
+        100,
+        Err(ShutdownError::Unreachable("connection refused".into())),
+    );
     assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
     assert_eq!(h.kind("master"), Kind::Terminating);
 }
@@ -76,11 +76,7 @@ fn a_shutdown_result_for_a_stale_pid_is_ignored() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.stop("master", false);
-    let fx = h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 42,
-        result: Err(ShutdownError::Refused("old news".into())),
-    });
+    let fx = h.shutdown_done("master", 42, Err(ShutdownError::Refused("old news".into())));
     assert_eq!(h.kind("master"), Kind::ShuttingDown);
     assert!(fx.iter().all(|e| !matches!(e, Effect::Reply { .. })));
 }
@@ -288,17 +284,9 @@ fn each_stop_outcome_is_counted_for_metrics() {
     start(&mut h, 101);
     // Refused, then forced without saving.
     stop(&mut h, false);
-    h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 101,
-        result: refused(),
-    });
+    h.shutdown_done("master", 101, refused());
     stop(&mut h, true);
-    h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 101,
-        result: refused(),
-    });
+    h.shutdown_done("master", 101, refused());
     shutdown_ok(&mut h, "master", 101);
     start(&mut h, 102);
     // Killed.
@@ -357,13 +345,13 @@ fn a_launch_that_failed_after_a_stop_is_not_retried() {
 
 /// `name` (as `pid`) answers SHUTDOWN that it is rewriting its AOF.
 fn aof_refused(h: &mut H, name: &str, pid: u32) -> Vec<Effect> {
-    h.feed(Input::ShutdownDone {
-        name: name.into(),
+    h.shutdown_done(
+        name,
         pid,
-        result: Err(ShutdownError::RewritingAof(
+        Err(ShutdownError::RewritingAof(
             "ERR Errors trying to SHUTDOWN. Check logs.".into(),
         )),
-    })
+    )
 }
 
 #[test]
