@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn a_crashed_master_catches_up_from_the_replica_ahead_then_takes_the_role_back() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     // Its RDB is older than what both replicas acknowledged.
     h.histories.insert(
         "master".into(),
@@ -49,8 +48,7 @@ fn a_crashed_master_catches_up_from_the_replica_ahead_then_takes_the_role_back()
 
 #[test]
 fn a_master_restarted_on_purpose_with_nothing_behind_starts_as_master() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.histories.insert(
         "master".into(),
         ReplPosition {
@@ -77,8 +75,7 @@ fn a_crashed_master_with_aof_always_starts_from_its_aof() {
         "save = [\"3600 1\"]",
         "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"",
     );
-    let mut h = H::new(&text, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(&text);
     h.probe("r1", &follower(201, M, "aaa", 1000));
     h.probe("r2", &follower(202, M, "aaa", 1200));
     h.probe("master", &leader(100, "aaa", "0", 900, &[R1, R2]));
@@ -94,12 +91,8 @@ fn a_crashed_master_with_aof_always_starts_from_its_aof() {
 
 #[test]
 fn a_crashed_master_with_aof_everysec_catches_up_from_its_last_history() {
-    let text = SEED.replace(
-        "save = [\"3600 1\"]",
-        "save = [\"3600 1\"]\nappendonly = \"yes\"",
-    );
-    let mut h = H::new(&text, "a");
-    up_all(&mut h);
+    let text = with_aof(SEED);
+    let mut h = H::all_up(&text);
     h.probe("master", &leader(100, "aaa", "0", 900, &[R1, R2]));
     h.probe("r1", &follower(201, M, "aaa", 1000));
     h.probe("r2", &follower(202, M, "aaa", 1200));
@@ -191,8 +184,7 @@ fn crash_with(h: &mut H, r1: &str, r2: &str) -> Vec<String> {
 fn a_master_restarted_once_then_crashed_catches_up_from_the_replicas_second_id() {
     // Issue 18's sequence: the RDB names `aaa` (the graceful restart's save); since then the
     // master runs on `bbb` and its replicas keep `aaa` as their second id, up to 501.
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.probe("master", &leader(100, "bbb", "aaa", 2500, &[R1, R2]));
     let r1 = follower2(201, M, ("bbb", "aaa", 501), 2500);
     let r2 = follower2(202, M, ("bbb", "aaa", 501), 2400);
@@ -201,8 +193,7 @@ fn a_master_restarted_once_then_crashed_catches_up_from_the_replicas_second_id()
 
 #[test]
 fn a_replica_that_left_the_rdbs_history_before_its_offset_is_not_ahead() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     // It left `aaa` at 301, before the RDB's 500: what the RDB holds past 300 it lacks.
     let r1 = follower2(201, M, ("bbb", "aaa", 301), 2500);
     let r2 = follower2(202, M, ("bbb", "aaa", 301), 2400);
@@ -215,8 +206,7 @@ fn after_failover_and_back_the_changes_of_id_seen_place_the_rdb() {
     // aaa -> bbb (r1 promoted at 801) -> ccc (the master took the role back at 1501): the
     // replicas know ccc and bbb only; the daemon saw the change to bbb on the way (in r1's
     // INFO once it followed the master again).
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     let fx = h.probe("r1", &follower2(201, M, ("bbb", "aaa", 801), 900));
     assert!(fx.iter().any(|e| matches!(e, Effect::SaveHistory)));
     let r1 = follower2(201, M, ("ccc", "bbb", 1501), 3000);
@@ -253,16 +243,14 @@ fn the_history_kept_in_the_topology_file_serves_after_a_daemon_restart() {
 #[test]
 fn an_rdb_nothing_relates_to_the_replicas_keeps_their_data_when_they_hold_the_masters_last_history()
 {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     // The master last served `ccc`; how its RDB's `aaa` led there was never seen.
     h.probe("master", &leader(100, "ccc", "bbb", 2500, &[R1, R2]));
     let r1 = follower2(201, M, ("ccc", "bbb", 1501), 2500);
     let r2 = follower2(202, M, ("ccc", "bbb", 1501), 2500);
     assert_eq!(crash_with(&mut h, &r1, &r2), ["r1"]);
     // Replicas on a history unknown to all: the RDB is loaded.
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     let r1 = follower2(201, M, ("zzz", "yyy", 1501), 2500);
     let r2 = follower2(202, M, ("zzz", "yyy", 1501), 2500);
     assert!(crash_with(&mut h, &r1, &r2).is_empty());
@@ -276,8 +264,7 @@ fn aof_master_crash_after_full_sync(over: bool) -> Vec<String> {
         "save = [\"3600 1\"]",
         "save = [\"3600 1\"]\nappendonly = \"yes\"\nappendfsync = \"always\"",
     );
-    let mut h = H::new(&text, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(&text);
     let info = leader(100, "ccc", "bbb", 900, &[R1, R2]);
     h.probe_logged("master", &info, Some(SyncKind::Full));
     if over {

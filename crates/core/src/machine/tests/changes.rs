@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn a_replication_loop_is_repaired_by_making_the_most_advanced_master() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     // A stale re-point crossed a failover back: master and r1 replicate from each other.
     let probe_all = |h: &mut H| {
         let mut fx = h.probe("master", &follower(100, R1, "ccc", 1000));
@@ -35,8 +34,7 @@ fn a_replication_loop_is_repaired_by_making_the_most_advanced_master() {
 
 #[test]
 fn a_re_point_planned_before_the_master_changed_again_is_dropped_or_guarded() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.now += S;
     // r1 is master (a failover made by daemon b), while `master` still answers as master
     // (it is in the middle of that FAILOVER): this daemon plans to re-point `master`.
@@ -84,8 +82,7 @@ fn a_re_point_planned_before_the_master_changed_again_is_dropped_or_guarded() {
 fn a_replica_left_under_the_wrong_upstream_is_re_pointed_once_settled() {
     // A daemon killed before it re-pointed r2 to r1 (the master again after a catch-up):
     // the new one keeps r1 from its file and finds r2 still under `master`.
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.m.restore_topology("r1");
     let probe_all = |h: &mut H| {
         let mut fx = h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[M]));
@@ -128,8 +125,7 @@ fn dropped(fx: &[Effect]) -> Vec<String> {
 #[test]
 fn a_failover_is_recorded_once_and_the_demoted_master_drops_its_clients_at_once() {
     use crate::changes::Reason;
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.now += S;
     h.request(Request::Failover {
         to: Some("r1".into()),
@@ -158,10 +154,7 @@ fn a_failover_is_recorded_once_and_the_demoted_master_drops_its_clients_at_once(
 #[test]
 fn a_change_learned_from_the_group_is_recorded_with_the_new_masters_id_and_drops_clients() {
     use crate::changes::Reason;
-    let text = SEED.replace(
-        "host = \"a\"\nbind = \"127.0.0.2\"",
-        "host = \"b\"\nbind = \"127.0.0.2\"",
-    );
+    let text = r1_on_b();
     let mut h = H::new(&text, "a");
     h.probe_err("r1", "connection refused");
     h.launched("master", 100);
@@ -190,8 +183,7 @@ fn a_change_learned_from_the_group_is_recorded_with_the_new_masters_id_and_drops
 #[test]
 fn a_promotion_and_a_catch_up_are_recorded_with_their_reasons() {
     use crate::changes::Reason;
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.now += S;
     h.request(Request::Promote {
         instance: "r2".into(),
@@ -211,8 +203,7 @@ fn a_promotion_and_a_catch_up_are_recorded_with_their_reasons() {
     );
 
     // The catch-up: two changes, both `catch-up`.
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.probe("r1", &follower(201, M, "aaa", 1000));
     h.probe("r2", &follower(202, M, "aaa", 1200));
     let fx = crash(

@@ -63,6 +63,22 @@ port = 7002
 replica_of = "master"
 "#;
 
+/// `text` with `appendonly yes` for every instance.
+pub(super) fn with_aof(text: &str) -> String {
+    text.replace(
+        "save = [\"3600 1\"]",
+        "save = [\"3600 1\"]\nappendonly = \"yes\"",
+    )
+}
+
+/// [`SEED`] with `r1` on host `b`.
+pub(super) fn r1_on_b() -> String {
+    SEED.replace(
+        "host = \"a\"\nbind = \"127.0.0.2\"",
+        "host = \"b\"\nbind = \"127.0.0.2\"",
+    )
+}
+
 /// The server the tests' machines run: Debian 12's.
 pub(super) const R70: Server = Server {
     kind: crate::server::Kind::Redis,
@@ -120,6 +136,25 @@ impl H {
             next_id: 0,
             histories: Default::default(),
         }
+    }
+
+    /// A machine on host `a` of `text` with the master and both replicas running (pids
+    /// 100, 201, 202), as [`up_all`] brings them up.
+    pub(super) fn all_up(text: &str) -> H {
+        let mut h = H::new(text, "a");
+        up_all(&mut h);
+        h
+    }
+
+    /// A machine on host `a` of `text` with the master running and `r1` just launched as
+    /// pid 201 (its gate place granted), not probed yet.
+    pub(super) fn r1_launched(text: &str) -> H {
+        let mut h = H::new(text, "a");
+        h.master_up();
+        h.tick();
+        h.grant("r1");
+        h.launched("r1", 201);
+        h
     }
 
     /// Hands the machine an input; answers its history reads the way the runtime does

@@ -109,8 +109,7 @@ fn a_pause_restored_from_the_file_holds_and_an_operator_start_still_works() {
 
 #[test]
 fn paused_the_view_follows_the_group_but_nothing_is_re_pointed_until_resume() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     pause(&mut h, HOUR);
     // Someone failed over to r1 by hand; r2 still replicates from `master`.
     h.now += S;

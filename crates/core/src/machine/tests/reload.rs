@@ -5,10 +5,7 @@ use crate::control::Response;
 
 #[test]
 fn reload_applies_the_diff_and_leaves_the_rest_running() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     // r2 removed, r1 changed in a way only a restart applies, r3 added; the master
     // unchanged.
     let mut text = SEED[..SEED.find("[[instance]]\nname = \"r2\"").unwrap()].to_owned();
@@ -103,10 +100,7 @@ fn a_password_change_is_applied_in_place() {
 /// directive and the parent's new `repl-diskless-sync-max-replicas` are set live.
 #[test]
 fn reload_applies_what_the_server_can_change_live_without_a_restart() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     let text = SEED.replace(
         "save = [\"3600 1\"]",
         "save = [\"3600 1\"]\nmaxmemory = \"64mb\"",
@@ -173,10 +167,7 @@ fn reload_applies_what_the_server_can_change_live_without_a_restart() {
 
 #[test]
 fn a_setting_the_server_refuses_live_restarts_the_instance_instead() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     let text = SEED.replace(
         "port = 7001\nreplica_of = \"master\"\n",
         "port = 7001\nreplica_of = \"master\"\n[instance.redis]\nsome-setting = \"x\"\n",
@@ -307,10 +298,7 @@ fn a_refused_reload_leaves_the_actual_master_as_it_was() {
 
 #[test]
 fn a_reload_without_the_actual_master_records_the_change_as_reload() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     h.m.restore_topology("r1");
     // The new file has no r1 any more: its own master takes over.
     let text = SEED.replace(
@@ -336,10 +324,7 @@ fn a_reload_without_the_actual_master_records_the_change_as_reload() {
 fn a_reload_judges_a_remote_replicas_server_by_the_answer_asked_for_it() {
     // r1 and r2 run on host b, whose reload just moved them to Redis 8.0; this daemon's
     // last probes of them, from before their restart, still say 7.0.
-    let text = SEED.replace(
-        "host = \"a\"\nbind = \"127.0.0.2\"",
-        "host = \"b\"\nbind = \"127.0.0.2\"",
-    );
+    let text = r1_on_b();
     let text = text.replace(
         "host = \"a\"\nbind = \"127.0.0.3\"",
         "host = \"b\"\nbind = \"127.0.0.3\"",

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn failover_swaps_roles_re_points_the_others_live_and_keeps_the_new_master() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.now += S;
     let (id, fx) = h.request(Request::Failover {
         to: Some("r1".into()),
@@ -69,8 +68,7 @@ fn failover_swaps_roles_re_points_the_others_live_and_keeps_the_new_master() {
 #[test]
 fn failover_refuses_a_replica_out_of_sync_a_sub_replica_and_a_lost_quorum() {
     let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 2\n");
-    let mut h = H::new(&text, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(&text);
     let refused = |h: &mut H, to: &str, master_online: &[(&str, u16)]| {
         h.now += S;
         let (id, _) = h.request(Request::Failover {
@@ -138,8 +136,7 @@ fn a_failover_asked_while_one_runs_or_while_the_target_reconnects_says_try_again
     assert_eq!(rn(&unlisted, None), None);
 
     // Through the machine: both refusals end with "try again".
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     let ask = |h: &mut H, master_info: String| {
         h.now += S;
         let (id, _) = h.request(Request::Failover {
@@ -182,8 +179,7 @@ fn a_failover_asked_while_one_runs_or_while_the_target_reconnects_says_try_again
 
 #[test]
 fn promote_is_refused_while_the_master_answers_or_another_replica_is_ahead() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.now += S;
     let (id, _) = h.request(Request::Promote {
         instance: "r1".into(),
@@ -225,10 +221,7 @@ fn promote_is_refused_while_the_master_answers_or_another_replica_is_ahead() {
 
 #[test]
 fn the_actual_master_is_learned_from_info_asked_after_the_last_change() {
-    let text = SEED.replace(
-        "host = \"a\"\nbind = \"127.0.0.2\"",
-        "host = \"b\"\nbind = \"127.0.0.2\"",
-    );
+    let text = r1_on_b();
     let mut h = H::new(&text, "a");
     let fx = h.probe_err("r1", "connection refused");
     assert_eq!(launches(&fx), ["master"]);
@@ -283,8 +276,7 @@ fn a_master_starts_as_a_replica_when_the_group_follows_another() {
 
 #[test]
 fn a_planned_master_restart_moves_the_role_away_and_back() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.now += S;
     // Both replicas online in the master's INFO: r2 is the most advanced.
     h.probe("master", &leader(100, "aaa", "0", 1000, &[R1, R2]));
@@ -349,8 +341,7 @@ fn the_endpoint_view_lists_every_instance_with_its_last_probe_and_the_actual_mas
 
 #[test]
 fn one_failed_probe_of_a_replica_does_not_turn_its_live_re_point_into_a_restart() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.now += S;
     h.request(Request::Failover {
         to: Some("r1".into()),

@@ -134,11 +134,7 @@ fn a_replica_of_another_daemon_syncing_from_the_upstream_counts_in_the_gate() {
 
 #[test]
 fn the_upstreams_probe_can_be_the_one_that_completes_a_replicas_sync() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     // The replica's link is up, but the master's last INFO predates it.
     h.probe("r1", &replica_info(201, 1000));
     assert_eq!(h.kind("r1"), Kind::Syncing);
@@ -152,11 +148,7 @@ fn the_upstreams_probe_can_be_the_one_that_completes_a_replicas_sync() {
 
 #[test]
 fn the_replicas_own_log_names_its_sync_in_the_restart_output() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     h.now += Duration::from_millis(1500);
     h.probe("master", &master_info(100, &[("127.0.0.2", 7001)]));
     h.probe_logged("r1", &replica_info(201, 1000), Some(SyncKind::Partial));
@@ -170,11 +162,7 @@ fn the_replicas_own_log_names_its_sync_in_the_restart_output() {
 
 #[test]
 fn without_a_log_line_the_upstreams_sync_full_counter_tells_the_sync() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     h.probe("r1", &replica_info(201, 1000));
     h.probe(
         "master",
@@ -187,10 +175,7 @@ fn without_a_log_line_the_upstreams_sync_full_counter_tells_the_sync() {
 
 #[test]
 fn a_replica_resumed_from_its_rdb_gets_aof_back_once_in_sync() {
-    let text = SEED.replace(
-        "save = [\"3600 1\"]",
-        "save = [\"3600 1\"]\nappendonly = \"yes\"",
-    );
+    let text = with_aof(SEED);
     let mut h = H::new(&text, "a");
     assert_eq!(claims(&h.master_up()), ["r1"]);
     let fx = h.grant("r1");
@@ -215,11 +200,7 @@ fn a_replica_resumed_from_its_rdb_gets_aof_back_once_in_sync() {
 
 #[test]
 fn a_replica_not_in_sync_within_sync_timeout_gives_its_place_back_and_is_counted() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     h.probe("r1", &replica_info(201, 0));
     let fx = h.advance(Duration::from_secs(31));
     assert_eq!(h.kind("r1"), Kind::Running);
@@ -447,10 +428,7 @@ fn instances_on_their_way_up_are_probed_every_tenth_of_a_second() {
 
 #[test]
 fn a_resumed_replica_that_times_out_syncing_still_gets_aof_back() {
-    let text = SEED.replace(
-        "save = [\"3600 1\"]",
-        "save = [\"3600 1\"]\nappendonly = \"yes\"",
-    );
+    let text = with_aof(SEED);
     let mut h = H::new(&text, "a");
     h.master_up();
     h.grant("r1");

@@ -95,10 +95,7 @@ fn an_exit_while_stopping_ends_the_stop_and_is_no_crash() {
 #[test]
 fn stopping_a_replica_that_would_break_min_replicas_to_write_is_refused_unless_forced() {
     let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 2\n");
-    let mut h = H::new(&text, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(&text);
     let (id, fx) = h.stop("r1", false);
     assert!(shutdowns(&fx).is_empty(), "not before a fresh INFO");
     let fx = probe_round(&mut h, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
@@ -128,11 +125,7 @@ fn probe_round(h: &mut H, online: &[(&str, u16)]) -> Vec<Effect> {
 /// The seed with `min_replicas_to_write = 1` on the master, both replicas up.
 fn guarded_seed() -> H {
     let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 1\n");
-    let mut h = H::new(&text, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
-    h
+    H::all_up(&text)
 }
 
 const BOTH: [(&str, u16); 2] = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
@@ -213,10 +206,7 @@ fn stopping_the_master_with_its_replicas_is_not_held_by_its_min_replicas() {
 
 #[test]
 fn a_rolling_restart_takes_one_at_a_time_deepest_first_and_the_master_last() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
     // Forced, so the master restarts in place (a planned one moves the role away first:
     // `a_planned_master_restart_moves_the_role_away_and_back`).
@@ -463,10 +453,7 @@ fn a_shutdown_asked_again_that_never_answers_ends_in_sigterm_not_in_a_busy_loop(
 /// `restart master` with both replicas online: it is stopped, and launched again as pid
 /// 400. The request's id, and the machine.
 fn restart_master_relaunched() -> (RequestId, H) {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     // In place (forced): a planned restart would move the role away first.
     let (id, fx) = h.request(Request::Restart {
         instances: vec!["master".into()],
@@ -539,10 +526,7 @@ fn a_restart_back_in_another_role_does_not_wait_for_old_replicas() {
 /// one after a switchover) but that the group puts none under: nothing to wait for.
 #[test]
 fn a_restart_waits_only_for_replicas_the_group_puts_under_it() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     h.probe(
         "r1",
         &(replica_info(201, 1000)
