@@ -56,7 +56,7 @@ pub use blocker::Blocker;
 use ops::Operation;
 use roles::Asked;
 pub use slot::Counters;
-use slot::Slot;
+use slot::{InPlace, Slot};
 pub use state::{AofWait, Gate, History, Kind, Launch, State, diagram};
 
 /// Names a control request, so its reply can find the client.
@@ -664,7 +664,7 @@ impl Machine {
             } => self.on_claim(&name, granted, detail, now + retry_after, &mut fx),
             Input::PasswordSet { name, result } => {
                 if let Some(slot) = self.slots.get_mut(&name) {
-                    slot.in_place = Some(
+                    slot.in_place = InPlace::Done(
                         result
                             .map(|new| {
                                 slot.endpoint.password = new;
@@ -682,7 +682,7 @@ impl Machine {
                     if let (Ok(()), Some(endpoint)) = (&result, endpoint) {
                         slot.endpoint = endpoint; // a new password now applies
                     }
-                    slot.in_place = Some(result);
+                    slot.in_place = InPlace::Done(result);
                 }
             }
             Input::AofRestored { name, result } => {

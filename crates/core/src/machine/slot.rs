@@ -30,8 +30,8 @@ pub(super) struct Slot {
     pub(super) sync_timeouts: u32,
     /// Recent (time, master_repl_offset) samples, for the write rate.
     pub(super) offsets: VecDeque<(Instant, i64)>,
-    /// A change in place from a reload (password, live config): `None` while under way.
-    pub(super) in_place: Option<Result<(), LiveFailure>>,
+    /// The last change in place from a reload (password, live config).
+    pub(super) in_place: InPlace,
     /// The sync its own log last named, since its last launch.
     pub(super) logged_sync: Option<SyncKind>,
     /// As a master, the replication id and offset its last INFO reported: what its
@@ -54,6 +54,16 @@ pub(super) struct Slot {
     /// says replica means it was demoted, and its clients are dropped.
     pub(super) seen_as_master: bool,
     pub(super) counters: Counters,
+}
+
+/// A change in place (a new password, live settings): asked and not answered yet, or
+/// how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum InPlace {
+    /// Asked of the runtime; its answer is pending.
+    UnderWay,
+    /// Done, or why not (also: nothing to do, the instance does not run).
+    Done(Result<(), LiveFailure>),
 }
 
 /// What happened to one instance since the daemon started: what only the supervisor
@@ -91,7 +101,7 @@ impl Slot {
             last_sync: None,
             sync_timeouts: 0,
             offsets: VecDeque::new(),
-            in_place: Some(Ok(())),
+            in_place: InPlace::Done(Ok(())),
             logged_sync: None,
             last_history: None,
             aof_incomplete: false,

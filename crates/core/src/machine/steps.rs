@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::ops::Operation;
+use super::slot::InPlace;
 use super::{Effect, Kind, LiveFailure, Machine, State, human};
 use crate::config::Secret;
 use crate::control::Response;
@@ -245,7 +246,7 @@ impl Machine {
                 };
                 if slot.state.pid().is_none() || slot.state.stopping() {
                     // Not running: its next start renders the new config.
-                    slot.in_place = Some(Ok(()));
+                    slot.in_place = InPlace::Done(Ok(()));
                     return Ok(());
                 }
                 // A new upstream by REPLICAOF only when the resync there is sure to be
@@ -255,7 +256,7 @@ impl Machine {
                     && let Some(why) = self.repoint_blocker(name, &up.name, now)
                 {
                     if let Some(slot) = self.slots.get_mut(name) {
-                        slot.in_place = Some(Err(LiveFailure::Refused(why)));
+                        slot.in_place = InPlace::Done(Err(LiveFailure::Refused(why)));
                     }
                     return Ok(());
                 }
@@ -268,7 +269,7 @@ impl Machine {
                 let Some(slot) = self.slots.get_mut(name) else {
                     return Err(format!("`{name}` is not run by this daemon"));
                 };
-                slot.in_place = None;
+                slot.in_place = InPlace::UnderWay;
                 let was = self
                     .seen
                     .info(name)
@@ -303,10 +304,10 @@ impl Machine {
                 if slot.state.pid().is_none() {
                     // Not running: it gets the new password from its config at start.
                     slot.endpoint.password = new;
-                    slot.in_place = Some(Ok(()));
+                    slot.in_place = InPlace::Done(Ok(()));
                     return Ok(());
                 }
-                slot.in_place = None;
+                slot.in_place = InPlace::UnderWay;
                 fx.push(Effect::SetPassword {
                     name: name.clone(),
                     endpoint: slot.endpoint.clone(),
@@ -378,22 +379,26 @@ impl Machine {
                 }
             }
             Step::ApplyLive { name, change } => match &self.slots.get(name)?.in_place {
-                None => None,
-                Some(Ok(())) => Some(Ok(Some(format!("{name}: {}", change.describe())))),
-                Some(Err(LiveFailure::Failed(e))) => Some(Err(format!(
+                InPlace::UnderWay => None,
+                InPlace::Done(Ok(())) => Some(Ok(Some(format!("{name}: {}", change.describe())))),
+                InPlace::Done(Err(LiveFailure::Failed(e))) => Some(Err(format!(
                     "{name}: cannot apply the change live ({e}); it runs with the old settings \
                      until it is reloaded again or restarted"
                 ))),
                 // `advance` turns this into a restart.
-                Some(Err(LiveFailure::Refused(e))) => Some(Err(e.clone())),
+                InPlace::Done(Err(LiveFailure::Refused(e))) => Some(Err(e.clone())),
             },
             Step::SetPassword { name } => match &self.slots.get(name)?.in_place {
-                None => None,
-                Some(Ok(())) => Some(Ok(Some(format!("{name}: password changed in place")))),
-                Some(Err(LiveFailure::Failed(e) | LiveFailure::Refused(e))) => Some(Err(format!(
-                    "{name}: cannot change the password in place ({e}); it keeps the old one \
+                InPlace::UnderWay => None,
+                InPlace::Done(Ok(())) => {
+                    Some(Ok(Some(format!("{name}: password changed in place"))))
+                }
+                InPlace::Done(Err(LiveFailure::Failed(e) | LiveFailure::Refused(e))) => {
+                    Some(Err(format!(
+                        "{name}: cannot change the password in place ({e}); it keeps the old one \
                      until `redisrepd restart {name}`"
-                ))),
+                    )))
+                }
             },
             Step::AwaitReady { name } => {
                 let slot = self.slots.get(name)?;
@@ -465,7 +470,7 @@ impl Machine {
     /// Whether `step` is a live change the server refused.
     fn refused_live(&self, step: &Step) -> bool {
         matches!(step, Step::ApplyLive { name, .. }
-            if matches!(self.slots.get(name).and_then(|s| s.in_place.as_ref()), Some(Err(LiveFailure::Refused(_)))))
+            if self.slots.get(name).is_some_and(|s| matches!(s.in_place, InPlace::Done(Err(LiveFailure::Refused(_))))))
     }
 
     /// Why restarting `name` on our own initiative could lose data: a master without
