@@ -19,6 +19,14 @@
 //! admit, advance the head operation (the steps of a control request), answer status
 //! requests whose probes are in, tell systemd. [`Machine::next_deadline`] says when the
 //! next step is due if nothing happens before.
+//!
+//! The state, by part: each local instance's `Slot` (`slot.rs`: its [`State`], with
+//! [`Blocker`] saying why a waiting one has not started), the group's roles and the
+//! changes of role under way (`roles/`), what the probes said (`seen.rs`), the operations
+//! of control requests (`ops.rs`, their steps in `steps.rs`), the maintenance pause
+//! (`pause.rs`) and the daemon's own life (`life.rs`). The methods that decide live by
+//! topic: `start.rs`, `probe.rs`, `stop.rs`, `exit.rs`, `sentinel.rs`, `report.rs`,
+//! `view.rs`.
 
 mod blocker;
 mod exit;
