@@ -19,15 +19,29 @@
 //! admit, advance the head operation (the steps of a control request), answer status
 //! requests whose probes are in, tell systemd. [`Machine::next_deadline`] says when the
 //! next step is due if nothing happens before.
+//!
+//! The state, by part: each local instance's `Slot` (`slot.rs`: its [`State`], with
+//! [`Blocker`] saying why a waiting one has not started), the group's roles and the
+//! changes of role under way (`roles/`), what the probes said (`seen.rs`), the operations
+//! of control requests (`ops.rs`, their steps in `steps.rs`), the maintenance pause
+//! (`pause.rs`) and the daemon's own life (`life.rs`). The methods that decide live by
+//! topic: `start.rs`, `probe.rs`, `stop.rs`, `exit.rs`, `sentinel.rs`, `report.rs`,
+//! `view.rs`.
 
+mod blocker;
+mod exit;
+mod life;
 mod ops;
 mod pause;
 mod probe;
 mod report;
 mod roles;
+mod seen;
 mod sentinel;
+mod slot;
 mod start;
 mod state;
+mod steps;
 mod stop;
 #[cfg(test)]
 mod tests;
@@ -35,12 +49,10 @@ mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
-use crate::backoff::{self, CrashHistory};
 use crate::config::{Group, Secret};
 use crate::control::{Request, Response};
 use crate::endpoint::{Endpoint, ShutdownError};
@@ -48,11 +60,12 @@ use crate::info::{Info, SyncKind};
 use crate::rdb::ReplPosition;
 use crate::server::Server;
 
+pub use blocker::Blocker;
 use ops::Operation;
-pub use state::{AofWait, Gate, History, Kind, Launch, State};
-
-/// The reason of a waiting instance that nothing holds back.
-const STARTING: &str = "starting";
+use roles::Asked;
+pub use slot::Counters;
+use slot::{InPlace, Slot};
+pub use state::{AofWait, Gate, History, Kind, Launch, State, diagram};
 
 /// Names a control request, so its reply can find the client.
 pub type RequestId = u64;
@@ -367,84 +380,6 @@ pub struct ResumeFromRdb {
     pub aof_dir: PathBuf,
 }
 
-/// One local instance.
-struct Slot {
-    state: State,
-    /// What the operator wants: running or not.
-    wanted: bool,
-    /// How to reach it, with the password it was started with (a password file changed
-    /// on disk must not lock us out of stopping it).
-    endpoint: Endpoint,
-    crashes: CrashHistory,
-    restarts: u32,
-    /// Starts in a row that failed before the process ran (port taken, cannot write).
-    failed_starts: u32,
-    last_error: Option<String>,
-    /// The `last_error` a crash or a failed start left: it goes once the instance is up
-    /// again (the crash stays in the log and the restart count), unless another note
-    /// replaced it meanwhile.
-    clears_when_up: Option<String>,
-    last_sync: Option<String>,
-    sync_timeouts: u32,
-    /// Recent (time, master_repl_offset) samples, for the write rate.
-    offsets: VecDeque<(Instant, i64)>,
-    /// A change in place from a reload (password, live config): `None` while under way.
-    in_place: Option<Result<(), LiveFailure>>,
-    /// The sync its own log last named, since its last launch.
-    logged_sync: Option<SyncKind>,
-    /// As a master, the replication id and offset its last INFO reported: what its
-    /// replicas share with it after it crashed.
-    last_history: Option<(String, i64)>,
-    /// Its AOF may lack acknowledged writes: after a full sync Redis writes a new AOF from
-    /// scratch, and writes made before that rewrite ends are in no file the next start
-    /// loads. Set by a logged full sync or a rewrite seen under way, cleared by a probe
-    /// that shows none.
-    aof_incomplete: bool,
-    /// How many replicas were online (per its own INFO) when an operation stopped it, and
-    /// its role then: a restart in the same role is done when they are back, so that the
-    /// next step (a replica's restart, with its min-replicas check) does not find them
-    /// still reconnecting. (In another role, as after a switchover, they went elsewhere.)
-    replicas_before_stop: Option<(usize, String)>,
-    /// Not running when a daemon started into a kept pause: it waits for `resume` (or an
-    /// operator's `start`), as a crash during the pause would.
-    held_by_pause: bool,
-    /// Its last INFO said `role:master` (since its launch or adoption): a later one that
-    /// says replica means it was demoted, and its clients are dropped.
-    seen_as_master: bool,
-    counters: Counters,
-}
-
-/// What happened to one instance since the daemon started: what only the supervisor
-/// knows, for metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Syncs of this replica after a launch, by kind.
-    pub full_syncs: u64,
-    pub partial_syncs: u64,
-    /// Stops that ended with a saved exit (SHUTDOWN SAVE, or SIGTERM, on which Redis saves).
-    pub stops_saved: u64,
-    /// Stops that ended with `SHUTDOWN NOSAVE` after a refused save (`--force`).
-    pub stops_nosave: u64,
-    /// Stops refused because the final save failed: left running.
-    pub stops_refused: u64,
-    /// Stops that needed SIGKILL.
-    pub stops_killed: u64,
-    /// Replicas admitted as a sure partial resync that needed a full sync after all.
-    pub mispredicted_syncs: u64,
-}
-
-/// The last probe of one instance.
-struct Probed {
-    asked_at: Instant,
-    at: Instant,
-    /// Shared, not copied: the health endpoints' view is rebuilt after every event and
-    /// holds every instance's INFO, and a copy of each per event cost O(N²) per probe
-    /// round (the daemon's main idle cost with dozens of instances).
-    result: Result<Arc<Info>, String>,
-    /// When `result` is an error: the last answer before it, and when it came.
-    last_ok: Option<(Instant, Arc<Info>)>,
-}
-
 /// A status request waiting for probes asked after it.
 struct PendingStatus {
     id: RequestId,
@@ -468,57 +403,19 @@ pub struct Machine {
     /// The group as it runs: `configured` with the actual master's roles
     /// (`topology::effective`). Everything that renders, starts and orders follows it.
     group: Group,
-    /// The group's actual master.
-    actual: String,
-    /// A failover or promotion under way (`Some(None)`), or how the last one ended.
-    role_change: Option<Option<Result<(), String>>>,
-    /// What the role change under way is, for the history: failover, promote or repair.
-    role_change_why: crate::changes::Reason,
-    /// The master a `FAILOVER` under way demotes: once it is done, a local one drops its
-    /// clients at once (its INFO would say so only at the next probe).
-    failover_from: Option<String>,
-    /// A crashed master catching up from a replica that is ahead of it.
-    catch_up: Option<roles::CatchUp>,
-    /// A master whose catch-up could not begin: it starts from its own files this time.
-    no_catch_up: Option<String>,
-    /// When the actual master last changed: INFO asked before says nothing of the new
-    /// roles.
-    roles_changed_at: Option<Instant>,
-    /// Sentinel mode: how the last `SENTINEL FAILOVER` request went (`None` while asked).
-    sentinel_asked: Option<Result<(), String>>,
     host: String,
     /// The `redis_server` binary and what it is: launches and rendering follow it.
     binary: PathBuf,
     server: Server,
     slots: BTreeMap<String, Slot>,
-    infos: HashMap<String, Probed>,
-    /// The server each instance last reported in INFO, with the `process_id` it reported:
-    /// kept when a probe fails (a busy machine), since only a new process runs another
-    /// server. See [`Machine::running_server`].
-    servers: HashMap<String, (Option<u32>, Server)>,
+    /// The group's roles as this daemon knows them, and the changes under way.
+    roles: roles::Roles,
+    /// What the probes said.
+    seen: seen::Seen,
     ops: VecDeque<Operation>,
     pending_status: Vec<PendingStatus>,
-    probe_targets: Vec<(String, Endpoint)>,
-    shutting_down: bool,
-    exited: bool,
-    ready_sent: bool,
-    last_status_line: String,
-    /// When the last probe round for an instance on its way up was asked for.
-    last_fast_probe: Option<Instant>,
-    /// The changes of replication id seen in any instance's INFO (and kept across
-    /// restarts): a crashed master's RDB is placed on its replicas' histories through them.
-    lineage: crate::history::Lineage,
-    /// Each local master's last replication id, as its INFO or the topology file said.
-    last_ids: BTreeMap<String, String>,
-    /// Counts the changes of the group's master this daemon made or followed: every
-    /// re-point carries the one it was planned for.
-    generation: u64,
-    /// Since when every instance answers and none is master (a loop, most likely).
-    no_master_since: Option<Instant>,
-    /// Since when a local replica runs under another upstream than the group's.
-    drift_since: Option<Instant>,
-    /// Maintenance pause (`redisrepd pause`): until then nothing happens by itself.
-    paused_until: Option<Instant>,
+    pause: pause::Pause,
+    life: life::Life,
 }
 
 impl Machine {
@@ -533,35 +430,17 @@ impl Machine {
     ) -> Machine {
         let mut m = Machine {
             configured: group.clone(),
-            actual: group.master().name.clone(),
+            roles: roles::Roles::new(group.master().name.clone()),
             group,
-            role_change: None,
-            role_change_why: crate::changes::Reason::Failover,
-            failover_from: None,
-            catch_up: None,
-            no_catch_up: None,
-            roles_changed_at: None,
-            sentinel_asked: None,
             host,
             binary,
             server,
             slots: BTreeMap::new(),
-            infos: HashMap::new(),
-            servers: HashMap::new(),
+            seen: seen::Seen::default(),
             ops: VecDeque::new(),
             pending_status: Vec::new(),
-            probe_targets: Vec::new(),
-            shutting_down: false,
-            exited: false,
-            ready_sent: false,
-            last_status_line: String::new(),
-            last_fast_probe: None,
-            lineage: crate::history::Lineage::default(),
-            last_ids: BTreeMap::new(),
-            generation: 0,
-            no_master_since: None,
-            drift_since: None,
-            paused_until: None,
+            pause: pause::Pause::default(),
+            life: life::Life::default(),
         };
         for name in m.local_names() {
             m.add_slot(&name, now);
@@ -596,14 +475,14 @@ impl Machine {
 
     /// The group's actual master.
     pub fn actual_master(&self) -> &str {
-        &self.actual
+        &self.roles.actual
     }
 
     /// Takes the actual master an earlier daemon kept (`run_dir/<host>.topology`), before
     /// the first input: instances start per the roles the group had, not the TOML's.
     pub fn restore_topology(&mut self, master: &str) {
         if self.configured.instance(master).is_some() {
-            self.actual = master.to_owned();
+            self.roles.actual = master.to_owned();
             self.group = crate::topology::effective(&self.configured, Some(master));
         }
     }
@@ -614,17 +493,13 @@ impl Machine {
         last_ids: BTreeMap<String, String>,
         lineage: crate::history::Lineage,
     ) {
-        self.last_ids = last_ids;
-        self.lineage = lineage;
+        self.roles.last_ids = last_ids;
+        self.roles.lineage = lineage;
     }
 
     /// What the topology file keeps: the actual master and the replication history seen.
     pub fn kept(&self) -> crate::topology::Kept {
-        crate::topology::Kept {
-            master: self.actual.clone(),
-            last_ids: self.last_ids.clone(),
-            lineage: self.lineage.clone(),
-        }
+        self.roles.kept()
     }
 
     /// The server the machine runs its instances on now (after reloads).
@@ -649,27 +524,7 @@ impl Machine {
         let Some(inst) = self.group.instance(name) else {
             return;
         };
-        let slot = Slot {
-            state: State::waiting(STARTING, now, false),
-            wanted: true,
-            endpoint: Endpoint::of(&self.group, inst),
-            crashes: CrashHistory::default(),
-            restarts: 0,
-            failed_starts: 0,
-            last_error: None,
-            clears_when_up: None,
-            last_sync: None,
-            sync_timeouts: 0,
-            offsets: VecDeque::new(),
-            in_place: Some(Ok(())),
-            logged_sync: None,
-            last_history: None,
-            aof_incomplete: false,
-            replicas_before_stop: None,
-            held_by_pause: false,
-            seen_as_master: false,
-            counters: Counters::default(),
-        };
+        let slot = Slot::new(Endpoint::of(&self.group, inst), now);
         self.slots.insert(name.to_owned(), slot);
     }
 
@@ -739,7 +594,7 @@ impl Machine {
         if let Some(at) = self.next_fast_probe(now) {
             next = next.min(at.max(now));
         }
-        if let Some(until) = self.paused_until {
+        if let Some(until) = self.pause.until {
             next = next.min(until.max(now));
         }
         next
@@ -754,7 +609,7 @@ impl Machine {
             .slots
             .values()
             .any(|s| matches!(s.state.kind(), Kind::Starting | Kind::Syncing));
-        coming_up.then(|| self.last_fast_probe.map_or(now, |t| t + FAST_PROBE))
+        coming_up.then(|| self.seen.next_fast_probe(now, FAST_PROBE))
     }
 
     /// Probes that came together (answers of a round that queued up while the
@@ -767,7 +622,7 @@ impl Machine {
     #[must_use]
     pub fn handle_probes(&mut self, probes: Vec<Probe>, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        if self.exited {
+        if self.life.exited {
             return fx;
         }
         let probed: Vec<String> = probes
@@ -783,7 +638,7 @@ impl Machine {
     #[must_use]
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        if self.exited {
+        if self.life.exited {
             return fx;
         }
         match input {
@@ -817,7 +672,7 @@ impl Machine {
             } => self.on_claim(&name, granted, detail, now + retry_after, &mut fx),
             Input::PasswordSet { name, result } => {
                 if let Some(slot) = self.slots.get_mut(&name) {
-                    slot.in_place = Some(
+                    slot.in_place = InPlace::Done(
                         result
                             .map(|new| {
                                 slot.endpoint.password = new;
@@ -835,7 +690,7 @@ impl Machine {
                     if let (Ok(()), Some(endpoint)) = (&result, endpoint) {
                         slot.endpoint = endpoint; // a new password now applies
                     }
-                    slot.in_place = Some(result);
+                    slot.in_place = InPlace::Done(result);
                 }
             }
             Input::AofRestored { name, result } => {
@@ -855,7 +710,7 @@ impl Machine {
             Input::RoleChanged { name, result } => {
                 self.on_role_changed(&name, result, now, &mut fx)
             }
-            Input::SentinelAsked { result } => self.sentinel_asked = Some(result),
+            Input::SentinelAsked { result } => self.roles.sentinel_failover = Asked::Ended(result),
             Input::SentinelReconfigured { name, result } => {
                 self.on_sentinel_reconfigured(&name, result)
             }
@@ -873,7 +728,7 @@ impl Machine {
         self.expire_pause(now, fx);
         self.escalate_and_expire(now, fx);
         self.forget_removed(fx);
-        if !self.shutting_down {
+        if !self.life.shutting_down {
             self.start_waiting(now, fx);
             self.start_sentinels(now, fx);
         }
@@ -883,141 +738,9 @@ impl Machine {
         self.update_probe_targets(fx);
         if self.next_fast_probe(now).is_some_and(|at| at <= now) {
             fx.push(Effect::ProbeNow);
-            self.last_fast_probe = Some(now);
+            self.seen.last_fast_probe = Some(now);
         }
         self.notify_systemd(now, fx);
-    }
-
-    // ----- exits -------------------------------------------------------------------------
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_exit(
-        &mut self,
-        name: &str,
-        pid: u32,
-        how: &str,
-        last_output: &[String],
-        port_holder: Option<String>,
-        now: Instant,
-        fx: &mut Vec<Effect>,
-    ) {
-        let Some(slot) = self.slots.get(name) else {
-            return;
-        };
-        if slot.state.pid() != Some(pid) {
-            return; // not the process this state is about (already handled)
-        }
-        if self.is_sentinel(name) {
-            return self.on_sentinel_exit(name, how, now, fx);
-        }
-        let Some(inst) = self.group.instance(name).cloned() else {
-            // Removed by a reload and now stopped.
-            self.set_state(name, State::Stopped, fx);
-            return;
-        };
-        if slot.state.stopping() {
-            if let State::ShuttingDown {
-                aof_wait: Some(wait),
-                ..
-            } = &slot.state
-            {
-                let waited = stop::human_secs(now.duration_since(wait.since));
-                info!(instance = %name, "stopped once its AOF rewrite was done (waited {waited})");
-            }
-            info!(instance = %name, status = %how, "stopped");
-            let killed = slot.state.kind() == Kind::Killing;
-            let nosave = matches!(slot.state, State::ShuttingDown { nosave: true, .. });
-            if let Some(slot) = self.slots.get_mut(name) {
-                let c = &mut slot.counters;
-                match (killed, nosave) {
-                    (true, _) => c.stops_killed += 1,
-                    (false, true) => c.stops_nosave += 1,
-                    (false, false) => c.stops_saved += 1,
-                }
-            }
-            self.set_state(name, State::Stopped, fx);
-            return;
-        }
-        if self.shutting_down || !slot.wanted {
-            self.set_state(name, State::Stopped, fx);
-            return;
-        }
-        let mut reason = format!("exited unexpectedly ({how})");
-        if let Some(tail) = last_output.len().checked_sub(3).map(|s| &last_output[s..]) {
-            reason.push_str(&format!("; last output: {}", tail.join(" | ")));
-        } else if !last_output.is_empty() {
-            reason.push_str(&format!("; last output: {}", last_output.join(" | ")));
-        }
-        if last_output
-            .iter()
-            .any(|l| l.contains("Address already in use"))
-        {
-            let holder = port_holder.unwrap_or_else(|| "another process".into());
-            reason = format!("port {} is held by {holder}", inst.address());
-        }
-        error!(instance = %name, "{reason}");
-        let sup = self.group.supervise.clone();
-        let persists = self.group.persists(&inst);
-        let has_replicas = self.group.replicas_of(name).next().is_some();
-        let paused = self.paused(now);
-        let Some(slot) = self.slots.get_mut(name) else {
-            return;
-        };
-        slot.last_error = Some(reason.clone());
-        slot.clears_when_up = Some(reason.clone());
-        let crashes = slot.crashes.record(now, sup.crash_loop_window);
-        let next = if inst.is_master() && !persists && has_replicas {
-            let why = format!(
-                "{reason}; not restarted: this master has no persistence, so it would come back \
-                 empty and its replicas would copy the empty data set; recover the data, then \
-                 `redisrepd start {name}`"
-            );
-            error!(instance = %name, "{why}");
-            State::Failed { reason: why }
-        } else if crashes >= sup.crash_loop_limit as usize {
-            let why = format!(
-                "crashed {crashes} times within {}: {reason}; left stopped: fix the cause, then \
-                 `redisrepd start {name}`",
-                human(sup.crash_loop_window)
-            );
-            error!(instance = %name, "{why}");
-            State::Failed { reason: why }
-        } else {
-            let delay = backoff::restart_delay(crashes, sup.restart_delay, sup.restart_delay_max);
-            if paused {
-                info!(instance = %name, "the group is paused: not restarted until `redisrepd resume` (or `redisrepd start {name}`)");
-            } else {
-                info!(instance = %name, delay_ms = delay.as_millis() as u64, "restarting after backoff");
-            }
-            State::Backoff {
-                until: now + delay,
-                after_crash: true,
-            }
-        };
-        self.set_state(name, next, fx);
-    }
-
-    /// Drops the slots of instances a reload removed, once their process is gone.
-    fn forget_removed(&mut self, fx: &mut Vec<Effect>) {
-        let mut local = self.local_names();
-        local.extend(self.local_sentinels());
-        let gone: Vec<String> = self
-            .slots
-            .iter()
-            .filter(|(name, slot)| {
-                !local.contains(name)
-                    && slot.state.pid().is_none()
-                    && slot.state.kind() != Kind::Launching
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in gone {
-            if let Some(slot) = self.slots.remove(&name)
-                && slot.state.holds_gate_place()
-            {
-                fx.push(Effect::Release { name });
-            }
-        }
     }
 }
 

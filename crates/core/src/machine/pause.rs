@@ -16,24 +16,49 @@ use crate::render::sentinel::SentinelSet;
 /// only shortens its PING period to 1 s, which this does not change).
 pub(super) const PAUSED_DOWN_AFTER_MS: u64 = 365 * 24 * 3600 * 1000;
 
+/// The maintenance pause, when one was asked for.
+#[derive(Default)]
+pub(super) struct Pause {
+    /// Until then nothing happens by itself; kept past its end until the next step
+    /// notices (and tells the sentinels).
+    pub(super) until: Option<Instant>,
+}
+
+impl Pause {
+    /// Whether it holds at `now`.
+    pub(super) fn active(&self, now: Instant) -> bool {
+        self.until.is_some_and(|until| now < until)
+    }
+
+    /// How long it still holds (`None`: not paused).
+    pub(super) fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.until
+            .filter(|until| now < *until)
+            .map(|until| until - now)
+    }
+
+    /// Whether it ran out by `now` (and was not ended yet).
+    pub(super) fn expired(&self, now: Instant) -> bool {
+        self.until.is_some_and(|until| now >= until)
+    }
+}
+
 impl Machine {
     /// Whether the group is paused at `now`.
     pub(super) fn paused(&self, now: Instant) -> bool {
-        self.paused_until.is_some_and(|until| now < until)
+        self.pause.active(now)
     }
 
     /// How long the pause still holds (`None`: not paused), for `status` and the file.
     pub fn paused_for(&self, now: Instant) -> Option<Duration> {
-        self.paused_until
-            .filter(|until| now < *until)
-            .map(|until| until - now)
+        self.pause.remaining(now)
     }
 
     /// Takes a pause an earlier daemon kept, ending at `until`, before the first input:
     /// the instances that do not run (not adopted) are not started until the pause ends,
     /// as a crash during the pause would not be restarted.
     pub fn restore_pause(&mut self, until: Instant) {
-        self.paused_until = Some(until);
+        self.pause.until = Some(until);
         for slot in self.slots.values_mut() {
             slot.held_by_pause = slot.state.kind() == Kind::Waiting;
         }
@@ -65,7 +90,7 @@ impl Machine {
         fx: &mut Vec<Effect>,
     ) {
         let was = self.paused(now);
-        self.paused_until = Some(now + length);
+        self.pause.until = Some(now + length);
         fx.push(Effect::SavePause {
             remaining: Some(length),
         });
@@ -96,8 +121,8 @@ impl Machine {
     /// `resume`, or the deadline: everything automatic runs again; instances that crashed
     /// meanwhile start now.
     pub(super) fn on_resume(&mut self, id: Option<RequestId>, now: Instant, fx: &mut Vec<Effect>) {
-        let was = self.paused(now) || self.paused_until.is_some();
-        self.paused_until = None;
+        let was = self.paused(now) || self.pause.until.is_some();
+        self.pause.until = None;
         fx.push(Effect::SavePause { remaining: None });
         let mut lines = vec![format!(
             "{}: {}",
@@ -134,7 +159,7 @@ impl Machine {
 
     /// Ends a pause whose deadline has passed (called on every step).
     pub(super) fn expire_pause(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        if self.paused_until.is_some_and(|until| now >= until) {
+        if self.pause.expired(now) {
             info!("the pause reached its deadline");
             self.on_resume(None, now, fx);
         }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::{Effect, Machine, Probe, Probed, RATE_WINDOW, State};
+use super::seen::Probed;
+use super::{Effect, Machine, Probe, RATE_WINDOW, State};
 use crate::endpoint::Endpoint;
 use crate::info::{Info, SyncKind};
 
@@ -42,7 +43,8 @@ impl Machine {
         if let Ok(info) = &result
             && let Some(server) = crate::server::Server::from_info(info)
         {
-            self.servers
+            self.seen
+                .servers
                 .insert(name.to_owned(), (info.process_id(), server));
         }
         let result = result.map(Arc::new);
@@ -50,12 +52,12 @@ impl Machine {
         // pass for an instance that no longer says where it replicates from.
         let last_ok = match &result {
             Ok(info) => Some((now, info.clone())),
-            Err(_) => self.infos.get(name).and_then(|p| match &p.result {
+            Err(_) => self.seen.infos.get(name).and_then(|p| match &p.result {
                 Ok(info) => Some((p.at, info.clone())),
                 Err(_) => p.last_ok.clone(),
             }),
         };
-        self.infos.insert(
+        self.seen.infos.insert(
             name.to_owned(),
             Probed {
                 asked_at,
@@ -77,7 +79,7 @@ impl Machine {
         // follows it: only a later one can say it is over.
         if let (false, Some(Ok(info)), Some(slot)) = (
             full_sync_now,
-            self.infos.get(name).map(|p| &p.result),
+            self.seen.infos.get(name).map(|p| &p.result),
             self.slots.get_mut(name),
         ) {
             let rewriting = info.int("aof_rewrite_in_progress") == Some(1)
@@ -142,7 +144,7 @@ impl Machine {
         let upstream_asked = inst
             .replica_of
             .as_ref()
-            .and_then(|u| self.infos.get(u))
+            .and_then(|u| self.seen.infos.get(u))
             .map(|p| p.asked_at);
         let sync_full_now = upstream_info.map(Info::sync_full);
         let (owner, loading) = (info.process_id(), info.loading());
@@ -240,7 +242,7 @@ impl Machine {
     /// The server `name` runs, as it last said in INFO, however long ago: for a local
     /// instance only what its current process said; for another host's, its last word.
     pub(super) fn running_server(&self, name: &str) -> Option<crate::server::Server> {
-        let (reported_by, server) = self.servers.get(name)?;
+        let (reported_by, server) = self.seen.servers.get(name)?;
         match self.slots.get(name) {
             Some(slot) => {
                 let pid = slot.state.pid()?;
@@ -267,7 +269,8 @@ impl Machine {
         {
             return true;
         }
-        self.infos
+        self.seen
+            .infos
             .get(&inst.name)
             .is_some_and(|p| p.result.is_err() && since.is_none_or(|s| p.asked_at > s))
     }
@@ -277,7 +280,7 @@ impl Machine {
     /// not flip (a live re-point is not turned into a restart by one reset connection).
     pub(super) fn last_answer(&self, name: &str, now: Instant) -> Option<&Info> {
         let max_age = self.group.supervise.health_interval * 3 + Duration::from_secs(2);
-        let probed = self.infos.get(name)?;
+        let probed = self.seen.infos.get(name)?;
         let (at, info) = match &probed.result {
             Ok(info) => (probed.at, info),
             Err(_) => {
@@ -290,7 +293,7 @@ impl Machine {
 
     pub(super) fn fresh_info(&self, name: &str, now: Instant) -> Option<&Info> {
         let max_age = self.group.supervise.health_interval * 3 + Duration::from_secs(2);
-        match self.infos.get(name) {
+        match self.seen.infos.get(name) {
             Some(Probed {
                 at,
                 result: Ok(info),
@@ -317,8 +320,8 @@ impl Machine {
                 targets.push((name, endpoint));
             }
         }
-        if targets != self.probe_targets {
-            self.probe_targets = targets.clone();
+        if targets != self.seen.targets {
+            self.seen.targets = targets.clone();
             fx.push(Effect::ProbeTargets(targets));
         }
     }

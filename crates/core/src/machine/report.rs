@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{Counters, Effect, Gate, Kind, Machine, Notify, Slot, State};
+use super::{Blocker, Counters, Effect, Gate, Kind, Machine, Notify, State};
 use crate::server::Server;
 use crate::status::InstanceStatus;
 
@@ -23,18 +23,6 @@ pub struct InstanceReport {
     pub server: Option<Server>,
 }
 
-impl Slot {
-    /// Up again (running, in sync for a replica): the note its crash or failed start left
-    /// is no news any more, unless a later note replaced it (kept, then).
-    pub(super) fn forget_cleared_note(&mut self) {
-        if let Some(note) = self.clears_when_up.take()
-            && self.last_error.as_ref() == Some(&note)
-        {
-            self.last_error = None;
-        }
-    }
-}
-
 impl Machine {
     /// What only the supervisor knows about each local instance, for metrics.
     pub fn report(&self) -> Vec<InstanceReport> {
@@ -45,7 +33,7 @@ impl Machine {
                 let upstream = self.group.instance(name).and_then(|i| i.replica_of.clone());
                 let in_gate = match &slot.state {
                     State::Waiting { gate, reason, .. } => {
-                        *gate == Gate::Asking || reason.starts_with("waiting in the sync gate")
+                        *gate == Gate::Asking || reason.in_gate()
                     }
                     _ => false,
                 };
@@ -82,11 +70,9 @@ impl Machine {
             // why its last attempt failed (a port still taken).
             s.last_error = match &slot.state {
                 State::Failed { reason } => Some(reason.clone()),
-                State::Waiting { reason, .. } if reason.starts_with("waiting ") => {
-                    Some(reason.clone())
-                }
-                State::Waiting { reason, .. } if reason != super::STARTING => {
-                    slot.last_error.clone().or_else(|| Some(reason.clone()))
+                State::Waiting { reason, .. } if reason.is_news() => Some(reason.to_string()),
+                State::Waiting { reason, .. } if *reason != Blocker::Starting => {
+                    slot.last_error.clone().or_else(|| Some(reason.to_string()))
                 }
                 _ => slot.last_error.clone(),
             };
@@ -114,7 +100,7 @@ impl Machine {
                 s.server = self.running_server(&inst.name).map(|v| v.to_string());
             }
             if matches!(slot.state.kind(), Kind::Running | Kind::Syncing)
-                && let Some(Err(e)) = self.infos.get(&inst.name).map(|p| &p.result)
+                && let Some(Err(e)) = self.seen.infos.get(&inst.name).map(|p| &p.result)
             {
                 s.note_unanswered(e);
             }
@@ -156,16 +142,15 @@ impl Machine {
             line.push_str("; ");
             line.push_str(&notes.join(", "));
         }
-        if line != self.last_status_line {
-            fx.push(Effect::Notify(Notify::Status(line.clone())));
-            self.last_status_line = line;
+        if self.life.status_line_changed(&line) {
+            fx.push(Effect::Notify(Notify::Status(line)));
         }
-        if !self.ready_sent && masters_up && replicas_started && !self.shutting_down {
+        if !self.life.ready_sent && masters_up && replicas_started && !self.life.shutting_down {
             fx.push(Effect::Notify(Notify::Ready));
-            self.ready_sent = true;
+            self.life.ready_sent = true;
             // The hook runs once now (no history entry): what it keeps in place with the
             // master (a virtual IP) is put there after a reboot too.
-            let master = self.actual.clone();
+            let master = self.roles.actual.clone();
             self.record_change(&master, &master, crate::changes::Reason::Start, now, fx);
         }
     }

@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use super::{Effect, LaunchSpec, Machine, STARTING, Slot, State};
-use crate::backoff::{self, CrashHistory};
+use super::roles::Asked;
+use super::{Blocker, Effect, LaunchSpec, Machine, Slot, State};
+use crate::backoff;
 use crate::config::Secret;
 use crate::endpoint::Endpoint;
 use crate::info::Info;
@@ -40,27 +41,7 @@ impl Machine {
             return;
         };
         let endpoint = crate::sentinel::endpoint(&self.group, node);
-        let slot = Slot {
-            state: State::waiting(STARTING, now, false),
-            wanted: true,
-            endpoint,
-            crashes: CrashHistory::default(),
-            restarts: 0,
-            failed_starts: 0,
-            last_error: None,
-            clears_when_up: None,
-            last_sync: None,
-            sync_timeouts: 0,
-            offsets: Default::default(),
-            in_place: Some(Ok(())),
-            logged_sync: None,
-            last_history: None,
-            aof_incomplete: false,
-            replicas_before_stop: None,
-            held_by_pause: false,
-            seen_as_master: false,
-            counters: Default::default(),
-        };
+        let slot = Slot::new(endpoint, now);
         self.slots.insert(name.to_owned(), slot);
     }
 
@@ -126,7 +107,7 @@ impl Machine {
         let Some(slot) = self.slots.get_mut(name) else {
             return;
         };
-        if slot.state.stopping() || !slot.wanted || self.shutting_down {
+        if slot.state.stopping() || !slot.wanted || self.life.shutting_down {
             info!(instance = %name, status = %how, "sentinel stopped");
             self.set_state(name, State::Stopped, fx);
             return;
@@ -177,10 +158,10 @@ impl Machine {
         let sentinel = self.group.sentinel.as_ref()?;
         let mut votes: Vec<(String, usize)> = Vec::new();
         for node in &sentinel.nodes {
-            let Some(probed) = self.infos.get(&node.name) else {
+            let Some(probed) = self.seen.infos.get(&node.name) else {
                 continue;
             };
-            if self.roles_changed_at.is_some_and(|at| probed.asked_at < at) {
+            if self.roles.changed_at.is_some_and(|at| probed.asked_at < at) {
                 continue;
             }
             let Some(info) = self.fresh_info(&node.name, now) else {
@@ -208,13 +189,13 @@ impl Machine {
         let Some(named) = self.sentinels_master(now) else {
             return;
         };
-        if named == self.actual {
+        if named == self.roles.actual {
             return;
         }
         // Also while the daemon stops: its failover step waits for this. Nothing is
         // re-pointed then; everything here is on its way down.
         let steps = self.set_actual(&named, crate::changes::Reason::Sentinel, now, fx);
-        if !self.shutting_down && !self.paused(now) {
+        if !self.life.shutting_down && !self.paused(now) {
             self.push_steps(steps);
         }
     }
@@ -227,7 +208,7 @@ impl Machine {
         name: &str,
         since: Instant,
         now: Instant,
-    ) -> Option<String> {
+    ) -> Option<Blocker> {
         let s = self.group.sentinel.as_ref()?;
         let answering = s
             .nodes
@@ -245,7 +226,7 @@ impl Machine {
             warn!(instance = %name, "the sentinels did not agree on a master within down_after + failover_timeout: starting it as the last known master");
             return None;
         }
-        Some("waiting for the sentinels to agree on the master".to_owned())
+        Some(Blocker::SentinelsDisagree)
     }
 
     /// In Sentinel mode, before a master that crashed with replicas ahead of its files
@@ -256,7 +237,7 @@ impl Machine {
         &self,
         waiting_since: Instant,
         now: Instant,
-    ) -> Option<String> {
+    ) -> Option<Blocker> {
         let s = self.group.sentinel.as_ref()?;
         let limit = s.down_after + s.failover_timeout;
         if now >= waiting_since + limit {
@@ -265,10 +246,7 @@ impl Machine {
             );
             return None;
         }
-        Some(
-            "its replicas have writes its files lack: waiting for the sentinels to fail over"
-                .to_owned(),
-        )
+        Some(Blocker::SentinelFailover)
     }
 
     /// Begins `SENTINEL FAILOVER` away from `master`.
@@ -280,7 +258,7 @@ impl Machine {
         let Some(s) = &self.group.sentinel else {
             return Err("no [sentinel] in the file".to_owned());
         };
-        if self.actual != master {
+        if self.roles.actual != master {
             return Ok(()); // moved already
         }
         let sentinels = s
@@ -292,7 +270,7 @@ impl Machine {
             return Err(format!("no instance `{master}`"));
         };
         info!(master = %master, "asking the sentinels to fail over (writes paused meanwhile, SENTINEL FAILOVER)");
-        self.sentinel_asked = None;
+        self.roles.sentinel_failover = Asked::UnderWay;
         fx.push(Effect::SentinelFailover {
             master: endpoint,
             sentinels,
@@ -308,13 +286,13 @@ impl Machine {
         started: Instant,
         now: Instant,
     ) -> Option<Result<Option<String>, String>> {
-        if self.actual != master {
+        if self.roles.actual != master {
             return Some(Ok(Some(format!(
                 "{}: master now (SENTINEL FAILOVER away from {master})",
-                self.actual
+                self.roles.actual
             ))));
         }
-        if let Some(Err(e)) = &self.sentinel_asked {
+        if let Asked::Ended(Err(e)) = &self.roles.sentinel_failover {
             return Some(Err(format!("the sentinels did not fail over: {e}")));
         }
         let limit = self.group.sentinel.as_ref()?.failover_timeout;

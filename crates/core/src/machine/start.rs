@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
-use super::{Effect, Gate, History, Launch, LaunchSpec, Machine, ResumeFromRdb, State, human};
+use super::{
+    Blocker, Effect, Gate, History, Launch, LaunchSpec, Machine, ResumeFromRdb, State, human,
+};
 use crate::backoff;
 use crate::config::{Instance, MaxSyncs, Secret};
 use crate::endpoint::Endpoint;
@@ -14,9 +16,6 @@ use crate::gate::{self, Prediction};
 use crate::info::Info;
 use crate::rdb::ReplPosition;
 
-/// Why a crashed instance does not start while the group is paused.
-pub(super) const PAUSED_HOLD: &str =
-    "held while the group is paused: starts on `redisrepd resume` (or `redisrepd start` it)";
 use crate::render::{self, Secrets};
 
 impl Machine {
@@ -29,7 +28,7 @@ impl Machine {
         fx: &mut Vec<Effect>,
     ) {
         let start_timeout = self.group.supervise.start_timeout;
-        let shutting_down = self.shutting_down;
+        let shutting_down = self.life.shutting_down;
         let endpoint = match self.group.instance(name) {
             Some(inst) => Some(Endpoint::of(&self.group, inst)),
             None => self
@@ -48,8 +47,8 @@ impl Machine {
             return;
         };
         info!(instance = %name, pid, "started");
-        if self.no_catch_up.as_deref() == Some(name) {
-            self.no_catch_up = None;
+        if self.roles.no_catch_up.as_deref() == Some(name) {
+            self.roles.no_catch_up = None;
         }
         launch.at = Some(now);
         launch.aof_to_restore = resumed_from_rdb;
@@ -101,7 +100,7 @@ impl Machine {
             State::Launching { after_crash, .. } => *after_crash,
             _ => return,
         };
-        if !slot.wanted || self.shutting_down {
+        if !slot.wanted || self.life.shutting_down {
             // Stopped meanwhile: nothing ran, nothing to retry.
             slot.last_error = Some(reason);
             self.set_state(name, State::Stopped, fx);
@@ -146,9 +145,9 @@ impl Machine {
             if self.held(&name, now) {
                 if let Some(slot) = self.slots.get_mut(&name)
                     && let State::Waiting { reason, .. } = &mut slot.state
-                    && reason != PAUSED_HOLD
+                    && *reason != Blocker::Paused
                 {
-                    *reason = PAUSED_HOLD.to_owned();
+                    *reason = Blocker::Paused;
                 }
                 continue;
             }
@@ -184,7 +183,7 @@ impl Machine {
         history: &History,
         now: Instant,
         fx: &mut Vec<Effect>,
-    ) -> Option<String> {
+    ) -> Option<Blocker> {
         let Some(up) = self.group.upstream(inst).cloned() else {
             if let Some(hold) = self.before_master_start(inst, history, now, fx) {
                 return Some(hold);
@@ -206,7 +205,7 @@ impl Machine {
                     rdb,
                     aof_dir,
                 });
-                return Some("reading the replication history in its RDB".to_owned());
+                return Some(Blocker::ReadingHistory);
             }
             History::Read(position) => position.as_ref(),
         };
@@ -234,16 +233,15 @@ impl Machine {
         }
     }
 
-    pub(super) fn asking(&self, inst: &Instance) -> String {
-        format!(
-            "asking `{}` for a place in its sync gate",
-            inst.replica_of.as_deref().unwrap_or_default()
-        )
+    pub(super) fn asking(&self, inst: &Instance) -> Blocker {
+        Blocker::AskingGate {
+            upstream: inst.replica_of.clone().unwrap_or_default(),
+        }
     }
 
     /// For a replica: asks its upstream for a place in the gate. `None` for a master,
     /// which needs none.
-    pub(super) fn ask_gate(&mut self, inst: &Instance, fx: &mut Vec<Effect>) -> Option<String> {
+    pub(super) fn ask_gate(&mut self, inst: &Instance, fx: &mut Vec<Effect>) -> Option<Blocker> {
         let up = self.group.upstream(inst)?.clone();
         let upstream = self
             .slots
@@ -295,7 +293,7 @@ impl Machine {
             // waiting ones say why they wait.
             info!(instance = %name, "granted a place in the sync gate of `{up}`: {detail}");
             State::Waiting {
-                reason: format!("granted a place in the sync gate of `{up}`"),
+                reason: Blocker::Granted { upstream: up },
                 not_before,
                 gate: Gate::Granted,
                 after_crash,
@@ -303,7 +301,10 @@ impl Machine {
             }
         } else {
             State::Waiting {
-                reason: format!("waiting in the sync gate of `{up}`: {detail}"),
+                reason: Blocker::GateRefused {
+                    upstream: up,
+                    detail,
+                },
                 not_before: retry_at,
                 gate: Gate::NotAsked,
                 after_crash,
@@ -317,7 +318,7 @@ impl Machine {
     /// and from an upstream that is steady — running, and if it is a replica itself, linked
     /// and not syncing (a replica drops its backlog when it completes a full sync).
     fn steady_upstream_info(&self, up: &Instance, now: Instant) -> Option<&Info> {
-        let probed = self.infos.get(&up.name)?;
+        let probed = self.seen.infos.get(&up.name)?;
         let recent = now.saturating_duration_since(probed.asked_at)
             <= self.group.supervise.health_interval + Duration::from_millis(500);
         let info = probed.result.as_ref().ok()?;
@@ -331,7 +332,7 @@ impl Machine {
     }
 
     /// Why a replica of `up` may not start now: its upstream is not up.
-    fn upstream_blocker(&self, up: &Instance, now: Instant) -> Option<String> {
+    fn upstream_blocker(&self, up: &Instance, now: Instant) -> Option<Blocker> {
         let up_ready = match self.slots.get(&up.name) {
             Some(s) => matches!(s.state, State::Running { .. } | State::Syncing { .. }),
             None => self.fresh_info(&up.name, now).is_some(),
@@ -339,22 +340,22 @@ impl Machine {
         if up_ready {
             return None;
         }
-        let why = match self.infos.get(&up.name).map(|p| &p.result) {
+        let why = match self.seen.infos.get(&up.name).map(|p| &p.result) {
             Some(Err(e)) => e.clone(),
             _ => "not running yet".to_owned(),
         };
-        Some(format!(
-            "waiting for upstream `{}` at {}: {why}",
-            up.name,
-            up.address()
-        ))
+        Some(Blocker::Upstream {
+            upstream: up.name.clone(),
+            address: up.address(),
+            why,
+        })
     }
 
     /// Why a replica that may need a full sync may not start now: its upstream's gate is
     /// full (replicas of ours on their way, and the upstream's other not-online ones).
     /// With `auto` the claim decides alone: its cost check needs the upstream's memory
     /// figures (and the host's), which the claim reads fresh.
-    fn gate_blocker(&self, inst: &Instance, up: &Instance, now: Instant) -> Option<String> {
+    fn gate_blocker(&self, inst: &Instance, up: &Instance, now: Instant) -> Option<Blocker> {
         let MaxSyncs::Fixed(max) = self.group.supervise.max_concurrent_syncs else {
             return None;
         };
@@ -368,10 +369,11 @@ impl Machine {
             ours.iter().any(|r| line.is(r.bind, r.port)) || line.is(inst.bind, inst.port)
         });
         if !gate::admits(syncing, max) {
-            return Some(format!(
-                "waiting in the sync gate of `{}`: {syncing} replica(s) syncing, max_concurrent_syncs = {max}",
-                up.name
-            ));
+            return Some(Blocker::GateFull {
+                upstream: up.name.clone(),
+                syncing,
+                max,
+            });
         }
         None
     }

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::Blocker;
 use crate::rdb::ReplPosition;
 use crate::status::StateLabel;
 
@@ -14,7 +15,8 @@ pub enum State {
     Stopped,
     /// Wanted, not started yet: waiting for its upstream, the sync gate or its port.
     Waiting {
-        reason: String,
+        /// Why it has not started yet.
+        reason: Blocker,
         not_before: Instant,
         /// This replica's place in its upstream's sync gate.
         gate: Gate,
@@ -129,9 +131,9 @@ pub enum Kind {
 
 impl State {
     /// Waiting to start, nothing asked or read yet.
-    pub fn waiting(reason: &str, not_before: Instant, after_crash: bool) -> State {
+    pub fn waiting(reason: Blocker, not_before: Instant, after_crash: bool) -> State {
         State::Waiting {
-            reason: reason.to_owned(),
+            reason,
             not_before,
             gate: Gate::NotAsked,
             after_crash,
@@ -250,9 +252,56 @@ pub fn allowed(from: Kind, to: Kind) -> bool {
             .any(|(f, tos)| *f == from && tos.contains(&to))
 }
 
+/// The transition table as a Mermaid `stateDiagram-v2`, for docs/ARCHITECTURE.md (a test
+/// checks that the document shows exactly this). A state's change to its own kind (new
+/// data) is not drawn.
+pub fn diagram() -> String {
+    // A new machine's instances wait to start; those an earlier daemon left running are
+    // adopted as starting (`Machine::new`).
+    let mut out =
+        String::from("stateDiagram-v2\n    [*] --> Waiting\n    [*] --> Starting: adopted\n");
+    for (from, tos) in TRANSITIONS {
+        for to in tos.iter().filter(|to| *to != from) {
+            out.push_str(&format!("    {from:?} --> {to:?}\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ARCHITECTURE.md");
+    const BEGIN: &str = "<!-- state-diagram:begin -->";
+    const END: &str = "<!-- state-diagram:end -->";
+
+    /// The section between the markers, as the document should have it.
+    fn section() -> String {
+        format!("{BEGIN}\n```mermaid\n{}```\n{END}", diagram())
+    }
+
+    #[test]
+    fn the_architecture_doc_shows_the_state_diagram_of_the_table() {
+        let doc = std::fs::read_to_string(DOC).expect("docs/ARCHITECTURE.md");
+        let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
+            panic!("docs/ARCHITECTURE.md has no {BEGIN} ... {END} section");
+        };
+        let shown = &doc[b..e + END.len()];
+        if shown == section() {
+            return;
+        }
+        if std::env::var("UPDATE_DIAGRAM").is_ok() {
+            let updated = format!("{}{}{}", &doc[..b], section(), &doc[e + END.len()..]);
+            std::fs::write(DOC, updated).expect("write docs/ARCHITECTURE.md");
+            return;
+        }
+        panic!(
+            "docs/ARCHITECTURE.md's state diagram differs from the transition table in \
+             crates/core/src/machine/state.rs; regenerate it with \
+             `UPDATE_DIAGRAM=1 cargo test -p redisrepd-core diagram`"
+        );
+    }
 
     #[test]
     fn a_stop_escalates_only_forward() {

@@ -350,9 +350,9 @@ impl Machine {
                 }
                 State::Backoff { until, after_crash } if now >= until => {
                     let reason = if after_crash {
-                        "restarting after a crash"
+                        super::Blocker::RestartingAfterCrash
                     } else {
-                        "retrying the start"
+                        super::Blocker::RetryingStart
                     };
                     State::waiting(reason, now, after_crash)
                 }

@@ -20,7 +20,7 @@ impl Machine {
                 bind: inst.bind,
                 port: inst.port,
                 upstream: inst.replica_of.clone(),
-                probe: self.infos.get(&inst.name).map(|p| Probe {
+                probe: self.seen.infos.get(&inst.name).map(|p| Probe {
                     at: p.at,
                     result: p.result.clone(),
                 }),
@@ -40,7 +40,7 @@ impl Machine {
     fn group_master(&self, now: Instant) -> GroupMaster {
         let Some(s) = &self.group.sentinel else {
             return GroupMaster::Named {
-                name: self.actual.clone(),
+                name: self.roles.actual.clone(),
                 by: "the daemons' view",
             };
         };
@@ -60,7 +60,7 @@ impl Machine {
             )
         } else {
             GroupMaster::Named {
-                name: self.actual.clone(),
+                name: self.roles.actual.clone(),
                 by: "last named by the sentinels; none answers now",
             }
         }

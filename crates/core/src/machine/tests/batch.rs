@@ -1,16 +1,11 @@
 //! Probes handed over as one batch (`Machine::handle_probes`, as the runtime does with
 //! the answers of a round that queued up): the same outcome as one by one, with one step.
 
-use super::roles::{R1, R2, follower, leader, up_all};
 use super::*;
 
 /// A machine with the master running and `r1` just launched (its gate place granted).
 fn r1_launched() -> H {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     assert_eq!(h.kind("r1"), Kind::Starting);
     h.now += Duration::from_millis(10);
     h
@@ -64,8 +59,7 @@ fn a_batch_of_one_is_a_probe() {
 
 #[test]
 fn a_status_is_answered_by_the_first_batch_asked_after_it() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     h.now += Duration::from_millis(10);
     let (id, fx) = h.request(Request::Status);
     assert!(fx.iter().any(|e| matches!(e, Effect::ProbeNow)));
@@ -98,10 +92,7 @@ fn a_status_is_answered_by_the_first_batch_asked_after_it() {
 
 #[test]
 fn a_change_of_master_seen_in_one_batch_is_learned_once() {
-    let text = SEED.replace(
-        "host = \"a\"\nbind = \"127.0.0.2\"",
-        "host = \"b\"\nbind = \"127.0.0.2\"",
-    );
+    let text = r1_on_b();
     let mut h = H::new(&text, "a");
     let fx = h.probe_err("r1", "connection refused");
     assert_eq!(launches(&fx), ["master"]);

@@ -33,12 +33,7 @@ fn ready_is_sent_once_when_the_masters_run_and_the_replicas_were_started() {
         ("r2", 202, vec![("127.0.0.2", 7001), ("127.0.0.3", 7002)]),
     ] {
         all.extend(notifies(&h2.tick()));
-        all.extend(notifies(&h2.feed(Input::ClaimResult {
-            name: name.into(),
-            granted: true,
-            detail: String::new(),
-            retry_after: Duration::ZERO,
-        })));
+        all.extend(notifies(&h2.grant(name)));
         all.extend(notifies(&h2.launched(name, pid)));
         all.extend(notifies(&h2.probe(name, &replica_info(pid, 1000))));
         all.extend(notifies(&h2.probe("master", &master_info(100, &online))));
@@ -60,27 +55,17 @@ fn ready_is_sent_once_when_the_masters_run_and_the_replicas_were_started() {
 #[test]
 fn ready_is_not_held_back_by_a_replica_whose_upstream_host_is_down() {
     // Host b runs only replicas of a master on host a, which is down.
-    let mut h = H::new(
-        SEED.replace(
-            "host = \"a\"\nbind = \"127.0.0.2\"",
-            "host = \"b\"\nbind = \"127.0.0.2\"",
-        )
-        .as_str(),
-        "b",
-    );
+    let mut h = H::new(r1_on_b().as_str(), "b");
     let mut fx = h.tick();
     assert!(launches(&fx).is_empty());
     fx.extend(h.probe_err("master", "connection refused"));
     assert!(notifies(&fx).contains(&Notify::Ready), "{fx:?}");
-    assert!(last_error(&h, "r1").contains("waiting for upstream `master`"));
+    assert!(h.waits_for_upstream("r1", "master"));
 }
 
 #[test]
 fn sigterm_stops_the_replicas_together_then_the_master_and_a_second_sigterm_does_not_wait() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     let fx = h.feed(Input::Terminate);
     assert!(notifies(&fx).contains(&Notify::Stopping));
     let mut first = shutdowns(&fx);
@@ -106,10 +91,7 @@ fn sigterm_stops_the_replicas_together_then_the_master_and_a_second_sigterm_does
 
 #[test]
 fn sigterm_stops_the_master_once_every_replica_is_stopped() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     h.feed(Input::Terminate);
     shutdown_ok(&mut h, "r1", 201);
     let fx = shutdown_ok(&mut h, "r2", 202);
@@ -226,10 +208,7 @@ fn a_stopped_replica_gives_its_gate_place_back() {
 
 #[test]
 fn the_machine_asks_to_probe_every_local_instance_and_every_other_one() {
-    let text = SEED.replace(
-        "host = \"a\"\nbind = \"127.0.0.2\"",
-        "host = \"b\"\nbind = \"127.0.0.2\"",
-    );
+    let text = r1_on_b();
     let mut h = H::new(&text, "b");
     let fx = h.tick();
     let targets = fx

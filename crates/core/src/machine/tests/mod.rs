@@ -8,6 +8,8 @@ use super::*;
 use crate::control::{Request, Response};
 
 mod batch;
+mod catch_up;
+mod changes;
 mod crashes;
 mod daemon;
 mod pause;
@@ -60,6 +62,22 @@ bind = "127.0.0.3"
 port = 7002
 replica_of = "master"
 "#;
+
+/// `text` with `appendonly yes` for every instance.
+pub(super) fn with_aof(text: &str) -> String {
+    text.replace(
+        "save = [\"3600 1\"]",
+        "save = [\"3600 1\"]\nappendonly = \"yes\"",
+    )
+}
+
+/// [`SEED`] with `r1` on host `b`.
+pub(super) fn r1_on_b() -> String {
+    SEED.replace(
+        "host = \"a\"\nbind = \"127.0.0.2\"",
+        "host = \"b\"\nbind = \"127.0.0.2\"",
+    )
+}
 
 /// The server the tests' machines run: Debian 12's.
 pub(super) const R70: Server = Server {
@@ -118,6 +136,25 @@ impl H {
             next_id: 0,
             histories: Default::default(),
         }
+    }
+
+    /// A machine on host `a` of `text` with the master and both replicas running (pids
+    /// 100, 201, 202), as [`up_all`] brings them up.
+    pub(super) fn all_up(text: &str) -> H {
+        let mut h = H::new(text, "a");
+        up_all(&mut h);
+        h
+    }
+
+    /// A machine on host `a` of `text` with the master running and `r1` just launched as
+    /// pid 201 (its gate place granted), not probed yet.
+    pub(super) fn r1_launched(text: &str) -> H {
+        let mut h = H::new(text, "a");
+        h.master_up();
+        h.tick();
+        h.grant("r1");
+        h.launched("r1", 201);
+        h
     }
 
     /// Hands the machine an input; answers its history reads the way the runtime does
@@ -249,6 +286,19 @@ impl H {
             .expect("no such instance")
     }
 
+    /// Why the waiting instance `name` has not started (it must be waiting).
+    pub(super) fn blocker(&self, name: &str) -> Blocker {
+        match self.m.state(name) {
+            Some(State::Waiting { reason, .. }) => reason.clone(),
+            other => panic!("{name} is not waiting: {other:?}"),
+        }
+    }
+
+    /// Whether `name` waits for its upstream `up` to come up.
+    pub(super) fn waits_for_upstream(&self, name: &str, up: &str) -> bool {
+        matches!(self.blocker(name), Blocker::Upstream { upstream, .. } if upstream == up)
+    }
+
     pub(super) fn pid(&self, name: &str) -> Option<u32> {
         self.m.state(name).and_then(State::pid)
     }
@@ -261,15 +311,24 @@ impl H {
         })
     }
 
-    /// `name` (as `pid`) answers SHUTDOWN that its final save failed.
-    pub(super) fn save_refused(&mut self, name: &str, pid: u32) -> Vec<Effect> {
+    /// The outcome of the SHUTDOWN of `name` (as `pid`).
+    pub(super) fn shutdown_done(
+        &mut self,
+        name: &str,
+        pid: u32,
+        result: Result<(), ShutdownError>,
+    ) -> Vec<Effect> {
         self.feed(Input::ShutdownDone {
             name: name.into(),
             pid,
-            result: Err(ShutdownError::Refused(
-                "ERR Errors trying to SHUTDOWN".into(),
-            )),
+            result,
         })
+    }
+
+    /// `name` (as `pid`) answers SHUTDOWN that its final save failed.
+    pub(super) fn save_refused(&mut self, name: &str, pid: u32) -> Vec<Effect> {
+        let refused = ShutdownError::Refused("ERR Errors trying to SHUTDOWN".into());
+        self.shutdown_done(name, pid, Err(refused))
     }
 
     /// The upstream grants `name` a place in its sync gate.
@@ -279,6 +338,52 @@ impl H {
             granted: true,
             detail: String::new(),
             retry_after: Duration::ZERO,
+        })
+    }
+
+    /// The upstream refuses `name` a place in its sync gate, saying `detail`; it may ask
+    /// again after `retry_after`.
+    pub(super) fn refuse(
+        &mut self,
+        name: &str,
+        detail: &str,
+        retry_after: Duration,
+    ) -> Vec<Effect> {
+        self.feed(Input::ClaimResult {
+            name: name.into(),
+            granted: false,
+            detail: detail.into(),
+            retry_after,
+        })
+    }
+
+    /// The answer to `Failover` or `MakeMaster` for `name`.
+    pub(super) fn role_changed(&mut self, name: &str, result: Result<(), &str>) -> Vec<Effect> {
+        self.feed(Input::RoleChanged {
+            name: name.into(),
+            result: result.map_err(str::to_owned),
+        })
+    }
+
+    /// The answer to `ApplyLive` for `name`.
+    pub(super) fn live_applied(
+        &mut self,
+        name: &str,
+        result: Result<(), LiveFailure>,
+    ) -> Vec<Effect> {
+        self.feed(Input::LiveApplied {
+            name: name.into(),
+            result,
+        })
+    }
+
+    /// `reload` as request `id`, the file now reading `text` (same server): the effects of
+    /// the loaded file.
+    pub(super) fn reload(&mut self, id: RequestId, text: &str) -> Vec<Effect> {
+        self.feed(Input::ReloadRequested { id: Some(id) });
+        self.feed(Input::ConfigLoaded {
+            id: Some(id),
+            result: Ok(Box::new(loaded(group(text)))),
         })
     }
 
@@ -297,12 +402,7 @@ impl H {
     /// answering, listed online by the master with pid 100).
     pub(super) fn replica_up(&mut self, name: &str, pid: u32, online: &[(&str, u16)]) {
         self.tick();
-        self.feed(Input::ClaimResult {
-            name: name.into(),
-            granted: true,
-            detail: String::new(),
-            retry_after: Duration::ZERO,
-        });
+        self.grant(name);
         self.launched(name, pid);
         self.probe(name, &replica_info(pid, 1000));
         self.probe("master", &master_info(100, online));
@@ -425,11 +525,121 @@ pub(super) fn last_error(h: &H, name: &str) -> String {
 }
 
 pub(super) fn shutdown_ok(h: &mut H, name: &str, pid: u32) -> Vec<Effect> {
-    let mut fx = h.feed(Input::ShutdownDone {
-        name: name.into(),
-        pid,
-        result: Ok(()),
-    });
+    let mut fx = h.shutdown_done(name, pid, Ok(()));
     fx.extend(h.exited(name, pid, "exit code 0"));
     fx
+}
+
+// ----- INFO of a group in roles: the master at M, replicas at R1 and R2 --------------
+
+/// A replica's INFO that names its upstream and history.
+pub(super) fn follower(pid: u32, up: (&str, u16), replid: &str, offset: i64) -> String {
+    format!(
+        "role:slave\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_host:{}\r\nmaster_port:{}\r\n\
+         master_link_status:up\r\nmaster_sync_in_progress:0\r\nmaster_replid:{replid}\r\n\
+         master_repl_offset:{offset}\r\n",
+        up.0, up.1
+    )
+}
+
+/// A master's INFO with its history and backlog, listing `online` replicas.
+pub(super) fn leader(
+    pid: u32,
+    replid: &str,
+    replid2: &str,
+    offset: i64,
+    online: &[(&str, u16)],
+) -> String {
+    let mut s = format!(
+        "role:master\r\nprocess_id:{pid}\r\nloading:0\r\nmaster_replid:{replid}\r\n\
+         master_replid2:{replid2}\r\nsecond_repl_offset:{}\r\nmaster_repl_offset:{offset}\r\n\
+         repl_backlog_active:1\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:1\r\n\
+         repl_backlog_histlen:{offset}\r\nmaster_failover_state:no-failover\r\n",
+        offset + 1
+    );
+    for (i, (ip, port)) in online.iter().enumerate() {
+        s.push_str(&format!(
+            "slave{i}:ip={ip},port={port},state=online,offset={offset},lag=0\r\n"
+        ));
+    }
+    s
+}
+
+pub(super) const M: (&str, u16) = ("127.0.0.1", 7000);
+pub(super) const R1: (&str, u16) = ("127.0.0.2", 7001);
+pub(super) const R2: (&str, u16) = ("127.0.0.3", 7002);
+
+pub(super) fn up_all(h: &mut H) {
+    h.master_up();
+    h.replica_up("r1", 201, &[R1]);
+    h.replica_up("r2", 202, &[R1, R2]);
+}
+
+pub(super) fn failovers(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Failover { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn made_master(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::MakeMaster { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn live(fx: &[Effect]) -> Vec<(String, String)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::ApplyLive { name, change, .. } => Some((name.clone(), change.describe())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The config of the next launch of `name`: from `fx`, or after its gate place is
+/// granted.
+pub(super) fn launch_conf(h: &mut H, fx: Vec<Effect>, name: &str) -> String {
+    let find = |fx: &[Effect]| {
+        fx.iter().find_map(|e| match e {
+            Effect::Launch(spec) if spec.name == name => Some(spec.conf.expose().to_owned()),
+            _ => None,
+        })
+    };
+    if let Some(conf) = find(&fx) {
+        return conf;
+    }
+    let fx = h.grant(name);
+    find(&fx).unwrap_or_else(|| panic!("{name} not launched: {fx:?}"))
+}
+
+/// Every instance answers as in the group before any change: the master with both.
+pub(super) fn probe_before(h: &mut H) -> Vec<Effect> {
+    let mut fx = h.probe("r1", &follower(201, M, "aaa", 1000));
+    fx.extend(h.probe("r2", &follower(202, M, "aaa", 1000)));
+    fx.extend(h.probe("master", &leader(100, "aaa", "0", 1000, &[R1, R2])));
+    fx
+}
+
+/// The master crashes with its RDB at `aaa`/500 (an AOF master ignores it) and the
+/// replicas then report `r1` and `r2`: the effects of the last probe.
+pub(super) fn crash(h: &mut H, r1: &str, r2: &str) -> Vec<Effect> {
+    h.histories.insert(
+        "master".into(),
+        ReplPosition {
+            repl_id: "aaa".into(),
+            offset: 500,
+        },
+    );
+    h.exited("master", 100, "killed by SIGKILL");
+    h.now += 2 * S;
+    h.tick();
+    h.probe_err("master", "connection refused");
+    h.probe("r1", r1);
+    h.probe("r2", r2)
 }

@@ -1,7 +1,6 @@
 //! Maintenance pause: nothing automatic until `resume` or the deadline; operators' verbs
 //! still work; kept across restarts by the runtime (`SavePause`).
 
-use super::roles::{M, R1, follower, leader, live, up_all};
 use super::*;
 use crate::control::Request;
 
@@ -25,13 +24,6 @@ fn saved_pause(fx: &[Effect]) -> Vec<Option<Duration>> {
         .collect()
 }
 
-fn waiting_reason(h: &H, name: &str) -> String {
-    match h.m.state(name) {
-        Some(State::Waiting { reason, .. }) => reason.clone(),
-        other => panic!("{name}: {other:?}"),
-    }
-}
-
 #[test]
 fn a_crash_while_paused_waits_for_resume_and_the_pause_is_kept() {
     let mut h = H::new(SEED, "a");
@@ -41,7 +33,7 @@ fn a_crash_while_paused_waits_for_resume_and_the_pause_is_kept() {
     h.exited("master", 100, "killed by SIGKILL");
     let fx = h.advance(60 * S);
     assert!(launches(&fx).is_empty(), "{fx:?}");
-    assert!(waiting_reason(&h, "master").contains("paused"));
+    assert_eq!(h.blocker("master"), Blocker::Paused);
     let (id, fx) = h.request(Request::Status);
     let _ = fx;
     let fx = h.advance(5 * S);
@@ -84,7 +76,7 @@ fn a_daemon_started_into_a_kept_pause_adopts_but_starts_nothing_until_resume() {
     h.probe("master", &master_info(100, &[]));
     assert_eq!(h.kind("master"), Kind::Running, "adopted");
     assert!(launches(&h.advance(10 * S)).is_empty());
-    assert!(waiting_reason(&h, "r1").contains("paused"));
+    assert_eq!(h.blocker("r1"), Blocker::Paused);
     let (id, fx) = h.request(Request::Resume);
     let (_, lines) = done(&fx, id);
     assert_eq!(
@@ -117,8 +109,7 @@ fn a_pause_restored_from_the_file_holds_and_an_operator_start_still_works() {
 
 #[test]
 fn paused_the_view_follows_the_group_but_nothing_is_re_pointed_until_resume() {
-    let mut h = H::new(SEED, "a");
-    up_all(&mut h);
+    let mut h = H::all_up(SEED);
     pause(&mut h, HOUR);
     // Someone failed over to r1 by hand; r2 still replicates from `master`.
     h.now += S;

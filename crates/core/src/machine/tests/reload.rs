@@ -5,10 +5,7 @@ use crate::control::Response;
 
 #[test]
 fn reload_applies_the_diff_and_leaves_the_rest_running() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     // r2 removed, r1 changed in a way only a restart applies, r3 added; the master
     // unchanged.
     let mut text = SEED[..SEED.find("[[instance]]\nname = \"r2\"").unwrap()].to_owned();
@@ -78,11 +75,7 @@ fn a_reload_the_checker_refuses_changes_nothing() {
 fn a_password_change_is_applied_in_place() {
     let mut h = H::new(SEED, "a");
     h.master_up();
-    h.feed(Input::ReloadRequested { id: Some(1) });
-    let fx = h.feed(Input::ConfigLoaded {
-        id: Some(1),
-        result: Ok(Box::new(loaded(group(&SEED.replace("\"pw\"", "\"pw2\""))))),
-    });
+    let fx = h.reload(1, &SEED.replace("\"pw\"", "\"pw2\""));
     let set = fx
         .iter()
         .find_map(|e| match e {
@@ -107,19 +100,12 @@ fn a_password_change_is_applied_in_place() {
 /// directive and the parent's new `repl-diskless-sync-max-replicas` are set live.
 #[test]
 fn reload_applies_what_the_server_can_change_live_without_a_restart() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     let text = SEED.replace(
         "save = [\"3600 1\"]",
         "save = [\"3600 1\"]\nmaxmemory = \"64mb\"",
     ) + "\n[[instance]]\nname = \"leaf\"\nhost = \"a\"\nbind = \"127.0.0.4\"\nport = 7003\nreplica_of = \"r1\"\n";
-    h.feed(Input::ReloadRequested { id: Some(4) });
-    let fx = h.feed(Input::ConfigLoaded {
-        id: Some(4),
-        result: Ok(Box::new(loaded(group(&text)))),
-    });
+    let fx = h.reload(4, &text);
     assert!(shutdowns(&fx).is_empty(), "nothing restarts: {fx:?}");
     // The added sub-replica starts first (through r1's gate) ...
     assert_eq!(claims(&fx), ["leaf"]);
@@ -147,10 +133,7 @@ fn reload_applies_what_the_server_can_change_live_without_a_restart() {
         [("master".to_owned(), vec!["maxmemory".to_owned()])],
         "{fx:?}"
     );
-    let mut fx = h.feed(Input::LiveApplied {
-        name: "master".into(),
-        result: Ok(()),
-    });
+    let mut fx = h.live_applied("master", Ok(()));
     let r1 = fx
         .iter()
         .find_map(|e| match e {
@@ -160,14 +143,8 @@ fn reload_applies_what_the_server_can_change_live_without_a_restart() {
         .expect("r1 next");
     let keys: Vec<&str> = r1.set.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["repl-diskless-sync-max-replicas", "maxmemory"]);
-    fx = h.feed(Input::LiveApplied {
-        name: "r1".into(),
-        result: Ok(()),
-    });
-    fx.extend(h.feed(Input::LiveApplied {
-        name: "r2".into(),
-        result: Ok(()),
-    }));
+    fx = h.live_applied("r1", Ok(()));
+    fx.extend(h.live_applied("r2", Ok(())));
     let (ok, lines) = done(&fx, 4);
     assert!(ok, "{lines:?}");
     assert_eq!(
@@ -190,29 +167,22 @@ fn reload_applies_what_the_server_can_change_live_without_a_restart() {
 
 #[test]
 fn a_setting_the_server_refuses_live_restarts_the_instance_instead() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     let text = SEED.replace(
         "port = 7001\nreplica_of = \"master\"\n",
         "port = 7001\nreplica_of = \"master\"\n[instance.redis]\nsome-setting = \"x\"\n",
     );
-    h.feed(Input::ReloadRequested { id: Some(5) });
-    let fx = h.feed(Input::ConfigLoaded {
-        id: Some(5),
-        result: Ok(Box::new(loaded(group(&text)))),
-    });
+    let fx = h.reload(5, &text);
     assert!(
         fx.iter()
             .any(|e| matches!(e, Effect::ApplyLive { name, .. } if name == "r1"))
     );
-    let fx = h.feed(Input::LiveApplied {
-        name: "r1".into(),
-        result: Err(LiveFailure::Refused(
+    let fx = h.live_applied(
+        "r1",
+        Err(LiveFailure::Refused(
             "`some-setting`: can't set immutable config".into(),
         )),
-    });
+    );
     assert_eq!(
         shutdowns(&fx),
         [("r1".to_owned(), false)],
@@ -248,15 +218,11 @@ fn a_live_change_that_could_not_be_asked_fails_the_step_and_restarts_nothing() {
         "save = [\"3600 1\"]",
         "save = [\"3600 1\"]\nmaxmemory = \"64mb\"",
     );
-    h.feed(Input::ReloadRequested { id: Some(6) });
-    h.feed(Input::ConfigLoaded {
-        id: Some(6),
-        result: Ok(Box::new(loaded(group(&text)))),
-    });
-    let fx = h.feed(Input::LiveApplied {
-        name: "master".into(),
-        result: Err(LiveFailure::Failed("cannot reach it: timed out".into())),
-    });
+    h.reload(6, &text);
+    let fx = h.live_applied(
+        "master",
+        Err(LiveFailure::Failed("cannot reach it: timed out".into())),
+    );
     assert!(
         shutdowns(&fx).is_empty(),
         "a timeout is no reason to restart"
@@ -280,15 +246,11 @@ fn an_unpersisted_master_is_not_restarted_for_a_refused_live_change() {
         "appendonly = \"no\"",
         "appendonly = \"no\"\nsome-setting = \"x\"",
     );
-    h.feed(Input::ReloadRequested { id: Some(7) });
-    h.feed(Input::ConfigLoaded {
-        id: Some(7),
-        result: Ok(Box::new(loaded(group(&changed)))),
-    });
-    let fx = h.feed(Input::LiveApplied {
-        name: "master".into(),
-        result: Err(LiveFailure::Refused("`some-setting`: unknown".into())),
-    });
+    h.reload(7, &changed);
+    let fx = h.live_applied(
+        "master",
+        Err(LiveFailure::Refused("`some-setting`: unknown".into())),
+    );
     assert!(shutdowns(&fx).is_empty(), "it would come back empty");
     let (ok, lines) = done(&fx, 7);
     assert!(!ok);
@@ -336,10 +298,7 @@ fn a_refused_reload_leaves_the_actual_master_as_it_was() {
 
 #[test]
 fn a_reload_without_the_actual_master_records_the_change_as_reload() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     h.m.restore_topology("r1");
     // The new file has no r1 any more: its own master takes over.
     let text = SEED.replace(
@@ -347,11 +306,7 @@ fn a_reload_without_the_actual_master_records_the_change_as_reload() {
         "",
     );
     assert_ne!(text, SEED);
-    h.feed(Input::ReloadRequested { id: Some(1) });
-    let fx = h.feed(Input::ConfigLoaded {
-        id: Some(1),
-        result: Ok(Box::new(loaded(group(&text)))),
-    });
+    let fx = h.reload(1, &text);
     let got: Vec<(String, String, crate::changes::Reason)> = fx
         .iter()
         .filter_map(|e| match e {
@@ -369,10 +324,7 @@ fn a_reload_without_the_actual_master_records_the_change_as_reload() {
 fn a_reload_judges_a_remote_replicas_server_by_the_answer_asked_for_it() {
     // r1 and r2 run on host b, whose reload just moved them to Redis 8.0; this daemon's
     // last probes of them, from before their restart, still say 7.0.
-    let text = SEED.replace(
-        "host = \"a\"\nbind = \"127.0.0.2\"",
-        "host = \"b\"\nbind = \"127.0.0.2\"",
-    );
+    let text = r1_on_b();
     let text = text.replace(
         "host = \"a\"\nbind = \"127.0.0.3\"",
         "host = \"b\"\nbind = \"127.0.0.3\"",

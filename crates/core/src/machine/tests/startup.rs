@@ -11,7 +11,12 @@ fn the_master_is_launched_first_and_replicas_wait_for_it() {
     let fx = h.tick();
     assert_eq!(launches(&fx), ["master"]);
     assert!(claims(&fx).is_empty());
-    assert!(last_error(&h, "r1").contains("waiting for upstream `master`"));
+    assert!(h.waits_for_upstream("r1", "master"));
+    // `status` shows why it waits, in these words.
+    assert_eq!(
+        last_error(&h, "r1"),
+        "waiting for upstream `master` at 127.0.0.1:7000: not running yet"
+    );
     // Launching until the runtime answers; nothing is launched twice meanwhile.
     assert_eq!(h.kind("master"), Kind::Launching);
     assert!(launches(&h.tick()).is_empty());
@@ -72,13 +77,14 @@ fn a_refused_claim_asks_again_after_the_jitter() {
     let one_replica = SEED[..SEED.find("[[instance]]\nname = \"r2\"").unwrap()].to_owned();
     let mut h = H::new(&one_replica, "a");
     assert_eq!(claims(&h.master_up()), ["r1"]);
-    h.feed(Input::ClaimResult {
-        name: "r1".into(),
-        granted: false,
-        detail: "1 replica(s) syncing".into(),
-        retry_after: Duration::from_millis(300),
-    });
-    assert!(last_error(&h, "r1").contains("waiting in the sync gate of `master`"));
+    h.refuse("r1", "1 replica(s) syncing", Duration::from_millis(300));
+    assert_eq!(
+        h.blocker("r1"),
+        Blocker::GateRefused {
+            upstream: "master".into(),
+            detail: "1 replica(s) syncing".into()
+        }
+    );
     assert!(claims(&h.advance(Duration::from_millis(100))).is_empty());
     let fx = h.advance(Duration::from_millis(250));
     assert!(claims(&fx).contains(&"r1".to_owned()), "{fx:?}");
@@ -119,16 +125,16 @@ fn a_replica_of_another_daemon_syncing_from_the_upstream_counts_in_the_gate() {
     );
     let fx = h.tick();
     assert!(claims(&fx).is_empty(), "{fx:?}");
-    assert!(last_error(&h, "r1").contains("1 replica(s) syncing"));
+    assert!(
+        matches!(h.blocker("r1"), Blocker::GateFull { syncing: 1, .. }),
+        "{:?}",
+        h.blocker("r1")
+    );
 }
 
 #[test]
 fn the_upstreams_probe_can_be_the_one_that_completes_a_replicas_sync() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     // The replica's link is up, but the master's last INFO predates it.
     h.probe("r1", &replica_info(201, 1000));
     assert_eq!(h.kind("r1"), Kind::Syncing);
@@ -142,11 +148,7 @@ fn the_upstreams_probe_can_be_the_one_that_completes_a_replicas_sync() {
 
 #[test]
 fn the_replicas_own_log_names_its_sync_in_the_restart_output() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     h.now += Duration::from_millis(1500);
     h.probe("master", &master_info(100, &[("127.0.0.2", 7001)]));
     h.probe_logged("r1", &replica_info(201, 1000), Some(SyncKind::Partial));
@@ -160,11 +162,7 @@ fn the_replicas_own_log_names_its_sync_in_the_restart_output() {
 
 #[test]
 fn without_a_log_line_the_upstreams_sync_full_counter_tells_the_sync() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     h.probe("r1", &replica_info(201, 1000));
     h.probe(
         "master",
@@ -177,10 +175,7 @@ fn without_a_log_line_the_upstreams_sync_full_counter_tells_the_sync() {
 
 #[test]
 fn a_replica_resumed_from_its_rdb_gets_aof_back_once_in_sync() {
-    let text = SEED.replace(
-        "save = [\"3600 1\"]",
-        "save = [\"3600 1\"]\nappendonly = \"yes\"",
-    );
+    let text = with_aof(SEED);
     let mut h = H::new(&text, "a");
     assert_eq!(claims(&h.master_up()), ["r1"]);
     let fx = h.grant("r1");
@@ -205,11 +200,7 @@ fn a_replica_resumed_from_its_rdb_gets_aof_back_once_in_sync() {
 
 #[test]
 fn a_replica_not_in_sync_within_sync_timeout_gives_its_place_back_and_is_counted() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.tick();
-    h.grant("r1");
-    h.launched("r1", 201);
+    let mut h = H::r1_launched(SEED);
     h.probe("r1", &replica_info(201, 0));
     let fx = h.advance(Duration::from_secs(31));
     assert_eq!(h.kind("r1"), Kind::Running);
@@ -390,15 +381,14 @@ fn a_wrong_prediction_is_counted_and_then_holds_the_gate() {
         "it counts against the gate now"
     );
     // r2 is refused its place; r3 may not even ask while r1 and r2's claim are in flight.
-    h.feed(Input::ClaimResult {
-        name: "r2".into(),
-        granted: false,
-        detail: "1 replica(s) syncing".into(),
-        retry_after: Duration::from_millis(200),
-    });
+    h.refuse("r2", "1 replica(s) syncing", Duration::from_millis(200));
     let fx = h.advance(Duration::from_millis(300));
     assert!(claims(&fx).is_empty(), "{fx:?}");
-    assert!(last_error(&h, "r2").contains("1 replica(s) syncing"));
+    assert!(
+        matches!(h.blocker("r2"), Blocker::GateFull { syncing: 1, .. }),
+        "{:?}",
+        h.blocker("r2")
+    );
     let status = h.m.status(h.now);
     assert_eq!(
         status
@@ -438,10 +428,7 @@ fn instances_on_their_way_up_are_probed_every_tenth_of_a_second() {
 
 #[test]
 fn a_resumed_replica_that_times_out_syncing_still_gets_aof_back() {
-    let text = SEED.replace(
-        "save = [\"3600 1\"]",
-        "save = [\"3600 1\"]\nappendonly = \"yes\"",
-    );
+    let text = with_aof(SEED);
     let mut h = H::new(&text, "a");
     h.master_up();
     h.grant("r1");

@@ -31,11 +31,11 @@ fn an_unreachable_instance_gets_sigterm_at_once() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.stop("master", false);
-    let fx = h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 100,
-        result: Err(ShutdownError::Unreachable("connection refused".into())),
-    });
+    let fx = h.shutdown_done(
+        "master",
+        100,
+        Err(ShutdownError::Unreachable("connection refused".into())),
+    );
     assert_eq!(signals(&fx), [("master".to_owned(), Sig::Term)]);
     assert_eq!(h.kind("master"), Kind::Terminating);
 }
@@ -76,11 +76,7 @@ fn a_shutdown_result_for_a_stale_pid_is_ignored() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     h.stop("master", false);
-    let fx = h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 42,
-        result: Err(ShutdownError::Refused("old news".into())),
-    });
+    let fx = h.shutdown_done("master", 42, Err(ShutdownError::Refused("old news".into())));
     assert_eq!(h.kind("master"), Kind::ShuttingDown);
     assert!(fx.iter().all(|e| !matches!(e, Effect::Reply { .. })));
 }
@@ -99,10 +95,7 @@ fn an_exit_while_stopping_ends_the_stop_and_is_no_crash() {
 #[test]
 fn stopping_a_replica_that_would_break_min_replicas_to_write_is_refused_unless_forced() {
     let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 2\n");
-    let mut h = H::new(&text, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(&text);
     let (id, fx) = h.stop("r1", false);
     assert!(shutdowns(&fx).is_empty(), "not before a fresh INFO");
     let fx = probe_round(&mut h, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
@@ -132,11 +125,7 @@ fn probe_round(h: &mut H, online: &[(&str, u16)]) -> Vec<Effect> {
 /// The seed with `min_replicas_to_write = 1` on the master, both replicas up.
 fn guarded_seed() -> H {
     let text = SEED.replace("port = 7000\n", "port = 7000\nmin_replicas_to_write = 1\n");
-    let mut h = H::new(&text, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
-    h
+    H::all_up(&text)
 }
 
 const BOTH: [(&str, u16); 2] = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
@@ -217,10 +206,7 @@ fn stopping_the_master_with_its_replicas_is_not_held_by_its_min_replicas() {
 
 #[test]
 fn a_rolling_restart_takes_one_at_a_time_deepest_first_and_the_master_last() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     let both = [("127.0.0.2", 7001), ("127.0.0.3", 7002)];
     // Forced, so the master restarts in place (a planned one moves the role away first:
     // `a_planned_master_restart_moves_the_role_away_and_back`).
@@ -288,17 +274,9 @@ fn each_stop_outcome_is_counted_for_metrics() {
     start(&mut h, 101);
     // Refused, then forced without saving.
     stop(&mut h, false);
-    h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 101,
-        result: refused(),
-    });
+    h.shutdown_done("master", 101, refused());
     stop(&mut h, true);
-    h.feed(Input::ShutdownDone {
-        name: "master".into(),
-        pid: 101,
-        result: refused(),
-    });
+    h.shutdown_done("master", 101, refused());
     shutdown_ok(&mut h, "master", 101);
     start(&mut h, 102);
     // Killed.
@@ -357,13 +335,13 @@ fn a_launch_that_failed_after_a_stop_is_not_retried() {
 
 /// `name` (as `pid`) answers SHUTDOWN that it is rewriting its AOF.
 fn aof_refused(h: &mut H, name: &str, pid: u32) -> Vec<Effect> {
-    h.feed(Input::ShutdownDone {
-        name: name.into(),
+    h.shutdown_done(
+        name,
         pid,
-        result: Err(ShutdownError::RewritingAof(
+        Err(ShutdownError::RewritingAof(
             "ERR Errors trying to SHUTDOWN. Check logs.".into(),
         )),
-    })
+    )
 }
 
 #[test]
@@ -475,10 +453,7 @@ fn a_shutdown_asked_again_that_never_answers_ends_in_sigterm_not_in_a_busy_loop(
 /// `restart master` with both replicas online: it is stopped, and launched again as pid
 /// 400. The request's id, and the machine.
 fn restart_master_relaunched() -> (RequestId, H) {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     // In place (forced): a planned restart would move the role away first.
     let (id, fx) = h.request(Request::Restart {
         instances: vec!["master".into()],
@@ -517,7 +492,7 @@ fn a_master_restart_is_done_when_its_replicas_are_back() {
 
 #[test]
 fn replicas_back_waits_within_the_limit_then_says_how_many_are_missing() {
-    use super::super::ops::{ReplicasBack, replicas_back};
+    use super::super::steps::{ReplicasBack, replicas_back};
     let limit = 10 * S;
     for (before, back, waited, want) in [
         (2, Some(2), S, ReplicasBack::Back),
@@ -551,10 +526,7 @@ fn a_restart_back_in_another_role_does_not_wait_for_old_replicas() {
 /// one after a switchover) but that the group puts none under: nothing to wait for.
 #[test]
 fn a_restart_waits_only_for_replicas_the_group_puts_under_it() {
-    let mut h = H::new(SEED, "a");
-    h.master_up();
-    h.replica_up("r1", 201, &[("127.0.0.2", 7001)]);
-    h.replica_up("r2", 202, &[("127.0.0.2", 7001), ("127.0.0.3", 7002)]);
+    let mut h = H::all_up(SEED);
     h.probe(
         "r1",
         &(replica_info(201, 1000)
