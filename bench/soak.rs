@@ -135,7 +135,7 @@ impl Kind {
             Kind::KillReplica => "SIGKILL a replica",
             Kind::KillMaster => "SIGKILL the master",
             Kind::ReloadUnchanged => "`reload`, file unchanged",
-            Kind::ReloadChanged => "`reload`, a replica's directive changed",
+            Kind::ReloadChanged => "`reload`, a replica's directive changed (live)",
             Kind::KillDaemon => "SIGKILL the daemon, start a new one",
         }
     }
@@ -657,11 +657,26 @@ impl Soak<'_> {
                 }
                 self.g.write_toml();
                 self.verb(kind, &["reload"])?;
-                must_change.push((replica, pid_of(replica)));
+                // `maxmemory-policy` is applied live (CONFIG SET, no restart): every
+                // instance keeps its pid, and the replica answers the new value.
+                let want = POLICIES[self.g.policy[replica]];
+                let got: Result<String, String> = REDIS
+                    .connect(self.g.addrs[replica], IO_TIMEOUT)
+                    .and_then(|mut c| {
+                        redis::cmd("CONFIG")
+                            .arg("GET")
+                            .arg("maxmemory-policy")
+                            .query::<Vec<String>>(&mut c)
+                    })
+                    .map(|pair| pair.get(1).cloned().unwrap_or_default())
+                    .map_err(|e| e.to_string());
+                if got.as_deref() != Ok(want) {
+                    return Err(self.fail(format!(
+                        "after the reload `{replica}` has maxmemory-policy {got:?}, not `{want}`"
+                    )));
+                }
                 for n in ["master", "r1", "r2"] {
-                    if n != replica {
-                        must_keep.push((n, pid_of(n)));
-                    }
+                    must_keep.push((n, pid_of(n)));
                 }
             }
             Kind::KillDaemon => {
