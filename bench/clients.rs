@@ -22,12 +22,10 @@ mod trio;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use redisrepd_testkit::{Target, Writer, WriterOpts, count_kinds};
 use trio::{Managed, Persistence};
 
 /// Longest write gap through HAProxy per event.
@@ -42,139 +40,35 @@ struct Opts {
     /// `[supervise] health_interval` of the group (the product's default: 1s).
     #[arg(long, default_value = "1s")]
     health_interval: String,
-    /// Keep the temp dirs.
-    #[arg(long)]
-    keep: bool,
-    /// Passed by `cargo bench`.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    common: common::BenchArgs,
 }
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 const PREFIX: &str = "cl:";
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_millis(160);
-
-/// What the writer saw: acknowledged writes (time, n) and failed ones (time, kind).
-#[derive(Default)]
-struct Seen {
-    acked: Vec<(Instant, u64)>,
-    failed: Vec<(Instant, String)>,
+/// The testkit's writer through HAProxy at `front`: `SET cl:<n> <n>` every 2 ms, one at a
+/// time, acknowledged on its OK; after a failed write or connection it reconnects after
+/// a backoff (10 ms, doubling to 160 ms), as client libraries do.
+fn writer(front: SocketAddr) -> Writer {
+    Writer::start(
+        Target::Fixed(front),
+        WriterOpts {
+            password: Some(trio::PASSWORD.to_owned()),
+            prefix: PREFIX.to_owned(),
+            pause: Duration::from_millis(2),
+            backoff: (Duration::from_millis(10), Duration::from_millis(160)),
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: trio::IO_TIMEOUT,
+            max_run: Duration::from_secs(24 * 3600),
+            ..WriterOpts::default()
+        },
+    )
 }
 
-struct Writer {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(addr: SocketAddr) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let (s, seen2) = (stop.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            let mut con: Option<redis::Connection> = None;
-            let mut n = 0u64;
-            let mut backoff = BACKOFF_MIN;
-            while !s.load(Ordering::Relaxed) {
-                if con.is_none() {
-                    con = match trio::connect(addr, Duration::from_secs(2)) {
-                        Ok(c) => Some(c),
-                        Err(e) => {
-                            let kind = trio::error_kind(&e);
-                            seen2.lock().unwrap().failed.push((Instant::now(), kind));
-                            std::thread::sleep(backoff);
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
-                            continue;
-                        }
-                    };
-                }
-                let Some(c) = con.as_mut() else { continue };
-                let r: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(format!("{PREFIX}{n}"))
-                    .arg(n)
-                    .query(c);
-                let now = Instant::now();
-                match r {
-                    Ok(()) => {
-                        seen2.lock().unwrap().acked.push((now, n));
-                        backoff = BACKOFF_MIN;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(e) => {
-                        seen2
-                            .lock()
-                            .unwrap()
-                            .failed
-                            .push((now, trio::error_kind(&e)));
-                        con = None;
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                    }
-                }
-                n += 1;
-            }
-        });
-        Writer {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    fn acked(&self) -> usize {
-        self.seen.lock().unwrap().acked.len()
-    }
-
-    /// Until `n` more writes are acknowledged.
-    fn wait_more(&self, n: usize, what: &str) -> Result<(), String> {
-        let from = self.acked();
-        trio::wait(what, Duration::from_secs(120), || {
-            (self.acked() >= from + n)
-                .then_some(())
-                .ok_or_else(|| format!("{} acknowledged", self.acked() - from))
-        })
-    }
-
-    /// The longest stretch without an acknowledged write from `from` to `to` (the first
-    /// counted from `from`), and the failed writes meanwhile by kind.
-    fn measure(&self, from: Instant, to: Instant) -> (Duration, BTreeMap<String, u64>) {
-        let seen = self.seen.lock().unwrap();
-        let mut last = from;
-        let mut gap = Duration::ZERO;
-        for (at, _) in seen.acked.iter().filter(|(at, _)| *at >= from && *at <= to) {
-            gap = gap.max(at.duration_since(last));
-            last = *at;
-        }
-        let mut failed = BTreeMap::new();
-        for (_, kind) in seen
-            .failed
-            .iter()
-            .filter(|(at, _)| *at >= from && *at <= to)
-        {
-            *failed.entry(kind.clone()).or_default() += 1;
-        }
-        (gap, failed)
-    }
-
-    fn any_failed_since(&self, t: Instant) -> bool {
-        self.seen
-            .lock()
-            .unwrap()
-            .failed
-            .iter()
-            .any(|(at, _)| *at >= t)
-    }
-
-    fn finish(mut self) -> Vec<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let seen = self.seen.lock().unwrap();
-        seen.acked.iter().map(|(_, n)| *n).collect()
-    }
+/// Until `n` more writes are acknowledged.
+fn wait_more(w: &Writer, n: usize, what: &str) -> Result<(), String> {
+    let goal = w.acked() + n;
+    trio::wait(what, Duration::from_secs(120), || w.reached(goal))
 }
 
 /// HAProxy, killed on drop.
@@ -211,7 +105,7 @@ fn failed_text(f: &BTreeMap<String, u64>) -> String {
 /// writes the final master lacks.
 fn round(o: &Opts) -> Result<(Vec<Row>, usize, usize), String> {
     let mut g = Managed::setup("clients", Persistence::Rdb);
-    g.layout.keep = o.keep;
+    g.layout.keep = o.common.keep;
     let (hm, hr) = (common::free_port(), common::free_port());
     let text = std::fs::read_to_string(&g.layout.toml).map_err(|e| e.to_string())?;
     let text = text.replace(
@@ -237,8 +131,8 @@ fn round(o: &Opts) -> Result<(Vec<Row>, usize, usize), String> {
         Command::new(HAPROXY).arg("-db").arg("-f").arg(&cfg),
         &g.layout.dir.join("haproxy.log"),
     )?);
-    let w = Writer::start(front);
-    w.wait_more(200, "writes through HAProxy")?;
+    let w = writer(front);
+    wait_more(&w, 200, "writes through HAProxy")?;
 
     let mut rows = Vec::new();
     let mut event =
@@ -246,7 +140,7 @@ fn round(o: &Opts) -> Result<(Vec<Row>, usize, usize), String> {
             let (began, master) = act(g)?;
             let addrs = g.layout.addrs;
             trio::wait("the group in shape", Duration::from_secs(120), || {
-                if master == 0 || trio::info(addrs[0], "replication").is_ok() {
+                if master == 0 || trio::REDIS.info(addrs[0], "replication").is_ok() {
                     return trio::in_shape(&addrs, master, false, false);
                 }
                 // The configured master's host is down: the other two in shape.
@@ -263,8 +157,14 @@ fn round(o: &Opts) -> Result<(Vec<Row>, usize, usize), String> {
                         )
                     })
             })?;
-            w.wait_more(300, "writes flowing again")?;
-            let (gap, failed) = w.measure(began, Instant::now());
+            wait_more(w, 300, "writes flowing again")?;
+            // The longest stretch without an acknowledged write from the event's start
+            // until now, and the failed writes and connections meanwhile by kind.
+            let now = Instant::now();
+            let (gap, failed) = (
+                w.longest_gap(began, now),
+                count_kinds(&w.failures(began, now)),
+            );
             eprintln!(
                 "clients: {name}: longest write gap {} ms, failed writes {}",
                 gap.as_millis(),
@@ -318,14 +218,16 @@ fn round(o: &Opts) -> Result<(Vec<Row>, usize, usize), String> {
             let died = Instant::now();
             // The operator types `promote` once HAProxy has marked the dead master down.
             trio::wait("HAProxy to refuse writes", Duration::from_secs(60), || {
-                w.any_failed_since(died + Duration::from_millis(800))
+                let since = died + Duration::from_millis(800);
+                (!w.failures(since, Instant::now()).is_empty())
                     .then_some(())
                     .ok_or_else(|| "not yet".to_owned())
             })?;
             // The replica with the most (a write in flight may have reached only one):
             // promote refuses the other, rightly.
             let offset = |i: usize| {
-                trio::info(g.layout.addrs[i], "replication")
+                trio::REDIS
+                    .info(g.layout.addrs[i], "replication")
                     .ok()
                     .and_then(|i| i.repl_offset())
                     .unwrap_or(-1)
@@ -336,7 +238,7 @@ fn round(o: &Opts) -> Result<(Vec<Row>, usize, usize), String> {
             r.ok().then_some((began, new)).ok_or_else(|| r.one_line())
         },
     )?;
-    let acked = w.finish();
+    let acked = w.finish().acked();
     // The configured master's host is down now: the master is r1 or r2.
     let master = (1..3)
         .find(|i| trio::role(g.layout.addrs[*i]).is_ok_and(|(r, _)| r == "master"))

@@ -13,8 +13,48 @@ use redisrepd_core::endpoint::Endpoint;
 use redisrepd_core::info::Info;
 use redisrepd_io::redis_io::Client as _;
 
+/// The flags the benches that make temp dirs share (`#[command(flatten)]`).
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Keep the temp dirs (configs, data, logs).
+    #[arg(long)]
+    pub keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
 #[allow(unused_imports)] // not every bench uses them
 pub use redisrepd_testkit::{free_local_port as free_port, fresh_dir};
+
+/// How a bench reaches its instances: what each bench's own `connect`/`info` pair
+/// differed by. Each bench has one as a constant (`REDIS`).
+#[derive(Clone, Copy)]
+pub struct Redis {
+    /// The instances' password.
+    pub password: &'static str,
+    /// How long [`Redis::info`] may take to connect.
+    pub info_within: Duration,
+    /// Read and write timeout of every connection (room for slow replies).
+    pub io: Duration,
+}
+
+impl Redis {
+    /// An authenticated connection to `addr` within `timeout`.
+    pub fn connect(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> redis::RedisResult<redis::Connection> {
+        connect(addr, self.password, timeout, self.io)
+    }
+
+    /// `INFO section` of `addr`, parsed by the library, or why not (naming `addr`).
+    pub fn info(&self, addr: SocketAddr, section: &str) -> Result<Info, String> {
+        info(addr, self.password, section, self.info_within, self.io)
+            .map_err(|e| format!("{addr}: {e}"))
+    }
+}
 
 /// An authenticated connection to `addr` within `timeout`, then `io` as its read and
 /// write timeout (room for slow replies).

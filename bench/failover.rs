@@ -25,6 +25,7 @@ struct Opts {
     keys: u64,
     only: Option<String>,
     operator_delay: Duration,
+    keep: bool,
 }
 
 /// The command line (`cargo bench --bench failover -- --help`).
@@ -42,12 +43,8 @@ struct Args {
     /// Between the hand-typed commands of the manual way, in ms.
     #[arg(long, default_value_t = 0)]
     operator_delay_ms: u64,
-    /// Keep the temp dirs (read by the shared trio code).
-    #[arg(long)]
-    keep: bool,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    common: common::BenchArgs,
 }
 
 fn opts() -> Opts {
@@ -56,6 +53,7 @@ fn opts() -> Opts {
         keys: a.keys,
         only: a.only,
         operator_delay: Duration::from_millis(a.operator_delay_ms),
+        keep: a.common.keep,
     }
 }
 
@@ -153,7 +151,9 @@ fn episode(
 }
 
 fn redis_cmd(addr: SocketAddr, cmd: &redis::Cmd) -> Result<(), String> {
-    let mut c = trio::connect(addr, Duration::from_secs(2)).map_err(|e| format!("{addr}: {e}"))?;
+    let mut c = trio::REDIS
+        .connect(addr, Duration::from_secs(2))
+        .map_err(|e| format!("{addr}: {e}"))?;
     cmd.query::<()>(&mut c)
         .map_err(|e| format!("{cmd:?} on {addr}: {e}"))
 }
@@ -173,7 +173,7 @@ fn replicaof(addrs: &[SocketAddr; 3], on: usize, of: Option<usize>) -> Result<()
 /// the old master, then on the other replica.
 fn manual(o: &Opts, rows: &mut Vec<Result<Row, String>>) -> Result<(), String> {
     let mut n = Naive::setup("failover-manual", Persistence::Rdb);
-    n.layout.keep = trio::keep_requested();
+    n.layout.keep = o.keep;
     n.start_group(o.keys, Persistence::Rdb)?;
     let l = n.layout.clone();
     let a = l.addrs;
@@ -207,7 +207,7 @@ fn manual(o: &Opts, rows: &mut Vec<Result<Row, String>>) -> Result<(), String> {
 /// it is (it now replicates from a replica).
 fn failover_cmd(o: &Opts, rows: &mut Vec<Result<Row, String>>) -> Result<(), String> {
     let mut n = Naive::setup("failover-cmd", Persistence::Rdb);
-    n.layout.keep = trio::keep_requested();
+    n.layout.keep = o.keep;
     n.start_group(o.keys, Persistence::Rdb)?;
     let l = n.layout.clone();
     let a = l.addrs;
@@ -240,7 +240,7 @@ fn failover_cmd(o: &Opts, rows: &mut Vec<Result<Row, String>>) -> Result<(), Str
 
 fn redisrepd(o: &Opts, rows: &mut Vec<Result<Row, String>>) -> Result<(), String> {
     let mut m = Managed::setup("failover-redisrepd", Persistence::Rdb);
-    m.layout.keep = trio::keep_requested();
+    m.layout.keep = o.keep;
     m.start_group(o.keys, Persistence::Rdb)?;
     let l = m.layout.clone();
     for to in [1, 0] {

@@ -70,7 +70,9 @@ const WRITES_BEFORE: u64 = 30;
 
 #[derive(Parser)]
 #[command(
-    about = "Seeded fault sequences against a two-host redisrepd group; checks that no acknowledged write is lost"
+    about = "Seeded fault sequences against a two-host redisrepd group; checks that no acknowledged write is lost",
+    // Here the temp dir goes unless a check failed.
+    mut_arg("keep", |a| a.help("Keep the temp dir (configs, data, logs) when a check fails"))
 )]
 struct Args {
     /// The seed of the step list (default: random; always printed first).
@@ -85,9 +87,6 @@ struct Args {
     /// The server the instances run (redis-server or valkey-server).
     #[arg(long, default_value = "redis-server")]
     server: PathBuf,
-    /// Keep the temp dir (configs, data, logs) when a check fails.
-    #[arg(long)]
-    keep: bool,
     /// Start at this step of the seed's list (1-based): replays a failure found after a
     /// `--keep-going` restart.
     #[arg(long, default_value_t = 1)]
@@ -101,9 +100,8 @@ struct Args {
     /// Loopback addresses even when root (no network namespaces).
     #[arg(long)]
     loopback: bool,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    common: common::BenchArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -922,11 +920,10 @@ impl Checker {
         // was acknowledged since the last check.
         let at_risk = {
             let paused = self.load.pause();
-            let log = &paused.log;
-            let others = on_host.len() as u8 - 1;
-            (self.checked..log.acked.len())
-                .filter(|k| log.acked_by[*k] <= others)
-                .map(|k| log.acked[k])
+            let others = on_host.len() as i64 - 1;
+            (self.checked..paused.acked.len())
+                .filter(|k| paused.acked_by[*k] <= others)
+                .map(|k| paused.acked[k].1)
                 .collect()
         };
         self.at_risk = at_risk;
@@ -993,13 +990,12 @@ impl Checker {
             std::thread::sleep(Duration::from_millis(50));
         };
         let wanted: Vec<u64> = paused
-            .log
             .acked
             .iter()
-            .copied()
+            .map(|(_, n)| *n)
             .filter(|n| !self.excused.contains(n))
             .collect();
-        let total = paused.log.acked.len();
+        let total = paused.acked.len();
         let addr = self.g.addrs[m];
         let until = Instant::now() + READ_BACK;
         let missing = loop {
@@ -1031,7 +1027,7 @@ impl Checker {
                         .take(10)
                         .map(|n| format!("{PREFIX}{n}"))
                         .collect::<Vec<_>>(),
-                    paused.log.acked.last(),
+                    paused.acked.last().map(|(_, n)| n),
                     self.excused.len()
                 ),
             ));
@@ -1132,7 +1128,7 @@ fn run_group(
             outcome
                 .failures
                 .push((first + 1, "starting the group".to_owned(), f));
-            g.keep = args.keep;
+            g.keep = args.common.keep;
             return (outcome, Some(first + 1));
         }
     }
@@ -1237,7 +1233,7 @@ fn run_group(
                 format!(" --kinds {}", names.join(","))
             }
         );
-        c.g.keep = args.keep;
+        c.g.keep = args.common.keep;
     }
     outcome.excused = c.excused.len();
     outcome.lost = c.lost;

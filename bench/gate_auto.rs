@@ -19,6 +19,12 @@ use common::{free_port, int, wait_some as wait};
 use redisrepd_core::info::Info;
 
 const PASSWORD: &str = "bench-password";
+/// How the bench reaches its instances.
+const REDIS: common::Redis = common::Redis {
+    password: PASSWORD,
+    info_within: Duration::from_secs(1),
+    io: IO_TIMEOUT,
+};
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
 /// Room for slow replies: a master forking a large data set answers late.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -72,14 +78,6 @@ fn opts() -> Opts {
         server: a.server,
         redis: a.redis,
     }
-}
-
-fn connect(addr: SocketAddr) -> redis::RedisResult<redis::Connection> {
-    common::connect(addr, PASSWORD, Duration::from_secs(1), IO_TIMEOUT)
-}
-
-fn info(addr: SocketAddr, section: &str) -> Option<Info> {
-    common::info(addr, PASSWORD, section, Duration::from_secs(1), IO_TIMEOUT).ok()
 }
 
 /// `MemAvailable` of this host, in bytes.
@@ -224,10 +222,12 @@ impl Group {
     /// Every replica listed online by the master, linked and done loading.
     fn all_online(&self) -> bool {
         let n = self.replicas.len();
-        info(self.master, "replication")
+        REDIS
+            .info(self.master, "replication")
+            .ok()
             .is_some_and(|i| i.replicas.iter().filter(|r| r.is_online()).count() == n)
             && self.replicas.iter().all(|r| {
-                info(*r, "replication").is_some_and(|i| {
+                REDIS.info(*r, "replication").ok().is_some_and(|i| {
                     i.master_link_up() == Some(true) && !i.sync_in_progress() && !i.loading()
                 })
             })
@@ -283,7 +283,9 @@ fn run_mode(mode: &str, o: &Opts) -> Row {
         g.all_online().then_some(())
     });
     {
-        let mut c = connect(g.master).expect("master");
+        let mut c = REDIS
+            .connect(g.master, Duration::from_secs(1))
+            .expect("master");
         let _: () = redis::cmd("DEBUG")
             .arg("POPULATE")
             .arg(o.keys)
@@ -293,7 +295,7 @@ fn run_mode(mode: &str, o: &Opts) -> Row {
             .expect("DEBUG POPULATE");
     }
     let master_log = g.dir.join("log").join("master.log");
-    let before = info(g.master, "all").expect("master INFO");
+    let before = REDIS.info(g.master, "all").expect("master INFO");
     let dropped_log_before = count_in(&master_log, "overcoming of output buffer limits");
     let daemon_log_len = std::fs::metadata(g.dir.join("daemon.log")).map_or(0, |m| m.len());
 
@@ -309,7 +311,7 @@ fn run_mode(mode: &str, o: &Opts) -> Row {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(2));
                 if con.is_none() {
-                    con = connect(master).ok();
+                    con = REDIS.connect(master, Duration::from_secs(1)).ok();
                 }
                 let Some(c) = con.as_mut() else { continue };
                 i += 1;
@@ -351,7 +353,7 @@ fn run_mode(mode: &str, o: &Opts) -> Row {
                 low.fetch_min(mem_available(), Ordering::Relaxed);
                 pss.fetch_max(pss_with_forks(master_pid), Ordering::Relaxed);
                 if con.is_none() {
-                    con = connect(master).ok();
+                    con = REDIS.connect(master, Duration::from_secs(1)).ok();
                 }
                 if let Some(c) = con.as_mut() {
                     match redis::cmd("INFO").query::<String>(c) {
@@ -383,7 +385,9 @@ fn run_mode(mode: &str, o: &Opts) -> Row {
     }
     // The master sees them go before they come back: wait for that, then for all online.
     wait("the replicas gone", Duration::from_secs(30), || {
-        info(g.master, "replication")
+        REDIS
+            .info(g.master, "replication")
+            .ok()
             .is_some_and(|i| i.replicas.iter().filter(|r| r.is_online()).count() < o.replicas)
             .then_some(())
     });
@@ -395,7 +399,7 @@ fn run_mode(mode: &str, o: &Opts) -> Row {
     let _ = writer.join();
     let _ = poller.join();
     let avail_after = mem_available();
-    let after = info(g.master, "all").expect("master INFO");
+    let after = REDIS.info(g.master, "all").expect("master INFO");
     let delta = |k: &str| int(&after, k) - int(&before, k);
     let dropped_log =
         count_in(&master_log, "overcoming of output buffer limits") - dropped_log_before;

@@ -1,16 +1,19 @@
 //! A write load and a PING prober that follow the master (shared by the failover,
-//! sentinel-restart and faults benches, each includes this file as `mod load`): each
-//! connects to the instance INFO calls the master and looks again after any error, as a
-//! client that discovers its master would. The writer can also ask for `WAIT` after each
-//! write (a write then counts only when enough replicas have it) and be paused.
+//! sentinel-restart and faults benches, each includes this file as `mod load`): the
+//! testkit's [`Writer`] and [`Prober`], each connecting to the instance INFO calls the
+//! master (the bench's own rule, [`current_master`]) and looking again after any error,
+//! as a client that discovers its master would; or, for the writer, to the master
+//! Sentinel names. The writer can also ask for `WAIT` after each write (a write then
+//! counts only when enough replicas have it) and be paused.
 
 #![allow(dead_code)] // each bench uses part of it
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use redisrepd_testkit::{Paused, Prober, Target, Writer, WriterOpts};
 
 use crate::{common, trio};
 
@@ -45,46 +48,11 @@ pub fn masters(addrs: &[SocketAddr]) -> Vec<usize> {
         .collect()
 }
 
-/// A connection to the current master, or `None` (after a short pause) when there is
-/// none to be had.
-fn follow(addrs: &[SocketAddr]) -> Option<redis::Connection> {
-    let c = current_master(addrs)
-        .and_then(|i| trio::connect(addrs[i], Duration::from_millis(200)).ok());
-    if c.is_none() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    c
-}
-
-/// A connection to the master the first sentinel that answers names for `cluster`
-/// (`SENTINEL GET-MASTER-ADDR-BY-NAME`), as a Sentinel-aware client finds it: asked again
-/// after any error.
-fn follow_sentinels(sentinels: &[SocketAddr], cluster: &str) -> Option<redis::Connection> {
-    let named = sentinels.iter().find_map(|s| {
-        let mut c = trio::connect(*s, Duration::from_millis(200)).ok()?;
-        let reply: Vec<String> = redis::cmd("SENTINEL")
-            .arg("GET-MASTER-ADDR-BY-NAME")
-            .arg(cluster)
-            .query(&mut c)
-            .ok()?;
-        let ip = reply.first()?.parse().ok()?;
-        let port = reply.get(1)?.parse().ok()?;
-        Some(SocketAddr::new(ip, port))
-    });
-    let c = named.and_then(|a| trio::connect(a, Duration::from_millis(200)).ok());
-    if c.is_none() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    c
-}
-
-/// What the writer saw.
+/// What the writer saw, in the terms the benches' tables use.
 #[derive(Default)]
 pub struct WriterLog {
     pub acked: Vec<u64>,
-    /// With [`Options::wait`]: for each acknowledged write, how many replicas `WAIT`
-    /// reported (in the order of `acked`).
-    pub acked_by: Vec<u8>,
+    /// Failed writes by kind (a connection that failed sent none and is not counted).
     pub refused: BTreeMap<String, u64>,
     /// When each refused write was answered (or failed).
     pub refused_at: Vec<Instant>,
@@ -92,7 +60,6 @@ pub struct WriterLog {
     pub max_gap: Duration,
     pub max_gap_start: Option<Instant>,
     pub max_gap_end: Option<Instant>,
-    pub last_ok: Option<Instant>,
     /// PINGs that failed (the prober then looks for the master again).
     pub ping_errors: u64,
 }
@@ -120,28 +87,11 @@ impl Default for Options {
     }
 }
 
-/// The writer (a `SET` of a new key every 2 ms) and the prober (`PING` every 5 ms), both
-/// following the master, until finished or dropped.
+/// The testkit's writer (a `SET` of a new key every 2 ms, 2 ms between failed attempts)
+/// and prober (`PING` every 5 ms), both following the master, until finished or dropped.
 pub struct Load {
-    stop: Arc<AtomicBool>,
-    /// Set by [`Load::pause`]: the writer sends nothing until it is cleared.
-    pause: Arc<AtomicBool>,
-    log: Arc<Mutex<WriterLog>>,
-    acked_count: Arc<AtomicU64>,
-    ping_errors: Arc<AtomicU64>,
-    threads: Vec<std::thread::JoinHandle<Vec<f64>>>,
-}
-
-/// The writer held between two writes (see [`Load::pause`]); it resumes when this drops.
-pub struct Paused<'a> {
-    pub log: std::sync::MutexGuard<'a, WriterLog>,
-    pause: &'a AtomicBool,
-}
-
-impl Drop for Paused<'_> {
-    fn drop(&mut self) {
-        self.pause.store(false, Ordering::Relaxed);
-    }
+    writer: Writer,
+    prober: Option<Prober>,
 }
 
 impl Load {
@@ -152,140 +102,39 @@ impl Load {
 
     /// [`Load::start`] over any number of instances, writing as `opts` says.
     pub fn start_with(addrs: Vec<SocketAddr>, prefix: String, opts: Options) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let pause = Arc::new(AtomicBool::new(false));
-        let log = Arc::new(Mutex::new(WriterLog::default()));
-        let acked_count = Arc::new(AtomicU64::new(0));
-        let ping_errors = Arc::new(AtomicU64::new(0));
-        let writer = {
-            let (stop, pause, log, count) = (
-                stop.clone(),
-                pause.clone(),
-                log.clone(),
-                acked_count.clone(),
-            );
-            let addrs = addrs.clone();
-            let opts = opts.clone();
-            std::thread::spawn(move || {
-                let mut con = None;
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(2));
-                    if pause.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    if con.is_none() {
-                        con = match &opts.sentinels {
-                            Some((s, cluster)) => follow_sentinels(s, cluster),
-                            None => follow(&addrs),
-                        };
-                    }
-                    let Some(c) = con.as_mut() else {
-                        continue;
-                    };
-                    // Held for the whole write: `pause` takes it to know none is in flight.
-                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                    if pause.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    n += 1;
-                    let r = redis::cmd("SET")
-                        .arg(format!("{prefix}{n}"))
-                        .arg(n)
-                        .query::<()>(c);
-                    let r = match (r, opts.wait) {
-                        (Ok(()), Some((want, timeout))) => redis::cmd("WAIT")
-                            .arg(want)
-                            .arg(timeout.as_millis() as u64)
-                            .query::<i64>(c)
-                            .map(|got| u8::try_from(got).unwrap_or(u8::MAX))
-                            .map_err(Some)
-                            .and_then(|got| {
-                                if got >= want {
-                                    Ok(got)
-                                } else {
-                                    *log.refused.entry(format!("WAIT {got}")).or_default() += 1;
-                                    Err(None)
-                                }
-                            }),
-                        (Ok(()), None) => Ok(0),
-                        (Err(e), _) => Err(Some(e)),
-                    };
-                    let now = Instant::now();
-                    match r {
-                        Ok(replicas) => {
-                            log.acked.push(n);
-                            log.acked_by.push(replicas);
-                            count.fetch_add(1, Ordering::Relaxed);
-                            if let Some(last) = log.last_ok
-                                && now - last > log.max_gap
-                            {
-                                log.max_gap = now - last;
-                                log.max_gap_start = Some(last);
-                                log.max_gap_end = Some(now);
-                            }
-                            log.last_ok = Some(now);
-                        }
-                        // Too few replicas: counted above; the connection is fine.
-                        Err(None) => log.refused_at.push(now),
-                        Err(Some(e)) => {
-                            *log.refused.entry(trio::error_kind(&e)).or_default() += 1;
-                            log.refused_at.push(now);
-                            con = None;
-                        }
-                    }
-                }
-                Vec::new()
-            })
+        let (want, timeout) = opts.wait.unwrap_or((0, Duration::from_secs(1)));
+        let writer_opts = WriterOpts {
+            password: Some(trio::PASSWORD.to_owned()),
+            prefix,
+            wait: (i64::from(want), timeout),
+            pause: Duration::from_millis(2),
+            backoff: (Duration::from_millis(2), Duration::from_millis(2)),
+            connect_timeout: Duration::from_millis(200),
+            io_timeout: trio::IO_TIMEOUT,
+            max_run: Duration::from_secs(24 * 3600),
+            ..WriterOpts::default()
         };
-        let mut threads = vec![writer];
-        if opts.probe {
-            let (stop, errors) = (stop.clone(), ping_errors.clone());
-            threads.push(std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                let mut con = None;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    if con.is_none() {
-                        con = follow(&addrs);
-                    }
-                    let Some(c) = con.as_mut() else {
-                        continue;
-                    };
-                    let t = Instant::now();
-                    match redis::cmd("PING").query::<String>(c) {
-                        Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            con = None;
-                        }
-                    }
-                }
-                lat
-            }));
-        }
+        let follow = Target::Lookup(Arc::new(move || current_master(&addrs).map(|i| addrs[i])));
+        let target = match opts.sentinels {
+            Some((sentinels, name)) => Target::Sentinel { sentinels, name },
+            None => follow.clone(),
+        };
         Load {
-            stop,
-            pause,
-            log,
-            acked_count,
-            ping_errors,
-            threads,
+            prober: opts
+                .probe
+                .then(|| Prober::start(follow, &writer_opts, Duration::from_millis(5))),
+            writer: Writer::start(target, writer_opts),
         }
     }
 
     /// Holds the writer between two writes until the guard drops: nothing is in flight
-    /// meanwhile, and the guard reads what was acknowledged so far.
+    /// meanwhile, and the guard reads what it saw so far.
     pub fn pause(&self) -> Paused<'_> {
-        self.pause.store(true, Ordering::Relaxed);
-        Paused {
-            log: self.log.lock().unwrap_or_else(|e| e.into_inner()),
-            pause: &self.pause,
-        }
+        self.writer.pause()
     }
 
     pub fn acked(&self) -> u64 {
-        self.acked_count.load(Ordering::Relaxed)
+        self.writer.acked() as u64
     }
 
     /// Until `more` writes beyond the present count are acknowledged.
@@ -296,33 +145,36 @@ impl Load {
 
     /// Until `more` writes beyond the present count are acknowledged, at most `within`.
     pub fn wait_writes_within(&self, more: u64, within: Duration) -> Result<(), String> {
-        let goal = self.acked() + more;
-        trio::wait("acknowledged writes", within, || {
-            (self.acked() >= goal)
-                .then_some(())
-                .ok_or_else(|| format!("{} of {goal} writes acknowledged", self.acked()))
-        })
+        let goal = self.writer.acked() + usize::try_from(more).unwrap_or(usize::MAX);
+        trio::wait("acknowledged writes", within, || self.writer.reached(goal))
     }
 
     /// Stops both threads: the writer's log and the PING latencies (ms).
-    pub fn finish(mut self) -> (WriterLog, Vec<f64>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut lat = Vec::new();
-        for t in self.threads.drain(..) {
-            lat.extend(t.join().unwrap_or_default());
-        }
-        let mut log = std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()));
-        log.ping_errors = self.ping_errors.load(Ordering::Relaxed);
+    pub fn finish(self) -> (WriterLog, Vec<f64>) {
+        let probed = self.prober.map(Prober::finish);
+        let seen = self.writer.finish().seen;
+        let gap = seen.longest_between_acks();
+        let log = WriterLog {
+            acked: seen.acked_numbers(),
+            refused: seen.failed_writes(),
+            refused_at: seen
+                .errors
+                .iter()
+                .filter(|f| !f.connecting)
+                .map(|f| f.at)
+                .collect(),
+            max_gap: gap.map_or(Duration::ZERO, |g| g.0),
+            max_gap_start: gap.map(|g| g.1),
+            max_gap_end: gap.map(|g| g.2),
+            ping_errors: probed.as_ref().map_or(0, |p| p.errors),
+        };
+        let lat = probed.map_or_else(Vec::new, |p| {
+            p.latencies
+                .iter()
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .collect()
+        });
         (log, lat)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
     }
 }
 

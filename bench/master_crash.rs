@@ -24,6 +24,8 @@ struct Opts {
     keys: u64,
     writes: u64,
     only: Option<String>,
+    resave: bool,
+    keep: bool,
 }
 
 /// The command line (`cargo bench --bench master_crash -- --help`).
@@ -47,12 +49,8 @@ struct Args {
     /// The master's RDB from before its replicas connected (no replication id).
     #[arg(long)]
     no_resave: bool,
-    /// Keep the temp dirs (read by the shared trio code).
-    #[arg(long)]
-    keep: bool,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    common: common::BenchArgs,
 }
 
 fn opts() -> Opts {
@@ -66,6 +64,8 @@ fn opts() -> Opts {
         keys: a.keys,
         writes: a.writes,
         only: a.only,
+        resave: !a.no_resave,
+        keep: a.common.keep,
     }
 }
 
@@ -97,7 +97,9 @@ const IN_SYNC_DEADLINE: Duration = Duration::from_secs(300);
 /// `SET crash:<n> <n>` then `WAIT 2 5000`, pipelined, for n in 1..=writes: the writes
 /// both replicas acknowledged, and how many they did not.
 fn write_acked(master: SocketAddr, writes: u64) -> Result<(Vec<u64>, usize), String> {
-    let mut con = trio::connect(master, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let mut con = trio::REDIS
+        .connect(master, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
     let (mut acked, mut not) = (Vec::new(), 0);
     for n in 1..=writes {
         let (replicas,): (i64,) = redis::pipe()
@@ -127,7 +129,7 @@ fn until_writable(addr: SocketAddr, t0: Instant) -> (Option<f64>, BTreeMap<Strin
     let mut n = 0u64;
     while t0.elapsed() < WRITABLE_DEADLINE && !trio::interrupted() {
         if con.is_none() {
-            match trio::connect(addr, Duration::from_millis(200)) {
+            match trio::REDIS.connect(addr, Duration::from_millis(200)) {
                 Ok(c) => con = Some(c),
                 Err(e) => {
                     *errors.entry(trio::error_kind(&e)).or_default() += 1;
@@ -232,7 +234,8 @@ fn episode(
 
 fn naive_way(o: &Opts) -> Result<Row, String> {
     let mut n = Naive::setup("crash-naive", o.persistence);
-    n.layout.keep = trio::keep_requested();
+    n.layout.keep = o.keep;
+    n.layout.resave = o.resave;
     n.start_group(o.keys, o.persistence)?;
     let layout = n.layout.clone();
     episode(&layout, o, || {
@@ -245,7 +248,8 @@ fn naive_way(o: &Opts) -> Result<Row, String> {
 
 fn redisrepd_way(o: &Opts) -> Result<Row, String> {
     let mut m = Managed::setup("crash-redisrepd", o.persistence);
-    m.layout.keep = trio::keep_requested();
+    m.layout.keep = o.keep;
+    m.layout.resave = o.resave;
     m.start_group(o.keys, o.persistence)?;
     let layout = m.layout.clone();
     let mut row = episode(&layout, o, || m.kill(0).map(|_| ()))?;

@@ -33,6 +33,12 @@ use common::{int, wait_some as wait};
 use redisrepd_testkit::netns::remove_netns;
 
 const PASSWORD: &str = "bench-password";
+/// How the bench reaches its instances.
+const REDIS: common::Redis = common::Redis {
+    password: PASSWORD,
+    info_within: Duration::from_secs(1),
+    io: Duration::from_secs(120),
+};
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
 const MASTER_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 7, 1);
 const REPLICA_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 7, 2);
@@ -243,35 +249,18 @@ fn replica(i: usize) -> SocketAddr {
     SocketAddr::from((REPLICA_IP, 6380 + i as u16))
 }
 
-/// An authenticated connection within `timeout`; 120 s for replies (a forking master).
-fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    common::connect(addr, PASSWORD, timeout, Duration::from_secs(120))
-}
-
-/// `INFO section`; `None` while the instance does not answer.
-fn info(addr: SocketAddr, section: &str) -> Option<Info> {
-    common::info(
-        addr,
-        PASSWORD,
-        section,
-        Duration::from_secs(1),
-        Duration::from_secs(120),
-    )
-    .ok()
-}
-
 /// Every replica online at the master, linked, not loading: the time it took, or `None`
 /// when not within `within`.
 fn all_online(n: usize, within: Duration) -> Option<f64> {
     let start = Instant::now();
     loop {
-        let up = info(master(), "replication").is_some_and(|i| {
+        let up = REDIS.info(master(), "replication").ok().is_some_and(|i| {
             (0..n).all(|k| {
                 let r = replica(k);
                 i.replica(r.ip(), r.port()).is_some_and(|l| l.is_online())
             })
         }) && (0..n).all(|k| {
-            info(replica(k), "all").is_some_and(|i| {
+            REDIS.info(replica(k), "all").ok().is_some_and(|i| {
                 i.master_link_up() == Some(true) && !i.sync_in_progress() && !i.loading()
             })
         });
@@ -309,7 +298,9 @@ fn toml_text(o: &Opts) -> String {
 }
 
 fn populate(o: &Opts) {
-    let mut c = connect(master(), Duration::from_secs(5)).expect("master");
+    let mut c = REDIS
+        .connect(master(), Duration::from_secs(5))
+        .expect("master");
     let _: () = redis::cmd("DEBUG")
         .arg("POPULATE")
         .arg(o.keys)
@@ -361,7 +352,7 @@ fn writer(o: &Opts, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u64)
                 std::thread::sleep(d);
             }
             if con.is_none() {
-                con = connect(master(), Duration::from_millis(500)).ok();
+                con = REDIS.connect(master(), Duration::from_millis(500)).ok();
             }
             let Some(c) = con.as_mut() else {
                 failed += per_batch;
@@ -402,7 +393,7 @@ fn sampler(stop: Arc<AtomicBool>) -> (Arc<Mutex<Peaks>>, std::thread::JoinHandle
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
             if con.is_none() {
-                con = connect(master(), Duration::from_millis(500)).ok();
+                con = REDIS.connect(master(), Duration::from_millis(500)).ok();
             }
             let Some(c) = con.as_mut() else { continue };
             let mem: redis::RedisResult<String> = redis::cmd("INFO").arg("memory").query(c);
@@ -458,20 +449,22 @@ fn episode(
     stop_all: impl FnOnce(),
     start_all: impl FnOnce(),
 ) -> Metrics {
-    let before = info(master(), "all").expect("master INFO");
+    let before = REDIS.info(master(), "all").expect("master INFO");
     let quit = Arc::new(AtomicBool::new(false));
     let w = writer(o, quit.clone());
     std::thread::sleep(Duration::from_secs(2));
     let down_at = Instant::now();
     stop_all();
-    let stopped_at = info(master(), "replication")
+    let stopped_at = REDIS
+        .info(master(), "replication")
+        .ok()
         .and_then(|i| i.repl_offset())
         .expect("master offset");
     wait(
         "the backlog to move past the replicas",
         Duration::from_secs(600),
         || {
-            let i = info(master(), "replication")?;
+            let i = REDIS.info(master(), "replication").ok()?;
             (int(&i, "repl_backlog_first_byte_offset") > stopped_at + 1).then_some(())
         },
     );
@@ -484,7 +477,7 @@ fn episode(
     quit.store(true, Ordering::Relaxed);
     let (writes_ok, writes_failed) = w.join().unwrap_or((0, 0));
     let _ = s.join();
-    let after = info(master(), "all").expect("master INFO");
+    let after = REDIS.info(master(), "all").expect("master INFO");
     let delta = |k: &str| int(&after, k) - int(&before, k);
     let pk = peaks.lock().unwrap_or_else(|e| e.into_inner());
     let rdb_bytes = std::fs::metadata(dir.join("data").join("master").join("dump.rdb"))
@@ -556,7 +549,10 @@ fn naive(lab: &Lab, o: &Opts) -> Metrics {
     };
     let mut procs: Vec<Option<Child>> = vec![Some(start(0))];
     wait("master up", Duration::from_secs(60), || {
-        info(master(), "persistence").filter(|i| !i.loading())
+        REDIS
+            .info(master(), "persistence")
+            .ok()
+            .filter(|i| !i.loading())
     });
     populate(o);
     eprintln!("bench: naive: master holds {} MB", used_mb());
@@ -580,7 +576,7 @@ fn naive(lab: &Lab, o: &Opts) -> Metrics {
             std::thread::scope(|s| {
                 for k in 0..o.replicas {
                     s.spawn(move || {
-                        if let Ok(mut c) = connect(replica(k), Duration::from_secs(2)) {
+                        if let Ok(mut c) = REDIS.connect(replica(k), Duration::from_secs(2)) {
                             let _ = redis::cmd("SHUTDOWN").query::<()>(&mut c);
                         }
                     });
@@ -613,7 +609,10 @@ fn naive(lab: &Lab, o: &Opts) -> Metrics {
 }
 
 fn used_mb() -> i64 {
-    info(master(), "memory").map_or(0, |i| int(&i, "used_memory") / 1048576)
+    REDIS
+        .info(master(), "memory")
+        .ok()
+        .map_or(0, |i| int(&i, "used_memory") / 1048576)
 }
 
 /// A daemon for `host` in `ns`; returns when its control socket exists.
@@ -645,7 +644,10 @@ fn managed(lab: &Lab, o: &Opts) -> Metrics {
     let _ = group(&dir, o);
     let dm = daemon(lab, &dir, "m");
     wait("master up", Duration::from_secs(60), || {
-        info(master(), "persistence").filter(|i| !i.loading())
+        REDIS
+            .info(master(), "persistence")
+            .ok()
+            .filter(|i| !i.loading())
     });
     populate(o);
     eprintln!("bench: redisrepd: master holds {} MB", used_mb());

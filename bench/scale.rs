@@ -78,12 +78,8 @@ struct Opts {
     /// Skip `restart --all`.
     #[arg(long)]
     skip_restart: bool,
-    /// Keep the temp dir.
-    #[arg(long)]
-    keep: bool,
-    /// `cargo bench` passes `--bench`.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    common: common::BenchArgs,
 }
 
 /// One group's files and addresses.
@@ -714,7 +710,7 @@ fn main() {
                 if let Err(e) = run_daemons(&layout, &o, bin, &mut row) {
                     eprintln!("  redisrepd: {e} (logs in {})", layout.dir.display());
                     failed = true;
-                } else if !o.keep {
+                } else if !o.common.keep {
                     let _ = std::fs::remove_dir_all(&layout.dir);
                 }
                 rows.push(row);
@@ -772,7 +768,7 @@ fn main() {
             r.restart_threads_max,
         );
     }
-    if !o.keep && !failed {
+    if !o.common.keep && !failed {
         let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -26,6 +26,7 @@ use trio::{Managed, NAMES, Persistence, Syncs};
 struct Opts {
     keys: u64,
     only: Option<String>,
+    keep: bool,
 }
 
 /// The command line (`cargo bench --bench sentinel_restart -- --help`).
@@ -38,12 +39,8 @@ struct Args {
     /// Only one way (plain or sentinel).
     #[arg(long)]
     only: Option<String>,
-    /// Keep the temp dirs (read by the shared trio code).
-    #[arg(long)]
-    keep: bool,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    common: common::BenchArgs,
 }
 
 fn opts() -> Opts {
@@ -51,6 +48,7 @@ fn opts() -> Opts {
     Opts {
         keys: a.keys,
         only: a.only,
+        keep: a.common.keep,
     }
 }
 
@@ -93,8 +91,9 @@ fn sentinel_query<T: redis::FromRedisValue>(
     sentinel: SocketAddr,
     args: &[&str],
 ) -> Result<T, String> {
-    let mut c =
-        trio::connect(sentinel, Duration::from_secs(1)).map_err(|e| format!("{sentinel}: {e}"))?;
+    let mut c = trio::REDIS
+        .connect(sentinel, Duration::from_secs(1))
+        .map_err(|e| format!("{sentinel}: {e}"))?;
     let mut cmd = redis::cmd("SENTINEL");
     for a in args {
         cmd.arg(*a);
@@ -272,7 +271,7 @@ fn run_way(o: &Opts, way: &'static str, with_sentinel: bool) -> Result<Row, Stri
         "sr-plain"
     };
     let mut m = Managed::setup(tag, Persistence::Rdb);
-    m.layout.keep = trio::keep_requested();
+    m.layout.keep = o.keep;
     let sentinels = if with_sentinel {
         add_sentinels(&m)?
     } else {

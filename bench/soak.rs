@@ -27,12 +27,18 @@ use common::{free_port, int};
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redisrepd_core::info::Info;
 use redisrepd_testkit::redis_and_forks_under as redis_under;
+use redisrepd_testkit::{Target, Writer, WriterOpts};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
 const PASSWORD: &str = "soak-password-7Qx";
+/// How the bench reaches its instances.
+const REDIS: common::Redis = common::Redis {
+    password: PASSWORD,
+    info_within: Duration::from_secs(2),
+    io: IO_TIMEOUT,
+};
 const REPLICAS: [&str; 2] = ["r1", "r2"];
 /// The two values `maxmemory-policy` alternates between (harmless: `maxmemory` is 0).
 const POLICIES: [&str; 2] = ["noeviction", "allkeys-lru"];
@@ -71,12 +77,8 @@ struct Args {
     /// Stop stepping after this many minutes.
     #[arg(long, default_value_t = 40)]
     max_minutes: u64,
-    /// Keep the temp dir and the daemon's log.
-    #[arg(long)]
-    keep: bool,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    common: common::BenchArgs,
 }
 
 fn opts() -> Opts {
@@ -91,7 +93,7 @@ fn opts() -> Opts {
         }),
         rate: a.rate,
         max_minutes: a.max_minutes,
-        keep: a.keep,
+        keep: a.common.keep,
     }
 }
 
@@ -133,7 +135,7 @@ impl Kind {
             Kind::KillReplica => "SIGKILL a replica",
             Kind::KillMaster => "SIGKILL the master",
             Kind::ReloadUnchanged => "`reload`, file unchanged",
-            Kind::ReloadChanged => "`reload`, a replica's directive changed",
+            Kind::ReloadChanged => "`reload`, a replica's directive changed (live)",
             Kind::KillDaemon => "SIGKILL the daemon, start a new one",
         }
     }
@@ -398,16 +400,6 @@ impl std::fmt::Display for Run {
 /// Room for slow replies (a check reads thousands of keys per pipeline).
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An authenticated connection to an instance of the soak's group.
-fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    common::connect(addr, PASSWORD, timeout, IO_TIMEOUT)
-}
-
-/// `INFO section`, or why not.
-fn info(addr: SocketAddr, section: &str) -> Result<Info, String> {
-    common::info(addr, PASSWORD, section, Duration::from_secs(2), IO_TIMEOUT)
-}
-
 fn key(n: u64) -> String {
     format!("soak:{n}")
 }
@@ -415,7 +407,9 @@ fn key(n: u64) -> String {
 /// The acknowledged keys `addr` lacks (or holds with another value): EXISTS over chunks,
 /// pipelined, and MGET only for a chunk that comes up short.
 fn missing_on(addr: SocketAddr, acked: &[u64]) -> Result<Vec<u64>, String> {
-    let mut con = connect(addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let mut con = REDIS
+        .connect(addr, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
     let mut missing = Vec::new();
     let chunks: Vec<&[u64]> = acked.chunks(CHUNK).collect();
     for group in chunks.chunks(PIPELINE) {
@@ -448,142 +442,24 @@ fn missing_on(addr: SocketAddr, acked: &[u64]) -> Result<Vec<u64>, String> {
 
 // ----- the writer ----------------------------------------------------------------------
 
-/// Writes `SET soak:<n> <n>` to the master at `rate` per second (0: as fast as it can),
-/// and records the writes Redis acknowledged with `OK`. The soak pauses it by taking
-/// `state` (the writer holds it for each write); `pause` keeps the writer from taking it
-/// again in the meantime.
-struct Writer {
-    shared: Arc<WriterShared>,
-    handle: Option<JoinHandle<()>>,
-}
-
-struct WriterShared {
-    stop: AtomicBool,
-    pause: AtomicBool,
-    state: Mutex<WriterState>,
-}
-
-#[derive(Default)]
-struct WriterState {
-    acked: Vec<u64>,
-    /// Writes sent but not acknowledged, by what came back instead.
-    not_acked: BTreeMap<String, u64>,
-}
-
-impl Writer {
-    fn start(master: SocketAddr, rate: u64) -> Writer {
-        let shared = Arc::new(WriterShared {
-            stop: AtomicBool::new(false),
-            pause: AtomicBool::new(false),
-            state: Mutex::new(WriterState::default()),
-        });
-        let s = shared.clone();
-        let handle = std::thread::spawn(move || {
-            let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
-            let mut next_at = Instant::now();
-            let mut con: Option<redis::Connection> = None;
-            let mut n = 0u64;
-            while !s.stop.load(Ordering::Relaxed) {
-                if s.pause.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
-                if let Some(interval) = interval {
-                    let now = Instant::now();
-                    if next_at > now {
-                        std::thread::sleep(next_at - now);
-                    }
-                    next_at = next_at.max(now - Duration::from_secs(1)) + interval;
-                }
-                let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
-                if con.is_none() {
-                    con = connect(master, Duration::from_millis(500)).ok();
-                }
-                let Some(c) = con.as_mut() else {
-                    drop(state);
-                    // The master is down: try again shortly.
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                n += 1;
-                let reply: redis::RedisResult<redis::Value> =
-                    redis::cmd("SET").arg(key(n)).arg(n).query(c);
-                match reply {
-                    Ok(redis::Value::Okay) => state.acked.push(n),
-                    Ok(other) => {
-                        *state.not_acked.entry(format!("{other:?}")).or_default() += 1;
-                    }
-                    Err(e) => {
-                        let lost = e.is_io_error() || e.is_connection_dropped() || e.is_timeout();
-                        let why = match e.code() {
-                            Some(code) => code.to_owned(),
-                            None if e.is_timeout() => "timeout".to_owned(),
-                            None if lost => "connection lost".to_owned(),
-                            None => e.to_string(),
-                        };
-                        *state.not_acked.entry(why).or_default() += 1;
-                        if lost {
-                            con = None;
-                        }
-                    }
-                }
-            }
-        });
-        Writer {
-            shared,
-            handle: Some(handle),
-        }
-    }
-
-    /// Pauses the writer until the guard is dropped; the guard holds the acknowledged keys.
-    fn pause(&self) -> Paused<'_> {
-        self.shared.pause.store(true, Ordering::Relaxed);
-        let guard = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        Paused {
-            guard,
-            pause: &self.shared.pause,
-        }
-    }
-
-    fn acked(&self) -> usize {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .acked
-            .len()
-    }
-
-    /// Writes not acknowledged, by reason.
-    fn not_acked(&self) -> BTreeMap<String, u64> {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .not_acked
-            .clone()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        self.shared.pause.store(false, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-struct Paused<'a> {
-    guard: std::sync::MutexGuard<'a, WriterState>,
-    pause: &'a AtomicBool,
-}
-
-impl Drop for Paused<'_> {
-    fn drop(&mut self) {
-        self.pause.store(false, Ordering::Relaxed);
-    }
+/// The testkit's writer: `SET soak:<n> <n>` to the master at `rate` per second (0: as
+/// fast as it can), a write acknowledged on its `OK`; a failed connection is retried
+/// after 20 ms. The soak pauses it (between two writes) to check.
+fn writer(master: SocketAddr, rate: u64) -> Writer {
+    Writer::start(
+        Target::Fixed(master),
+        WriterOpts {
+            password: Some(PASSWORD.to_owned()),
+            prefix: "soak:".to_owned(),
+            pause: Duration::ZERO,
+            rate,
+            backoff: (Duration::from_millis(20), Duration::from_millis(20)),
+            connect_timeout: Duration::from_millis(500),
+            io_timeout: IO_TIMEOUT,
+            max_run: Duration::from_secs(24 * 3600),
+            ..WriterOpts::default()
+        },
+    )
 }
 
 // ----- full and partial syncs served by the master ------------------------------------
@@ -620,7 +496,7 @@ impl SyncCounter {
     }
 
     fn read(master: SocketAddr, seen: &Mutex<BTreeMap<String, [i64; 3]>>) {
-        let Ok(stats) = info(master, "default") else {
+        let Ok(stats) = REDIS.info(master, "default") else {
             return;
         };
         let Some(run_id) = stats.get("run_id") else {
@@ -781,11 +657,26 @@ impl Soak<'_> {
                 }
                 self.g.write_toml();
                 self.verb(kind, &["reload"])?;
-                must_change.push((replica, pid_of(replica)));
+                // `maxmemory-policy` is applied live (CONFIG SET, no restart): every
+                // instance keeps its pid, and the replica answers the new value.
+                let want = POLICIES[self.g.policy[replica]];
+                let got: Result<String, String> = REDIS
+                    .connect(self.g.addrs[replica], IO_TIMEOUT)
+                    .and_then(|mut c| {
+                        redis::cmd("CONFIG")
+                            .arg("GET")
+                            .arg("maxmemory-policy")
+                            .query::<Vec<String>>(&mut c)
+                    })
+                    .map(|pair| pair.get(1).cloned().unwrap_or_default())
+                    .map_err(|e| e.to_string());
+                if got.as_deref() != Ok(want) {
+                    return Err(self.fail(format!(
+                        "after the reload `{replica}` has maxmemory-policy {got:?}, not `{want}`"
+                    )));
+                }
                 for n in ["master", "r1", "r2"] {
-                    if n != replica {
-                        must_keep.push((n, pid_of(n)));
-                    }
+                    must_keep.push((n, pid_of(n)));
                 }
             }
             Kind::KillDaemon => {
@@ -866,7 +757,7 @@ impl Soak<'_> {
     fn check(&mut self) -> Result<(), Failure> {
         let started = Instant::now();
         let paused = self.writer.pause();
-        let acked = &paused.guard.acked;
+        let acked = &paused.acked_numbers();
         let master = self.g.addr("master");
         let stop = self.interrupted;
         let missing = common::wait_for(CATCH_UP_DEADLINE, stop, || missing_on(master, acked))
@@ -888,10 +779,12 @@ impl Soak<'_> {
                 // without a backlog takes a new replication id when its first replica
                 // connects, and `status` may have said "in sync" just before that (its
                 // records are as old as the last probe).
-                let m = info(master, "replication").map_err(|e| format!("master: {e}"))?;
+                let m = REDIS
+                    .info(master, "replication")
+                    .map_err(|e| format!("master: {e}"))?;
                 let replid = m.get("master_replid").unwrap_or_default();
                 let offset = m.repl_offset().unwrap_or(0);
-                let i = info(addr, "replication")?;
+                let i = REDIS.info(addr, "replication")?;
                 let (link, id, off) = (
                     i.get("master_link_status").unwrap_or_default(),
                     i.get("master_replid").unwrap_or_default(),
@@ -954,7 +847,7 @@ fn run(o: &Opts, interrupted: &AtomicBool) -> bool {
     g.start_daemon();
     let master = g.addr("master");
     let mut soak = Soak {
-        writer: Writer::start(master, o.rate),
+        writer: writer(master, o.rate),
         syncs: SyncCounter::start(master),
         g,
         tally: Tally::default(),
@@ -1019,9 +912,8 @@ fn run(o: &Opts, interrupted: &AtomicBool) -> bool {
         );
     }
     soak.syncs.sample();
-    let acked = soak.writer.acked();
-    let not_acked = soak.writer.not_acked();
-    drop(soak.writer);
+    let seen = soak.writer.finish().seen;
+    let (acked, not_acked) = (seen.acked.len(), seen.failed_writes());
     let syncs = soak.syncs.totals();
     print_report(
         o,

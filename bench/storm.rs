@@ -21,6 +21,12 @@ mod naive;
 mod redislog;
 
 const PASSWORD: &str = "bench-password";
+/// How the bench reaches its instances.
+const REDIS: common::Redis = common::Redis {
+    password: PASSWORD,
+    info_within: Duration::from_secs(1),
+    io: IO_TIMEOUT,
+};
 const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
 
 struct Opts {
@@ -112,7 +118,7 @@ impl Watched {
 /// A connection to whichever instance says it is master now, trying each in turn: a
 /// client that follows the master, as one behind the generated HAProxy config does.
 fn connect_master(all: &[SocketAddr]) -> Option<redis::Connection> {
-    redisrepd_testkit::connect_master(all, |addr| connect(addr, Duration::from_millis(200)))
+    redisrepd_testkit::connect_master(all, |addr| REDIS.connect(addr, Duration::from_millis(200)))
 }
 
 fn toml_text(l: &Layout, o: &Opts) -> String {
@@ -140,19 +146,9 @@ fn toml_text(l: &Layout, o: &Opts) -> String {
 /// Room for slow replies: a master forking a large data set answers late.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// An authenticated connection to an instance of the bench's groups.
-fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    common::connect(addr, PASSWORD, timeout, IO_TIMEOUT)
-}
-
-/// `INFO section`; `None` while the instance does not answer.
-fn info(addr: SocketAddr, section: &str) -> Option<Info> {
-    common::info(addr, PASSWORD, section, Duration::from_secs(1), IO_TIMEOUT).ok()
-}
-
 /// Replicas the master lists as online.
 fn online(master: SocketAddr) -> Option<usize> {
-    let i = info(master, "replication")?;
+    let i = REDIS.info(master, "replication").ok()?;
     Some(i.replicas.iter().filter(|r| r.is_online()).count())
 }
 
@@ -161,9 +157,11 @@ fn wait_all_online(l: &Watched) {
     wait("every replica online", Duration::from_secs(900), || {
         (online(l.master)? == n
             && l.replicas.iter().all(|r| {
-                info(*r, "replication")
+                REDIS
+                    .info(*r, "replication")
+                    .ok()
                     .is_some_and(|i| i.master_link_up() == Some(true) && !i.sync_in_progress())
-                    && info(*r, "persistence").is_some_and(|i| {
+                    && REDIS.info(*r, "persistence").ok().is_some_and(|i| {
                         // Settled: a replica writing its initial AOF cannot even shut down.
                         int(&i, "aof_rewrite_in_progress") == 0 && !i.loading()
                     })
@@ -195,10 +193,11 @@ struct Metrics {
 /// Runs `action` under a steady write load while watching the master; returns when every
 /// replica is online again.
 fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
-    let before = info(l.master, "all").expect("master INFO");
+    let before = REDIS.info(l.master, "all").expect("master INFO");
     // Full syncs are counted on every instance: a planned master restart serves them from
     // the replica that holds the role meanwhile.
-    let syncs_before: Vec<Option<Info>> = l.all().iter().map(|a| info(*a, "all")).collect();
+    let syncs_before: Vec<Option<Info>> =
+        l.all().iter().map(|a| REDIS.info(*a, "all").ok()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let (peak_away, peak_full) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let n = l.replicas.len();
@@ -207,7 +206,7 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
         let (stop, pa, pf) = (stop.clone(), peak_away.clone(), peak_full.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                match info(master, "replication") {
+                match REDIS.info(master, "replication").ok() {
                     Some(i) => {
                         let on = i.replicas.iter().filter(|r| r.is_online()).count();
                         let full = i
@@ -233,7 +232,7 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
             let mut con = None;
             while !stop.load(Ordering::Relaxed) {
                 if con.is_none() {
-                    con = connect(master, Duration::from_millis(500)).ok();
+                    con = REDIS.connect(master, Duration::from_millis(500)).ok();
                     if con.is_none() {
                         std::thread::sleep(Duration::from_millis(20));
                         continue;
@@ -306,7 +305,7 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
         .iter()
         .zip(&syncs_before)
         .map(|(a, before)| {
-            let after = info(*a, "all").expect("INFO");
+            let after = REDIS.info(*a, "all").expect("INFO");
             match before {
                 Some(b) if b.get("run_id") == after.get("run_id") => {
                     int(&after, "sync_full") - int(b, "sync_full")
@@ -315,7 +314,7 @@ fn episode(l: &Watched, action: impl FnOnce()) -> Metrics {
             }
         })
         .sum();
-    let after = info(l.master, "all").expect("master INFO");
+    let after = REDIS.info(l.master, "all").expect("master INFO");
     let restarted = before.get("run_id") != after.get("run_id");
     let delta = |k: &str| {
         if restarted {
@@ -414,14 +413,14 @@ impl Naive {
 
     fn wait_up(&self, i: usize) {
         wait("redis answers", Duration::from_secs(300), || {
-            let i = info(self.addr(i), "persistence")?;
+            let i = REDIS.info(self.addr(i), "persistence").ok()?;
             (!i.loading()).then_some(())
         });
     }
 
     /// `redis-cli -a ... shutdown` as the init script does, then wait for the exit.
     fn shutdown(&mut self, i: usize) {
-        if let Ok(mut c) = connect(self.addr(i), Duration::from_secs(2)) {
+        if let Ok(mut c) = REDIS.connect(self.addr(i), Duration::from_secs(2)) {
             let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut c);
         }
         if let Some(mut p) = self.procs[i].take() {
@@ -447,7 +446,7 @@ impl Naive {
             let addrs: Vec<SocketAddr> = range.clone().map(|i| self.addr(i)).collect();
             for a in addrs {
                 if !lose_data {
-                    s.spawn(move || match connect(a, Duration::from_secs(2)) {
+                    s.spawn(move || match REDIS.connect(a, Duration::from_secs(2)) {
                         // The connection closing is success; an error reply is not.
                         Ok(mut c) => match redis::cmd("SHUTDOWN").query::<()>(&mut c) {
                             Err(e) if e.code().is_some() => eprintln!("bench: SHUTDOWN {a}: {e}"),
@@ -565,7 +564,9 @@ impl Drop for Managed {
 }
 
 fn populate(master: SocketAddr, keys: u64, aof: bool) {
-    let mut c = connect(master, Duration::from_secs(5)).expect("master");
+    let mut c = REDIS
+        .connect(master, Duration::from_secs(5))
+        .expect("master");
     let _: () = redis::cmd("DEBUG")
         .arg("POPULATE")
         .arg(keys)
@@ -580,7 +581,7 @@ fn populate(master: SocketAddr, keys: u64, aof: bool) {
             .query(&mut c)
             .expect("BGREWRITEAOF");
         wait("AOF rewrite", Duration::from_secs(600), || {
-            let i = info(master, "persistence")?;
+            let i = REDIS.info(master, "persistence").ok()?;
             (int(&i, "aof_rewrite_in_progress") == 0 && int(&i, "aof_rewrite_scheduled") == 0)
                 .then_some(())
         });
@@ -588,7 +589,9 @@ fn populate(master: SocketAddr, keys: u64, aof: bool) {
 }
 
 fn used_mb(master: SocketAddr) -> f64 {
-    info(master, "memory")
+    REDIS
+        .info(master, "memory")
+        .ok()
         .map(|i| int(&i, "used_memory") as f64 / 1048576.0)
         .unwrap_or(0.0)
 }
@@ -640,7 +643,10 @@ fn main() {
         let mut m = Managed::setup(&o);
         m.daemon("m");
         wait("master up", Duration::from_secs(120), || {
-            info(m.layout.master, "persistence").filter(|i| !i.loading())
+            REDIS
+                .info(m.layout.master, "persistence")
+                .ok()
+                .filter(|i| !i.loading())
         });
         populate(m.layout.master, o.keys, o.aof);
         m.daemon("r");

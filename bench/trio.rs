@@ -24,12 +24,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use redisrepd_core::info::{Info, SyncKind};
+use redisrepd_core::info::SyncKind;
 
 use crate::common::{self, free_port, int};
 use crate::naive;
 
 pub const PASSWORD: &str = "bench-password";
+/// How the bench reaches its instances.
+pub const REDIS: common::Redis = common::Redis {
+    password: PASSWORD,
+    info_within: Duration::from_secs(1),
+    io: IO_TIMEOUT,
+};
 pub const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
 /// The instances, in this order everywhere: index 0 is the configured master.
 pub const NAMES: [&str; 3] = ["master", "r1", "r2"];
@@ -90,7 +96,11 @@ pub struct Layout {
     pub dir: PathBuf,
     pub toml: PathBuf,
     pub addrs: [SocketAddr; 3],
+    /// Leave the dir when dropped (`--keep`).
     pub keep: bool,
+    /// `SAVE` on the master once its replicas are in sync (see [`save_with_replicas`]);
+    /// `--no-resave` of the master-crash bench leaves the RDB from before.
+    pub resave: bool,
 }
 
 impl Layout {
@@ -102,6 +112,7 @@ impl Layout {
             toml: PathBuf::new(),
             addrs: [local(), local(), local()],
             keep: false,
+            resave: true,
         };
         let toml = l.dir.join("group.toml");
         std::fs::write(&toml, l.toml_text(p)).expect("writing group.toml");
@@ -187,17 +198,6 @@ pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
 
 // ----- Redis ---------------------------------------------------------------------------
 
-/// An authenticated connection within `timeout`.
-pub fn connect(addr: SocketAddr, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    common::connect(addr, PASSWORD, timeout, IO_TIMEOUT)
-}
-
-/// `INFO section`, or why not.
-pub fn info(addr: SocketAddr, section: &str) -> Result<Info, String> {
-    common::info(addr, PASSWORD, section, Duration::from_secs(1), IO_TIMEOUT)
-        .map_err(|e| format!("{addr}: {e}"))
-}
-
 /// The directive that lets the bench send `DEBUG POPULATE` (Redis 7.0+ and Valkey refuse
 /// DEBUG without it); Redis 6.2 allows DEBUG already and does not know the directive.
 fn debug_directive() -> &'static str {
@@ -213,7 +213,9 @@ fn debug_directive() -> &'static str {
 /// start), then `SAVE`, and an AOF rewrite when the AOF is on (DEBUG POPULATE is not
 /// logged in the AOF either).
 pub fn populate(master: SocketAddr, keys: u64, p: Persistence) -> Result<(), String> {
-    let mut c = connect(master, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let mut c = REDIS
+        .connect(master, Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
     let q = |c: &mut redis::Connection, cmd: &mut redis::Cmd| -> Result<(), String> {
         cmd.query::<()>(c).map_err(|e| format!("{cmd:?}: {e}"))
     };
@@ -229,7 +231,7 @@ pub fn populate(master: SocketAddr, keys: u64, p: Persistence) -> Result<(), Str
     if p == Persistence::Aof {
         q(&mut c, &mut redis::cmd("BGREWRITEAOF"))?;
         wait("the AOF rewrite", Duration::from_secs(300), || {
-            let i = info(master, "persistence")?;
+            let i = REDIS.info(master, "persistence")?;
             (int(&i, "aof_rewrite_in_progress") == 0 && int(&i, "aof_rewrite_scheduled") == 0)
                 .then_some(())
                 .ok_or_else(|| "rewriting".to_owned())
@@ -242,10 +244,9 @@ pub fn populate(master: SocketAddr, keys: u64, p: Persistence) -> Result<(), Str
 /// hourly `save 3600 1` would make it, carrying the replication id and offset (an RDB
 /// saved before any replica connected has none: the master had no backlog yet).
 pub fn save_with_replicas(master: SocketAddr) -> Result<(), String> {
-    if std::env::args().any(|a| a == "--no-resave") {
-        return Ok(());
-    }
-    let mut c = connect(master, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let mut c = REDIS
+        .connect(master, Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
     redis::cmd("SAVE")
         .query::<()>(&mut c)
         .map_err(|e| format!("SAVE on the master: {e}"))
@@ -253,7 +254,7 @@ pub fn save_with_replicas(master: SocketAddr) -> Result<(), String> {
 
 /// The role Redis reports for `addr` and, for a replica, the port of its master.
 pub fn role(addr: SocketAddr) -> Result<(&'static str, Option<u16>), String> {
-    let i = info(addr, "replication")?;
+    let i = REDIS.info(addr, "replication")?;
     let role = i.role().ok_or_else(|| format!("{addr}: no role in INFO"))?;
     let port = i.get("master_port").and_then(|p| p.parse().ok());
     Ok((role, port))
@@ -269,7 +270,7 @@ pub fn in_shape(
     chain: bool,
     settled: bool,
 ) -> Result<(), String> {
-    let m = info(addrs[master], "replication")?;
+    let m = REDIS.info(addrs[master], "replication")?;
     if m.role() != Some("master") {
         return Err(format!("{} is not a master yet", NAMES[master]));
     }
@@ -278,7 +279,7 @@ pub fn in_shape(
         if i == master {
             continue;
         }
-        let r = info(*addr, "all")?;
+        let r = REDIS.info(*addr, "all")?;
         let name = NAMES[i];
         if r.role() != Some("replica") {
             return Err(format!("{name} is not a replica"));
@@ -314,7 +315,9 @@ pub fn in_shape(
 /// The keys of `acked` (`<prefix><n>` = `n`) that `addr` lacks or holds with another
 /// value: EXISTS over chunks of 1000, MGET only for a chunk that comes up short.
 pub fn missing_on(addr: SocketAddr, prefix: &str, acked: &[u64]) -> Result<Vec<u64>, String> {
-    let mut con = connect(addr, Duration::from_secs(2)).map_err(|e| format!("{addr}: {e}"))?;
+    let mut con = REDIS
+        .connect(addr, Duration::from_secs(2))
+        .map_err(|e| format!("{addr}: {e}"))?;
     let key = |n: u64| format!("{prefix}{n}");
     let mut missing = Vec::new();
     for chunk in acked.chunks(1000) {
@@ -391,7 +394,7 @@ impl Syncs {
 
     fn read(addrs: &[SocketAddr; 3], seen: &Seen) {
         for (i, addr) in addrs.iter().enumerate() {
-            let Ok(stats) = info(*addr, "default") else {
+            let Ok(stats) = REDIS.info(*addr, "default") else {
                 continue;
             };
             let Some(run_id) = stats.get("run_id") else {
@@ -506,7 +509,7 @@ impl Naive {
             &format!("{} answering", NAMES[i]),
             Duration::from_secs(120),
             || {
-                let i = info(addr, "persistence")?;
+                let i = REDIS.info(addr, "persistence")?;
                 (!i.loading())
                     .then_some(())
                     .ok_or_else(|| "loading".to_owned())
@@ -532,6 +535,9 @@ impl Naive {
         wait("the group in sync", Duration::from_secs(300), || {
             in_shape(&self.layout.addrs, 0, false, true)
         })?;
+        if !self.layout.resave {
+            return Ok(());
+        }
         save_with_replicas(self.addr(0))
     }
 }
@@ -707,7 +713,7 @@ impl Managed {
         self.start_daemon("m")?;
         let master = self.layout.addrs[0];
         wait("the master answering", Duration::from_secs(120), || {
-            let i = info(master, "persistence")?;
+            let i = REDIS.info(master, "persistence")?;
             (!i.loading())
                 .then_some(())
                 .ok_or_else(|| "loading".to_owned())
@@ -717,7 +723,9 @@ impl Managed {
         wait("the group in sync", Duration::from_secs(300), || {
             in_shape(&self.layout.addrs, 0, false, true)
         })?;
-        save_with_replicas(master)?;
+        if self.layout.resave {
+            save_with_replicas(master)?;
+        }
         self.wait_status_ok(Duration::from_secs(120))
     }
 
@@ -749,11 +757,6 @@ impl Drop for Managed {
         }
         self.layout.remove();
     }
-}
-
-/// `--keep` anywhere in the arguments.
-pub fn keep_requested() -> bool {
-    std::env::args().any(|a| a == "--keep")
 }
 
 /// The instance that is the group's master with the other two in shape under it (see

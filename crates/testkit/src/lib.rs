@@ -18,7 +18,10 @@ pub mod writer;
 pub use fs_net::{TestDir, chmod, free_local_port, free_port, fresh_dir, http_get, loopback_ip};
 pub use proc::{ProcGuard, Run, is_server_comm, kill, redis_and_forks_under, redis_under, run};
 pub use redis::{
-    config_get, connect, connect_master, connect_named, info, info_int, info_text, ping, role,
+    config_get, connect, connect_master, connect_named, connect_with, error_kind, info, info_int,
+    info_text, ping, role,
 };
 pub use wait::{try_wait_for, wait_for, wait_until};
-pub use writer::{Target, Writer, WriterOpts, WriterReport};
+pub use writer::{
+    Failed, Paused, Probed, Prober, Seen, Target, Writer, WriterOpts, WriterReport, count_kinds,
+};

@@ -134,3 +134,16 @@ pub fn connect_master(
         (role(&mut con).ok()? == "master").then_some(con)
     })
 }
+
+/// How a failed command reads in a table: the error code (`READONLY`, `LOADING`, ...),
+/// `timeout` or `connection`.
+pub fn error_kind(e: &redis::RedisError) -> String {
+    match e.code() {
+        Some(code) => code.to_owned(),
+        None if e.is_timeout() => "timeout".to_owned(),
+        None if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            "connection".to_owned()
+        }
+        None => e.to_string(),
+    }
+}

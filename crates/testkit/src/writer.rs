@@ -1,14 +1,19 @@
 //! One writer for tests and benches: a thread that `SET`s a new key `<prefix><n>` after
-//! another and records which writes were acknowledged (and when), which failed (and why),
-//! so that a caller can check that no acknowledged key is lost and how long writes stopped.
+//! another and records which writes were acknowledged (and when, and by how many replicas
+//! when it asks `WAIT`), which failed (and why), so that a caller can check that no
+//! acknowledged key is lost and how long writes stopped. It can follow the master (by
+//! ROLE, through Sentinel or by the caller's rule), be paused between two writes, and a
+//! [`Prober`] beside it PINGs the master.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::redis::{connect, connect_master};
+use crate::redis::{TIMEOUT, connect_master, connect_with, error_kind};
 use crate::wait::wait_for;
 
 /// Where the writer sends its writes.
@@ -19,6 +24,18 @@ pub enum Target {
     /// The first of these whose ROLE is `master`, looked up again after any error, as a
     /// client that discovers its master would.
     Master(Vec<SocketAddr>),
+    /// The master the first of these sentinels that answers names for `name`
+    /// (`SENTINEL GET-MASTER-ADDR-BY-NAME`), asked again after any error, as a
+    /// Sentinel-aware client finds it. The sentinels take the same password.
+    Sentinel {
+        /// The sentinels, asked in this order.
+        sentinels: Vec<SocketAddr>,
+        /// The master's name in Sentinel.
+        name: String,
+    },
+    /// The address the caller's rule gives (`None`: no master now), asked again after any
+    /// error: a bench that picks the master its own way.
+    Lookup(Arc<dyn Fn() -> Option<SocketAddr> + Send + Sync>),
 }
 
 /// How the writer writes.
@@ -32,14 +49,22 @@ pub struct WriterOpts {
     pub value_prefix: String,
     /// `WAIT replicas timeout` after each `SET` when replicas > 0: the write counts as
     /// acknowledged only when `WAIT` reports that many (changed with [`Writer::set_wait`]).
+    /// Fewer is a failed write of kind `WAIT <got>` that keeps the connection.
     pub wait: (i64, Duration),
     /// The pause after each acknowledged write (none: as fast as the server answers).
     pub pause: Duration,
     /// With `pause`: pause only after every this many writes (1: after each).
     pub pause_every: u64,
+    /// Writes (and connection attempts) begun per second, on a schedule that catches up
+    /// at most a second of delay; 0: not paced by a rate (only by `pause`).
+    pub rate: u64,
     /// The pause after a failed write or connection, doubled after each failure in a row up
     /// to the second value, as client libraries back off.
     pub backoff: (Duration, Duration),
+    /// How long connecting may take, and then each reply.
+    pub connect_timeout: Duration,
+    /// Read and write timeout of the writer's connection.
+    pub io_timeout: Duration,
     /// End at the first failure (a writer that shows where the master went away).
     pub stop_on_error: bool,
     /// Stop writing after this long even if nobody says so: a test that hangs elsewhere
@@ -56,11 +81,29 @@ impl Default for WriterOpts {
             wait: (0, Duration::from_secs(1)),
             pause: Duration::from_millis(2),
             pause_every: 1,
+            rate: 0,
             backoff: (Duration::from_millis(5), Duration::from_millis(5)),
+            connect_timeout: TIMEOUT,
+            io_timeout: TIMEOUT,
             stop_on_error: false,
             max_run: Duration::from_secs(300),
         }
     }
+}
+
+/// A failed write or connection.
+#[derive(Clone, Debug)]
+pub struct Failed {
+    /// When it came back (or timed out).
+    pub at: Instant,
+    /// Whether it was the connection (or finding the master) that failed: no write was
+    /// sent.
+    pub connecting: bool,
+    /// Its kind, for a table: the error code (`READONLY`, `LOADING`, ...), `connection`,
+    /// `timeout`, `WAIT <got>`, `no master`.
+    pub kind: String,
+    /// The whole message.
+    pub message: String,
 }
 
 /// What the writer saw.
@@ -68,19 +111,73 @@ impl Default for WriterOpts {
 pub struct Seen {
     /// Acknowledged writes: when, and the key's number.
     pub acked: Vec<(Instant, u64)>,
-    /// Failed writes and connections: when, and the error.
-    pub errors: Vec<(Instant, String)>,
+    /// For each acknowledged write (in the order of `acked`), how many replicas `WAIT`
+    /// reported (0 without `WAIT`).
+    pub acked_by: Vec<i64>,
+    /// Failed writes and connections.
+    pub errors: Vec<Failed>,
+}
+
+impl Seen {
+    /// The numbers of the acknowledged keys, in order.
+    pub fn acked_numbers(&self) -> Vec<u64> {
+        self.acked.iter().map(|(_, n)| *n).collect()
+    }
+
+    /// The failed writes (connections left out) by kind.
+    pub fn failed_writes(&self) -> BTreeMap<String, u64> {
+        count_kinds(self.errors.iter().filter(|f| !f.connecting))
+    }
+
+    /// The longest time between two acknowledged writes, with when it began and ended
+    /// (`None` before the second).
+    pub fn longest_between_acks(&self) -> Option<(Duration, Instant, Instant)> {
+        // The first of equal gaps: the one a watcher would have seen first.
+        self.acked.windows(2).fold(None, |best, w| {
+            let gap = w[1].0 - w[0].0;
+            match best {
+                Some((longest, _, _)) if longest >= gap => best,
+                _ => Some((gap, w[0].0, w[1].0)),
+            }
+        })
+    }
+}
+
+/// Failures counted by kind.
+pub fn count_kinds<'a>(failed: impl IntoIterator<Item = &'a Failed>) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for f in failed {
+        *counts.entry(f.kind.clone()).or_default() += 1;
+    }
+    counts
 }
 
 /// The writer's thread, stopped by [`Writer::finish`] or on drop.
 pub struct Writer {
     opts: WriterOpts,
     started: Instant,
-    stop: Arc<AtomicBool>,
-    wait: Arc<AtomicI64>,
-    acked: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Seen>>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the writer's thread and its handle share.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    /// Set by [`Writer::pause`]: the thread begins no write until it is cleared.
+    paused: AtomicBool,
+    /// Held by the thread for each attempt (connecting, writing, recording): whoever
+    /// takes it knows that no write is in flight.
+    gate: Mutex<()>,
+    wait: AtomicI64,
+    acked: AtomicUsize,
+    seen: Mutex<Seen>,
+}
+
+impl Shared {
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// What the writer did, once finished.
@@ -96,7 +193,7 @@ pub struct WriterReport {
 impl WriterReport {
     /// The numbers of the acknowledged keys, in order.
     pub fn acked(&self) -> Vec<u64> {
-        self.seen.acked.iter().map(|(_, n)| *n).collect()
+        self.seen.acked_numbers()
     }
 
     /// The acknowledged keys, in order.
@@ -116,42 +213,72 @@ impl WriterReport {
 
     /// The last error, if any.
     pub fn last_error(&self) -> Option<&str> {
-        self.seen.errors.last().map(|(_, e)| e.as_str())
+        self.seen.errors.last().map(|f| f.message.as_str())
+    }
+}
+
+/// The writer held between two writes (see [`Writer::pause`]): it reads as what the
+/// writer saw so far, and the writer resumes when it drops.
+pub struct Paused<'a> {
+    seen: MutexGuard<'a, Seen>,
+    _gate: MutexGuard<'a, ()>,
+    paused: &'a AtomicBool,
+}
+
+impl Deref for Paused<'_> {
+    type Target = Seen;
+
+    fn deref(&self) -> &Seen {
+        &self.seen
+    }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.paused.store(false, Ordering::Relaxed);
     }
 }
 
 impl Writer {
     /// Starts the thread.
     pub fn start(target: Target, opts: WriterOpts) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let wait = Arc::new(AtomicI64::new(opts.wait.0));
-        let acked = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = Arc::new(Shared {
+            wait: AtomicI64::new(opts.wait.0),
+            ..Shared::default()
+        });
         let thread = {
-            let (stop, wait, acked, seen) =
-                (stop.clone(), wait.clone(), acked.clone(), seen.clone());
+            let shared = shared.clone();
             let opts = opts.clone();
-            std::thread::spawn(move || write_loop(&target, &opts, &stop, &wait, &acked, &seen))
+            std::thread::spawn(move || write_loop(&target, &opts, &shared))
         };
         Writer {
             opts,
             started: Instant::now(),
-            stop,
-            wait,
-            acked,
-            seen,
+            shared,
             thread: Some(thread),
         }
     }
 
     /// How many writes were acknowledged so far.
     pub fn acked(&self) -> usize {
-        self.acked.load(Ordering::Relaxed)
+        self.shared.acked.load(Ordering::Relaxed)
     }
 
     /// From now on, a write counts only when `WAIT` reports `replicas` (0: OK is enough).
     pub fn set_wait(&self, replicas: i64) {
-        self.wait.store(replicas, Ordering::Relaxed);
+        self.shared.wait.store(replicas, Ordering::Relaxed);
+    }
+
+    /// Holds the writer between two writes until the guard drops: nothing is in flight
+    /// meanwhile, and the guard reads what it saw so far.
+    pub fn pause(&self) -> Paused<'_> {
+        self.shared.paused.store(true, Ordering::Relaxed);
+        let gate = self.shared.gate.lock().unwrap_or_else(|e| e.into_inner());
+        Paused {
+            seen: self.shared.seen(),
+            _gate: gate,
+            paused: &self.shared.paused,
+        }
     }
 
     /// `Ok` once `n` writes in all were acknowledged; else how far it is, with the
@@ -161,8 +288,8 @@ impl Writer {
         if count >= n {
             return Ok(());
         }
-        let seen = self.seen();
-        let last = seen.errors.last().map_or("", |(_, e)| e.as_str());
+        let seen = self.shared.seen();
+        let last = seen.errors.last().map_or("", |f| f.message.as_str());
         Err(format!(
             "{count} of {n} acknowledged, {} failed, the last with: {last}",
             seen.errors.len()
@@ -187,7 +314,7 @@ impl Writer {
     /// The longest time without an acknowledgement between `from` and `to` (the first
     /// stretch counts from `from`, the last up to `to`).
     pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
-        let seen = self.seen();
+        let seen = self.shared.seen();
         let gap = longest_gap(&seen, from, to);
         let last = seen
             .acked
@@ -202,17 +329,26 @@ impl Writer {
 
     /// The errors between `from` and `to`.
     pub fn errors(&self, from: Instant, to: Instant) -> Vec<String> {
-        self.seen()
+        self.failures(from, to)
+            .into_iter()
+            .map(|f| f.message)
+            .collect()
+    }
+
+    /// The failed writes and connections between `from` and `to`.
+    pub fn failures(&self, from: Instant, to: Instant) -> Vec<Failed> {
+        self.shared
+            .seen()
             .errors
             .iter()
-            .filter(|(at, _)| *at >= from && *at <= to)
-            .map(|(_, e)| e.clone())
+            .filter(|f| f.at >= from && f.at <= to)
+            .cloned()
             .collect()
     }
 
     /// Stops the thread (after the write in flight) and says what it did.
     pub fn finish(mut self) -> WriterReport {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop();
         if let Some(t) = self.thread.take()
             && let Err(p) = t.join()
         {
@@ -221,18 +357,19 @@ impl Writer {
         WriterReport {
             prefix: self.opts.prefix.clone(),
             started: self.started,
-            seen: std::mem::take(&mut *self.seen()),
+            seen: std::mem::take(&mut *self.shared.seen()),
         }
     }
 
-    fn seen(&self) -> MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.paused.store(false, Ordering::Relaxed);
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -251,68 +388,80 @@ fn longest_gap(seen: &Seen, from: Instant, to: Instant) -> Duration {
     longest
 }
 
-fn write_loop(
-    target: &Target,
-    opts: &WriterOpts,
-    stop: &AtomicBool,
-    wait: &AtomicI64,
-    acked: &AtomicUsize,
-    seen: &Mutex<Seen>,
-) {
-    let password = opts.password.as_deref();
-    let deadline = Instant::now() + opts.max_run;
-    let note = |e: String| {
-        let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
-        s.errors.push((Instant::now(), e));
-    };
+/// How an attempt ended.
+enum Attempt {
+    /// Acknowledged, by this many replicas.
+    Acked(u64, i64),
+    /// Failed; with `true` the connection is still good (a `WAIT` that came up short).
+    Failed(Failed, bool),
+}
+
+fn write_loop(target: &Target, opts: &WriterOpts, shared: &Shared) {
+    let deadline = Instant::now().checked_add(opts.max_run);
+    let interval = (opts.rate > 0).then(|| Duration::from_secs_f64(1.0 / opts.rate as f64));
+    let mut next_at = Instant::now();
     let mut con: Option<redis::Connection> = None;
     let mut n = 0u64;
     let mut backoff = opts.backoff.0;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        if con.is_none() {
-            con = match target {
-                Target::Fixed(addr) => connect(*addr, password)
-                    .map_err(|e| note(format!("connecting to {addr}: {e}")))
-                    .ok(),
-                Target::Master(addrs) => {
-                    let c = connect_master(addrs, |a| connect(a, password));
-                    if c.is_none() {
-                        note("no master found".to_owned());
-                    }
-                    c
-                }
-            };
-            if con.is_none() {
-                if opts.stop_on_error {
-                    return;
-                }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(opts.backoff.1);
-                continue;
-            }
+    while !shared.stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+        if shared.paused.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
         }
-        let Some(c) = con.as_mut() else { continue };
-        let replicas = wait.load(Ordering::Relaxed);
-        let result = write_one(c, opts, n, replicas);
-        // A write that failed may or may not have happened: its number is not reused.
-        let this = n;
-        n += 1;
-        match result {
-            Ok(()) => {
-                let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
-                s.acked.push((Instant::now(), this));
-                acked.store(s.acked.len(), Ordering::Relaxed);
-                drop(s);
+        if let Some(interval) = interval {
+            let now = Instant::now();
+            if next_at > now {
+                std::thread::sleep(next_at - now);
+            }
+            next_at = next_at.max(now - Duration::from_secs(1)) + interval;
+        }
+        let gate = shared.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.paused.load(Ordering::Relaxed) {
+            continue;
+        }
+        let wait = shared.wait.load(Ordering::Relaxed);
+        let mut write = |c: &mut redis::Connection| {
+            // A write that failed may or may not have happened: its number is not reused.
+            let this = n;
+            n += 1;
+            write_one(c, opts, this, wait)
+        };
+        let attempt = match con.as_mut() {
+            Some(c) => write(c),
+            None => match connect_target(target, opts) {
+                Ok(c) => write(con.insert(c)),
+                Err(f) => Attempt::Failed(f, false),
+            },
+        };
+        let failed = {
+            let mut seen = shared.seen();
+            match attempt {
+                Attempt::Acked(this, replicas) => {
+                    seen.acked.push((Instant::now(), this));
+                    seen.acked_by.push(replicas);
+                    shared.acked.store(seen.acked.len(), Ordering::Relaxed);
+                    None
+                }
+                Attempt::Failed(f, keep) => {
+                    seen.errors.push(f);
+                    Some(keep)
+                }
+            }
+        };
+        drop(gate);
+        match failed {
+            None => {
                 backoff = opts.backoff.0;
                 if !opts.pause.is_zero() && n.is_multiple_of(opts.pause_every.max(1)) {
                     std::thread::sleep(opts.pause);
                 }
             }
-            Err(e) => {
-                note(e);
-                con = None;
+            Some(keep) => {
                 if opts.stop_on_error {
                     return;
+                }
+                if !keep {
+                    con = None;
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(opts.backoff.1);
@@ -321,28 +470,167 @@ fn write_loop(
     }
 }
 
+/// A connection to where `target` says the master is.
+fn connect_target(target: &Target, opts: &WriterOpts) -> Result<redis::Connection, Failed> {
+    let connect = |a| {
+        connect_with(
+            a,
+            opts.password.as_deref(),
+            opts.connect_timeout,
+            opts.io_timeout,
+        )
+    };
+    let failed = |kind: String, message: String| Failed {
+        at: Instant::now(),
+        connecting: true,
+        kind,
+        message,
+    };
+    let no_master = || failed("no master".to_owned(), "no master found".to_owned());
+    let addr = match target {
+        Target::Fixed(addr) => *addr,
+        Target::Master(addrs) => return connect_master(addrs, connect).ok_or_else(no_master),
+        Target::Sentinel { sentinels, name } => {
+            sentinel_master(sentinels, name, connect).ok_or_else(no_master)?
+        }
+        Target::Lookup(find) => find().ok_or_else(no_master)?,
+    };
+    connect(addr).map_err(|e| failed(error_kind(&e), format!("connecting to {addr}: {e}")))
+}
+
+/// The master the first sentinel that answers names for `name`.
+fn sentinel_master(
+    sentinels: &[SocketAddr],
+    name: &str,
+    connect: impl Fn(SocketAddr) -> redis::RedisResult<redis::Connection>,
+) -> Option<SocketAddr> {
+    sentinels.iter().find_map(|s| {
+        let mut c = connect(*s).ok()?;
+        let reply: Vec<String> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(name)
+            .query(&mut c)
+            .ok()?;
+        let ip = reply.first()?.parse().ok()?;
+        let port = reply.get(1)?.parse().ok()?;
+        Some(SocketAddr::new(ip, port))
+    })
+}
+
 /// `SET <prefix>n <value_prefix>n`, then `WAIT replicas timeout` when replicas > 0.
-fn write_one(
-    c: &mut redis::Connection,
-    opts: &WriterOpts,
-    n: u64,
-    replicas: i64,
-) -> Result<(), String> {
+fn write_one(c: &mut redis::Connection, opts: &WriterOpts, n: u64, replicas: i64) -> Attempt {
     let key = format!("{}{n}", opts.prefix);
-    redis::cmd("SET")
+    let failed = |kind: String, message: String| Failed {
+        at: Instant::now(),
+        connecting: false,
+        kind,
+        message,
+    };
+    if let Err(e) = redis::cmd("SET")
         .arg(&key)
         .arg(format!("{}{n}", opts.value_prefix))
         .query::<()>(c)
-        .map_err(|e| format!("SET {key}: {e}"))?;
-    if replicas > 0 {
-        let got: i64 = redis::cmd("WAIT")
-            .arg(replicas)
-            .arg(u64::try_from(opts.wait.1.as_millis()).unwrap_or(u64::MAX))
-            .query(c)
-            .map_err(|e| format!("WAIT after SET {key}: {e}"))?;
-        if got < replicas {
-            return Err(format!("WAIT: {got} of {replicas} replicas"));
+    {
+        return Attempt::Failed(failed(error_kind(&e), format!("SET {key}: {e}")), false);
+    }
+    if replicas <= 0 {
+        return Attempt::Acked(n, 0);
+    }
+    let got = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(u64::try_from(opts.wait.1.as_millis()).unwrap_or(u64::MAX))
+        .query::<i64>(c);
+    match got {
+        Ok(got) if got >= replicas => Attempt::Acked(n, got),
+        Ok(got) => Attempt::Failed(
+            failed(
+                format!("WAIT {got}"),
+                format!("WAIT: {got} of {replicas} replicas"),
+            ),
+            true,
+        ),
+        Err(e) => Attempt::Failed(
+            failed(error_kind(&e), format!("WAIT after SET {key}: {e}")),
+            false,
+        ),
+    }
+}
+
+/// A thread that PINGs the master every so often and times the answers, looking for the
+/// master again after any error.
+pub struct Prober {
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+    thread: Option<JoinHandle<Vec<Duration>>>,
+}
+
+/// What a [`Prober`] measured.
+pub struct Probed {
+    /// Each answered PING's round trip, in order.
+    pub latencies: Vec<Duration>,
+    /// PINGs that failed.
+    pub errors: u64,
+}
+
+impl Prober {
+    /// Starts the thread: a PING `every` after the last answer, connected as `opts` says
+    /// (password, timeouts) to `target`; a failed connection is retried after twice that.
+    pub fn start(target: Target, opts: &WriterOpts, every: Duration) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, errors, opts) = (stop.clone(), errors.clone(), opts.clone());
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut con = None;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(every);
+                    if con.is_none() {
+                        con = connect_target(&target, &opts).ok();
+                    }
+                    let Some(c) = con.as_mut() else {
+                        std::thread::sleep(every);
+                        continue;
+                    };
+                    let t = Instant::now();
+                    match redis::cmd("PING").query::<String>(c) {
+                        Ok(_) => latencies.push(t.elapsed()),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            con = None;
+                        }
+                    }
+                }
+                latencies
+            })
+        };
+        Prober {
+            stop,
+            errors,
+            thread: Some(thread),
         }
     }
-    Ok(())
+
+    /// Stops the thread and says what it measured.
+    pub fn finish(mut self) -> Probed {
+        self.stop.store(true, Ordering::Relaxed);
+        let latencies = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        Probed {
+            latencies,
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
