@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redisrepd_core::config::Secret;
 use redisrepd_core::endpoint::Endpoint;
@@ -107,4 +107,113 @@ pub fn wait_for<T>(
 #[track_caller]
 pub fn wait_some<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     redisrepd_testkit::wait_for(within, what, || f().ok_or("not yet"))
+}
+
+/// The redisrepd binary cargo built for the benches.
+pub const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
+
+/// One run of the redisrepd CLI.
+pub struct Run {
+    pub args: String,
+    /// `None`: killed at its deadline (or on Ctrl-C).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub seconds: f64,
+}
+
+impl Run {
+    /// Exit 0.
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn code_text(&self) -> String {
+        self.code
+            .map_or("killed at its deadline".to_owned(), |c| format!("exit {c}"))
+    }
+
+    /// The output on one line, for a table cell or an error.
+    pub fn one_line(&self) -> String {
+        let text = format!("{} {}", self.stdout.trim(), self.stderr.trim());
+        format!(
+            "`redisrepd {}`: {}: {}",
+            self.args,
+            self.code_text(),
+            text.trim().replace('\n', " / ")
+        )
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ redisrepd {} ({})\n{}{}",
+            self.args,
+            self.code_text(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs `redisrepd --config toml ARGS` (output kept in `dir/cli.out` and `cli.err`), killed
+/// after `deadline` or as soon as `stop` says so.
+pub fn cli(
+    dir: &std::path::Path,
+    toml: &std::path::Path,
+    args: &[&str],
+    deadline: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Run {
+    use std::process::{Command, Stdio};
+    let started = Instant::now();
+    let out = dir.join("cli.out");
+    let err = dir.join("cli.err");
+    let files = std::fs::File::create(&out).and_then(|o| Ok((o, std::fs::File::create(&err)?)));
+    let spawned = files.and_then(|(o, e)| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(toml)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(o)
+            .stderr(e)
+            .spawn()
+    });
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            return Run {
+                args: args.join(" "),
+                code: None,
+                stdout: String::new(),
+                stderr: format!("cannot run {BIN}: {e}"),
+                seconds: 0.0,
+            };
+        }
+    };
+    let until = started + deadline;
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status.code(),
+            Ok(None) if Instant::now() < until && !stop() => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    Run {
+        args: args.join(" "),
+        code,
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }

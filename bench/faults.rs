@@ -480,7 +480,13 @@ impl Group {
     }
 
     fn cli(&self, args: &[&str]) -> Run {
-        trio::cli(&self.dir, &self.toml, args, VERB_DEADLINE)
+        common::cli(
+            &self.dir,
+            &self.toml,
+            args,
+            VERB_DEADLINE,
+            &trio::interrupted,
+        )
     }
 
     /// The pid in an instance's pid file (the daemon writes it).

@@ -31,7 +31,7 @@ use redisrepd_testkit::redis_and_forks_under as redis_under;
 use redisrepd_testkit::{Target, Writer, WriterOpts};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
+use common::{BIN, Run};
 const PASSWORD: &str = "soak-password-7Qx";
 /// How the bench reaches its instances.
 const REDIS: common::Redis = common::Redis {
@@ -294,36 +294,7 @@ impl Group {
 
     /// Runs `redisrepd --config group.toml ARGS` with a deadline.
     fn cli(&self, args: &[&str], deadline: Duration) -> Run {
-        let out = self.dir.join("cli.out");
-        let err = self.dir.join("cli.err");
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.toml)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("cli.out"))
-            .stderr(std::fs::File::create(&err).expect("cli.err"))
-            .spawn()
-            .expect("running redisrepd");
-        let until = Instant::now() + deadline;
-        let code = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status.code(),
-                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-            }
-        };
-        Run {
-            args: args.join(" "),
-            code,
-            stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-        }
+        common::cli(&self.dir, &self.toml, args, deadline, &|| false)
     }
 
     /// `status --json`: the run and the records by name.
@@ -371,27 +342,6 @@ impl Drop for Group {
             }
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-/// One CLI run.
-struct Run {
-    args: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let code = self
-            .code
-            .map_or("killed at its deadline".to_owned(), |c| format!("exit {c}"));
-        write!(
-            f,
-            "$ redisrepd {} ({code})\n{}{}",
-            self.args, self.stdout, self.stderr
-        )
     }
 }
 

@@ -36,7 +36,7 @@ pub const REDIS: common::Redis = common::Redis {
     info_within: Duration::from_secs(1),
     io: IO_TIMEOUT,
 };
-pub const BIN: &str = env!("CARGO_BIN_EXE_redisrepd");
+pub use crate::common::{BIN, Run};
 /// The instances, in this order everywhere: index 0 is the configured master.
 pub const NAMES: [&str; 3] = ["master", "r1", "r2"];
 /// Room for slow replies (a forking master, a check of thousands of keys).
@@ -563,85 +563,6 @@ pub struct Managed {
     daemons: BTreeMap<&'static str, Child>,
 }
 
-/// One CLI run.
-pub struct Run {
-    pub args: String,
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    pub seconds: f64,
-}
-
-impl Run {
-    pub fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// The output on one line, for a table cell or an error.
-    pub fn one_line(&self) -> String {
-        let code = self
-            .code
-            .map_or("killed at its deadline".to_owned(), |c| format!("exit {c}"));
-        let text = format!("{} {}", self.stdout.trim(), self.stderr.trim());
-        format!(
-            "`redisrepd {}`: {code}: {}",
-            self.args,
-            text.trim().replace('\n', " / ")
-        )
-    }
-}
-
-/// Runs `redisrepd --config TOML ARGS` (its output in `dir`/cli.out and cli.err), killed
-/// after `deadline` or on Ctrl-C.
-pub fn cli(dir: &Path, toml: &Path, args: &[&str], deadline: Duration) -> Run {
-    let started = Instant::now();
-    let out = dir.join("cli.out");
-    let err = dir.join("cli.err");
-    let spawned = Command::new(BIN)
-        .arg("--config")
-        .arg(toml)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("cli.out"))
-        .stderr(std::fs::File::create(&err).expect("cli.err"))
-        .spawn();
-    let code = match spawned {
-        Err(e) => {
-            return Run {
-                args: args.join(" "),
-                code: None,
-                stdout: String::new(),
-                stderr: format!("cannot run {BIN}: {e}"),
-                seconds: 0.0,
-            };
-        }
-        Ok(mut child) => {
-            let until = started + deadline;
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break status.code(),
-                    Ok(None) if Instant::now() < until && !interrupted() => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break None;
-                    }
-                }
-            }
-        }
-    };
-    Run {
-        args: args.join(" "),
-        code,
-        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-        seconds: started.elapsed().as_secs_f64(),
-    }
-}
-
 impl Managed {
     pub fn setup(tag: &str, p: Persistence) -> Managed {
         Managed {
@@ -676,7 +597,13 @@ impl Managed {
 
     /// Runs `redisrepd --config group.toml ARGS`, killed after `deadline`.
     pub fn cli(&self, args: &[&str], deadline: Duration) -> Run {
-        cli(&self.layout.dir, &self.layout.toml, args, deadline)
+        common::cli(
+            &self.layout.dir,
+            &self.layout.toml,
+            args,
+            deadline,
+            &interrupted,
+        )
     }
 
     /// Until `status` exits 0 (every instance running, every replica in sync).
