@@ -49,9 +49,6 @@ const VERB_DEADLINE: Duration = Duration::from_secs(300);
 const HEALTHY_DEADLINE: Duration = Duration::from_secs(180);
 /// Longest a replica may take to reach the master's offset once the writer is paused.
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
-/// Keys per EXISTS / MGET command, and commands per pipeline.
-const CHUNK: usize = 1000;
-const PIPELINE: usize = 16;
 
 struct Opts {
     steps: u64,
@@ -350,44 +347,12 @@ impl Drop for Group {
 /// Room for slow replies (a check reads thousands of keys per pipeline).
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn key(n: u64) -> String {
-    format!("soak:{n}")
-}
-
-/// The acknowledged keys `addr` lacks (or holds with another value): EXISTS over chunks,
-/// pipelined, and MGET only for a chunk that comes up short.
+/// The acknowledged keys `addr` lacks (or holds with another value).
 fn missing_on(addr: SocketAddr, acked: &[u64]) -> Result<Vec<u64>, String> {
     let mut con = REDIS
         .connect(addr, Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
-    let mut missing = Vec::new();
-    let chunks: Vec<&[u64]> = acked.chunks(CHUNK).collect();
-    for group in chunks.chunks(PIPELINE) {
-        let mut pipe = redis::pipe();
-        for chunk in group {
-            let cmd = pipe.cmd("EXISTS");
-            for n in *chunk {
-                cmd.arg(key(*n));
-            }
-        }
-        let counts: Vec<usize> = pipe.query(&mut con).map_err(|e| e.to_string())?;
-        for (chunk, count) in group.iter().zip(counts) {
-            if count == chunk.len() {
-                continue;
-            }
-            let keys: Vec<String> = chunk.iter().map(|n| key(*n)).collect();
-            let got: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(&keys)
-                .query(&mut con)
-                .map_err(|e| e.to_string())?;
-            for (n, v) in chunk.iter().zip(got) {
-                if v != Some(n.to_string()) {
-                    missing.push(*n);
-                }
-            }
-        }
-    }
-    Ok(missing)
+    redisrepd_testkit::missing_keys(&mut con, "soak:", acked).map_err(|e| e.to_string())
 }
 
 // ----- the writer ----------------------------------------------------------------------

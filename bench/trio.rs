@@ -313,34 +313,12 @@ pub fn in_shape(
 }
 
 /// The keys of `acked` (`<prefix><n>` = `n`) that `addr` lacks or holds with another
-/// value: EXISTS over chunks of 1000, MGET only for a chunk that comes up short.
+/// value.
 pub fn missing_on(addr: SocketAddr, prefix: &str, acked: &[u64]) -> Result<Vec<u64>, String> {
     let mut con = REDIS
         .connect(addr, Duration::from_secs(2))
         .map_err(|e| format!("{addr}: {e}"))?;
-    let key = |n: u64| format!("{prefix}{n}");
-    let mut missing = Vec::new();
-    for chunk in acked.chunks(1000) {
-        let mut exists = redis::cmd("EXISTS");
-        for n in chunk {
-            exists.arg(key(*n));
-        }
-        let count: usize = exists.query(&mut con).map_err(|e| format!("{addr}: {e}"))?;
-        if count == chunk.len() {
-            continue;
-        }
-        let keys: Vec<String> = chunk.iter().map(|n| key(*n)).collect();
-        let got: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query(&mut con)
-            .map_err(|e| format!("{addr}: {e}"))?;
-        for (n, v) in chunk.iter().zip(got) {
-            if v != Some(n.to_string()) {
-                missing.push(*n);
-            }
-        }
-    }
-    Ok(missing)
+    redisrepd_testkit::missing_keys(&mut con, prefix, acked).map_err(|e| format!("{addr}: {e}"))
 }
 
 /// How a failed command reads in a table: the error code (`READONLY`, `LOADING`, ...) or

@@ -24,4 +24,5 @@ pub use redis::{
 pub use wait::{try_wait_for, wait_for, wait_until};
 pub use writer::{
     Failed, Paused, Probed, Prober, Seen, Target, Writer, WriterOpts, WriterReport, count_kinds,
+    missing_keys,
 };

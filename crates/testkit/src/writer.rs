@@ -634,3 +634,41 @@ impl Drop for Prober {
         }
     }
 }
+
+/// The numbers of `acked` whose key `<prefix><n>` `con` lacks or holds with a value other
+/// than `n`: EXISTS over chunks of 1000, 16 chunks to a pipeline, and MGET only for a chunk
+/// that comes up short (a check of a million keys stays a few round trips).
+pub fn missing_keys(
+    con: &mut redis::Connection,
+    prefix: &str,
+    acked: &[u64],
+) -> redis::RedisResult<Vec<u64>> {
+    const CHUNK: usize = 1000;
+    const PIPELINE: usize = 16;
+    let key = |n: u64| format!("{prefix}{n}");
+    let mut missing = Vec::new();
+    let chunks: Vec<&[u64]> = acked.chunks(CHUNK).collect();
+    for group in chunks.chunks(PIPELINE) {
+        let mut pipe = redis::pipe();
+        for chunk in group {
+            let cmd = pipe.cmd("EXISTS");
+            for n in *chunk {
+                cmd.arg(key(*n));
+            }
+        }
+        let counts: Vec<usize> = pipe.query(con)?;
+        for (chunk, count) in group.iter().zip(counts) {
+            if count == chunk.len() {
+                continue;
+            }
+            let keys: Vec<String> = chunk.iter().map(|n| key(*n)).collect();
+            let got: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(con)?;
+            for (n, v) in chunk.iter().zip(got) {
+                if v != Some(n.to_string()) {
+                    missing.push(*n);
+                }
+            }
+        }
+    }
+    Ok(missing)
+}
