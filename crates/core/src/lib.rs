@@ -33,6 +33,7 @@ pub mod render;
 pub mod sentinel;
 pub mod server;
 pub mod status;
+pub mod switchover;
 pub mod topology;
 
 /// Exit status: done.

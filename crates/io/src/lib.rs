@@ -27,4 +27,3 @@ pub mod redis_io;
 pub mod sentinel_client;
 pub mod server_check;
 pub mod server_detect;
-pub mod switchover;

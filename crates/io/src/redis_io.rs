@@ -89,7 +89,7 @@ pub trait Client {
     /// target does not catch up within `timeout`.
     fn failover(&self, target: &Endpoint, force: bool, timeout: Duration) -> Result<(), String>;
 
-    /// Planned switchover in milliseconds (`crate::switchover` says why it is safe):
+    /// Planned switchover in milliseconds (`redisrepd_core::switchover` says why it is safe):
     /// `CLIENT PAUSE WRITE` on this master, wait until `target` has applied its whole
     /// offset (asked every millisecond), `REPLICAOF NO ONE` on the target, `REPLICAOF
     /// target` here, `CLIENT UNPAUSE`. A target that does not catch up within `timeout`,
@@ -99,7 +99,7 @@ pub trait Client {
         &self,
         target: &Endpoint,
         timeout: Duration,
-    ) -> Result<crate::switchover::Timings, String>;
+    ) -> Result<redisrepd_core::switchover::Timings, String>;
 
     /// [`Endpoint::switchover`] on connections already open to this master (`m`) and to
     /// `target` (`t`).
@@ -109,7 +109,7 @@ pub trait Client {
         t: redis::Connection,
         target: &Endpoint,
         timeout: Duration,
-    ) -> Result<crate::switchover::Timings, String>;
+    ) -> Result<redisrepd_core::switchover::Timings, String>;
 }
 
 impl Client for Endpoint {
@@ -299,7 +299,7 @@ impl Client for Endpoint {
         }
     }
 
-    /// Planned switchover in milliseconds (`crate::switchover` says why it is safe):
+    /// Planned switchover in milliseconds (`redisrepd_core::switchover` says why it is safe):
     /// `CLIENT PAUSE WRITE` on this master, wait until `target` has applied its whole
     /// offset (asked every millisecond), `REPLICAOF NO ONE` on the target, `REPLICAOF
     /// target` here, `CLIENT UNPAUSE`. A target that does not catch up within `timeout`,
@@ -309,7 +309,7 @@ impl Client for Endpoint {
         &self,
         target: &Endpoint,
         timeout: Duration,
-    ) -> Result<crate::switchover::Timings, String> {
+    ) -> Result<redisrepd_core::switchover::Timings, String> {
         let io = Duration::from_secs(2);
         let m = self.connect(io).map_err(describe)?;
         // Connected before the pause, so that no connect counts in it.
@@ -327,8 +327,8 @@ impl Client for Endpoint {
         mut t: redis::Connection,
         target: &Endpoint,
         timeout: Duration,
-    ) -> Result<crate::switchover::Timings, String> {
-        use crate::switchover::{CatchUp, PAUSE_MARGIN, POLL, Timings, catch_up};
+    ) -> Result<redisrepd_core::switchover::Timings, String> {
+        use redisrepd_core::switchover::{CatchUp, PAUSE_MARGIN, POLL, Timings, catch_up};
         use std::time::Instant;
         let io = Duration::from_secs(2);
         let pause_ms = (timeout + PAUSE_MARGIN).as_millis() as u64;

@@ -15,11 +15,11 @@
 //! after the target took over. Everyone resyncs partially: the target keeps the old
 //! history as its second replication id.
 //!
-//! This module holds the pure decisions; [`crate::redis_io`] runs the commands.
+//! This module holds the pure decisions; `redisrepd_io::redis_io` runs the commands.
 
 use std::time::Duration;
 
-use redisrepd_core::info::Info;
+use crate::info::Info;
 
 /// How often the target is asked how far it has applied the stream.
 pub const POLL: Duration = Duration::from_millis(1);
