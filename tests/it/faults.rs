@@ -159,7 +159,7 @@ fn sigkill_of_the_master_loses_no_acknowledged_write() {
     let writer = Writer::start(Target::Fixed(c.addr("master")), opts);
     writer.wait_acked(300, UP);
     kill(pid, Signal::SIGKILL);
-    let report = writer.finish();
+    let report = writer.finish_at_error(UP);
     assert!(
         report.last_error().is_some(),
         "the writer must have seen the master go away"

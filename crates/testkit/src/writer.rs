@@ -346,6 +346,18 @@ impl Writer {
             .collect()
     }
 
+    /// For a writer with `stop_on_error`: waits (at most `within`) until it stops by itself
+    /// at its first failed write, then says what it did. A caller that just made the
+    /// target fail must not [`Writer::finish`] at once: that could stop the writer before
+    /// its write in flight fails.
+    pub fn finish_at_error(self, within: Duration) -> WriterReport {
+        let deadline = Instant::now() + within;
+        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.finish()
+    }
+
     /// Stops the thread (after the write in flight) and says what it did.
     pub fn finish(mut self) -> WriterReport {
         self.stop();
