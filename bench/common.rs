@@ -68,6 +68,7 @@ pub fn connect(
         bind: addr.ip(),
         port: addr.port(),
         password: Some(Secret::new(password)),
+        tls: None,
     }
     .connect(timeout)?;
     c.set_read_timeout(Some(io))?;

@@ -370,6 +370,39 @@ impl Cluster {
         out
     }
 
+    /// Every line of every daemon log (the servers' own output included) that tells how
+    /// replication moved: full and partial resyncs, role changes, re-points, switchovers.
+    /// For failure messages of tests that count full syncs: the last 30 lines rarely hold
+    /// the one that matters.
+    pub fn sync_story(&self) -> String {
+        const MARKS: [&str; 14] = [
+            "Full resync",
+            "full resync",
+            "Partial resynchronization",
+            "partial resync",
+            "PSYNC",
+            "MASTER MODE",
+            "REPLICAOF",
+            "Connecting to MASTER",
+            "cached master",
+            "Discarding",
+            "Starting BGSAVE",
+            "switchover",
+            "role",
+            "backlog",
+        ];
+        let mut out = String::new();
+        for host in self.daemons.keys() {
+            let _ = writeln!(out, "--- daemon {host}, replication lines:");
+            for l in self.daemon_log(host).lines() {
+                if MARKS.iter().any(|m| l.contains(m)) {
+                    let _ = writeln!(out, "{l}");
+                }
+            }
+        }
+        out
+    }
+
     /// An authenticated connection to an instance.
     pub fn con(&self, name: &str) -> redis::Connection {
         util::connect(self.addr(name), Some(PASSWORD))

@@ -715,6 +715,7 @@ fn a_switchover_whose_target_freezes_mid_way_aborts_unpaused_with_roles_unchange
             bind: a.ip(),
             port: a.port(),
             password: Some(Secret::new(PASSWORD)),
+            tls: None,
         }
     };
     let (master, target) = (ep("master"), ep("r1"));
@@ -806,7 +807,7 @@ fn a_planned_master_restart_with_aof_costs_no_full_sync_and_returns_when_whole()
             (full_syncs(&c, &["r1", "r2"]), full_syncs(&c, &["master"])),
             (full_before, 0),
             "aof {aof}: no full sync\n{}",
-            c.logs()
+            c.sync_story()
         );
     }
 }

@@ -332,6 +332,7 @@ fn switchover_loses_no_acknowledged_write() {
         bind: setup.old_master.0,
         port: setup.old_master.1,
         password: Some(Secret::new(PASSWORD)),
+        tls: None,
     };
     let m_addr = SocketAddr::new(setup.old_master.0, setup.old_master.1);
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));

@@ -3,8 +3,10 @@
 //! `redis_io` (which does the talking).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::config::{Group, Instance, Secret};
+use crate::config::{ClientAuth, Group, Instance, Secret, Tls};
 
 /// How to reach one instance.
 #[derive(Clone, PartialEq)]
@@ -12,6 +14,34 @@ pub struct Endpoint {
     pub bind: IpAddr,
     pub port: u16,
     pub password: Option<Secret>,
+    /// `[tls]`: connect with TLS, verifying the server against the CA.
+    pub tls: Option<Arc<ClientTls>>,
+}
+
+/// What a client of the group needs for TLS. The files are read at each connection, so a
+/// rotated certificate (same path, new contents) is used by the next connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// The CA every server is verified against.
+    pub ca_file: PathBuf,
+    /// Certificate/key pairs the client may present, in order; it presents the first it
+    /// can read (its own host's, where each host holds only its own key). Empty when the
+    /// servers ask for none (`client_auth = "no"`).
+    pub pairs: Vec<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    /// The client side of a group's `[tls]`.
+    pub fn of(tls: &Tls) -> ClientTls {
+        ClientTls {
+            ca_file: tls.ca_file.clone(),
+            pairs: if tls.client_auth == ClientAuth::No {
+                Vec::new()
+            } else {
+                tls.pairs()
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -27,6 +57,7 @@ impl Endpoint {
             bind: inst.bind,
             port: inst.port,
             password: group.password().cloned(),
+            tls: group.tls.as_ref().map(|t| Arc::new(ClientTls::of(t))),
         }
     }
 }

@@ -8,7 +8,7 @@ pub mod sentinel;
 
 use std::fmt::Write as _;
 
-use crate::config::{Directive, Group, Instance};
+use crate::config::{Directive, Group, Instance, Tls};
 use crate::server::Server;
 
 /// Whether the password is written out or masked.
@@ -42,7 +42,15 @@ pub fn render(group: &Group, inst: &Instance, server: &Server, secrets: Secrets)
             group.cluster.name, inst.name
         ),
     );
-    line("port", &inst.port.to_string());
+    match &group.tls {
+        None => line("port", &inst.port.to_string()),
+        Some(tls) => {
+            // TLS only: no plaintext port at all, so nothing on the network can skip it.
+            line("port", "0");
+            line("tls-port", &inst.port.to_string());
+            tls_lines(&mut line, tls, &inst.host);
+        }
+    }
     // A virtual IP that is not on this host now needs net.ipv4.ip_nonlocal_bind = 1.
     let binds: Vec<String> = std::iter::once(&inst.bind)
         .chain(&inst.extra_bind)
@@ -118,6 +126,22 @@ pub fn render(group: &Group, inst: &Instance, server: &Server, secrets: Secrets)
         directives(&mut out, &inst.redis);
     }
     out
+}
+
+/// The certificate lines of a server on `host` (an instance or a sentinel) under `[tls]`:
+/// replication and Sentinel's links use TLS too, and the same pair serves as the client
+/// certificate when the other side asks for one (`tls-client-cert-file` unset).
+pub fn tls_lines(line: &mut dyn FnMut(&str, &str), tls: &Tls, host: &str) {
+    if let Some((cert, key)) = tls.pair(host) {
+        line("tls-cert-file", &quote_path(&cert.display().to_string()));
+        line("tls-key-file", &quote_path(&key.display().to_string()));
+    }
+    line(
+        "tls-ca-cert-file",
+        &quote_path(&tls.ca_file.display().to_string()),
+    );
+    line("tls-auth-clients", tls.client_auth.directive());
+    line("tls-replication", "yes");
 }
 
 fn directives(out: &mut String, list: &[Directive]) {

@@ -16,6 +16,10 @@ pub fn endpoint(group: &Group, node: &SentinelNode) -> Endpoint {
         bind: node.bind,
         port: node.port,
         password: group.password().cloned(),
+        tls: group
+            .tls
+            .as_ref()
+            .map(|t| std::sync::Arc::new(crate::endpoint::ClientTls::of(t))),
     }
 }
 

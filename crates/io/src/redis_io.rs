@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
 use redisrepd_core::config::Secret;
+use redisrepd_core::endpoint::ClientTls;
 use redisrepd_core::info::{Info, Replication};
 
 pub use redisrepd_core::endpoint::{Endpoint, ShutdownError};
@@ -112,6 +113,50 @@ pub trait Client {
     ) -> Result<redisrepd_core::switchover::Timings, String>;
 }
 
+/// A client for `bind:port`, plain or TLS: with TLS the server is verified against the
+/// CA (its certificate must name `bind` as an IP address), and the first readable pair of
+/// `tls.pairs` is presented when there is one. The files are read here, at each
+/// connection, so rotated files take effect without a restart.
+pub fn open_client(
+    bind: std::net::IpAddr,
+    port: u16,
+    tls: Option<&ClientTls>,
+    settings: RedisConnectionInfo,
+) -> redis::RedisResult<redis::Client> {
+    let Some(tls) = tls else {
+        let info = ConnectionAddr::Tcp(bind.to_string(), port)
+            .into_connection_info()?
+            .set_redis_settings(settings);
+        return redis::Client::open(info);
+    };
+    let io_error = |what: String, e: std::io::Error| {
+        redis::RedisError::from(std::io::Error::new(e.kind(), format!("{what}: {e}")))
+    };
+    let root = std::fs::read(&tls.ca_file)
+        .map_err(|e| io_error(format!("reading {}", tls.ca_file.display()), e))?;
+    let client_tls = tls.pairs.iter().find_map(|(cert, key)| {
+        Some(redis::ClientTlsConfig {
+            client_cert: std::fs::read(cert).ok()?,
+            client_key: std::fs::read(key).ok()?,
+        })
+    });
+    let info = ConnectionAddr::TcpTls {
+        host: bind.to_string(),
+        port,
+        insecure: false,
+        tls_params: None,
+    }
+    .into_connection_info()?
+    .set_redis_settings(settings);
+    redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert: Some(root),
+        },
+    )
+}
+
 impl Client for Endpoint {
     /// Opens an authenticated connection.
     fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
@@ -119,10 +164,8 @@ impl Client for Endpoint {
         if let Some(pw) = &self.password {
             settings = settings.set_password(pw.expose());
         }
-        let info = ConnectionAddr::Tcp(self.bind.to_string(), self.port)
-            .into_connection_info()?
-            .set_redis_settings(settings);
-        let mut conn = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+        let mut conn = open_client(self.bind, self.port, self.tls.as_deref(), settings)?
+            .get_connection_with_timeout(timeout)?;
         conn.set_read_timeout(Some(timeout))?;
         conn.set_write_timeout(Some(timeout))?;
         // Named, so that a demoted master's client drop spares the connections of

@@ -16,9 +16,9 @@ mod validate;
 use std::path::Path;
 
 pub use model::{
-    Backup, Checked, Cluster, ConfigError, Directive, Group, Hook, Hooks, Http, HttpListen,
-    Instance, MaxSyncs, PasswordSource, Problem, Secret, Sentinel, SentinelNode, Supervise,
-    breaks_redis_conf,
+    Backup, Checked, ClientAuth, Cluster, ConfigError, Directive, Group, Hook, Hooks, Http,
+    HttpListen, Instance, MaxSyncs, PasswordSource, PerHost, Problem, Secret, Sentinel,
+    SentinelNode, Supervise, Tls, breaks_redis_conf,
 };
 pub use validate::MANAGED_DIRECTIVES;
 

@@ -25,6 +25,93 @@ pub struct Group {
     pub hooks: Hooks,
     /// `[backup]`, with defaults when absent.
     pub backup: Backup,
+    /// `[tls]`: when set, every link is TLS.
+    pub tls: Option<Tls>,
+}
+
+/// `[tls]` with paths made absolute: each instance's and sentinel's port speaks TLS only,
+/// replication and Sentinel use TLS, and redisrepd verifies every server against `ca_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// The servers' certificate: one for every host, or one per host (file order).
+    pub cert_file: PerHost,
+    /// Its key, laid out like `cert_file`.
+    pub key_file: PerHost,
+    /// What every side verifies the others against.
+    pub ca_file: PathBuf,
+    /// `tls-auth-clients`: whether a client must present a certificate the CA signed.
+    pub client_auth: ClientAuth,
+}
+
+/// A path for every host, or one per host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PerHost {
+    Every(PathBuf),
+    PerHost(Vec<(String, PathBuf)>),
+}
+
+impl PerHost {
+    /// The path for `host` (`None` when the table has no entry for it).
+    pub fn get(&self, host: &str) -> Option<&PathBuf> {
+        match self {
+            PerHost::Every(p) => Some(p),
+            PerHost::PerHost(hosts) => hosts.iter().find(|(h, _)| h == host).map(|(_, p)| p),
+        }
+    }
+
+    /// Every path, with the host it is for (`None`: every host).
+    pub fn all(&self) -> Vec<(Option<&str>, &PathBuf)> {
+        match self {
+            PerHost::Every(p) => vec![(None, p)],
+            PerHost::PerHost(hosts) => hosts.iter().map(|(h, p)| (Some(h.as_str()), p)).collect(),
+        }
+    }
+}
+
+/// `client_auth`: Redis's `tls-auth-clients`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every client presents a certificate the CA signed (Redis's default).
+    Yes,
+    /// A client may present one; if it does, it must verify.
+    Optional,
+    /// Clients are not asked for one.
+    No,
+}
+
+impl ClientAuth {
+    /// The value of `tls-auth-clients`.
+    pub fn directive(self) -> &'static str {
+        match self {
+            ClientAuth::Yes => "yes",
+            ClientAuth::Optional => "optional",
+            ClientAuth::No => "no",
+        }
+    }
+}
+
+impl Tls {
+    /// The certificate and key that `host`'s servers present (and its clients, where
+    /// `client_auth` asks for one).
+    pub fn pair(&self, host: &str) -> Option<(&PathBuf, &PathBuf)> {
+        Some((self.cert_file.get(host)?, self.key_file.get(host)?))
+    }
+
+    /// Every certificate/key pair, first the one for every host or else in file order:
+    /// what a client may present (it uses the first it can read: its own host's).
+    pub fn pairs(&self) -> Vec<(PathBuf, PathBuf)> {
+        let mut out = Vec::new();
+        for (host, cert) in self.cert_file.all() {
+            let key = match host {
+                None => self.key_file.all().first().map(|(_, k)| (*k).clone()),
+                Some(h) => self.key_file.get(h).cloned(),
+            };
+            if let Some(key) = key {
+                out.push((cert.clone(), key));
+            }
+        }
+        out
+    }
 }
 
 /// `[hooks]` with defaults applied: programs the daemon runs on events.

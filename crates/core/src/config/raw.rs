@@ -30,6 +30,49 @@ pub struct RawFile {
     pub hooks: RawHooks,
     #[serde(default)]
     pub backup: RawBackup,
+    pub tls: Option<RawTls>,
+}
+
+/// `[tls]`: every link encrypted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: PerHostPath,
+    pub key_file: PerHostPath,
+    pub ca_file: PathBuf,
+    pub client_auth: Option<String>,
+}
+
+/// `cert_file = "PATH"` (every host) or `cert_file = { db1 = "PATH", db2 = "PATH" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub enum PerHostPath {
+    Every(PathBuf),
+    PerHost(Vec<(String, PathBuf)>),
+}
+
+impl TryFrom<toml::Value> for PerHostPath {
+    type Error = String;
+    fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
+        match value {
+            toml::Value::String(s) => Ok(PerHostPath::Every(s.into())),
+            toml::Value::Table(t) => {
+                let mut hosts = Vec::new();
+                for (host, v) in t {
+                    let toml::Value::String(s) = v else {
+                        return Err(format!(
+                            "the path for host `{host}` is not a string: write {host} = \"PATH\""
+                        ));
+                    };
+                    hosts.push((host, PathBuf::from(s)));
+                }
+                Ok(PerHostPath::PerHost(hosts))
+            }
+            _ => Err("write one path for every host, \"PATH\", or one per host, \
+                 { db1 = \"PATH\", db2 = \"PATH\" }"
+                .to_owned()),
+        }
+    }
 }
 
 /// `[hooks]`.

@@ -51,6 +51,7 @@ impl LiveChange {
 /// Directives a server takes only at start: a change to one of them means a restart.
 const RESTART_KEYS: &[&str] = &[
     "port",
+    "tls-port",
     "bind",
     "dir",
     "logfile",

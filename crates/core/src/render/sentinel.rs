@@ -196,7 +196,16 @@ pub fn render_sentinel(
     line("# Sentinel rewrites this file as it learns; redisrepd renders it again at every".into());
     line("# start, keeping what Sentinel learned (id, epochs, the current master).".into());
     line(format!("# Source: {}", group.source.display()));
-    line(format!("port {}", node.port));
+    match &group.tls {
+        None => line(format!("port {}", node.port)),
+        Some(tls) => {
+            // Sentinel speaks TLS on its port and to the instances and other sentinels
+            // (`tls-replication yes`); announce-port below is the TLS port.
+            line("port 0".into());
+            line(format!("tls-port {}", node.port));
+            crate::render::tls_lines(&mut |k, v| line(format!("{k} {v}")), tls, &node.host);
+        }
+    }
     line(format!("bind {}", node.bind));
     // Sentinels and the instances reach each other on these addresses; the password
     // (below), not protected mode, keeps strangers out. Sentinel's default, said aloud.

@@ -384,3 +384,28 @@ fn auto_syncs_let_every_replica_join_one_diskless_transfer() {
         "{text}"
     );
 }
+
+/// `[tls]`: the port speaks TLS only, replication uses TLS, each host its own pair.
+#[test]
+fn tls_makes_the_port_tls_only_with_the_hosts_pair() {
+    let text = "[cluster]\nname = \"t\"\npassword = \"pw\"\n\
+        [tls]\ncert_file = { a = \"a.crt\", b = \"b.crt\" }\nkey_file = { a = \"a.key\", b = \"b.key\" }\n\
+        ca_file = \"ca.crt\"\nclient_auth = \"optional\"\n\
+        [[instance]]\nname = \"m\"\nhost = \"a\"\nbind = \"10.0.0.1\"\nport = 6379\n\
+        [[instance]]\nname = \"r\"\nhost = \"b\"\nbind = \"10.0.0.2\"\nport = 6380\nreplica_of = \"m\"\n";
+    let conf = render_text(text, "r");
+    for line in [
+        "port 0\n",
+        "tls-port 6380\n",
+        "tls-cert-file \"/etc/redisrepd/b.crt\"\n",
+        "tls-key-file \"/etc/redisrepd/b.key\"\n",
+        "tls-ca-cert-file \"/etc/redisrepd/ca.crt\"\n",
+        "tls-auth-clients optional\n",
+        "tls-replication yes\n",
+        "replicaof 10.0.0.1 6379\n",
+    ] {
+        assert!(conf.contains(line), "{line:?} missing in:\n{conf}");
+    }
+    assert!(!conf.contains("port 6380\n") || conf.contains("tls-port 6380\n"));
+    assert!(!conf.contains("\nport 6380"), "{conf}");
+}

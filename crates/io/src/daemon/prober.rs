@@ -258,6 +258,7 @@ mod tests {
             bind: "127.0.0.1".parse().expect("ip"),
             port,
             password: password.map(|p| Secret::new(p.to_owned())),
+            tls: None,
         }
     }
 

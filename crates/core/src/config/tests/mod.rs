@@ -9,6 +9,7 @@ use std::time::Duration;
 mod model;
 mod rules;
 mod sentinel;
+mod tls;
 
 pub(super) const SOURCE: &str = "/etc/redisrepd/test.toml";
 pub(super) const BASE: &str = "/etc/redisrepd";

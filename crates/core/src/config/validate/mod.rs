@@ -5,7 +5,8 @@
 //! - this module: the entry point, the instances, their directives and the replication tree;
 //! - [`shape`]: deserializing with every problem of shape collected, not only toml's first;
 //! - [`services`]: `[supervise]`, `[hooks]`, `[http]` and `[backup]`;
-//! - [`sentinel`]: `[sentinel]` and its nodes.
+//! - [`sentinel`]: `[sentinel]` and its nodes;
+//! - [`tls`]: the `[tls]` section.
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,17 @@ pub const MANAGED_DIRECTIVES: &[(&str, &str)] = &[
     ),
     ("include", "nothing: put every directive in the TOML"),
     (
+        "tls-port",
+        "[tls]: with it, `port` of the [[instance]] speaks TLS only",
+    ),
+    ("tls-cert-file", "`cert_file` in [tls]"),
+    ("tls-key-file", "`key_file` in [tls]"),
+    ("tls-ca-cert-file", "`ca_file` in [tls]"),
+    ("tls-auth-clients", "`client_auth` in [tls]"),
+    ("tls-replication", "[tls] (replication uses TLS with it)"),
+    ("tls-client-cert-file", "`cert_file` in [tls]"),
+    ("tls-client-key-file", "`key_file` in [tls]"),
+    (
         "replica-announce-ip",
         "`bind` of the [[instance]] (redisrepd announces it)",
     ),
@@ -87,6 +99,7 @@ pub(super) fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Checke
 mod sentinel;
 mod services;
 mod shape;
+mod tls;
 
 use shape::deserialize_all;
 
@@ -182,6 +195,11 @@ impl Validator {
         let sentinel = raw.sentinel.map(|s| self.sentinel(s));
         let hooks = self.hooks(raw.hooks, &resolve);
         let backup = self.backup(raw.backup, &resolve);
+        let nodes = sentinel
+            .as_ref()
+            .map(|s| s.nodes.as_slice())
+            .unwrap_or_default();
+        let tls = raw.tls.map(|t| self.tls(t, &instances, nodes, &resolve));
         let group = Group {
             source: source.to_owned(),
             cluster,
@@ -192,6 +210,7 @@ impl Validator {
             sentinel,
             hooks,
             backup,
+            tls,
         };
         self.tree(&group);
         self.backup_source(&group);
