@@ -15,7 +15,26 @@ pub fn load(path: &Path) -> Result<Checked, ConfigError> {
         file: path.to_owned(),
         problems: vec![format!("key `password_file`: {message}")],
     })?;
+    read_tls_contents(&mut checked);
     Ok(checked)
+}
+
+/// Notes a digest of the `[tls]` files this host can read (the CA, every readable pair), so
+/// that a reload sees certificates rotated in place. Unreadable files count as absent:
+/// `check` reports them.
+fn read_tls_contents(checked: &mut Checked) {
+    use std::hash::{Hash as _, Hasher as _};
+    let Some(tls) = checked.group.tls.as_mut() else {
+        return;
+    };
+    // Same keys in every process of one build: the digest is only compared within a daemon.
+    let mut h = std::hash::DefaultHasher::new();
+    std::fs::read(&tls.ca_file).ok().hash(&mut h);
+    for (cert, key) in tls.pairs() {
+        std::fs::read(cert).ok().hash(&mut h);
+        std::fs::read(key).ok().hash(&mut h);
+    }
+    tls.contents = Some(h.finish());
 }
 
 /// [`hook_problem`] as a [`ConfigError`] naming the file: `check` and `reload` refuse such

@@ -558,6 +558,39 @@ pub fn config_set_on(
     }
 }
 
+/// `CONFIG SET k1 v1 k2 v2 ...`: one change, all or nothing (Redis 7.0 and later). A
+/// server that takes one pair at a time (6.2 answers "wrong number of arguments") gets
+/// them one by one: same paths re-read rotated files either way; new paths for both
+/// certificate and key may then be refused, and the instance is restarted instead.
+pub fn config_set_many_on(
+    conn: &mut redis::Connection,
+    pairs: &[(&str, &str)],
+) -> Result<(), ConfigSetError> {
+    let mut cmd = redis::cmd("CONFIG");
+    cmd.arg("SET");
+    for (k, v) in pairs {
+        cmd.arg(*k).arg(*v);
+    }
+    let keys = pairs.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
+    match cmd.query::<()>(conn) {
+        Ok(()) => Ok(()),
+        Err(e) if pairs.len() > 1 && e.detail().is_some_and(|d| d.contains("wrong number")) => {
+            for (k, v) in pairs {
+                config_set_on(conn, k, v)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.code().is_some() => Err(ConfigSetError::Refused {
+            key: keys,
+            why: e.detail().unwrap_or("refused").to_owned(),
+        }),
+        Err(e) => Err(ConfigSetError::Failed {
+            key: keys,
+            why: e.to_string(),
+        }),
+    }
+}
+
 /// Why `BGSAVE` did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BgsaveError {

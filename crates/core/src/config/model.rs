@@ -41,6 +41,10 @@ pub struct Tls {
     pub ca_file: PathBuf,
     /// `tls-auth-clients`: whether a client must present a certificate the CA signed.
     pub client_auth: ClientAuth,
+    /// A digest of the files' contents as this host read them (`None` until
+    /// `redisrepd_io::config_file::load` reads them): a reload tells a rotated certificate
+    /// at the same path by it.
+    pub contents: Option<u64>,
 }
 
 /// A path for every host, or one per host.

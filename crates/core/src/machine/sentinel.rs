@@ -305,9 +305,10 @@ impl Machine {
     }
 
     /// After a reload: sentinels added to this host start, removed ones stop (after the
-    /// instances' steps), and the running ones get the changed settings and password live
+    /// instances' steps), running ones restart one at a time when `[tls]` or its files
+    /// changed, and the running ones get the changed settings and password live
     /// (`SENTINEL SET`), which keeps everything they learned. Returns the reply's lines
-    /// and the stop steps.
+    /// and the steps (stops, restarts).
     pub(super) fn reload_sentinels(
         &mut self,
         old: &crate::config::Group,
@@ -332,6 +333,30 @@ impl Machine {
         for name in removed {
             lines.push(format!("{name}: sentinel removed, stopping"));
             stops.push(crate::plan::Step::Stop { name, force: false });
+        }
+        // Sentinel cannot load certificates again (no CONFIG SET of tls-* in sentinel
+        // mode): a rotated or moved certificate means a restart. One at a time, each back
+        // up before the next, so this host never takes more than one sentinel from the
+        // quorum; what they learned is kept (their file is rendered from it).
+        if old.tls != self.group.tls {
+            for name in &local {
+                let running = self
+                    .slots
+                    .get(name)
+                    .is_some_and(|s| s.state.pid().is_some() && !s.state.stopping());
+                if !running || old.sentinel_node(name).is_none() {
+                    continue;
+                }
+                lines.push(format!(
+                    "{name}: sentinel restarting: its [tls] files changed"
+                ));
+                stops.push(crate::plan::Step::Stop {
+                    name: name.clone(),
+                    force: false,
+                });
+                stops.push(crate::plan::Step::Start { name: name.clone() });
+                stops.push(crate::plan::Step::AwaitReady { name: name.clone() });
+            }
         }
         let sets = crate::render::sentinel::live_changes(old, &self.group);
         let password =

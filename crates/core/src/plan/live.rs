@@ -4,7 +4,7 @@
 use crate::config::Secret;
 
 /// What changes in a running instance's config that the server can take at runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveChange {
     /// `CONFIG SET key value`, in order. Values are the server's settings as `CONFIG SET`
     /// takes them.
@@ -69,12 +69,43 @@ const RESTART_KEYS: &[&str] = &[
     "always-show-logo",
 ];
 
-/// A value as redis.conf parses it: `""` is the empty string.
+/// A value as redis.conf parses it: `""` is the empty string, and a quoted path (as
+/// `render::quote_path` writes it) loses its quotes and escapes.
 fn unquote(value: &str) -> String {
-    if value == "\"\"" {
-        String::new()
-    } else {
-        value.to_owned()
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+        None => value.to_owned(),
+    }
+}
+
+/// The `[tls]` settings a running server re-reads its certificate files for: set together,
+/// in one `CONFIG SET`, so that a new certificate is never checked against the old key.
+pub const TLS_FILE_KEYS: [&str; 3] = ["tls-cert-file", "tls-key-file", "tls-ca-cert-file"];
+
+/// Adds (or moves to the end, together) the settings that make a running server load its
+/// certificate files again, with their values from the rendered `conf`: `CONFIG SET` of
+/// the same paths re-reads rotated files.
+pub fn reload_tls_files(change: &mut LiveChange, conf: &str) {
+    change
+        .set
+        .retain(|(k, _)| !TLS_FILE_KEYS.contains(&k.as_str()));
+    let dirs = directives(conf);
+    for key in TLS_FILE_KEYS {
+        if let Some((_, values)) = dirs.iter().find(|(k, _)| k == key)
+            && let Some(v) = values.first()
+        {
+            change.set.push((key.to_owned(), Secret::new(unquote(v))));
+        }
     }
 }
 
@@ -181,6 +212,23 @@ pub fn live_change(old: &str, new: &str) -> Result<LiveChange, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moved_certificate_is_set_live_without_the_quotes_of_redis_conf() {
+        let old = "tls-port 6379\ntls-cert-file \"/etc/a b/old.crt\"\n";
+        let new = "tls-port 6379\ntls-cert-file \"/etc/a b/new \\\"x\\\".crt\"\n";
+        let change = live_change(old, new).expect("live");
+        assert_eq!(change.set.len(), 1);
+        assert_eq!(change.set[0].0, "tls-cert-file");
+        assert_eq!(change.set[0].1.expose(), "/etc/a b/new \"x\".crt");
+        let mut rotated = LiveChange::default();
+        reload_tls_files(
+            &mut rotated,
+            "tls-cert-file \"/c\"\ntls-key-file \"/k\"\ntls-ca-cert-file \"/ca\"\n",
+        );
+        let keys: Vec<&str> = rotated.set.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, TLS_FILE_KEYS);
+    }
 
     #[test]
     fn repeated_directives_and_empty_values_go_to_config_set_as_redis_parses_them() {

@@ -17,6 +17,6 @@ pub mod reload;
 pub mod steps;
 
 pub use checks::{RdbRefusal, check_quorum, check_servers};
-pub use live::{LiveChange, Upstream, live_change};
+pub use live::{LiveChange, TLS_FILE_KEYS, Upstream, live_change};
 pub use reload::{ReloadDiff, reload, reload_diff};
 pub use steps::{Step, restart, restart_master_away, start, stop};

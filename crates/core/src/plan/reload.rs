@@ -1,7 +1,7 @@
 //! How the instances of one host differ between two versions of the file, and the steps
 //! that carry a reload out.
 
-use super::live::{LiveChange, live_change};
+use super::live::{LiveChange, live_change, reload_tls_files};
 use super::steps::{Step, parents_first, restart, start, stop};
 use crate::config::Group;
 use crate::render::{self, Secrets};
@@ -123,6 +123,23 @@ pub fn reload_diff(
     for inst in old.stop_order(host) {
         if new.instance(&inst.name).is_none_or(|n| n.host != host) {
             diff.removed.push(inst.name.clone());
+        }
+    }
+    // Certificates rotated in place (new contents, same paths) leave the rendered config as
+    // it was: every instance that keeps running loads them again, live.
+    if let (Some(o), Some(n)) = (&old.tls, &new.tls)
+        && o.contents != n.contents
+    {
+        for name in std::mem::take(&mut diff.unchanged) {
+            diff.live.push((name, LiveChange::default()));
+        }
+        for (name, change) in &mut diff.live {
+            if let Some(inst) = new.instance(name) {
+                reload_tls_files(
+                    change,
+                    &render::render(new, inst, new_server, Secrets::Show),
+                );
+            }
         }
     }
     diff

@@ -56,6 +56,7 @@ impl Validator {
             key_file,
             ca_file: resolve(raw.ca_file),
             client_auth,
+            contents: None,
         }
     }
 

@@ -183,3 +183,56 @@ fn the_endpoints_master_is_the_sentinels_majority_or_the_last_one_when_none_answ
         ("r1".to_owned(), "named by a majority of the sentinels")
     );
 }
+
+/// Certificates rotated in place: the instances load them again live (`CONFIG SET` of the
+/// same paths, together), and the local sentinel, which cannot, restarts after them.
+#[test]
+fn rotated_certificates_are_set_live_on_instances_and_restart_the_sentinel() {
+    let text = format!(
+        "{}\n[tls]\ncert_file = \"tls/r.crt\"\nkey_file = \"tls/r.key\"\nca_file = \"tls/ca.crt\"\n",
+        text()
+    );
+    let mut h = H::new(&text, "a");
+    no_sentinel_answers_then_master_up(&mut h);
+    h.launched("s1", 900);
+    h.probe("s1", &sentinel_info(900, M));
+    assert_eq!(h.kind("s1"), Kind::Running);
+    let mut rotated = group(&text);
+    if let Some(tls) = rotated.tls.as_mut() {
+        tls.contents = Some(7);
+    }
+    h.feed(Input::ReloadRequested { id: Some(5) });
+    let fx = h.feed(Input::ConfigLoaded {
+        id: Some(5),
+        result: Ok(Box::new(loaded(rotated))),
+    });
+    let live: Vec<(String, Vec<(String, String)>)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ApplyLive { name, change, .. } => Some((
+                name.clone(),
+                change
+                    .set
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                    .collect(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        live,
+        [(
+            "master".to_owned(),
+            vec![
+                ("tls-cert-file".to_owned(), "/t/tls/r.crt".to_owned()),
+                ("tls-key-file".to_owned(), "/t/tls/r.key".to_owned()),
+                ("tls-ca-cert-file".to_owned(), "/t/tls/ca.crt".to_owned()),
+            ]
+        )],
+        "{fx:?}"
+    );
+    assert!(shutdowns(&fx).is_empty(), "nothing restarts before: {fx:?}");
+    let fx = h.live_applied("master", Ok(()));
+    assert_eq!(shutdowns(&fx), [("s1".to_owned(), false)], "{fx:?}");
+}

@@ -14,10 +14,13 @@ use crate::daemon::Event;
 use crate::daemon::claim;
 use crate::files;
 use crate::process::RunAs;
-use crate::redis_io::{Client as _, ConfigSetError, Endpoint, config_set_on, replicaof_on};
+use crate::redis_io::{
+    Client as _, ConfigSetError, Endpoint, config_set_many_on, config_set_on, replicaof_on,
+};
 use redisrepd_core::config::{MaxSyncs, Secret};
 use redisrepd_core::info::{Replication, RepointVerdict};
 use redisrepd_core::machine::{Input, LiveFailure};
+use redisrepd_core::plan::TLS_FILE_KEYS;
 use redisrepd_core::plan::{LiveChange, Upstream};
 
 /// Runs `work` in a thread of its own named `name`; a thread that cannot be started is
@@ -201,8 +204,18 @@ fn apply_live(live: &LiveEffect, run_as: Option<&RunAs>) -> Result<(), LiveFailu
     let mut c = endpoint
         .connect(Duration::from_secs(5))
         .map_err(|e| LiveFailure::Failed(format!("cannot reach it: {e}")))?;
-    for (key, value) in &change.set {
+    // The certificate files go together (one CONFIG SET re-reads them all): a new
+    // certificate set alone would be checked against the old key and refused.
+    let (tls, others): (Vec<_>, Vec<_>) = change
+        .set
+        .iter()
+        .partition(|(k, _)| TLS_FILE_KEYS.contains(&k.as_str()));
+    for (key, value) in others {
         config_set_on(&mut c, key, value.expose()).map_err(live_failure)?;
+    }
+    if !tls.is_empty() {
+        let pairs: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+        config_set_many_on(&mut c, &pairs).map_err(live_failure)?;
     }
     if let Some(repoint) = &change.repoint {
         repoint_checked(&mut c, live, repoint.as_ref())?;
