@@ -725,7 +725,7 @@ fn a_switchover_whose_target_freezes_mid_way_aborts_unpaused_with_roles_unchange
     let r1 = c.pid("r1");
     util::kill(r1, Signal::SIGSTOP);
     let started = std::time::Instant::now();
-    let result = master.switchover_on(m, t, &target, Duration::from_secs(1));
+    let result = master.switchover_on(m, t, Vec::new(), &target, Duration::from_secs(1));
     let took = started.elapsed();
     // Writes go on at the master at once.
     let mut con = c.con("master");

@@ -99,15 +99,17 @@ pub trait Client {
     fn switchover(
         &self,
         target: &Endpoint,
+        others: &[Endpoint],
         timeout: Duration,
     ) -> Result<redisrepd_core::switchover::Timings, String>;
 
-    /// [`Endpoint::switchover`] on connections already open to this master (`m`) and to
-    /// `target` (`t`).
+    /// [`Endpoint::switchover`] on connections already open to this master (`m`), to
+    /// `target` (`t`) and to the master's other replicas (`others`).
     fn switchover_on(
         &self,
         m: redis::Connection,
         t: redis::Connection,
+        others: Vec<redis::Connection>,
         target: &Endpoint,
         timeout: Duration,
     ) -> Result<redisrepd_core::switchover::Timings, String>;
@@ -351,6 +353,7 @@ impl Client for Endpoint {
     fn switchover(
         &self,
         target: &Endpoint,
+        others: &[Endpoint],
         timeout: Duration,
     ) -> Result<redisrepd_core::switchover::Timings, String> {
         let io = Duration::from_secs(2);
@@ -359,7 +362,12 @@ impl Client for Endpoint {
         let t = target
             .connect(io)
             .map_err(|e| format!("the target: {}", describe(e)))?;
-        self.switchover_on(m, t, target, timeout)
+        // Best effort: a replica not reached here is re-pointed by its own daemon.
+        let others = others
+            .iter()
+            .filter_map(|o| o.connect(Duration::from_millis(500)).ok())
+            .collect();
+        self.switchover_on(m, t, others, target, timeout)
     }
 
     /// [`Endpoint::switchover`] on connections already open to this master (`m`) and to
@@ -368,6 +376,7 @@ impl Client for Endpoint {
         &self,
         mut m: redis::Connection,
         mut t: redis::Connection,
+        others: Vec<redis::Connection>,
         target: &Endpoint,
         timeout: Duration,
     ) -> Result<redisrepd_core::switchover::Timings, String> {
@@ -433,6 +442,14 @@ impl Client for Endpoint {
             );
         }
         let target_host = target.bind.to_string();
+        // The other replicas follow the new master before the old one turns replica and
+        // drops them (Redis 6.2 does; one that reconnects to it mid-handshake may lose its
+        // cached master and full-sync). They resync partially: the target holds the whole
+        // offset, and they have the old master's id as the target's second id.
+        for mut o in others {
+            let _ = o.set_read_timeout(Some(Duration::from_millis(500)));
+            let _ = replicaof_on(&mut o, Some((&target_host, target.port)));
+        }
         // The target is master now. Until this one follows it, it must stay paused (its
         // pause outlasts this by PAUSE_MARGIN): a write here would be lost.
         let mut last = String::new();

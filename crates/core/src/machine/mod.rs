@@ -276,6 +276,10 @@ pub enum Effect {
         name: String,
         master: Endpoint,
         target: Endpoint,
+        /// The master's other replicas online: the switchover re-points them to `target`
+        /// while writes are paused, before the master turns replica (best effort: their
+        /// daemons re-point any it missed).
+        others: Vec<Endpoint>,
         force: bool,
         timeout: Duration,
     },

@@ -331,10 +331,12 @@ impl Machine {
             cu.phase = Phase::HandingBack;
         }
         self.roles.failover_from = Some(source.clone());
+        let others = self.online_followers(&source, &master);
         fx.push(Effect::Failover {
             name: master,
             master: from,
             target: to,
+            others,
             force: false,
             timeout: FAILOVER_TIMEOUT,
         });

@@ -397,16 +397,36 @@ impl Machine {
             return Err("cannot reach the instances".to_owned());
         };
         info!(master = %master, target = %target.name, "failover: FAILOVER TO {}", target.address());
+        let others = self.online_followers(&master, &target.name);
         self.roles.begin_change(Reason::Failover);
         self.roles.failover_from = Some(master.clone());
         fx.push(Effect::Failover {
             name: target.name.clone(),
             master: from,
             target: to_ep,
+            others,
             force,
             timeout: FAILOVER_TIMEOUT,
         });
         Ok(())
+    }
+
+    /// The replicas of `master` but `except` that its last INFO lists online, to reach: a
+    /// switchover re-points them to the new master itself, before the old master turns
+    /// replica. Redis 6.2 drops a master's replicas when it turns replica, and one that
+    /// reconnects while it is still in its own handshake can read a broken PSYNC reply
+    /// ("Reading from master: Operation now in progress") and discard its cached master:
+    /// its next sync, wherever, is full.
+    pub(in crate::machine) fn online_followers(&self, master: &str, except: &str) -> Vec<Endpoint> {
+        let Some(Ok(info)) = self.seen.infos.get(master).map(|p| &p.result) else {
+            return Vec::new();
+        };
+        self.group
+            .replicas_of(master)
+            .filter(|r| r.name != except)
+            .filter(|r| info.replica(r.bind, r.port).is_some_and(|l| l.is_online()))
+            .filter_map(|r| self.endpoint_of(&r.name))
+            .collect()
     }
 
     /// Begins a promotion: refused while the master answers, and when another replica is

@@ -14,6 +14,15 @@ fn failover_swaps_roles_re_points_the_others_live_and_keeps_the_new_master() {
     assert!(failovers(&fx).is_empty(), "not before fresh INFO");
     let fx = probe_before(&mut h);
     assert_eq!(failovers(&fx), ["r1"]);
+    // The master's other replica online goes with the switchover itself, to r1.
+    let others: Vec<u16> = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Failover { others, .. } => Some(others.iter().map(|o| o.port).collect()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert_eq!(others, [R2.1]);
     h.now += S / 10;
     let fx = h.role_changed("r1", Ok(()));
     assert_eq!(saved(&fx), ["r1"]);

@@ -319,9 +319,10 @@ impl Runtime {
                 name,
                 master,
                 target,
+                others,
                 force,
                 timeout,
-            } => self.failover(name, (master, target), force, timeout),
+            } => self.failover(name, (master, target), others, force, timeout),
             Effect::MakeMaster { name, endpoint } => self.make_master(name, endpoint),
             Effect::DropClients { name, endpoint } => redis::drop_clients(name, endpoint),
             // Sentinel.

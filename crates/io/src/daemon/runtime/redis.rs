@@ -137,6 +137,7 @@ impl Runtime {
         &self,
         name: String,
         (master, target): (Endpoint, Endpoint),
+        others: Vec<Endpoint>,
         force: bool,
         timeout: Duration,
     ) {
@@ -155,7 +156,7 @@ impl Runtime {
             let result = if force {
                 master.failover(&target, true, timeout)
             } else {
-                master.switchover(&target, timeout).map(|t| {
+                master.switchover(&target, &others, timeout).map(|t| {
                     info!(instance = %name, "switchover done: {}", t.describe());
                 })
             };
