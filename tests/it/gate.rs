@@ -64,6 +64,25 @@ fn max_concurrent_syncs_in_log(log: &str) -> (usize, usize) {
     (max, full)
 }
 
+/// [`max_concurrent_syncs_in_log`] of the master's daemon (host `a`) once `ended` full
+/// syncs have ended in it. A diskless sync is over for the replica (its link up, so
+/// `status` healthy) before the master logs "Synchronization with replica ... succeeded":
+/// that waits for the replica's first REPLCONF ACK, up to a second later.
+fn syncs_once_ended(c: &Cluster, ended: usize) -> (usize, usize) {
+    util::wait_for(
+        UP,
+        &format!("the master to log {ended} syncs ended"),
+        || {
+            let (max, full) = max_concurrent_syncs_in_log(&c.daemon_log("a"));
+            if full >= ended {
+                Ok((max, full))
+            } else {
+                Err(format!("{full} ended\n{}", c.logs()))
+            }
+        },
+    )
+}
+
 /// Polls the master's INFO in a thread until dropped: the most replicas it ever lacked.
 struct AwayWatch {
     stop: Arc<AtomicBool>,
@@ -171,7 +190,7 @@ fn replicas_that_lost_their_data_full_sync_one_at_a_time() {
         full_before + 2,
         "both had to copy everything"
     );
-    let (max, full) = max_concurrent_syncs_in_log(&c.daemon_log("a"));
+    let (max, full) = syncs_once_ended(&c, 4);
     assert_eq!(max, 1, "never two syncing at once\n{}", c.logs());
     assert!(
         full >= 4,
@@ -206,7 +225,7 @@ fn the_gate_paces_replicas_of_two_daemons() {
     c.start_daemon("b");
     c.start_daemon("c");
     c.wait_healthy();
-    let (max, full) = max_concurrent_syncs_in_log(&c.daemon_log("a"));
+    let (max, full) = syncs_once_ended(&c, 2);
     assert_eq!(full, 2, "{}", c.logs());
     assert_eq!(
         max,
@@ -510,7 +529,7 @@ fn auto_lets_replicas_of_two_daemons_sync_together() {
     c.start_daemon("b");
     c.start_daemon("c");
     c.wait_healthy();
-    let (max, full) = max_concurrent_syncs_in_log(&c.daemon_log("a"));
+    let (max, full) = syncs_once_ended(&c, 2);
     assert_eq!(full, 2, "{}", c.logs());
     let grants = [c.daemon_log("b"), c.daemon_log("c")]
         .iter()
