@@ -425,3 +425,195 @@ fn fault_of(e: &rustls::Error, ca: &Path, named: &Named) -> Fault {
         _ => refused(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Runs openssl in `dir` (the tests make their certificates with it).
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+
+    /// A CA and a certificate it signed for 30 days, naming 10.0.0.1, with `ext` as its
+    /// extensions file (beside the SAN).
+    fn pki(ext: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650", "-subj", "/CN=ca",
+        ]);
+        openssl(d, &ca);
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", "r.key", "-out", "r.csr", "-subj", "/CN=r"]);
+        openssl(d, &req);
+        std::fs::write(
+            d.join("r.ext"),
+            format!("subjectAltName = IP:10.0.0.1\n{ext}"),
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "r.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "r.crt",
+                "-days",
+                "30",
+                "-extfile",
+                "r.ext",
+            ],
+        );
+        dir
+    }
+
+    fn group(dir: &Path, extra_bind: &str, client_auth: &str) -> Group {
+        let text = format!(
+            "[cluster]\nname = \"g\"\n[tls]\ncert_file = \"r.crt\"\nkey_file = \"r.key\"\n\
+             ca_file = \"ca.crt\"\nclient_auth = \"{client_auth}\"\n\
+             [[instance]]\nname = \"m\"\nhost = \"h\"\nbind = \"10.0.0.1\"\nport = 7000\n\
+             extra_bind = [{extra_bind}]\n"
+        );
+        redisrepd_core::config::parse(&text, &dir.join("g.toml"), dir)
+            .expect("valid")
+            .group
+    }
+
+    fn texts(problems: &[Problem]) -> Vec<String> {
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_good_pair_passes_and_its_dates_are_judged_at_now() {
+        let dir = pki("");
+        let g = group(dir.path(), "", "yes");
+        let now = Timestamp::now();
+        let found = check_files(&g, "h", now);
+        assert_eq!(texts(&found.errors), Vec::<String>::new());
+        assert_eq!(texts(&found.warnings), Vec::<String>::new());
+        assert_eq!(found.sound.len(), 1);
+
+        // 20 days and an hour on: 9 full days left, a warning.
+        let later = now + jiff::SignedDuration::from_hours(20 * 24 + 1);
+        let found = check_files(&g, "h", later);
+        assert!(found.errors.is_empty(), "{:?}", found.errors);
+        let w = texts(&found.warnings).join("\n");
+        assert!(
+            w.contains("key `tls.cert_file`: `") && w.contains("in 9 days"),
+            "{w}"
+        );
+
+        // A year on: expired, said once (the verifier says it too).
+        let found = check_files(&g, "h", now + jiff::SignedDuration::from_hours(365 * 24));
+        let e = texts(&found.errors);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("expired on "), "{e:?}");
+        assert!(found.sound.is_empty());
+
+        // Before it was made: not valid yet (the CA neither).
+        let found = check_files(&g, "h", now - jiff::SignedDuration::from_hours(24));
+        let e = texts(&found.errors).join("\n");
+        assert!(
+            e.contains("key `tls.cert_file`: `") && e.contains("is not valid yet"),
+            "{e}"
+        );
+        assert!(
+            e.contains("key `tls.ca_file`: `") && e.contains("is not valid yet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_extra_bind_the_certificate_does_not_name_is_a_warning() {
+        let dir = pki("");
+        let g = group(dir.path(), "\"10.0.0.9\"", "yes");
+        let found = check_files(&g, "h", Timestamp::now());
+        assert!(found.errors.is_empty(), "{:?}", found.errors);
+        let w = texts(&found.warnings).join("\n");
+        assert!(
+            w.contains("does not name 10.0.0.9 (instance `m`, extra_bind): clients that connect"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn a_server_only_certificate_is_refused_when_clients_present_it() {
+        let dir = pki("extendedKeyUsage = serverAuth\n");
+        let found = check_files(&group(dir.path(), "", "no"), "h", Timestamp::now());
+        assert!(found.errors.is_empty(), "{:?}", found.errors);
+        let found = check_files(&group(dir.path(), "", "yes"), "h", Timestamp::now());
+        let e = texts(&found.errors).join("\n");
+        assert!(
+            e.contains("is not for clients: its extendedKeyUsage lacks clientAuth"),
+            "{e}"
+        );
+
+        let dir = pki("extendedKeyUsage = clientAuth\n");
+        let found = check_files(&group(dir.path(), "", "no"), "h", Timestamp::now());
+        let e = texts(&found.errors).join("\n");
+        assert!(e.contains("is not for servers"), "{e}");
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_and_a_loose_key_are_named() {
+        let dir = pki("");
+        std::fs::write(dir.path().join("ca.crt"), "not a certificate\n").unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+        std::fs::set_permissions(dir.path().join("r.key"), mode).unwrap();
+        let found = check_files(&group(dir.path(), "", "yes"), "h", Timestamp::now());
+        let e = texts(&found.errors).join("\n");
+        assert!(
+            e.contains("key `tls.ca_file`: `") && e.contains("holds no certificate"),
+            "{e}"
+        );
+        let w = texts(&found.warnings).join("\n");
+        assert!(
+            w.contains("is readable by others (mode 644): run `chmod o-rwx"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn expiries_read_this_hosts_certificate_and_the_ca() {
+        let dir = pki("");
+        let g = group(dir.path(), "", "yes");
+        let tls = g.tls.as_ref().unwrap();
+        let now = Timestamp::now();
+        let e = expiries(tls, "h");
+        assert_eq!(e.len(), 2);
+        let days = |c: &CertExpiry| c.seconds_left(now).unwrap() / 86_400;
+        assert!((29..=30).contains(&days(&e[0])), "{e:?}");
+        assert!(days(&e[1]) > 3000, "{e:?}");
+        std::fs::remove_file(dir.path().join("r.crt")).unwrap();
+        let e = expiries(tls, "h");
+        assert_eq!(e[0].not_after, None);
+        assert!(
+            e[0].error.as_deref().unwrap().contains("No such file"),
+            "{e:?}"
+        );
+    }
+}
