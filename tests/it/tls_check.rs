@@ -477,6 +477,53 @@ fn check_asks_the_server_and_skips_another_hosts_absent_pair() {
     );
 }
 
+/// A key rustls's ring cannot load (P-521) is judged by the server alone: its refusal, in
+/// its own words, names the files.
+#[test]
+fn check_reports_the_servers_own_words_for_a_key_only_it_can_load() {
+    let dir = TestDir::new();
+    let pki = Pki::new(&dir);
+    let server = util::redis_server();
+    let mut ex = example(&dir, &server.display().to_string());
+    let (cert, _) = pki.cert("good", &binds(&ex), "ca", Valid::Days(365));
+    openssl(
+        &pki.dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-521",
+            "-out",
+            "p521.key",
+        ],
+    );
+    let key = pki.path("p521.key");
+    let config = with_tls(&mut ex, &dir, &cert, &key, &pki.path("ca.crt"));
+    let out = check(&config);
+    if out.stderr.contains("was built without TLS") {
+        eprintln!(
+            "skipped: the suite's server `{}` was built without TLS",
+            server.display()
+        );
+        return;
+    }
+    refused(
+        &out,
+        &config,
+        &[
+            &format!(
+                "key `tls.cert_file`: `{}` refuses `{}` with key `{}` and ca_file `{}`: ",
+                server.display(),
+                cert.display(),
+                key.display(),
+                pki.path("ca.crt").display()
+            ),
+            "key values mismatch",
+        ],
+    );
+}
+
 /// A group on one host with `[tls]`: a master and a replica, the pair `cert`/`key`.
 fn tls_cluster(
     pki_of: impl FnOnce(&Pki, &[IpAddr]) -> (PathBuf, PathBuf),
