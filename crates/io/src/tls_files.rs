@@ -37,10 +37,14 @@ pub struct Findings {
     pub warnings: Vec<Problem>,
     /// The pairs readable here that passed: the ones to ask the server about.
     pub sound: Vec<PairCheck>,
+    /// Errors raised, each time (two pairs of the same files raise the same error, which is
+    /// said once).
+    raised: usize,
 }
 
 impl Findings {
     fn error(&mut self, key: &str, file: &Path, fault: Fault) {
+        self.raised += 1;
         let p = fault.problem(key, file);
         if !self.errors.contains(&p) {
             self.errors.push(p);
@@ -148,7 +152,7 @@ fn check_pair(
     found: &mut Findings,
 ) -> bool {
     let (cert_key, key_key) = (pair.cert_key(), pair.key_key());
-    let errors_before = found.errors.len();
+    let raised_before = found.raised;
     // Another host's pair need not be here (each host usually holds only its own key).
     if !pair.required && (!pair.cert.exists() || std::fs::File::open(&pair.key).is_err()) {
         return false;
@@ -229,7 +233,7 @@ fn check_pair(
     for named in judge::unnamed(&facts.ips, &extras) {
         found.warn(&cert_key, judge::extra_unnamed(&pair.cert, named));
     }
-    found.errors.len() == errors_before
+    found.raised == raised_before
 }
 
 /// The `notAfter` of every certificate file `host` uses (its own certificate and
