@@ -12,8 +12,10 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
     let checked = super::load(config)?;
     let group = &checked.group;
     redisrepd_io::config_file::check_hooks(group, config)?;
-    let server = match redisrepd_io::process::find_redis_server(&group.cluster.redis_server) {
-        Err(_) => {
+    let mut problems: Vec<String> = Vec::new();
+    let binary = redisrepd_io::process::find_redis_server(&group.cluster.redis_server).ok();
+    let server = match &binary {
+        None => {
             eprintln!(
                 "redisrepd: warning: {}: key `redis_server`: `{}` is not found or not executable \
                  here, so the [redis] directives are not checked against it; the daemon will \
@@ -23,18 +25,11 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
             );
             None
         }
-        Ok(binary) => {
+        Some(binary) => {
             let (_, server) = redisrepd_io::server_detect::configured(group, config)
                 .map_err(anyhow::Error::msg)?;
-            match redisrepd_io::server_check::ask_server(group, &binary) {
-                Ok(problems) if problems.is_empty() => {}
-                Ok(problems) => {
-                    return Err(ConfigError {
-                        file: config.to_owned(),
-                        problems: problems.iter().map(ToString::to_string).collect(),
-                    }
-                    .into());
-                }
+            match redisrepd_io::server_check::ask_server(group, binary) {
+                Ok(found) => problems.extend(found.iter().map(ToString::to_string)),
                 Err(why) => eprintln!(
                     "redisrepd: warning: {}: the [redis] directives are not checked: {why}",
                     config.display()
@@ -43,6 +38,20 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
             Some(server)
         }
     };
+    // The TLS files as this host (or `--host`) reads them, and the server's verdict on them.
+    let this_host = host.map_or_else(redisrepd_io::host::hostname, str::to_owned);
+    let tls = redisrepd_io::tls_files::verify(group, &this_host, binary.as_deref());
+    for w in &tls.warnings {
+        eprintln!("redisrepd: warning: {}: {w}", config.display());
+    }
+    problems.extend(tls.errors.iter().map(ToString::to_string));
+    if !problems.is_empty() {
+        return Err(ConfigError {
+            file: config.to_owned(),
+            problems,
+        }
+        .into());
+    }
     for w in user_warnings(group.cluster.user.as_deref()) {
         eprintln!("redisrepd: warning: {}: {w}", config.display());
     }

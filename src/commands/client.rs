@@ -118,6 +118,8 @@ pub fn status(config: &Path, only: &[String], json: bool, wide: bool) -> Result<
     let mut from_daemons: BTreeMap<String, InstanceStatus> = BTreeMap::new();
     let mut paused: Vec<(String, Duration)> = Vec::new();
     let mut endpoints: Vec<status::HttpEndpoint> = Vec::new();
+    // The certificate files each answering daemon uses (`[tls]`).
+    let mut certs: Vec<(String, redisrepd_core::tls::CertExpiry)> = Vec::new();
     // The hosts whose daemon did not answer here, and why.
     let mut silent: Vec<(String, DaemonAbsent)> = Vec::new();
     for host in group.hosts() {
@@ -136,8 +138,10 @@ pub fn status(config: &Path, only: &[String], json: bool, wide: bool) -> Result<
                 instances,
                 paused_for_ms,
                 http,
+                tls_cert_expiry,
                 ..
             }) => {
+                certs.extend(tls_cert_expiry.into_iter().map(|c| (host.to_owned(), c)));
                 for s in instances {
                     from_daemons.insert(s.name.clone(), s);
                 }
@@ -209,6 +213,7 @@ pub fn status(config: &Path, only: &[String], json: bool, wide: bool) -> Result<
             .ok()
             .map(|t| t.round(jiff::Unit::Second).unwrap_or(t))
     });
+    let now = jiff::Timestamp::now();
     if json {
         let mut doc = serde_json::json!({
             "cluster": group.cluster.name,
@@ -223,6 +228,18 @@ pub fn status(config: &Path, only: &[String], json: bool, wide: bool) -> Result<
             doc["sentinels"] = serde_json::to_value(s)?;
         }
         doc["backups"] = serde_json::to_value(&backups)?;
+        doc["tls_cert_expiry"] = certs
+            .iter()
+            .map(|(host, c)| {
+                serde_json::json!({
+                    "host": host,
+                    "file": c.file,
+                    "not_after": c.not_after,
+                    "seconds_left": c.seconds_left(now),
+                    "error": c.error,
+                })
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         if wide {
@@ -239,6 +256,11 @@ pub fn status(config: &Path, only: &[String], json: bool, wide: bool) -> Result<
         }
         if let Some(p) = &problem {
             println!("warning: {p}");
+        }
+        for (host, c) in &certs {
+            if let Some(w) = c.warning(host, now) {
+                println!("warning: {w}");
+            }
         }
         for b in &backups {
             println!("{}", b.line());

@@ -71,6 +71,9 @@ pub enum Response {
         /// The daemon's HTTP listener (`[http] listen`), when it has one.
         #[serde(default)]
         http: Option<crate::status::HttpEndpoint>,
+        /// `[tls]`: the certificate files this host uses and when each ends.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tls_cert_expiry: Vec<crate::tls::CertExpiry>,
     },
     /// The changes of master a daemon recorded, oldest first.
     History {

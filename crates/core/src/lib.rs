@@ -34,6 +34,7 @@ pub mod sentinel;
 pub mod server;
 pub mod status;
 pub mod switchover;
+pub mod tls;
 pub mod topology;
 
 /// Exit status: done.

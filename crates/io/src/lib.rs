@@ -9,7 +9,7 @@
 //! ([`files`]), Redis and Sentinel clients ([`redis_io`], [`sentinel_client`]), asking a
 //! binary what it is ([`server_detect`], [`server_check`]), the control socket's wire
 //! ([`control_socket`]), the HTTP listener ([`http_server`]), metrics ([`metrics`]),
-//! the config and password files ([`config_file`]), backups' file work ([`backup`]) and
+//! the config and password files ([`config_file`]), the `[tls]` certificates ([`tls_files`]), backups' file work ([`backup`]) and
 //! what `doctor` reads of the host ([`doctor`]).
 
 pub mod backup;
@@ -27,3 +27,4 @@ pub mod redis_io;
 pub mod sentinel_client;
 pub mod server_check;
 pub mod server_detect;
+pub mod tls_files;

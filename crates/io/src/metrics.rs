@@ -36,6 +36,9 @@ pub struct Snapshot {
     pub hook_runs: [u64; 3],
     /// This daemon's backups.
     pub backup: redisrepd_core::backup::BackupStatus,
+    /// `[tls]`: seconds until each certificate file this host uses ends (negative: ended),
+    /// read at the scrape; a file that cannot be read is left out.
+    pub tls_expiry: Vec<(String, i64)>,
 }
 
 /// One local instance's numbers. Counters count since the daemon started.
@@ -91,6 +94,11 @@ pub struct GateMetrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabel {
     check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabel {
+    file: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -306,6 +314,20 @@ pub fn encode(snapshot: &Snapshot) -> String {
             g,
         );
     }
+    if !snapshot.tls_expiry.is_empty() {
+        let expiry = Family::<FileLabel, Gauge>::default();
+        for (file, left) in &snapshot.tls_expiry {
+            expiry
+                .get_or_create(&FileLabel { file: file.clone() })
+                .set(*left);
+        }
+        registry.register(
+            "redisrepd_tls_cert_expiry_seconds",
+            "Seconds until the certificate file ends (its notAfter; for a file of several, the \
+             earliest), for this host's certificate and ca_file; negative once ended",
+            expiry,
+        );
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out, &registry);
@@ -390,6 +412,10 @@ mod tests {
                 failures_total: 2,
                 ..Default::default()
             },
+            tls_expiry: vec![
+                ("/etc/redisrepd/tls/db2.crt".into(), 86_400),
+                ("/etc/redisrepd/tls/ca.crt".into(), -5),
+            ],
         }
     }
 
@@ -426,6 +452,8 @@ mod tests {
             "redisrepd_backup_failures_total 2",
             "redisrepd_backup_last_success_timestamp_seconds 1796000000",
             "redisrepd_backup_last_size_bytes 4096",
+            r#"redisrepd_tls_cert_expiry_seconds{file="/etc/redisrepd/tls/db2.crt"} 86400"#,
+            r#"redisrepd_tls_cert_expiry_seconds{file="/etc/redisrepd/tls/ca.crt"} -5"#,
         ] {
             assert!(got.contains(&want), "missing {want}\n{text}");
         }
@@ -435,8 +463,8 @@ mod tests {
             "{text}"
         );
         // 2 up + 2 restarts + 4 syncs + 2 mispredictions + 8 stops + 1 gate + 1 info + 2
-        // pause + 3 hook results + 3 backup + 2 doctor checks.
-        assert_eq!(got.len(), 30, "{text}");
+        // pause + 3 hook results + 3 backup + 2 doctor checks + 2 certificates.
+        assert_eq!(got.len(), 32, "{text}");
     }
 
     #[test]
@@ -449,6 +477,7 @@ mod tests {
             "# TYPE redisrepd_stops_total counter",
             "# TYPE redisrepd_gate_waiting gauge",
             "# TYPE redisrepd_server_info gauge",
+            "# TYPE redisrepd_tls_cert_expiry_seconds gauge",
         ] {
             assert!(text.lines().any(|l| l == want), "missing {want}\n{text}");
         }

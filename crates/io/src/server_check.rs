@@ -32,8 +32,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redisrepd_core::config::{Directive, Group, Problem};
+use redisrepd_core::config::{Directive, Group, PerHost, Problem, Tls};
 use redisrepd_core::render;
+use redisrepd_core::tls::PairCheck;
 
 /// One line of the probe file and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,6 +382,143 @@ pub fn ask_server(group: &Group, server: &Path) -> Result<Vec<Problem>, String> 
     Ok(problems)
 }
 
+/// The TLS probe file for one pair: the harmless header, the `tls-*` lines an instance's
+/// redis.conf would hold (`render::tls_lines`) with `tls-port 0`, so that the server loads
+/// the certificates (`tls-replication yes` makes it do so even without a TLS port) and then
+/// exits, listening nowhere.
+pub fn tls_probe_text(tls: &Tls, cert: &Path, key: &Path, dir: &Path) -> String {
+    let one = Tls {
+        cert_file: PerHost::Every(cert.to_owned()),
+        key_file: PerHost::Every(key.to_owned()),
+        ..tls.clone()
+    };
+    let mut text = format!(
+        "# redisrepd check: does the server load these certificates?\nport 0\ndaemonize no\n\
+         dir {}\nlogfile \"\"\ntls-port 0\n",
+        quote_path(dir)
+    );
+    render::tls_lines(
+        &mut |k, v| text.push_str(&format!("{k} {v}\n")),
+        &one,
+        "any",
+    );
+    text
+}
+
+/// What the server made of a TLS probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVerdict {
+    /// It loaded the certificates (and exited: "Configured to not listen anywhere").
+    Accepted,
+    /// It has no TLS: Redis without `BUILD_TLS` refuses `tls-port` as a bad directive,
+    /// Valkey 8.1 without its TLS module says "Failed finding TLS support".
+    NoTls,
+    /// It refused the files: its own log lines, without their prefix.
+    Refused(Vec<String>),
+}
+
+/// Reads a TLS probe's outcome from the server's stderr (a refused directive) and log
+/// (`logfile ""`: stdout).
+pub fn tls_verdict(stdout: &str, stderr: &str) -> TlsVerdict {
+    if let Some(fatal) = parse_fatal(stderr) {
+        let on_tls = fatal.text.as_deref().is_some_and(|t| t.starts_with("tls-"));
+        if on_tls && fatal.reason.starts_with("Bad directive") {
+            return TlsVerdict::NoTls;
+        }
+        let text = fatal.text.map(|t| format!(" at `{t}`")).unwrap_or_default();
+        return TlsVerdict::Refused(vec![format!("{}{text}", fatal.reason)]);
+    }
+    if stdout.contains("Failed finding TLS support") {
+        return TlsVerdict::NoTls;
+    }
+    // `1:M 02 Dec 2026 16:57:03.353 # Failed to load private key: ...`
+    let failed: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_once(" # ").map_or(l, |(_, said)| said).trim())
+        .filter(|l| l.starts_with("Failed"))
+        .collect();
+    // "Failed to configure TLS. Check logs for more info." ends every refusal: the lines
+    // before it say why.
+    let why: Vec<String> = failed
+        .iter()
+        .filter(|l| !l.starts_with("Failed to configure TLS"))
+        .map(|l| (*l).to_owned())
+        .collect();
+    match (why.is_empty(), failed.first()) {
+        (_, None) => TlsVerdict::Accepted,
+        (false, _) => TlsVerdict::Refused(why),
+        (true, Some(only)) => TlsVerdict::Refused(vec![(*only).to_owned()]),
+    }
+}
+
+/// The problems of a TLS probe's verdict for `pair`.
+pub fn tls_problems(
+    verdict: TlsVerdict,
+    server: &str,
+    tls: &Tls,
+    pair: &PairCheck,
+) -> Vec<Problem> {
+    match verdict {
+        TlsVerdict::Accepted => Vec::new(),
+        TlsVerdict::NoTls => vec![Problem::new(
+            None,
+            "tls",
+            format!(
+                "`{server}` was built without TLS: use a build with TLS (make BUILD_TLS=yes; \
+                 Debian's packages have it) or remove [tls]"
+            ),
+        )],
+        TlsVerdict::Refused(said) => vec![Problem::new(
+            None,
+            &pair.cert_key(),
+            format!(
+                "`{server}` refuses `{}` with key `{}` and ca_file `{}`: {}; fix the file it \
+                 names",
+                pair.cert.display(),
+                pair.key.display(),
+                tls.ca_file.display(),
+                said.join("; ")
+            ),
+        )],
+    }
+}
+
+/// Asks `server` to load each of `pairs` (with `tls`'s CA and settings) as an instance
+/// would; one problem per pair it refuses, one in all when it has no TLS. `Err` when it
+/// could not be asked.
+pub fn ask_server_tls(
+    tls: &Tls,
+    pairs: &[PairCheck],
+    server: &Path,
+) -> Result<Vec<Problem>, String> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("redisrepd-check.")
+        .tempdir()
+        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let shown = server.display().to_string();
+    let mut problems = Vec::new();
+    let mut asked: Vec<(&Path, &Path)> = Vec::new();
+    for pair in pairs {
+        if asked.contains(&(pair.cert.as_path(), pair.key.as_path())) {
+            continue;
+        }
+        asked.push((&pair.cert, &pair.key));
+        let text = tls_probe_text(tls, &pair.cert, &pair.key, dir.path());
+        let (stdout, stderr) = run_probe(server, dir.path(), &text)?;
+        let verdict = tls_verdict(&stdout, &stderr);
+        let no_tls = verdict == TlsVerdict::NoTls;
+        problems.extend(tls_problems(verdict, &shown, tls, pair));
+        if no_tls {
+            // The same for every pair.
+            break;
+        }
+    }
+    Ok(problems)
+}
+
 /// How long one probe run may take. A server that read the file exits at once ("Configured
 /// to not listen anywhere", or failing to listen on the rewritten `unixsocket`); one still
 /// running after this got past the file too, and is killed.
@@ -389,6 +527,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Starts the server once on the probe file and waits (at most [`PROBE_TIMEOUT`]) until it
 /// exits; reads its refusal, if any, from its stderr and its log (stdout).
 fn run_once(server: &Path, dir: &Path, text: &str) -> Result<Verdict, String> {
+    let (stdout, stderr) = run_probe(server, dir, text)?;
+    Ok(verdict(&stdout, &stderr))
+}
+
+/// Starts the server once on `text` and waits (at most [`PROBE_TIMEOUT`]) until it exits;
+/// its log (stdout) and stderr.
+fn run_probe(server: &Path, dir: &Path, text: &str) -> Result<(String, String), String> {
     let conf = dir.join("probe.conf");
     crate::files::write_atomic(&conf, text.as_bytes(), 0o600)
         .map_err(|e| format!("cannot write `{}`: {e}", conf.display()))?;
@@ -416,7 +561,7 @@ fn run_once(server: &Path, dir: &Path, text: &str) -> Result<Verdict, String> {
     let _ = child.wait();
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    Ok(verdict(&stdout, &stderr))
+    Ok((stdout, stderr))
 }
 
 /// Waits for `child` to exit, up to `timeout`, on a pidfd (no polling loop).
@@ -565,14 +710,15 @@ mod tests {
 
     #[test]
     fn sockets_and_ports_are_rewritten_into_the_probe_dir() {
-        let g = group("[redis]\nunixsocket = \"/run/live.sock\"\ntls-port = 6380\n");
+        // (`tls-port` is managed since [tls]: refused before any probe.)
+        let g = group("[redis]\nunixsocket = \"/run/live.sock\"\ncluster-port = 16380\n");
         let lines = probe_lines(&g, Path::new("/tmp/x"));
         let text = probe_text(&lines);
         assert!(
             text.contains("unixsocket \"/tmp/x/absent/probe.sock\"\n"),
             "{text}"
         );
-        assert!(text.contains("tls-port 0\n"), "{text}");
+        assert!(text.contains("cluster-port 0\n"), "{text}");
         assert!(!text.contains("/run/live.sock"), "{text}");
         // ... while the message quotes the line as the user wrote it.
         let o = lines.iter().find_map(|l| l.origin.clone()).unwrap();
@@ -721,6 +867,100 @@ mod tests {
             verdict(fixture!("redis-8.0.accepted.stdout"), ""),
             Verdict::Accepted
         );
+    }
+
+    fn tls_group() -> (Group, PairCheck) {
+        let g = group(
+            "[tls]\ncert_file = \"/tls/r.crt\"\nkey_file = \"/tls/r.key\"\nca_file = \"/tls/ca.crt\"\n",
+        );
+        let tls = g.tls.clone().unwrap();
+        let pair = redisrepd_core::tls::pairs_to_check(&g, &tls, "h").remove(0);
+        (g, pair)
+    }
+
+    #[test]
+    fn the_tls_probe_loads_the_pair_as_an_instance_would_and_listens_nowhere() {
+        let (g, pair) = tls_group();
+        let text = tls_probe_text(
+            g.tls.as_ref().unwrap(),
+            &pair.cert,
+            &pair.key,
+            Path::new("/tmp/x"),
+        );
+        for line in [
+            "port 0\n",
+            "tls-port 0\n",
+            "tls-cert-file \"/tls/r.crt\"\n",
+            "tls-key-file \"/tls/r.key\"\n",
+            "tls-ca-cert-file \"/tls/ca.crt\"\n",
+            "tls-replication yes\n",
+            "logfile \"\"\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+    }
+
+    #[test]
+    fn every_servers_tls_verdict() {
+        assert_eq!(
+            tls_verdict(fixture!("redis-7.0.tls-accepted.stdout"), ""),
+            TlsVerdict::Accepted
+        );
+        assert_eq!(
+            tls_verdict("", fixture!("redis-6.2.tls-absent.stderr")),
+            TlsVerdict::NoTls
+        );
+        assert_eq!(
+            tls_verdict(fixture!("valkey-8.1.tls-absent.stdout"), ""),
+            TlsVerdict::NoTls
+        );
+        assert_eq!(
+            tls_verdict(fixture!("redis-7.0.tls-mismatch.stdout"), ""),
+            TlsVerdict::Refused(vec![
+                "Failed to load private key: /tmp/tls/ca.key: error:05800074:x509 certificate \
+                 routines::key values mismatch"
+                    .to_owned()
+            ])
+        );
+        assert_eq!(
+            tls_verdict(fixture!("redis-8.0.tls-missing-cert.stdout"), ""),
+            TlsVerdict::Refused(vec![
+                "Failed to load certificate: /tmp/tls/nosuch.crt: error:80000002:system \
+                 library::No such file or directory"
+                    .to_owned()
+            ])
+        );
+        // Any other directive refused is the server's words too.
+        let other = "*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\nReading the configuration \
+            file, at line 9\n>>> 'tls-auth-clients maybe'\nargument(s) must be one of...\n";
+        assert!(matches!(tls_verdict("", other), TlsVerdict::Refused(_)));
+    }
+
+    #[test]
+    fn tls_problems_name_the_server_and_the_files() {
+        let (g, pair) = tls_group();
+        let tls = g.tls.as_ref().unwrap();
+        let p = tls_problems(TlsVerdict::NoTls, "/opt/valkey-server", tls, &pair);
+        assert_eq!(
+            p[0].to_string(),
+            "key `tls`: `/opt/valkey-server` was built without TLS: use a build with TLS \
+             (make BUILD_TLS=yes; Debian's packages have it) or remove [tls]"
+        );
+        let p = tls_problems(
+            TlsVerdict::Refused(vec!["Failed to load private key: x".into()]),
+            "redis-server",
+            tls,
+            &pair,
+        );
+        let text = p[0].to_string();
+        assert!(
+            text.starts_with(
+                "key `tls.cert_file`: `redis-server` refuses `/tls/r.crt` with key `/tls/r.key` \
+                 and ca_file `/tls/ca.crt`: Failed to load private key: x"
+            ),
+            "{text}"
+        );
+        assert!(tls_problems(TlsVerdict::Accepted, "s", tls, &pair).is_empty());
     }
 
     #[test]

@@ -453,8 +453,10 @@ impl Machine {
                         paused_for_ms: self
                             .paused_for(now)
                             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                        // The runtime knows its HTTP listener; it fills this in.
+                        // The runtime knows its HTTP listener and reads the
+                        // certificates; it fills these in.
                         http: None,
+                        tls_cert_expiry: Vec::new(),
                     },
                 });
             } else {

@@ -133,6 +133,13 @@ pub fn run(
     let (redis_server, server) =
         crate::server_detect::configured(&group, config_path).map_err(anyhow::Error::msg)?;
     info!(%server, binary = %redis_server.display(), "server");
+    // Instances could not start (and redisrepd could not reach them) with TLS files that
+    // fail: refused here with `check`'s words rather than as a crash loop.
+    let tls = crate::tls_files::verify(&group, &host, Some(&redis_server));
+    for w in &tls.warnings {
+        warn!("{}: {w}", config_path.display());
+    }
+    tls.refusal(config_path)?;
     let run_as = run_as(&group)?;
     warn_unit_dirs(&group, config_path);
     prepare_dirs(&group, run_as.as_ref())?;

@@ -1,7 +1,7 @@
 //! `[tls]`: the certificate and key (one pair, or one per host), the CA, `client_auth`.
 //!
 //! Only the file's own rules live here; whether the files are readable, match, are signed
-//! by the CA and are still valid is `redisrepd_io::config_file`'s check (it reads them).
+//! by the CA and are still valid is `redisrepd_io::tls_files`'s check (it reads them).
 
 use std::path::PathBuf;
 

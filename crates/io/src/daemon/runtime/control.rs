@@ -55,9 +55,15 @@ impl Runtime {
         self.feed(Input::Request { id, request }, now);
     }
 
-    /// Answers the request `id`; a `status` answer gets the HTTP listener's state, which
-    /// only the runtime knows.
+    /// Answers the request `id`; a `status` answer gets the HTTP listener's state and the
+    /// certificates' ends, which only the runtime knows.
     pub(super) fn reply(&mut self, id: RequestId, mut response: Response) {
+        if let Response::Status {
+            tls_cert_expiry, ..
+        } = &mut response
+        {
+            *tls_cert_expiry = self.cert_expiries();
+        }
         if let (Response::Status { http, .. }, Some(state)) = (&mut response, &self.http)
             && let Ok(state) = state.lock()
         {

@@ -12,7 +12,7 @@ use redisrepd_core::server::Server;
 
 impl Runtime {
     /// Reads the TOML again, asks its `redis_server` what it is and whether it accepts the
-    /// file's directives (the whole of `check`), and when the server is not
+    /// file's directives and `[tls]` files (the whole of `check`), and when the server is not
     /// `current` (a rolling upgrade), asks the instances on other hosts what they run.
     pub(super) fn load_config(&self, current: Server) -> Result<Loaded, String> {
         let checked = crate::config_file::load(&self.config_path).map_err(|e| e.to_string())?;
@@ -42,6 +42,13 @@ impl Runtime {
                 binary.display()
             ),
         }
+        // The certificates as this host's servers would load them: a reload must not
+        // write a redis.conf (or re-point a sentinel) at files they cannot use.
+        let tls = crate::tls_files::verify(&group, &self.host, Some(&binary));
+        for w in &tls.warnings {
+            warn!("{}: {w}", self.config_path.display());
+        }
+        tls.refusal(&self.config_path).map_err(|e| e.to_string())?;
         let mut remote_servers = HashMap::new();
         if server != current {
             // A short timeout each: a reload is rare, and a host that is down is unknown.

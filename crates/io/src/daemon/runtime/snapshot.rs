@@ -1,5 +1,6 @@
 //! The metrics snapshot: what only the supervisor knows (the machine's report, the pause,
-//! the hook and backup counts, `doctor`'s checks), for a scrape of `/metrics`.
+//! the hook and backup counts, `doctor`'s checks, the certificates' ends), for a scrape of
+//! `/metrics`.
 
 use std::time::Instant;
 
@@ -51,7 +52,28 @@ impl Runtime {
                 .and_then(|r| r.counts.lock().ok().map(|n| [n.ok, n.failed, n.timeout]))
                 .unwrap_or_default(),
             backup: self.backups.status(),
+            tls_expiry: self.tls_expiry(),
         }
+    }
+
+    /// The certificate files this host uses, read now (a scrape or a `status` reads them
+    /// afresh, so a renewed file shows at once; they are a few small local files).
+    pub(super) fn cert_expiries(&self) -> Vec<redisrepd_core::tls::CertExpiry> {
+        self.machine
+            .group()
+            .tls
+            .as_ref()
+            .map(|tls| crate::tls_files::expiries(tls, &self.host))
+            .unwrap_or_default()
+    }
+
+    /// Seconds until each readable certificate file of this host ends, for the metric.
+    fn tls_expiry(&self) -> Vec<(String, i64)> {
+        let now = jiff::Timestamp::now();
+        self.cert_expiries()
+            .into_iter()
+            .filter_map(|e| Some((e.file.display().to_string(), e.seconds_left(now)?)))
+            .collect()
     }
 }
 
