@@ -27,5 +27,6 @@ mod sentinel;
 mod sentinel_mode;
 mod servers;
 mod systemd;
+mod tls;
 mod upgrade;
 mod util;
