@@ -233,6 +233,17 @@ fn a_tls_group_speaks_only_tls_checks_every_client_and_replicates_over_tls() {
             "the master lists `{r}` online at its TLS port: {master:?}"
         );
     }
+
+    // A daemon killed and started again adopts its running instances, probing them over
+    // TLS: same pids, healthy.
+    let pids: Vec<u32> = ["r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    let mut daemon = c.take_daemon("b").expect("daemon b");
+    daemon.proc.signal(Signal::SIGKILL);
+    daemon.proc.wait_exit(UP);
+    c.start_daemon("b");
+    c.wait_healthy();
+    let after: Vec<u32> = ["r1", "r2"].iter().map(|n| c.pid(n)).collect();
+    assert_eq!(after, pids, "adopted, not restarted");
 }
 
 #[test]
@@ -404,6 +415,29 @@ fn with_client_auth_no_clients_need_no_certificate_and_the_port_stays_tls_only()
     let run = c.cli(&["failover", "--to", "r1"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
     wait_master(&c, "r1");
+
+    // Certificates required from now on, by reload: the servers ask for one, and the
+    // daemons' and verbs' new connections present theirs.
+    let pids: Vec<u32> = ALL.iter().map(|n| c.pid(n)).collect();
+    if let Some(tls) = c.tls.as_mut() {
+        tls.client_auth = Some("yes".to_owned());
+    }
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    let anonymous = c.tls.as_ref().expect("[tls]").pki.anonymous();
+    for n in ALL {
+        assert_eq!(config(&c, n, "tls-auth-clients"), "yes", "{n}");
+        assert!(
+            util::ping_with(c.addr(n), Some(PASSWORD), Some(&anonymous)).is_err(),
+            "{n}: no certificate, no connection"
+        );
+    }
+    let run = c.cli(&["failover", "--to", "master"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    wait_master(&c, "master");
+    let after: Vec<u32> = ALL.iter().map(|n| c.pid(n)).collect();
+    assert_eq!(after, pids, "nothing restarted");
 }
 
 #[test]
@@ -418,6 +452,16 @@ fn sentinel_mode_over_tls_with_a_certificate_per_host_fails_over_a_dead_master_h
     // to promote a replica, and for host a to rejoin: every acknowledged write kept.
     let (new_master, _) = crate::sentinel_mode::dead_master_host(&mut c, &sentinels);
     assert_ne!(new_master, "master");
+
+    // `failover` asks Sentinel (SENTINEL FAILOVER) over TLS: the role moves again.
+    let run = c.cli(&["failover"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    let moved = masters(&c, &ALL);
+    assert_eq!(moved.len(), 1, "one master: {moved:?}");
+    assert_ne!(moved[0], new_master, "the role moved");
+    wait_master(&c, &moved[0]);
+    crate::sentinel_mode::wait_sentinels_agree(&c, &sentinels, &moved[0]);
+
     for (n, s) in sentinels.iter().enumerate() {
         assert_tls_only(&c, &format!("sentinel s{}", n + 1), *s);
     }

@@ -71,12 +71,12 @@ impl Pki {
     /// key).
     ///
     /// ```text
-    /// cat > redis.ext <<EOF
+    /// cat > redis.ext <<'END'
     /// basicConstraints = CA:FALSE
     /// keyUsage = digitalSignature, keyEncipherment
     /// extendedKeyUsage = serverAuth, clientAuth
     /// subjectAltName = IP:127.0.0.1, IP:10.0.0.1, DNS:localhost
-    /// EOF
+    /// END
     /// openssl req -new -nodes -newkey rsa:2048 -subj "/CN=redis" \
     ///   -keyout redis.key -out redis.csr
     /// openssl x509 -req -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
