@@ -109,8 +109,8 @@ impl GroupTls {
         t
     }
 
-    /// What the tests' clients use: the CA, and the first pair (as redisrepd's own client
-    /// picks) unless `client_auth = "no"`, where they present none.
+    /// What the tests' clients use: the CA, and a pair it signed (the one for every host,
+    /// or the first host's) unless `client_auth = "no"`, where they present none.
     pub fn client(&self) -> TlsFiles {
         if self.client_auth.as_deref() == Some("no") {
             return self.pki.anonymous();
