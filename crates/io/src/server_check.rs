@@ -565,14 +565,15 @@ mod tests {
 
     #[test]
     fn sockets_and_ports_are_rewritten_into_the_probe_dir() {
-        let g = group("[redis]\nunixsocket = \"/run/live.sock\"\ntls-port = 6380\n");
+        // (`tls-port` is [tls]'s now, refused in [redis]: `cluster-port` stands for both.)
+        let g = group("[redis]\nunixsocket = \"/run/live.sock\"\ncluster-port = 16380\n");
         let lines = probe_lines(&g, Path::new("/tmp/x"));
         let text = probe_text(&lines);
         assert!(
             text.contains("unixsocket \"/tmp/x/absent/probe.sock\"\n"),
             "{text}"
         );
-        assert!(text.contains("tls-port 0\n"), "{text}");
+        assert!(text.contains("cluster-port 0\n"), "{text}");
         assert!(!text.contains("/run/live.sock"), "{text}");
         // ... while the message quotes the line as the user wrote it.
         let o = lines.iter().find_map(|l| l.origin.clone()).unwrap();
