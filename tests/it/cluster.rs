@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::util::{self, ProcGuard, Run, TestDir};
+use redisrepd_testkit::{Pki, TlsFiles};
 
 /// The password every test group uses. Long and unusual, so a leak is easy to grep.
 pub const PASSWORD: &str = "pw-Zq81-never-leak";
@@ -50,12 +51,73 @@ impl Member {
     }
 }
 
-/// Builds a group: instances, `[supervise]` and `[redis]` lines.
+/// Builds a group: instances, `[supervise]` and `[redis]` lines, and `[tls]` when asked.
 pub struct Builder {
     members: Vec<Member>,
     supervise: String,
     redis: String,
     cluster_extra: String,
+    tls: Option<TlsOpts>,
+}
+
+/// How a test group's `[tls]` is written (see [`Builder::tls`]).
+#[derive(Clone, Default)]
+struct TlsOpts {
+    client_auth: Option<String>,
+    per_host: Vec<String>,
+}
+
+/// A test group's `[tls]`: the PKI in its dir and how the section reads.
+#[derive(Clone)]
+pub struct GroupTls {
+    /// The CA and the pairs it issued (`redis`, or one per host named after it).
+    pub pki: Pki,
+    /// `client_auth` as written; `None`: the key is left out (Redis's default, "yes").
+    pub client_auth: Option<String>,
+    /// The hosts with a pair of their own (`cert_file = { a = ..., b = ... }`); empty:
+    /// one pair, `redis`, for every host.
+    pub per_host: Vec<String>,
+}
+
+impl GroupTls {
+    /// The `[tls]` section.
+    pub fn section(&self) -> String {
+        let path = |name: &str| self.pki.path(name).display().to_string();
+        let (cert, key) = if self.per_host.is_empty() {
+            (
+                format!("\"{}\"", path("redis.crt")),
+                format!("\"{}\"", path("redis.key")),
+            )
+        } else {
+            let table = |ext: &str| {
+                let entries: Vec<String> = self
+                    .per_host
+                    .iter()
+                    .map(|h| format!("{h} = \"{}\"", path(&format!("{h}.{ext}"))))
+                    .collect();
+                format!("{{ {} }}", entries.join(", "))
+            };
+            (table("crt"), table("key"))
+        };
+        let mut t = format!(
+            "[tls]\ncert_file = {cert}\nkey_file = {key}\nca_file = \"{}\"\n",
+            self.pki.ca().display()
+        );
+        if let Some(auth) = &self.client_auth {
+            let _ = writeln!(t, "client_auth = \"{auth}\"");
+        }
+        t
+    }
+
+    /// What the tests' clients use: the CA, and a pair it signed (the one for every host,
+    /// or the first host's) unless `client_auth = "no"`, where they present none.
+    pub fn client(&self) -> TlsFiles {
+        if self.client_auth.as_deref() == Some("no") {
+            return self.pki.anonymous();
+        }
+        self.pki
+            .client(self.per_host.first().map_or("redis", String::as_str))
+    }
 }
 
 impl Builder {
@@ -69,7 +131,30 @@ impl Builder {
                 .to_owned(),
             redis: "save = [\"3600 1\"]\nappendonly = \"no\"\n".to_owned(),
             cluster_extra: String::new(),
+            tls: None,
         }
+    }
+
+    /// `[tls]`: a throw-away PKI (made with `openssl` in the test dir), one certificate
+    /// for every host, `client_auth` left to its default ("yes"). The cluster's own
+    /// connections (`con`, `set`, `info`, `connect`, `writer_opts`) then use TLS.
+    pub fn tls(mut self) -> Builder {
+        self.tls.get_or_insert_with(TlsOpts::default);
+        self
+    }
+
+    /// [`Builder::tls`] with `client_auth = "<value>"` written out.
+    pub fn tls_client_auth(mut self, value: &str) -> Builder {
+        self.tls.get_or_insert_with(TlsOpts::default).client_auth = Some(value.to_owned());
+        self
+    }
+
+    /// [`Builder::tls`] with a certificate of its own for each of `hosts` (every host
+    /// that runs an instance or a sentinel), as a table per host.
+    pub fn tls_per_host(mut self, hosts: &[&str]) -> Builder {
+        self.tls.get_or_insert_with(TlsOpts::default).per_host =
+            hosts.iter().map(|h| (*h).to_owned()).collect();
+        self
     }
 
     /// Adds an instance on `host`, with its own loopback address and a free port.
@@ -111,9 +196,28 @@ impl Builder {
         self
     }
 
-    /// Writes the TOML into a fresh temp dir.
+    /// Writes the TOML (and with `[tls]` the PKI) into a fresh temp dir.
     pub fn build(self) -> Cluster {
         let dir = TestDir::new();
+        let tls = self.tls.map(|opts| {
+            let pki = Pki::create(&dir.join("tls"));
+            // Every address a test of this process may give an instance or a sentinel:
+            // sentinels' addresses are chosen after the build.
+            let ips: Vec<IpAddr> = std::iter::once(IpAddr::from([127, 0, 0, 1]))
+                .chain(util::loopback_ips())
+                .collect();
+            if opts.per_host.is_empty() {
+                pki.issue("redis", &ips);
+            }
+            for host in &opts.per_host {
+                pki.issue(host, &ips);
+            }
+            GroupTls {
+                pki,
+                client_auth: opts.client_auth,
+                per_host: opts.per_host,
+            }
+        });
         let cluster = Cluster {
             config: dir.join("group.toml"),
             dir,
@@ -123,6 +227,7 @@ impl Builder {
             cluster_extra: self.cluster_extra,
             redis_server: util::redis_server(),
             extra_sections: String::new(),
+            tls,
             daemons: BTreeMap::new(),
         };
         cluster.dir.write("password", format!("{PASSWORD}\n"));
@@ -144,6 +249,8 @@ pub struct Cluster {
     pub redis_server: PathBuf,
     /// Whole sections after the instances (e.g. `[sentinel]`).
     pub extra_sections: String,
+    /// `[tls]`, when the group has it.
+    pub tls: Option<GroupTls>,
     daemons: BTreeMap<String, Daemon>,
 }
 
@@ -169,6 +276,9 @@ impl Cluster {
              data_dir = \"data\"\n{server}{}\n[supervise]\n{}\n[redis]\n{}\n",
             self.cluster_extra, self.supervise, self.redis
         );
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(t, "{}", tls.section());
+        }
         for m in &self.members {
             let _ = write!(
                 t,
@@ -403,10 +513,35 @@ impl Cluster {
         out
     }
 
+    /// What the suite's clients use for TLS (`None`: the group has no `[tls]`).
+    pub fn tls_client(&self) -> Option<TlsFiles> {
+        self.tls.as_ref().map(GroupTls::client)
+    }
+
+    /// An authenticated connection to any server of the group (an instance, a sentinel),
+    /// over TLS when the group has `[tls]`.
+    pub fn connect(&self, addr: SocketAddr) -> redis::RedisResult<redis::Connection> {
+        let t = redisrepd_testkit::redis::TIMEOUT;
+        util::connect_with_tls(addr, Some(PASSWORD), self.tls_client().as_ref(), t, t)
+    }
+
+    /// PING (authenticated, TLS with `[tls]`) answered by `addr`.
+    pub fn ping(&self, addr: SocketAddr) -> redis::RedisResult<()> {
+        util::ping_with(addr, Some(PASSWORD), self.tls_client().as_ref())
+    }
+
     /// An authenticated connection to an instance.
     pub fn con(&self, name: &str) -> redis::Connection {
-        util::connect(self.addr(name), Some(PASSWORD))
+        self.connect(self.addr(name))
             .unwrap_or_else(|e| panic!("connecting to `{name}`: {e}"))
+    }
+
+    /// [`writer_opts`] with this group's TLS.
+    pub fn writer_opts(&self) -> redisrepd_testkit::WriterOpts {
+        redisrepd_testkit::WriterOpts {
+            tls: self.tls_client(),
+            ..writer_opts()
+        }
     }
 
     /// `SET key value` on an instance; panics if Redis refuses it.

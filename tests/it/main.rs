@@ -27,6 +27,7 @@ mod sentinel;
 mod sentinel_mode;
 mod servers;
 mod systemd;
+mod tls;
 mod tls_check;
 mod upgrade;
 mod util;

@@ -25,7 +25,7 @@ pub(crate) fn masters(c: &Cluster, names: &[&str]) -> Vec<String> {
     names
         .iter()
         .filter(|n| {
-            util::connect(c.addr(n), Some(PASSWORD))
+            c.connect(c.addr(n))
                 .and_then(|mut con| util::info(&mut con, "replication"))
                 .is_ok_and(|i| i.get("role").map(String::as_str) == Some("master"))
         })

@@ -18,6 +18,11 @@ const ALL: [&str; 3] = ["master", "r1", "r2"];
 /// The seed layout (master on `a`, two replicas on `b`) with three sentinels: one on `a`,
 /// two on `b`, quorum 2, quick detection.
 pub(crate) fn sentinel_group() -> (Cluster, Vec<SocketAddr>) {
+    sentinel_group_of(cluster::master_and_two_replicas())
+}
+
+/// [`sentinel_group`] on the instances of `builder` (e.g. with `[tls]`).
+pub(crate) fn sentinel_group_of(builder: cluster::Builder) -> (Cluster, Vec<SocketAddr>) {
     let mut nodes = Vec::new();
     let mut lines = String::new();
     for (name, host) in [("s1", "a"), ("s2", "b"), ("s3", "b")] {
@@ -31,7 +36,7 @@ pub(crate) fn sentinel_group() -> (Cluster, Vec<SocketAddr>) {
     let section = format!(
         "\n[sentinel]\nquorum = 2\ndown_after = \"2s\"\nfailover_timeout = \"10s\"\nnodes = [\n{lines}]\n"
     );
-    let mut c = cluster::master_and_two_replicas().build();
+    let mut c = builder.build();
     c.extra_sections = section;
     c.write_config();
     (c, nodes)
@@ -88,13 +93,32 @@ fn seed_like_group() -> (Cluster, Vec<SocketAddr>) {
 /// over a second time right after the first; `check` warns about it.)
 const FAILOVER: Duration = Duration::from_secs(30);
 
+/// Asks a sentinel of `c` with `f`, connected as the group's clients connect (TLS with
+/// `[tls]`); `None` when it does not answer.
+pub(crate) fn ask<T>(
+    c: &Cluster,
+    sentinel: SocketAddr,
+    f: impl FnOnce(&mut redis::Connection) -> Option<T>,
+) -> Option<T> {
+    f(&mut c.connect(sentinel).ok()?)
+}
+
+/// A plaintext connection to a sentinel (the helpers below without a cluster at hand).
+fn plain(sentinel: SocketAddr) -> Option<redis::Connection> {
+    util::connect(sentinel, Some(PASSWORD)).ok()
+}
+
 /// What a sentinel names as master, by address.
 pub(crate) fn named(sentinel: SocketAddr) -> Option<SocketAddr> {
-    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
+    named_on(&mut plain(sentinel)?)
+}
+
+/// [`named`] on a connection.
+pub(crate) fn named_on(con: &mut redis::Connection) -> Option<SocketAddr> {
     let reply: Vec<String> = redis::cmd("SENTINEL")
         .arg("GET-MASTER-ADDR-BY-NAME")
         .arg("test")
-        .query(&mut con)
+        .query(con)
         .ok()?;
     let ip: IpAddr = reply.first()?.parse().ok()?;
     Some(SocketAddr::new(ip, reply.get(1)?.parse().ok()?))
@@ -102,16 +126,20 @@ pub(crate) fn named(sentinel: SocketAddr) -> Option<SocketAddr> {
 
 /// How many replicas and other sentinels a sentinel knows of its master.
 pub(crate) fn known(sentinel: SocketAddr) -> Option<(usize, usize)> {
-    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
+    known_on(&mut plain(sentinel)?)
+}
+
+/// [`known`] on a connection.
+pub(crate) fn known_on(con: &mut redis::Connection) -> Option<(usize, usize)> {
     let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
         .arg("REPLICAS")
         .arg("test")
-        .query(&mut con)
+        .query(con)
         .ok()?;
     let sentinels: Vec<redis::Value> = redis::cmd("SENTINEL")
         .arg("SENTINELS")
         .arg("test")
-        .query(&mut con)
+        .query(con)
         .ok()?;
     Some((replicas.len(), sentinels.len()))
 }
@@ -122,13 +150,22 @@ pub(crate) fn master_flags(sentinel: SocketAddr) -> Option<String> {
     master_field(sentinel, "flags")
 }
 
+/// [`master_flags`] on a connection.
+pub(crate) fn master_flags_on(con: &mut redis::Connection) -> Option<String> {
+    master_field_on(con, "flags")
+}
+
 /// One field of `SENTINEL MASTER` for the group's master.
 fn master_field(sentinel: SocketAddr, field: &str) -> Option<String> {
-    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
+    master_field_on(&mut plain(sentinel)?, field)
+}
+
+/// [`master_field`] on a connection.
+fn master_field_on(con: &mut redis::Connection, field: &str) -> Option<String> {
     let pairs: Vec<String> = redis::cmd("SENTINEL")
         .arg("MASTER")
         .arg("test")
-        .query(&mut con)
+        .query(con)
         .ok()?;
     pairs
         .chunks_exact(2)
@@ -144,9 +181,13 @@ fn sentinels_agree_on(
     sentinels: &[SocketAddr],
     want: SocketAddr,
 ) -> Result<(), String> {
-    let views: Vec<Option<SocketAddr>> = sentinels.iter().map(|s| named(*s)).collect();
-    let knows: Vec<Option<(usize, usize)>> = sentinels.iter().map(|s| known(*s)).collect();
-    let flags: Vec<Option<String>> = sentinels.iter().map(|s| master_flags(*s)).collect();
+    let views: Vec<Option<SocketAddr>> = sentinels.iter().map(|s| ask(c, *s, named_on)).collect();
+    let knows: Vec<Option<(usize, usize)>> =
+        sentinels.iter().map(|s| ask(c, *s, known_on)).collect();
+    let flags: Vec<Option<String>> = sentinels
+        .iter()
+        .map(|s| ask(c, *s, master_flags_on))
+        .collect();
     let full = Some((2, sentinels.len() - 1));
     if views.iter().all(|v| *v == Some(want))
         && knows.iter().all(|k| *k == full)
@@ -178,7 +219,7 @@ fn wait_sentinels_settle(c: &Cluster, sentinels: &[SocketAddr]) -> String {
         UP,
         "the sentinels and the daemons to settle on a master",
         || {
-            let first = named(sentinels[0]).ok_or("s1 names no master")?;
+            let first = ask(c, sentinels[0], named_on).ok_or("s1 names no master")?;
             let name = ALL
                 .into_iter()
                 .find(|n| c.addr(n) == first)
@@ -203,20 +244,27 @@ fn masters(c: &Cluster) -> Vec<String> {
 
 /// The sentinel's `SENTINEL MYID`.
 pub(crate) fn myid(sentinel: SocketAddr) -> Option<String> {
-    let mut con = util::connect(sentinel, Some(PASSWORD)).ok()?;
-    redis::cmd("SENTINEL").arg("MYID").query(&mut con).ok()
+    myid_on(&mut plain(sentinel)?)
+}
+
+/// [`myid`] on a connection.
+pub(crate) fn myid_on(con: &mut redis::Connection) -> Option<String> {
+    redis::cmd("SENTINEL").arg("MYID").query(con).ok()
 }
 
 /// Host `a` (the master's) dies: its daemon, the master and sentinel s1, all SIGKILLed.
 /// The two sentinels on `b` must elect a replica within [`FAILOVER`], and no write both
 /// replicas acknowledged may be lost; when `a` comes back its old master rejoins as a
 /// replica and s1 as itself. Returns the new master and the sentinels' ids.
-fn dead_master_host(c: &mut Cluster, sentinels: &[SocketAddr]) -> (String, Vec<Option<String>>) {
+pub(crate) fn dead_master_host(
+    c: &mut Cluster,
+    sentinels: &[SocketAddr],
+) -> (String, Vec<Option<String>>) {
     c.start_daemon("a");
     c.start_daemon("b");
     c.wait_healthy();
     wait_sentinels_agree(c, sentinels, "master");
-    let ids: Vec<Option<String>> = sentinels.iter().map(|s| myid(*s)).collect();
+    let ids: Vec<Option<String>> = sentinels.iter().map(|s| ask(c, *s, myid_on)).collect();
 
     // Writes every replica acknowledged.
     let mut con = c.con("master");
@@ -255,7 +303,10 @@ fn dead_master_host(c: &mut Cluster, sentinels: &[SocketAddr]) -> (String, Vec<O
 
     // The two sentinels on b elect a new master among r1, r2; writes work there.
     let new_master = util::wait_for(FAILOVER, "a new master named by the sentinels", || {
-        let named: Vec<Option<SocketAddr>> = sentinels[1..].iter().map(|s| named(*s)).collect();
+        let named: Vec<Option<SocketAddr>> = sentinels[1..]
+            .iter()
+            .map(|s| ask(c, *s, named_on))
+            .collect();
         match named[0] {
             Some(a) if a != c.addr("master") && named.iter().all(|n| *n == Some(a)) => ["r1", "r2"]
                 .into_iter()
@@ -263,8 +314,10 @@ fn dead_master_host(c: &mut Cluster, sentinels: &[SocketAddr]) -> (String, Vec<O
                 .map(str::to_owned)
                 .ok_or_else(|| format!("{a} is no replica")),
             _ => {
-                let flags: Vec<Option<String>> =
-                    sentinels[1..].iter().map(|s| master_flags(*s)).collect();
+                let flags: Vec<Option<String>> = sentinels[1..]
+                    .iter()
+                    .map(|s| ask(c, *s, master_flags_on))
+                    .collect();
                 Err(format!("named {named:?}, flags {flags:?}\n{}", c.logs()))
             }
         }
@@ -288,7 +341,10 @@ fn dead_master_host(c: &mut Cluster, sentinels: &[SocketAddr]) -> (String, Vec<O
     wait_sentinels_agree(c, sentinels, &new_master);
     assert_eq!(masters(c), std::slice::from_ref(&new_master), "one master");
     assert_eq!(
-        sentinels.iter().map(|s| myid(*s)).collect::<Vec<_>>(),
+        sentinels
+            .iter()
+            .map(|s| ask(c, *s, myid_on))
+            .collect::<Vec<_>>(),
         ids,
         "each sentinel is still itself"
     );

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 pub use redisrepd_testkit::netns::{Netns, in_ns, ip};
 pub use redisrepd_testkit::{
-    ProcGuard, Run, TestDir, chmod, config_get, connect, free_port, info, kill, loopback_ip, ping,
-    redis_under, run, wait_for, wait_until,
+    ProcGuard, Run, TestDir, chmod, config_get, connect, connect_with_tls, free_port, info, kill,
+    loopback_ip, loopback_ips, ping, ping_with, redis_under, run, wait_for, wait_until,
 };
 
 /// How long a verb that reads only the TOML may take.

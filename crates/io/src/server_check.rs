@@ -710,7 +710,7 @@ mod tests {
 
     #[test]
     fn sockets_and_ports_are_rewritten_into_the_probe_dir() {
-        // (`tls-port` is managed since [tls]: refused before any probe.)
+        // (`tls-port` is [tls]'s now, refused in [redis]: `cluster-port` stands for both.)
         let g = group("[redis]\nunixsocket = \"/run/live.sock\"\ncluster-port = 16380\n");
         let lines = probe_lines(&g, Path::new("/tmp/x"));
         let text = probe_text(&lines);

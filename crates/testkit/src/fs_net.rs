@@ -73,7 +73,16 @@ pub fn chmod(path: &Path, mode: u32) {
 /// [`free_port`]). Linux routes all of 127.0.0.0/8 to `lo`; 127.0.0.x is left to others.
 pub fn loopback_ip() -> IpAddr {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 250;
+    loopback_nth(NEXT.fetch_add(1, Ordering::Relaxed) % 250)
+}
+
+/// Every address [`loopback_ip`] can return in this process (250 of them): what a test
+/// certificate lists as IP subjectAltNames, so that it fits every instance a test makes.
+pub fn loopback_ips() -> Vec<IpAddr> {
+    (0..250).map(loopback_nth).collect()
+}
+
+fn loopback_nth(n: u32) -> IpAddr {
     let p = std::process::id() % (250 * 250);
     let octet = |v: u32| u8::try_from(v).expect("below 256");
     IpAddr::V4(Ipv4Addr::new(

@@ -1,4 +1,4 @@
-//! A small synchronous Redis client: connecting with timeouts (and AUTH), PING, INFO,
+//! A small synchronous Redis client: connecting with timeouts (AUTH, TLS), PING, INFO,
 //! CONFIG GET, ROLE, and finding the master among a group's instances.
 
 use std::collections::HashMap;
@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use redis::IntoConnectionInfo;
+
+use crate::tls::TlsFiles;
 
 /// How long one Redis call of [`connect`] may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,15 +26,76 @@ pub fn connect_with(
     timeout: Duration,
     io: Duration,
 ) -> redis::RedisResult<redis::Connection> {
+    connect_with_tls(addr, password, None, timeout, io)
+}
+
+/// [`connect`] over TLS: the server's certificate must chain to `tls.ca` and name
+/// `addr`'s IP; `tls.client` is presented when set.
+pub fn connect_tls(
+    addr: SocketAddr,
+    password: Option<&str>,
+    tls: &TlsFiles,
+) -> redis::RedisResult<redis::Connection> {
+    connect_with_tls(addr, password, Some(tls), TIMEOUT, TIMEOUT)
+}
+
+/// [`connect_with`], over TLS when `tls` is given (see [`connect_tls`]). The files are read
+/// at each connection.
+pub fn connect_with_tls(
+    addr: SocketAddr,
+    password: Option<&str>,
+    tls: Option<&TlsFiles>,
+    timeout: Duration,
+    io: Duration,
+) -> redis::RedisResult<redis::Connection> {
     // Redis 7.0 has no CLIENT SETINFO: do not send it.
     let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
     if let Some(password) = password {
         settings = settings.set_password(password);
     }
-    let info = redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
-        .into_connection_info()?
-        .set_redis_settings(settings);
-    let con = redis::Client::open(info)?.get_connection_with_timeout(timeout)?;
+    let client = match tls {
+        None => {
+            let info = redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
+                .into_connection_info()?
+                .set_redis_settings(settings);
+            redis::Client::open(info)?
+        }
+        Some(tls) => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).map_err(|e| {
+                    redis::RedisError::from(std::io::Error::new(
+                        e.kind(),
+                        format!("reading {}: {e}", path.display()),
+                    ))
+                })
+            };
+            let client_tls = match &tls.client {
+                Some((cert, key)) => Some(redis::ClientTlsConfig {
+                    client_cert: read(cert)?,
+                    client_key: read(key)?,
+                }),
+                None => None,
+            };
+            // The IP as the host: rustls then checks the certificate's IP subjectAltNames,
+            // as redisrepd's own client does.
+            let info = redis::ConnectionAddr::TcpTls {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                insecure: false,
+                tls_params: None,
+            }
+            .into_connection_info()?
+            .set_redis_settings(settings);
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls,
+                    root_cert: Some(read(&tls.ca)?),
+                },
+            )?
+        }
+    };
+    let con = client.get_connection_with_timeout(timeout)?;
     con.set_read_timeout(Some(io))?;
     con.set_write_timeout(Some(io))?;
     Ok(con)
@@ -66,7 +129,16 @@ pub fn connect_named(
 
 /// Connects (with AUTH when `password` is given) and expects PONG to a PING.
 pub fn ping(addr: SocketAddr, password: Option<&str>) -> redis::RedisResult<()> {
-    let mut con = connect(addr, password)?;
+    ping_with(addr, password, None)
+}
+
+/// [`ping`], over TLS when `tls` is given.
+pub fn ping_with(
+    addr: SocketAddr,
+    password: Option<&str>,
+    tls: Option<&TlsFiles>,
+) -> redis::RedisResult<()> {
+    let mut con = connect_with_tls(addr, password, tls, TIMEOUT, TIMEOUT)?;
     let pong: String = redis::cmd("PING").query(&mut con)?;
     if pong == "PONG" {
         Ok(())

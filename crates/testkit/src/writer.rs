@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::redis::{TIMEOUT, connect_master, connect_with, error_kind};
+use crate::redis::{TIMEOUT, connect_master, connect_with_tls, error_kind};
 use crate::wait::wait_for;
 
 /// Where the writer sends its writes.
@@ -43,6 +43,8 @@ pub enum Target {
 pub struct WriterOpts {
     /// AUTH with this password.
     pub password: Option<String>,
+    /// Connect over TLS with these files (a group with `[tls]`).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Keys are `<prefix><n>`, counting from 0.
     pub prefix: String,
     /// Values are `<value_prefix><n>`.
@@ -76,6 +78,7 @@ impl Default for WriterOpts {
     fn default() -> WriterOpts {
         WriterOpts {
             password: None,
+            tls: None,
             prefix: "w:".to_owned(),
             value_prefix: String::new(),
             wait: (0, Duration::from_secs(1)),
@@ -485,9 +488,10 @@ fn write_loop(target: &Target, opts: &WriterOpts, shared: &Shared) {
 /// A connection to where `target` says the master is.
 fn connect_target(target: &Target, opts: &WriterOpts) -> Result<redis::Connection, Failed> {
     let connect = |a| {
-        connect_with(
+        connect_with_tls(
             a,
             opts.password.as_deref(),
+            opts.tls.as_ref(),
             opts.connect_timeout,
             opts.io_timeout,
         )
