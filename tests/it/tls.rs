@@ -582,3 +582,73 @@ fn certificates_rotated_in_place_are_loaded_live_and_no_client_is_refused() {
     c.set("master", "after-rotation", "1");
     wait_all_have(&c, &ALL, &["after-rotation".to_owned()]);
 }
+
+/// The pid in `run_dir/<name>.pid` (a sentinel's).
+fn pid_file(c: &Cluster, name: &str) -> u32 {
+    std::fs::read_to_string(c.run_dir().join(format!("{name}.pid")))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or_else(|| panic!("{name}'s pid file"))
+}
+
+/// Sentinel cannot load certificates again: a rotation restarts each host's sentinels one
+/// at a time (the instances take theirs live), and they come back on the new certificate,
+/// knowing the same master, their peers and the replicas.
+#[test]
+fn rotated_certificates_restart_the_sentinels_one_at_a_time() {
+    if skipped() {
+        return;
+    }
+    let (mut c, sentinels) =
+        crate::sentinel_mode::sentinel_group_of(cluster::master_and_two_replicas().tls());
+    start(&mut c);
+    crate::sentinel_mode::wait_sentinels_agree(&c, &sentinels, "master");
+    let nodes = ["s1", "s2", "s3"];
+    let before: Vec<u32> = nodes.iter().map(|n| pid_file(&c, n)).collect();
+    let pids: Vec<u32> = ALL.iter().map(|n| c.pid(n)).collect();
+    let pki = c.tls.as_ref().expect("[tls]").pki.clone();
+    pki.issue("redis2", &test_ips());
+    for (from, to) in [("redis2.crt", "redis.crt"), ("redis2.key", "redis.key")] {
+        let tmp = pki.path(&format!("{to}.new"));
+        std::fs::copy(pki.path(from), &tmp).expect("copy the new file");
+        std::fs::rename(&tmp, pki.path(to)).expect("rename it into place");
+    }
+    let run = c.cli(&["reload"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    for n in nodes {
+        assert!(
+            run.stdout.contains(&format!(
+                "{n}: sentinel restarting: its [tls] files changed"
+            )),
+            "{run}"
+        );
+    }
+    // Host b restarts s2, then s3: s3 is stopped only once the new s2 runs.
+    let b = c.daemon_log("b");
+    let s2_back = b
+        .rfind("sentinel running instance=s2")
+        .unwrap_or_else(|| panic!("s2 back in b's log:\n{b}"));
+    let s3_stopping = b
+        .rfind("stopping: SHUTDOWN SAVE instance=s3")
+        .unwrap_or_else(|| panic!("s3 stopped in b's log:\n{b}"));
+    assert!(s2_back < s3_stopping, "s3 stopped before s2 was back:\n{b}");
+    let after: Vec<u32> = nodes.iter().map(|n| pid_file(&c, n)).collect();
+    for (i, n) in nodes.iter().enumerate() {
+        assert_ne!(after[i], before[i], "{n} restarted");
+    }
+    assert_eq!(
+        ALL.iter().map(|n| c.pid(n)).collect::<Vec<_>>(),
+        pids,
+        "the instances did not restart"
+    );
+    let app = pki.client("redis");
+    for (n, addr) in nodes.iter().zip(&sentinels) {
+        let seen = peer_certificate(*addr, &app);
+        assert!(
+            seen.contains("CN = redis2\n") && seen.contains("Verification: OK"),
+            "{n} after: {seen}"
+        );
+    }
+    crate::sentinel_mode::wait_sentinels_agree(&c, &sentinels, "master");
+    c.wait_healthy();
+}
