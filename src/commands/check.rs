@@ -26,7 +26,7 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
         Ok(binary) => {
             let (_, server) = redisrepd_io::server_detect::configured(group, config)
                 .map_err(anyhow::Error::msg)?;
-            match redisrepd_io::server_check::ask_server(group, &binary) {
+            match redisrepd_io::acl_check::ask_server_and_users(group, &binary) {
                 Ok(problems) if problems.is_empty() => {}
                 Ok(problems) => {
                     return Err(ConfigError {

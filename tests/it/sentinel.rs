@@ -331,6 +331,7 @@ fn switchover_loses_no_acknowledged_write() {
     let old = redisrepd_core::endpoint::Endpoint {
         bind: setup.old_master.0,
         port: setup.old_master.1,
+        user: None,
         password: Some(Secret::new(PASSWORD)),
         tls: None,
     };

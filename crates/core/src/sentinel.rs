@@ -15,6 +15,8 @@ pub fn endpoint(group: &Group, node: &SentinelNode) -> Endpoint {
     Endpoint {
         bind: node.bind,
         port: node.port,
+        // A sentinel has no users of ours: its `requirepass` is the cluster password.
+        user: None,
         password: group.password().cloned(),
         tls: group
             .tls

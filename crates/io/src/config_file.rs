@@ -11,11 +11,67 @@ use redisrepd_core::config::{
 /// Reads, parses and validates the TOML at `path`, then reads the password file.
 pub fn load(path: &Path) -> Result<Checked, ConfigError> {
     let mut checked = read_and_parse(path)?;
-    read_password(&mut checked).map_err(|message| ConfigError {
-        file: path.to_owned(),
-        problems: vec![format!("key `password_file`: {message}")],
-    })?;
-    Ok(checked)
+    let mut problems = Vec::new();
+    if let Err(message) = read_password(&mut checked) {
+        problems.push(format!("key `{}`: {message}", password_key(&checked.group)));
+    }
+    problems.extend(read_user_passwords(&mut checked));
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        Err(ConfigError {
+            file: path.to_owned(),
+            problems,
+        })
+    }
+}
+
+/// The [cluster] key the password comes from, for messages.
+fn password_key(group: &Group) -> &'static str {
+    match group.cluster.password {
+        PasswordSource::Files(_) => "password_files",
+        _ => "password_file",
+    }
+}
+
+/// Reads every `[[user]]`'s password files into the group; one problem per file that
+/// cannot be used, naming the user and the file.
+fn read_user_passwords(checked: &mut Checked) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for user in &mut checked.group.users {
+        let key = if user.password_files.len() == 1 {
+            format!("user.{}.password_file", user.name)
+        } else {
+            format!("user.{}.password_files", user.name)
+        };
+        for file in &mut user.password_files {
+            match read_password_file(&file.path) {
+                Ok((secret, loose)) => {
+                    file.secret = Some(secret);
+                    if let Some(mode) = loose {
+                        warnings.push(loose_mode(&key, &file.path, mode));
+                    }
+                }
+                Err(message) => problems.push(format!("key `{key}`: {message}")),
+            }
+        }
+    }
+    checked.warnings.extend(warnings);
+    problems
+}
+
+/// The warning for a password file others may read.
+fn loose_mode(key: &str, path: &Path, mode: u32) -> Problem {
+    Problem::new(
+        None,
+        key,
+        format!(
+            "`{}` is readable by group or others (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ),
+    )
 }
 
 /// [`hook_problem`] as a [`ConfigError`] naming the file: `check` and `reload` refuse such
@@ -70,10 +126,12 @@ pub fn hook_problem(group: &Group) -> Result<(), String> {
 /// needs the password, and those then answer "authentication failed".
 pub fn load_for_client(path: &Path) -> Result<Checked, ConfigError> {
     let mut checked = read_and_parse(path)?;
+    // The verbs connect as redisrepd's own user: the users' own files do not matter here.
+    let _ = read_user_passwords(&mut checked);
     if let Err(message) = read_password(&mut checked) {
         checked.warnings.push(Problem::new(
             None,
-            "password_file",
+            password_key(&checked.group),
             format!(
                 "{message}; asking the daemons anyway (they keep the password they started \
                  with), but instances no daemon here runs cannot be read"
@@ -102,27 +160,40 @@ fn read_and_parse(path: &Path) -> Result<Checked, ConfigError> {
     parse(&text, &absolute, &base_dir)
 }
 
-/// Reads the password file, if the group has one, into the group.
+/// Reads the password file(s), if the group has them, into the group.
 fn read_password(checked: &mut Checked) -> Result<(), String> {
-    if let PasswordSource::File {
-        path: pw_path,
-        secret,
-    } = &mut checked.group.cluster.password
-    {
-        let (value, loose_mode) = read_password_file(pw_path)?;
-        *secret = Some(value);
-        if let Some(mode) = loose_mode {
-            checked.warnings.push(Problem::new(
-                None,
-                "password_file",
-                format!(
-                    "`{}` is readable by group or others (mode {mode:o}); \
-                     run `chmod 600 {}`",
-                    pw_path.display(),
-                    pw_path.display()
-                ),
-            ));
+    match &mut checked.group.cluster.password {
+        PasswordSource::File {
+            path: pw_path,
+            secret,
+        } => {
+            let (value, loose) = read_password_file(pw_path)?;
+            *secret = Some(value);
+            if let Some(mode) = loose {
+                let warning = loose_mode("password_file", pw_path, mode);
+                checked.warnings.push(warning);
+            }
         }
+        PasswordSource::Files(files) => {
+            let mut problems = Vec::new();
+            let mut warnings = Vec::new();
+            for file in files {
+                match read_password_file(&file.path) {
+                    Ok((value, loose)) => {
+                        file.secret = Some(value);
+                        if let Some(mode) = loose {
+                            warnings.push(loose_mode("password_files", &file.path, mode));
+                        }
+                    }
+                    Err(e) => problems.push(e),
+                }
+            }
+            checked.warnings.extend(warnings);
+            if !problems.is_empty() {
+                return Err(problems.join("; "));
+            }
+        }
+        PasswordSource::None | PasswordSource::Inline(_) => {}
     }
     Ok(())
 }

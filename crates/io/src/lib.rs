@@ -12,6 +12,7 @@
 //! the config and password files ([`config_file`]), backups' file work ([`backup`]) and
 //! what `doctor` reads of the host ([`doctor`]).
 
+pub mod acl_check;
 pub mod backup;
 pub mod config_file;
 pub mod control_socket;

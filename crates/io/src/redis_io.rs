@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
-use redisrepd_core::config::Secret;
+use redisrepd_core::acl::{AclOp, AuthChange};
 use redisrepd_core::endpoint::ClientTls;
 use redisrepd_core::info::{Info, Replication};
 
@@ -76,10 +76,6 @@ pub trait Client {
 
     /// `CONFIG SET key value` on a connection of its own.
     fn config_set(&self, key: &str, value: &str, timeout: Duration) -> redis::RedisResult<()>;
-
-    /// `CONFIG SET masterauth` then `requirepass` to `new` (none: empty), over a
-    /// connection made with the password this endpoint holds (the old one).
-    fn set_password(&self, new: Option<&Secret>, timeout: Duration) -> redis::RedisResult<()>;
 
     /// Where the instance replicates from now (`INFO replication`).
     fn replication(&self, timeout: Duration) -> redis::RedisResult<Option<Replication>>;
@@ -163,6 +159,9 @@ impl Client for Endpoint {
         let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
         if let Some(pw) = &self.password {
             settings = settings.set_password(pw.expose());
+            if let Some(user) = &self.user {
+                settings = settings.set_username(user);
+            }
         }
         let mut conn = open_client(self.bind, self.port, self.tls.as_deref(), settings)?
             .get_connection_with_timeout(timeout)?;
@@ -263,19 +262,6 @@ impl Client for Endpoint {
             .arg(key)
             .arg(value)
             .query::<()>(&mut c)
-    }
-
-    fn set_password(&self, new: Option<&Secret>, timeout: Duration) -> redis::RedisResult<()> {
-        let value = new.map(|s| s.expose()).unwrap_or_default();
-        let mut c = self.connect(timeout)?;
-        for key in ["masterauth", "requirepass"] {
-            redis::cmd("CONFIG")
-                .arg("SET")
-                .arg(key)
-                .arg(value)
-                .query::<()>(&mut c)?;
-        }
-        Ok(())
     }
 
     fn replication(&self, timeout: Duration) -> redis::RedisResult<Option<Replication>> {
@@ -556,6 +542,43 @@ pub fn config_set_on(
             why: e.to_string(),
         }),
     }
+}
+
+/// Applies an [`AuthChange`] on a connection already open: `ACL SETUSER` of the new and
+/// changed users, the `CONFIG SET`s (`masteruser`, `masterauth`, `requirepass`), then the
+/// `ACL DELUSER`s and `default`'s `ACL SETUSER`. The first refusal ends it, named
+/// (never with a password: the arguments are not echoed). An `ACL DELUSER` of the user
+/// this connection is authenticated as is answered, then the server closes it: it must
+/// come last (`AuthChange` puts it there).
+pub fn auth_change_on(conn: &mut redis::Connection, change: &AuthChange) -> Result<(), String> {
+    for op in &change.users {
+        acl_on(conn, op)?;
+    }
+    for (key, value) in &change.config {
+        config_set_on(conn, key, value.expose()).map_err(|e| format!("CONFIG SET {e}"))?;
+    }
+    for op in &change.last {
+        acl_on(conn, op)?;
+    }
+    Ok(())
+}
+
+/// One `ACL SETUSER` or `ACL DELUSER`.
+fn acl_on(conn: &mut redis::Connection, op: &AclOp) -> Result<(), String> {
+    let mut cmd = redis::cmd("ACL");
+    for arg in op.args() {
+        cmd.arg(arg);
+    }
+    let what = match op {
+        AclOp::SetUser { name, .. } => format!("ACL SETUSER {name}"),
+        AclOp::DelUser { name } => format!("ACL DELUSER {name}"),
+    };
+    cmd.query::<redis::Value>(conn)
+        .map(|_| ())
+        .map_err(|e| match (e.code(), e.detail()) {
+            (Some(code), Some(detail)) => format!("{what}: {code} {detail}"),
+            _ => format!("{what}: {}", describe(e)),
+        })
 }
 
 /// Why `BGSAVE` did not start.

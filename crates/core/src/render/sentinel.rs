@@ -242,6 +242,12 @@ pub fn render_sentinel(
             "sentinel monitor {name} {master_ip} {master_port} {}",
             s.quorum
         ));
+        if crate::acl::internal_users(group) {
+            line(format!(
+                "sentinel auth-user {name} {}",
+                crate::acl::SENTINEL_USER
+            ));
+        }
         if let Some(pw) = password {
             line(format!("sentinel auth-pass {name} {pw}"));
         }
@@ -355,6 +361,15 @@ pub fn live_changes(old: &Group, new: &Group) -> Vec<SentinelSet> {
         parallel_syncs(old).into(),
         parallel_syncs(new).into(),
     );
+    // With [[user]] the sentinels authenticate to the instances as redisrepd's own
+    // Sentinel user; without, as `default` (empty: no `auth-user`).
+    let user = |g: &Group| crate::acl::internal_users(g).then_some(crate::acl::SENTINEL_USER);
+    if user(old) != user(new) {
+        out.push(SentinelSet {
+            option: "auth-user",
+            value: user(new).unwrap_or_default().to_owned(),
+        });
+    }
     out
 }
 
