@@ -465,3 +465,51 @@ fn check_names_each_bad_user() {
     assert!(run.stderr.contains("key `user.syntax.rules`"), "{run}");
     assert!(!run.stderr.contains("user.fine"), "{run}");
 }
+
+/// Sentinel with users: the sentinels monitor the instances as redisrepd's Sentinel user
+/// (`sentinel auth-user`), and a failover through them moves the role, the old master
+/// following the new one as the replication user.
+#[test]
+fn a_sentinel_group_with_users_fails_over() {
+    use crate::sentinel_mode::{sentinel_group, wait_sentinels_agree};
+    let (mut c, sentinels) = sentinel_group();
+    write_secret(&c, "app.password", APP_PW);
+    c.extra_sections.push_str(&app_user(&["app.password"]));
+    c.write_config();
+    let render = c.cli(&["render", "s1"]);
+    assert!(
+        render
+            .stdout
+            .contains("sentinel auth-user test redisrepd-sentinel"),
+        "{render}"
+    );
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    // Agreeing means each sentinel reached the master, found both replicas in its INFO
+    // and the other sentinels through its hello channel: all as its own user.
+    wait_sentinels_agree(&c, &sentinels, "master");
+    let run = c.cli(&["failover"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    let new = util::wait_for(UP, "a new master", || {
+        let doc: serde_json::Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout)
+            .map_err(|e| e.to_string())?;
+        match doc["master"].as_str() {
+            Some(m) if m != "master" => Ok(m.to_owned()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    crate::roles::wait_master(&c, &new);
+    wait_sentinels_agree(&c, &sentinels, &new);
+    util::wait_until(UP, "the old master to follow the new one", || {
+        link_up(&c, "master", PASSWORD)
+    });
+    // The application's user writes on the new master.
+    run_as(
+        &c,
+        &new,
+        Some(("app", APP_PW)),
+        &["SET", "after", "failover"],
+    )
+    .expect("SET");
+}
