@@ -513,3 +513,52 @@ fn a_sentinel_group_with_users_fails_over() {
     )
     .expect("SET");
 }
+
+/// Users turned on, then off again, by `reload` on a running group: nothing restarts,
+/// replication stays up, and the daemon keeps reaching every instance (as its own user,
+/// then as `default` again).
+#[test]
+fn users_are_turned_on_and_off_by_reload_without_a_restart() {
+    let mut c = cluster::one_host().build();
+    c.start_daemon("a");
+    c.wait_healthy();
+    let before = pids(&c);
+    write_secret(&c, "app.password", APP_PW);
+    c.extra_sections = app_user(&["app.password"]);
+    c.write_config();
+    let run = reload(&c);
+    assert!(run.stdout.contains("3 changed live, 0 restarted"), "{run}");
+    for n in ALL {
+        let e = run_as(&c, n, Some(("default", PASSWORD)), &["PING"]).unwrap_err();
+        assert!(e.contains("AuthenticationFailed"), "{n}: {e}");
+        run_as(&c, n, Some(("app", APP_PW)), &["GET", "k"]).expect("app");
+        let conf = std::fs::read_to_string(c.run_dir().join(format!("{n}.conf"))).unwrap();
+        assert!(conf.contains("masteruser redisrepd-replication"), "{n}");
+    }
+    c.wait_healthy();
+    // A replica restarted now authenticates as the replication user.
+    let run = c.cli(&["restart", "r1"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    c.wait_healthy();
+    assert!(link_up(&c, "r1", PASSWORD));
+    let mid = pids(&c);
+    assert_eq!((mid[0], mid[2]), (before[0], before[2]));
+    // And off again: `default` with the cluster password, the users gone.
+    c.extra_sections.clear();
+    c.write_config();
+    let run = reload(&c);
+    assert!(run.stdout.contains("3 changed live, 0 restarted"), "{run}");
+    for n in ALL {
+        run_as(&c, n, Some(("default", PASSWORD)), &["GET", "k"])
+            .unwrap_or_else(|e| panic!("{n}: {e}"));
+        let e = run_as(&c, n, Some(("app", APP_PW)), &["GET", "k"]).unwrap_err();
+        assert!(e.contains("AuthenticationFailed"), "{n}: {e}");
+        let e = run_as(&c, n, Some(("redisrepd", PASSWORD)), &["INFO"]).unwrap_err();
+        assert!(e.contains("AuthenticationFailed"), "{n}: {e}");
+    }
+    c.wait_healthy();
+    assert_eq!(pids(&c), mid, "nothing restarted");
+    let run = c.cli(&["restart", "r2"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    c.wait_healthy();
+}
