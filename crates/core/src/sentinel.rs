@@ -25,6 +25,16 @@ pub fn endpoint(group: &Group, node: &SentinelNode) -> Endpoint {
     }
 }
 
+/// New cluster passwords for a running sentinel (`sentinel_client::change_password`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelAuth {
+    /// Every password its `default` user accepts, the one used first (none: no AUTH).
+    pub accepted: Vec<crate::config::Secret>,
+    /// Whether the first one changed: only then are `auth-pass` and `sentinel-pass` set
+    /// (each set closes the sentinel's links, which a failover right after would miss).
+    pub first_changed: bool,
+}
+
 /// Reads the reply of `GET-MASTER-ADDR-BY-NAME`: nil, or `[ip, port]`.
 pub fn parse_master_addr(reply: Option<Vec<String>>) -> Result<Option<(IpAddr, u16)>, String> {
     match reply.as_deref() {

@@ -297,13 +297,14 @@ pub enum Effect {
         master_name: String,
     },
     /// Apply a reloaded `[sentinel]` to a running sentinel: `SENTINEL SET` each of `sets`,
-    /// then, when `password` is `Some`, the new group password (`sentinel::change_password`);
+    /// then, when `password` is `Some`, the new group passwords, the one used first (none: no
+    /// AUTH) (`sentinel::change_password`);
     /// answer with `SentinelReconfigured`.
     SentinelReconfigure {
         name: String,
         endpoint: Endpoint,
         sets: Vec<crate::render::sentinel::SentinelSet>,
-        password: Option<Option<Secret>>,
+        password: Option<crate::sentinel::SentinelAuth>,
     },
     /// Keep `master` as the group's actual master across daemon restarts
     /// (`run_dir/<host>.topology`).

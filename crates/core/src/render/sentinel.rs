@@ -226,8 +226,24 @@ pub fn render_sentinel(
     });
     if let Some(pw) = password {
         // Clients (redisrepd, operators) AUTH to the sentinel with the group's password;
-        // the other sentinels need `sentinel-pass` to talk to one that requires it.
-        line(format!("requirepass {pw}"));
+        // the other sentinels need `sentinel-pass` to talk to one that requires it. While
+        // the password rotates (two of them) the sentinel's `default` user accepts both.
+        let all = group.passwords();
+        if all.len() > 1 {
+            let list: Vec<String> = all
+                .iter()
+                .map(|s| match secrets {
+                    Secrets::Show => format!(">{}", s.expose()),
+                    Secrets::Mask => format!(">{MASK}"),
+                })
+                .collect();
+            line(format!(
+                "user default reset on {} ~* &* +@all",
+                list.join(" ")
+            ));
+        } else {
+            line(format!("requirepass {pw}"));
+        }
         line(format!("sentinel sentinel-pass {pw}"));
     }
     // Others learn this sentinel's address from its hello messages: say it is `bind`, so
