@@ -333,6 +333,7 @@ fn switchover_loses_no_acknowledged_write() {
         port: setup.old_master.1,
         user: None,
         password: Some(Secret::new(PASSWORD)),
+        fallback: Vec::new(),
         tls: None,
     };
     let m_addr = SocketAddr::new(setup.old_master.0, setup.old_master.1);

@@ -16,6 +16,10 @@ pub struct Endpoint {
     /// The ACL user to authenticate as (`None`: `default`, or no AUTH without a password).
     pub user: Option<String>,
     pub password: Option<Secret>,
+    /// Passwords tried after `password` is refused: the second cluster password while it
+    /// rotates, so that a daemon whose host reloaded first still reaches the instances of
+    /// a host that has not.
+    pub fallback: Vec<Secret>,
     /// `[tls]`: connect with TLS, verifying the server against the CA.
     pub tls: Option<Arc<ClientTls>>,
 }
@@ -61,6 +65,7 @@ impl Endpoint {
             port: inst.port,
             user: crate::acl::daemon_user(group).map(str::to_owned),
             password: group.password().cloned(),
+            fallback: group.passwords().into_iter().skip(1).cloned().collect(),
             tls: group.tls.as_ref().map(|t| Arc::new(ClientTls::of(t))),
         }
     }

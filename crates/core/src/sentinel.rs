@@ -18,6 +18,7 @@ pub fn endpoint(group: &Group, node: &SentinelNode) -> Endpoint {
         // A sentinel has no users of ours: its `requirepass` is the cluster password.
         user: None,
         password: group.password().cloned(),
+        fallback: group.passwords().into_iter().skip(1).cloned().collect(),
         tls: group
             .tls
             .as_ref()

@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
 use redisrepd_core::acl::{AclOp, AuthChange};
+use redisrepd_core::config::Secret;
 use redisrepd_core::endpoint::ClientTls;
 use redisrepd_core::info::{Info, Replication};
 
@@ -154,31 +155,19 @@ pub fn open_client(
 }
 
 impl Client for Endpoint {
-    /// Opens an authenticated connection.
+    /// Opens an authenticated connection: with `password`, then, if the server refuses it,
+    /// with each `fallback` in turn.
     fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-        if let Some(pw) = &self.password {
-            settings = settings.set_password(pw.expose());
-            if let Some(user) = &self.user {
-                settings = settings.set_username(user);
+        let mut result = connect_with(self, self.password.as_ref(), timeout);
+        for pw in &self.fallback {
+            match &result {
+                Err(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+                    result = connect_with(self, Some(pw), timeout);
+                }
+                _ => break,
             }
         }
-        let mut conn = open_client(self.bind, self.port, self.tls.as_deref(), settings)?
-            .get_connection_with_timeout(timeout)?;
-        conn.set_read_timeout(Some(timeout))?;
-        conn.set_write_timeout(Some(timeout))?;
-        // Named, so that a demoted master's client drop spares the connections of
-        // redisrepd's daemons and verbs (see [`Endpoint::drop_clients`]). A server that
-        // refuses it (an ACL without CLIENT) still serves the connection; one that did not
-        // answer in time does not (a late reply would be taken for the next command's).
-        match redis::cmd("CLIENT")
-            .arg("SETNAME")
-            .arg(CLIENT_NAME)
-            .query::<()>(&mut conn)
-        {
-            Err(e) if e.code().is_none() => Err(e),
-            _ => Ok(conn),
-        }
+        result
     }
 
     /// Closes the normal and pub/sub client connections of the instance but redisrepd's
@@ -445,6 +434,37 @@ impl Client for Endpoint {
              (REPLICAOF {target_host} {})",
             target.port
         ))
+    }
+}
+
+/// One attempt of [`Client::connect`], with `password`.
+fn connect_with(
+    ep: &Endpoint,
+    password: Option<&Secret>,
+    timeout: Duration,
+) -> redis::RedisResult<redis::Connection> {
+    let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+    if let Some(pw) = password {
+        settings = settings.set_password(pw.expose());
+        if let Some(user) = &ep.user {
+            settings = settings.set_username(user);
+        }
+    }
+    let mut conn = open_client(ep.bind, ep.port, ep.tls.as_deref(), settings)?
+        .get_connection_with_timeout(timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    // Named, so that a demoted master's client drop spares the connections of
+    // redisrepd's daemons and verbs (see [`Endpoint::drop_clients`]). A server that
+    // refuses it (an ACL without CLIENT) still serves the connection; one that did not
+    // answer in time does not (a late reply would be taken for the next command's).
+    match redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(CLIENT_NAME)
+        .query::<()>(&mut conn)
+    {
+        Err(e) if e.code().is_none() => Err(e),
+        _ => Ok(conn),
     }
 }
 

@@ -128,6 +128,11 @@ fn without_users_one_password_is_requirepass_and_two_are_defaults() {
         conf.contains("user default reset on >cl-pw >cl-old-pw ~* &* +@all\n"),
         "{conf}"
     );
+    // redisrepd uses the first, and the second when a server refuses the first.
+    let ep = crate::endpoint::Endpoint::of(&two, m);
+    assert_eq!(ep.password.as_ref().map(Secret::expose), Some("cl-pw"));
+    let fallback: Vec<&str> = ep.fallback.iter().map(Secret::expose).collect();
+    assert_eq!(fallback, ["cl-old-pw"]);
 }
 
 fn ops(change: &[AclOp]) -> Vec<String> {

@@ -259,6 +259,7 @@ mod tests {
             port,
             user: None,
             password: password.map(|p| Secret::new(p.to_owned())),
+            fallback: Vec::new(),
             tls: None,
         }
     }
