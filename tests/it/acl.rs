@@ -642,3 +642,48 @@ fn the_cluster_password_of_a_sentinel_group_rotates_and_no_sentinel_client_is_re
     });
     crate::roles::wait_master(&c, &new);
 }
+
+/// On two hosts, reloaded one after the other: between the two reloads each daemon still
+/// reaches every instance (the second password is its fallback), a replica restarted on
+/// the host not yet reloaded still authenticates to the master, and the client is never
+/// refused.
+#[test]
+fn the_cluster_password_rotates_host_by_host() {
+    let mut c = cluster::master_and_two_replicas().build();
+    write_secret(&c, "app.password", APP_PW);
+    c.extra_sections = app_user(&["app.password"]);
+    c.cluster_extra = "password_files = [\"password\"]\n".to_owned();
+    c.write_config();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    let client = Client::start(c.addr("master"), "app", APP_PW);
+    client.wait_more(20);
+    const NEW: &str = "cluster-pw-Hb5-new-never-leak";
+    write_secret(&c, "password.new", NEW);
+    for files in ["\"password.new\", \"password\"", "\"password.new\""] {
+        c.cluster_extra = format!("password_files = [{files}]\n");
+        c.write_config();
+        let run = c.cli(&["reload", "--host", "a"]);
+        assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+        c.wait_healthy();
+        if files.contains(", ") {
+            // A replica of the host not reloaded yet restarts with the old `masterauth`.
+            let run = c.cli(&["restart", "r1"]);
+            assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+            c.wait_healthy();
+        }
+        let run = c.cli(&["reload", "--host", "b"]);
+        assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+        c.wait_healthy();
+        client.wait_more(20);
+    }
+    let (writes, refused) = client.finish();
+    assert!(
+        refused.is_empty(),
+        "{} refused of {writes}: {refused:?}",
+        refused.len()
+    );
+    assert!(link_up_as(&c, "r1", "redisrepd", NEW));
+    assert!(link_up_as(&c, "r2", "redisrepd", NEW));
+}
