@@ -474,6 +474,23 @@ fn check_names_each_bad_user() {
     assert!(run.stderr.contains("'+gett'"), "{run}");
     assert!(run.stderr.contains("key `user.syntax.rules`"), "{run}");
     assert!(!run.stderr.contains("user.fine"), "{run}");
+    // Key permissions by access and selectors came with Redis 7.0 (Valkey has them all).
+    let users =
+        "\n[[user]]\nname = \"sel\"\npassword_file = \"a.pw\"\nrules = \"%R~x (~y +get)\"\n";
+    c.dir
+        .write("group.toml", format!("{}{users}", c.toml_text()));
+    let run = c.cli(&["check"]);
+    let server = util::test_server();
+    let old = server.kind == redisrepd_core::server::Kind::Redis && server.version.major < 7;
+    if old {
+        assert!(run.stderr.contains("key `user.sel.rules`"), "{run}");
+        assert!(
+            run.stderr.contains("no `%R~`/`%W~` key permissions"),
+            "{run}"
+        );
+    } else {
+        assert_eq!(run.status.code(), Some(0), "{server}: {run}");
+    }
 }
 
 /// Sentinel with users: the sentinels monitor the instances as redisrepd's Sentinel user
