@@ -159,9 +159,10 @@ pub fn users(group: &Group) -> Vec<AclUser> {
             rules: all(ALL_RULES),
         }];
     }
+    // A user whose password is not known (its file unread) is off, never `nopass`.
     let declared = |u: &crate::config::User| AclUser {
         name: u.name.clone(),
-        on: true,
+        on: !u.passwords().is_empty(),
         passwords: u.passwords().into_iter().cloned().collect(),
         rules: u.rules.clone(),
     };
@@ -178,7 +179,7 @@ pub fn users(group: &Group) -> Vec<AclUser> {
     ] {
         out.push(AclUser {
             name: name.to_owned(),
-            on: true,
+            on: !cluster.is_empty(),
             passwords: cluster.clone(),
             rules: all(rules),
         });

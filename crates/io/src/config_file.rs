@@ -422,6 +422,49 @@ mod tests {
         check_hooks(&group, &toml).expect("an executable hook");
     }
 
+    #[test]
+    fn load_reads_every_users_password_files_and_names_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("group.toml");
+        let user = |files: &str| {
+            format!(
+                "{CLUSTER}{}\n[[user]]\nname = \"app\"\npassword_files = [{files}]\n\
+                 rules = \"+get\"\n",
+                trio()
+            )
+        };
+        let write = |name: &str, text: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("new", "app-new\n", 0o600);
+        write("old", "app-old\n", 0o644);
+        std::fs::write(&toml, user("\"new\", \"old\"")).unwrap();
+        let c = load(&toml).expect("loads");
+        let app = c.group.user("app").expect("app");
+        let pws: Vec<&str> = app.passwords().iter().map(|s| s.expose()).collect();
+        assert_eq!(pws, ["app-new", "app-old"]);
+        assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+        assert_eq!(c.warnings[0].key, "user.app.password_files");
+        assert!(c.warnings[0].message.contains("mode 644"));
+        std::fs::write(&toml, user("\"new\", \"missing\"")).unwrap();
+        let shown = load(&toml).unwrap_err().to_string();
+        assert!(
+            shown.contains(&format!(
+                "key `user.app.password_files`: cannot read `{}`",
+                dir.path().join("missing").display()
+            )),
+            "{shown}"
+        );
+        write("empty", "\n", 0o600);
+        std::fs::write(&toml, user("\"empty\"")).unwrap();
+        let shown = load(&toml).unwrap_err().to_string();
+        assert!(shown.contains("key `user.app.password_file`: `"), "{shown}");
+        assert!(shown.contains("` is empty"), "{shown}");
+        assert!(!shown.contains("app-new"), "{shown}");
+    }
+
     /// What `check` says of the hook of the file at `toml` (it loads whatever the hook).
     fn check_hooks_of(toml: &Path) -> String {
         let group = load(toml).expect("loads").group;

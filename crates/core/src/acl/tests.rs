@@ -295,6 +295,21 @@ fn turning_users_on_and_off_moves_default_last_and_redisrepd_after_it() {
 }
 
 #[test]
+fn a_user_whose_password_is_not_read_is_off_never_nopass() {
+    let g = crate::config::parse(
+        &format!("[cluster]\nname = \"t\"\npassword_file = \"cl\"\n{TRIO}{APP}"),
+        Path::new("/t.toml"),
+        Path::new("/"),
+    )
+    .expect("valid")
+    .group;
+    for u in users(&g).iter().filter(|u| u.name != "default") {
+        assert!(!u.on, "{}", u.name);
+        assert!(!u.line(Secrets::Show).contains("nopass"), "{}", u.name);
+    }
+}
+
+#[test]
 fn password_rules_are_told_apart() {
     for r in [
         ">x",
