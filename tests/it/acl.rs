@@ -516,6 +516,11 @@ fn a_sentinel_group_with_users_fails_over() {
     // Agreeing means each sentinel reached the master, found both replicas in its INFO
     // and the other sentinels through its hello channel: all as its own user.
     wait_sentinels_agree(&c, &sentinels, "master");
+    for s in &sentinels {
+        util::wait_until(UP, "the sentinel's replicas to be ready", || {
+            replicas_ready(*s, PASSWORD)
+        });
+    }
     let run = c.cli(&["failover"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
     let new = util::wait_for(UP, "a new master", || {
@@ -645,8 +650,14 @@ fn the_cluster_password_of_a_sentinel_group_rotates_and_no_sentinel_client_is_re
             "{s}: the old one"
         );
     }
-    // The sentinels reach the instances with the new password: a failover goes through.
-    // (The suite's sentinel helpers ask with the old password: not from here on.)
+    // The sentinels reach the instances with the new password: a failover goes through,
+    // once each sentinel has its links to both replicas up again (a changed `auth-pass`
+    // closed them). The suite's sentinel helpers ask with the old password: not here.
+    for s in &sentinels {
+        util::wait_until(UP, "the sentinel's replicas to be ready", || {
+            replicas_ready(*s, NEW)
+        });
+    }
     let run = c.cli(&["failover"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
     let new = util::wait_for(UP, "a new master", || {
@@ -703,4 +714,29 @@ fn the_cluster_password_rotates_host_by_host() {
     );
     assert!(link_up_as(&c, "r1", "redisrepd", NEW));
     assert!(link_up_as(&c, "r2", "redisrepd", NEW));
+}
+
+/// Whether a sentinel sees both replicas of `test` as plain, connected replicas (flags
+/// `slave` only, link to the master `ok`): a failover then has one to promote.
+fn replicas_ready(sentinel: SocketAddr, password: &str) -> bool {
+    let Ok(mut con) = connect_as(sentinel, Some(("default", password))) else {
+        return false;
+    };
+    let Ok(replicas) = redis::cmd("SENTINEL")
+        .arg("REPLICAS")
+        .arg("test")
+        .query::<Vec<Vec<String>>>(&mut con)
+    else {
+        return false;
+    };
+    let field = |r: &[String], key: &str| {
+        r.chunks(2)
+            .find(|kv| kv[0] == key)
+            .and_then(|kv| kv.get(1).cloned())
+    };
+    replicas.len() == 2
+        && replicas.iter().all(|r| {
+            field(r, "flags").as_deref() == Some("slave")
+                && field(r, "master-link-status").as_deref() == Some("ok")
+        })
 }
