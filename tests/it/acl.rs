@@ -740,3 +740,47 @@ fn replicas_ready(sentinel: SocketAddr, password: &str) -> bool {
                 && field(r, "master-link-status").as_deref() == Some("ok")
         })
 }
+
+/// Users turned on by `reload` in a running Sentinel group: the sentinels take their
+/// `auth-user` live (no restart) and still fail over.
+#[test]
+fn users_turned_on_in_a_sentinel_group_reach_the_sentinels_live() {
+    use crate::sentinel_mode::{sentinel_group, wait_sentinels_agree};
+    let (mut c, sentinels) = sentinel_group();
+    c.start_daemon("a");
+    c.start_daemon("b");
+    c.wait_healthy();
+    wait_sentinels_agree(&c, &sentinels, "master");
+    let before = pids(&c);
+    write_secret(&c, "app.password", APP_PW);
+    c.extra_sections.push_str(&app_user(&["app.password"]));
+    c.write_config();
+    let run = reload(&c);
+    for s in ["s1", "s2", "s3"] {
+        assert!(
+            run.stdout
+                .contains(&format!("{s}: SENTINEL SET auth-user live")),
+            "{run}"
+        );
+    }
+    c.wait_healthy();
+    wait_sentinels_agree(&c, &sentinels, "master");
+    for s in &sentinels {
+        util::wait_until(UP, "the sentinel's replicas to be ready", || {
+            replicas_ready(*s, PASSWORD)
+        });
+    }
+    assert_eq!(pids(&c), before, "nothing restarted");
+    let run = c.cli(&["failover"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    let new = util::wait_for(UP, "a new master", || {
+        let doc: serde_json::Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout)
+            .map_err(|e| e.to_string())?;
+        match doc["master"].as_str() {
+            Some(m) if m != "master" => Ok(m.to_owned()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    crate::roles::wait_master(&c, &new);
+    wait_sentinels_agree(&c, &sentinels, &new);
+}
