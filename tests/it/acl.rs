@@ -555,11 +555,29 @@ fn users_are_turned_on_and_off_by_reload_without_a_restart() {
     c.start_daemon("a");
     c.wait_healthy();
     let before = pids(&c);
+    let full_syncs = c.info_int("master", "stats", "sync_full");
     write_secret(&c, "app.password", APP_PW);
     c.extra_sections = app_user(&["app.password"]);
     c.write_config();
     let run = reload(&c);
     assert!(run.stdout.contains("3 changed live, 0 restarted"), "{run}");
+    assert!(run.stdout.contains("default's connections closed"), "{run}");
+    // The replicas' links, closed with `default`'s connections, come back as the
+    // replication user, and resync partially.
+    c.wait_healthy();
+    let stats = run_as(
+        &c,
+        "master",
+        Some(("redisrepd", PASSWORD)),
+        &["INFO", "stats"],
+    )
+    .ok()
+    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+    .unwrap_or_default();
+    assert!(
+        stats.contains(&format!("sync_full:{full_syncs}\r\n")),
+        "no full resync: {stats}"
+    );
     for n in ALL {
         let e = run_as(&c, n, Some(("default", PASSWORD)), &["PING"]).unwrap_err();
         assert!(e.contains("AuthenticationFailed"), "{n}: {e}");

@@ -209,6 +209,11 @@ pub enum AclOp {
     SetUser { name: String, args: Vec<Secret> },
     /// `ACL DELUSER name`: its connections are closed.
     DelUser { name: String },
+    /// `CLIENT KILL USER name SKIPME yes`: the connections of a user turned off (which
+    /// Redis leaves open, refusing every command with NOPERM), so that they reconnect and
+    /// authenticate again: a replica's link as its replication user (the replica keeps
+    /// its master cached: a partial resync), a sentinel's as its own.
+    KillClients { name: String },
 }
 
 impl std::fmt::Debug for AclOp {
@@ -216,26 +221,34 @@ impl std::fmt::Debug for AclOp {
         match self {
             AclOp::SetUser { name, .. } => write!(f, "SetUser({name})"),
             AclOp::DelUser { name } => write!(f, "DelUser({name})"),
+            AclOp::KillClients { name } => write!(f, "KillClients({name})"),
         }
     }
 }
 
 impl AclOp {
-    /// The command's arguments after `ACL`.
+    /// The command and its arguments.
     pub fn args(&self) -> Vec<String> {
         match self {
-            AclOp::SetUser { name, args } => ["SETUSER".to_owned(), name.clone()]
+            AclOp::SetUser { name, args } => ["ACL", "SETUSER", name]
                 .into_iter()
+                .map(str::to_owned)
                 .chain(args.iter().map(|a| a.expose().to_owned()))
                 .collect(),
-            AclOp::DelUser { name } => vec!["DELUSER".to_owned(), name.clone()],
+            AclOp::DelUser { name } => vec!["ACL".to_owned(), "DELUSER".to_owned(), name.clone()],
+            AclOp::KillClients { name } => ["CLIENT", "KILL", "USER", name, "SKIPME", "yes"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 
     /// The user it changes.
     pub fn user(&self) -> &str {
         match self {
-            AclOp::SetUser { name, .. } | AclOp::DelUser { name } => name,
+            AclOp::SetUser { name, .. } | AclOp::DelUser { name } | AclOp::KillClients { name } => {
+                name
+            }
         }
     }
 }
@@ -243,8 +256,9 @@ impl AclOp {
 /// What a running instance must be told when the file goes from `old` to `new`, in the
 /// order it is told: new or changed users (`default` aside), then the settings
 /// (`masteruser`, `masterauth`, `requirepass`), then removed users, then `default` (the
-/// connection that tells it may be `default`'s), then, when users are dropped altogether,
-/// redisrepd's own (which closes that connection). Empty when nothing changes.
+/// connection that tells it may be `default`'s) and, when it goes off, the closing of its
+/// connections, then, when users are dropped altogether, redisrepd's own (which closes
+/// that connection). Empty when nothing changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthChange {
     /// `ACL SETUSER` of the users added or changed, `default` aside.
@@ -284,6 +298,11 @@ impl AuthChange {
         if !del.is_empty() {
             parts.push(format!("ACL users {} deleted", del.join(", ")));
         }
+        for op in &self.last {
+            if let AclOp::KillClients { name } = op {
+                parts.push(format!("{name}'s connections closed"));
+            }
+        }
         let keys: Vec<&str> = self.config.iter().map(|(k, _)| k.as_str()).collect();
         if !keys.is_empty() {
             parts.push(format!("{} set", keys.join(", ")));
@@ -314,6 +333,11 @@ pub fn auth_change(old: &Group, new: &Group) -> AuthChange {
         }
         if u.name == "default" {
             change.last.push(setuser(u));
+            if !u.on && was.is_some_and(|w| w.on) {
+                change.last.push(AclOp::KillClients {
+                    name: u.name.clone(),
+                });
+            }
         } else {
             change.users.push(setuser(u));
         }

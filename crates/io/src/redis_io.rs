@@ -569,29 +569,35 @@ pub fn config_set_on(
 /// `ACL DELUSER`s and `default`'s `ACL SETUSER`. The first refusal ends it, named
 /// (never with a password: the arguments are not echoed). An `ACL DELUSER` of the user
 /// this connection is authenticated as is answered, then the server closes it: it must
-/// come last (`AuthChange` puts it there).
+/// come last (`AuthChange` puts it there). The `CLIENT KILL USER`s are left out: this
+/// connection may be one of those users' (`default`, turned off), with no right left;
+/// the caller sends them over a connection as the new user ([`auth_op_on`]).
 pub fn auth_change_on(conn: &mut redis::Connection, change: &AuthChange) -> Result<(), String> {
     for op in &change.users {
-        acl_on(conn, op)?;
+        auth_op_on(conn, op)?;
     }
     for (key, value) in &change.config {
         config_set_on(conn, key, value.expose()).map_err(|e| format!("CONFIG SET {e}"))?;
     }
     for op in &change.last {
-        acl_on(conn, op)?;
+        if !matches!(op, AclOp::KillClients { .. }) {
+            auth_op_on(conn, op)?;
+        }
     }
     Ok(())
 }
 
-/// One `ACL SETUSER` or `ACL DELUSER`.
-fn acl_on(conn: &mut redis::Connection, op: &AclOp) -> Result<(), String> {
-    let mut cmd = redis::cmd("ACL");
-    for arg in op.args() {
+/// One `ACL SETUSER`, `ACL DELUSER` or `CLIENT KILL USER`.
+pub fn auth_op_on(conn: &mut redis::Connection, op: &AclOp) -> Result<(), String> {
+    let args = op.args();
+    let mut cmd = redis::cmd(&args[0]);
+    for arg in &args[1..] {
         cmd.arg(arg);
     }
     let what = match op {
         AclOp::SetUser { name, .. } => format!("ACL SETUSER {name}"),
         AclOp::DelUser { name } => format!("ACL DELUSER {name}"),
+        AclOp::KillClients { name } => format!("CLIENT KILL USER {name}"),
     };
     cmd.query::<redis::Value>(conn)
         .map(|_| ())

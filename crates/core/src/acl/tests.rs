@@ -138,7 +138,7 @@ fn without_users_one_password_is_requirepass_and_two_are_defaults() {
 fn ops(change: &[AclOp]) -> Vec<String> {
     change
         .iter()
-        .map(|o| format!("{} {}", o.args()[0], o.user()))
+        .map(|o| format!("{} {}", o.args()[1], o.user()))
         .collect()
 }
 
@@ -262,7 +262,12 @@ fn turning_users_on_and_off_moves_default_last_and_redisrepd_after_it() {
         .map(|(k, v)| (k.as_str(), v.expose()))
         .collect();
     assert_eq!(config, [("masteruser", REPLICATION_USER)]);
-    assert_eq!(ops(&on.last), ["SETUSER default"]);
+    assert_eq!(ops(&on.last), ["SETUSER default", "KILL default"]);
+    assert!(
+        on.describe().contains("default's connections closed"),
+        "{}",
+        on.describe()
+    );
     let off = auth_change(&users, &plain);
     let config: Vec<(&str, &str)> = off
         .config

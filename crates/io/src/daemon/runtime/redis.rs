@@ -15,7 +15,7 @@ use crate::daemon::claim;
 use crate::files;
 use crate::process::RunAs;
 use crate::redis_io::{Client as _, ConfigSetError, Endpoint, config_set_on, replicaof_on};
-use redisrepd_core::acl::AuthChange;
+use redisrepd_core::acl::{AclOp, AuthChange};
 use redisrepd_core::config::{MaxSyncs, Secret};
 use redisrepd_core::info::{Replication, RepointVerdict};
 use redisrepd_core::machine::{Input, LiveFailure};
@@ -223,6 +223,20 @@ fn set_auth(auth: &AuthEffect, run_as: Option<&RunAs>) -> Result<(), String> {
         }
     };
     crate::redis_io::auth_change_on(&mut c, &auth.change)?;
+    let kills: Vec<&AclOp> = (auth.change.last.iter())
+        .filter(|op| matches!(op, AclOp::KillClients { .. }))
+        .collect();
+    if !kills.is_empty() {
+        let mut c = new.connect(timeout).map_err(|e| {
+            format!(
+                "cannot reach it as its new user: {}",
+                crate::redis_io::describe(e)
+            )
+        })?;
+        for op in kills {
+            crate::redis_io::auth_op_on(&mut c, op)?;
+        }
+    }
     write_conf(&auth.conf_path, &auth.conf, run_as)
 }
 
