@@ -265,8 +265,9 @@ pub struct AuthChange {
     pub users: Vec<AclOp>,
     /// `CONFIG SET key value`, in order.
     pub config: Vec<(String, Secret)>,
-    /// `ACL DELUSER` of removed users, `default`'s `ACL SETUSER` if it changed, and
-    /// `ACL DELUSER` of [`DAEMON_USER`] when it goes.
+    /// `ACL DELUSER` of removed users, `default`'s `ACL SETUSER` if it changed (and the
+    /// closing of its connections when it goes off), and `ACL DELUSER` of
+    /// [`DAEMON_USER`] when it goes.
     pub last: Vec<AclOp>,
 }
 
@@ -276,7 +277,7 @@ impl AuthChange {
         self.users.is_empty() && self.config.is_empty() && self.last.is_empty()
     }
 
-    /// For the reload's reply: `users app, redisrepd set; masterauth set`.
+    /// For the reload's reply: `ACL users app, ops set; masterauth set`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         let set: Vec<&str> = self
