@@ -67,7 +67,9 @@ pub fn connect(
     let c = Endpoint {
         bind: addr.ip(),
         port: addr.port(),
+        user: None,
         password: Some(Secret::new(password)),
+        fallback: Vec::new(),
         tls: None,
     }
     .connect(timeout)?;

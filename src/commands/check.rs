@@ -28,7 +28,7 @@ pub fn run(config: &Path, host: Option<&str>) -> Result<u8> {
         Some(binary) => {
             let (_, server) = redisrepd_io::server_detect::configured(group, config)
                 .map_err(anyhow::Error::msg)?;
-            match redisrepd_io::server_check::ask_server(group, binary) {
+            match redisrepd_io::acl_check::ask_server_and_users(group, binary) {
                 Ok(found) => problems.extend(found.iter().map(ToString::to_string)),
                 Err(why) => eprintln!(
                     "redisrepd: warning: {}: the [redis] directives are not checked: {why}",

@@ -270,9 +270,15 @@ impl Cluster {
         } else {
             format!("redis_server = \"{}\"\n", self.redis_server.display())
         };
+        // The suite's password file unless the test lists its own (`password_files`).
+        let password = if self.cluster_extra.contains("password_files") {
+            String::new()
+        } else {
+            "password_file = \"password\"\n".to_owned()
+        };
         let _ = write!(
             t,
-            "[cluster]\nname = \"test\"\npassword_file = \"password\"\nrun_dir = \"run\"\n\
+            "[cluster]\nname = \"test\"\n{password}run_dir = \"run\"\n\
              data_dir = \"data\"\n{server}{}\n[supervise]\n{}\n[redis]\n{}\n",
             self.cluster_extra, self.supervise, self.redis
         );

@@ -7,6 +7,7 @@
 //! to a redis-server or valkey-server) for every test config; `upgrade` always uses the
 //! three servers `.ci/servers` provides.
 
+mod acl;
 mod adoption;
 mod backup;
 mod check;

@@ -714,7 +714,9 @@ fn a_switchover_whose_target_freezes_mid_way_aborts_unpaused_with_roles_unchange
         Endpoint {
             bind: a.ip(),
             port: a.port(),
+            user: None,
             password: Some(Secret::new(PASSWORD)),
+            fallback: Vec::new(),
             tls: None,
         }
     };

@@ -296,7 +296,7 @@ fn rendered_sentinels_fail_over_and_keep_what_they_learned() {
     // A new password reaches a running sentinel live: its own, the one it gives its peers
     // and the one it gives the instances.
     let new = Secret::new("sentinel-it-pw2");
-    sentinel_client::change_password(&eps[0], "shop", Some(&new), ASK)
+    sentinel_client::change_password(&eps[0], "shop", (std::slice::from_ref(&new), true), ASK)
         .expect("changing the password");
     let mut with_new = eps[0].clone();
     with_new.password = Some(new);
@@ -331,7 +331,9 @@ fn switchover_loses_no_acknowledged_write() {
     let old = redisrepd_core::endpoint::Endpoint {
         bind: setup.old_master.0,
         port: setup.old_master.1,
+        user: None,
         password: Some(Secret::new(PASSWORD)),
+        fallback: Vec::new(),
         tls: None,
     };
     let m_addr = SocketAddr::new(setup.old_master.0, setup.old_master.1);

@@ -1,4 +1,4 @@
-//! How to reach one instance (address and password) and why a SHUTDOWN did not complete:
+//! How to reach one instance (address, user and password) and why a SHUTDOWN did not complete:
 //! plain data, shared by the supervisor's pure machine (which decides whom to talk to) and
 //! `redis_io` (which does the talking).
 
@@ -13,7 +13,13 @@ use crate::config::{ClientAuth, Group, Instance, Secret, Tls};
 pub struct Endpoint {
     pub bind: IpAddr,
     pub port: u16,
+    /// The ACL user to authenticate as (`None`: `default`, or no AUTH without a password).
+    pub user: Option<String>,
     pub password: Option<Secret>,
+    /// Passwords tried after `password` is refused: the second cluster password while it
+    /// rotates, so that a daemon whose host reloaded first still reaches the instances of
+    /// a host that has not.
+    pub fallback: Vec<Secret>,
     /// `[tls]`: connect with TLS, verifying the server against the CA.
     pub tls: Option<Arc<ClientTls>>,
 }
@@ -51,12 +57,15 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint of an instance of `group`, with the group's password.
+    /// The endpoint of an instance of `group`, with the group's password (the first of
+    /// two), as redisrepd's own user when the file declares `[[user]]`.
     pub fn of(group: &Group, inst: &Instance) -> Endpoint {
         Endpoint {
             bind: inst.bind,
             port: inst.port,
+            user: crate::acl::daemon_user(group).map(str::to_owned),
             password: group.password().cloned(),
+            fallback: group.passwords().into_iter().skip(1).cloned().collect(),
             tls: group.tls.as_ref().map(|t| Arc::new(ClientTls::of(t))),
         }
     }

@@ -13,6 +13,7 @@
 // Unit tests build their inputs with the clock and temp files; the code under test may not.
 #![cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 
+pub mod acl;
 pub mod backoff;
 pub mod backup;
 pub mod changes;

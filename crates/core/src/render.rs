@@ -68,13 +68,29 @@ pub fn render(group: &Group, inst: &Instance, server: &Server, secrets: Secrets)
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     line("logfile", &quote_path(&logfile));
-    if let Some(secret) = group.password() {
-        let shown = match secrets {
-            Secrets::Show => secret.expose(),
-            Secrets::Mask => MASK,
-        };
-        line("requirepass", shown);
-        line("masterauth", shown);
+    let shown = group.password().map(|secret| match secrets {
+        Secrets::Show => secret.expose(),
+        Secrets::Mask => MASK,
+    });
+    if crate::acl::acl_mode(group) {
+        // The users, `default` among them, instead of `requirepass`: replicas
+        // authenticate with the first cluster password (as redisrepd's replication user
+        // when there is one), while every listed password is accepted.
+        if let Some(user) = crate::acl::master_user(group) {
+            line("masteruser", user);
+        }
+        if let Some(pw) = shown {
+            line("masterauth", pw);
+        }
+        for user in crate::acl::users(group) {
+            line(
+                "user",
+                &format!("{} {}", user.name, user.args(secrets).join(" ")),
+            );
+        }
+    } else if let Some(pw) = shown {
+        line("requirepass", pw);
+        line("masterauth", pw);
     }
     // The master lists replicas by the source address of their connection unless told
     // otherwise; announcing `bind` lets the supervisor match INFO lines to instances.

@@ -15,12 +15,25 @@ pub fn endpoint(group: &Group, node: &SentinelNode) -> Endpoint {
     Endpoint {
         bind: node.bind,
         port: node.port,
+        // A sentinel has no users of ours: its `requirepass` is the cluster password.
+        user: None,
         password: group.password().cloned(),
+        fallback: group.passwords().into_iter().skip(1).cloned().collect(),
         tls: group
             .tls
             .as_ref()
             .map(|t| std::sync::Arc::new(crate::endpoint::ClientTls::of(t))),
     }
+}
+
+/// New cluster passwords for a running sentinel (`sentinel_client::change_password`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelAuth {
+    /// Every password its `default` user accepts, the one used first (none: no AUTH).
+    pub accepted: Vec<crate::config::Secret>,
+    /// Whether the first one changed: only then are `auth-pass` and `sentinel-pass` set
+    /// (each set closes the sentinel's links, which a failover right after would miss).
+    pub first_changed: bool,
 }
 
 /// Reads the reply of `GET-MASTER-ADDR-BY-NAME`: nil, or `[ip, port]`.

@@ -11,12 +11,68 @@ use redisrepd_core::config::{
 /// Reads, parses and validates the TOML at `path`, then reads the password file.
 pub fn load(path: &Path) -> Result<Checked, ConfigError> {
     let mut checked = read_and_parse(path)?;
-    read_password(&mut checked).map_err(|message| ConfigError {
-        file: path.to_owned(),
-        problems: vec![format!("key `password_file`: {message}")],
-    })?;
+    let mut problems = Vec::new();
+    if let Err(message) = read_password(&mut checked) {
+        problems.push(format!("key `{}`: {message}", password_key(&checked.group)));
+    }
+    problems.extend(read_user_passwords(&mut checked));
     read_tls_contents(&mut checked);
-    Ok(checked)
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        Err(ConfigError {
+            file: path.to_owned(),
+            problems,
+        })
+    }
+}
+
+/// The [cluster] key the password comes from, for messages.
+fn password_key(group: &Group) -> &'static str {
+    match group.cluster.password {
+        PasswordSource::Files(_) => "password_files",
+        _ => "password_file",
+    }
+}
+
+/// Reads every `[[user]]`'s password files into the group; one problem per file that
+/// cannot be used, naming the user and the file.
+fn read_user_passwords(checked: &mut Checked) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for user in &mut checked.group.users {
+        let key = if user.password_files.len() == 1 {
+            format!("user.{}.password_file", user.name)
+        } else {
+            format!("user.{}.password_files", user.name)
+        };
+        for file in &mut user.password_files {
+            match read_password_file(&file.path) {
+                Ok((secret, loose)) => {
+                    file.secret = Some(secret);
+                    if let Some(mode) = loose {
+                        warnings.push(loose_mode(&key, &file.path, mode));
+                    }
+                }
+                Err(message) => problems.push(format!("key `{key}`: {message}")),
+            }
+        }
+    }
+    checked.warnings.extend(warnings);
+    problems
+}
+
+/// The warning for a password file others may read.
+fn loose_mode(key: &str, path: &Path, mode: u32) -> Problem {
+    Problem::new(
+        None,
+        key,
+        format!(
+            "`{}` is readable by group or others (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ),
+    )
 }
 
 /// Notes a digest of the `[tls]` files this host can read (the CA, every readable pair), so
@@ -89,10 +145,12 @@ pub fn hook_problem(group: &Group) -> Result<(), String> {
 /// needs the password, and those then answer "authentication failed".
 pub fn load_for_client(path: &Path) -> Result<Checked, ConfigError> {
     let mut checked = read_and_parse(path)?;
+    // The verbs connect as redisrepd's own user: the users' own files do not matter here.
+    let _ = read_user_passwords(&mut checked);
     if let Err(message) = read_password(&mut checked) {
         checked.warnings.push(Problem::new(
             None,
-            "password_file",
+            password_key(&checked.group),
             format!(
                 "{message}; asking the daemons anyway (they keep the password they started \
                  with), but instances no daemon here runs cannot be read"
@@ -121,27 +179,40 @@ fn read_and_parse(path: &Path) -> Result<Checked, ConfigError> {
     parse(&text, &absolute, &base_dir)
 }
 
-/// Reads the password file, if the group has one, into the group.
+/// Reads the password file(s), if the group has them, into the group.
 fn read_password(checked: &mut Checked) -> Result<(), String> {
-    if let PasswordSource::File {
-        path: pw_path,
-        secret,
-    } = &mut checked.group.cluster.password
-    {
-        let (value, loose_mode) = read_password_file(pw_path)?;
-        *secret = Some(value);
-        if let Some(mode) = loose_mode {
-            checked.warnings.push(Problem::new(
-                None,
-                "password_file",
-                format!(
-                    "`{}` is readable by group or others (mode {mode:o}); \
-                     run `chmod 600 {}`",
-                    pw_path.display(),
-                    pw_path.display()
-                ),
-            ));
+    match &mut checked.group.cluster.password {
+        PasswordSource::File {
+            path: pw_path,
+            secret,
+        } => {
+            let (value, loose) = read_password_file(pw_path)?;
+            *secret = Some(value);
+            if let Some(mode) = loose {
+                let warning = loose_mode("password_file", pw_path, mode);
+                checked.warnings.push(warning);
+            }
         }
+        PasswordSource::Files(files) => {
+            let mut problems = Vec::new();
+            let mut warnings = Vec::new();
+            for file in files {
+                match read_password_file(&file.path) {
+                    Ok((value, loose)) => {
+                        file.secret = Some(value);
+                        if let Some(mode) = loose {
+                            warnings.push(loose_mode("password_files", &file.path, mode));
+                        }
+                    }
+                    Err(e) => problems.push(e),
+                }
+            }
+            checked.warnings.extend(warnings);
+            if !problems.is_empty() {
+                return Err(problems.join("; "));
+            }
+        }
+        PasswordSource::None | PasswordSource::Inline(_) => {}
     }
     Ok(())
 }
@@ -368,6 +439,49 @@ mod tests {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let group = load(&toml).expect("loads").group;
         check_hooks(&group, &toml).expect("an executable hook");
+    }
+
+    #[test]
+    fn load_reads_every_users_password_files_and_names_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("group.toml");
+        let user = |files: &str| {
+            format!(
+                "{CLUSTER}{}\n[[user]]\nname = \"app\"\npassword_files = [{files}]\n\
+                 rules = \"+get\"\n",
+                trio()
+            )
+        };
+        let write = |name: &str, text: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("new", "app-new\n", 0o600);
+        write("old", "app-old\n", 0o644);
+        std::fs::write(&toml, user("\"new\", \"old\"")).unwrap();
+        let c = load(&toml).expect("loads");
+        let app = c.group.user("app").expect("app");
+        let pws: Vec<&str> = app.passwords().iter().map(|s| s.expose()).collect();
+        assert_eq!(pws, ["app-new", "app-old"]);
+        assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+        assert_eq!(c.warnings[0].key, "user.app.password_files");
+        assert!(c.warnings[0].message.contains("mode 644"));
+        std::fs::write(&toml, user("\"new\", \"missing\"")).unwrap();
+        let shown = load(&toml).unwrap_err().to_string();
+        assert!(
+            shown.contains(&format!(
+                "key `user.app.password_files`: cannot read `{}`",
+                dir.path().join("missing").display()
+            )),
+            "{shown}"
+        );
+        write("empty", "\n", 0o600);
+        std::fs::write(&toml, user("\"empty\"")).unwrap();
+        let shown = load(&toml).unwrap_err().to_string();
+        assert!(shown.contains("key `user.app.password_file`: `"), "{shown}");
+        assert!(shown.contains("` is empty"), "{shown}");
+        assert!(!shown.contains("app-new"), "{shown}");
     }
 
     /// What `check` says of the hook of the file at `toml` (it loads whatever the hook).

@@ -7,11 +7,12 @@
 //! control socket, the HTTP listener) only send events. The rest are thin IO layers the
 //! runtime and the CLI share: processes and pid files ([`process`]), files written whole
 //! ([`files`]), Redis and Sentinel clients ([`redis_io`], [`sentinel_client`]), asking a
-//! binary what it is ([`server_detect`], [`server_check`]), the control socket's wire
+//! binary what it is ([`server_detect`], [`server_check`], [`acl_check`]), the control socket's wire
 //! ([`control_socket`]), the HTTP listener ([`http_server`]), metrics ([`metrics`]),
 //! the config and password files ([`config_file`]), the `[tls]` certificates ([`tls_files`]), backups' file work ([`backup`]) and
 //! what `doctor` reads of the host ([`doctor`]).
 
+pub mod acl_check;
 pub mod backup;
 pub mod config_file;
 pub mod control_socket;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
+use redisrepd_core::acl::{AclOp, AuthChange};
 use redisrepd_core::config::Secret;
 use redisrepd_core::endpoint::ClientTls;
 use redisrepd_core::info::{Info, Replication};
@@ -76,10 +77,6 @@ pub trait Client {
 
     /// `CONFIG SET key value` on a connection of its own.
     fn config_set(&self, key: &str, value: &str, timeout: Duration) -> redis::RedisResult<()>;
-
-    /// `CONFIG SET masterauth` then `requirepass` to `new` (none: empty), over a
-    /// connection made with the password this endpoint holds (the old one).
-    fn set_password(&self, new: Option<&Secret>, timeout: Duration) -> redis::RedisResult<()>;
 
     /// Where the instance replicates from now (`INFO replication`).
     fn replication(&self, timeout: Duration) -> redis::RedisResult<Option<Replication>>;
@@ -160,28 +157,19 @@ pub fn open_client(
 }
 
 impl Client for Endpoint {
-    /// Opens an authenticated connection.
+    /// Opens an authenticated connection: with `password`, then, if the server refuses it,
+    /// with each `fallback` in turn.
     fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-        if let Some(pw) = &self.password {
-            settings = settings.set_password(pw.expose());
+        let mut result = connect_with(self, self.password.as_ref(), timeout);
+        for pw in &self.fallback {
+            match &result {
+                Err(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+                    result = connect_with(self, Some(pw), timeout);
+                }
+                _ => break,
+            }
         }
-        let mut conn = open_client(self.bind, self.port, self.tls.as_deref(), settings)?
-            .get_connection_with_timeout(timeout)?;
-        conn.set_read_timeout(Some(timeout))?;
-        conn.set_write_timeout(Some(timeout))?;
-        // Named, so that a demoted master's client drop spares the connections of
-        // redisrepd's daemons and verbs (see [`Endpoint::drop_clients`]). A server that
-        // refuses it (an ACL without CLIENT) still serves the connection; one that did not
-        // answer in time does not (a late reply would be taken for the next command's).
-        match redis::cmd("CLIENT")
-            .arg("SETNAME")
-            .arg(CLIENT_NAME)
-            .query::<()>(&mut conn)
-        {
-            Err(e) if e.code().is_none() => Err(e),
-            _ => Ok(conn),
-        }
+        result
     }
 
     /// Closes the normal and pub/sub client connections of the instance but redisrepd's
@@ -265,19 +253,6 @@ impl Client for Endpoint {
             .arg(key)
             .arg(value)
             .query::<()>(&mut c)
-    }
-
-    fn set_password(&self, new: Option<&Secret>, timeout: Duration) -> redis::RedisResult<()> {
-        let value = new.map(|s| s.expose()).unwrap_or_default();
-        let mut c = self.connect(timeout)?;
-        for key in ["masterauth", "requirepass"] {
-            redis::cmd("CONFIG")
-                .arg("SET")
-                .arg(key)
-                .arg(value)
-                .query::<()>(&mut c)?;
-        }
-        Ok(())
     }
 
     fn replication(&self, timeout: Duration) -> redis::RedisResult<Option<Replication>> {
@@ -479,6 +454,37 @@ impl Client for Endpoint {
     }
 }
 
+/// One attempt of [`Client::connect`], with `password`.
+fn connect_with(
+    ep: &Endpoint,
+    password: Option<&Secret>,
+    timeout: Duration,
+) -> redis::RedisResult<redis::Connection> {
+    let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+    if let Some(pw) = password {
+        settings = settings.set_password(pw.expose());
+        if let Some(user) = &ep.user {
+            settings = settings.set_username(user);
+        }
+    }
+    let mut conn = open_client(ep.bind, ep.port, ep.tls.as_deref(), settings)?
+        .get_connection_with_timeout(timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    // Named, so that a demoted master's client drop spares the connections of
+    // redisrepd's daemons and verbs (see [`Endpoint::drop_clients`]). A server that
+    // refuses it (an ACL without CLIENT) still serves the connection; one that did not
+    // answer in time does not (a late reply would be taken for the next command's).
+    match redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(CLIENT_NAME)
+        .query::<()>(&mut conn)
+    {
+        Err(e) if e.code().is_none() => Err(e),
+        _ => Ok(conn),
+    }
+}
+
 /// `REPLICAOF host port`, or `REPLICAOF NO ONE` when `to` is `None`, on a connection
 /// already open.
 pub fn replicaof_on(
@@ -606,6 +612,49 @@ pub fn config_set_many_on(
             why: e.to_string(),
         }),
     }
+}
+
+/// Applies an [`AuthChange`] on a connection already open: `ACL SETUSER` of the new and
+/// changed users, the `CONFIG SET`s (`masteruser`, `masterauth`, `requirepass`), then the
+/// `ACL DELUSER`s and `default`'s `ACL SETUSER`. The first refusal ends it, named
+/// (never with a password: the arguments are not echoed). An `ACL DELUSER` of the user
+/// this connection is authenticated as is answered, then the server closes it: it must
+/// come last (`AuthChange` puts it there). The `CLIENT KILL USER`s are left out: this
+/// connection may be one of those users' (`default`, turned off), with no right left;
+/// the caller sends them over a connection as the new user ([`auth_op_on`]).
+pub fn auth_change_on(conn: &mut redis::Connection, change: &AuthChange) -> Result<(), String> {
+    for op in &change.users {
+        auth_op_on(conn, op)?;
+    }
+    for (key, value) in &change.config {
+        config_set_on(conn, key, value.expose()).map_err(|e| format!("CONFIG SET {e}"))?;
+    }
+    for op in &change.last {
+        if !matches!(op, AclOp::KillClients { .. }) {
+            auth_op_on(conn, op)?;
+        }
+    }
+    Ok(())
+}
+
+/// One `ACL SETUSER`, `ACL DELUSER` or `CLIENT KILL USER`.
+pub fn auth_op_on(conn: &mut redis::Connection, op: &AclOp) -> Result<(), String> {
+    let args = op.args();
+    let mut cmd = redis::cmd(&args[0]);
+    for arg in &args[1..] {
+        cmd.arg(arg);
+    }
+    let what = match op {
+        AclOp::SetUser { name, .. } => format!("ACL SETUSER {name}"),
+        AclOp::DelUser { name } => format!("ACL DELUSER {name}"),
+        AclOp::KillClients { name } => format!("CLIENT KILL USER {name}"),
+    };
+    cmd.query::<redis::Value>(conn)
+        .map(|_| ())
+        .map_err(|e| match (e.code(), e.detail()) {
+            (Some(code), Some(detail)) => format!("{what}: {code} {detail}"),
+            _ => format!("{what}: {}", describe(e)),
+        })
 }
 
 /// Why `BGSAVE` did not start.

@@ -125,27 +125,31 @@ pub fn set(
     Ok(())
 }
 
-/// Sets a new group password (or none) on a running sentinel, as `reload` must after the
+/// Sets new group passwords (or none) on a running sentinel, as `reload` must after the
 /// password file changed: the sentinel's own (`ACL SETUSER default`, what `requirepass`
-/// sets), the one it gives the other sentinels (`SENTINEL CONFIG SET sentinel-pass`) and
-/// the one it gives the instances (`SENTINEL SET name auth-pass`). Measured on Redis 6.2,
+/// sets: every one of `new`, so that both work while one rotates), the one it gives the
+/// other sentinels (`SENTINEL CONFIG SET sentinel-pass`) and the one it gives the
+/// instances (`SENTINEL SET name auth-pass`), the first of `new` for both, set only when
+/// `first_changed` (each set closes the sentinel's links to the instances). Measured on Redis 6.2,
 /// 7.0 and Valkey 8.1; `CONFIG SET requirepass` does not exist in sentinel mode. This
 /// connection, already authenticated, stays usable; the sentinel rewrites its file.
 pub fn change_password(
     ep: &Endpoint,
     name: &str,
-    new: Option<&Secret>,
+    (new, first_changed): (&[Secret], bool),
     timeout: Duration,
 ) -> Result<(), String> {
     let mut conn = ep.connect(timeout).map_err(describe)?;
-    let pw = new.map(Secret::expose).unwrap_or("");
+    let pw = new.first().map(Secret::expose).unwrap_or("");
     let mut own = redis::cmd("ACL");
     own.arg("SETUSER").arg("default").arg("resetpass");
-    match new {
-        Some(s) => own.arg(format!(">{}", s.expose())),
-        None => own.arg("nopass"),
-    };
-    let steps = [
+    if new.is_empty() {
+        own.arg("nopass");
+    }
+    for s in new {
+        own.arg(format!(">{}", s.expose()));
+    }
+    let mut steps = vec![
         ("SENTINEL SET auth-pass", {
             let mut c = redis::cmd("SENTINEL");
             c.arg("SET").arg(name).arg("auth-pass").arg(pw);
@@ -160,6 +164,9 @@ pub fn change_password(
         // with the old one.
         ("ACL SETUSER default", own),
     ];
+    if !first_changed {
+        steps.drain(..2);
+    }
     for (what, cmd) in steps {
         let _: redis::Value = cmd
             .query(&mut conn)

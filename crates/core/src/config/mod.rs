@@ -17,8 +17,8 @@ use std::path::Path;
 
 pub use model::{
     Backup, Checked, ClientAuth, Cluster, ConfigError, Directive, Group, Hook, Hooks, Http,
-    HttpListen, Instance, MaxSyncs, PasswordSource, PerHost, Problem, Secret, Sentinel,
-    SentinelNode, Supervise, Tls, breaks_redis_conf,
+    HttpListen, Instance, MaxSyncs, PasswordFile, PasswordSource, PerHost, Problem, Secret,
+    Sentinel, SentinelNode, Supervise, Tls, User, breaks_redis_conf,
 };
 pub use validate::MANAGED_DIRECTIVES;
 

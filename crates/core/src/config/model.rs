@@ -27,6 +27,37 @@ pub struct Group {
     pub backup: Backup,
     /// `[tls]`: when set, every link is TLS.
     pub tls: Option<Tls>,
+    /// `[[user]]`: ACL users set on every instance, in file order.
+    pub users: Vec<User>,
+}
+
+/// One `[[user]]`: an ACL user set on every instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// One or two password files: both are accepted, so a password rotates by listing
+    /// the new one first and the old one second.
+    pub password_files: Vec<PasswordFile>,
+    /// The ACL rules, one token each, as `ACL SETUSER` takes them (no password rules:
+    /// the passwords come from `password_files`).
+    pub rules: Vec<String>,
+}
+
+impl User {
+    /// The passwords read so far, in file order.
+    pub fn passwords(&self) -> Vec<&Secret> {
+        self.password_files
+            .iter()
+            .filter_map(|f| f.secret.as_ref())
+            .collect()
+    }
+}
+
+/// A password file and, once read by `config_file::load`, its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordFile {
+    pub path: PathBuf,
+    pub secret: Option<Secret>,
 }
 
 /// `[tls]` with paths made absolute: each instance's and sentinel's port speaks TLS only,
@@ -274,6 +305,9 @@ pub enum PasswordSource {
         path: PathBuf,
         secret: Option<Secret>,
     },
+    /// `password_files`: one or two files, the first used and every one accepted (a
+    /// password rotates by listing the new one first and the old one second).
+    Files(Vec<PasswordFile>),
 }
 
 impl fmt::Debug for PasswordSource {
@@ -282,6 +316,10 @@ impl fmt::Debug for PasswordSource {
             PasswordSource::None => f.write_str("None"),
             PasswordSource::Inline(_) => f.write_str("Inline(***)"),
             PasswordSource::File { path, .. } => write!(f, "File({})", path.display()),
+            PasswordSource::Files(files) => {
+                let paths: Vec<_> = files.iter().map(|p| p.path.display()).collect();
+                write!(f, "Files({paths:?})")
+            }
         }
     }
 }
@@ -480,13 +518,28 @@ impl Group {
         hosts
     }
 
-    /// The password, once loaded.
+    /// The password, once loaded: the one redisrepd uses (with `password_files`, the
+    /// first).
     pub fn password(&self) -> Option<&Secret> {
+        self.passwords().into_iter().next()
+    }
+
+    /// Every cluster password that is accepted, the one used first (two while one
+    /// rotates), once loaded.
+    pub fn passwords(&self) -> Vec<&Secret> {
         match &self.cluster.password {
-            PasswordSource::None => None,
-            PasswordSource::Inline(s) => Some(s),
-            PasswordSource::File { secret, .. } => secret.as_ref(),
+            PasswordSource::None => Vec::new(),
+            PasswordSource::Inline(s) => vec![s],
+            PasswordSource::File { secret, .. } => secret.iter().collect(),
+            PasswordSource::Files(files) => {
+                files.iter().filter_map(|f| f.secret.as_ref()).collect()
+            }
         }
+    }
+
+    /// The `[[user]]` called `name`.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
     }
 
     /// The generated redis.conf of an instance.

@@ -31,6 +31,19 @@ pub struct RawFile {
     #[serde(default)]
     pub backup: RawBackup,
     pub tls: Option<RawTls>,
+    /// `[[user]]`: ACL users set on every instance.
+    #[serde(default)]
+    pub user: Vec<RawUser>,
+}
+
+/// One `[[user]]`: an ACL user, its password file(s) and its rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    pub password_file: Option<PathBuf>,
+    pub password_files: Option<Vec<PathBuf>>,
+    pub rules: String,
 }
 
 /// `[tls]`: every link encrypted.
@@ -190,6 +203,8 @@ impl TryFrom<String> for Listen {
 pub struct RawCluster {
     pub name: Name,
     pub password_file: Option<PathBuf>,
+    /// One or two files: the first is used, both are accepted (rotation).
+    pub password_files: Option<Vec<PathBuf>>,
     pub password: Option<String>,
     pub redis_server: Option<String>,
     pub run_dir: Option<PathBuf>,

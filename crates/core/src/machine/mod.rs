@@ -115,10 +115,10 @@ pub enum Input {
         detail: String,
         retry_after: Duration,
     },
-    /// The outcome of [`Effect::SetPassword`]: the password now in force.
+    /// The outcome of [`Effect::SetPassword`]: done (the new endpoint applies), or why not.
     PasswordSet {
         name: String,
-        result: Result<Option<Secret>, String>,
+        result: Result<(), String>,
     },
     /// The outcome of [`Effect::ApplyLive`]: done, or why not.
     LiveApplied {
@@ -244,11 +244,17 @@ pub enum Effect {
     },
     /// Give up `name`'s place in the sync gate (asked for or held).
     Release { name: String },
-    /// `CONFIG SET masterauth` and `requirepass` to `new`; answer with `PasswordSet`.
+    /// Apply `change` (ACL users, `masterauth`, `requirepass` ...) over a connection made
+    /// with `endpoint` (what the instance accepted so far; `new_endpoint` if it refuses
+    /// that, as after an earlier attempt), then write `conf` to `conf_path`; answer with
+    /// `PasswordSet`.
     SetPassword {
         name: String,
         endpoint: Endpoint,
-        new: Option<Secret>,
+        new_endpoint: Endpoint,
+        change: crate::acl::AuthChange,
+        conf: Secret,
+        conf_path: PathBuf,
     },
     /// `CONFIG SET` each of `change.set`, then `REPLICAOF` per `change.repoint`, then
     /// write `conf` (the new redis.conf) to `conf_path`; answer with `LiveApplied`. The
@@ -295,13 +301,14 @@ pub enum Effect {
         master_name: String,
     },
     /// Apply a reloaded `[sentinel]` to a running sentinel: `SENTINEL SET` each of `sets`,
-    /// then, when `password` is `Some`, the new group password (`sentinel::change_password`);
+    /// then, when `password` is `Some`, the new group passwords, the one used first (none: no
+    /// AUTH) (`sentinel::change_password`);
     /// answer with `SentinelReconfigured`.
     SentinelReconfigure {
         name: String,
         endpoint: Endpoint,
         sets: Vec<crate::render::sentinel::SentinelSet>,
-        password: Option<Option<Secret>>,
+        password: Option<crate::sentinel::SentinelAuth>,
     },
     /// Keep `master` as the group's actual master across daemon restarts
     /// (`run_dir/<host>.topology`).
@@ -675,14 +682,15 @@ impl Machine {
                 retry_after,
             } => self.on_claim(&name, granted, detail, now + retry_after, &mut fx),
             Input::PasswordSet { name, result } => {
+                let endpoint = self
+                    .group
+                    .instance(&name)
+                    .map(|inst| Endpoint::of(&self.group, inst));
                 if let Some(slot) = self.slots.get_mut(&name) {
-                    slot.in_place = InPlace::Done(
-                        result
-                            .map(|new| {
-                                slot.endpoint.password = new;
-                            })
-                            .map_err(LiveFailure::Failed),
-                    );
+                    if let (Ok(()), Some(endpoint)) = (&result, endpoint) {
+                        slot.endpoint = endpoint;
+                    }
+                    slot.in_place = InPlace::Done(result.map_err(LiveFailure::Failed));
                 }
             }
             Input::LiveApplied { name, result } => {

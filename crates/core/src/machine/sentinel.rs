@@ -360,7 +360,10 @@ impl Machine {
         }
         let sets = crate::render::sentinel::live_changes(old, &self.group);
         let password =
-            (old.password() != self.group.password()).then(|| self.group.password().cloned());
+            (old.passwords() != self.group.passwords()).then(|| crate::sentinel::SentinelAuth {
+                accepted: self.group.passwords().into_iter().cloned().collect(),
+                first_changed: old.password() != self.group.password(),
+            });
         if sets.is_empty() && password.is_none() {
             return (lines, stops);
         }

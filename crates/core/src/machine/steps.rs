@@ -11,6 +11,7 @@ use super::slot::InPlace;
 use super::{Effect, Kind, LiveFailure, Machine, State, human};
 use crate::config::Secret;
 use crate::control::Response;
+use crate::endpoint::Endpoint;
 use crate::plan::{self, Step};
 use crate::render::{self, Secrets};
 
@@ -296,14 +297,25 @@ impl Machine {
                 });
                 Ok(())
             }
-            Step::SetPassword { name } => {
-                let new = self.group.password().cloned();
+            Step::SetPassword { name, change } => {
+                let Some(inst) = self.group.instance(name).cloned() else {
+                    return Err(format!("`{name}` is not in the file any more"));
+                };
+                let new_endpoint = Endpoint::of(&self.group, &inst);
+                let conf = Secret::new(render::render(
+                    &self.group,
+                    &inst,
+                    &self.server,
+                    Secrets::Show,
+                ));
+                let conf_path = self.group.conf_path(&inst);
                 let Some(slot) = self.slots.get_mut(name) else {
                     return Err(format!("`{name}` is not run by this daemon"));
                 };
                 if slot.state.pid().is_none() {
-                    // Not running: it gets the new password from its config at start.
-                    slot.endpoint.password = new;
+                    // Not running: it gets the new users and passwords from its config at
+                    // start.
+                    slot.endpoint = new_endpoint;
                     slot.in_place = InPlace::Done(Ok(()));
                     return Ok(());
                 }
@@ -311,7 +323,10 @@ impl Machine {
                 fx.push(Effect::SetPassword {
                     name: name.clone(),
                     endpoint: slot.endpoint.clone(),
-                    new,
+                    new_endpoint,
+                    change: change.clone(),
+                    conf,
+                    conf_path,
                 });
                 Ok(())
             }
@@ -388,10 +403,13 @@ impl Machine {
                 // `advance` turns this into a restart.
                 InPlace::Done(Err(LiveFailure::Refused(e))) => Some(Err(e.clone())),
             },
-            Step::SetPassword { name } => match &self.slots.get(name)?.in_place {
+            Step::SetPassword { name, change } => match &self.slots.get(name)?.in_place {
                 InPlace::UnderWay => None,
-                InPlace::Done(Ok(())) => {
+                InPlace::Done(Ok(())) if change.users.is_empty() && change.last.is_empty() => {
                     Some(Ok(Some(format!("{name}: password changed in place"))))
+                }
+                InPlace::Done(Ok(())) => {
+                    Some(Ok(Some(format!("{name}: {} in place", change.describe()))))
                 }
                 InPlace::Done(Err(LiveFailure::Failed(e) | LiveFailure::Refused(e))) => {
                     Some(Err(format!(

@@ -69,6 +69,10 @@ const RESTART_KEYS: &[&str] = &[
     "always-show-logo",
 ];
 
+/// Directives of passwords and ACL users: `acl::auth_change` applies them, before the
+/// rest, on every instance.
+pub const AUTH_KEYS: &[&str] = &["requirepass", "masterauth", "masteruser", "user"];
+
 /// A value as redis.conf parses it: `""` is the empty string, and a quoted path (as
 /// `render::quote_path` writes it) loses its quotes and escapes.
 fn unquote(value: &str) -> String {
@@ -147,6 +151,9 @@ pub fn live_change(old: &str, new: &str) -> Result<LiveChange, String> {
         repoint: None,
     };
     for (key, _) in &old {
+        if AUTH_KEYS.contains(&key.as_str()) {
+            continue;
+        }
         if key == "replicaof" && value(&new, key).is_none() {
             change.repoint = Some(None);
             continue;
@@ -187,9 +194,9 @@ pub fn live_change(old: &str, new: &str) -> Result<LiveChange, String> {
             }));
             continue;
         }
-        // The password is changed first, everywhere, by its own step (a replica restarted
-        // with the new `masterauth` must find it on its upstream).
-        if key == "requirepass" || key == "masterauth" {
+        // Passwords and users change first, everywhere, by their own step (a replica
+        // restarted with the new `masterauth` must find it on its upstream).
+        if AUTH_KEYS.contains(&key.as_str()) {
             continue;
         }
         // A directive repeated in redis.conf is one setting at runtime where the server

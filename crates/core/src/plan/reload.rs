@@ -3,6 +3,7 @@
 
 use super::live::{LiveChange, live_change, reload_tls_files};
 use super::steps::{Step, parents_first, restart, start, stop};
+use crate::acl;
 use crate::config::Group;
 use crate::render::{self, Secrets};
 use crate::server::Server;
@@ -13,8 +14,11 @@ pub struct ReloadDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub changed: Vec<String>,
-    /// Changed only in the password: applied in place, no restart.
+    /// Running instances whose passwords or ACL users change ([`Self::auth`]): applied in
+    /// place, before anything else, no restart.
     pub password_only: Vec<String>,
+    /// What changes in passwords and ACL users, the same on every instance.
+    pub auth: acl::AuthChange,
     /// Changed in ways the running server takes at runtime: applied live, no restart.
     pub live: Vec<(String, LiveChange)>,
     /// Why each of `changed` needs a restart.
@@ -58,7 +62,10 @@ pub fn reload_diff(
     old_server: &Server,
     new_server: &Server,
 ) -> ReloadDiff {
-    let mut diff = ReloadDiff::default();
+    let mut diff = ReloadDiff {
+        auth: acl::auth_change(old, new),
+        ..ReloadDiff::default()
+    };
     for inst in new.start_order(host) {
         match old.instance(&inst.name).filter(|o| o.host == host) {
             None => diff.added.push(inst.name.clone()),
@@ -67,55 +74,39 @@ pub fn reload_diff(
                     && old.cluster.redis_server == new.cluster.redis_server
                     && old_server == new_server
                     && old.cluster.user == new.cluster.user;
-                let same_masked = render::render(old, prev, old_server, Secrets::Mask)
-                    == render::render(new, inst, new_server, Secrets::Mask);
-                let same = same_masked
-                    && render::render(old, prev, old_server, Secrets::Show)
-                        == render::render(new, inst, new_server, Secrets::Show);
                 let name = inst.name.clone();
-                let password_changed = old.password().is_some() && old.password() != new.password();
-                match (same_process, same_masked, same) {
-                    (true, _, true) => diff.unchanged.push(name),
-                    (true, true, false) if old.password().is_some() => {
-                        diff.password_only.push(name)
+                if !same_process {
+                    diff.restart_reasons.push((
+                        name.clone(),
+                        "its server, user or config path changed".to_owned(),
+                    ));
+                    diff.changed.push(name);
+                    continue;
+                }
+                // Passwords and users first, in place, on every instance; what else
+                // changed follows live or by a restart.
+                let auth = !diff.auth.is_empty();
+                if auth {
+                    diff.password_only.push(name.clone());
+                }
+                let (before, after) = (
+                    render::render(old, prev, old_server, Secrets::Show),
+                    render::render(new, inst, new_server, Secrets::Show),
+                );
+                if without_auth(&before) == without_auth(&after) {
+                    if !auth {
+                        diff.unchanged.push(name);
                     }
-                    (false, _, _) => {
-                        diff.restart_reasons.push((
-                            name.clone(),
-                            "its server, user or config path changed".to_owned(),
-                        ));
+                    continue;
+                }
+                match live_change(&before, &after).map(|c| named(c, inst)) {
+                    // The password step writes the new file.
+                    Ok(change) if change.is_empty() && auth => {}
+                    Ok(change) => diff.live.push((name, change)),
+                    Err(why) => {
+                        diff.restart_reasons.push((name.clone(), why));
                         diff.changed.push(name);
                     }
-                    (true, _, false) if password_changed => {
-                        // The password first, in place, with every other instance's; what
-                        // else changed follows live or by a restart.
-                        diff.password_only.push(name.clone());
-                        match live_change(
-                            &render::render(old, prev, old_server, Secrets::Show),
-                            &render::render(new, inst, new_server, Secrets::Show),
-                        )
-                        .map(|c| named(c, inst))
-                        {
-                            Ok(change) if change.is_empty() => {}
-                            Ok(change) => diff.live.push((name, change)),
-                            Err(why) => {
-                                diff.restart_reasons.push((name.clone(), why));
-                                diff.changed.push(name);
-                            }
-                        }
-                    }
-                    (true, _, false) => match live_change(
-                        &render::render(old, prev, old_server, Secrets::Show),
-                        &render::render(new, inst, new_server, Secrets::Show),
-                    )
-                    .map(|c| named(c, inst))
-                    {
-                        Ok(change) => diff.live.push((name, change)),
-                        Err(why) => {
-                            diff.restart_reasons.push((name.clone(), why));
-                            diff.changed.push(name);
-                        }
-                    },
                 }
             }
         }
@@ -145,6 +136,18 @@ pub fn reload_diff(
     diff
 }
 
+/// A rendered redis.conf without the lines of passwords and users
+/// ([`super::live::AUTH_KEYS`]): what is left changes live or by a restart.
+fn without_auth(conf: &str) -> String {
+    conf.lines()
+        .filter(|l| {
+            let key = l.split(' ').next().unwrap_or("").to_ascii_lowercase();
+            !super::live::AUTH_KEYS.contains(&key.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Names the new upstream of a live change by its instance.
 fn named(mut change: LiveChange, inst: &crate::config::Instance) -> LiveChange {
     if let (Some(Some(up)), Some(name)) = (&mut change.repoint, &inst.replica_of) {
@@ -160,7 +163,10 @@ pub fn reload(old: &Group, new: &Group, diff: &ReloadDiff) -> Vec<Step> {
     let mut steps: Vec<Step> = diff
         .password_only
         .iter()
-        .map(|n| Step::SetPassword { name: n.clone() })
+        .map(|n| Step::SetPassword {
+            name: n.clone(),
+            change: diff.auth.clone(),
+        })
         .collect();
     steps.extend(stop(old, &diff.removed, false));
     steps.extend(restart(new, &diff.changed, false));
@@ -218,7 +224,13 @@ mod tests {
         assert_eq!(diff.password_only, ["r1", "r2", "leaf"]);
         assert!(diff.changed.is_empty());
         let steps = reload(&old, &new, &diff);
-        assert_eq!(steps[0], Step::SetPassword { name: "r1".into() });
+        assert_eq!(
+            steps[0],
+            Step::SetPassword {
+                name: "r1".into(),
+                change: diff.auth.clone()
+            }
+        );
         assert_eq!(steps.len(), 3, "no restart");
     }
 

@@ -15,9 +15,13 @@ pub enum Step {
     Start { name: String },
     /// Wait until it is running (a replica: in sync with its upstream).
     AwaitReady { name: String },
-    /// Change the password of a running instance in place (`CONFIG SET requirepass` and
-    /// `masterauth`): replication links stay up, because AUTH happens only on connect.
-    SetPassword { name: String },
+    /// Change the passwords and ACL users of a running instance in place (`ACL SETUSER`,
+    /// `ACL DELUSER`, `CONFIG SET masterauth` ...), and write its new redis.conf:
+    /// replication links stay up, because AUTH happens only on connect.
+    SetPassword {
+        name: String,
+        change: crate::acl::AuthChange,
+    },
     /// Apply a changed config to a running instance without a restart (`CONFIG SET`,
     /// `REPLICAOF`), and write its new redis.conf so a later start agrees. Should the
     /// server refuse a setting at runtime, or a new upstream not be sure to resync
@@ -46,7 +50,7 @@ impl Step {
             Step::Stop { name, .. }
             | Step::Start { name }
             | Step::AwaitReady { name }
-            | Step::SetPassword { name }
+            | Step::SetPassword { name, .. }
             | Step::ApplyLive { name, .. }
             | Step::AwaitProbes { name }
             | Step::Failover { name, .. }

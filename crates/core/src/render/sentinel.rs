@@ -226,8 +226,24 @@ pub fn render_sentinel(
     });
     if let Some(pw) = password {
         // Clients (redisrepd, operators) AUTH to the sentinel with the group's password;
-        // the other sentinels need `sentinel-pass` to talk to one that requires it.
-        line(format!("requirepass {pw}"));
+        // the other sentinels need `sentinel-pass` to talk to one that requires it. While
+        // the password rotates (two of them) the sentinel's `default` user accepts both.
+        let all = group.passwords();
+        if all.len() > 1 {
+            let list: Vec<String> = all
+                .iter()
+                .map(|s| match secrets {
+                    Secrets::Show => format!(">{}", s.expose()),
+                    Secrets::Mask => format!(">{MASK}"),
+                })
+                .collect();
+            line(format!(
+                "user default reset on {} ~* &* +@all",
+                list.join(" ")
+            ));
+        } else {
+            line(format!("requirepass {pw}"));
+        }
         line(format!("sentinel sentinel-pass {pw}"));
     }
     // Others learn this sentinel's address from its hello messages: say it is `bind`, so
@@ -242,6 +258,12 @@ pub fn render_sentinel(
             "sentinel monitor {name} {master_ip} {master_port} {}",
             s.quorum
         ));
+        if crate::acl::internal_users(group) {
+            line(format!(
+                "sentinel auth-user {name} {}",
+                crate::acl::SENTINEL_USER
+            ));
+        }
         if let Some(pw) = password {
             line(format!("sentinel auth-pass {name} {pw}"));
         }
@@ -355,6 +377,15 @@ pub fn live_changes(old: &Group, new: &Group) -> Vec<SentinelSet> {
         parallel_syncs(old).into(),
         parallel_syncs(new).into(),
     );
+    // With [[user]] the sentinels authenticate to the instances as redisrepd's own
+    // Sentinel user; without, as `default` (empty: no `auth-user`).
+    let user = |g: &Group| crate::acl::internal_users(g).then_some(crate::acl::SENTINEL_USER);
+    if user(old) != user(new) {
+        out.push(SentinelSet {
+            option: "auth-user",
+            value: user(new).unwrap_or_default().to_owned(),
+        });
+    }
     out
 }
 

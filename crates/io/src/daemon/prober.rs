@@ -257,7 +257,9 @@ mod tests {
         Endpoint {
             bind: "127.0.0.1".parse().expect("ip"),
             port,
+            user: None,
             password: password.map(|p| Secret::new(p.to_owned())),
+            fallback: Vec::new(),
             tls: None,
         }
     }

@@ -10,6 +10,7 @@ mod model;
 mod rules;
 mod sentinel;
 mod tls;
+mod users;
 
 pub(super) const SOURCE: &str = "/etc/redisrepd/test.toml";
 pub(super) const BASE: &str = "/etc/redisrepd";

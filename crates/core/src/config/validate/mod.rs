@@ -31,6 +31,15 @@ pub const MANAGED_DIRECTIVES: &[(&str, &str)] = &[
     ("logfile", "`log_dir` in [cluster]"),
     ("requirepass", "`password_file` or `password` in [cluster]"),
     ("masterauth", "`password_file` or `password` in [cluster]"),
+    (
+        "masteruser",
+        "nothing: with [[user]], replicas authenticate as redisrepd's own user",
+    ),
+    ("user", "[[user]]"),
+    (
+        "aclfile",
+        "[[user]]: redisrepd writes the users into redis.conf",
+    ),
     ("replicaof", "`replica_of` of the [[instance]]"),
     ("slaveof", "`replica_of` of the [[instance]]"),
     (
@@ -100,6 +109,7 @@ mod sentinel;
 mod services;
 mod shape;
 mod tls;
+mod users;
 
 use shape::deserialize_all;
 
@@ -120,8 +130,18 @@ impl Validator {
     fn group(&mut self, raw: RawFile, source: &Path, base_dir: &Path) -> Group {
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
         let c = raw.cluster;
-        let password = match (c.password, c.password_file) {
-            (Some(_), Some(_)) => {
+        let password = match (c.password, c.password_file, c.password_files) {
+            (p, f, Some(files)) => {
+                if p.is_some() || f.is_some() {
+                    self.error(
+                        None,
+                        "password_files",
+                        "is set with `password` or `password_file` in [cluster]: keep one",
+                    );
+                }
+                PasswordSource::Files(self.password_files("password_files", files, &resolve))
+            }
+            (Some(_), Some(_), None) => {
                 self.error(
                     None,
                     "password",
@@ -129,7 +149,7 @@ impl Validator {
                 );
                 PasswordSource::None
             }
-            (Some(p), None) if p.is_empty() => {
+            (Some(p), None, None) if p.is_empty() => {
                 self.error(
                     None,
                     "password",
@@ -137,7 +157,7 @@ impl Validator {
                 );
                 PasswordSource::None
             }
-            (Some(p), None) if p.chars().any(super::model::breaks_redis_conf) => {
+            (Some(p), None, None) if p.chars().any(super::model::breaks_redis_conf) => {
                 self.error(
                     None,
                     "password",
@@ -146,12 +166,12 @@ impl Validator {
                 );
                 PasswordSource::None
             }
-            (Some(p), None) => PasswordSource::Inline(Secret::new(p)),
-            (None, Some(path)) => PasswordSource::File {
+            (Some(p), None, None) => PasswordSource::Inline(Secret::new(p)),
+            (None, Some(path), None) => PasswordSource::File {
                 path: resolve(path),
                 secret: None,
             },
-            (None, None) => {
+            (None, None, None) => {
                 self.warn(
                     None,
                     "password_file",
@@ -172,6 +192,7 @@ impl Validator {
         {
             self.error(None, "user", "is empty: name a user or remove the key");
         }
+        let has_password = !matches!(password, PasswordSource::None);
         let cluster = Cluster {
             name: c.name.into_string(),
             password,
@@ -200,6 +221,7 @@ impl Validator {
             .map(|s| s.nodes.as_slice())
             .unwrap_or_default();
         let tls = raw.tls.map(|t| self.tls(t, &instances, nodes, &resolve));
+        let users = self.users(raw.user, &resolve, has_password);
         let group = Group {
             source: source.to_owned(),
             cluster,
@@ -211,6 +233,7 @@ impl Validator {
             hooks,
             backup,
             tls,
+            users,
         };
         self.tree(&group);
         self.backup_source(&group);

@@ -76,18 +76,30 @@ fn a_password_change_is_applied_in_place() {
     let mut h = H::new(SEED, "a");
     h.master_up();
     let fx = h.reload(1, &SEED.replace("\"pw\"", "\"pw2\""));
-    let set = fx
+    let (change, endpoint) = fx
         .iter()
         .find_map(|e| match e {
-            Effect::SetPassword { name, new, .. } if name == "master" => new.clone(),
+            Effect::SetPassword {
+                name,
+                change,
+                new_endpoint,
+                ..
+            } if name == "master" => Some((change.clone(), new_endpoint.clone())),
             _ => None,
         })
         .expect("SetPassword for the running master");
-    assert_eq!(set.expose(), "pw2");
+    let set: Vec<(&str, &str)> = change
+        .config
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    assert_eq!(set, [("masterauth", "pw2"), ("requirepass", "pw2")]);
+    assert!(change.users.is_empty() && change.last.is_empty(), "no ACL");
+    assert_eq!(endpoint.password.as_ref().map(|p| p.expose()), Some("pw2"));
     assert!(shutdowns(&fx).is_empty(), "no restart");
     let fx = h.feed(Input::PasswordSet {
         name: "master".into(),
-        result: Ok(Some(set)),
+        result: Ok(()),
     });
     let (ok, lines) = done(&fx, 1);
     assert!(

@@ -295,8 +295,17 @@ impl Runtime {
             Effect::SetPassword {
                 name,
                 endpoint,
-                new,
-            } => self.set_password(name, endpoint, new),
+                new_endpoint,
+                change,
+                conf,
+                conf_path,
+            } => self.set_password(redis::AuthEffect {
+                name,
+                endpoints: (endpoint, new_endpoint),
+                change,
+                conf,
+                conf_path,
+            }),
             Effect::ApplyLive {
                 name,
                 endpoint,

@@ -17,6 +17,7 @@ use crate::process::RunAs;
 use crate::redis_io::{
     Client as _, ConfigSetError, Endpoint, config_set_many_on, config_set_on, replicaof_on,
 };
+use redisrepd_core::acl::{AclOp, AuthChange};
 use redisrepd_core::config::{MaxSyncs, Secret};
 use redisrepd_core::info::{Replication, RepointVerdict};
 use redisrepd_core::machine::{Input, LiveFailure};
@@ -54,6 +55,18 @@ pub(super) struct LiveEffect {
     pub change: LiveChange,
     pub was: Option<Replication>,
     pub target: Option<(Endpoint, Replication)>,
+    pub conf: Secret,
+    pub conf_path: std::path::PathBuf,
+}
+
+/// An `Effect::SetPassword`: the change, the endpoints before and after it, and the
+/// redis.conf to write after.
+pub(super) struct AuthEffect {
+    pub name: String,
+    /// What the instance accepted until now, and what it accepts after the change (tried
+    /// when the first is refused: a change already applied by an earlier attempt).
+    pub endpoints: (Endpoint, Endpoint),
+    pub change: AuthChange,
     pub conf: Secret,
     pub conf_path: std::path::PathBuf,
 }
@@ -98,13 +111,15 @@ impl Runtime {
         self.claims.remove(name);
     }
 
-    /// The password changed in place, answered with `PasswordSet`.
-    pub(super) fn set_password(&self, name: String, endpoint: Endpoint, new: Option<Secret>) {
+    /// Passwords and ACL users changed in place, answered with `PasswordSet`.
+    pub(super) fn set_password(&self, auth: AuthEffect) {
+        let run_as = self.run_as.clone();
+        let name = auth.name.clone();
         answer_in_worker(&self.events, &format!("password-{name}"), move || {
-            let result = endpoint
-                .set_password(new.as_ref(), Duration::from_secs(5))
-                .map(|()| new)
-                .map_err(|e| e.to_string());
+            let result = set_auth(&auth, run_as.as_ref());
+            if let Err(e) = &result {
+                warn!(instance = %name, "passwords and users not changed in place: {e}");
+            }
             Input::PasswordSet { name, result }
         });
     }
@@ -197,6 +212,50 @@ fn live_failure(e: ConfigSetError) -> LiveFailure {
     }
 }
 
+/// Applies passwords and ACL users to a running instance, then writes its new redis.conf
+/// (so that a restart agrees).
+fn set_auth(auth: &AuthEffect, run_as: Option<&RunAs>) -> Result<(), String> {
+    let timeout = Duration::from_secs(5);
+    let (old, new) = &auth.endpoints;
+    let mut c = match old.connect(timeout) {
+        Ok(c) => c,
+        Err(e) if e.kind() == redis::ErrorKind::AuthenticationFailed => new
+            .connect(timeout)
+            .map_err(|e| format!("cannot reach it: {}", crate::redis_io::describe(e)))?,
+        Err(e) => {
+            return Err(format!("cannot reach it: {}", crate::redis_io::describe(e)));
+        }
+    };
+    crate::redis_io::auth_change_on(&mut c, &auth.change)?;
+    let kills: Vec<&AclOp> = (auth.change.last.iter())
+        .filter(|op| matches!(op, AclOp::KillClients { .. }))
+        .collect();
+    if !kills.is_empty() {
+        let mut c = new.connect(timeout).map_err(|e| {
+            format!(
+                "cannot reach it as its new user: {}",
+                crate::redis_io::describe(e)
+            )
+        })?;
+        for op in kills {
+            crate::redis_io::auth_op_on(&mut c, op)?;
+        }
+    }
+    write_conf(&auth.conf_path, &auth.conf, run_as)
+}
+
+/// Writes a redis.conf (mode 0600, owned by the instances' user).
+fn write_conf(conf_path: &Path, conf: &Secret, run_as: Option<&RunAs>) -> Result<(), String> {
+    files::write_atomic(conf_path, conf.expose().as_bytes(), 0o600)
+        .and_then(|()| match run_as {
+            Some(r) => {
+                std::os::unix::fs::chown(conf_path, Some(r.uid.as_raw()), Some(r.gid.as_raw()))
+            }
+            None => Ok(()),
+        })
+        .map_err(|e| format!("cannot write {}: {e}", conf_path.display()))
+}
+
 /// Applies a config change to a running instance: `CONFIG SET` each setting (the first
 /// one refused ends it: the machine restarts the instance instead), then the new
 /// redis.conf on disk (so a later start agrees).
@@ -221,15 +280,7 @@ fn apply_live(live: &LiveEffect, run_as: Option<&RunAs>) -> Result<(), LiveFailu
     if let Some(repoint) = &change.repoint {
         repoint_checked(&mut c, live, repoint.as_ref())?;
     }
-    let conf_path: &Path = &live.conf_path;
-    files::write_atomic(conf_path, live.conf.expose().as_bytes(), 0o600)
-        .and_then(|()| match run_as {
-            Some(r) => {
-                std::os::unix::fs::chown(conf_path, Some(r.uid.as_raw()), Some(r.gid.as_raw()))
-            }
-            None => Ok(()),
-        })
-        .map_err(|e| LiveFailure::Failed(format!("cannot write {}: {e}", conf_path.display())))
+    write_conf(&live.conf_path, &live.conf, run_as).map_err(LiveFailure::Failed)
 }
 
 /// `REPLICAOF` on an instance, sent only while it is where it was when the re-point was

@@ -26,7 +26,7 @@ impl Runtime {
         // The server's own verdict on the [redis] directives, as `check` asks it, before
         // anything is touched: a directive it rejects would otherwise be tried live, then
         // written into a config the instance cannot start with.
-        match crate::server_check::ask_server(&group, &binary) {
+        match crate::acl_check::ask_server_and_users(&group, &binary) {
             Ok(problems) if problems.is_empty() => {}
             Ok(problems) => {
                 return Err(redisrepd_core::config::ConfigError {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use super::Runtime;
 use super::redis::answer_in_worker;
 use crate::redis_io::{Client as _, Endpoint, client_unpause_on, replicaof_on};
-use redisrepd_core::config::Secret;
 use redisrepd_core::machine::Input;
 use redisrepd_core::render::sentinel::SentinelSet;
 
@@ -32,7 +31,7 @@ impl Runtime {
         name: String,
         endpoint: Endpoint,
         sets: Vec<SentinelSet>,
-        password: Option<Option<Secret>>,
+        password: Option<redisrepd_core::sentinel::SentinelAuth>,
     ) {
         let cluster = self.machine.group().cluster.name.clone();
         answer_in_worker(&self.events, &format!("sentinel-set-{name}"), move || {
@@ -43,7 +42,7 @@ impl Runtime {
                         Some(new) => crate::sentinel_client::change_password(
                             &endpoint,
                             &cluster,
-                            new.as_ref(),
+                            (&new.accepted, new.first_changed),
                             t,
                         ),
                         None => Ok(()),
