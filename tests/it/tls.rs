@@ -652,3 +652,68 @@ fn rotated_certificates_restart_the_sentinels_one_at_a_time() {
     crate::sentinel_mode::wait_sentinels_agree(&c, &sentinels, "master");
     c.wait_healthy();
 }
+
+/// `[tls]` and `[[user]]` together, in Sentinel mode: the daemons (as `redisrepd`), the
+/// replicas (as `redisrepd-replication`) and the sentinels (as `redisrepd-sentinel`) all
+/// authenticate over TLS; `default` is off; a Sentinel failover moves the role and the
+/// application's user writes on the new master.
+#[test]
+fn tls_with_acl_users_in_sentinel_mode_fails_over() {
+    if skipped() {
+        return;
+    }
+    let (mut c, sentinels) =
+        crate::sentinel_mode::sentinel_group_of(cluster::master_and_two_replicas().tls());
+    let pw = c.dir.write("app.password", "app-over-tls-pw\n");
+    util::chmod(&pw, 0o600);
+    c.extra_sections.push_str(
+        "\n[[user]]\nname = \"app\"\npassword_file = \"app.password\"\nrules = \"~* &* +@all -@admin -@dangerous\"\n",
+    );
+    c.write_config();
+    start(&mut c);
+    crate::sentinel_mode::wait_sentinels_agree(&c, &sentinels, "master");
+    let client = c.tls_client().expect("[tls]");
+    let app = |name: &str| {
+        let mut con = util::connect_with_tls(c.addr(name), None, Some(&client), UP, UP)
+            .unwrap_or_else(|e| panic!("TLS to `{name}`: {e}"));
+        redis::cmd("AUTH")
+            .arg("app")
+            .arg("app-over-tls-pw")
+            .query::<()>(&mut con)
+            .unwrap_or_else(|e| panic!("AUTH app on `{name}`: {e}"));
+        con
+    };
+    // `default` is off: the cluster password alone opens nothing.
+    let mut anon = util::connect_with_tls(c.addr("master"), None, Some(&client), UP, UP)
+        .expect("TLS to the master");
+    let refused = redis::cmd("AUTH").arg(PASSWORD).query::<()>(&mut anon);
+    assert!(refused.is_err(), "default is off: {refused:?}");
+    redis::cmd("SET")
+        .arg("before")
+        .arg("1")
+        .query::<()>(&mut app("master"))
+        .expect("SET as app");
+    let run = c.cli(&["failover"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    let new = util::wait_for(UP, "a new master", || {
+        let doc: serde_json::Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout)
+            .map_err(|e| e.to_string())?;
+        match doc["master"].as_str() {
+            Some(m) if m != "master" => Ok(m.to_owned()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    crate::sentinel_mode::wait_sentinels_agree(&c, &sentinels, &new);
+    c.wait_healthy();
+    let mut con = app(&new);
+    redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query::<()>(&mut con)
+        .expect("SET as app on the new master");
+    let before: Option<String> = redis::cmd("GET")
+        .arg("before")
+        .query(&mut con)
+        .expect("GET");
+    assert_eq!(before.as_deref(), Some("1"));
+}
