@@ -75,8 +75,11 @@ pub struct GroupTls {
     /// `client_auth` as written; `None`: the key is left out (Redis's default, "yes").
     pub client_auth: Option<String>,
     /// The hosts with a pair of their own (`cert_file = { a = ..., b = ... }`); empty:
-    /// one pair, `redis`, for every host.
+    /// one pair, `pair`, for every host.
     pub per_host: Vec<String>,
+    /// The name of the pair for every host (`redis`: `redis.crt`, `redis.key`); a test
+    /// that moves the group to new files changes it.
+    pub pair: String,
 }
 
 impl GroupTls {
@@ -85,8 +88,8 @@ impl GroupTls {
         let path = |name: &str| self.pki.path(name).display().to_string();
         let (cert, key) = if self.per_host.is_empty() {
             (
-                format!("\"{}\"", path("redis.crt")),
-                format!("\"{}\"", path("redis.key")),
+                format!("\"{}\"", path(&format!("{}.crt", self.pair))),
+                format!("\"{}\"", path(&format!("{}.key", self.pair))),
             )
         } else {
             let table = |ext: &str| {
@@ -216,6 +219,7 @@ impl Builder {
                 pki,
                 client_auth: opts.client_auth,
                 per_host: opts.per_host,
+                pair: "redis".to_owned(),
             }
         });
         let cluster = Cluster {

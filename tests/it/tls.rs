@@ -581,6 +581,34 @@ fn certificates_rotated_in_place_are_loaded_live_and_no_client_is_refused() {
     }
     c.set("master", "after-rotation", "1");
     wait_all_have(&c, &ALL, &["after-rotation".to_owned()]);
+
+    // A rotation to new paths: the file names the new pair, and `reload` sets the paths
+    // live in one CONFIG SET (a certificate set alone would not match the old key); the
+    // files read differ too, so the CA's path is set again with them.
+    pki.issue("redis3", &test_ips());
+    if let Some(tls) = c.tls.as_mut() {
+        tls.pair = "redis3".to_owned();
+    }
+    c.write_config();
+    let run = c.cli(&["reload"]);
+    assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
+    for n in ALL {
+        assert!(
+            run.stdout.contains(&format!(
+                "{n}: set tls-cert-file, tls-key-file, tls-ca-cert-file live"
+            )),
+            "{run}"
+        );
+        assert_eq!(
+            config(&c, n, "tls-cert-file"),
+            pki.path("redis3.crt").display().to_string(),
+            "{n}"
+        );
+        let seen = peer_certificate(c.addr(n), &app);
+        assert!(seen.contains("CN = redis3\n"), "{n} on new paths: {seen}");
+    }
+    let after: Vec<u32> = ALL.iter().map(|n| c.pid(n)).collect();
+    assert_eq!(after, pids, "nothing restarted");
 }
 
 /// The pid in `run_dir/<name>.pid` (a sentinel's).
