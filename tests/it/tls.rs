@@ -590,15 +590,22 @@ fn certificates_rotated_in_place_are_loaded_live_and_no_client_is_refused() {
         tls.pair = "redis3".to_owned();
     }
     c.write_config();
+    // Redis 6.2 takes one setting per CONFIG SET: a new certificate path set alone does
+    // not match the old key, the server refuses it, and the instance restarts on the new
+    // files instead (docs/security.md says so).
+    let one_at_a_time = c.info("master", "server")["redis_version"].starts_with("6.");
     let run = c.cli(&["reload"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
     for n in ALL {
-        assert!(
-            run.stdout.contains(&format!(
-                "{n}: set tls-cert-file, tls-key-file, tls-ca-cert-file live"
-            )),
-            "{run}"
-        );
+        let line = if one_at_a_time {
+            format!("{n}: restarted: not applied live")
+        } else {
+            format!("{n}: set tls-cert-file, tls-key-file, tls-ca-cert-file live")
+        };
+        assert!(run.stdout.contains(&line), "{run}");
+    }
+    c.wait_healthy();
+    for n in ALL {
         assert_eq!(
             config(&c, n, "tls-cert-file"),
             pki.path("redis3.crt").display().to_string(),
@@ -606,6 +613,9 @@ fn certificates_rotated_in_place_are_loaded_live_and_no_client_is_refused() {
         );
         let seen = peer_certificate(c.addr(n), &app);
         assert!(seen.contains("CN = redis3\n"), "{n} on new paths: {seen}");
+    }
+    if one_at_a_time {
+        return;
     }
     let after: Vec<u32> = ALL.iter().map(|n| c.pid(n)).collect();
     assert_eq!(after, pids, "nothing restarted");
