@@ -478,6 +478,18 @@ fn sentinel_mode_over_tls_with_a_certificate_per_host_fails_over_a_dead_master_h
     }
 }
 
+/// Rotates the group's pair in place: a new one, issued by the same CA as `redis2`, copied
+/// over `redis.crt` and `redis.key`, each file replaced whole (rename), as an operator's
+/// `install` does.
+fn rotate_in_place(pki: &Pki) {
+    pki.issue("redis2", &test_ips());
+    for (from, to) in [("redis2.crt", "redis.crt"), ("redis2.key", "redis.key")] {
+        let tmp = pki.path(&format!("{to}.new"));
+        std::fs::copy(pki.path(from), &tmp).expect("copy the new file");
+        std::fs::rename(&tmp, pki.path(to)).expect("rename it into place");
+    }
+}
+
 /// What `openssl s_client` says of the certificate `addr` presents to a client of `files`
 /// (its `-brief` lines: "Peer certificate: CN = ...", "Verification: OK").
 fn peer_certificate(addr: SocketAddr, files: &TlsFiles) -> String {
@@ -539,14 +551,7 @@ fn certificates_rotated_in_place_are_loaded_live_and_no_client_is_refused() {
         })
     };
 
-    // The new pair, issued by the same CA under another name, then copied over the files
-    // the group uses: each file replaced whole (rename), as an operator's `install` does.
-    pki.issue("redis2", &test_ips());
-    for (from, to) in [("redis2.crt", "redis.crt"), ("redis2.key", "redis.key")] {
-        let tmp = pki.path(&format!("{to}.new"));
-        std::fs::copy(pki.path(from), &tmp).expect("copy the new file");
-        std::fs::rename(&tmp, pki.path(to)).expect("rename it into place");
-    }
+    rotate_in_place(&pki);
     let run = c.cli(&["reload"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
     for n in ALL {
@@ -645,12 +650,7 @@ fn rotated_certificates_restart_the_sentinels_one_at_a_time() {
     let before: Vec<u32> = nodes.iter().map(|n| pid_file(&c, n)).collect();
     let pids: Vec<u32> = ALL.iter().map(|n| c.pid(n)).collect();
     let pki = c.tls.as_ref().expect("[tls]").pki.clone();
-    pki.issue("redis2", &test_ips());
-    for (from, to) in [("redis2.crt", "redis.crt"), ("redis2.key", "redis.key")] {
-        let tmp = pki.path(&format!("{to}.new"));
-        std::fs::copy(pki.path(from), &tmp).expect("copy the new file");
-        std::fs::rename(&tmp, pki.path(to)).expect("rename it into place");
-    }
+    rotate_in_place(&pki);
     let run = c.cli(&["reload"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
     for n in nodes {

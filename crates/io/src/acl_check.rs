@@ -14,10 +14,7 @@
 //! back to its `[[user]]`, whose line is dropped before asking again, so one `check` names
 //! every user the server refuses.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redisrepd_core::config::{Group, Problem};
@@ -166,34 +163,16 @@ fn run_once(
     dir: &Path,
     lines: &[(String, Option<String>)],
 ) -> Result<UsersVerdict, String> {
-    let conf = dir.join("acl-probe.conf");
     let text: String = lines.iter().map(|(l, _)| format!("{l}\n")).collect();
-    crate::files::write_atomic(&conf, text.as_bytes(), 0o600)
-        .map_err(|e| format!("cannot write `{}`: {e}", conf.display()))?;
-    let out_path = dir.join("acl-probe.out");
-    let err_path = dir.join("acl-probe.err");
-    let output = |path: &Path| {
-        File::create(path).map_err(|e| format!("cannot create `{}`: {e}", path.display()))
-    };
-    let mut child = Command::new(server)
-        .arg(&conf)
-        .current_dir(dir)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .stdin(Stdio::null())
-        .stdout(output(&out_path)?)
-        .stderr(output(&err_path)?)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run `{}`: {e}", server.display()))?;
+    let probe = crate::server_check::Probe::spawn(server, dir, "acl-probe", &text)?;
+    let (mut child, out_path, err_path) = (probe.child, probe.out, probe.err);
     let deadline = Instant::now() + PROBE_TIMEOUT;
     // Polled: the server gives no other sign of being ready than its log line.
     loop {
         if child.try_wait().ok().flatten().is_some() {
             break;
         }
-        let log = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let log = crate::server_check::read(&out_path);
         // "Ready to accept connections unix" (7.2+), "The server is now ready to accept
         // connections at PATH" (6.2, 7.0).
         let ready = log
@@ -206,8 +185,10 @@ fn run_once(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let (stdout, stderr) = (
+        crate::server_check::read(&out_path),
+        crate::server_check::read(&err_path),
+    );
     Ok(users_verdict(lines, &stdout, &stderr))
 }
 

@@ -534,34 +534,60 @@ fn run_once(server: &Path, dir: &Path, text: &str) -> Result<Verdict, String> {
 /// Starts the server once on `text` and waits (at most [`PROBE_TIMEOUT`]) until it exits;
 /// its log (stdout) and stderr.
 fn run_probe(server: &Path, dir: &Path, text: &str) -> Result<(String, String), String> {
-    let conf = dir.join("probe.conf");
-    crate::files::write_atomic(&conf, text.as_bytes(), 0o600)
-        .map_err(|e| format!("cannot write `{}`: {e}", conf.display()))?;
-    // Files, not pipes: nothing to drain while waiting, and a full pipe cannot block it.
-    let out_path = dir.join("probe.out");
-    let err_path = dir.join("probe.err");
-    let output = |path: &Path| {
-        File::create(path).map_err(|e| format!("cannot create `{}`: {e}", path.display()))
-    };
-    let mut child = Command::new(server)
-        .arg(&conf)
-        .current_dir(dir)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .stdin(Stdio::null())
-        .stdout(output(&out_path)?)
-        .stderr(output(&err_path)?)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run `{}`: {e}", server.display()))?;
+    let probe = Probe::spawn(server, dir, "probe", text)?;
+    let mut child = probe.child;
     if !exits_within(&child, PROBE_TIMEOUT) {
         let _ = child.kill();
     }
     let _ = child.wait();
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    Ok((stdout, stderr))
+    Ok((read(&probe.out), read(&probe.err)))
+}
+
+/// A server started on a throw-away config in `dir`, its output going to files.
+pub(crate) struct Probe {
+    pub(crate) child: std::process::Child,
+    /// Its stdout (the log, with `logfile ""`).
+    pub(crate) out: std::path::PathBuf,
+    pub(crate) err: std::path::PathBuf,
+}
+
+impl Probe {
+    /// Writes `text` to `dir/<name>.conf` (0600) and starts `server` on it, in its own
+    /// process group, without the systemd variables of ours.
+    pub(crate) fn spawn(
+        server: &Path,
+        dir: &Path,
+        name: &str,
+        text: &str,
+    ) -> Result<Probe, String> {
+        let conf = dir.join(format!("{name}.conf"));
+        crate::files::write_atomic(&conf, text.as_bytes(), 0o600)
+            .map_err(|e| format!("cannot write `{}`: {e}", conf.display()))?;
+        // Files, not pipes: nothing to drain while waiting, and a full pipe cannot block it.
+        let out = dir.join(format!("{name}.out"));
+        let err = dir.join(format!("{name}.err"));
+        let output = |path: &Path| {
+            File::create(path).map_err(|e| format!("cannot create `{}`: {e}", path.display()))
+        };
+        let child = Command::new(server)
+            .arg(&conf)
+            .current_dir(dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .stdin(Stdio::null())
+            .stdout(output(&out)?)
+            .stderr(output(&err)?)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", server.display()))?;
+        Ok(Probe { child, out, err })
+    }
+}
+
+/// A probe's output file; empty when it cannot be read.
+pub(crate) fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Waits for `child` to exit, up to `timeout`, on a pidfd (no polling loop).
