@@ -523,14 +523,7 @@ fn a_sentinel_group_with_users_fails_over() {
     }
     let run = c.cli(&["failover"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
-    let new = util::wait_for(UP, "a new master", || {
-        let doc: serde_json::Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout)
-            .map_err(|e| e.to_string())?;
-        match doc["master"].as_str() {
-            Some(m) if m != "master" => Ok(m.to_owned()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    let new = crate::sentinel_mode::wait_master_moved(&c, "master");
     crate::roles::wait_master(&c, &new);
     wait_sentinels_agree(&c, &sentinels, &new);
     util::wait_until(UP, "the old master to follow the new one", || {
@@ -678,14 +671,7 @@ fn the_cluster_password_of_a_sentinel_group_rotates_and_no_sentinel_client_is_re
     }
     let run = c.cli(&["failover"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
-    let new = util::wait_for(UP, "a new master", || {
-        let doc: serde_json::Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout)
-            .map_err(|e| e.to_string())?;
-        match doc["master"].as_str() {
-            Some(m) if m != "master" => Ok(m.to_owned()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    let new = crate::sentinel_mode::wait_master_moved(&c, "master");
     crate::roles::wait_master(&c, &new);
 }
 
@@ -791,14 +777,7 @@ fn users_turned_on_in_a_sentinel_group_reach_the_sentinels_live() {
     assert_eq!(pids(&c), before, "nothing restarted");
     let run = c.cli(&["failover"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
-    let new = util::wait_for(UP, "a new master", || {
-        let doc: serde_json::Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout)
-            .map_err(|e| e.to_string())?;
-        match doc["master"].as_str() {
-            Some(m) if m != "master" => Ok(m.to_owned()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    let new = crate::sentinel_mode::wait_master_moved(&c, "master");
     crate::roles::wait_master(&c, &new);
     wait_sentinels_agree(&c, &sentinels, &new);
 }

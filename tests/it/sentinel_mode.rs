@@ -203,6 +203,19 @@ fn sentinels_agree_on(
     }
 }
 
+/// Waits until `status --json` names a master other than `old` (after a Sentinel
+/// failover); returns it.
+pub(crate) fn wait_master_moved(c: &Cluster, old: &str) -> String {
+    util::wait_for(UP, &format!("a master other than `{old}`"), || {
+        let doc: serde_json::Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout)
+            .map_err(|e| e.to_string())?;
+        match doc["master"].as_str() {
+            Some(m) if m != old => Ok(m.to_owned()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+}
+
 /// Waits until the sentinels agree on `master` ([`sentinels_agree_on`]).
 pub(crate) fn wait_sentinels_agree(c: &Cluster, sentinels: &[SocketAddr], master: &str) {
     let want = c.addr(master);

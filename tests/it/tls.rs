@@ -733,14 +733,7 @@ fn tls_with_acl_users_in_sentinel_mode_fails_over() {
         .expect("SET as app");
     let run = c.cli(&["failover"]);
     assert_eq!(run.status.code(), Some(0), "{run}\n{}", c.logs());
-    let new = util::wait_for(UP, "a new master", || {
-        let doc: serde_json::Value = serde_json::from_str(&c.cli(&["status", "--json"]).stdout)
-            .map_err(|e| e.to_string())?;
-        match doc["master"].as_str() {
-            Some(m) if m != "master" => Ok(m.to_owned()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    let new = crate::sentinel_mode::wait_master_moved(&c, "master");
     crate::sentinel_mode::wait_sentinels_agree(&c, &sentinels, &new);
     c.wait_healthy();
     let mut con = app(&new);
