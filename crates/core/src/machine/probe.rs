@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::seen::Probed;
 use super::{Effect, Machine, Probe, RATE_WINDOW, State};
+use crate::config::Instance;
 use crate::endpoint::Endpoint;
 use crate::info::{Info, SyncKind};
 
@@ -112,12 +113,31 @@ impl Machine {
         if self.group.sentinel.is_none() {
             self.learn_topology(now, fx);
         }
+        // Each local replica's upstream in the group, and the one its INFO says it
+        // follows when that differs (the group moved on while it started: see
+        // `sync_judged_by`), looked up once for the whole batch.
+        let local: Vec<(String, Option<String>, Option<String>)> = self
+            .group
+            .instances
+            .iter()
+            .filter(|r| r.replica_of.is_some() && self.slots.contains_key(&r.name))
+            .map(|r| {
+                let follows = self
+                    .seen
+                    .info(&r.name)
+                    .and_then(|info| crate::topology::upstream_of(&self.group, info))
+                    .map(|u| u.name.clone())
+                    .filter(|u| Some(u) != r.replica_of.as_ref());
+                (r.name.clone(), r.replica_of.clone(), follows)
+            })
+            .collect();
         for name in names {
-            let replicas: Vec<String> = self
-                .group
-                .replicas_of(name)
-                .filter(|r| self.slots.contains_key(&r.name))
-                .map(|r| r.name.clone())
+            let replicas: Vec<String> = local
+                .iter()
+                .filter(|(_, up, follows)| {
+                    up.as_ref() == Some(name) || follows.as_ref() == Some(name)
+                })
+                .map(|(r, _, _)| r.clone())
                 .collect();
             for r in replicas {
                 self.update_readiness(&r, now, fx);
@@ -134,16 +154,12 @@ impl Machine {
         let Some(info) = self.fresh_info(name, now) else {
             return;
         };
-        let upstream_info = inst
-            .replica_of
-            .as_ref()
-            .and_then(|u| self.fresh_info(u, now));
+        let judged_by = self.sync_judged_by(&inst, info, now);
+        let upstream_info = judged_by.and_then(|u| self.fresh_info(u, now));
         let in_sync = upstream_info.is_some_and(|up| info.in_sync_with(up, inst.bind, inst.port));
         // The upstream lists a replica's old connection for a while after it went away:
         // only an upstream INFO asked after this process started can show the new one.
-        let upstream_asked = inst
-            .replica_of
-            .as_ref()
+        let upstream_asked = judged_by
             .and_then(|u| self.seen.infos.get(u))
             .map(|p| p.asked_at);
         let sync_full_now = upstream_info.map(Info::sync_full);
@@ -237,6 +253,43 @@ impl Machine {
             }
             _ => {}
         }
+    }
+
+    /// The instance whose INFO says whether the local replica `inst` (which said `info`)
+    /// is in sync: its upstream in the group, or the instance it still follows when that
+    /// one follows its upstream in the group, in sync.
+    ///
+    /// The second is a change of roles that came while it started (a failover in a rolling
+    /// restart): it runs under the upstream it was started with, now a replica of the new
+    /// master. Its data is the group's, and the re-point that moves it (live, partial) is
+    /// queued behind the very start that waits for it to be in sync: judged against the
+    /// new master only, that start would wait out `sync_timeout`.
+    fn sync_judged_by<'g>(
+        &'g self,
+        inst: &'g Instance,
+        info: &Info,
+        now: Instant,
+    ) -> Option<&'g str> {
+        let expected = inst.replica_of.as_deref()?;
+        let Some(follows) =
+            crate::topology::upstream_of(&self.group, info).filter(|f| f.name != expected)
+        else {
+            return Some(expected);
+        };
+        let (Some(middle), Some(top)) = (
+            self.fresh_info(&follows.name, now),
+            self.fresh_info(expected, now),
+        ) else {
+            return Some(expected);
+        };
+        let middle_in_line = crate::topology::upstream_of(&self.group, middle)
+            .is_some_and(|u| u.name == expected)
+            && middle.in_sync_with(top, follows.bind, follows.port);
+        Some(if middle_in_line {
+            &follows.name
+        } else {
+            expected
+        })
     }
 
     /// The server `name` runs, as it last said in INFO, however long ago: for a local

@@ -379,3 +379,59 @@ fn one_failed_probe_of_a_replica_does_not_turn_its_live_re_point_into_a_restart(
     );
     assert!(shutdowns(&fx).is_empty(), "no restart: {fx:?}");
 }
+
+#[test]
+fn a_replica_restarted_while_the_master_changes_is_in_sync_through_its_old_upstream_then_re_pointed()
+ {
+    // Found by the fault checker (seed 7500, `restart --all`): another daemon's failover
+    // came while `r2` restarted here. It runs under the old master, which now follows
+    // the new one: that is in sync, and the re-point comes after the restart, at once
+    // rather than after `sync_timeout`.
+    let text = r1_on_b();
+    let mut h = H::new(&text, "a");
+    h.probe_err("r1", "connection refused");
+    h.launched("master", 100);
+    h.probe("master", &master_info(100, &[]));
+    h.replica_up("r2", 202, &[R2]);
+    h.now += S;
+    h.probe("r1", &follower(201, M, "aaa", 1000));
+    h.probe("master", &leader(100, "aaa", "0", 1000, &[R1, R2]));
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["r2".into()],
+        force: false,
+    });
+    assert_eq!(shutdowns(&fx), [("r2".to_owned(), false)], "{fx:?}");
+    shutdown_ok(&mut h, "r2", 202);
+    h.tick();
+    h.grant("r2");
+    h.launched("r2", 302);
+    h.probe("r2", &follower(302, M, "aaa", 1000));
+    assert_eq!(h.kind("r2"), Kind::Syncing);
+    // Meanwhile r1 became master elsewhere; the old master follows it and lists r2.
+    h.now += S;
+    let mut old_master = follower(100, R1, "bbb", 1000);
+    old_master.push_str("slave0:ip=127.0.0.3,port=7002,state=online,offset=1000,lag=0\r\n");
+    let mut fx = h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[M]));
+    fx.extend(h.probe("r2", &follower(302, M, "bbb", 1000)));
+    fx.extend(h.probe("master", &old_master));
+    assert_eq!(h.m.actual_master(), "r1");
+    assert_eq!(h.kind("r2"), Kind::Running, "{:?}", h.m.state("r2"));
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    // Then the queued re-point, live (its resync with r1 is sure to be partial), after
+    // the old master's own settings.
+    h.now += S / 10;
+    let mut changes = live(&fx);
+    fx.extend(h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[M])));
+    fx.extend(h.probe("r2", &follower(302, M, "bbb", 1000)));
+    fx.extend(h.probe("master", &old_master));
+    changes.extend(live(&fx));
+    while let Some((name, _)) = live(&fx).pop() {
+        fx = h.live_applied(&name, Ok(()));
+        changes.extend(live(&fx));
+    }
+    assert!(
+        changes.contains(&("r2".into(), "re-pointed to r1".into())),
+        "{changes:?}"
+    );
+}
