@@ -29,6 +29,9 @@ pub(super) struct Operation {
     /// The instances this operation takes down and leaves down (a `stop`): the
     /// `min_replicas_to_write` guard counts them as gone before the first of them stops.
     pub(super) stopping: Vec<String>,
+    /// A planned master restart moved the role away to this instance: it is handed back
+    /// only if the group's master is still this one when the restarted master is back.
+    pub(super) role_moved_to: Option<String>,
 }
 
 impl Operation {
@@ -43,6 +46,7 @@ impl Operation {
             keep_going: false,
             generation: None,
             stopping: Vec::new(),
+            role_moved_to: None,
         }
     }
 

@@ -80,6 +80,11 @@ impl Machine {
                     ));
                     continue;
                 }
+                if let Some(line) = self.overtaken_role_move(op, &step) {
+                    info!("{line}");
+                    op.lines.push(line);
+                    continue;
+                }
                 if let Err(message) = self.begin_step(&step, &op.stopping, now, fx) {
                     op.fail(message);
                     if !op.keep_going {
@@ -98,6 +103,13 @@ impl Machine {
                 Some(Ok(line)) => {
                     op.lines.extend(line);
                     op.current = None;
+                    // The move away of a planned master restart is done: remember where
+                    // the role went, for the move back.
+                    if matches!(&step, Step::AwaitTopology { name } if name.is_empty())
+                        && matches!(op.steps.front(), Some(Step::Stop { .. }))
+                    {
+                        op.role_moved_to = Some(self.roles.actual.clone());
+                    }
                 }
                 Some(Err(why)) if self.refused_live(&step) => {
                     // The server refused a setting at runtime: restart it with the new
@@ -137,6 +149,60 @@ impl Machine {
                 }
             }
         }
+    }
+
+    /// A role move of a planned master restart (`plan::restart_master_away`) that the
+    /// group overtook since the plan was made: the instance to restart is not the group's
+    /// master any more (both moves are dropped: it restarts as a replica), or, for the
+    /// move back, the group's master is no longer the one the move away made (another
+    /// change came meanwhile: the role stays). The line that says so, when dropped.
+    /// Judged on INFO asked when the turn came (the plan's `AwaitProbes`).
+    fn overtaken_role_move(&self, op: &mut Operation, step: &Step) -> Option<String> {
+        let Step::Failover { name, force: false } = step else {
+            return None;
+        };
+        let actual = &self.roles.actual;
+        if name.is_empty() {
+            let master = match (op.steps.front(), op.steps.get(1)) {
+                (
+                    Some(Step::AwaitTopology { name: t }),
+                    Some(Step::Stop {
+                        name: m,
+                        force: false,
+                    }),
+                ) if t.is_empty() => m.clone(),
+                _ => return None,
+            };
+            if master == *actual {
+                return None;
+            }
+            op.steps.pop_front();
+            let back = op.steps.iter().position(
+                |s| matches!(s, Step::Failover { name, force: false } if *name == master),
+            );
+            if let Some(i) = back {
+                op.steps.remove(i);
+                if matches!(op.steps.get(i), Some(Step::AwaitTopology { name }) if *name == master)
+                {
+                    op.steps.remove(i);
+                }
+            }
+            return Some(format!(
+                "{master}: not the group's master any more (`{actual}` is): it restarts as a \
+                 replica, no role moves"
+            ));
+        }
+        let moved_to = op.role_moved_to.take()?;
+        if moved_to == *actual {
+            return None;
+        }
+        if matches!(op.steps.front(), Some(Step::AwaitTopology { name: t }) if t == name) {
+            op.steps.pop_front();
+        }
+        Some(format!(
+            "{name}: the role is not handed back: the group's master changed meanwhile \
+             (`{actual}`, not `{moved_to}`)"
+        ))
     }
 
     /// Begins `step` of an operation that takes `stopping` down for good.

@@ -125,8 +125,13 @@ pub fn restart(group: &Group, names: &[String], force: bool) -> Vec<Step> {
 /// role comes back the same way. Writes wait milliseconds twice instead of being refused
 /// for the master's save and load, and no replica full-syncs against a master that came
 /// back from its AOF with a new replication id. Other steps are left as they are.
+///
+/// The move is decided when its turn comes, on INFO asked then (`AwaitProbes` first): the
+/// group's master may have changed since this plan was made (the machine drops both moves
+/// when `master` is not the master any more, and the move back when the group moved on
+/// meanwhile).
 pub fn restart_master_away(steps: Vec<Step>, master: &str) -> Vec<Step> {
-    let mut out = Vec::with_capacity(steps.len() + 4);
+    let mut out = Vec::with_capacity(steps.len() + 5);
     let mut i = 0;
     while i < steps.len() {
         let triple = matches!(
@@ -135,6 +140,9 @@ pub fn restart_master_away(steps: Vec<Step>, master: &str) -> Vec<Step> {
                 if a == master && b == master && c == master
         );
         if triple {
+            out.push(Step::AwaitProbes {
+                name: master.to_owned(),
+            });
             out.push(Step::Failover {
                 name: String::new(),
                 force: false,
@@ -180,6 +188,7 @@ mod tests {
         assert_eq!(
             away[3..],
             [
+                Step::AwaitProbes { name: "m".into() },
                 Step::Failover {
                     name: String::new(),
                     force: false

@@ -289,13 +289,125 @@ fn a_planned_master_restart_moves_the_role_away_and_back() {
     h.now += S;
     // Both replicas online in the master's INFO: r2 is the most advanced.
     h.probe("master", &leader(100, "aaa", "0", 1000, &[R1, R2]));
-    let (id, fx) = h.request(Request::Restart {
+    let (_, fx) = h.request(Request::Restart {
         instances: vec!["master".into()],
         force: false,
     });
     assert!(shutdowns(&fx).is_empty(), "not stopped as master: {fx:?}");
+    assert!(
+        failovers(&fx).is_empty(),
+        "decided on INFO asked now: {fx:?}"
+    );
+    let fx = probe_before(&mut h);
+    assert!(shutdowns(&fx).is_empty(), "not stopped as master: {fx:?}");
     assert_eq!(failovers(&fx).len(), 1, "{fx:?}");
-    let _ = id;
+}
+
+/// The master's restart as the group says when its turn comes: a failover by hand
+/// (or another daemon's) made r1 master since the request.
+#[test]
+fn a_planned_master_restart_overtaken_by_a_change_of_master_moves_no_role() {
+    let mut h = H::all_up(SEED);
+    h.now += S;
+    let (id, fx) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    assert!(failovers(&fx).is_empty(), "{fx:?}");
+    let mut fx = h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[M, R2]));
+    fx.extend(h.probe("r2", &follower(202, R1, "bbb", 1000)));
+    fx.extend(h.probe("master", &follower(100, R1, "bbb", 1000)));
+    assert_eq!(h.m.actual_master(), "r1");
+    assert!(failovers(&fx).is_empty(), "{fx:?}");
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
+    let mut fx = shutdown_ok(&mut h, "master", 100);
+    h.now += S;
+    fx.extend(h.tick());
+    if claims(&fx).contains(&"master".to_owned()) {
+        fx.extend(h.grant("master"));
+    }
+    assert_eq!(launches(&fx), ["master"], "{fx:?}");
+    let mut fx = h.launched("master", 400);
+    fx.extend(h.probe("master", &follower(400, R1, "bbb", 1100)));
+    fx.extend(h.probe("r1", &leader(201, "bbb", "aaa", 1100, &[M, R2])));
+    assert!(failovers(&fx).is_empty(), "no move back: {fx:?}");
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "master: not the group's master any more (`r1` is): it restarts as a replica"
+        )),
+        "{lines:?}"
+    );
+    assert_eq!(h.m.actual_master(), "r1");
+}
+
+/// The role moved away for the master's restart, then somebody moved it on (to r1):
+/// it is not taken back from r1.
+#[test]
+fn a_planned_master_restart_does_not_take_the_role_back_from_a_later_change() {
+    let mut h = H::all_up(SEED);
+    h.now += S;
+    let (id, _) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    let fx = probe_before(&mut h);
+    assert_eq!(failovers(&fx), ["r2"], "the most advanced, last listed");
+    h.now += S / 10;
+    h.role_changed("r2", Ok(()));
+    assert_eq!(h.m.actual_master(), "r2");
+    let mut fx = h.probe("r2", &leader(202, "bbb", "aaa", 1000, &[M, R1]));
+    fx.extend(h.probe("r1", &follower(201, R2, "bbb", 1000)));
+    fx.extend(h.probe("master", &follower(100, R2, "bbb", 1000)));
+    // Its live changes (r1 and the old master now under r2), then the stop.
+    while let Some((name, _)) = live(&fx).pop() {
+        fx = h.live_applied(&name, Ok(()));
+    }
+    if shutdowns(&fx).is_empty() {
+        h.now += S / 10;
+        fx = h.probe("r2", &leader(202, "bbb", "aaa", 1000, &[M, R1]));
+        fx.extend(h.probe("r1", &follower(201, R2, "bbb", 1000)));
+        fx.extend(h.probe("master", &follower(100, R2, "bbb", 1000)));
+    }
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
+    let mut fx = shutdown_ok(&mut h, "master", 100);
+    h.now += S;
+    fx.extend(h.tick());
+    if claims(&fx).contains(&"master".to_owned()) {
+        fx.extend(h.grant("master"));
+    }
+    assert_eq!(launches(&fx), ["master"], "{fx:?}");
+    h.launched("master", 400);
+    // Meanwhile r1 became master (a failover by hand); master still runs under r2,
+    // which follows r1 and lists it.
+    h.now += S;
+    let mut r2 = follower(202, R1, "ccc", 1100);
+    r2.push_str("slave0:ip=127.0.0.1,port=7000,state=online,offset=1100,lag=0\r\n");
+    let mut fx = h.probe("r1", &leader(201, "ccc", "bbb", 1100, &[R2]));
+    fx.extend(h.probe("r2", &r2));
+    fx.extend(h.probe("master", &follower(400, R2, "ccc", 1100)));
+    assert_eq!(h.m.actual_master(), "r1");
+    let mut next = live(&fx);
+    while let Some((name, _)) = next.pop() {
+        let more = h.live_applied(&name, Ok(()));
+        next = live(&more);
+        fx.extend(more);
+    }
+    h.now += S / 10;
+    fx.extend(h.probe("r1", &leader(201, "ccc", "bbb", 1100, &[R2])));
+    fx.extend(h.probe("r2", &r2));
+    fx.extend(h.probe("master", &follower(400, R2, "ccc", 1100)));
+    assert!(failovers(&fx).is_empty(), "not handed back: {fx:?}");
+    let (ok, lines) = done(&fx, id);
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "master: the role is not handed back: the group's master changed meanwhile (`r1`"
+        )),
+        "{lines:?}"
+    );
+    assert_eq!(h.m.actual_master(), "r1");
 }
 
 #[test]
