@@ -294,11 +294,16 @@ fn scrape(addr: SocketAddr) -> String {
 #[test]
 fn a_failing_and_a_hanging_hook_are_logged_and_counted_and_the_daemon_goes_on() {
     let mut c = cluster::one_host().build();
-    // Fails for r1; hangs for master (killed after 1 s, with what it started).
+    // Fails for r1; hangs for master (killed after 1 s, with what it started). The sleep
+    // is this process's own (its pid as the fraction): the check below looks at every
+    // process on the machine, where another copy of the suite may run this test too.
+    let sleep = format!("sleep 61.{}", std::process::id());
     let script = c.dir.write(
         "hook.sh",
-        "#!/bin/sh\ncase \"$REDISREPD_REASON:$REDISREPD_MASTER\" in\n  start:*) exit 0 ;;\n  \
-         *:r1) echo giving up >&2; exit 3 ;;\n  *) echo waiting; sleep 61; exit 0 ;;\nesac\n",
+        &format!(
+            "#!/bin/sh\ncase \"$REDISREPD_REASON:$REDISREPD_MASTER\" in\n  start:*) exit 0 ;;\n  \
+             *:r1) echo giving up >&2; exit 3 ;;\n  *) echo waiting; {sleep}; exit 0 ;;\nesac\n"
+        ),
     );
     util::chmod(&script, 0o755);
     c.extra_sections = format!(
@@ -337,7 +342,7 @@ fn a_failing_and_a_hanging_hook_are_logged_and_counted_and_the_daemon_goes_on() 
     }
     // The killed hook's `sleep` went with it.
     let sleepers = std::process::Command::new("pgrep")
-        .args(["-f", "^sleep 61$"])
+        .args(["-f", &format!("^{sleep}$")])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
