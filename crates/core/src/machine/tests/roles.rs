@@ -492,13 +492,9 @@ fn one_failed_probe_of_a_replica_does_not_turn_its_live_re_point_into_a_restart(
     assert!(shutdowns(&fx).is_empty(), "no restart: {fx:?}");
 }
 
-#[test]
-fn a_replica_restarted_while_the_master_changes_is_in_sync_through_its_old_upstream_then_re_pointed()
- {
-    // Found by the fault checker (seed 7500, `restart --all`): another daemon's failover
-    // came while `r2` restarted here. It runs under the old master, which now follows
-    // the new one: that is in sync, and the re-point comes after the restart, at once
-    // rather than after `sync_timeout`.
+/// `r2` (with `r1` on host b) restarted by request and launched again under the master
+/// as pid 302, answering but not yet in sync. The request's id, and the machine.
+fn r2_restarting_under_the_master() -> (RequestId, H) {
     let text = r1_on_b();
     let mut h = H::new(&text, "a");
     h.probe_err("r1", "connection refused");
@@ -519,6 +515,17 @@ fn a_replica_restarted_while_the_master_changes_is_in_sync_through_its_old_upstr
     h.launched("r2", 302);
     h.probe("r2", &follower(302, M, "aaa", 1000));
     assert_eq!(h.kind("r2"), Kind::Syncing);
+    (id, h)
+}
+
+#[test]
+fn a_replica_restarted_while_the_master_changes_is_in_sync_through_its_old_upstream_then_re_pointed()
+ {
+    // Found by the fault checker (seed 7500, `restart --all`): another daemon's failover
+    // came while `r2` restarted here. It runs under the old master, which now follows
+    // the new one: that is in sync, and the re-point comes once the restart is done,
+    // rather than after `sync_timeout`.
+    let (id, mut h) = r2_restarting_under_the_master();
     // Meanwhile r1 became master elsewhere; the old master follows it and lists r2.
     h.now += S;
     let mut old_master = follower(100, R1, "bbb", 1000);
@@ -546,4 +553,64 @@ fn a_replica_restarted_while_the_master_changes_is_in_sync_through_its_old_upstr
         changes.contains(&("r2".into(), "re-pointed to r1".into())),
         "{changes:?}"
     );
+}
+
+/// The same, but the old master is not in sync with the new one (its link is down): `r2`
+/// has not got the group's data through it, and is not in sync.
+#[test]
+fn a_replica_under_an_old_upstream_not_in_sync_with_the_new_master_is_not_in_sync() {
+    let (id, mut h) = r2_restarting_under_the_master();
+    h.now += S;
+    let old_master = follower(100, R1, "bbb", 1000)
+        .replace("master_link_status:up", "master_link_status:down")
+        + "slave0:ip=127.0.0.3,port=7002,state=online,offset=1000,lag=0\r\n";
+    let mut fx = h.probe("r1", &leader(201, "bbb", "aaa", 1000, &[]));
+    fx.extend(h.probe("r2", &follower(302, M, "bbb", 1000)));
+    fx.extend(h.probe("master", &old_master));
+    assert_eq!(h.m.actual_master(), "r1");
+    assert_eq!(h.kind("r2"), Kind::Syncing, "{:?}", h.m.state("r2"));
+    assert!(reply(&fx, id).is_none(), "{fx:?}");
+}
+
+/// A planned master restart with nobody moving the role meanwhile: the role goes to the
+/// most advanced replica and comes back to the restarted master.
+#[test]
+fn a_planned_master_restart_hands_the_role_back() {
+    let mut h = H::all_up(SEED);
+    h.now += S;
+    let (id, _) = h.request(Request::Restart {
+        instances: vec!["master".into()],
+        force: false,
+    });
+    let fx = probe_before(&mut h);
+    assert_eq!(failovers(&fx), ["r2"]);
+    h.now += S / 10;
+    h.role_changed("r2", Ok(()));
+    let mut fx = h.probe("r2", &leader(202, "bbb", "aaa", 1000, &[M, R1]));
+    fx.extend(h.probe("r1", &follower(201, R2, "bbb", 1000)));
+    fx.extend(h.probe("master", &follower(100, R2, "bbb", 1000)));
+    while let Some((name, _)) = live(&fx).pop() {
+        fx = h.live_applied(&name, Ok(()));
+    }
+    if shutdowns(&fx).is_empty() {
+        h.now += S / 10;
+        fx = h.probe("r2", &leader(202, "bbb", "aaa", 1000, &[M, R1]));
+        fx.extend(h.probe("r1", &follower(201, R2, "bbb", 1000)));
+        fx.extend(h.probe("master", &follower(100, R2, "bbb", 1000)));
+    }
+    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
+    let mut fx = shutdown_ok(&mut h, "master", 100);
+    h.now += S;
+    fx.extend(h.tick());
+    if claims(&fx).contains(&"master".to_owned()) {
+        fx.extend(h.grant("master"));
+    }
+    assert_eq!(launches(&fx), ["master"], "{fx:?}");
+    h.launched("master", 400);
+    h.now += S;
+    let mut fx = h.probe("master", &follower(400, R2, "bbb", 1100));
+    fx.extend(h.probe("r1", &follower(201, R2, "bbb", 1100)));
+    fx.extend(h.probe("r2", &leader(202, "bbb", "aaa", 1100, &[M, R1])));
+    assert_eq!(failovers(&fx), ["master"], "handed back: {fx:?}");
+    assert!(reply(&fx, id).is_none(), "not before the role is back");
 }
