@@ -300,7 +300,7 @@ fn a_failing_and_a_hanging_hook_are_logged_and_counted_and_the_daemon_goes_on() 
     let sleep = format!("sleep 61.{}", std::process::id());
     let script = c.dir.write(
         "hook.sh",
-        &format!(
+        format!(
             "#!/bin/sh\ncase \"$REDISREPD_REASON:$REDISREPD_MASTER\" in\n  start:*) exit 0 ;;\n  \
              *:r1) echo giving up >&2; exit 3 ;;\n  *) echo waiting; {sleep}; exit 0 ;;\nesac\n"
         ),
