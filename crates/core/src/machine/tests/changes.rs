@@ -154,12 +154,7 @@ fn a_failover_is_recorded_once_and_the_demoted_master_drops_its_clients_at_once(
 #[test]
 fn a_change_learned_from_the_group_is_recorded_with_the_new_masters_id_and_drops_clients() {
     use crate::changes::Reason;
-    let text = r1_on_b();
-    let mut h = H::new(&text, "a");
-    h.probe_err("r1", "connection refused");
-    h.launched("master", 100);
-    h.probe("master", &master_info(100, &[]));
-    h.replica_up("r2", 202, &[R2]);
+    let mut h = H::a_up_r1_on_b();
     // Another daemon failed over to r1: the local old master says replica now.
     h.now += S;
     let mut fx = h.probe("r2", &follower(202, R1, "bbb", 1000));

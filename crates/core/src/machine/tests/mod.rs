@@ -146,6 +146,18 @@ impl H {
         h
     }
 
+    /// A machine on host `a` of [`r1_on_b`] with the master (pid 100) and `r2` (pid 202)
+    /// running, and `r1`, on host `b`, not answering yet.
+    pub(super) fn a_up_r1_on_b() -> H {
+        let mut h = H::new(&r1_on_b(), "a");
+        let fx = h.probe_err("r1", "connection refused");
+        assert_eq!(launches(&fx), ["master"]);
+        h.launched("master", 100);
+        h.probe("master", &master_info(100, &[]));
+        h.replica_up("r2", 202, &[R2]);
+        h
+    }
+
     /// A machine on host `a` of `text` with the master running and `r1` just launched as
     /// pid 201 (its gate place granted), not probed yet.
     pub(super) fn r1_launched(text: &str) -> H {

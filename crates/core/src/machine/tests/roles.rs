@@ -230,13 +230,7 @@ fn promote_is_refused_while_the_master_answers_or_another_replica_is_ahead() {
 
 #[test]
 fn the_actual_master_is_learned_from_info_asked_after_the_last_change() {
-    let text = r1_on_b();
-    let mut h = H::new(&text, "a");
-    let fx = h.probe_err("r1", "connection refused");
-    assert_eq!(launches(&fx), ["master"]);
-    h.launched("master", 100);
-    h.probe("master", &master_info(100, &[]));
-    h.replica_up("r2", 202, &[R2]);
+    let mut h = H::a_up_r1_on_b();
     // Someone failed over to r1 (another daemon, or by hand).
     h.now += S;
     let mut fx = h.probe("r2", &follower(202, R1, "bbb", 1000));
@@ -342,10 +336,10 @@ fn a_planned_master_restart_overtaken_by_a_change_of_master_moves_no_role() {
     assert_eq!(h.m.actual_master(), "r1");
 }
 
-/// The role moved away for the master's restart, then somebody moved it on (to r1):
-/// it is not taken back from r1.
-#[test]
-fn a_planned_master_restart_does_not_take_the_role_back_from_a_later_change() {
+/// `restart master` (planned): the role moved to r2 (the most advanced, last listed), the
+/// old master stopped and launched again as pid 400 under r2, not probed yet. The
+/// request's id, and the machine.
+fn master_restarting_with_the_role_on_r2() -> (RequestId, H) {
     let mut h = H::all_up(SEED);
     h.now += S;
     let (id, _) = h.request(Request::Restart {
@@ -379,6 +373,14 @@ fn a_planned_master_restart_does_not_take_the_role_back_from_a_later_change() {
     }
     assert_eq!(launches(&fx), ["master"], "{fx:?}");
     h.launched("master", 400);
+    (id, h)
+}
+
+/// The role moved away for the master's restart, then somebody moved it on (to r1):
+/// it is not taken back from r1.
+#[test]
+fn a_planned_master_restart_does_not_take_the_role_back_from_a_later_change() {
+    let (id, mut h) = master_restarting_with_the_role_on_r2();
     // Meanwhile r1 became master (a failover by hand); master still runs under r2,
     // which follows r1 and lists it.
     h.now += S;
@@ -495,12 +497,7 @@ fn one_failed_probe_of_a_replica_does_not_turn_its_live_re_point_into_a_restart(
 /// `r2` (with `r1` on host b) restarted by request and launched again under the master
 /// as pid 302, answering but not yet in sync. The request's id, and the machine.
 fn r2_restarting_under_the_master() -> (RequestId, H) {
-    let text = r1_on_b();
-    let mut h = H::new(&text, "a");
-    h.probe_err("r1", "connection refused");
-    h.launched("master", 100);
-    h.probe("master", &master_info(100, &[]));
-    h.replica_up("r2", 202, &[R2]);
+    let mut h = H::a_up_r1_on_b();
     h.now += S;
     h.probe("r1", &follower(201, M, "aaa", 1000));
     h.probe("master", &leader(100, "aaa", "0", 1000, &[R1, R2]));
@@ -576,37 +573,7 @@ fn a_replica_under_an_old_upstream_not_in_sync_with_the_new_master_is_not_in_syn
 /// most advanced replica and comes back to the restarted master.
 #[test]
 fn a_planned_master_restart_hands_the_role_back() {
-    let mut h = H::all_up(SEED);
-    h.now += S;
-    let (id, _) = h.request(Request::Restart {
-        instances: vec!["master".into()],
-        force: false,
-    });
-    let fx = probe_before(&mut h);
-    assert_eq!(failovers(&fx), ["r2"]);
-    h.now += S / 10;
-    h.role_changed("r2", Ok(()));
-    let mut fx = h.probe("r2", &leader(202, "bbb", "aaa", 1000, &[M, R1]));
-    fx.extend(h.probe("r1", &follower(201, R2, "bbb", 1000)));
-    fx.extend(h.probe("master", &follower(100, R2, "bbb", 1000)));
-    while let Some((name, _)) = live(&fx).pop() {
-        fx = h.live_applied(&name, Ok(()));
-    }
-    if shutdowns(&fx).is_empty() {
-        h.now += S / 10;
-        fx = h.probe("r2", &leader(202, "bbb", "aaa", 1000, &[M, R1]));
-        fx.extend(h.probe("r1", &follower(201, R2, "bbb", 1000)));
-        fx.extend(h.probe("master", &follower(100, R2, "bbb", 1000)));
-    }
-    assert_eq!(shutdowns(&fx), [("master".to_owned(), false)], "{fx:?}");
-    let mut fx = shutdown_ok(&mut h, "master", 100);
-    h.now += S;
-    fx.extend(h.tick());
-    if claims(&fx).contains(&"master".to_owned()) {
-        fx.extend(h.grant("master"));
-    }
-    assert_eq!(launches(&fx), ["master"], "{fx:?}");
-    h.launched("master", 400);
+    let (id, mut h) = master_restarting_with_the_role_on_r2();
     h.now += S;
     let mut fx = h.probe("master", &follower(400, R2, "bbb", 1100));
     fx.extend(h.probe("r1", &follower(201, R2, "bbb", 1100)));
