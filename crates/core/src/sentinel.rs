@@ -123,6 +123,74 @@ impl MasterState {
     }
 }
 
+/// What a sentinel says about one replica of the master it monitors (one entry of
+/// `SENTINEL REPLICAS name`): what decides whether it would promote that replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// `name`: `ip:port`.
+    pub name: String,
+    /// `flags`: `slave`, plus `s_down`, `o_down`, `disconnected`, ...
+    pub flags: Vec<String>,
+    /// `master-link-status` as the replica's last INFO said (`err` until the sentinel has
+    /// had one).
+    pub master_link_ok: bool,
+    /// `info-refresh`: ms since that INFO (0 also when there was none).
+    pub info_refresh_ms: u64,
+    /// `last-ok-ping-reply`: ms since the replica last answered a PING.
+    pub last_ok_ping_ms: u64,
+    /// `slave-priority` (0: never promoted).
+    pub priority: u64,
+}
+
+/// How old a replica's INFO may be for Sentinel to promote it while the master is up
+/// (`SENTINEL_INFO_PERIOD * 3` in Redis's sentinel.c).
+const INFO_VALID_MS: u64 = 30_000;
+/// How long ago a replica may have last answered a PING (`SENTINEL_PING_PERIOD * 5`).
+const PING_VALID_MS: u64 = 5_000;
+
+impl ReplicaState {
+    /// Reads one entry of `SENTINEL REPLICAS` (a flat field/value list). Unknown fields are
+    /// ignored; missing numbers read as the worst case.
+    pub fn parse(pairs: &[String]) -> ReplicaState {
+        let mut r = ReplicaState {
+            info_refresh_ms: u64::MAX,
+            last_ok_ping_ms: u64::MAX,
+            priority: 100,
+            ..ReplicaState::default()
+        };
+        for pair in pairs.chunks_exact(2) {
+            let (key, value) = (pair[0].as_str(), pair[1].as_str());
+            match key {
+                "name" => r.name = value.to_owned(),
+                "flags" => r.flags = value.split(',').map(str::to_owned).collect(),
+                "master-link-status" => r.master_link_ok = value == "ok",
+                "info-refresh" => r.info_refresh_ms = value.parse().unwrap_or(u64::MAX),
+                "last-ok-ping-reply" => r.last_ok_ping_ms = value.parse().unwrap_or(u64::MAX),
+                "slave-priority" | "replica-priority" => r.priority = value.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Whether this sentinel would promote the replica now, the master being up: the
+    /// checks of Sentinel's `sentinelSelectSlave`. It answers `SENTINEL FAILOVER` with
+    /// `NOGOODSLAVE` while no replica passes them — as it does for up to ~10 s after a
+    /// group starts: it learns the replicas from the master's INFO (every 10 s), and
+    /// counts one only once it has connected to it and had its INFO.
+    pub fn promotable(&self) -> bool {
+        let bad_flag = self
+            .flags
+            .iter()
+            .any(|f| matches!(f.as_str(), "s_down" | "o_down" | "disconnected"));
+        !bad_flag
+            && self.master_link_ok
+            && self.info_refresh_ms <= INFO_VALID_MS
+            && self.last_ok_ping_ms <= PING_VALID_MS
+            && self.priority != 0
+    }
+}
+
 /// The answer of `SENTINEL CKQUORUM name`: can the sentinels reach `quorum` and the
 /// majority a failover needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +281,51 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// One `SENTINEL REPLICAS` entry as Redis 6.2-8.0 write it, with `changes` applied.
+    fn replica(changes: &[(&str, &str)]) -> ReplicaState {
+        let mut fields = vec![
+            ("name", "127.0.0.3:7002"),
+            ("flags", "slave"),
+            ("last-ok-ping-reply", "120"),
+            ("info-refresh", "800"),
+            ("master-link-status", "ok"),
+            ("slave-priority", "100"),
+        ];
+        for (k, v) in changes {
+            match fields.iter_mut().find(|(key, _)| key == k) {
+                Some(f) => f.1 = v,
+                None => fields.push((k, v)),
+            }
+        }
+        let flat: Vec<String> = fields
+            .iter()
+            .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
+            .collect();
+        ReplicaState::parse(&flat)
+    }
+
+    #[test]
+    fn a_replica_is_promotable_once_the_sentinel_has_had_its_info() {
+        assert!(replica(&[]).promotable());
+        assert_eq!(replica(&[]).name, "127.0.0.3:7002");
+        // Just learnt from the master's INFO: no link yet, no INFO of its own.
+        let discovered = replica(&[
+            ("flags", "slave,disconnected"),
+            ("master-link-status", "err"),
+            ("info-refresh", "0"),
+        ]);
+        assert!(!discovered.promotable());
+        // Connected, but its INFO not read yet: Sentinel still says NOGOODSLAVE.
+        let linked = replica(&[("master-link-status", "err"), ("info-refresh", "0")]);
+        assert!(!linked.promotable());
+        assert!(!replica(&[("flags", "slave,s_down")]).promotable());
+        assert!(!replica(&[("info-refresh", "30001")]).promotable());
+        assert!(!replica(&[("last-ok-ping-reply", "5001")]).promotable());
+        assert!(!replica(&[("slave-priority", "0")]).promotable());
+        // Fields missing: not promotable rather than guessed so.
+        assert!(!ReplicaState::parse(&strings(&["flags", "slave"])).promotable());
     }
 
     #[test]

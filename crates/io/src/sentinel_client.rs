@@ -12,7 +12,7 @@ use std::time::Duration;
 use redisrepd_core::config::Secret;
 use redisrepd_core::endpoint::Endpoint;
 use redisrepd_core::render::sentinel::SentinelSet;
-use redisrepd_core::sentinel::{MasterState, Quorum, caught_up, parse_master_addr};
+use redisrepd_core::sentinel::{MasterState, Quorum, ReplicaState, caught_up, parse_master_addr};
 
 use crate::redis_io::describe;
 
@@ -63,6 +63,54 @@ pub fn get_master_addr(
     parse_master_addr(reply)
 }
 
+/// The sentinels that would promote a replica now (step 1 of [`switchover`]): waits up to
+/// `within` for at least one, asking every 100 ms. `Err` names what each one says.
+fn sentinels_ready<'a>(
+    sentinels: &'a [Endpoint],
+    name: &str,
+    ask: Duration,
+    within: Duration,
+) -> Result<Vec<&'a Endpoint>, String> {
+    let start = std::time::Instant::now();
+    let deadline = start + within;
+    loop {
+        let mut views = Vec::new();
+        let mut ready = Vec::new();
+        for ep in sentinels {
+            match replicas(ep, name, ask) {
+                Ok(list) if list.iter().any(ReplicaState::promotable) => ready.push(ep),
+                Ok(list) => {
+                    let seen: Vec<String> = list
+                        .iter()
+                        .map(|r| format!("{} ({})", r.name, r.flags.join(",")))
+                        .collect();
+                    views.push(format!("{ep:?}: knows [{}]", seen.join(", ")));
+                }
+                Err(e) => views.push(format!("{ep:?}: {e}")),
+            }
+        }
+        if !ready.is_empty() {
+            if !views.is_empty() || start.elapsed() >= Duration::from_millis(100) {
+                tracing::info!(
+                    waited_ms = start.elapsed().as_millis() as u64,
+                    "{} of {} sentinels would promote a replica",
+                    ready.len(),
+                    sentinels.len()
+                );
+            }
+            return Ok(ready);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "no sentinel would promote a replica within {within:?} (none it knows is \
+                 connected, answering, with a fresh INFO and a priority above 0): {}",
+                views.join("; ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `SENTINEL FAILOVER name`: asks this sentinel to fail over now, without asking the
 /// others for agreement (it only gets the vote of a majority for the new epoch). Returns
 /// once the failover *started*; watch [`get_master_addr`] for its end. An error names
@@ -81,6 +129,16 @@ pub fn failover(ep: &Endpoint, name: &str, timeout: Duration) -> Result<(), Stri
 pub fn master_state(ep: &Endpoint, name: &str, timeout: Duration) -> Result<MasterState, String> {
     let pairs: Vec<String> = query(ep, timeout, redis::cmd("SENTINEL").arg("MASTER").arg(name))?;
     Ok(MasterState::parse(&pairs))
+}
+
+/// `SENTINEL REPLICAS name`: the replicas this sentinel knows, as it sees them.
+pub fn replicas(ep: &Endpoint, name: &str, timeout: Duration) -> Result<Vec<ReplicaState>, String> {
+    let entries: Vec<Vec<String>> = query(
+        ep,
+        timeout,
+        redis::cmd("SENTINEL").arg("REPLICAS").arg(name),
+    )?;
+    Ok(entries.iter().map(|e| ReplicaState::parse(e)).collect())
 }
 
 /// `SENTINEL CKQUORUM name`. `Err` only when the sentinel cannot be asked (or monitors no
@@ -180,16 +238,20 @@ pub fn change_password(
 /// taking writes for ~11 s until Sentinel converts it, and they are lost; see
 /// notes/facts-sentinel.md):
 ///
-/// 1. `CLIENT PAUSE <pause> WRITE` on the master (writes wait, reads go on);
-/// 2. waits until an online replica has the master's offset ([`caught_up`]);
-/// 3. `SENTINEL FAILOVER name` on the first sentinel that accepts it;
-/// 4. waits until a sentinel names another master, and returns it.
+/// 1. waits until a sentinel would promote one of the replicas ([`ReplicaState::promotable`]):
+///    right after a start Sentinel refuses with `NOGOODSLAVE` for up to ~10 s, and that
+///    wait must not be spent with writes paused;
+/// 2. `CLIENT PAUSE <pause> WRITE` on the master (writes wait, reads go on);
+/// 3. waits until an online replica has the master's offset ([`caught_up`]);
+/// 4. `SENTINEL FAILOVER name` on the first sentinel that accepts it, those of step 1 first;
+/// 5. waits until a sentinel names another master, and returns it.
 ///
 /// The old master stays paused: the caller must, within `pause`, either SHUTDOWN it
 /// (restart/stop: the paused clients see the connection close, unanswered) or make it a
 /// replica of the new master (`REPLICAOF`, then `CLIENT UNPAUSE`). When this fails before
 /// Sentinel accepted the failover, the master is unpaused; after, it is left paused (two
-/// masters taking writes would be worse). Blocking: polls every 10 ms until `within`.
+/// masters taking writes would be worse). Blocking: step 1 waits up to `within`, then the
+/// rest up to `within` again, polling every 10 ms while writes are paused.
 /// Only call it when a replica is in sync: Sentinel promotes a replica that has not
 /// finished its first sync, data set empty (measured).
 pub fn switchover(
@@ -199,9 +261,10 @@ pub fn switchover(
     pause: Duration,
     within: Duration,
 ) -> Result<(IpAddr, u16), String> {
-    let deadline = std::time::Instant::now() + within;
     let step = Duration::from_millis(10);
     let ask = within.min(Duration::from_secs(5));
+    let ready = sentinels_ready(sentinels, name, ask, within)?;
+    let deadline = std::time::Instant::now() + within;
     let mut conn = master.connect(ask).map_err(describe)?;
     let _: redis::Value = redis::cmd("CLIENT")
         .arg("PAUSE")
@@ -229,13 +292,18 @@ pub fn switchover(
     }
     let old = (master.bind, master.port);
     let mut refusals = Vec::new();
-    let accepted = sentinels.iter().any(|ep| match failover(ep, name, ask) {
-        Ok(()) => true,
-        Err(e) => {
-            refusals.push(format!("{ep:?}: {e}"));
-            false
-        }
-    });
+    let (first, rest): (Vec<&Endpoint>, Vec<&Endpoint>) =
+        sentinels.iter().partition(|ep| ready.contains(ep));
+    let accepted = first
+        .into_iter()
+        .chain(rest)
+        .any(|ep| match failover(ep, name, ask) {
+            Ok(()) => true,
+            Err(e) => {
+                refusals.push(format!("{ep:?}: {e}"));
+                false
+            }
+        });
     if !accepted {
         return unpause(
             &mut conn,
