@@ -651,6 +651,8 @@ fn has_vip(ns: &str) -> bool {
 /// records the longest time between two acknowledged writes.
 struct VipWriter {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Writes acknowledged so far, for waiting on progress instead of on time.
+    acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
     handle: std::thread::JoinHandle<(u64, Duration)>,
 }
 
@@ -658,7 +660,8 @@ impl VipWriter {
     fn start(ns: &str, vip: SocketAddr) -> VipWriter {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (ns, flag) = (ns.to_owned(), stop.clone());
+        let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (ns, flag, counter) = (ns.to_owned(), stop.clone(), acked_so_far.clone());
         let handle = std::thread::spawn(move || {
             in_ns(&ns, || {
                 let (mut acked, mut longest) = (0u64, Duration::ZERO);
@@ -679,6 +682,7 @@ impl VipWriter {
                     match set {
                         Ok(()) => {
                             acked += 1;
+                            counter.store(acked, Ordering::Relaxed);
                             longest = longest.max(last.elapsed());
                             last = Instant::now();
                         }
@@ -689,7 +693,24 @@ impl VipWriter {
                 (acked, longest)
             })
         });
-        VipWriter { stop, handle }
+        VipWriter {
+            stop,
+            acked: acked_so_far,
+            handle,
+        }
+    }
+
+    /// Waits until `more` writes beyond those acknowledged now have been acknowledged.
+    fn wait_for_more(&self, more: u64) {
+        let target = self.acked.load(std::sync::atomic::Ordering::Relaxed) + more;
+        util::wait_for(UP, &format!("{more} more writes through the VIP"), || {
+            let now = self.acked.load(std::sync::atomic::Ordering::Relaxed);
+            if now >= target {
+                Ok(())
+            } else {
+                Err(format!("{now} acknowledged, want {target}"))
+            }
+        });
     }
 
     fn finish(self) -> (u64, Duration) {
@@ -749,7 +770,7 @@ fn the_vip_hook_moves_the_address_to_the_new_masters_host() {
     });
     let vip: SocketAddr = format!("{VIP}:6379").parse().expect("VIP address");
     let writer = VipWriter::start(&na, vip);
-    std::thread::sleep(Duration::from_millis(300)); // some writes before the change
+    writer.wait_for_more(20); // some writes before the change
 
     let started = Instant::now();
     cli_in(&c, &nb, &["failover", "--to", "r"]).expect_code(0);
@@ -779,7 +800,8 @@ fn the_vip_hook_moves_the_address_to_the_new_masters_host() {
             Ok::<_, String>(())
         })
     });
-    std::thread::sleep(Duration::from_millis(300)); // writes after the change
+    // The writer's own connection, too, reaches the new master through the VIP.
+    writer.wait_for_more(20);
     let (acked, gap) = writer.finish();
     assert!(acked > 0);
     for host in ["master", "slave"] {

@@ -49,6 +49,7 @@ fn a_crash_while_paused_is_left_alone_until_resume_also_across_a_daemon_restart(
     util::wait_until(UP, "the new daemon b to read the pause", || {
         c.daemon_log("b").contains("the group is paused for")
     });
+    // A window, not a wait: that nothing comes back has no event to wait for.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(c.status()["r1"]["pid"], serde_json::Value::Null);
 

@@ -77,10 +77,8 @@ impl Node {
                 .arg("SAVE")
                 .query::<redis::Value>(&mut con)
             {
-                Err(e) if e.code().is_some() => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    Err(e.to_string())
-                }
+                // `wait_for` backs off between tries.
+                Err(e) if e.code().is_some() => Err(e.to_string()),
                 _ => Ok(()),
             }
         });

@@ -69,18 +69,10 @@ fn context(c: &Cluster) -> String {
 /// Polls `probe` until it succeeds; after [`UP`] panics with its last answer and the
 /// group's [`context`]. (The pause between polls only paces them.)
 #[track_caller]
-fn wait_for<T>(c: &Cluster, what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + UP;
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(e) if Instant::now() >= deadline => panic!(
-                "timed out after {UP:?} waiting for {what}; last result: {e}\n{}",
-                context(c)
-            ),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+fn wait_for<T>(c: &Cluster, what: &str, probe: impl FnMut() -> Result<T, String>) -> T {
+    let never = AtomicBool::new(false);
+    redisrepd_testkit::try_wait_for(what, UP, &never, probe)
+        .unwrap_or_else(|e| panic!("{e}\n{}", context(c)))
 }
 
 /// [`Cluster::wait_healthy`], failing with the [`context`].
