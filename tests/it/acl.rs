@@ -273,6 +273,7 @@ impl Client {
                     Err(e) => r.lock().unwrap().push(e.to_string()),
                 }
                 n += 1;
+                // Pacing the client, not waiting for a condition: a steady trickle of logins.
                 std::thread::sleep(Duration::from_millis(5));
             }
         });

@@ -672,6 +672,7 @@ impl VipWriter {
                         con = util::connect(vip, Some(PASSWORD)).ok();
                     }
                     let Some(c) = con.as_mut() else {
+                        // Pacing reconnects while the VIP moves, not waiting for a condition.
                         std::thread::sleep(Duration::from_millis(10));
                         continue;
                     };

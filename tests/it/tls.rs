@@ -545,6 +545,7 @@ fn certificates_rotated_in_place_are_loaded_live_and_no_client_is_refused() {
                         refused.push(format!("{addr}: {e}"));
                     }
                 }
+                // Pacing the client, not waiting for a condition: reconnects every 100 ms.
                 std::thread::sleep(Duration::from_millis(100));
             }
             (tries, refused)

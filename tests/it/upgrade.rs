@@ -160,6 +160,7 @@ impl Watcher {
                         }
                     }
                 }
+                // The sampling period, not a wait: INFO every 20 ms until stopped.
                 std::thread::sleep(Duration::from_millis(20));
             }
             (most_away, worst)
